@@ -1,0 +1,91 @@
+// Pass: constant folding. A node whose inputs are all constants is run once, with the runtime's
+// own kernels (so folding and execution can never disagree), and its outputs become initializers.
+#include <fmt/format.h>
+
+#include <unordered_set>
+
+#include "core/thread_pool.h"
+#include "passes/passes.h"
+#include "runtime/plan.h"
+
+namespace quantkit::passes {
+
+namespace {
+
+bool IsFoldable(const Graph& g, const Node& n) {
+  static const std::unordered_set<std::string> kNondeterministic = {
+      "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"};
+  if (!n.IsDefaultDomain() || kNondeterministic.count(n.op_type)) return false;
+  for (const auto& a : n.attributes)
+    if (a.g || !a.graphs.empty()) return false;
+  bool any_input = false;
+  for (const auto& in : n.inputs) {
+    if (in.empty()) continue;
+    if (!g.IsInitializer(in) || g.IsGraphInput(in)) return false;
+    any_input = true;
+  }
+  if (!any_input) return false;
+  return IsOpSupported(n.domain, n.op_type);
+}
+
+Status Run(Graph& g, const Model& model, uint64_t max_output_bytes, ThreadPool& pool) {
+  for (auto& n : g.nodes)
+    for (auto& a : n.attributes) {
+      if (a.g) QK_RETURN_IF_ERROR(Run(*a.g, model, max_output_bytes, pool));
+      for (auto& sg : a.graphs) QK_RETURN_IF_ERROR(Run(*sg, model, max_output_bytes, pool));
+    }
+  std::vector<Node> kept;
+  kept.reserve(g.nodes.size());
+  for (auto& n : g.nodes) {
+    if (!IsFoldable(g, n)) {
+      kept.push_back(std::move(n));
+      continue;
+    }
+    Graph tmp;
+    tmp.name = "fold";
+    for (const auto& in : n.inputs)
+      if (!in.empty() && !tmp.IsInitializer(in)) tmp.AddInitializer(in, *g.FindInitializer(in));
+    tmp.nodes.push_back(n);
+    for (const auto& o : n.outputs)
+      if (!o.empty()) {
+        ValueInfo vi;
+        vi.name = o;
+        tmp.outputs.push_back(vi);
+      }
+    std::vector<Value> outs;
+    Status s;
+    {
+      auto plan = rt::Plan::Build(tmp, model, nullptr);
+      s = plan.status();
+      if (s.ok()) {
+        rt::RunContext run{DefaultAllocator(), &pool};
+        s = (*plan)->Run(run, nullptr, {}, &outs);
+      }
+    }
+    bool fits = s.ok();
+    for (const auto& v : outs) fits &= v.is_tensor() && v.tensor.nbytes() <= max_output_bytes;
+    if (!fits) {
+      // Not an error: the node may fail only on these particular constants at run time too, or the
+      // result is too big to store; it is left for execution, where errors get full context.
+      kept.push_back(std::move(n));
+      continue;
+    }
+    size_t k = 0;
+    for (const auto& o : n.outputs) {
+      if (o.empty()) continue;
+      // A folded value is owned by the model from now on: copy it out of the pool-free buffer.
+      g.AddInitializer(o, outs[k++].tensor);
+    }
+  }
+  g.nodes = std::move(kept);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status FoldConstants(Model& model, uint64_t max_output_bytes) {
+  ThreadPool pool(1);
+  return Run(model.graph, model, max_output_bytes, pool);
+}
+
+}  // namespace quantkit::passes

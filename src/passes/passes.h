@@ -1,0 +1,36 @@
+// Graph passes. Each lives in its own file, edits the model in place and returns a Status.
+// Passes recurse into subgraphs where that is meaningful.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "quantkit/ir.h"
+#include "quantkit/status.h"
+
+namespace quantkit::passes {
+
+// Orders nodes so every value is produced before it is read (Kahn's algorithm, stable: keeps the
+// original order among ready nodes). Errors on cycles, naming a node on the cycle.
+Status TopologicalSort(Graph& graph);
+// Turns Constant nodes into initializers (all value_* attribute forms).
+Status ConstantNodesToInitializers(Model& model);
+// Evaluates nodes whose inputs are all constants with the runtime's own kernels and stores the
+// results as initializers. Skips nodes whose output would be larger than max_output_bytes.
+Status FoldConstants(Model& model, uint64_t max_output_bytes = 64u << 20);
+// Removes nodes whose outputs are never used, and initializers nobody reads.
+Status EliminateDeadNodes(Model& model);
+// Removes Identity, Dropout (inference) and Cast to the same type, rewiring consumers.
+Status EliminateIdentities(Model& model);
+// Replaces If nodes whose condition is a constant by the taken branch's nodes.
+Status InlineConstantIf(Model& model);
+// Folds BatchNormalization into a preceding Conv/ConvTranspose/Gemm with constant weights.
+Status FoldBatchNorm(Model& model);
+// ONNX's shape inference, then quantkit's own propagation for what it leaves unknown.
+Status InferShapes(Model& model);
+
+// The inference pipeline run by Session (in order): constants to initializers, topological sort,
+// inline constant If, eliminate identities, fold constants, fold BatchNorm, dead nodes.
+Status OptimizeForInference(Model& model);
+
+}  // namespace quantkit::passes

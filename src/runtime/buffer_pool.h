@@ -1,0 +1,40 @@
+// BufferPool: the runtime's allocator. Buffers released by tensors come back to a free list and are
+// reused by later allocations of similar size; this is how memory is recycled by liveness (the
+// executor drops each value after its last consumer, which returns its buffer here).
+// Also enforces the session's memory limit. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "quantkit/tensor.h"
+
+namespace quantkit::rt {
+
+class BufferPool final : public Allocator {
+ public:
+  explicit BufferPool(uint64_t max_bytes) : state_(std::make_shared<State>()) { state_->max_bytes = max_bytes; }
+  std::shared_ptr<Buffer> Allocate(size_t bytes) override;
+  uint64_t peak_bytes() const;
+  uint64_t live_bytes() const;
+  uint64_t max_bytes() const { return state_->max_bytes; }
+  // Last allocation refused by the limit (for messages).
+  uint64_t last_refused_bytes() const;
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::multimap<size_t, Buffer*> free;  // capacity -> buffer
+    uint64_t held_bytes = 0;               // live + free
+    uint64_t live_bytes = 0;
+    uint64_t peak_live = 0;
+    uint64_t max_bytes = 0;
+    uint64_t last_refused = 0;
+    ~State();
+  };
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace quantkit::rt

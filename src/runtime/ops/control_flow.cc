@@ -1,0 +1,8 @@
+// (being written) op family: see ops.h.
+#include "runtime/ops/ops.h"
+
+namespace quantkit::rt {
+
+void RegisterControlFlowOps(KernelRegistry& r) { (void)r; }
+
+}  // namespace quantkit::rt

@@ -1,0 +1,79 @@
+// Plan: a graph compiled for execution. Values become numbered slots; each step knows its kernel,
+// its input/output slots and which slots die after it (liveness), so the executor frees buffers
+// as early as possible and the pool reuses them.
+//
+// Planning steps:
+//  1. Order nodes topologically (the graph passes already did; verified here).
+//  2. Give every value a slot: constants (initializers), graph inputs, values captured from the
+//     enclosing graph (for If/Loop bodies), node outputs.
+//  3. For each slot, find the last step that reads it (reads inside subgraphs count for the node
+//     holding the subgraph); graph outputs and constants never die.
+//  4. Create each node's kernel through the registry (which validates attributes and may pre-pack
+//     constant weights).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "quantkit/ir.h"
+#include "quantkit/session.h"
+#include "runtime/kernel.h"
+
+namespace quantkit::rt {
+
+struct RunContext {
+  Allocator* allocator = nullptr;
+  ThreadPool* threads = nullptr;
+};
+
+// The live values of one execution of one plan.
+struct Frame {
+  const Plan* plan = nullptr;
+  std::vector<Value> slots;
+  Frame* parent = nullptr;
+  RunContext* run = nullptr;
+};
+
+class Plan {
+ public:
+  // parent: the enclosing plan when building a subgraph (its slots supply outer-scope values).
+  static StatusOr<std::unique_ptr<Plan>> Build(const Graph& graph, const Model& model, const Plan* parent);
+
+  // Runs with the given graph inputs (in graph-input order; an empty Value for an input that
+  // has an initializer default), and returns graph outputs in order.
+  Status Run(RunContext& run, Frame* parent, std::vector<Value> inputs, std::vector<Value>* outputs) const;
+
+  int SlotOf(const std::string& value) const;  // -1 if unknown
+  const Graph& graph() const { return graph_; }
+  const std::vector<std::string>& input_names() const { return input_names_; }
+
+ private:
+  struct Step {
+    const Node* node = nullptr;
+    std::unique_ptr<OpKernel> kernel;
+    std::vector<int> in_slots;   // -1 for absent optional inputs
+    std::vector<int> out_slots;  // -1 for unwanted outputs
+    std::vector<int> release_after;
+  };
+  explicit Plan(const Graph& graph) : graph_(graph) {}
+
+  const Graph& graph_;
+  std::vector<Step> steps_;
+  std::unordered_map<std::string, int> slot_of_;
+  int num_slots_ = 0;
+  std::vector<std::pair<int, Tensor>> constants_;
+  std::vector<std::string> input_names_;
+  std::vector<int> input_slots_;
+  std::vector<const Tensor*> input_defaults_;  // initializer defaults for graph inputs (or null)
+  std::vector<int> output_slots_;
+  std::vector<std::pair<int, int>> captures_;  // (local slot, parent slot)
+  std::vector<bool> wanted_;                   // per slot: read by a step or a graph output
+
+  friend class KernelContext;
+  friend struct KernelInit;
+};
+
+}  // namespace quantkit::rt
