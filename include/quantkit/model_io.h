@@ -4,6 +4,7 @@
 #include <string>
 
 #include "quantkit/ir.h"
+#include "quantkit/session.h"
 #include "quantkit/status.h"
 
 namespace quantkit {
@@ -31,5 +32,12 @@ StatusOr<std::string> SerializeModel(const Model& model);
 Status CheckModel(const Model& model);
 // ONNX's shape inference; fills graph.value_info (and output shapes) where it can.
 Status InferShapesOnnx(Model& model);
+
+// Reads one serialized TensorProto (.pb), as in ONNX's test data sets.
+StatusOr<Tensor> LoadTensorProto(const std::string& path);
+// Reads a .pb holding a TensorProto or, for sequence-typed values, a SequenceProto.
+StatusOr<Value> LoadValueProto(const std::string& path, ValueInfo::Kind kind);
+// Writes a tensor as a serialized TensorProto (atomically).
+Status SaveTensorProto(const Tensor& t, const std::string& name, const std::string& path);
 
 }  // namespace quantkit

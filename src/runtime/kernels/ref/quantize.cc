@@ -1,0 +1,59 @@
+// Reference integer arithmetic for the quantized ops (see quantize.h for the exact formulas).
+#include "runtime/kernels/ref/quantize.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace quantkit::rt::quant {
+
+DynamicParams ComputeDynamicParams(const float* x, int64_t n) {
+  float lo = 0, hi = 0;  // the range always includes 0
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    if (!std::isfinite(v)) continue;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  DynamicParams p;
+  p.scale = (hi - lo) / 255.0f;
+  if (p.scale == 0) return p;  // all zeros: scale 0, zero point 0
+  const float zp = RoundHalfToEven(0.0f - lo / p.scale);
+  p.zero_point = SaturateInt<uint8_t>(RoundedToInt64(zp));
+  return p;
+}
+
+void IntegerGemm(int64_t M, int64_t N, int64_t K, const QOperand* A, int64_t lda, const QOperand* B,
+                 int64_t ldb, int32_t* C, int64_t ldc) {
+  constexpr int64_t kBlockN = 512;   // C row block: 2 KiB of accumulators, stays in L1
+  constexpr int64_t kBlockK = 256;   // B panel rows per pass: 256 x 512 x 2 B = 256 KiB (L2)
+  for (int64_t m = 0; m < M; ++m) std::memset(C + m * ldc, 0, sizeof(int32_t) * static_cast<size_t>(N));
+  // uint32 accumulation: products of 8-bit differences fit in int32; the sum wraps (defined).
+  for (int64_t n0 = 0; n0 < N; n0 += kBlockN) {
+    const int64_t nb = std::min(kBlockN, N - n0);
+    for (int64_t k0 = 0; k0 < K; k0 += kBlockK) {
+      const int64_t kb = std::min(kBlockK, K - k0);
+      for (int64_t m = 0; m < M; ++m) {
+        uint32_t* c = reinterpret_cast<uint32_t*>(C + m * ldc + n0);
+        const QOperand* a = A + m * lda + k0;
+        int64_t k = 0;
+        for (; k + 1 < kb; k += 2) {  // two rows of B per pass halves the C traffic
+          const int32_t a0 = a[k], a1 = a[k + 1];
+          if (a0 == 0 && a1 == 0) continue;
+          const QOperand* b0 = B + (k0 + k) * ldb + n0;
+          const QOperand* b1 = b0 + ldb;
+          for (int64_t j = 0; j < nb; ++j) {
+            c[j] += static_cast<uint32_t>(a0 * static_cast<int32_t>(b0[j]) + a1 * static_cast<int32_t>(b1[j]));
+          }
+        }
+        for (; k < kb; ++k) {
+          const int32_t a0 = a[k];
+          if (a0 == 0) continue;
+          const QOperand* b0 = B + (k0 + k) * ldb + n0;
+          for (int64_t j = 0; j < nb; ++j) c[j] += static_cast<uint32_t>(a0 * static_cast<int32_t>(b0[j]));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace quantkit::rt::quant
