@@ -2,6 +2,7 @@
 // Run() may be called from several threads at once.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -36,6 +37,14 @@ struct Value {
   bool is_sequence() const { return kind == Kind::kSequence; }
 };
 
+// Called after each node of the main graph with each of its outputs (calibration, shape probing,
+// debugging). Runs on the thread that called Run.
+using ValueObserver = std::function<void(const Node& node, size_t output_index, const Value& value)>;
+
+struct RunOptions {
+  ValueObserver observer;
+};
+
 struct SessionOptions {
   int threads = 0;                // 0 = all cores
   uint64_t max_memory_bytes = 0;  // 0 = default (half of physical memory)
@@ -51,7 +60,8 @@ class Session {
   // Inputs by name; every graph input without an initializer must be given. Outputs come back in
   // graph-output order.
   Status Run(const std::vector<std::pair<std::string, Tensor>>& inputs, std::vector<Tensor>* outputs) const;
-  Status RunValues(const std::vector<std::pair<std::string, Value>>& inputs, std::vector<Value>* outputs) const;
+  Status RunValues(const std::vector<std::pair<std::string, Value>>& inputs, std::vector<Value>* outputs,
+                   const RunOptions& run_options = {}) const;
 
   const std::vector<ValueInfo>& inputs() const;   // graph inputs that must be fed
   const std::vector<ValueInfo>& outputs() const;

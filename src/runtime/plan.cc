@@ -168,6 +168,12 @@ Status Plan::Run(RunContext& run, Frame* parent, std::vector<Value> inputs, std:
                                     st.node->outputs[o]));
       }
     }
+    if (run.observer && *run.observer && !parent) {
+      for (size_t o = 0; o < st.out_slots.size(); ++o) {
+        const int slot = st.out_slots[o];
+        if (slot >= 0 && frame.slots[slot].kind != Value::Kind::kNone) (*run.observer)(*st.node, o, frame.slots[slot]);
+      }
+    }
     for (int slot : st.release_after) frame.slots[slot] = Value{};
   }
   outputs->clear();

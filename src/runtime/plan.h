@@ -27,6 +27,7 @@ namespace quantkit::rt {
 struct RunContext {
   Allocator* allocator = nullptr;
   ThreadPool* threads = nullptr;
+  const ValueObserver* observer = nullptr;  // sees every node output of the top-level graph
 };
 
 // The live values of one execution of one plan.

@@ -93,8 +93,8 @@ Status CheckInput(const ValueInfo& vi, const Value& v) {
 }
 }  // namespace
 
-Status Session::RunValues(const std::vector<std::pair<std::string, Value>>& inputs,
-                          std::vector<Value>* outputs) const {
+Status Session::RunValues(const std::vector<std::pair<std::string, Value>>& inputs, std::vector<Value>* outputs,
+                          const RunOptions& run_options) const {
   const Graph& g = impl_->model.graph;
   std::vector<Value> ordered(g.inputs.size());
   for (const auto& [name, value] : inputs) {
@@ -112,7 +112,7 @@ Status Session::RunValues(const std::vector<std::pair<std::string, Value>>& inpu
       return InvalidArgument(fmt::format("input '{}' was not given", g.inputs[i].name));
     }
   }
-  rt::RunContext run{impl_->pool.get(), impl_->threads.get()};
+  rt::RunContext run{impl_->pool.get(), impl_->threads.get(), &run_options.observer};
   return impl_->plan->Run(run, nullptr, std::move(ordered), outputs);
 }
 

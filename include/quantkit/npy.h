@@ -1,0 +1,18 @@
+// NumPy .npy files: read and write tensors (float32, float16, float64, int8, uint8, int16, uint16,
+// int32, uint32, int64, uint64, bool). Readers validate the header fully before allocating.
+#pragma once
+
+#include <string>
+
+#include "quantkit/status.h"
+#include "quantkit/tensor.h"
+
+namespace quantkit {
+
+StatusOr<Tensor> ReadNpy(const std::string& path);
+StatusOr<Tensor> ParseNpy(const std::string& bytes, const std::string& what);
+// Writes atomically (temp file + rename).
+Status WriteNpy(const Tensor& t, const std::string& path);
+std::string SerializeNpy(const Tensor& t);
+
+}  // namespace quantkit

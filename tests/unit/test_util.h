@@ -1,0 +1,65 @@
+// Helpers for building small models in tests.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "quantkit/ir.h"
+#include "quantkit/session.h"
+
+namespace quantkit::testing {
+
+inline Node MakeNode(const std::string& op, std::vector<std::string> inputs, std::vector<std::string> outputs,
+                     const std::string& name = "") {
+  Node n;
+  n.op_type = op;
+  n.inputs = std::move(inputs);
+  n.outputs = std::move(outputs);
+  n.name = name.empty() ? op + "_" + (n.outputs.empty() ? std::string("x") : n.outputs[0]) : name;
+  return n;
+}
+
+inline ValueInfo MakeValueInfo(const std::string& name, DType dtype, std::vector<int64_t> shape) {
+  ValueInfo vi;
+  vi.name = name;
+  vi.dtype = dtype;
+  vi.has_shape = true;
+  for (int64_t d : shape) vi.shape.push_back(Dim{d, ""});
+  return vi;
+}
+
+inline Model MakeModel(Graph graph, int64_t opset = 17) {
+  Model m;
+  m.ir_version = 8;
+  m.opsets = {{"", opset}};
+  m.producer_name = "quantkit-test";
+  m.graph = std::move(graph);
+  if (m.graph.name.empty()) m.graph.name = "test";
+  return m;
+}
+
+// Runs a model and returns its outputs; fails the test on error.
+inline std::vector<Tensor> RunModel(const Model& model, const std::vector<std::pair<std::string, Tensor>>& inputs,
+                                    bool optimize = true) {
+  SessionOptions opts;
+  opts.optimize = optimize;
+  opts.threads = 1;
+  auto session = Session::Create(model, opts);
+  if (!session.ok()) {
+    ADD_FAILURE() << "Session::Create: " << session.status().message();
+    return {};
+  }
+  std::vector<Tensor> out;
+  Status s = (*session)->Run(inputs, &out);
+  if (!s.ok()) ADD_FAILURE() << "Run: " << s.message();
+  return out;
+}
+
+inline float MaxAbsDiff(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape()) return 1e30f;
+  float m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, static_cast<float>(std::fabs(a.GetAsDouble(i) - b.GetAsDouble(i))));
+  return m;
+}
+
+}  // namespace quantkit::testing
