@@ -32,6 +32,9 @@ StatusOr<Tensor> LoadTensorProto(const std::string& path) {
 }
 
 StatusOr<Value> LoadValueProto(const std::string& path, ValueInfo::Kind kind) {
+  if (kind == ValueInfo::Kind::kOther) {
+    return Unimplemented(fmt::format("{}: only tensor and sequence values are supported (optional/map types are not)", path));
+  }
   if (kind != ValueInfo::Kind::kSequence) {
     QK_ASSIGN_OR_RETURN(Tensor t, LoadTensorProto(path));
     return Value::FromTensor(std::move(t));

@@ -93,6 +93,16 @@ void CollectOps(const Graph& g, std::set<std::pair<std::string, std::string>>* o
   }
 }
 
+// ONNX stores bfloat16 test data as uint16 (NumPy has no bfloat16): reinterpret the bits.
+Value AsDeclaredType(Value v, const ValueInfo& declared) {
+  if (declared.dtype == DType::kBFloat16 && v.is_tensor() && v.tensor.dtype() == DType::kUInt16) {
+    Tensor t(DType::kBFloat16, v.tensor.shape());
+    std::memcpy(t.raw_data(), v.tensor.raw_data(), v.tensor.nbytes());
+    v.tensor = t;
+  }
+  return v;
+}
+
 enum class Outcome { kPass, kFail, kUnsupported };
 
 Outcome RunCase(const fs::path& dir, const Options& opt, std::string* detail, std::set<std::string>* missing_ops) {
@@ -142,7 +152,7 @@ Outcome RunCase(const fs::path& dir, const Options& opt, std::string* detail, st
         *detail = v.status().message();
         return v.status().code() == StatusCode::kUnimplemented ? Outcome::kUnsupported : Outcome::kFail;
       }
-      inputs.emplace_back(feeds[i]->name, std::move(v).value());
+      inputs.emplace_back(feeds[i]->name, AsDeclaredType(std::move(v).value(), *feeds[i]));
     }
     std::vector<Value> outputs;
     Status s = (*session)->RunValues(inputs, &outputs);
@@ -158,7 +168,7 @@ Outcome RunCase(const fs::path& dir, const Options& opt, std::string* detail, st
         *detail = want.status().message();
         return want.status().code() == StatusCode::kUnimplemented ? Outcome::kUnsupported : Outcome::kFail;
       }
-      std::string diff = CompareValues(outputs[i], *want);
+      std::string diff = CompareValues(outputs[i], AsDeclaredType(std::move(want).value(), graph.outputs[i]));
       if (!diff.empty()) {
         *detail = fmt::format("{} output '{}': {}", set.filename().string(), graph.outputs[i].name, diff);
         return Outcome::kFail;

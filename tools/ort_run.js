@@ -1,0 +1,295 @@
+#!/usr/bin/env node
+// Runs an ONNX model with ONNX Runtime (onnxruntime-node) on .npy inputs and
+// writes each output as .npy: the reference side of the real-model tests.
+//
+//   node tools/ort_run.js MODEL --input NAME=FILE.npy [--input ...] --output-dir DIR
+//        [--threads N] [--repeat R] [--warmup W] [--opt-level disabled|basic|extended|all]
+//        [--json]
+//
+// Writes DIR/<output name>.npy for every graph output (characters outside
+// [A-Za-z0-9._-] in the name replaced by '_'); the outputs are those of the
+// first run. With --repeat R (R >= 1) the model is run W more times first
+// (default W = 1) and then R timed times; the timing is printed as JSON
+// {"median_ms", "min_ms", "p90_ms", "mean_ms", "repeat", "warmup"}.
+// --json prints one JSON object with the outputs (name, dtype, shape, file)
+// and the timing instead of the human-readable lines.
+// Exit 0 on success, 2 on a usage or input error, 1 if ONNX Runtime fails.
+//
+// Supported .npy dtypes: float32, float16, float64, int8, uint8, int16, uint16,
+// int32, uint32, int64, uint64, bool (little-endian, C order).
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+
+class UsageError extends Error {}
+
+// ------------------------------------------------------------------ npy I/O
+// numpy descr (without byte order) <-> ORT tensor type, typed array.
+const DTYPES = [
+  { descr: 'f4', ort: 'float32', array: Float32Array },
+  { descr: 'f2', ort: 'float16', array: Uint16Array },
+  { descr: 'f8', ort: 'float64', array: Float64Array },
+  { descr: 'i1', ort: 'int8', array: Int8Array },
+  { descr: 'u1', ort: 'uint8', array: Uint8Array },
+  { descr: 'i2', ort: 'int16', array: Int16Array },
+  { descr: 'u2', ort: 'uint16', array: Uint16Array },
+  { descr: 'i4', ort: 'int32', array: Int32Array },
+  { descr: 'u4', ort: 'uint32', array: Uint32Array },
+  { descr: 'i8', ort: 'int64', array: BigInt64Array },
+  { descr: 'u8', ort: 'uint64', array: BigUint64Array },
+  { descr: 'b1', ort: 'bool', array: Uint8Array },
+];
+const BY_DESCR = new Map(DTYPES.map((d) => [d.descr, d]));
+const BY_ORT = new Map(DTYPES.map((d) => [d.ort, d]));
+
+function parseHeaderDict(text, file) {
+  // The header is a Python dict literal such as
+  // {'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 48, 320), }
+  const descr = /['"]descr['"]\s*:\s*['"]([^'"]*)['"]/.exec(text);
+  const fortran = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text);
+  const shape = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text);
+  if (!descr || !fortran || !shape) {
+    throw new UsageError(`${file}: malformed .npy header ${JSON.stringify(text.trim())}`);
+  }
+  const dims = shape[1].split(',').map((s) => s.trim()).filter((s) => s.length > 0).map((s) => {
+    if (!/^\d+L?$/.test(s)) throw new UsageError(`${file}: bad shape entry '${s}' in .npy header`);
+    return Number.parseInt(s, 10);
+  });
+  return { descr: descr[1], fortran: fortran[1] === 'True', dims };
+}
+
+function readNpy(file) {
+  let buf;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    throw new UsageError(`cannot read '${file}': ${e.code || e.message}`);
+  }
+  const magic = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
+  if (buf.length < 10 || !buf.subarray(0, 6).equals(magic)) {
+    throw new UsageError(`${file}: not a .npy file (bad magic)`);
+  }
+  const major = buf[6];
+  let headerLen;
+  let offset;
+  if (major === 1) {
+    headerLen = buf.readUInt16LE(8);
+    offset = 10;
+  } else if (major === 2 || major === 3) {
+    if (buf.length < 12) throw new UsageError(`${file}: truncated .npy header`);
+    headerLen = buf.readUInt32LE(8);
+    offset = 12;
+  } else {
+    throw new UsageError(`${file}: unsupported .npy version ${major}.${buf[7]}`);
+  }
+  if (offset + headerLen > buf.length) throw new UsageError(`${file}: truncated .npy header`);
+  const header = parseHeaderDict(buf.toString(major === 3 ? 'utf8' : 'latin1', offset, offset + headerLen), file);
+  if (header.fortran) throw new UsageError(`${file}: Fortran-order .npy arrays are not supported`);
+  let d = header.descr;
+  const order = d[0];
+  if (order === '>' && !d.endsWith('1')) {
+    throw new UsageError(`${file}: big-endian dtype '${d}' is not supported`);
+  }
+  if ('<>|='.includes(order)) d = d.slice(1);
+  if (d === '?') d = 'b1';
+  const dt = BY_DESCR.get(d);
+  if (!dt) throw new UsageError(`${file}: unsupported dtype '${header.descr}'`);
+  const count = header.dims.reduce((a, b) => a * b, 1);
+  const dataOffset = offset + headerLen;
+  const nbytes = count * dt.array.BYTES_PER_ELEMENT;
+  if (buf.length - dataOffset !== nbytes) {
+    throw new UsageError(`${file}: expected ${nbytes} data bytes for shape [${header.dims}] ${d}, found ${buf.length - dataOffset}`);
+  }
+  // Copy into a fresh, aligned buffer.
+  const ab = new ArrayBuffer(nbytes);
+  new Uint8Array(ab).set(buf.subarray(dataOffset, dataOffset + nbytes));
+  return { dtype: dt, dims: header.dims, data: new dt.array(ab) };
+}
+
+function npyBytes(descr, dims, data) {
+  const shape = dims.length === 1 ? `(${dims[0]},)` : `(${dims.join(', ')})`;
+  let dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shape}, }`;
+  let prefix = 10;
+  let major = 1;
+  if (dict.length + 1 + prefix > 65535) {
+    major = 2;
+    prefix = 12;
+  }
+  const total = Math.ceil((prefix + dict.length + 1) / 64) * 64;
+  dict = dict.padEnd(total - prefix - 1, ' ') + '\n';
+  const head = Buffer.alloc(prefix);
+  Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, major, 0]).copy(head, 0);
+  if (major === 1) head.writeUInt16LE(dict.length, 8);
+  else head.writeUInt32LE(dict.length, 8);
+  const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return Buffer.concat([head, Buffer.from(dict, 'latin1'), body]);
+}
+
+// Same rule as `quantkit run` (src/cli/main.cc SafeFileName).
+function sanitizeName(name) {
+  const out = (name === '' ? 'unnamed' : name).replace(/[^A-Za-z0-9._-]/g, '_');
+  return out === '.' || out === '..' ? '_' : out;
+}
+
+// ----------------------------------------------------------------- arguments
+function parseArgs(argv) {
+  const opts = { inputs: [], threads: 0, repeat: 0, warmup: null, json: false, optLevel: 'all' };
+  const intArg = (flag, v, min) => {
+    if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) {
+      throw new UsageError(`${flag} needs an integer >= ${min}`);
+    }
+    return Number(v);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    let a = argv[i];
+    let v;
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
+    if (eq > 0) {
+      v = a.slice(eq + 1);
+      a = a.slice(0, eq);
+    }
+    const val = () => (v !== undefined ? v : argv[++i]);
+    switch (a) {
+      case '--input': {
+        const s = val();
+        const k = s === undefined ? -1 : s.indexOf('=');
+        if (k <= 0) throw new UsageError('--input needs NAME=FILE.npy');
+        opts.inputs.push({ name: s.slice(0, k), file: s.slice(k + 1) });
+        break;
+      }
+      case '--output-dir': opts.outputDir = val(); break;
+      case '--threads': opts.threads = intArg(a, val(), 0); break;
+      case '--repeat': opts.repeat = intArg(a, val(), 1); break;
+      case '--warmup': opts.warmup = intArg(a, val(), 0); break;
+      case '--opt-level': {
+        opts.optLevel = val();
+        if (!['disabled', 'basic', 'extended', 'all'].includes(opts.optLevel)) {
+          throw new UsageError('--opt-level must be disabled, basic, extended or all');
+        }
+        break;
+      }
+      case '--json': opts.json = true; break;
+      case '-h': case '--help': opts.help = true; break;
+      default:
+        if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
+        if (opts.model) throw new UsageError(`unexpected argument '${a}'`);
+        opts.model = a;
+    }
+  }
+  if (opts.help) return opts;
+  if (!opts.model) throw new UsageError('missing MODEL');
+  if (!opts.outputDir && !opts.repeat) throw new UsageError('missing --output-dir DIR');
+  if (opts.warmup === null) opts.warmup = opts.repeat ? 1 : 0;
+  return opts;
+}
+
+function percentile(sorted, p) {
+  // Nearest-rank on the sorted samples.
+  const k = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[k];
+}
+
+// ---------------------------------------------------------------------- main
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  if (opts.help) {
+    const src = fs.readFileSync(__filename, 'utf8').split('\n');
+    console.log(src.slice(1, 20).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+    return 0;
+  }
+  if (!fs.existsSync(opts.model)) throw new UsageError(`model '${opts.model}' not found`);
+
+  let ort;
+  try {
+    ort = require('onnxruntime-node');
+  } catch (e) {
+    throw new Error(`cannot load onnxruntime-node (run scripts/setup.sh --no-build): ${e.message}`);
+  }
+
+  const sessionOptions = {
+    graphOptimizationLevel: opts.optLevel,
+    executionMode: 'sequential',
+    interOpNumThreads: 1,
+    logSeverityLevel: 3,
+  };
+  if (opts.threads > 0) sessionOptions.intraOpNumThreads = opts.threads;
+  const session = await ort.InferenceSession.create(opts.model, sessionOptions);
+
+  const feeds = {};
+  const seen = new Set();
+  for (const { name, file } of opts.inputs) {
+    if (seen.has(name)) throw new UsageError(`input '${name}' given twice`);
+    seen.add(name);
+    if (!session.inputNames.includes(name)) {
+      throw new UsageError(`model has no input '${name}' (inputs: ${session.inputNames.join(', ')})`);
+    }
+    const t = readNpy(file);
+    feeds[name] = new ort.Tensor(t.dtype.ort, t.data, t.dims);
+  }
+  const missing = session.inputNames.filter((n) => !seen.has(n));
+  if (missing.length) throw new UsageError(`missing --input for ${missing.join(', ')}`);
+
+  const results = await session.run(feeds);
+
+  const outputs = [];
+  if (opts.outputDir) fs.mkdirSync(opts.outputDir, { recursive: true });
+  for (const name of session.outputNames) {
+    const t = results[name];
+    if (!t || t.location !== undefined && t.location !== 'cpu') {
+      throw new Error(`output '${name}' is not a CPU tensor`);
+    }
+    const dt = BY_ORT.get(t.type);
+    if (!dt) throw new Error(`output '${name}' has unsupported type '${t.type}'`);
+    const descr = (dt.descr.endsWith('1') ? '|' : '<') + dt.descr;
+    const entry = { name, dtype: t.type, shape: Array.from(t.dims) };
+    if (opts.outputDir) {
+      const file = path.join(opts.outputDir, `${sanitizeName(name)}.npy`);
+      fs.writeFileSync(file, npyBytes(descr, t.dims, t.data));
+      entry.file = file;
+    }
+    outputs.push(entry);
+  }
+
+  let timing = null;
+  if (opts.repeat) {
+    for (let i = 0; i < opts.warmup; i++) await session.run(feeds);
+    const ms = [];
+    for (let i = 0; i < opts.repeat; i++) {
+      const t0 = process.hrtime.bigint();
+      await session.run(feeds);
+      ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    const sorted = ms.slice().sort((a, b) => a - b);
+    const round = (x) => Math.round(x * 1000) / 1000;
+    timing = {
+      median_ms: round(sorted.length % 2 ? sorted[(sorted.length - 1) / 2]
+        : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2),
+      min_ms: round(sorted[0]),
+      p90_ms: round(percentile(sorted, 90)),
+      mean_ms: round(ms.reduce((a, b) => a + b, 0) / ms.length),
+      repeat: opts.repeat,
+      warmup: opts.warmup,
+      threads: opts.threads,
+    };
+  }
+
+  if (opts.json) {
+    console.log(JSON.stringify({ model: opts.model, outputs, ...(timing ? { timing } : {}) }));
+  } else {
+    for (const o of outputs) {
+      console.log(`${o.name}: ${o.dtype} [${o.shape.join(', ')}]${o.file ? ` -> ${o.file}` : ''}`);
+    }
+    if (timing) console.log(JSON.stringify(timing));
+  }
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    const msg = String(e && e.message ? e.message : e).split('\n')[0];
+    console.error(`ort_run: ${msg}`);
+    process.exit(e instanceof UsageError ? 2 : 1);
+  },
+);
