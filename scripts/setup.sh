@@ -52,7 +52,7 @@ APT_PACKAGES=(
   libonnx-dev libprotobuf-dev protobuf-compiler
   libcli11-dev nlohmann-json3-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev
-  libonnx-testdata python3-numpy python3-onnx
+  libonnx-testdata python3-numpy python3-onnx dataset-fashion-mnist
   ca-certificates
 )
 # Node.js and npm may come from somewhere other than Debian's packages (the

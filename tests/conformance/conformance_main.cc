@@ -242,7 +242,9 @@ int main(int argc, char** argv) {
       if (opt.verbose) std::printf("PASS %s\n", name.c_str());
     } else if (o == Outcome::kUnsupported) {
       ++unsupported;
-      std::string key = missing.empty() ? "(" + detail + ")" : "";
+      // Group by the reason without the file path (e.g. "only tensor and sequence values ...").
+      std::string reason = detail.substr(detail.find(".pb: ") == std::string::npos ? 0 : detail.find(".pb: ") + 5);
+      std::string key = missing.empty() ? "(" + reason.substr(0, 70) + ")" : "";
       for (const auto& m : missing) key += (key.empty() ? "" : "+") + m;
       unsupported_by_op[key].push_back(name);
       if (opt.verbose) std::printf("UNSUPPORTED %s: %s\n", name.c_str(), key.c_str());
