@@ -40,10 +40,10 @@ class FashionCnn(nn.Module):
         def block(cin, cout):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
         self.features = nn.Sequential(
-            block(1, 32), block(32, 32), nn.MaxPool2d(2),
-            block(32, 64), block(64, 64), nn.MaxPool2d(2),
+            block(1, 16), block(16, 32), nn.MaxPool2d(2),
+            block(32, 32), nn.MaxPool2d(2),
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
 
     def forward(self, x):
         return self.head(self.features(x))

@@ -1,8 +1,718 @@
-// (being written) op family: see ops.h.
+// Quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, MatMulInteger,
+// ConvInteger, QLinearMatMul, QLinearConv. All rounding/saturation/requantization goes through
+// runtime/kernels/ref/quantize.h (one arithmetic for every op).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "runtime/kernels/ref/quantize.h"
+#include "runtime/ops/op_util.h"
 #include "runtime/ops/ops.h"
 
 namespace quantkit::rt {
+namespace {
 
-void RegisterQuantOps(KernelRegistry& r) { (void)r; }
+using quant::QOperand;
+
+bool Is8Bit(DType t) { return t == DType::kUInt8 || t == DType::kInt8; }
+
+// Calls f(T{}) for the quantized storage types quantkit supports.
+template <typename F>
+Status DispatchQuantType(DType dtype, const char* what, F&& f) {
+  switch (dtype) {
+    case DType::kUInt8: return f(uint8_t{});
+    case DType::kInt8: return f(int8_t{});
+    case DType::kUInt16: return f(uint16_t{});
+    case DType::kInt16: return f(int16_t{});
+    case DType::kInt32: return f(int32_t{});
+    default:
+      return Unimplemented(fmt::format("{} of type {} is not supported (uint8, int8, uint16, int16, int32 are)",
+                                       what, DTypeName(dtype)));
+  }
+}
+
+// Reads a zero-point tensor (any integer type) into int32.
+std::vector<int32_t> ReadZeroPoints(const Tensor& t) {
+  std::vector<int32_t> v(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.GetAsInt64(i));
+  return v;
+}
+
+// Scale tensor (float32/float16/bfloat16/double) into float32, all finite and non-zero checked by
+// the caller when it matters.
+std::vector<float> ReadScales(const Tensor& t) { return t.ToFloatVector(); }
+
+Status CheckScaleType(const Tensor& t, const char* what) {
+  QK_CHECK_ARG(IsFloatDType(t.dtype()), "{} must be a float tensor, got {}", what, DTypeName(t.dtype()));
+  QK_CHECK_ARG(t.numel() >= 1, "{} is empty", what);
+  return Status::Ok();
+}
+
+// Layout of a per-tensor or per-axis quantization parameter over x: x viewed as
+// [outer, channels, inner]; the parameter index is the channel index (0 if per-tensor).
+struct ParamLayout {
+  int64_t outer = 1, channels = 1, inner = 1;
+  bool per_axis = false;
+};
+
+StatusOr<ParamLayout> ResolveParamLayout(const Shape& x_shape, const Tensor& scale, const Tensor* zp,
+                                         int64_t axis_attr) {
+  ParamLayout l;
+  l.inner = NumElements(x_shape);
+  if (zp) {
+    QK_CHECK_ARG(zp->shape() == scale.shape() || (zp->numel() == scale.numel() && scale.numel() == 1),
+                 "zero point shape {} does not match scale shape {}", ShapeToString(zp->shape()),
+                 ShapeToString(scale.shape()));
+  }
+  if (scale.numel() == 1 && scale.rank() <= 1) return l;  // per tensor
+  QK_CHECK_ARG(scale.rank() == 1, "scale must be a scalar or a 1-D tensor (per-axis), got shape {}",
+               ShapeToString(scale.shape()));
+  QK_ASSIGN_OR_RETURN(int64_t axis, NormalizeAxis(axis_attr, static_cast<int64_t>(x_shape.size())));
+  QK_CHECK_ARG(scale.dim(0) == x_shape[axis], "per-axis scale has {} elements but input dimension {} (axis {}) is {}",
+               scale.dim(0), axis, axis_attr, x_shape[axis]);
+  l.per_axis = true;
+  l.outer = 1;
+  for (int64_t i = 0; i < axis; ++i) l.outer *= x_shape[i];
+  l.channels = x_shape[axis];
+  l.inner = 1;
+  for (size_t i = static_cast<size_t>(axis) + 1; i < x_shape.size(); ++i) l.inner *= x_shape[i];
+  return l;
+}
+
+// Runs fn(begin, end) over [0, n), in parallel when n is large.
+void ParallelRange(KernelContext& ctx, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= grain || !ctx.thread_pool()) {
+    if (n > 0) fn(0, n);
+    return;
+  }
+  ctx.thread_pool()->ParallelFor(n, grain, fn);
+}
+
+// ---------------------------------------------------------------------------------------------
+// QuantizeLinear / DequantizeLinear
+
+// Blocked quantization (opset 21 block_size) and output_dtype are not supported.
+Status CheckQdqAttrs(const Node& node) {
+  if (node.AttrInt("block_size", 0) != 0) {
+    return Unimplemented(fmt::format("blocked quantization (block_size={}) is not supported",
+                                     node.AttrInt("block_size", 0)));
+  }
+  if (node.AttrInt("output_dtype", 0) != 0) {
+    return Unimplemented("the output_dtype attribute is not supported (give a zero point of the wanted type)");
+  }
+  return Status::Ok();
+}
+
+class QuantizeLinearKernel final : public OpKernel {
+ public:
+  explicit QuantizeLinearKernel(int64_t axis) : axis_(axis) {}
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+    QK_ASSIGN_OR_RETURN(const Tensor* scale_t, ctx.RequiredInput(1));
+    const Tensor* zp_t = ctx.input(2);
+    QK_RETURN_IF_ERROR(CheckScaleType(*scale_t, "y_scale (input #1)"));
+    QK_CHECK_ARG(IsFloatDType(x->dtype()) || x->dtype() == DType::kInt32,
+                 "input x must be float or int32, got {}", DTypeName(x->dtype()));
+    const DType out_type = zp_t ? zp_t->dtype() : DType::kUInt8;
+    QK_CHECK_ARG(out_type != DType::kInt32, "QuantizeLinear cannot produce int32 (zero point type)");
+    QK_ASSIGN_OR_RETURN(ParamLayout l, ResolveParamLayout(x->shape(), *scale_t, zp_t, axis_));
+    const std::vector<float> scales = ReadScales(*scale_t);
+    const std::vector<int32_t> zps = zp_t ? ReadZeroPoints(*zp_t) : std::vector<int32_t>(scales.size(), 0);
+    // x as float32.
+    Tensor xf;
+    if (x->dtype() == DType::kFloat32) {
+      xf = *x;
+    } else if (x->dtype() == DType::kFloat16 || x->dtype() == DType::kBFloat16) {
+      xf = ToFloat32IfHalf(*x, ctx.allocator());
+    } else {
+      xf = Tensor(DType::kFloat32, x->shape(), ctx.allocator());
+      float* d = xf.data<float>();
+      for (int64_t i = 0; i < x->numel(); ++i) d[i] = static_cast<float>(x->GetAsDouble(i));
+    }
+    const float* src = xf.data<float>();
+    return DispatchQuantType(out_type, "y_zero_point (output type)", [&](auto tag) -> Status {
+      using T = decltype(tag);
+      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, out_type, x->shape()));
+      T* dst = y->data<T>();
+      const int64_t rows = l.outer * l.channels;
+      ParallelRange(ctx, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, l.inner)),
+                    [&](int64_t b, int64_t e) {
+                      for (int64_t r = b; r < e; ++r) {
+                        const int64_t c = l.per_axis ? r % l.channels : 0;
+                        const float s = scales[c];
+                        const int32_t z = zps[c];
+                        const float* in = src + r * l.inner;
+                        T* out = dst + r * l.inner;
+                        for (int64_t i = 0; i < l.inner; ++i) out[i] = quant::QuantizeValue<T>(in[i], s, z);
+                      }
+                    });
+      return Status::Ok();
+    });
+  }
+
+ private:
+  int64_t axis_;
+};
+
+class DequantizeLinearKernel final : public OpKernel {
+ public:
+  explicit DequantizeLinearKernel(int64_t axis) : axis_(axis) {}
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+    QK_ASSIGN_OR_RETURN(const Tensor* scale_t, ctx.RequiredInput(1));
+    const Tensor* zp_t = ctx.input(2);
+    QK_RETURN_IF_ERROR(CheckScaleType(*scale_t, "x_scale (input #1)"));
+    if (zp_t) {
+      QK_CHECK_ARG(zp_t->dtype() == x->dtype(), "x_zero_point type {} differs from x type {}",
+                   DTypeName(zp_t->dtype()), DTypeName(x->dtype()));
+    }
+    QK_ASSIGN_OR_RETURN(ParamLayout l, ResolveParamLayout(x->shape(), *scale_t, zp_t, axis_));
+    const std::vector<float> scales = ReadScales(*scale_t);
+    const std::vector<int32_t> zps = zp_t ? ReadZeroPoints(*zp_t) : std::vector<int32_t>(scales.size(), 0);
+    if (x->dtype() == DType::kInt32) {
+      for (int32_t z : zps) QK_CHECK_ARG(z == 0, "int32 DequantizeLinear requires a zero point of 0, got {}", z);
+    }
+    const DType out_type = scale_t->dtype() == DType::kFloat64 ? DType::kFloat32 : scale_t->dtype();
+    return DispatchQuantType(x->dtype(), "input x", [&](auto tag) -> Status {
+      using T = decltype(tag);
+      Tensor yf;
+      float* dst;
+      Tensor* y = nullptr;
+      if (out_type == DType::kFloat32) {
+        QK_ASSIGN_OR_RETURN(y, ctx.Output(0, DType::kFloat32, x->shape()));
+        dst = y->data<float>();
+      } else {
+        yf = Tensor(DType::kFloat32, x->shape(), ctx.allocator());
+        dst = yf.data<float>();
+      }
+      const T* src = x->data<T>();
+      const int64_t rows = l.outer * l.channels;
+      ParallelRange(ctx, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, l.inner)),
+                    [&](int64_t b, int64_t e) {
+                      for (int64_t r = b; r < e; ++r) {
+                        const int64_t c = l.per_axis ? r % l.channels : 0;
+                        const float s = scales[c];
+                        const int32_t z = zps[c];
+                        const T* in = src + r * l.inner;
+                        float* out = dst + r * l.inner;
+                        for (int64_t i = 0; i < l.inner; ++i) out[i] = quant::DequantizeValue(in[i], z, s);
+                      }
+                    });
+      if (out_type != DType::kFloat32) ctx.SetOutput(0, FromFloat32(yf, out_type, ctx.allocator()));
+      return Status::Ok();
+    });
+  }
+
+ private:
+  int64_t axis_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// DynamicQuantizeLinear
+
+Status DynamicQuantizeLinearFn(KernelContext& ctx) {
+  QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+  QK_CHECK_ARG(x->dtype() == DType::kFloat32 || x->dtype() == DType::kFloat16 || x->dtype() == DType::kBFloat16,
+               "input x must be float, got {}", DTypeName(x->dtype()));
+  const Tensor xf = ToFloat32IfHalf(*x, ctx.allocator());
+  const float* src = xf.data<float>();
+  const quant::DynamicParams p = quant::ComputeDynamicParams(src, xf.numel());
+  QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kUInt8, x->shape()));
+  uint8_t* dst = y->data<uint8_t>();
+  if (p.scale == 0) {
+    std::memset(dst, 0, static_cast<size_t>(y->numel()));
+  } else {
+    ParallelRange(ctx, xf.numel(), 65536, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) dst[i] = quant::QuantizeValue<uint8_t>(src[i], p.scale, p.zero_point);
+    });
+  }
+  QK_ASSIGN_OR_RETURN(Tensor * s, ctx.Output(1, DType::kFloat32, {}));
+  s->data<float>()[0] = p.scale;
+  QK_ASSIGN_OR_RETURN(Tensor * z, ctx.Output(2, DType::kUInt8, {}));
+  z->data<uint8_t>()[0] = p.zero_point;
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Integer matrix multiplication (MatMulInteger, QLinearMatMul)
+
+// Converts an 8-bit tensor to zero-point corrected int16 values. Zero points are indexed by
+// (element index / zp_div) % zp_mod (per tensor: zp_mod 1).
+Status ToOperand(const Tensor& t, const std::vector<int32_t>& zps, int64_t zp_div, int64_t zp_mod,
+                 std::vector<QOperand>* out) {
+  out->resize(static_cast<size_t>(t.numel()));
+  QOperand* d = out->data();
+  const int64_t n = t.numel();
+  auto run = [&](auto tag) -> Status {
+    using T = decltype(tag);
+    const T* s = t.data<T>();
+    if (zp_mod == 1) {
+      const int32_t z = zps[0];
+      for (int64_t i = 0; i < n; ++i) d[i] = static_cast<QOperand>(static_cast<int32_t>(s[i]) - z);
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        d[i] = static_cast<QOperand>(static_cast<int32_t>(s[i]) - zps[(i / zp_div) % zp_mod]);
+      }
+    }
+    return Status::Ok();
+  };
+  if (t.dtype() == DType::kUInt8) return run(uint8_t{});
+  if (t.dtype() == DType::kInt8) return run(int8_t{});
+  return Unimplemented(fmt::format("integer matmul/conv operand of type {} (uint8 and int8 are supported)",
+                                   DTypeName(t.dtype())));
+}
+
+struct MatMulShapes {
+  int64_t M = 0, K = 0, N = 0;
+  Shape out_shape;
+  Shape batch;                         // broadcast batch shape
+  std::vector<int64_t> a_off, b_off;   // per output batch: element offset of A and B matrices
+};
+
+StatusOr<MatMulShapes> ResolveMatMul(const Shape& a_in, const Shape& b_in) {
+  QK_CHECK_ARG(!a_in.empty() && !b_in.empty(), "matmul inputs must have rank >= 1 (got {} and {})",
+               ShapeToString(a_in), ShapeToString(b_in));
+  Shape a = a_in, b = b_in;
+  const bool a_vec = a.size() == 1, b_vec = b.size() == 1;
+  if (a_vec) a.insert(a.begin(), 1);
+  if (b_vec) b.push_back(1);
+  MatMulShapes s;
+  s.M = a[a.size() - 2];
+  s.K = a[a.size() - 1];
+  s.N = b[b.size() - 1];
+  QK_CHECK_ARG(b[b.size() - 2] == s.K, "matmul inner dimensions differ: A {} and B {}", ShapeToString(a_in),
+               ShapeToString(b_in));
+  Shape ab(a.begin(), a.end() - 2), bb(b.begin(), b.end() - 2);
+  QK_ASSIGN_OR_RETURN(s.batch, BroadcastShapes(ab, bb));
+  const int64_t nb = NumElements(s.batch);
+  const auto as = BroadcastStrides(ab, s.batch.size());
+  const auto bs = BroadcastStrides(bb, s.batch.size());
+  s.a_off.resize(nb);
+  s.b_off.resize(nb);
+  std::vector<int64_t> idx(s.batch.size(), 0);
+  for (int64_t i = 0; i < nb; ++i) {
+    int64_t ao = 0, bo = 0;
+    for (size_t d = 0; d < idx.size(); ++d) {
+      ao += idx[d] * as[d];
+      bo += idx[d] * bs[d];
+    }
+    s.a_off[i] = ao * s.M * s.K;
+    s.b_off[i] = bo * s.K * s.N;
+    for (size_t d = idx.size(); d-- > 0;) {
+      if (++idx[d] < s.batch[d]) break;
+      idx[d] = 0;
+    }
+  }
+  s.out_shape = s.batch;
+  if (!a_vec) s.out_shape.push_back(s.M);
+  if (!b_vec) s.out_shape.push_back(s.N);
+  return s;
+}
+
+// Zero point / scale addressing for matmul operands: per tensor, per row of A (M entries), per
+// column of B (N entries).
+Status CheckMatMulParam(const Tensor* t, int64_t per_len, const char* what, const char* per_what) {
+  if (!t) return Status::Ok();
+  if (t->numel() == 1 && t->rank() <= 1) return Status::Ok();
+  QK_CHECK_ARG(t->rank() == 1 && t->dim(0) == per_len,
+               "{} must be a scalar or a 1-D tensor with one entry per {} ({}), got shape {}", what, per_what,
+               per_len, ShapeToString(t->shape()));
+  return Status::Ok();
+}
+
+// acc[batch, M, N] (int32) for A, B with zero points. Returns the shapes.
+Status IntegerMatMul(KernelContext& ctx, const Tensor& a, const Tensor& b, const Tensor* a_zp, const Tensor* b_zp,
+                     const MatMulShapes& s, int32_t* acc) {
+  QK_RETURN_IF_ERROR(CheckMatMulParam(a_zp, s.M, "a_zero_point", "row of A"));
+  QK_RETURN_IF_ERROR(CheckMatMulParam(b_zp, s.N, "b_zero_point", "column of B"));
+  if (a_zp) QK_CHECK_ARG(a_zp->dtype() == a.dtype(), "a_zero_point type {} differs from A type {}",
+                         DTypeName(a_zp->dtype()), DTypeName(a.dtype()));
+  if (b_zp) QK_CHECK_ARG(b_zp->dtype() == b.dtype(), "b_zero_point type {} differs from B type {}",
+                         DTypeName(b_zp->dtype()), DTypeName(b.dtype()));
+  const std::vector<int32_t> za = a_zp ? ReadZeroPoints(*a_zp) : std::vector<int32_t>{0};
+  const std::vector<int32_t> zb = b_zp ? ReadZeroPoints(*b_zp) : std::vector<int32_t>{0};
+  std::vector<QOperand> qa, qb;
+  QK_RETURN_IF_ERROR(ToOperand(a, za, s.K, static_cast<int64_t>(za.size()), &qa));  // row = i / K (mod M)
+  QK_RETURN_IF_ERROR(ToOperand(b, zb, 1, static_cast<int64_t>(zb.size()), &qb));    // col = i % N
+  const int64_t nb = static_cast<int64_t>(s.a_off.size());
+  if (s.M == 0 || s.N == 0 || nb == 0) return Status::Ok();
+  // Work items: (batch, block of rows).
+  const int64_t work_per_row = std::max<int64_t>(1, s.K * s.N);
+  const int64_t rows_per_block = std::max<int64_t>(1, std::min<int64_t>(s.M, (1 << 16) / work_per_row + 1));
+  const int64_t blocks = (s.M + rows_per_block - 1) / rows_per_block;
+  ParallelRange(ctx, nb * blocks, (nb * blocks * work_per_row * rows_per_block > (1 << 18)) ? 1 : nb * blocks + 1,
+                [&](int64_t begin, int64_t end) {
+                  for (int64_t w = begin; w < end; ++w) {
+                    const int64_t bi = w / blocks, m0 = (w % blocks) * rows_per_block;
+                    const int64_t mb = std::min(rows_per_block, s.M - m0);
+                    quant::IntegerGemm(mb, s.N, s.K, qa.data() + s.a_off[bi] + m0 * s.K, s.K,
+                                       qb.data() + s.b_off[bi], s.N, acc + (bi * s.M + m0) * s.N, s.N);
+                  }
+                });
+  return Status::Ok();
+}
+
+Status MatMulIntegerFn(KernelContext& ctx) {
+  QK_ASSIGN_OR_RETURN(const Tensor* a, ctx.RequiredInput(0));
+  QK_ASSIGN_OR_RETURN(const Tensor* b, ctx.RequiredInput(1));
+  QK_CHECK_ARG(Is8Bit(a->dtype()) && Is8Bit(b->dtype()), "A and B must be uint8 or int8 (got {} and {})",
+               DTypeName(a->dtype()), DTypeName(b->dtype()));
+  QK_ASSIGN_OR_RETURN(MatMulShapes s, ResolveMatMul(a->shape(), b->shape()));
+  QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kInt32, s.out_shape));
+  return IntegerMatMul(ctx, *a, *b, ctx.input(2), ctx.input(3), s, y->data<int32_t>());
+}
+
+Status QLinearMatMulFn(KernelContext& ctx) {
+  const Tensor* in[8];
+  for (size_t i = 0; i < 8; ++i) {
+    QK_ASSIGN_OR_RETURN(in[i], ctx.RequiredInput(i));
+  }
+  const Tensor &a = *in[0], &a_scale = *in[1], &b = *in[3], &b_scale = *in[4], &y_scale = *in[6], &y_zp = *in[7];
+  QK_CHECK_ARG(Is8Bit(a.dtype()) && Is8Bit(b.dtype()), "a and b must be uint8 or int8 (got {} and {})",
+               DTypeName(a.dtype()), DTypeName(b.dtype()));
+  QK_CHECK_ARG(Is8Bit(y_zp.dtype()), "y_zero_point must be uint8 or int8, got {}", DTypeName(y_zp.dtype()));
+  QK_RETURN_IF_ERROR(CheckScaleType(a_scale, "a_scale"));
+  QK_RETURN_IF_ERROR(CheckScaleType(b_scale, "b_scale"));
+  QK_RETURN_IF_ERROR(CheckScaleType(y_scale, "y_scale"));
+  QK_CHECK_ARG(y_scale.numel() == 1 && y_zp.numel() == 1, "y_scale and y_zero_point must be per-tensor");
+  QK_ASSIGN_OR_RETURN(MatMulShapes s, ResolveMatMul(a.shape(), b.shape()));
+  QK_RETURN_IF_ERROR(CheckMatMulParam(&a_scale, s.M, "a_scale", "row of a"));
+  QK_RETURN_IF_ERROR(CheckMatMulParam(&b_scale, s.N, "b_scale", "column of b"));
+  const int64_t total = NumElements(s.out_shape);
+  std::vector<int32_t> acc(static_cast<size_t>(total));
+  QK_RETURN_IF_ERROR(IntegerMatMul(ctx, a, b, in[2], in[5], s, acc.data()));
+  const std::vector<float> as = ReadScales(a_scale), bs = ReadScales(b_scale);
+  const float ys = static_cast<float>(y_scale.GetAsDouble(0));
+  const int32_t yz = static_cast<int32_t>(y_zp.GetAsInt64(0));
+  // Multipliers per (row, column): (a_scale[m] * b_scale[n]) / y_scale in float32.
+  const int64_t am = static_cast<int64_t>(as.size()), bn = static_cast<int64_t>(bs.size());
+  std::vector<float> mult(static_cast<size_t>(am * bn));
+  for (int64_t i = 0; i < am; ++i)
+    for (int64_t j = 0; j < bn; ++j) mult[i * bn + j] = quant::RequantizeMultiplier(as[i], bs[j], ys);
+  return DispatchQuantType(y_zp.dtype(), "y_zero_point", [&](auto tag) -> Status {
+    using T = decltype(tag);
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), s.out_shape));
+    T* dst = y->data<T>();
+    for (int64_t i = 0; i < total; ++i) {
+      const int64_t n = i % s.N, m = (i / s.N) % s.M;
+      const float mu = mult[(am == 1 ? 0 : m) * bn + (bn == 1 ? 0 : n)];
+      dst[i] = quant::Requantize<T>(acc[i], mu, yz);
+    }
+    return Status::Ok();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Integer convolution (ConvInteger, QLinearConv)
+
+struct ConvAttrs {
+  std::string auto_pad = "NOTSET";
+  std::vector<int64_t> dilations, kernel_shape, pads, strides;
+  int64_t group = 1;
+};
+
+StatusOr<ConvAttrs> ReadConvAttrs(const Node& node) {
+  ConvAttrs a;
+  a.auto_pad = node.AttrString("auto_pad", "NOTSET");
+  a.dilations = node.AttrInts("dilations");
+  a.kernel_shape = node.AttrInts("kernel_shape");
+  a.pads = node.AttrInts("pads");
+  a.strides = node.AttrInts("strides");
+  a.group = node.AttrInt("group", 1);
+  QK_CHECK_ARG(a.auto_pad == "NOTSET" || a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER" ||
+                   a.auto_pad == "VALID",
+               "auto_pad '{}' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID", a.auto_pad);
+  QK_CHECK_ARG(a.group >= 1, "group must be >= 1, got {}", a.group);
+  for (int64_t d : a.dilations) QK_CHECK_ARG(d >= 1, "dilations must be >= 1, got {}", d);
+  for (int64_t s : a.strides) QK_CHECK_ARG(s >= 1, "strides must be >= 1, got {}", s);
+  for (int64_t p : a.pads) QK_CHECK_ARG(p >= 0, "pads must be >= 0, got {}", p);
+  for (int64_t k : a.kernel_shape) QK_CHECK_ARG(k >= 1, "kernel_shape entries must be >= 1, got {}", k);
+  return a;
+}
+
+struct ConvGeometry {
+  int64_t N = 0, C = 0, M = 0, group = 1, Cg = 0, Mg = 0;
+  size_t nd = 0;
+  Shape in_sp, k_sp, out_sp;
+  std::vector<int64_t> stride, dil, pad_begin;
+  int64_t in_size = 1, k_size = 1, out_size = 1;
+  Shape out_shape;
+};
+
+StatusOr<ConvGeometry> ResolveConv(const ConvAttrs& a, const Shape& x, const Shape& w) {
+  QK_CHECK_ARG(x.size() >= 3, "input x must have rank >= 3 (N, C, spatial...), got {}", ShapeToString(x));
+  QK_CHECK_ARG(w.size() == x.size(), "weight rank {} differs from input rank {}", w.size(), x.size());
+  ConvGeometry g;
+  g.nd = x.size() - 2;
+  g.N = x[0];
+  g.C = x[1];
+  g.M = w[0];
+  g.group = a.group;
+  QK_CHECK_ARG(g.C % g.group == 0 && g.M % g.group == 0, "channels ({} in, {} out) not divisible by group {}", g.C,
+               g.M, g.group);
+  g.Cg = g.C / g.group;
+  g.Mg = g.M / g.group;
+  QK_CHECK_ARG(w[1] == g.Cg, "weight has {} input channels per group, expected {} (C={} / group={})", w[1], g.Cg,
+               g.C, g.group);
+  g.in_sp.assign(x.begin() + 2, x.end());
+  g.k_sp.assign(w.begin() + 2, w.end());
+  if (!a.kernel_shape.empty()) {
+    QK_CHECK_ARG(a.kernel_shape == g.k_sp, "kernel_shape {} does not match weight shape {}",
+                 ShapeToString(a.kernel_shape), ShapeToString(w));
+  }
+  auto per_dim = [&](const std::vector<int64_t>& v, const char* what, std::vector<int64_t>* out) -> Status {
+    if (v.empty()) {
+      out->assign(g.nd, 1);
+      return Status::Ok();
+    }
+    QK_CHECK_ARG(v.size() == g.nd, "{} has {} entries, expected {}", what, v.size(), g.nd);
+    *out = v;
+    return Status::Ok();
+  };
+  QK_RETURN_IF_ERROR(per_dim(a.strides, "strides", &g.stride));
+  QK_RETURN_IF_ERROR(per_dim(a.dilations, "dilations", &g.dil));
+  std::vector<int64_t> pads = a.pads;
+  if (pads.empty()) pads.assign(2 * g.nd, 0);
+  QK_CHECK_ARG(pads.size() == 2 * g.nd, "pads has {} entries, expected {}", pads.size(), 2 * g.nd);
+  g.pad_begin.assign(g.nd, 0);
+  g.out_sp.assign(g.nd, 0);
+  for (size_t d = 0; d < g.nd; ++d) {
+    const int64_t ek = (g.k_sp[d] - 1) * g.dil[d] + 1;
+    const int64_t in = g.in_sp[d];
+    if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
+      const int64_t out = (in + g.stride[d] - 1) / g.stride[d];
+      const int64_t total = std::max<int64_t>(0, (out - 1) * g.stride[d] + ek - in);
+      g.pad_begin[d] = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      g.out_sp[d] = out;
+    } else if (a.auto_pad == "VALID") {
+      QK_CHECK_ARG(in >= ek, "input spatial dim {} ({}) smaller than the dilated kernel ({})", d, in, ek);
+      g.out_sp[d] = (in - ek) / g.stride[d] + 1;
+    } else {
+      g.pad_begin[d] = pads[d];
+      const int64_t padded = in + pads[d] + pads[d + g.nd];
+      QK_CHECK_ARG(padded >= ek, "padded input spatial dim {} ({}) smaller than the dilated kernel ({})", d, padded,
+                   ek);
+      g.out_sp[d] = (padded - ek) / g.stride[d] + 1;
+    }
+    g.in_size *= in;
+    g.k_size *= g.k_sp[d];
+    g.out_size *= g.out_sp[d];
+  }
+  g.out_shape = {g.N, g.M};
+  g.out_shape.insert(g.out_shape.end(), g.out_sp.begin(), g.out_sp.end());
+  return g;
+}
+
+// im2col of one (batch, group) slice: col[(c * k_size + kidx), o] = x[c, in(o, kidx)] or 0 (pad).
+void Im2Col(const ConvGeometry& g, const QOperand* x, QOperand* col) {
+  const size_t nd = g.nd;
+  std::vector<int64_t> kidx(nd), oidx(nd), in_stride(nd);
+  int64_t s = 1;
+  for (size_t d = nd; d-- > 0;) {
+    in_stride[d] = s;
+    s *= g.in_sp[d];
+  }
+  const int64_t last = nd - 1;
+  const int64_t out_last = g.out_sp[last];
+  for (int64_t c = 0; c < g.Cg; ++c) {
+    const QOperand* xc = x + c * g.in_size;
+    std::fill(kidx.begin(), kidx.end(), 0);
+    for (int64_t k = 0; k < g.k_size; ++k) {
+      QOperand* row = col + (c * g.k_size + k) * g.out_size;
+      std::fill(oidx.begin(), oidx.end(), 0);
+      // Iterate over all output positions but the last dim, then the last dim in a tight loop.
+      for (int64_t o = 0; o < g.out_size; o += out_last) {
+        int64_t base = 0;
+        bool valid = true;
+        for (size_t d = 0; d + 1 < nd; ++d) {
+          const int64_t p = oidx[d] * g.stride[d] - g.pad_begin[d] + kidx[d] * g.dil[d];
+          if (p < 0 || p >= g.in_sp[d]) {
+            valid = false;
+            break;
+          }
+          base += p * in_stride[d];
+        }
+        QOperand* r = row + o;
+        if (!valid) {
+          std::fill(r, r + out_last, QOperand{0});
+        } else {
+          const int64_t st = g.stride[last], off = kidx[last] * g.dil[last] - g.pad_begin[last];
+          const int64_t in_last = g.in_sp[last];
+          const QOperand* xr = xc + base;
+          for (int64_t j = 0; j < out_last; ++j) {
+            const int64_t p = j * st + off;
+            r[j] = (p >= 0 && p < in_last) ? xr[p] : QOperand{0};
+          }
+        }
+        for (size_t d = nd - 1; d-- > 0;) {  // advance output index over dims [0, nd-1)
+          if (++oidx[d] < g.out_sp[d]) break;
+          oidx[d] = 0;
+        }
+      }
+      for (size_t d = nd; d-- > 0;) {
+        if (++kidx[d] < g.k_sp[d]) break;
+        kidx[d] = 0;
+      }
+    }
+  }
+}
+
+// acc[N, M, out...] = conv(x - x_zp, w - w_zp[m]).
+Status IntegerConv(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor* x_zp,
+                   const Tensor* w_zp, int32_t* acc) {
+  if (x_zp) {
+    QK_CHECK_ARG(x_zp->numel() == 1, "x zero point must be a scalar (per-tensor), got shape {}",
+                 ShapeToString(x_zp->shape()));
+    QK_CHECK_ARG(x_zp->dtype() == x.dtype(), "x zero point type {} differs from x type {}", DTypeName(x_zp->dtype()),
+                 DTypeName(x.dtype()));
+  }
+  if (w_zp) {
+    QK_CHECK_ARG(w_zp->numel() == 1 || (w_zp->rank() == 1 && w_zp->dim(0) == g.M),
+                 "w zero point must be a scalar or have one entry per output channel ({}), got shape {}", g.M,
+                 ShapeToString(w_zp->shape()));
+    QK_CHECK_ARG(w_zp->dtype() == w.dtype(), "w zero point type {} differs from w type {}", DTypeName(w_zp->dtype()),
+                 DTypeName(w.dtype()));
+  }
+  const std::vector<int32_t> zx = x_zp ? ReadZeroPoints(*x_zp) : std::vector<int32_t>{0};
+  const std::vector<int32_t> zw = w_zp ? ReadZeroPoints(*w_zp) : std::vector<int32_t>{0};
+  std::vector<QOperand> qx, qw;
+  QK_RETURN_IF_ERROR(ToOperand(x, zx, 1, 1, &qx));
+  QK_RETURN_IF_ERROR(ToOperand(w, zw, g.Cg * g.k_size, static_cast<int64_t>(zw.size()), &qw));  // per out channel
+  const int64_t KK = g.Cg * g.k_size;
+  if (g.out_size == 0 || g.M == 0 || g.N == 0) return Status::Ok();
+  // A 1x1, stride 1, unpadded convolution reads x directly.
+  bool pointwise = true;
+  for (size_t d = 0; d < g.nd; ++d) {
+    pointwise = pointwise && g.k_sp[d] == 1 && g.stride[d] == 1 && g.pad_begin[d] == 0 && g.out_sp[d] == g.in_sp[d];
+  }
+  std::vector<QOperand> col(pointwise ? 0 : static_cast<size_t>(KK * g.out_size));
+  const int64_t work_per_row = std::max<int64_t>(1, KK * g.out_size);
+  const int64_t rows_per_block = std::max<int64_t>(1, std::min<int64_t>(g.Mg, (1 << 16) / work_per_row + 1));
+  const int64_t blocks = (g.Mg + rows_per_block - 1) / rows_per_block;
+  for (int64_t n = 0; n < g.N; ++n) {
+    for (int64_t grp = 0; grp < g.group; ++grp) {
+      const QOperand* xg = qx.data() + (n * g.C + grp * g.Cg) * g.in_size;
+      const QOperand* b = xg;
+      if (!pointwise) {
+        Im2Col(g, xg, col.data());
+        b = col.data();
+      }
+      const QOperand* wg = qw.data() + grp * g.Mg * KK;
+      int32_t* out = acc + (n * g.M + grp * g.Mg) * g.out_size;
+      ParallelRange(ctx, blocks, blocks * work_per_row * rows_per_block > (1 << 18) ? 1 : blocks + 1,
+                    [&](int64_t bb, int64_t be) {
+                      for (int64_t blk = bb; blk < be; ++blk) {
+                        const int64_t m0 = blk * rows_per_block, mb = std::min(rows_per_block, g.Mg - m0);
+                        quant::IntegerGemm(mb, g.out_size, KK, wg + m0 * KK, KK, b, g.out_size, out + m0 * g.out_size,
+                                           g.out_size);
+                      }
+                    });
+    }
+  }
+  return Status::Ok();
+}
+
+class ConvIntegerKernel final : public OpKernel {
+ public:
+  explicit ConvIntegerKernel(ConvAttrs a) : a_(std::move(a)) {}
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+    QK_ASSIGN_OR_RETURN(const Tensor* w, ctx.RequiredInput(1));
+    QK_CHECK_ARG(Is8Bit(x->dtype()) && Is8Bit(w->dtype()), "x and w must be uint8 or int8 (got {} and {})",
+                 DTypeName(x->dtype()), DTypeName(w->dtype()));
+    QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveConv(a_, x->shape(), w->shape()));
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kInt32, g.out_shape));
+    return IntegerConv(ctx, g, *x, *w, ctx.input(2), ctx.input(3), y->data<int32_t>());
+  }
+
+ private:
+  ConvAttrs a_;
+};
+
+class QLinearConvKernel final : public OpKernel {
+ public:
+  explicit QLinearConvKernel(ConvAttrs a) : a_(std::move(a)) {}
+  Status Compute(KernelContext& ctx) override {
+    const Tensor* in[8];
+    for (size_t i = 0; i < 8; ++i) {
+      QK_ASSIGN_OR_RETURN(in[i], ctx.RequiredInput(i));
+    }
+    const Tensor &x = *in[0], &x_scale = *in[1], &w = *in[3], &w_scale = *in[4], &y_scale = *in[6], &y_zp = *in[7];
+    const Tensor* bias = ctx.input(8);
+    QK_CHECK_ARG(Is8Bit(x.dtype()) && Is8Bit(w.dtype()), "x and w must be uint8 or int8 (got {} and {})",
+                 DTypeName(x.dtype()), DTypeName(w.dtype()));
+    QK_CHECK_ARG(Is8Bit(y_zp.dtype()), "y_zero_point must be uint8 or int8, got {}", DTypeName(y_zp.dtype()));
+    QK_RETURN_IF_ERROR(CheckScaleType(x_scale, "x_scale"));
+    QK_RETURN_IF_ERROR(CheckScaleType(w_scale, "w_scale"));
+    QK_RETURN_IF_ERROR(CheckScaleType(y_scale, "y_scale"));
+    QK_CHECK_ARG(x_scale.numel() == 1, "x_scale must be a scalar, got shape {}", ShapeToString(x_scale.shape()));
+    QK_CHECK_ARG(y_scale.numel() == 1 && y_zp.numel() == 1, "y_scale and y_zero_point must be scalars");
+    QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveConv(a_, x.shape(), w.shape()));
+    QK_CHECK_ARG(w_scale.numel() == 1 || (w_scale.rank() == 1 && w_scale.dim(0) == g.M),
+                 "w_scale must be a scalar or have one entry per output channel ({}), got shape {}", g.M,
+                 ShapeToString(w_scale.shape()));
+    if (bias) {
+      QK_CHECK_ARG(bias->dtype() == DType::kInt32, "bias B must be int32, got {}", DTypeName(bias->dtype()));
+      QK_CHECK_ARG(bias->rank() == 1 && bias->dim(0) == g.M, "bias B must have shape [{}], got {}", g.M,
+                   ShapeToString(bias->shape()));
+    }
+    const int64_t total = NumElements(g.out_shape);
+    std::vector<int32_t> acc(static_cast<size_t>(total));
+    QK_RETURN_IF_ERROR(IntegerConv(ctx, g, x, w, in[2], in[5], acc.data()));
+    const float xs = static_cast<float>(x_scale.GetAsDouble(0)), ys = static_cast<float>(y_scale.GetAsDouble(0));
+    const std::vector<float> ws = ReadScales(w_scale);
+    std::vector<float> mult(static_cast<size_t>(g.M));
+    for (int64_t m = 0; m < g.M; ++m) mult[m] = quant::RequantizeMultiplier(xs, ws[ws.size() == 1 ? 0 : m], ys);
+    const int32_t yz = static_cast<int32_t>(y_zp.GetAsInt64(0));
+    const int32_t* bd = bias ? bias->data<int32_t>() : nullptr;
+    return DispatchQuantType(y_zp.dtype(), "y_zero_point", [&](auto tag) -> Status {
+      using T = decltype(tag);
+      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), g.out_shape));
+      T* dst = y->data<T>();
+      for (int64_t nm = 0; nm < g.N * g.M; ++nm) {
+        const int64_t m = nm % g.M;
+        const uint32_t bv = bd ? static_cast<uint32_t>(bd[m]) : 0u;
+        const float mu = mult[m];
+        const int32_t* a = acc.data() + nm * g.out_size;
+        T* o = dst + nm * g.out_size;
+        for (int64_t i = 0; i < g.out_size; ++i) {
+          o[i] = quant::Requantize<T>(static_cast<int32_t>(static_cast<uint32_t>(a[i]) + bv), mu, yz);
+        }
+      }
+      return Status::Ok();
+    });
+  }
+
+ private:
+  ConvAttrs a_;
+};
+
+template <typename K>
+KernelFactory ConvFactory() {
+  return [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+    QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
+    return std::unique_ptr<OpKernel>(new K(std::move(a)));
+  };
+}
+
+}  // namespace
+
+void RegisterQuantOps(KernelRegistry& r) {
+  r.Register("", "QuantizeLinear", [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+    QK_RETURN_IF_ERROR(CheckQdqAttrs(init.node));
+    return std::unique_ptr<OpKernel>(new QuantizeLinearKernel(init.node.AttrInt("axis", 1)));
+  });
+  r.Register("", "DequantizeLinear", [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+    QK_RETURN_IF_ERROR(CheckQdqAttrs(init.node));
+    return std::unique_ptr<OpKernel>(new DequantizeLinearKernel(init.node.AttrInt("axis", 1)));
+  });
+  r.RegisterFunction("", "DynamicQuantizeLinear", &DynamicQuantizeLinearFn);
+  r.RegisterFunction("", "MatMulInteger", &MatMulIntegerFn);
+  r.RegisterFunction("", "QLinearMatMul", &QLinearMatMulFn);
+  r.Register("", "ConvInteger", ConvFactory<ConvIntegerKernel>());
+  r.Register("", "QLinearConv", ConvFactory<QLinearConvKernel>());
+}
 
 }  // namespace quantkit::rt

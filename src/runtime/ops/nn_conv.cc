@@ -1,0 +1,401 @@
+// Conv and ConvTranspose (any number of spatial dims, groups, strides, dilations, pads, auto_pad).
+// Conv: im2col (skipped for pointwise convs) + GEMM per group, bias pre-filled into the output;
+// depthwise 1-D/2-D convs use a direct kernel. ConvTranspose: GEMM into columns + col2im.
+// float16/bfloat16 compute in float32.
+#include <algorithm>
+#include <memory>
+
+#include "runtime/kernels/ref/conv_kernels.h"
+#include "runtime/ops/nn_common.h"
+#include "runtime/ops/op_util.h"
+
+namespace quantkit::rt {
+namespace {
+
+using kernels::ConvGeometry;
+
+// Elements of the im2col / col2im scratch buffer per chunk of output positions.
+constexpr int64_t kColBudget = int64_t{1} << 21;
+// Below this many flops per (batch, group) GEMM, parallelise over (batch, group) instead.
+constexpr double kSmallGroupFlops = 8e6;
+
+Status CheckConvDType(const Tensor* t, DType expected, const char* what) {
+  if (!t) return Status::Ok();
+  QK_CHECK_ARG(t->dtype() == expected, "input {} has dtype {} but X has dtype {}", what, DTypeName(t->dtype()),
+               DTypeName(expected));
+  return Status::Ok();
+}
+
+Status CheckFloatInput(const Tensor& x) {
+  const DType d = x.dtype();
+  if (d != DType::kFloat32 && d != DType::kFloat64 && !IsHalf(d)) {
+    return Unimplemented(fmt::format("input X has dtype {}; only float32, float64, float16 and bfloat16 are supported",
+                                     DTypeName(d)));
+  }
+  return Status::Ok();
+}
+
+std::vector<int64_t> SpatialDims(const Shape& s) { return {s.begin() + 2, s.end()}; }
+
+// Checks attribute lengths against the weight's spatial rank, and the bias, early.
+Status CheckAttrRank(const SpatialAttrs& a, size_t nd) {
+  QK_CHECK_ARG(a.kernel_shape.empty() || a.kernel_shape.size() == nd,
+               "attribute kernel_shape has {} values but the weight has {} spatial dims", a.kernel_shape.size(), nd);
+  QK_CHECK_ARG(a.strides.empty() || a.strides.size() == nd, "attribute strides has {} values, expected {}",
+               a.strides.size(), nd);
+  QK_CHECK_ARG(a.dilations.empty() || a.dilations.size() == nd, "attribute dilations has {} values, expected {}",
+               a.dilations.size(), nd);
+  QK_CHECK_ARG(a.pads.empty() || a.pads.size() == 2 * nd, "attribute pads has {} values, expected {}",
+               a.pads.size(), 2 * nd);
+  return Status::Ok();
+}
+
+// Runs fn(n, g, pool_for_inner, scratch) for every (batch, group): either sequentially with the
+// pool used inside, or in parallel over (batch, group) with single-threaded inner work.
+template <typename T, typename F>
+Status ForEachBatchGroup(KernelContext& ctx, int64_t N, int64_t group, double flops_per_task,
+                         int64_t scratch_elems, const char* scratch_name, F&& fn) {
+  ThreadPool* pool = ctx.thread_pool();
+  const int64_t tasks = N * group;
+  const int threads = pool ? pool->num_threads() : 1;
+  if (tasks > 1 && threads > 1 && flops_per_task < kSmallGroupFlops) {
+    pool->ParallelFor(tasks, 1, [&](int64_t b, int64_t e) {
+      std::unique_ptr<T[]> scratch(scratch_elems > 0 ? new T[static_cast<size_t>(scratch_elems)] : nullptr);
+      for (int64_t t = b; t < e; ++t) fn(t / group, t % group, static_cast<ThreadPool*>(nullptr), scratch.get());
+    });
+    return Status::Ok();
+  }
+  Tensor scratch;
+  if (scratch_elems > 0) {
+    QK_ASSIGN_OR_RETURN(scratch, Tensor::CreateUninitialized(DTypeOf<T>::value, {scratch_elems}, ctx.allocator(),
+                                                             scratch_name));
+  }
+  for (int64_t t = 0; t < tasks; ++t) fn(t / group, t % group, pool, scratch_elems > 0 ? scratch.data<T>() : nullptr);
+  return Status::Ok();
+}
+
+// Fills rows [0, rows) of length `len` (stride ld) with bias[r] (or zero).
+template <typename T>
+void FillRows(T* y, int64_t rows, int64_t len, int64_t ld, const T* bias) {
+  for (int64_t r = 0; r < rows; ++r) std::fill(y + r * ld, y + r * ld + len, bias ? bias[r] : T(0));
+}
+
+// ------------------------------------------------------------------------------------ Conv
+
+template <typename T>
+Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M, int64_t group,
+                   const T* x, const T* w, const T* bias, T* y) {
+  const int64_t Cg = C / group, Mg = M / group;
+  const int64_t ksize = g.KernelSize(), in_size = g.InSize(), out_size = g.OutSize();
+  const int64_t kdim = Cg * ksize;
+  if (N == 0 || M == 0 || out_size == 0) return Status::Ok();
+  ThreadPool* pool = ctx.thread_pool();
+  if (kdim == 0) {  // no input channels: the output is the bias
+    for (int64_t n = 0; n < N; ++n) FillRows(y + n * M * out_size, M, out_size, out_size, bias);
+    return Status::Ok();
+  }
+
+  if (group == C && M == C && (g.nd == 1 || g.nd == 2)) {  // depthwise: direct kernel
+    ConvGeometry g2 = g;
+    if (g.nd == 1) {
+      g2.nd = 2;
+      g2.in = {1, g.in[0]};
+      g2.out = {1, g.out[0]};
+      g2.kernel = {1, g.kernel[0]};
+      g2.stride = {1, g.stride[0]};
+      g2.dilation = {1, g.dilation[0]};
+      g2.pad_begin = {0, g.pad_begin[0]};
+    }
+    auto body = [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t c = t % C;
+        kernels::DepthwiseConv2DChannel<T>(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : T(0),
+                                           y + t * out_size);
+      }
+    };
+    const int64_t per = std::max<int64_t>(1, out_size * ksize);
+    if (pool) {
+      pool->ParallelFor(N * C, std::max<int64_t>(1, (int64_t{1} << 15) / per), body);
+    } else {
+      body(0, N * C);
+    }
+    return Status::Ok();
+  }
+
+  const bool pointwise = g.IsPointwise();
+  const T beta = bias ? T(1) : T(0);
+  const int64_t chunk = pointwise ? out_size : std::min(out_size, std::max<int64_t>(64, kColBudget / kdim));
+  const double flops = 2.0 * static_cast<double>(Mg) * static_cast<double>(kdim) * static_cast<double>(out_size);
+  return ForEachBatchGroup<T>(
+      ctx, N, group, flops, pointwise ? 0 : chunk * kdim, "Conv im2col buffer",
+      [&](int64_t n, int64_t gi, ThreadPool* tp, T* col) {
+        const T* xg = x + (n * C + gi * Cg) * in_size;
+        const T* wg = w + gi * Mg * kdim;
+        T* yg = y + (n * M + gi * Mg) * out_size;
+        if (bias) FillRows(yg, Mg, out_size, out_size, bias + gi * Mg);
+        if (pointwise) {
+          GemmT<T>(false, false, Mg, out_size, Cg, T(1), wg, kdim, xg, in_size, beta, yg, out_size, tp);
+          return;
+        }
+        for (int64_t p0 = 0; p0 < out_size; p0 += chunk) {
+          const int64_t p1 = std::min(out_size, p0 + chunk), len = p1 - p0;
+          auto im2col = [&](int64_t cb, int64_t ce) {
+            for (int64_t c = cb; c < ce; ++c) {
+              kernels::Im2ColChannel<T>(g, xg + c * in_size, p0, p1, col + c * ksize * len, len);
+            }
+          };
+          if (tp && Cg > 1 && kdim * len >= (int64_t{1} << 15)) {
+            tp->ParallelFor(Cg, 1, im2col);
+          } else {
+            im2col(0, Cg);
+          }
+          GemmT<T>(false, false, Mg, len, kdim, T(1), wg, kdim, col, len, beta, yg + p0, out_size, tp);
+        }
+      });
+}
+
+class ConvKernel final : public OpKernel {
+ public:
+  static StatusOr<std::unique_ptr<OpKernel>> Create(const KernelInit& init) {
+    auto k = std::make_unique<ConvKernel>();
+    QK_RETURN_IF_ERROR(ParseSpatialAttrs(init.node, false, &k->attrs_));
+    k->group_ = init.node.AttrInt("group", 1);
+    QK_CHECK_ARG(k->group_ >= 1, "attribute group must be >= 1, got {}", k->group_);
+    if (const Tensor* w = init.ConstantInput(1)) {
+      QK_CHECK_ARG(w->rank() >= 3, "weight W must have rank >= 3, got shape {}", ShapeToString(w->shape()));
+      QK_CHECK_ARG(w->dim(0) % k->group_ == 0, "weight W has {} output channels, not divisible by group {}",
+                   w->dim(0), k->group_);
+      QK_RETURN_IF_ERROR(CheckAttrRank(k->attrs_, w->rank() - 2));
+      if (!k->attrs_.kernel_shape.empty()) {
+        QK_CHECK_ARG(k->attrs_.kernel_shape == SpatialDims(w->shape()),
+                     "attribute kernel_shape {} does not match weight W shape {}",
+                     ShapeToString(k->attrs_.kernel_shape), ShapeToString(w->shape()));
+      }
+      if (const Tensor* b = init.ConstantInput(2)) {
+        QK_CHECK_ARG(b->rank() == 1 && b->dim(0) == w->dim(0), "bias B has shape {}, expected [{}]",
+                     ShapeToString(b->shape()), w->dim(0));
+      }
+    }
+    return std::unique_ptr<OpKernel>(std::move(k));
+  }
+
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+    QK_ASSIGN_OR_RETURN(const Tensor* w, ctx.RequiredInput(1));
+    const Tensor* b = ctx.input(2);
+    QK_RETURN_IF_ERROR(CheckFloatInput(*x));
+    QK_RETURN_IF_ERROR(CheckConvDType(w, x->dtype(), "W"));
+    QK_RETURN_IF_ERROR(CheckConvDType(b, x->dtype(), "B"));
+    QK_CHECK_ARG(x->rank() >= 3, "input X must have rank >= 3 (N, C, spatial...), got shape {}",
+                 ShapeToString(x->shape()));
+    QK_CHECK_ARG(w->rank() == x->rank(), "weight W shape {} has a different rank than X shape {}",
+                 ShapeToString(w->shape()), ShapeToString(x->shape()));
+    const int64_t N = x->dim(0), C = x->dim(1), M = w->dim(0);
+    QK_CHECK_ARG(w->dim(1) * group_ == C, "X has {} channels but W shape {} with group {} expects {}", C,
+                 ShapeToString(w->shape()), group_, w->dim(1) * group_);
+    QK_CHECK_ARG(M % group_ == 0, "weight W has {} output channels, not divisible by group {}", M, group_);
+    if (b) {
+      QK_CHECK_ARG(b->rank() == 1 && b->dim(0) == M, "bias B has shape {}, expected [{}]", ShapeToString(b->shape()),
+                   M);
+    }
+    QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveGeometry(attrs_, SpatialDims(x->shape()), SpatialDims(w->shape())));
+    Shape yshape = {N, M};
+    yshape.insert(yshape.end(), g.out.begin(), g.out.end());
+
+    if (x->dtype() == DType::kFloat64) {
+      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat64, yshape));
+      return ConvCompute<double>(ctx, g, N, C, M, group_, x->data<double>(), w->data<double>(),
+                                 b ? b->data<double>() : nullptr, y->data<double>());
+    }
+    if (x->dtype() == DType::kFloat32) {
+      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
+      return ConvCompute<float>(ctx, g, N, C, M, group_, x->data<float>(), w->data<float>(),
+                                b ? b->data<float>() : nullptr, y->data<float>());
+    }
+    Allocator* alloc = ctx.allocator();
+    const Tensor xf = ToFloat32IfHalf(*x, alloc), wf = ToFloat32IfHalf(*w, alloc);
+    const Tensor bf = b ? ToFloat32IfHalf(*b, alloc) : Tensor();
+    QK_ASSIGN_OR_RETURN(Tensor yf, Tensor::CreateUninitialized(DType::kFloat32, yshape, alloc, "Conv float32 output"));
+    QK_RETURN_IF_ERROR(ConvCompute<float>(ctx, g, N, C, M, group_, xf.data<float>(), wf.data<float>(),
+                                          b ? bf.data<float>() : nullptr, yf.data<float>()));
+    ctx.SetOutput(0, FromFloat32(yf, x->dtype(), alloc));
+    return Status::Ok();
+  }
+
+ private:
+  SpatialAttrs attrs_;
+  int64_t group_ = 1;
+};
+
+// --------------------------------------------------------------------------- ConvTranspose
+
+// g is the forward geometry: g.in = Y's spatial dims, g.out = X's spatial dims.
+template <typename T>
+Status ConvTransposeCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M,
+                            int64_t group, const T* x, const T* w, const T* bias, T* y) {
+  const int64_t Cg = C / group, Mg = M / group;
+  const int64_t ksize = g.KernelSize(), xsize = g.OutSize(), ysize = g.InSize();
+  const int64_t rows = Mg * ksize;
+  if (N == 0 || M == 0 || ysize == 0) return Status::Ok();
+  const bool pointwise = g.IsPointwise();
+  const int64_t chunk = pointwise ? xsize : std::min(xsize, std::max<int64_t>(64, kColBudget / std::max<int64_t>(rows, 1)));
+  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(Cg) * static_cast<double>(xsize);
+  return ForEachBatchGroup<T>(
+      ctx, N, group, flops, pointwise || xsize == 0 ? 0 : chunk * rows, "ConvTranspose column buffer",
+      [&](int64_t n, int64_t gi, ThreadPool* tp, T* col) {
+        const T* xg = x + (n * C + gi * Cg) * xsize;
+        const T* wg = w + gi * Cg * rows;  // [Cg, Mg * ksize]
+        T* yg = y + (n * M + gi * Mg) * ysize;
+        FillRows(yg, Mg, ysize, ysize, bias ? bias + gi * Mg : nullptr);
+        if (xsize == 0 || Cg == 0) return;
+        if (pointwise) {
+          GemmT<T>(true, false, Mg, xsize, Cg, T(1), wg, rows, xg, xsize, T(1), yg, ysize, tp);
+          return;
+        }
+        for (int64_t p0 = 0; p0 < xsize; p0 += chunk) {
+          const int64_t p1 = std::min(xsize, p0 + chunk), len = p1 - p0;
+          GemmT<T>(true, false, rows, len, Cg, T(1), wg, rows, xg + p0, xsize, T(0), col, len, tp);
+          auto col2im = [&](int64_t mb, int64_t me) {
+            for (int64_t m = mb; m < me; ++m) {
+              kernels::Col2ImChannelAdd<T>(g, col + m * ksize * len, len, p0, p1, yg + m * ysize);
+            }
+          };
+          if (tp && Mg > 1 && rows * len >= (int64_t{1} << 15)) {
+            tp->ParallelFor(Mg, 1, col2im);
+          } else {
+            col2im(0, Mg);
+          }
+        }
+      });
+}
+
+class ConvTransposeKernel final : public OpKernel {
+ public:
+  static StatusOr<std::unique_ptr<OpKernel>> Create(const KernelInit& init) {
+    auto k = std::make_unique<ConvTransposeKernel>();
+    QK_RETURN_IF_ERROR(ParseSpatialAttrs(init.node, false, &k->attrs_));
+    k->group_ = init.node.AttrInt("group", 1);
+    QK_CHECK_ARG(k->group_ >= 1, "attribute group must be >= 1, got {}", k->group_);
+    k->output_padding_ = init.node.AttrInts("output_padding");
+    k->output_shape_ = init.node.AttrInts("output_shape");
+    for (int64_t p : k->output_padding_) QK_CHECK_ARG(p >= 0, "attribute output_padding has a negative value {}", p);
+    for (int64_t s : k->output_shape_) QK_CHECK_ARG(s >= 0, "attribute output_shape has a negative value {}", s);
+    if (const Tensor* w = init.ConstantInput(1)) {
+      QK_CHECK_ARG(w->rank() >= 3, "weight W must have rank >= 3, got shape {}", ShapeToString(w->shape()));
+      QK_RETURN_IF_ERROR(k->CheckRank(w->rank() - 2));
+      if (const Tensor* b = init.ConstantInput(2)) {
+        QK_CHECK_ARG(b->rank() == 1 && b->dim(0) == w->dim(1) * k->group_, "bias B has shape {}, expected [{}]",
+                     ShapeToString(b->shape()), w->dim(1) * k->group_);
+      }
+    }
+    return std::unique_ptr<OpKernel>(std::move(k));
+  }
+
+  Status CheckRank(size_t nd) const {
+    QK_RETURN_IF_ERROR(CheckAttrRank(attrs_, nd));
+    QK_CHECK_ARG(output_padding_.empty() || output_padding_.size() == nd,
+                 "attribute output_padding has {} values, expected {}", output_padding_.size(), nd);
+    QK_CHECK_ARG(output_shape_.empty() || output_shape_.size() == nd || output_shape_.size() == nd + 2,
+                 "attribute output_shape has {} values, expected {}", output_shape_.size(), nd);
+    return Status::Ok();
+  }
+
+  StatusOr<ConvGeometry> Geometry(const std::vector<int64_t>& xin, const std::vector<int64_t>& kernel) const {
+    const size_t nd = xin.size();
+    QK_RETURN_IF_ERROR(CheckRank(nd));
+    if (!attrs_.kernel_shape.empty()) {
+      QK_CHECK_ARG(attrs_.kernel_shape == kernel, "attribute kernel_shape {} does not match the weight's kernel {}",
+                   ShapeToString(attrs_.kernel_shape), ShapeToString(kernel));
+    }
+    ConvGeometry g;
+    g.nd = static_cast<int>(nd);
+    g.out = xin;
+    g.kernel = kernel;
+    g.stride = attrs_.strides.empty() ? std::vector<int64_t>(nd, 1) : attrs_.strides;
+    g.dilation = attrs_.dilations.empty() ? std::vector<int64_t>(nd, 1) : attrs_.dilations;
+    g.in.assign(nd, 0);
+    g.pad_begin.assign(nd, 0);
+    const bool same = attrs_.auto_pad == "SAME_UPPER" || attrs_.auto_pad == "SAME_LOWER";
+    for (size_t d = 0; d < nd; ++d) {
+      QK_CHECK_ARG(kernel[d] >= 1, "kernel dim {} is {}", d, kernel[d]);
+      const int64_t op = output_padding_.empty() ? 0 : output_padding_[d];
+      QK_CHECK_ARG(op < g.stride[d] || op < g.dilation[d],
+                   "output_padding {} of spatial dim {} must be smaller than the stride or dilation", op, d);
+      const int64_t natural = g.stride[d] * (xin[d] - 1) + op + (kernel[d] - 1) * g.dilation[d] + 1;
+      if (!output_shape_.empty() || same) {
+        const int64_t out = !output_shape_.empty() ? output_shape_[output_shape_.size() - nd + d] : xin[d] * g.stride[d];
+        const int64_t total = std::max<int64_t>(0, natural - out);
+        g.in[d] = out;
+        g.pad_begin[d] = attrs_.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      } else {
+        const bool valid = attrs_.auto_pad == "VALID";
+        const int64_t pb = valid || attrs_.pads.empty() ? 0 : attrs_.pads[d];
+        const int64_t pe = valid || attrs_.pads.empty() ? 0 : attrs_.pads[d + nd];
+        g.in[d] = natural - pb - pe;
+        g.pad_begin[d] = pb;
+        QK_CHECK_ARG(g.in[d] >= 0, "spatial dim {}: pads {}+{} exceed the output size {}", d, pb, pe, natural);
+      }
+    }
+    return g;
+  }
+
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+    QK_ASSIGN_OR_RETURN(const Tensor* w, ctx.RequiredInput(1));
+    const Tensor* b = ctx.input(2);
+    QK_RETURN_IF_ERROR(CheckFloatInput(*x));
+    QK_RETURN_IF_ERROR(CheckConvDType(w, x->dtype(), "W"));
+    QK_RETURN_IF_ERROR(CheckConvDType(b, x->dtype(), "B"));
+    QK_CHECK_ARG(x->rank() >= 3, "input X must have rank >= 3 (N, C, spatial...), got shape {}",
+                 ShapeToString(x->shape()));
+    QK_CHECK_ARG(w->rank() == x->rank(), "weight W shape {} has a different rank than X shape {}",
+                 ShapeToString(w->shape()), ShapeToString(x->shape()));
+    const int64_t N = x->dim(0), C = x->dim(1);
+    QK_CHECK_ARG(w->dim(0) == C, "X has {} channels but weight W shape {} expects {}", C, ShapeToString(w->shape()),
+                 w->dim(0));
+    QK_CHECK_ARG(C % group_ == 0, "X has {} channels, not divisible by group {}", C, group_);
+    const int64_t M = w->dim(1) * group_;
+    if (b) {
+      QK_CHECK_ARG(b->rank() == 1 && b->dim(0) == M, "bias B has shape {}, expected [{}]", ShapeToString(b->shape()),
+                   M);
+    }
+    QK_ASSIGN_OR_RETURN(ConvGeometry g, Geometry(SpatialDims(x->shape()), SpatialDims(w->shape())));
+    Shape yshape = {N, M};
+    yshape.insert(yshape.end(), g.in.begin(), g.in.end());
+    QK_RETURN_IF_ERROR(CheckShape(yshape, x->dtype(), "ConvTranspose output"));
+
+    if (x->dtype() == DType::kFloat64) {
+      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat64, yshape));
+      return ConvTransposeCompute<double>(ctx, g, N, C, M, group_, x->data<double>(), w->data<double>(),
+                                          b ? b->data<double>() : nullptr, y->data<double>());
+    }
+    if (x->dtype() == DType::kFloat32) {
+      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
+      return ConvTransposeCompute<float>(ctx, g, N, C, M, group_, x->data<float>(), w->data<float>(),
+                                         b ? b->data<float>() : nullptr, y->data<float>());
+    }
+    Allocator* alloc = ctx.allocator();
+    const Tensor xf = ToFloat32IfHalf(*x, alloc), wf = ToFloat32IfHalf(*w, alloc);
+    const Tensor bf = b ? ToFloat32IfHalf(*b, alloc) : Tensor();
+    QK_ASSIGN_OR_RETURN(Tensor yf,
+                        Tensor::CreateUninitialized(DType::kFloat32, yshape, alloc, "ConvTranspose float32 output"));
+    QK_RETURN_IF_ERROR(ConvTransposeCompute<float>(ctx, g, N, C, M, group_, xf.data<float>(), wf.data<float>(),
+                                                   b ? bf.data<float>() : nullptr, yf.data<float>()));
+    ctx.SetOutput(0, FromFloat32(yf, x->dtype(), alloc));
+    return Status::Ok();
+  }
+
+ private:
+  SpatialAttrs attrs_;
+  int64_t group_ = 1;
+  std::vector<int64_t> output_padding_, output_shape_;
+};
+
+}  // namespace
+
+void RegisterNnConvOps(KernelRegistry& r) {
+  r.Register("", "Conv", &ConvKernel::Create);
+  r.Register("", "ConvTranspose", &ConvTransposeKernel::Create);
+}
+
+}  // namespace quantkit::rt

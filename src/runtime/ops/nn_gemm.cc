@@ -1,0 +1,208 @@
+// Gemm (transA/transB, alpha, beta, unidirectionally broadcast C; optional C from opset 11) and
+// MatMul (numpy semantics: 1-D operands, batched with broadcast batch dims).
+// float32 uses the packed SGEMM, float16/bfloat16 compute in float32, double and 32/64-bit
+// integers use a simple loop (integers wrap on overflow).
+#include <algorithm>
+#include <memory>
+
+#include "runtime/ops/nn_common.h"
+#include "runtime/ops/op_util.h"
+
+namespace quantkit::rt {
+namespace {
+
+bool IsGemmDType(DType d) {
+  switch (d) {
+    case DType::kFloat32:
+    case DType::kFloat64:
+    case DType::kFloat16:
+    case DType::kBFloat16:
+    case DType::kInt32:
+    case DType::kInt64:
+    case DType::kUInt32:
+    case DType::kUInt64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Calls f(T{}) for the GEMM-capable dtypes (half types must be converted first).
+template <typename F>
+Status DispatchGemm(DType d, F&& f) {
+  switch (d) {
+    case DType::kFloat32: return f(float{});
+    case DType::kFloat64: return f(double{});
+    case DType::kInt32: return f(int32_t{});
+    case DType::kInt64: return f(int64_t{});
+    case DType::kUInt32: return f(uint32_t{});
+    case DType::kUInt64: return f(uint64_t{});
+    default: return Unimplemented(fmt::format("dtype {} is not supported", DTypeName(d)));
+  }
+}
+
+// Runs `compute(inputs_as_computed, output_dtype, out)` where half inputs are converted to
+// float32 and the float32 result converted back into output 0.
+template <typename F>
+Status WithHalfConversion(KernelContext& ctx, std::vector<const Tensor*> ins, const Shape& yshape, F&& compute) {
+  const DType dt = ins[0]->dtype();
+  if (!IsHalf(dt)) {
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, dt, yshape));
+    return compute(ins, y);
+  }
+  Allocator* alloc = ctx.allocator();
+  std::vector<Tensor> conv;
+  conv.reserve(ins.size());
+  for (const Tensor* t : ins) conv.push_back(t ? ToFloat32IfHalf(*t, alloc) : Tensor());
+  std::vector<const Tensor*> fins;
+  for (size_t i = 0; i < ins.size(); ++i) fins.push_back(ins[i] ? &conv[i] : nullptr);
+  QK_ASSIGN_OR_RETURN(Tensor yf, Tensor::CreateUninitialized(DType::kFloat32, yshape, alloc, "float32 output"));
+  QK_RETURN_IF_ERROR(compute(fins, &yf));
+  ctx.SetOutput(0, FromFloat32(yf, dt, alloc));
+  return Status::Ok();
+}
+
+// ------------------------------------------------------------------------------------ Gemm
+
+class GemmKernel final : public OpKernel {
+ public:
+  static StatusOr<std::unique_ptr<OpKernel>> Create(const KernelInit& init) {
+    auto k = std::make_unique<GemmKernel>();
+    k->trans_a_ = init.node.AttrInt("transA", 0) != 0;
+    k->trans_b_ = init.node.AttrInt("transB", 0) != 0;
+    k->alpha_ = init.node.AttrFloat("alpha", 1.f);
+    k->beta_ = init.node.AttrFloat("beta", 1.f);
+    if (const Tensor* b = init.ConstantInput(1)) {
+      QK_CHECK_ARG(b->rank() == 2, "input B must be 2-D, got shape {}", ShapeToString(b->shape()));
+    }
+    return std::unique_ptr<OpKernel>(std::move(k));
+  }
+
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* a, ctx.RequiredInput(0));
+    QK_ASSIGN_OR_RETURN(const Tensor* b, ctx.RequiredInput(1));
+    const Tensor* c = ctx.input(2);
+    if (!IsGemmDType(a->dtype())) {
+      return Unimplemented(fmt::format("input A has unsupported dtype {}", DTypeName(a->dtype())));
+    }
+    QK_CHECK_ARG(b->dtype() == a->dtype(), "input B has dtype {} but A has {}", DTypeName(b->dtype()),
+                 DTypeName(a->dtype()));
+    QK_CHECK_ARG(!c || c->dtype() == a->dtype(), "input C has dtype {} but A has {}", DTypeName(c->dtype()),
+                 DTypeName(a->dtype()));
+    QK_CHECK_ARG(a->rank() == 2, "input A must be 2-D, got shape {}", ShapeToString(a->shape()));
+    QK_CHECK_ARG(b->rank() == 2, "input B must be 2-D, got shape {}", ShapeToString(b->shape()));
+    const int64_t M = trans_a_ ? a->dim(1) : a->dim(0), K = trans_a_ ? a->dim(0) : a->dim(1);
+    const int64_t Kb = trans_b_ ? b->dim(1) : b->dim(0), N = trans_b_ ? b->dim(0) : b->dim(1);
+    QK_CHECK_ARG(K == Kb, "inner dimensions differ: op(A) is [{}, {}] and op(B) is [{}, {}] (A {}, B {}, transA={}, transB={})",
+                 M, K, Kb, N, ShapeToString(a->shape()), ShapeToString(b->shape()), trans_a_, trans_b_);
+    if (c) {
+      const Shape& cs = c->shape();
+      bool ok = cs.size() <= 2;
+      if (ok && cs.size() == 2) ok = (cs[0] == 1 || cs[0] == M) && (cs[1] == 1 || cs[1] == N);
+      if (ok && cs.size() == 1) ok = cs[0] == 1 || cs[0] == N;
+      QK_CHECK_ARG(ok, "input C of shape {} cannot be broadcast to [{}, {}]", ShapeToString(cs), M, N);
+    }
+    const bool use_c = c && beta_ != 0.f;
+    return WithHalfConversion(ctx, {a, b, use_c ? c : nullptr}, {M, N},
+                              [&](const std::vector<const Tensor*>& in, Tensor* y) -> Status {
+      return DispatchGemm(in[0]->dtype(), [&](auto tag) -> Status {
+        using T = decltype(tag);
+        T* yd = y->data<T>();
+        const Tensor* ct = in[2];
+        if (ct) {
+          const Shape& cs = ct->shape();
+          const int64_t cm = cs.size() == 2 ? cs[0] : 1, cn = cs.empty() ? 1 : cs.back();
+          const T* cd = ct->data<T>();
+          for (int64_t i = 0; i < M; ++i) {
+            const T* crow = cd + (cm == 1 ? 0 : i) * cn;
+            T* yrow = yd + i * N;
+            if (cn == 1) {
+              std::fill(yrow, yrow + N, crow[0]);
+            } else {
+              std::copy(crow, crow + N, yrow);
+            }
+          }
+        }
+        GemmT<T>(trans_a_, trans_b_, M, N, K, static_cast<T>(alpha_), in[0]->data<T>(), in[0]->dim(1),
+                 in[1]->data<T>(), in[1]->dim(1), ct ? static_cast<T>(beta_) : T(0), yd, N, ctx.thread_pool());
+        return Status::Ok();
+      });
+    });
+  }
+
+ private:
+  bool trans_a_ = false, trans_b_ = false;
+  float alpha_ = 1.f, beta_ = 1.f;
+};
+
+// ---------------------------------------------------------------------------------- MatMul
+
+Status MatMulFn(KernelContext& ctx) {
+  QK_ASSIGN_OR_RETURN(const Tensor* a, ctx.RequiredInput(0));
+  QK_ASSIGN_OR_RETURN(const Tensor* b, ctx.RequiredInput(1));
+  if (!IsGemmDType(a->dtype())) {
+    return Unimplemented(fmt::format("input A has unsupported dtype {}", DTypeName(a->dtype())));
+  }
+  QK_CHECK_ARG(b->dtype() == a->dtype(), "input B has dtype {} but A has {}", DTypeName(b->dtype()),
+               DTypeName(a->dtype()));
+  QK_CHECK_ARG(a->rank() >= 1 && b->rank() >= 1, "inputs must have rank >= 1, got shapes {} and {}",
+               ShapeToString(a->shape()), ShapeToString(b->shape()));
+  Shape as = a->shape(), bs = b->shape();
+  if (as.size() == 1) as.insert(as.begin(), 1);
+  if (bs.size() == 1) bs.push_back(1);
+  const int64_t M = as[as.size() - 2], K = as.back(), Kb = bs[bs.size() - 2], N = bs.back();
+  QK_CHECK_ARG(K == Kb, "inner dimensions differ: A {} and B {}", ShapeToString(a->shape()), ShapeToString(b->shape()));
+  const Shape batch_a(as.begin(), as.end() - 2), batch_b(bs.begin(), bs.end() - 2);
+  QK_ASSIGN_OR_RETURN(Shape batch, BroadcastShapes(batch_a, batch_b));
+  Shape yshape = batch;
+  if (a->rank() > 1) yshape.push_back(M);
+  if (b->rank() > 1) yshape.push_back(N);
+  const int64_t nbatch = NumElements(batch);
+  const int64_t nb_b = NumElements(batch_b);
+
+  return WithHalfConversion(ctx, {a, b}, yshape, [&](const std::vector<const Tensor*>& in, Tensor* y) -> Status {
+    return DispatchGemm(in[0]->dtype(), [&](auto tag) -> Status {
+      using T = decltype(tag);
+      const T* ad = in[0]->data<T>();
+      const T* bd = in[1]->data<T>();
+      T* yd = y->data<T>();
+      ThreadPool* pool = ctx.thread_pool();
+      if (nbatch == 0 || M == 0 || N == 0) return Status::Ok();
+      if (nb_b == 1) {  // B is one matrix: all of A's rows in one GEMM
+        GemmT<T>(false, false, nbatch * M, N, K, T(1), ad, K, bd, N, T(0), yd, N, pool);
+        return Status::Ok();
+      }
+      const size_t r = batch.size();
+      const std::vector<int64_t> sa = BroadcastStrides(batch_a, r), sb = BroadcastStrides(batch_b, r);
+      auto one = [&](int64_t i, ThreadPool* tp) {
+        int64_t rem = i, oa = 0, ob = 0;
+        for (size_t d = r; d-- > 0;) {
+          const int64_t idx = rem % batch[d];
+          rem /= batch[d];
+          oa += idx * sa[d];
+          ob += idx * sb[d];
+        }
+        GemmT<T>(false, false, M, N, K, T(1), ad + oa * M * K, K, bd + ob * K * N, N, T(0), yd + i * M * N, N, tp);
+      };
+      const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+      if (pool && nbatch > 1 && flops < 4e6) {
+        pool->ParallelFor(nbatch, std::max<int64_t>(1, static_cast<int64_t>(1e5 / std::max(flops, 1.0))),
+                          [&](int64_t s, int64_t e) {
+                            for (int64_t i = s; i < e; ++i) one(i, nullptr);
+                          });
+      } else {
+        for (int64_t i = 0; i < nbatch; ++i) one(i, pool);
+      }
+      return Status::Ok();
+    });
+  });
+}
+
+}  // namespace
+
+void RegisterNnGemmOps(KernelRegistry& r) {
+  r.Register("", "Gemm", &GemmKernel::Create);
+  r.RegisterFunction("", "MatMul", &MatMulFn);
+}
+
+}  // namespace quantkit::rt

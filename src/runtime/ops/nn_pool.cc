@@ -1,0 +1,319 @@
+// Pooling: MaxPool (dilations, ceil_mode, storage_order, Indices output), AveragePool
+// (count_include_pad, ceil_mode, dilations), LpPool, GlobalAveragePool, GlobalMaxPool,
+// GlobalLpPool. Windowed pools support 1 to 3 spatial dims (promoted to 3-D internally); global
+// pools any rank. float16/bfloat16 compute in float32; MaxPool also takes int8/uint8.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <type_traits>
+
+#include "runtime/ops/nn_common.h"
+#include "runtime/ops/op_util.h"
+
+namespace quantkit::rt {
+namespace {
+
+enum class PoolKind { kMax, kAverage, kLp };
+
+inline int64_t CeilDiv(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+
+// Per spatial dim (promoted to 3), for every output coordinate: the range of kernel taps that
+// land inside the input, and (for count_include_pad) the number of taps inside the padded input.
+struct PoolDim {
+  int64_t in = 1, out = 1, kernel = 1, stride = 1, dilation = 1, pad_begin = 0;
+  std::vector<int64_t> lo, hi, padded_count;
+  void Prepare(int64_t pad_end) {
+    lo.resize(out);
+    hi.resize(out);
+    padded_count.resize(out);
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t start = o * stride - pad_begin;
+      lo[o] = std::clamp<int64_t>(CeilDiv(-start, dilation), 0, kernel);
+      hi[o] = std::clamp<int64_t>(CeilDiv(in - start, dilation), lo[o], kernel);
+      const int64_t plo = std::clamp<int64_t>(CeilDiv(-pad_begin - start, dilation), 0, kernel);
+      const int64_t phi = std::clamp<int64_t>(CeilDiv(in + pad_end - start, dilation), plo, kernel);
+      padded_count[o] = phi - plo;
+    }
+  }
+};
+
+struct Pool3 {
+  PoolDim d[3];
+  int64_t InPlane() const { return d[0].in * d[1].in * d[2].in; }
+  int64_t OutPlane() const { return d[0].out * d[1].out * d[2].out; }
+};
+
+template <typename T>
+using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <typename T>
+void MaxPoolPlane(const Pool3& g, const T* x, T* y, int64_t* ind, int64_t ind_base, bool col_major) {
+  const PoolDim &D = g.d[0], &H = g.d[1], &W = g.d[2];
+  for (int64_t od = 0; od < D.out; ++od) {
+    for (int64_t oh = 0; oh < H.out; ++oh) {
+      for (int64_t ow = 0; ow < W.out; ++ow) {
+        T best = std::numeric_limits<T>::lowest();
+        int64_t bd = -1, bh = 0, bw = 0;
+        for (int64_t kd = D.lo[od]; kd < D.hi[od]; ++kd) {
+          const int64_t id = od * D.stride - D.pad_begin + kd * D.dilation;
+          for (int64_t kh = H.lo[oh]; kh < H.hi[oh]; ++kh) {
+            const int64_t ih = oh * H.stride - H.pad_begin + kh * H.dilation;
+            const T* row = x + (id * H.in + ih) * W.in;
+            for (int64_t kw = W.lo[ow]; kw < W.hi[ow]; ++kw) {
+              const int64_t iw = ow * W.stride - W.pad_begin + kw * W.dilation;
+              const T v = row[iw];
+              if (v > best || bd < 0) {
+                best = v;
+                bd = id;
+                bh = ih;
+                bw = iw;
+              }
+            }
+          }
+        }
+        *y++ = best;
+        if (ind) {
+          const int64_t idx = bd < 0 ? 0
+                              : col_major ? bd + D.in * (bh + H.in * bw)
+                                          : (bd * H.in + bh) * W.in + bw;
+          *ind++ = ind_base + idx;
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void AvgLpPoolPlane(const Pool3& g, PoolKind kind, bool count_include_pad, int64_t p, const T* x, T* y) {
+  using Acc = AccOf<T>;
+  const PoolDim &D = g.d[0], &H = g.d[1], &W = g.d[2];
+  for (int64_t od = 0; od < D.out; ++od) {
+    for (int64_t oh = 0; oh < H.out; ++oh) {
+      for (int64_t ow = 0; ow < W.out; ++ow) {
+        Acc sum = 0;
+        for (int64_t kd = D.lo[od]; kd < D.hi[od]; ++kd) {
+          const int64_t id = od * D.stride - D.pad_begin + kd * D.dilation;
+          for (int64_t kh = H.lo[oh]; kh < H.hi[oh]; ++kh) {
+            const int64_t ih = oh * H.stride - H.pad_begin + kh * H.dilation;
+            const T* row = x + (id * H.in + ih) * W.in;
+            const int64_t base = ow * W.stride - W.pad_begin, dil = W.dilation;
+            if (kind == PoolKind::kAverage) {
+              for (int64_t kw = W.lo[ow]; kw < W.hi[ow]; ++kw) sum += static_cast<Acc>(row[base + kw * dil]);
+            } else if (p == 1) {
+              for (int64_t kw = W.lo[ow]; kw < W.hi[ow]; ++kw) sum += std::abs(static_cast<Acc>(row[base + kw * dil]));
+            } else if (p == 2) {
+              for (int64_t kw = W.lo[ow]; kw < W.hi[ow]; ++kw) {
+                const Acc v = static_cast<Acc>(row[base + kw * dil]);
+                sum += v * v;
+              }
+            } else {
+              for (int64_t kw = W.lo[ow]; kw < W.hi[ow]; ++kw) {
+                sum += std::pow(std::abs(static_cast<Acc>(row[base + kw * dil])), static_cast<Acc>(p));
+              }
+            }
+          }
+        }
+        Acc out;
+        if (kind == PoolKind::kAverage) {
+          const int64_t count = count_include_pad
+                                    ? D.padded_count[od] * H.padded_count[oh] * W.padded_count[ow]
+                                    : (D.hi[od] - D.lo[od]) * (H.hi[oh] - H.lo[oh]) * (W.hi[ow] - W.lo[ow]);
+          out = count > 0 ? sum / static_cast<Acc>(count) : Acc(0);
+        } else {
+          out = p == 1 ? sum : p == 2 ? std::sqrt(sum) : std::pow(sum, Acc(1) / static_cast<Acc>(p));
+        }
+        *y++ = static_cast<T>(out);
+      }
+    }
+  }
+}
+
+template <typename T>
+void GlobalPoolPlane(PoolKind kind, int64_t p, const T* x, int64_t n, T* y) {
+  using Acc = AccOf<T>;
+  if (kind == PoolKind::kMax) {
+    T best = n > 0 ? x[0] : T(0);
+    for (int64_t i = 1; i < n; ++i) best = x[i] > best ? x[i] : best;
+    *y = best;
+    return;
+  }
+  Acc sum = 0;
+  if (kind == PoolKind::kAverage) {
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<Acc>(x[i]);
+    *y = static_cast<T>(n > 0 ? sum / static_cast<Acc>(n) : Acc(0));
+  } else if (p == 2) {
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<Acc>(x[i]) * static_cast<Acc>(x[i]);
+    *y = static_cast<T>(std::sqrt(sum));
+  } else {
+    for (int64_t i = 0; i < n; ++i) sum += std::pow(std::abs(static_cast<Acc>(x[i])), static_cast<Acc>(p));
+    *y = static_cast<T>(p == 1 ? sum : std::pow(sum, Acc(1) / static_cast<Acc>(p)));
+  }
+}
+
+class PoolKernel final : public OpKernel {
+ public:
+  PoolKernel(PoolKind kind, bool global) : kind_(kind), global_(global) {}
+
+  static KernelFactory Factory(PoolKind kind, bool global) {
+    return [kind, global](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+      auto k = std::make_unique<PoolKernel>(kind, global);
+      const Node& node = init.node;
+      if (!global) {
+        QK_RETURN_IF_ERROR(ParseSpatialAttrs(node, true, &k->attrs_));
+        QK_CHECK_ARG(!k->attrs_.kernel_shape.empty(), "attribute kernel_shape is required");
+        const size_t nd = k->attrs_.kernel_shape.size();
+        QK_CHECK_ARG(k->attrs_.strides.empty() || k->attrs_.strides.size() == nd,
+                     "attribute strides has {} values, expected {}", k->attrs_.strides.size(), nd);
+        QK_CHECK_ARG(k->attrs_.dilations.empty() || k->attrs_.dilations.size() == nd,
+                     "attribute dilations has {} values, expected {}", k->attrs_.dilations.size(), nd);
+        QK_CHECK_ARG(k->attrs_.pads.empty() || k->attrs_.pads.size() == 2 * nd,
+                     "attribute pads has {} values, expected {}", k->attrs_.pads.size(), 2 * nd);
+        if (nd > 3) {
+          return Unimplemented(fmt::format("pooling over {} spatial dims (at most 3 are supported)", nd));
+        }
+        k->count_include_pad_ = node.AttrInt("count_include_pad", 0) != 0;
+        k->storage_order_ = node.AttrInt("storage_order", 0);
+        QK_CHECK_ARG(k->storage_order_ == 0 || k->storage_order_ == 1, "attribute storage_order must be 0 or 1, got {}",
+                     k->storage_order_);
+      }
+      if (kind == PoolKind::kLp) {
+        // LpPool-1 had a float p; later opsets an int.
+        const Attribute* pa = node.FindAttr("p");
+        k->p_ = pa && pa->type == Attribute::Type::kFloat ? static_cast<int64_t>(pa->f) : node.AttrInt("p", 2);
+        QK_CHECK_ARG(k->p_ >= 1, "attribute p must be >= 1, got {}", k->p_);
+      }
+      return std::unique_ptr<OpKernel>(std::move(k));
+    };
+  }
+
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+    const DType dt = x->dtype();
+    const bool int_ok = kind_ == PoolKind::kMax && (dt == DType::kInt8 || dt == DType::kUInt8);
+    if (dt != DType::kFloat32 && dt != DType::kFloat64 && !IsHalf(dt) && !int_ok) {
+      return Unimplemented(fmt::format("input X has unsupported dtype {}", DTypeName(dt)));
+    }
+    QK_CHECK_ARG(x->rank() >= (global_ ? 2u : 3u), "input X must have rank >= {} (N, C, spatial...), got shape {}",
+                 global_ ? 2 : 3, ShapeToString(x->shape()));
+    const int64_t planes = x->dim(0) * x->dim(1);
+    const std::vector<int64_t> in(x->shape().begin() + 2, x->shape().end());
+    const size_t nd = in.size();
+
+    if (global_) {
+      Shape yshape = {x->dim(0), x->dim(1)};
+      yshape.resize(x->rank(), 1);
+      const int64_t plane = NumElements(in);
+      return Run(ctx, *x, yshape, [&](auto tag, const auto* xd, auto* yd, int64_t*) {
+        using T = decltype(tag);
+        ParallelPlanes(ctx, planes, plane, [&](int64_t i) { GlobalPoolPlane<T>(kind_, p_, xd + i * plane, plane, yd + i); });
+      });
+    }
+
+    QK_CHECK_ARG(nd == attrs_.kernel_shape.size(), "input X has {} spatial dims but kernel_shape has {}", nd,
+                 attrs_.kernel_shape.size());
+    QK_ASSIGN_OR_RETURN(kernels::ConvGeometry g, ResolveGeometry(attrs_, in, attrs_.kernel_shape));
+    Pool3 p3;
+    for (size_t i = 0; i < nd; ++i) {
+      PoolDim& pd = p3.d[3 - nd + i];
+      pd.in = g.in[i];
+      pd.out = g.out[i];
+      pd.kernel = g.kernel[i];
+      pd.stride = g.stride[i];
+      pd.dilation = g.dilation[i];
+      pd.pad_begin = g.pad_begin[i];
+    }
+    for (size_t i = 0; i < 3; ++i) {
+      int64_t pad_end = 0;
+      if (i + nd >= 3) {  // a real spatial dim (the leading ones are padding dims of size 1)
+        const size_t d = i + nd - 3;
+        const int64_t ek = (g.kernel[d] - 1) * g.dilation[d] + 1;
+        if (attrs_.auto_pad == "SAME_UPPER" || attrs_.auto_pad == "SAME_LOWER") {
+          pad_end = std::max<int64_t>(0, (g.out[d] - 1) * g.stride[d] + ek - g.in[d]) - g.pad_begin[d];
+        } else if (attrs_.auto_pad == "NOTSET" && !attrs_.pads.empty()) {
+          pad_end = attrs_.pads[d + nd];
+        }
+      }
+      p3.d[i].Prepare(pad_end);
+    }
+    Shape yshape = {x->dim(0), x->dim(1)};
+    yshape.insert(yshape.end(), g.out.begin(), g.out.end());
+    const int64_t in_plane = p3.InPlane(), out_plane = p3.OutPlane();
+    const bool want_indices = kind_ == PoolKind::kMax && ctx.num_outputs() > 1 && ctx.output_wanted(1);
+    int64_t* ind = nullptr;
+    if (want_indices) {
+      QK_ASSIGN_OR_RETURN(Tensor * it, ctx.Output(1, DType::kInt64, yshape));
+      ind = it->data<int64_t>();
+    }
+    const int64_t work = out_plane * std::max<int64_t>(1, NumElements(g.kernel));
+    return Run(ctx, *x, yshape, [&](auto tag, const auto* xd, auto* yd, int64_t*) {
+      using T = decltype(tag);
+      ParallelPlanes(ctx, planes, work, [&](int64_t i) {
+        if (kind_ == PoolKind::kMax) {
+          MaxPoolPlane<T>(p3, xd + i * in_plane, yd + i * out_plane, ind ? ind + i * out_plane : nullptr,
+                          i * in_plane, storage_order_ == 1);
+        } else {
+          AvgLpPoolPlane<T>(p3, kind_, count_include_pad_, p_, xd + i * in_plane, yd + i * out_plane);
+        }
+      });
+    });
+  }
+
+ private:
+  template <typename F>
+  static void ParallelPlanes(KernelContext& ctx, int64_t planes, int64_t work_per_plane, F&& fn) {
+    ThreadPool* pool = ctx.thread_pool();
+    auto body = [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) fn(i);
+    };
+    if (pool && planes > 1 && planes * work_per_plane >= (int64_t{1} << 15)) {
+      pool->ParallelFor(planes, std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(work_per_plane, 1)), body);
+    } else {
+      body(0, planes);
+    }
+  }
+
+  // Allocates output 0 and calls fn(T{}, x_data, y_data, nullptr) in the compute type; half
+  // types go through float32.
+  template <typename F>
+  Status Run(KernelContext& ctx, const Tensor& x, const Shape& yshape, F&& fn) {
+    const DType dt = x.dtype();
+    if (IsHalf(dt)) {
+      Allocator* alloc = ctx.allocator();
+      const Tensor xf = ToFloat32IfHalf(x, alloc);
+      QK_ASSIGN_OR_RETURN(Tensor yf, Tensor::CreateUninitialized(DType::kFloat32, yshape, alloc, "pool float32 output"));
+      fn(float{}, xf.data<float>(), yf.data<float>(), nullptr);
+      ctx.SetOutput(0, FromFloat32(yf, dt, alloc));
+      return Status::Ok();
+    }
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, dt, yshape));
+    switch (dt) {
+      case DType::kFloat32: fn(float{}, x.data<float>(), y->data<float>(), nullptr); break;
+      case DType::kFloat64: fn(double{}, x.data<double>(), y->data<double>(), nullptr); break;
+      case DType::kInt8: fn(int8_t{}, x.data<int8_t>(), y->data<int8_t>(), nullptr); break;
+      case DType::kUInt8: fn(uint8_t{}, x.data<uint8_t>(), y->data<uint8_t>(), nullptr); break;
+      default: return Unimplemented(fmt::format("dtype {} is not supported", DTypeName(dt)));
+    }
+    return Status::Ok();
+  }
+
+  PoolKind kind_;
+  bool global_;
+  SpatialAttrs attrs_;
+  bool count_include_pad_ = false;
+  int64_t storage_order_ = 0;
+  int64_t p_ = 2;
+};
+
+}  // namespace
+
+void RegisterNnPoolOps(KernelRegistry& r) {
+  r.Register("", "MaxPool", PoolKernel::Factory(PoolKind::kMax, false));
+  r.Register("", "AveragePool", PoolKernel::Factory(PoolKind::kAverage, false));
+  r.Register("", "LpPool", PoolKernel::Factory(PoolKind::kLp, false));
+  r.Register("", "GlobalMaxPool", PoolKernel::Factory(PoolKind::kMax, true));
+  r.Register("", "GlobalAveragePool", PoolKernel::Factory(PoolKind::kAverage, true));
+  r.Register("", "GlobalLpPool", PoolKernel::Factory(PoolKind::kLp, true));
+}
+
+}  // namespace quantkit::rt

@@ -1,0 +1,635 @@
+// NN op family tests: SGEMM against a naive triple loop, Conv / ConvTranspose against naive
+// direct implementations, Gemm/MatMul semantics, pooling against naive references, and errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "core/thread_pool.h"
+#include "quantkit/float16.h"
+#include "runtime/kernels/ref/sgemm.h"
+#include "test_util.h"
+
+namespace quantkit {
+namespace {
+
+using testing::MakeModel;
+using testing::MakeNode;
+using testing::MakeValueInfo;
+
+std::vector<float> RandomVec(size_t n, std::mt19937& rng, float lo = -1.f, float hi = 1.f) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+Tensor RandomTensor(const Shape& shape, std::mt19937& rng) {
+  return Tensor::FromVector(RandomVec(static_cast<size_t>(NumElements(shape)), rng), shape);
+}
+
+Attribute IntAttr(const std::string& name, int64_t v) {
+  Attribute a;
+  a.name = name;
+  a.type = Attribute::Type::kInt;
+  a.i = v;
+  return a;
+}
+Attribute IntsAttr(const std::string& name, std::vector<int64_t> v) {
+  Attribute a;
+  a.name = name;
+  a.type = Attribute::Type::kInts;
+  a.ints = std::move(v);
+  return a;
+}
+Attribute FloatAttr(const std::string& name, float v) {
+  Attribute a;
+  a.name = name;
+  a.type = Attribute::Type::kFloat;
+  a.f = v;
+  return a;
+}
+Attribute StringAttr(const std::string& name, std::string v) {
+  Attribute a;
+  a.name = name;
+  a.type = Attribute::Type::kString;
+  a.s = std::move(v);
+  return a;
+}
+
+// Runs one node. Inputs named "" are absent optional inputs. `constants` lists input indices
+// given as initializers (so the factory sees them).
+StatusOr<std::vector<Tensor>> RunOp(const std::string& op, const std::vector<Attribute>& attrs,
+                                    const std::vector<Tensor>& inputs, size_t num_outputs, int threads = 2,
+                                    const std::vector<size_t>& constants = {}, int64_t opset = 17) {
+  Graph g;
+  std::vector<std::string> in_names, out_names;
+  std::vector<std::pair<std::string, Tensor>> feeds;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].defined()) {
+      in_names.push_back("");
+      continue;
+    }
+    const std::string name = "in" + std::to_string(i);
+    in_names.push_back(name);
+    if (std::find(constants.begin(), constants.end(), i) != constants.end()) {
+      g.AddInitializer(name, inputs[i]);
+      g.initializer_order.push_back(name);
+    } else {
+      g.inputs.push_back(MakeValueInfo(name, inputs[i].dtype(), inputs[i].shape()));
+      feeds.emplace_back(name, inputs[i]);
+    }
+  }
+  for (size_t i = 0; i < num_outputs; ++i) {
+    out_names.push_back("out" + std::to_string(i));
+    ValueInfo vi;
+    vi.name = out_names.back();
+    g.outputs.push_back(vi);
+  }
+  Node n = MakeNode(op, in_names, out_names);
+  n.attributes = attrs;
+  g.nodes.push_back(n);
+  SessionOptions opts;
+  opts.optimize = false;
+  opts.threads = threads;
+  QK_ASSIGN_OR_RETURN(auto session, Session::Create(MakeModel(std::move(g), opset), opts));
+  std::vector<Tensor> out;
+  QK_RETURN_IF_ERROR(session->Run(feeds, &out));
+  return out;
+}
+
+std::vector<Tensor> MustRun(const std::string& op, const std::vector<Attribute>& attrs,
+                            const std::vector<Tensor>& inputs, size_t num_outputs = 1, int threads = 2,
+                            const std::vector<size_t>& constants = {}) {
+  auto r = RunOp(op, attrs, inputs, num_outputs, threads, constants);
+  EXPECT_TRUE(r.ok()) << op << ": " << r.status().message();
+  return r.ok() ? std::move(r).value() : std::vector<Tensor>{};
+}
+
+void ExpectClose(const Tensor& got, const Tensor& want, double tol, const std::string& what) {
+  ASSERT_EQ(ShapeToString(got.shape()), ShapeToString(want.shape())) << what;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double g = got.GetAsDouble(i), w = want.GetAsDouble(i);
+    ASSERT_NEAR(g, w, tol * (1 + std::fabs(w))) << what << " at flat index " << i;
+  }
+}
+
+// ----------------------------------------------------------------------------------- SGEMM
+
+void CheckSgemm(std::mt19937& rng, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                ThreadPool* pool) {
+  const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+  const std::vector<float> A = RandomVec(static_cast<size_t>((ta ? K : M) * lda), rng);
+  const std::vector<float> B = RandomVec(static_cast<size_t>((tb ? N : K) * ldb), rng);
+  std::vector<float> C = RandomVec(static_cast<size_t>(M * ldc), rng);
+  if (beta == 0.f) std::fill(C.begin(), C.end(), std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> R = C;
+  kernels::Sgemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc, pool);
+  kernels::SgemmNaive(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, R.data(), ldc);
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      ASSERT_NEAR(C[i * ldc + j], R[i * ldc + j], 1e-4f * (1.f + static_cast<float>(K)) * 0.1f + 1e-5f)
+          << "M=" << M << " N=" << N << " K=" << K << " ta=" << ta << " tb=" << tb << " alpha=" << alpha
+          << " beta=" << beta << " at " << i << "," << j;
+    }
+    // Padding columns of C must not be touched.
+    for (int64_t j = N; j < ldc; ++j) {
+      const float c = C[i * ldc + j], r = R[i * ldc + j];
+      ASSERT_TRUE(c == r || (std::isnan(c) && std::isnan(r))) << "wrote outside C at " << i << "," << j;
+    }
+  }
+}
+
+class SgemmTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { kernels::SgemmForcePortable(GetParam()); }
+  void TearDown() override { kernels::SgemmForcePortable(false); }
+};
+
+TEST_P(SgemmTest, MatchesNaiveOnOddSizes) {
+  std::mt19937 rng(42);
+  const int64_t sizes[] = {1, 2, 3, 5, 6, 7, 9, 15, 16, 17, 31, 33, 47, 64, 70};
+  const std::pair<float, float> ab[] = {{1.f, 0.f}, {0.5f, 1.f}, {-1.5f, 0.25f}, {2.f, -1.f}};
+  int count = 0;
+  for (int64_t M : sizes) {
+    for (int64_t N : sizes) {
+      for (int t = 0; t < 4; ++t) {
+        const int64_t K = sizes[(M * 7 + N * 3 + t) % 15];
+        const auto [alpha, beta] = ab[(M + N + t) % 4];
+        CheckSgemm(rng, t & 1, t & 2, M, N, K, alpha, beta, nullptr);
+        if (::testing::Test::HasFatalFailure()) return;
+        ++count;
+      }
+    }
+  }
+  EXPECT_EQ(count, 15 * 15 * 4);
+}
+
+TEST_P(SgemmTest, MultiBlockAndThreaded) {
+  std::mt19937 rng(7);
+  ThreadPool pool(3);
+  // K > KC (several K blocks with beta applied once), M > MC, N > NC.
+  CheckSgemm(rng, false, false, 130, 70, 600, 1.f, 0.5f, &pool);
+  CheckSgemm(rng, true, true, 257, 129, 300, -0.5f, 0.f, &pool);
+  CheckSgemm(rng, false, true, 5, 3100, 3, 1.f, 1.f, &pool);
+  CheckSgemm(rng, true, false, 200, 300, 64, 1.f, 0.f, &pool);
+  // Matrix-vector shapes (no packing path).
+  for (int t = 0; t < 4; ++t) {
+    CheckSgemm(rng, t & 1, t & 2, 1, 1000, 300, 1.f, 0.f, &pool);
+    CheckSgemm(rng, t & 1, t & 2, 1000, 1, 300, 2.f, 0.5f, &pool);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, SgemmTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "portable" : "native"; });
+
+TEST(Sgemm, KZeroScalesC) {
+  std::vector<float> C = {1, 2, 3, 4};
+  kernels::Sgemm(false, false, 2, 2, 0, 1.f, nullptr, 1, nullptr, 2, 2.f, C.data(), 2, nullptr);
+  EXPECT_EQ(C, (std::vector<float>{2, 4, 6, 8}));
+  kernels::Sgemm(false, false, 2, 2, 0, 1.f, nullptr, 1, nullptr, 2, 0.f, C.data(), 2, nullptr);
+  EXPECT_EQ(C, (std::vector<float>{0, 0, 0, 0}));
+}
+
+// ------------------------------------------------------------------------------------ Conv
+
+struct ConvCase {
+  Shape x;            // N, C, spatial...
+  int64_t M;          // output channels
+  int64_t group;
+  Shape kernel;
+  std::vector<int64_t> strides, dilations, pads;  // pads: begins then ends
+  bool bias = true;
+};
+
+// Naive direct convolution (any spatial rank <= 3, promoted to 3-D).
+Tensor NaiveConv(const Tensor& x, const Tensor& w, const Tensor* b, const ConvCase& c, const Shape& out_spatial) {
+  const size_t nd = c.kernel.size();
+  auto pad3 = [&](const std::vector<int64_t>& v, int64_t def, size_t off) {
+    std::vector<int64_t> r(3, def);
+    for (size_t i = 0; i < nd; ++i) r[3 - nd + i] = v.empty() ? def : v[off + i];
+    return r;
+  };
+  const auto in = pad3({x.shape().begin() + 2, x.shape().end()}, 1, 0);
+  const auto k = pad3(c.kernel, 1, 0), s = pad3(c.strides, 1, 0), d = pad3(c.dilations, 1, 0);
+  const auto pb = pad3(c.pads, 0, 0), out = pad3(out_spatial, 1, 0);
+  const int64_t N = x.dim(0), C = x.dim(1), M = c.M, G = c.group, Cg = C / G, Mg = M / G;
+  Shape yshape = {N, M};
+  yshape.insert(yshape.end(), out_spatial.begin(), out_spatial.end());
+  Tensor y(DType::kFloat32, yshape);
+  const float* xd = x.data<float>();
+  const float* wd = w.data<float>();
+  float* yd = y.data<float>();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t g = m / Mg;
+      for (int64_t o0 = 0; o0 < out[0]; ++o0)
+        for (int64_t o1 = 0; o1 < out[1]; ++o1)
+          for (int64_t o2 = 0; o2 < out[2]; ++o2) {
+            double acc = b ? b->data<float>()[m] : 0.0;
+            for (int64_t cc = 0; cc < Cg; ++cc)
+              for (int64_t k0 = 0; k0 < k[0]; ++k0)
+                for (int64_t k1 = 0; k1 < k[1]; ++k1)
+                  for (int64_t k2 = 0; k2 < k[2]; ++k2) {
+                    const int64_t i0 = o0 * s[0] - pb[0] + k0 * d[0];
+                    const int64_t i1 = o1 * s[1] - pb[1] + k1 * d[1];
+                    const int64_t i2 = o2 * s[2] - pb[2] + k2 * d[2];
+                    if (i0 < 0 || i0 >= in[0] || i1 < 0 || i1 >= in[1] || i2 < 0 || i2 >= in[2]) continue;
+                    const float xv = xd[(((n * C + g * Cg + cc) * in[0] + i0) * in[1] + i1) * in[2] + i2];
+                    const float wv = wd[(((m * Cg + cc) * k[0] + k0) * k[1] + k1) * k[2] + k2];
+                    acc += static_cast<double>(xv) * wv;
+                  }
+            yd[(((n * M + m) * out[0] + o0) * out[1] + o1) * out[2] + o2] = static_cast<float>(acc);
+          }
+    }
+  return y;
+}
+
+Shape ConvOutSpatial(const ConvCase& c) {
+  Shape out;
+  const size_t nd = c.kernel.size();
+  for (size_t i = 0; i < nd; ++i) {
+    const int64_t s = c.strides.empty() ? 1 : c.strides[i], d = c.dilations.empty() ? 1 : c.dilations[i];
+    const int64_t pb = c.pads.empty() ? 0 : c.pads[i], pe = c.pads.empty() ? 0 : c.pads[i + nd];
+    out.push_back((c.x[2 + i] + pb + pe - (c.kernel[i] - 1) * d - 1) / s + 1);
+  }
+  return out;
+}
+
+void CheckConv(const ConvCase& c, int threads = 2, bool const_weights = false) {
+  std::mt19937 rng(static_cast<unsigned>(c.x.size() * 131 + c.M * 7 + c.group));
+  const Tensor x = RandomTensor(c.x, rng);
+  Shape wshape = {c.M, c.x[1] / c.group};
+  wshape.insert(wshape.end(), c.kernel.begin(), c.kernel.end());
+  const Tensor w = RandomTensor(wshape, rng);
+  const Tensor b = RandomTensor({c.M}, rng);
+  std::vector<Attribute> attrs = {IntAttr("group", c.group), IntsAttr("kernel_shape", c.kernel)};
+  if (!c.strides.empty()) attrs.push_back(IntsAttr("strides", c.strides));
+  if (!c.dilations.empty()) attrs.push_back(IntsAttr("dilations", c.dilations));
+  if (!c.pads.empty()) attrs.push_back(IntsAttr("pads", c.pads));
+  std::vector<Tensor> ins = {x, w};
+  if (c.bias) ins.push_back(b);
+  auto out = MustRun("Conv", attrs, ins, 1, threads, const_weights ? std::vector<size_t>{1, 2} : std::vector<size_t>{});
+  ASSERT_EQ(out.size(), 1u);
+  const Tensor want = NaiveConv(x, w, c.bias ? &b : nullptr, c, ConvOutSpatial(c));
+  ExpectClose(out[0], want, 1e-4, "Conv x=" + ShapeToString(c.x) + " k=" + ShapeToString(c.kernel));
+}
+
+TEST(Conv, MatchesNaive2D) {
+  CheckConv({{2, 3, 9, 8}, 4, 1, {3, 3}, {}, {}, {}});
+  CheckConv({{1, 4, 11, 10}, 6, 2, {3, 2}, {2, 1}, {1, 2}, {1, 0, 2, 1}});
+  CheckConv({{2, 6, 7, 7}, 9, 3, {2, 3}, {1, 2}, {2, 1}, {0, 1, 1, 0}, false});
+  CheckConv({{1, 8, 5, 6}, 16, 1, {1, 1}, {}, {}, {}});        // pointwise: plain GEMM
+  CheckConv({{1, 8, 5, 6}, 16, 1, {1, 1}, {2, 2}, {}, {}});    // 1x1 strided: im2col
+  CheckConv({{1, 8, 5, 6}, 4, 1, {1, 1}, {}, {}, {1, 1, 1, 1}});  // 1x1 padded
+  CheckConv({{3, 2, 4, 4}, 3, 1, {4, 4}, {}, {}, {}}, 1);       // single-threaded, 1x1 output
+}
+
+TEST(Conv, Depthwise) {
+  CheckConv({{2, 5, 9, 11}, 5, 5, {3, 3}, {}, {}, {1, 1, 1, 1}});
+  CheckConv({{1, 4, 10, 9}, 4, 4, {3, 5}, {2, 3}, {2, 1}, {2, 0, 1, 3}});
+  CheckConv({{1, 3, 12}, 3, 3, {5}, {2}, {1}, {2, 2}});  // 1-D depthwise
+  CheckConv({{1, 3, 7, 7}, 6, 3, {3, 3}, {}, {}, {1, 1, 1, 1}});  // channel multiplier 2
+}
+
+TEST(Conv, OneAndThreeD) {
+  CheckConv({{2, 4, 17}, 6, 2, {4}, {3}, {2}, {3, 1}});
+  CheckConv({{1, 4, 5, 6, 7}, 4, 2, {2, 3, 2}, {1, 2, 2}, {2, 1, 1}, {1, 0, 1, 0, 1, 1}});
+  CheckConv({{1, 2, 4, 4, 4}, 3, 1, {1, 1, 1}, {}, {}, {}});
+}
+
+TEST(Conv, LargeChunkedAndConstantWeights) {
+  // im2col needs more than one chunk of output positions here.
+  CheckConv({{1, 32, 80, 80}, 8, 1, {3, 3}, {}, {}, {1, 1, 1, 1}}, 2, true);
+  CheckConv({{4, 16, 6, 6}, 32, 16, {3, 3}, {}, {}, {1, 1, 1, 1}}, 2, true);  // many small groups
+}
+
+TEST(Conv, AutoPad) {
+  std::mt19937 rng(3);
+  const Tensor x = RandomTensor({1, 2, 7, 6}, rng), w = RandomTensor({3, 2, 3, 4}, rng);
+  // SAME_UPPER with stride 2: out = ceil(in / 2); total pad H = (4-1)*2+3-7 = 2 -> 1/1;
+  // W: out 3, total = (3-1)*2+4-6 = 2 -> 1/1. SAME_LOWER with stride 1: H total 2 (1/1), W 3 (2/1).
+  auto up = MustRun("Conv", {StringAttr("auto_pad", "SAME_UPPER"), IntsAttr("strides", {2, 2})}, {x, w});
+  ConvCase cu{{1, 2, 7, 6}, 3, 1, {3, 4}, {2, 2}, {}, {1, 1, 1, 1}, false};
+  ExpectClose(up[0], NaiveConv(x, w, nullptr, cu, {4, 3}), 1e-4, "SAME_UPPER");
+  auto lo = MustRun("Conv", {StringAttr("auto_pad", "SAME_LOWER")}, {x, w});
+  ConvCase cl{{1, 2, 7, 6}, 3, 1, {3, 4}, {}, {}, {1, 2, 1, 1}, false};
+  ExpectClose(lo[0], NaiveConv(x, w, nullptr, cl, {7, 6}), 1e-4, "SAME_LOWER");
+  auto valid = MustRun("Conv", {StringAttr("auto_pad", "VALID"), IntsAttr("pads", {1, 1, 1, 1})}, {x, w});
+  ConvCase cv{{1, 2, 7, 6}, 3, 1, {3, 4}, {}, {}, {}, false};
+  ExpectClose(valid[0], NaiveConv(x, w, nullptr, cv, {5, 3}), 1e-4, "VALID");
+}
+
+TEST(Conv, Float16AndDouble) {
+  std::mt19937 rng(5);
+  const Tensor x = RandomTensor({1, 2, 5, 5}, rng), w = RandomTensor({2, 2, 3, 3}, rng);
+  ConvCase c{{1, 2, 5, 5}, 2, 1, {3, 3}, {}, {}, {1, 1, 1, 1}, false};
+  const Tensor want = NaiveConv(x, w, nullptr, c, {5, 5});
+  auto to_dtype = [](const Tensor& t, DType dt) {
+    Tensor r(dt, t.shape());
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      if (dt == DType::kFloat16) r.data<uint16_t>()[i] = FloatToHalf(t.data<float>()[i]);
+      else r.data<double>()[i] = t.data<float>()[i];
+    }
+    return r;
+  };
+  auto h = MustRun("Conv", {IntsAttr("pads", {1, 1, 1, 1})}, {to_dtype(x, DType::kFloat16), to_dtype(w, DType::kFloat16)});
+  ASSERT_EQ(h[0].dtype(), DType::kFloat16);
+  ExpectClose(h[0], want, 1e-2, "float16");
+  auto d = MustRun("Conv", {IntsAttr("pads", {1, 1, 1, 1})}, {to_dtype(x, DType::kFloat64), to_dtype(w, DType::kFloat64)});
+  ASSERT_EQ(d[0].dtype(), DType::kFloat64);
+  ExpectClose(d[0], want, 1e-5, "float64");
+}
+
+TEST(Conv, RejectsBadShapes) {
+  std::mt19937 rng(1);
+  const Tensor x = RandomTensor({1, 3, 5, 5}, rng);
+  auto r = RunOp("Conv", {}, {x, RandomTensor({2, 2, 3, 3}, rng)}, 1);  // channel mismatch
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("channels"), std::string::npos) << r.status().message();
+  r = RunOp("Conv", {}, {x, RandomTensor({2, 3, 7, 7}, rng)}, 1);  // kernel larger than input
+  EXPECT_FALSE(r.ok());
+  r = RunOp("Conv", {}, {x, RandomTensor({2, 3, 3, 3}, rng), RandomTensor({3}, rng)}, 1);  // bad bias
+  EXPECT_FALSE(r.ok());
+  r = RunOp("Conv", {IntAttr("group", 2)}, {x, RandomTensor({4, 3, 3, 3}, rng)}, 1, 1, {1});  // factory check
+  EXPECT_FALSE(r.ok());
+  r = RunOp("Conv", {IntsAttr("strides", {1, 1, 1})}, {x, RandomTensor({2, 3, 3, 3}, rng)}, 1);
+  EXPECT_FALSE(r.ok());
+}
+
+// --------------------------------------------------------------------------- ConvTranspose
+
+// Naive scatter: y[n, g*Mg+m, i*s - p + k*d] += x[n, g*Cg+c, i] * w[g*Cg+c, m, k] (2-D).
+Tensor NaiveConvTranspose2D(const Tensor& x, const Tensor& w, const Tensor* b, int64_t group, const Shape& stride,
+                            const Shape& dil, const Shape& pad_begin, const Shape& out) {
+  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), Mg = w.dim(1), M = Mg * group;
+  const int64_t KH = w.dim(2), KW = w.dim(3), Cg = C / group;
+  Tensor y(DType::kFloat32, {N, M, out[0], out[1]});
+  float* yd = y.data<float>();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t i = 0; i < out[0] * out[1]; ++i) yd[(n * M + m) * out[0] * out[1] + i] = b ? b->data<float>()[m] : 0.f;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t m = 0; m < Mg; ++m)
+        for (int64_t ih = 0; ih < H; ++ih)
+          for (int64_t iw = 0; iw < W; ++iw)
+            for (int64_t kh = 0; kh < KH; ++kh)
+              for (int64_t kw = 0; kw < KW; ++kw) {
+                const int64_t oh = ih * stride[0] - pad_begin[0] + kh * dil[0];
+                const int64_t ow = iw * stride[1] - pad_begin[1] + kw * dil[1];
+                if (oh < 0 || oh >= out[0] || ow < 0 || ow >= out[1]) continue;
+                const int64_t mo = (c / Cg) * Mg + m;
+                yd[((n * M + mo) * out[0] + oh) * out[1] + ow] +=
+                    x.data<float>()[((n * C + c) * H + ih) * W + iw] * w.data<float>()[((c * Mg + m) * KH + kh) * KW + kw];
+              }
+  return y;
+}
+
+TEST(ConvTranspose, MatchesNaive) {
+  std::mt19937 rng(11);
+  {
+    const Tensor x = RandomTensor({2, 4, 5, 4}, rng), w = RandomTensor({4, 3, 3, 2}, rng), b = RandomTensor({6}, rng);
+    // group 2, strides (2,3), dilations (2,1), pads (1,0,2,1), output_padding (1,2).
+    auto y = MustRun("ConvTranspose",
+                     {IntAttr("group", 2), IntsAttr("strides", {2, 3}), IntsAttr("dilations", {2, 1}),
+                      IntsAttr("pads", {1, 0, 2, 1}), IntsAttr("output_padding", {1, 2})},
+                     {x, w, b});
+    // out = s*(in-1) + op + (k-1)*d + 1 - pb - pe: H = 8+1+5-3 = 11, W = 9+2+2-1 = 12.
+    ExpectClose(y[0], NaiveConvTranspose2D(x, w, &b, 2, {2, 3}, {2, 1}, {1, 0}, {11, 12}), 1e-4, "convT groups");
+  }
+  {
+    const Tensor x = RandomTensor({1, 3, 4, 4}, rng), w = RandomTensor({3, 2, 3, 3}, rng);
+    auto y = MustRun("ConvTranspose", {IntsAttr("strides", {2, 2}), IntsAttr("output_shape", {10, 9})}, {x, w});
+    // natural 9x9: H grows to 10 (extra row at the end), W total pad 0.
+    ExpectClose(y[0], NaiveConvTranspose2D(x, w, nullptr, 1, {2, 2}, {1, 1}, {0, 0}, {10, 9}), 1e-4, "output_shape");
+    auto s = MustRun("ConvTranspose", {StringAttr("auto_pad", "SAME_LOWER"), IntsAttr("strides", {2, 2})}, {x, w});
+    // out = 8, total pad = 9 - 8 = 1: SAME_LOWER puts it at the beginning.
+    ExpectClose(s[0], NaiveConvTranspose2D(x, w, nullptr, 1, {2, 2}, {1, 1}, {1, 1}, {8, 8}), 1e-4, "SAME_LOWER");
+  }
+  {
+    const Tensor x = RandomTensor({2, 8, 3, 5}, rng), w = RandomTensor({8, 4, 1, 1}, rng), b = RandomTensor({4}, rng);
+    auto y = MustRun("ConvTranspose", {}, {x, w, b}, 1, 2, {1, 2});  // pointwise
+    ExpectClose(y[0], NaiveConvTranspose2D(x, w, &b, 1, {1, 1}, {1, 1}, {0, 0}, {3, 5}), 1e-4, "pointwise");
+  }
+  {
+    // 1-D: reshape to 2-D reference with H = 1.
+    const Tensor x = RandomTensor({1, 2, 6}, rng), w = RandomTensor({2, 3, 4}, rng);
+    auto y = MustRun("ConvTranspose", {IntsAttr("strides", {3}), IntsAttr("pads", {1, 2})}, {x, w});
+    const Tensor want = NaiveConvTranspose2D(x.Reshaped({1, 2, 1, 6}), w.Reshaped({2, 3, 1, 4}), nullptr, 1, {1, 3},
+                                             {1, 1}, {0, 1}, {1, 16});
+    ExpectClose(y[0], want.Reshaped({1, 3, 16}), 1e-4, "1-D");
+  }
+}
+
+// ----------------------------------------------------------------------------- Gemm/MatMul
+
+TEST(Gemm, AttributesAndBroadcastC) {
+  std::mt19937 rng(21);
+  const Tensor a = RandomTensor({5, 3}, rng), b = RandomTensor({4, 5}, rng);  // transA, transB: [3,5]x[5,4]
+  const Shape cshapes[] = {{}, {1}, {4}, {3, 1}, {1, 4}, {3, 4}};
+  for (const Shape& cs : cshapes) {
+    const Tensor c = RandomTensor(cs, rng);
+    auto y = MustRun("Gemm",
+                     {IntAttr("transA", 1), IntAttr("transB", 1), FloatAttr("alpha", 0.5f), FloatAttr("beta", -2.f)},
+                     {a, b, c});
+    ASSERT_EQ(y.size(), 1u);
+    Tensor want(DType::kFloat32, {3, 4});
+    for (int64_t i = 0; i < 3; ++i)
+      for (int64_t j = 0; j < 4; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < 5; ++k) s += a.data<float>()[k * 3 + i] * b.data<float>()[j * 5 + k];
+        const int64_t ci = cs.size() == 2 && cs[0] == 3 ? i : 0;
+        const int64_t cj = !cs.empty() && cs.back() == 4 ? j : 0;
+        const float cv = c.data<float>()[ci * (cs.empty() ? 1 : cs.back()) + cj];
+        want.data<float>()[i * 4 + j] = static_cast<float>(0.5 * s - 2.0 * cv);
+      }
+    ExpectClose(y[0], want, 1e-5, "Gemm C shape " + ShapeToString(cs));
+  }
+  // No C (opset 11+), integer types are exact.
+  const Tensor ai = Tensor::FromVector<int32_t>({1, 2, 3, 4, 5, 6}, {2, 3});
+  const Tensor bi = Tensor::FromVector<int32_t>({1, 0, -1, 2, 3, 1}, {3, 2});
+  auto yi = MustRun("Gemm", {}, {ai, bi});
+  EXPECT_EQ(yi[0].ToInt64Vector(), (std::vector<int64_t>{8, 7, 17, 16}));
+  // Bad C shape and inner-dim mismatch are errors.
+  auto bad_c = RunOp("Gemm", {IntAttr("transA", 1), IntAttr("transB", 1)}, {a, b, RandomTensor({2, 4}, rng)}, 1);
+  ASSERT_FALSE(bad_c.ok());
+  EXPECT_NE(bad_c.status().message().find("cannot be broadcast"), std::string::npos) << bad_c.status().message();
+  EXPECT_FALSE(RunOp("Gemm", {}, {a, b}, 1).ok());
+}
+
+TEST(MatMul, BatchedBroadcastAndVectors) {
+  std::mt19937 rng(9);
+  auto naive = [](const Tensor& a, const Tensor& b, int64_t batch, int64_t M, int64_t K, int64_t N, bool bcast_a,
+                  bool bcast_b) {
+    std::vector<float> y(static_cast<size_t>(batch * M * N));
+    for (int64_t t = 0; t < batch; ++t)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double s = 0;
+          for (int64_t k = 0; k < K; ++k)
+            s += a.data<float>()[(bcast_a ? 0 : t) * M * K + i * K + k] * b.data<float>()[(bcast_b ? 0 : t) * K * N + k * N + j];
+          y[(t * M + i) * N + j] = static_cast<float>(s);
+        }
+    return y;
+  };
+  {
+    const Tensor a = RandomTensor({2, 3, 4, 5}, rng), b = RandomTensor({5, 6}, rng);
+    auto y = MustRun("MatMul", {}, {a, b});
+    ExpectClose(y[0], Tensor::FromVector(naive(a, b, 6, 4, 5, 6, false, true), {2, 3, 4, 6}), 1e-5, "A batched");
+  }
+  {
+    const Tensor a = RandomTensor({4, 5}, rng), b = RandomTensor({3, 5, 7}, rng);
+    auto y = MustRun("MatMul", {}, {a, b});
+    ExpectClose(y[0], Tensor::FromVector(naive(a, b, 3, 4, 5, 7, true, false), {3, 4, 7}), 1e-5, "B batched");
+  }
+  {
+    // [2,1,3,4] x [1,3,4,2] -> [2,3,3,2]: both broadcast.
+    const Tensor a = RandomTensor({2, 1, 3, 4}, rng), b = RandomTensor({1, 3, 4, 2}, rng);
+    auto y = MustRun("MatMul", {}, {a, b});
+    ASSERT_EQ(ShapeToString(y[0].shape()), ShapeToString({2, 3, 3, 2}));
+    for (int64_t i = 0; i < 2; ++i)
+      for (int64_t j = 0; j < 3; ++j)
+        for (int64_t r = 0; r < 3; ++r)
+          for (int64_t c = 0; c < 2; ++c) {
+            double s = 0;
+            for (int64_t k = 0; k < 4; ++k) s += a.data<float>()[(i * 3 + r) * 4 + k] * b.data<float>()[(j * 4 + k) * 2 + c];
+            ASSERT_NEAR(y[0].data<float>()[((i * 3 + j) * 3 + r) * 2 + c], s, 1e-5);
+          }
+  }
+  {
+    const Tensor v = Tensor::FromVector<float>({1, 2, 3}, {3});
+    const Tensor m = Tensor::FromVector<float>({1, 2, 3, 4, 5, 6}, {3, 2});
+    auto y = MustRun("MatMul", {}, {v, m});  // [3] x [3,2] -> [2]
+    ExpectClose(y[0], Tensor::FromVector<float>({22, 28}, {2}), 1e-6, "vector-matrix");
+    const Tensor m2 = Tensor::FromVector<float>({1, 2, 3, 4, 5, 6}, {2, 3});
+    y = MustRun("MatMul", {}, {m2, v});  // [2,3] x [3] -> [2]
+    ExpectClose(y[0], Tensor::FromVector<float>({14, 32}, {2}), 1e-6, "matrix-vector");
+    y = MustRun("MatMul", {}, {v, v});  // [3] x [3] -> scalar
+    ExpectClose(y[0], Tensor::FromVector<float>({14}, {}), 1e-6, "dot");
+  }
+  {
+    const Tensor a = Tensor::FromVector<int64_t>({1, -2, 3, 4}, {2, 2});
+    auto y = MustRun("MatMul", {}, {a, a});
+    EXPECT_EQ(y[0].ToInt64Vector(), (std::vector<int64_t>{-5, -10, 15, 10}));
+  }
+  EXPECT_FALSE(RunOp("MatMul", {}, {RandomTensor({2, 3}, rng), RandomTensor({4, 2}, rng)}, 1).ok());
+  EXPECT_FALSE(RunOp("MatMul", {}, {RandomTensor({2, 2, 3}, rng), RandomTensor({3, 3, 2}, rng)}, 1).ok());
+}
+
+// -------------------------------------------------------------------------------- Pooling
+
+TEST(MaxPool, DilationsCeilModeAndIndices) {
+  // 1x1x5x6 input with distinct values; kernel 2x2, dilations 2x1, strides 2x2, ceil_mode, pads.
+  std::vector<float> xv(30);
+  for (int i = 0; i < 30; ++i) xv[i] = static_cast<float>((i * 17) % 31);
+  const Tensor x = Tensor::FromVector(xv, {1, 1, 5, 6});
+  auto out = MustRun("MaxPool",
+                     {IntsAttr("kernel_shape", {2, 2}), IntsAttr("dilations", {2, 1}), IntsAttr("strides", {2, 2}),
+                      IntsAttr("pads", {1, 0, 0, 1}), IntAttr("ceil_mode", 1), IntAttr("storage_order", 1)},
+                     {x}, 2);
+  ASSERT_EQ(out.size(), 2u);
+  // H: span = 5+1-3 = 3 -> ceil(3/2)+1 = 3 windows starting at -1, 1, 3.
+  // W: span = 6+1-2 = 5 -> ceil(5/2)+1 = 4, but the last start (6) is in the end padding -> 3.
+  ASSERT_EQ(ShapeToString(out[0].shape()), ShapeToString({1, 1, 3, 3}));
+  for (int64_t oh = 0; oh < 3; ++oh)
+    for (int64_t ow = 0; ow < 3; ++ow) {
+      float best = -1e30f;
+      int64_t bi = -1;
+      for (int64_t kh = 0; kh < 2; ++kh)
+        for (int64_t kw = 0; kw < 2; ++kw) {
+          const int64_t ih = oh * 2 - 1 + kh * 2, iw = ow * 2 + kw;
+          if (ih < 0 || ih >= 5 || iw >= 6) continue;
+          if (xv[ih * 6 + iw] > best) {
+            best = xv[ih * 6 + iw];
+            bi = ih + iw * 5;  // column-major (storage_order = 1)
+          }
+        }
+      EXPECT_EQ(out[0].data<float>()[oh * 3 + ow], best) << oh << "," << ow;
+      EXPECT_EQ(out[1].data<int64_t>()[oh * 3 + ow], bi) << oh << "," << ow;
+    }
+}
+
+TEST(MaxPool, IndicesCountBatchAndChannel) {
+  const Tensor x = Tensor::FromVector<float>({1, 5, 3, 2, 8, 7, 6, 4}, {2, 1, 4});
+  auto out = MustRun("MaxPool", {IntsAttr("kernel_shape", {2}), IntsAttr("strides", {2})}, {x}, 2);
+  ExpectClose(out[0], Tensor::FromVector<float>({5, 3, 8, 6}, {2, 1, 2}), 0, "values");
+  EXPECT_EQ(out[1].ToInt64Vector(), (std::vector<int64_t>{1, 2, 4, 6}));
+  const Tensor xi = Tensor::FromVector<int8_t>({-5, -3, 7, -128}, {1, 1, 2, 2});
+  auto oi = MustRun("MaxPool", {IntsAttr("kernel_shape", {2, 2}), StringAttr("auto_pad", "SAME_UPPER")}, {xi});
+  EXPECT_EQ(oi[0].ToInt64Vector(), (std::vector<int64_t>{7, -3, 7, -128}));
+}
+
+TEST(AveragePool, CountIncludePadAndCeil) {
+  std::vector<float> xv(20);
+  for (int i = 0; i < 20; ++i) xv[i] = static_cast<float>(i + 1);
+  const Tensor x = Tensor::FromVector(xv, {1, 1, 4, 5});
+  for (int cip = 0; cip < 2; ++cip) {
+    auto out = MustRun("AveragePool",
+                       {IntsAttr("kernel_shape", {3, 3}), IntsAttr("strides", {2, 2}), IntsAttr("pads", {1, 1, 1, 0}),
+                        IntAttr("ceil_mode", 1), IntAttr("count_include_pad", cip)},
+                       {x});
+    // H: span = 4+2-3 = 3 -> 3 windows (starts -1, 1, 3); W: span = 5+1-3 = 3 -> 3 (starts -1, 1, 3).
+    ASSERT_EQ(ShapeToString(out[0].shape()), ShapeToString({1, 1, 3, 3}));
+    for (int64_t oh = 0; oh < 3; ++oh)
+      for (int64_t ow = 0; ow < 3; ++ow) {
+        double s = 0;
+        int n = 0, npad = 0;
+        for (int64_t ih = oh * 2 - 1; ih < oh * 2 + 2; ++ih)
+          for (int64_t iw = ow * 2 - 1; iw < ow * 2 + 2; ++iw) {
+            if (ih >= -1 && ih < 5 && iw >= -1 && iw < 5) ++npad;  // inside the padded input
+            if (ih < 0 || ih >= 4 || iw < 0 || iw >= 5) continue;
+            s += xv[ih * 5 + iw];
+            ++n;
+          }
+        EXPECT_NEAR(out[0].data<float>()[oh * 3 + ow], s / (cip ? npad : n), 1e-5) << cip << " " << oh << "," << ow;
+      }
+  }
+}
+
+TEST(LpPool, AndGlobalPools) {
+  std::mt19937 rng(4);
+  const Tensor x = RandomTensor({2, 3, 4, 5}, rng);
+  const float* xd = x.data<float>();
+  for (int64_t p : {1, 2, 3}) {
+    auto out = MustRun("LpPool", {IntsAttr("kernel_shape", {2, 3}), IntsAttr("strides", {2, 2}), IntAttr("p", p)}, {x});
+    ASSERT_EQ(ShapeToString(out[0].shape()), ShapeToString({2, 3, 2, 2}));
+    for (int64_t pl = 0; pl < 6; ++pl)
+      for (int64_t oh = 0; oh < 2; ++oh)
+        for (int64_t ow = 0; ow < 2; ++ow) {
+          double s = 0;
+          for (int64_t kh = 0; kh < 2; ++kh)
+            for (int64_t kw = 0; kw < 3; ++kw) s += std::pow(std::fabs(xd[pl * 20 + (oh * 2 + kh) * 5 + ow * 2 + kw]), p);
+          EXPECT_NEAR(out[0].data<float>()[pl * 4 + oh * 2 + ow], std::pow(s, 1.0 / p), 1e-5);
+        }
+  }
+  auto ga = MustRun("GlobalAveragePool", {}, {x});
+  auto gm = MustRun("GlobalMaxPool", {}, {x});
+  auto gl = MustRun("GlobalLpPool", {IntAttr("p", 3)}, {x});
+  ASSERT_EQ(ShapeToString(ga[0].shape()), ShapeToString({2, 3, 1, 1}));
+  for (int64_t pl = 0; pl < 6; ++pl) {
+    double s = 0, l = 0;
+    float m = -1e30f;
+    for (int64_t i = 0; i < 20; ++i) {
+      s += xd[pl * 20 + i];
+      l += std::pow(std::fabs(xd[pl * 20 + i]), 3);
+      m = std::max(m, xd[pl * 20 + i]);
+    }
+    EXPECT_NEAR(ga[0].data<float>()[pl], s / 20, 1e-5);
+    EXPECT_EQ(gm[0].data<float>()[pl], m);
+    EXPECT_NEAR(gl[0].data<float>()[pl], std::cbrt(l), 1e-5);
+  }
+}
+
+TEST(Pool, Errors) {
+  std::mt19937 rng(2);
+  const Tensor x = RandomTensor({1, 1, 3, 3}, rng);
+  EXPECT_FALSE(RunOp("MaxPool", {}, {x}, 1).ok());                                     // no kernel_shape
+  EXPECT_FALSE(RunOp("MaxPool", {IntsAttr("kernel_shape", {4, 4})}, {x}, 1).ok());     // kernel > input
+  EXPECT_FALSE(RunOp("AveragePool", {IntsAttr("kernel_shape", {2})}, {x}, 1).ok());    // rank mismatch
+  EXPECT_FALSE(RunOp("MaxPool", {IntsAttr("kernel_shape", {2, 2}), IntsAttr("strides", {0, 1})}, {x}, 1).ok());
+}
+
+}  // namespace
+}  // namespace quantkit
