@@ -14,5 +14,8 @@ StatusOr<Tensor> ParseNpy(const std::string& bytes, const std::string& what);
 // Writes atomically (temp file + rename).
 Status WriteNpy(const Tensor& t, const std::string& path);
 std::string SerializeNpy(const Tensor& t);
+// A file-system-safe form of a tensor name: characters outside [A-Za-z0-9._-] become '_'
+// (outputs are written, and sample inputs found, as <name>.npy).
+std::string SafeFileName(const std::string& name);
 
 }  // namespace quantkit

@@ -33,8 +33,7 @@ struct Command {
 };
 Command AddInspectCommand(CLI::App& app);
 Command AddRunCommand(CLI::App& app);
+Command AddCompareCommand(CLI::App& app);
 
-// A file-system-safe version of a tensor name (outputs are written as <name>.npy).
-std::string SafeFileName(const std::string& name);
 
 }  // namespace quantkit::cli

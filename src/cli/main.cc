@@ -1,5 +1,4 @@
 // quantkit command-line entry point: one subcommand per file in this folder.
-#include <cctype>
 #include <cstdio>
 #include <vector>
 
@@ -12,6 +11,7 @@ int main(int argc, char** argv) {
   const std::vector<quantkit::cli::Command> commands = {
       quantkit::cli::AddInspectCommand(app),
       quantkit::cli::AddRunCommand(app),
+      quantkit::cli::AddCompareCommand(app),
   };
   try {
     app.parse(argc, argv);
@@ -29,13 +29,3 @@ int main(int argc, char** argv) {
     if (c.app->parsed()) return c.run();
   return 2;
 }
-
-namespace quantkit::cli {
-std::string SafeFileName(const std::string& name) {
-  std::string out = name.empty() ? "unnamed" : name;
-  for (char& c : out)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) c = '_';
-  if (out == "." || out == "..") out = "_";
-  return out;
-}
-}  // namespace quantkit::cli

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -165,6 +166,14 @@ Status WriteNpy(const Tensor& t, const std::string& path) {
   std::filesystem::rename(tmp, path, ec);
   if (ec) return InvalidArgument(fmt::format("cannot rename to '{}': {}", path, ec.message()));
   return Status::Ok();
+}
+
+std::string SafeFileName(const std::string& name) {
+  std::string out = name.empty() ? "unnamed" : name;
+  for (char& c : out)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) c = '_';
+  if (out == "." || out == "..") out = "_";
+  return out;
 }
 
 }  // namespace quantkit
