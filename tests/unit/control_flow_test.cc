@@ -107,6 +107,42 @@ TEST(If, RunsTheBranchChosenByTheConditionWithOuterScopeValues) {
   }
 }
 
+TEST(If, BranchesCanReturnOuterValuesAndNestLoopsReadingTheTopGraph) {
+  // then: a Loop (trip count n) whose body appends the top-level x to a sequence; else: y directly.
+  Graph body;
+  body.name = "inner_body";
+  body.inputs = {MakeValueInfo("i", DType::kInt64, {}), MakeValueInfo("c_in", DType::kBool, {}), SeqInfo("acc")};
+  body.nodes.push_back(MakeNode("SequenceInsert", {"acc", "x"}, {"acc_out"}));
+  body.outputs = {Named("c_in"), Named("acc_out")};
+  Graph then_b;
+  then_b.name = "then";
+  then_b.nodes.push_back(MakeNode("SequenceConstruct", {"y"}, {"start"}));
+  then_b.nodes.push_back(WithAttrs(MakeNode("Loop", {"n", "", "start"}, {"loop_out"}), {GraphAttr("body", body)}));
+  then_b.outputs = {Named("loop_out")};
+  Graph else_b;
+  else_b.name = "else";
+  else_b.nodes.push_back(MakeNode("SequenceConstruct", {"y", "x"}, {"pair"}));
+  else_b.outputs = {Named("pair")};
+  Graph g;
+  g.inputs = {MakeValueInfo("cond", DType::kBool, {}), MakeValueInfo("n", DType::kInt64, {}),
+              MakeValueInfo("x", DType::kFloat32, {1}), MakeValueInfo("y", DType::kFloat32, {2})};
+  g.nodes.push_back(WithAttrs(MakeNode("If", {"cond"}, {"res"}),
+                              {GraphAttr("then_branch", then_b), GraphAttr("else_branch", else_b)}));
+  g.outputs = {SeqInfo("res")};
+  const Tensor x = Tensor::FromVector<float>({7}, {1}), y = Tensor::FromVector<float>({1, 2}, {2});
+  auto out = RunGraph(g, {{"cond", T(Tensor::Scalar<bool>(true))}, {"n", T(Tensor::Scalar<int64_t>(3))},
+                          {"x", T(x)}, {"y", T(y)}});
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  ASSERT_EQ((*out)[0].sequence.size(), 4u);  // y, x, x, x
+  EXPECT_EQ((*out)[0].sequence[0].numel(), 2);
+  EXPECT_EQ(Vals<float>((*out)[0].sequence[3]), (std::vector<float>{7}));
+  out = RunGraph(g, {{"cond", T(Tensor::Scalar<bool>(false))}, {"n", T(Tensor::Scalar<int64_t>(3))},
+                     {"x", T(x)}, {"y", T(y)}});
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  ASSERT_EQ((*out)[0].sequence.size(), 2u);
+  EXPECT_EQ(Vals<float>((*out)[0].sequence[1]), (std::vector<float>{7}));
+}
+
 TEST(If, BranchOutputCountMismatchNamesTheBranch) {
   SessionOptions opts;
   opts.optimize = false;

@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <random>
 
 #include "elementwise_test_util.h"
+#include "runtime/ops/elementwise_util.h"
 
 namespace quantkit {
 namespace {
@@ -146,29 +149,29 @@ TEST(ElementwiseUnary, RoundHalfToEvenAndOthers) {
 }
 
 TEST(ElementwiseUnary, ActivationsMatchFormulas) {
-  const Tensor x = Rand({1000}, 7, -6.f, 6.f);
+  const Tensor x = Rand({1003}, 7, -6.f, 6.f);
   const auto v = Values(x);
   auto ref = [&](auto f) {
     std::vector<double> r(v.size());
     for (size_t i = 0; i < v.size(); ++i) r[i] = f(v[i]);
     return r;
   };
-  ExpectNear(Run1("Sigmoid", {x}), {1000}, ref([](double t) { return 1 / (1 + std::exp(-t)); }));
-  ExpectNear(Run1("Softplus", {x}), {1000}, ref([](double t) { return std::log(std::exp(t) + 1); }));
-  ExpectNear(Run1("HardSigmoid", {x}, {F("alpha", 0.3f), F("beta", 0.4f)}), {1000},
+  ExpectNear(Run1("Sigmoid", {x}), {1003}, ref([](double t) { return 1 / (1 + std::exp(-t)); }));
+  ExpectNear(Run1("Softplus", {x}), {1003}, ref([](double t) { return std::log(std::exp(t) + 1); }));
+  ExpectNear(Run1("HardSigmoid", {x}, {F("alpha", 0.3f), F("beta", 0.4f)}), {1003},
              ref([](double t) { return std::max(0.0, std::min(1.0, 0.3 * t + 0.4)); }));
-  ExpectNear(Run1("HardSwish", {x}), {1000}, ref([](double t) { return t * std::max(0.0, std::min(1.0, t / 6 + 0.5)); }));
-  ExpectNear(Run1("LeakyRelu", {x}, {F("alpha", 0.2f)}), {1000}, ref([](double t) { return t < 0 ? 0.2 * t : t; }));
-  ExpectNear(Run1("Elu", {x}, {F("alpha", 2.f)}), {1000}, ref([](double t) { return t < 0 ? 2 * (std::exp(t) - 1) : t; }));
-  ExpectNear(Run1("Celu", {x}, {F("alpha", 2.f)}), {1000},
+  ExpectNear(Run1("HardSwish", {x}), {1003}, ref([](double t) { return t * std::max(0.0, std::min(1.0, t / 6 + 0.5)); }));
+  ExpectNear(Run1("LeakyRelu", {x}, {F("alpha", 0.2f)}), {1003}, ref([](double t) { return t < 0 ? 0.2 * t : t; }));
+  ExpectNear(Run1("Elu", {x}, {F("alpha", 2.f)}), {1003}, ref([](double t) { return t < 0 ? 2 * (std::exp(t) - 1) : t; }));
+  ExpectNear(Run1("Celu", {x}, {F("alpha", 2.f)}), {1003},
              ref([](double t) { return std::max(0.0, t) + std::min(0.0, 2 * (std::exp(t / 2) - 1)); }));
-  ExpectNear(Run1("Selu", {x}), {1000}, ref([](double t) {
+  ExpectNear(Run1("Selu", {x}), {1003}, ref([](double t) {
                return t > 0 ? 1.0507009873554805 * t : 1.0507009873554805 * 1.6732632423543772 * (std::exp(t) - 1);
              }));
-  ExpectNear(Run1("ThresholdedRelu", {x}, {F("alpha", 2.f)}), {1000}, ref([](double t) { return t > 2 ? t : 0; }));
-  ExpectNear(Run1("Mish", {x}), {1000}, ref([](double t) { return t * std::tanh(std::log1p(std::exp(t))); }));
-  ExpectNear(Run1("Gelu", {x}, {}, 20), {1000}, ref([](double t) { return 0.5 * t * (1 + std::erf(t / std::sqrt(2.0))); }));
-  ExpectNear(Run1("Gelu", {x}, {S("approximate", "tanh")}, 20), {1000}, ref([](double t) {
+  ExpectNear(Run1("ThresholdedRelu", {x}, {F("alpha", 2.f)}), {1003}, ref([](double t) { return t > 2 ? t : 0; }));
+  ExpectNear(Run1("Mish", {x}), {1003}, ref([](double t) { return t * std::tanh(std::log1p(std::exp(t))); }));
+  ExpectNear(Run1("Gelu", {x}, {}, 20), {1003}, ref([](double t) { return 0.5 * t * (1 + std::erf(t / std::sqrt(2.0))); }));
+  ExpectNear(Run1("Gelu", {x}, {S("approximate", "tanh")}, 20), {1003}, ref([](double t) {
                return 0.5 * t * (1 + std::tanh(std::sqrt(2 / M_PI) * (t + 0.044715 * t * t * t)));
              }));
   std::vector<Tensor> out;
@@ -222,6 +225,45 @@ TEST(ElementwiseUnary, Float16ComputesInFloat) {
   Tensor nan = Run1("IsNaN", {Half({std::nanf(""), 1.f}, {2})});
   ASSERT_EQ(nan.dtype(), DType::kBool);
   EXPECT_EQ(nan.ToInt64Vector(), (std::vector<int64_t>{1, 0}));
+}
+
+TEST(ElementwiseHalf, VectorConversionsAreBitExact) {
+  using rt::ew::FloatToHalfN;
+  using rt::ew::HalfToFloatN;
+  std::vector<uint16_t> hs(65536);
+  for (int i = 0; i < 65536; ++i) hs[i] = static_cast<uint16_t>(i);
+  std::vector<float> fs(65536);
+  HalfToFloatN(hs.data(), fs.data(), 65536, DType::kFloat16);
+  for (int i = 0; i < 65536; ++i) {
+    const float want = HalfToFloat(static_cast<uint16_t>(i));
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(fs[i])) << i;
+    } else {
+      EXPECT_EQ(std::memcmp(&want, &fs[i], 4), 0) << "half bits " << i;
+    }
+  }
+  // Every half value, the midpoints between neighbours (ties) and their float neighbours, and
+  // random bit patterns (NaN, inf, subnormals, overflow).
+  std::vector<float> in(fs.begin(), fs.end());
+  for (int i = 0; i < 0x7bff; ++i) {
+    const float a = fs[i], b = fs[i + 1], mid = (a + b) / 2;
+    in.insert(in.end(), {mid, -mid, std::nextafter(mid, a), std::nextafter(mid, b)});
+  }
+  std::mt19937 gen(3);
+  for (int i = 0; i < 100000; ++i) {
+    const uint32_t u = gen();
+    float f;
+    std::memcpy(&f, &u, 4);
+    in.push_back(f);
+  }
+  std::vector<uint16_t> h(in.size()), b(in.size());
+  FloatToHalfN(in.data(), h.data(), static_cast<int64_t>(in.size()), DType::kFloat16);
+  FloatToHalfN(in.data(), b.data(), static_cast<int64_t>(in.size()), DType::kBFloat16);
+  int bad = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (h[i] != FloatToHalf(in[i]) || b[i] != FloatToBFloat16(in[i])) ++bad;
+  }
+  EXPECT_EQ(bad, 0);
 }
 
 TEST(ElementwiseCompare, ProducesBool) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -47,6 +48,7 @@ struct OneOp {
   size_t num_outputs = 1;
   std::vector<Attribute> attrs;
   int64_t opset = 13;
+  std::vector<std::string> constants;  // inputs given as initializers (pre-packed by the kernels)
 
   StatusOr<std::vector<Tensor>> Run() const {
     Graph g;
@@ -55,6 +57,11 @@ struct OneOp {
     for (const auto& [name, t] : inputs) {
       in_names.push_back(name);
       if (name.empty()) continue;
+      if (std::find(constants.begin(), constants.end(), name) != constants.end()) {
+        g.AddInitializer(name, t);
+        g.initializer_order.push_back(name);
+        continue;
+      }
       g.inputs.push_back(In(name, t));
       feeds.emplace_back(name, t);
     }
@@ -131,6 +138,45 @@ TEST(QuantArithmetic, RequantizeRoundsHalfToEvenThenAddsZeroPoint) {
   EXPECT_EQ(q::Requantize<int8_t>(std::numeric_limits<int32_t>::min(), 1.0f, 0), -128);
   EXPECT_EQ(q::Requantize<uint8_t>(100, 1.0f, 200), 255);  // 300 saturates after the zero point
   EXPECT_FLOAT_EQ(q::RequantizeMultiplier(0.5f, 0.25f, 0.125f), 1.0f);
+}
+
+// The vectorized bulk loops must agree bit for bit with the scalar definitions.
+TEST(QuantArithmetic, BulkSpansMatchScalarDefinitions) {
+  std::vector<float> xs = {0.0f, -0.0f, 0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -2.5f, 126.5f, 127.5f, -128.5f, 254.5f,
+                           255.5f, 1e9f, -1e9f, 3e38f, -3e38f, std::numeric_limits<float>::infinity(),
+                           -std::numeric_limits<float>::infinity(), std::nanf(""), 4194303.5f, 8388609.0f,
+                           1e-30f, -7.4999995f};
+  for (int i = -3000; i <= 3000; ++i) xs.push_back(static_cast<float>(i) * 0.25f);  // many exact ties
+  for (int i = 0; i < 2000; ++i) xs.push_back(std::ldexp(static_cast<float>(i * 7919 % 1000) - 500.0f, i % 40 - 20));
+  for (float scale : {1.0f, 0.5f, 3.0f, 0.0123f, 1e-20f, 0.0f}) {
+    for (int32_t zp : {0, 1, 128, 255}) {
+      std::vector<uint8_t> u(xs.size());
+      q::QuantizeSpan<uint8_t>(xs.data(), static_cast<int64_t>(xs.size()), scale, zp, u.data());
+      for (size_t i = 0; i < xs.size(); ++i) {
+        ASSERT_EQ(u[i], q::QuantizeValue<uint8_t>(xs[i], scale, zp)) << xs[i] << " / " << scale << " + " << zp;
+      }
+    }
+    for (int32_t zp : {-128, -1, 0, 5, 127}) {
+      std::vector<int8_t> v(xs.size());
+      q::QuantizeSpan<int8_t>(xs.data(), static_cast<int64_t>(xs.size()), scale, zp, v.data());
+      for (size_t i = 0; i < xs.size(); ++i) {
+        ASSERT_EQ(v[i], q::QuantizeValue<int8_t>(xs[i], scale, zp)) << xs[i] << " / " << scale << " + " << zp;
+      }
+    }
+  }
+  std::vector<int32_t> accs = {0, 1, -1, 5, -5, 7, -7, 255, 256, -129, std::numeric_limits<int32_t>::max(),
+                               std::numeric_limits<int32_t>::min(), 16777217, -16777217};
+  for (int i = -5000; i <= 5000; i += 3) accs.push_back(i);
+  for (float mult : {0.5f, 0.25f, 1.0f, 0.00390625f, 0.0173f, 3.0f}) {
+    for (int32_t zp : {-128, 0, 3, 127}) {
+      std::vector<int8_t> v(accs.size());
+      q::RequantizeSpan<int8_t>(accs.data(), static_cast<int64_t>(accs.size()), mult, zp, v.data());
+      for (size_t i = 0; i < accs.size(); ++i) ASSERT_EQ(v[i], q::Requantize<int8_t>(accs[i], mult, zp)) << accs[i];
+    }
+    std::vector<uint8_t> u(accs.size());
+    q::RequantizeSpan<uint8_t>(accs.data(), static_cast<int64_t>(accs.size()), mult, 200, u.data());
+    for (size_t i = 0; i < accs.size(); ++i) ASSERT_EQ(u[i], q::Requantize<uint8_t>(accs[i], mult, 200)) << accs[i];
+  }
 }
 
 TEST(QuantArithmetic, DynamicParamsFollowOnnx) {
@@ -307,6 +353,10 @@ TEST(MatMulInteger, Int8TimesUint8PerRowPerColumnZeroPoints) {
   auto out = op.Run();
   ASSERT_TRUE(out.ok()) << out.status().message();
   EXPECT_EQ(Values<int32_t>((*out)[0]), NaiveMatMul(a, b32, 2, 3, 2, {-3, 4}, {128, 1}));
+  op.constants = {"B", "zb"};  // constant B and zero point: converted once at session creation
+  out = op.Run();
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_EQ(Values<int32_t>((*out)[0]), NaiveMatMul(a, b32, 2, 3, 2, {-3, 4}, {128, 1}));
 }
 
 TEST(MatMulInteger, BatchedBroadcastAndVector) {
@@ -348,6 +398,10 @@ TEST(QLinearMatMul, OnnxExample2D) {
             {"yz", Tensor::FromVector<uint8_t>({118}, {1})}},
            1, {}, 10};
   auto out = op.Run();
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_EQ(Values<uint8_t>((*out)[0]), (std::vector<uint8_t>{168, 115, 255, 1, 66, 151}));
+  op.constants = {"b", "bz", "bs"};
+  out = op.Run();
   ASSERT_TRUE(out.ok()) << out.status().message();
   EXPECT_EQ(Values<uint8_t>((*out)[0]), (std::vector<uint8_t>{168, 115, 255, 1, 66, 151}));
 }
@@ -449,6 +503,10 @@ TEST(ConvInteger, GroupsStridesDilationsPerChannelWeightZeroPoints) {
                           &ow);
   EXPECT_EQ((*out)[0].shape(), (Shape{N, M, oh, ow}));
   EXPECT_EQ(Values<int32_t>((*out)[0]), want);
+  op.constants = {"w", "zw"};
+  out = op.Run();
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_EQ(Values<int32_t>((*out)[0]), want);
 }
 
 TEST(ConvInteger, SameUpperPaddingAnd1D) {
@@ -510,6 +568,10 @@ TEST(QLinearConv, BiasPerChannelScalesAndTies) {
   ASSERT_TRUE(out.ok()) << out.status().message();
   // ch0: acc = [5, 7, -1, 104] * 0.5 = [2.5, 3.5, -0.5, 52] -> [2, 4, -0, 52] - 1 = [1, 3, -1, 51]
   // ch1: acc = [2-4, 6-4, -10-4, 200-4] = [-2, 2, -14, 196] * 0.25 = [-0.5, 0.5, -3.5, 49] -> [0, 0, -4, 49] - 1
+  EXPECT_EQ(Values<int8_t>((*out)[0]), (std::vector<int8_t>{1, 3, -1, 51, -1, -1, -5, 48}));
+  op.constants = {"w", "wz", "B"};
+  out = op.Run();
+  ASSERT_TRUE(out.ok()) << out.status().message();
   EXPECT_EQ(Values<int8_t>((*out)[0]), (std::vector<int8_t>{1, 3, -1, 51, -1, -1, -5, 48}));
 }
 

@@ -379,6 +379,24 @@ TEST(TensorOps, TopK) {
   EXPECT_FALSE(RunOp("TopK", {y, I64v({5})}, 2).ok());
 }
 
+TEST(TensorOps, UniqueAndEyeLike) {
+  Tensor x = F32({2, 1, 1, 3, 4, 3}, {6});
+  auto u = RunOp("Unique", {x}, 4, {AttrI("sorted", 0)});
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  ExpectNear(u.value()[0], {2, 1, 3, 4});
+  EXPECT_EQ(Vals<int64_t>(u.value()[1]), (std::vector<int64_t>{0, 1, 3, 4}));
+  EXPECT_EQ(Vals<int64_t>(u.value()[2]), (std::vector<int64_t>{0, 1, 1, 2, 3, 2}));
+  EXPECT_EQ(Vals<int64_t>(u.value()[3]), (std::vector<int64_t>{1, 2, 2, 1}));
+  auto us = RunOp("Unique", {Tensor::FromVector<int32_t>({1, 0, 1, 0, 0, 1}, {3, 2})}, 3, {AttrI("axis", 0)});
+  ASSERT_TRUE(us.ok()) << us.status().ToString();
+  EXPECT_EQ(Vals<int32_t>(us.value()[0]), (std::vector<int32_t>{0, 1, 1, 0}));
+  EXPECT_EQ(Vals<int64_t>(us.value()[1]), (std::vector<int64_t>{2, 0}));
+  EXPECT_EQ(Vals<int64_t>(us.value()[2]), (std::vector<int64_t>{1, 1, 0}));
+  Tensor e = OneOut("EyeLike", {Tensor(DType::kInt32, {2, 3})}, {AttrI("k", 1), AttrI("dtype", 1)});
+  EXPECT_EQ(e.dtype(), DType::kFloat32);
+  ExpectNear(e, {0, 1, 0, 0, 0, 1});
+}
+
 // ------------------------------------------------------------------ Pad, DepthToSpace
 
 TEST(TensorOps, PadModes) {
@@ -418,6 +436,36 @@ TEST(TensorOps, DepthToSpaceRoundTrip) {
   // CRD: output[0, c, h*2+i, w*2+j] = x[0, c*4 + i*2 + j, h, w].
   Tensor crd = OneOut("DepthToSpace", {x}, {AttrI("blocksize", 2), AttrS("mode", "CRD")});
   EXPECT_EQ(crd.data<float>()[1 * 24 + 3 * 6 + 4], x.data<float>()[(1 * 4 + 1 * 2 + 0) * 6 + 1 * 3 + 2]);
+}
+
+TEST(TensorOps, HostileInputsGiveErrorsNotCrashes) {
+  Tensor x = Iota({2, 3});
+  EXPECT_FALSE(RunOp("Tile", {x, I64v({INT64_MAX, 2})}, 1).ok());
+  EXPECT_FALSE(RunOp("Reshape", {x, I64v({INT64_MAX, INT64_MAX, 0})}, 1).ok());
+  EXPECT_FALSE(RunOp("Pad", {x, I64v({0, INT64_MAX, 0, 0})}, 1).ok());
+  EXPECT_FALSE(RunOp("Pad", {x, I64v({0, INT64_MIN, 0, 0})}, 1).ok());
+  EXPECT_FALSE(RunOp("Expand", {x, I64v({-2, 3})}, 1).ok());
+  EXPECT_FALSE(RunOp("ConstantOfShape", {I64v({1 << 30, 1 << 30, 1 << 30})}, 1).ok());
+  EXPECT_FALSE(RunOp("Resize", {x, Tensor(), Tensor(), I64v({1, INT64_MAX / 2})}, 1).ok());
+  EXPECT_FALSE(RunOp("Resize", {x, Tensor(), F32({1, -2}, {2})}, 1).ok());
+  EXPECT_FALSE(RunOp("Gather", {x, I64v({0})}, 1, {AttrI("axis", 5)}).ok());
+  EXPECT_FALSE(RunOp("GatherND", {x, I64(std::vector<int64_t>{0, 0, 0}, {1, 3})}, 1).ok());
+  EXPECT_FALSE(RunOp("DepthToSpace", {Iota({1, 4, 1, 1})}, 1, {AttrI("blocksize", 3)}).ok());
+  EXPECT_FALSE(RunOp("Concat", {x, Iota({2, 3, 1})}, 1, {AttrI("axis", 0)}).ok());
+  // Extreme steps and starts are clamped, not overflowed.
+  Tensor s = OneOut("Slice", {x, I64v({INT64_MAX}), I64v({INT64_MIN}), I64v({1}), I64v({INT64_MIN})});
+  EXPECT_EQ(s.shape(), (Shape{2, 1}));
+  ExpectNear(s, {2, 5});
+  Tensor s2 = OneOut("Slice", {x, I64v({0}), I64v({INT64_MAX}), I64v({1}), I64v({INT64_MAX})});
+  ExpectNear(s2, {0, 3});
+  Tensor tr = OneOut("Trilu", {x, I64v({INT64_MIN})});
+  ExpectNear(tr, {0, 1, 2, 3, 4, 5});
+  // Zero-size tensors flow through.
+  Tensor e(DType::kFloat32, {0, 3});
+  EXPECT_EQ(OneOut("Transpose", {e}).shape(), (Shape{3, 0}));
+  EXPECT_EQ(OneOut("Resize", {e, Tensor(), F32({2, 2}, {2})}).shape(), (Shape{0, 6}));
+  EXPECT_EQ(OneOut("Slice", {e, I64v({-1}), I64v({-5}), I64v({0}), I64v({-1})}).shape(), (Shape{0, 3}));
+  EXPECT_EQ(OneOut("Pad", {e, I64v({1, 0, 1, 0})}).shape(), (Shape{2, 3}));
 }
 
 // ------------------------------------------------------------------ Resize
@@ -495,6 +543,25 @@ TEST(TensorOps, ResizeFused2DMatchesAxisByAxis) {
     ASSERT_EQ(hw.shape(), both.shape());
     for (int64_t i = 0; i < both.numel(); ++i) ASSERT_NEAR(both.data<float>()[i], hw.data<float>()[i], 1e-5) << mode;
   }
+}
+
+TEST(TensorOps, ResizeOpset18AxesAndAspectPolicy) {
+  Tensor x = F32({1, 2, 3, 4}, {1, 1, 2, 2});
+  Tensor nl = OneOut("Resize", {x, Tensor(), Tensor(), I64v({7, 8})},
+                     {AttrIs("axes", {2, 3}), AttrS("keep_aspect_ratio_policy", "not_larger")}, 18);
+  ASSERT_EQ(nl.shape(), (Shape{1, 1, 7, 7}));
+  const float* v = nl.data<float>();
+  EXPECT_EQ(v[3], 1);
+  EXPECT_EQ(v[4], 2);
+  EXPECT_EQ(v[3 * 7], 1);
+  EXPECT_EQ(v[4 * 7], 3);
+  EXPECT_EQ(v[48], 4);
+  Tensor ns = OneOut("Resize", {x, Tensor(), Tensor(), I64v({7, 8})},
+                     {AttrIs("axes", {2, 3}), AttrS("keep_aspect_ratio_policy", "not_smaller")}, 18);
+  EXPECT_EQ(ns.shape(), (Shape{1, 1, 8, 8}));
+  Tensor ax = OneOut("Resize", {x, Tensor(), F32({2}, {1})}, {AttrIs("axes", {-1}), AttrS("mode", "linear")}, 18);
+  ASSERT_EQ(ax.shape(), (Shape{1, 1, 2, 4}));
+  ExpectNear(ax, {1, 1.25f, 1.75f, 2, 3, 3.25f, 3.75f, 4});
 }
 
 // Naive bilinear (half_pixel) for a 2x upsample, per output point.

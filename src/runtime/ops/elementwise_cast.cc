@@ -45,6 +45,12 @@ inline float DoubleToFloatRoundOdd(double d) {
   return f;
 }
 
+// One inner run of Where; each operand is contiguous (true) or broadcast (false).
+template <bool kC, bool kX, bool kY, typename T>
+inline void WhereRun(const bool* c, const T* x, const T* y, T* o, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) o[i] = c[kC ? i : 0] ? x[kX ? i : 0] : y[kY ? i : 0];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Where(cond, X, Y): ternary broadcast, dispatched on element size.
 Status WhereFn(KernelContext& ctx) {
@@ -70,10 +76,15 @@ Status WhereFn(KernelContext& ctx) {
                  const T* xx = px + io[1];
                  const T* yy = py + io[2];
                  T* o = po + oo;
-                 if (st[0] && st[1] && st[2]) {
-                   for (int64_t i = 0; i < n; ++i) o[i] = cc[i] ? xx[i] : yy[i];
-                 } else {
-                   for (int64_t i = 0; i < n; ++i) o[i] = cc[i * st[0]] ? xx[i * st[1]] : yy[i * st[2]];
+                 switch ((st[0] << 2) | (st[1] << 1) | st[2]) {
+                   case 7: WhereRun<true, true, true>(cc, xx, yy, o, n); break;
+                   case 6: WhereRun<true, true, false>(cc, xx, yy, o, n); break;
+                   case 5: WhereRun<true, false, true>(cc, xx, yy, o, n); break;
+                   case 4: WhereRun<true, false, false>(cc, xx, yy, o, n); break;
+                   case 3: WhereRun<false, true, true>(cc, xx, yy, o, n); break;
+                   case 2: WhereRun<false, true, false>(cc, xx, yy, o, n); break;
+                   case 1: WhereRun<false, false, true>(cc, xx, yy, o, n); break;
+                   default: WhereRun<false, false, false>(cc, xx, yy, o, n); break;
                  }
                });
   };
@@ -102,6 +113,10 @@ Status CastTensor(const Tensor& x, DType to, Tensor* y, ThreadPool* tp, Allocato
       uint16_t* pd = y->data<uint16_t>();
       const bool fp16 = to == DType::kFloat16;
       ParallelRange(tp, n, kCheapGrain, [&](int64_t b, int64_t e) {
+        if constexpr (std::is_same_v<S, float>) {
+          FloatToHalfN(ps + b, pd + b, e - b, to);
+          return;
+        }
         for (int64_t i = b; i < e; ++i) {
           float f;
           if constexpr (std::is_same_v<S, float>) {

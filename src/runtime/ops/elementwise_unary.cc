@@ -36,9 +36,19 @@ struct CheapUnaryBase : UnaryOpBase {
       return static_cast<T>(expr);                          \
     }                                                       \
   };
+// Same with a 4-wide float32 form V() used for float arrays.
+#define QK_FLOAT_UNARY_V(Name, expr, vexpr)                 \
+  struct Name : UnaryOpBase {                               \
+    static constexpr uint32_t kTypes = kFloatTypes;         \
+    template <typename T>                                   \
+    T operator()(T x) const {                               \
+      return static_cast<T>(expr);                          \
+    }                                                       \
+    simd::v4f V(simd::v4f v) const { return vexpr; }        \
+  };
 
 QK_FLOAT_UNARY(SqrtOp, std::sqrt(x))
-QK_FLOAT_UNARY(ExpOp, ExpT(x))
+QK_FLOAT_UNARY_V(ExpOp, ExpT(x), simd::Exp(v))
 QK_FLOAT_UNARY(LogOp, std::log(x))
 QK_FLOAT_UNARY(ReciprocalOp, T(1) / x)
 QK_FLOAT_UNARY(FloorOp, std::floor(x))
@@ -55,13 +65,14 @@ QK_FLOAT_UNARY(CoshOp, std::cosh(x))
 QK_FLOAT_UNARY(AsinhOp, std::asinh(x))
 QK_FLOAT_UNARY(AcoshOp, std::acosh(x))
 QK_FLOAT_UNARY(AtanhOp, std::atanh(x))
-QK_FLOAT_UNARY(ErfOp, ErfT(x))
-QK_FLOAT_UNARY(TanhOp, TanhT(x))
-QK_FLOAT_UNARY(SoftsignOp, x / (T(1) + std::fabs(x)))
-QK_FLOAT_UNARY(SigmoidOp, T(1) / (T(1) + ExpT(-x)))
+QK_FLOAT_UNARY_V(ErfOp, ErfT(x), simd::Erf(v))
+QK_FLOAT_UNARY_V(TanhOp, TanhT(x), simd::Tanh(v))
+QK_FLOAT_UNARY_V(SoftsignOp, x / (T(1) + std::fabs(x)), v / (1.0f + simd::Abs(v)))
+QK_FLOAT_UNARY_V(SigmoidOp, T(1) / (T(1) + ExpT(-x)), simd::Sigmoid(v))
 QK_FLOAT_UNARY(SoftplusOp, x > T(0) ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)))
 QK_FLOAT_UNARY(MishOp, x * std::tanh(x > T(0) ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x))))
 #undef QK_FLOAT_UNARY
+#undef QK_FLOAT_UNARY_V
 
 struct AbsOp : CheapUnaryBase {
   static constexpr uint32_t kTypes = kNumericTypes;
@@ -92,7 +103,8 @@ struct SignOp : CheapUnaryBase {
 };
 struct ReluOp : CheapUnaryBase {
   static constexpr uint32_t kTypes = kFloatTypes | kSignedInts;
-  template <typename T> T operator()(T x) const { return x > T(0) ? x : T(0); }
+  template <typename T> T operator()(T x) const { return x < T(0) ? T(0) : x; }  // NaN stays NaN
+  simd::v4f V(simd::v4f v) const { return v < 0.0f ? simd::Splat(0.0f) : v; }
 };
 struct NotOp : CheapUnaryBase {
   static constexpr uint32_t kTypes = kBoolType;
@@ -131,6 +143,7 @@ struct LeakyReluOp : UnaryOpBase {
     return Status::Ok();
   }
   template <typename T> T operator()(T x) const { return x < T(0) ? static_cast<T>(alpha) * x : x; }
+  simd::v4f V(simd::v4f v) const { return v < 0.0f ? v * alpha : v; }
 };
 struct ThresholdedReluOp : UnaryOpBase {
   static constexpr uint32_t kTypes = kFloatTypes;
@@ -141,6 +154,7 @@ struct ThresholdedReluOp : UnaryOpBase {
     return Status::Ok();
   }
   template <typename T> T operator()(T x) const { return x > static_cast<T>(alpha) ? x : T(0); }
+  simd::v4f V(simd::v4f v) const { return v > alpha ? v : simd::Splat(0.0f); }
 };
 struct EluOp : UnaryOpBase {
   static constexpr uint32_t kTypes = kFloatTypes;
@@ -163,6 +177,7 @@ struct SeluOp : UnaryOpBase {
   T operator()(T x) const {
     return x > T(0) ? static_cast<T>(gamma) * x : static_cast<T>(gamma) * (static_cast<T>(alpha) * ExpT(x) - static_cast<T>(alpha));
   }
+  simd::v4f V(simd::v4f v) const { return v > 0.0f ? v * gamma : (simd::Exp(v) * alpha - alpha) * gamma; }
 };
 struct CeluOp : UnaryOpBase {
   static constexpr uint32_t kTypes = kFloatTypes;
@@ -191,6 +206,9 @@ struct HardSigmoidOp : UnaryOpBase {
   T operator()(T x) const {
     return std::max(T(0), std::min(T(1), static_cast<T>(alpha) * x + static_cast<T>(beta)));
   }
+  simd::v4f V(simd::v4f v) const {
+    return simd::KeepNaN(v, simd::Max(simd::Min(v * alpha + beta, simd::Splat(1.0f)), simd::Splat(0.0f)));
+  }
 };
 struct HardSwishOp : UnaryOpBase {
   static constexpr uint32_t kTypes = kFloatTypes;
@@ -198,6 +216,10 @@ struct HardSwishOp : UnaryOpBase {
   template <typename T>
   T operator()(T x) const {
     return x * std::max(T(0), std::min(T(1), x * static_cast<T>(1.0 / 6.0) + static_cast<T>(0.5)));
+  }
+  simd::v4f V(simd::v4f v) const {
+    return simd::KeepNaN(
+        v, v * simd::Max(simd::Min(v * static_cast<float>(1.0 / 6.0) + 0.5f, simd::Splat(1.0f)), simd::Splat(0.0f)));
   }
 };
 struct GeluOp : UnaryOpBase {
@@ -222,7 +244,21 @@ struct GeluOp : UnaryOpBase {
     }
     return T(0.5) * x * (T(1) + ErfT(x * static_cast<T>(0.7071067811865476)));
   }
+  simd::v4f V(simd::v4f v) const {
+    if (tanh_approx) return 0.5f * v * (1.0f + simd::Tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    return 0.5f * v * (1.0f + simd::Erf(v * 0.7071067811865476f));
+  }
 };
+
+// y = op(x) over float arrays, with the op's 4-wide form when it has one.
+template <typename Op>
+inline void ApplyFloat(const Op& op, const float* x, float* y, int64_t n) {
+  if constexpr (requires(simd::v4f v) { op.V(v); }) {
+    simd::Map(x, y, n, [&op](simd::v4f v) { return op.V(v); });
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = op(x[i]);
+  }
+}
 
 template <typename Op>
 class UnaryKernel final : public OpKernel {
@@ -259,7 +295,7 @@ class UnaryKernel final : public OpKernel {
             for (int64_t i0 = b; i0 < e; i0 += 512) {
               const int64_t m = std::min<int64_t>(512, e - i0);
               HalfToFloatN(src + i0, buf, m, dt);
-              for (int64_t j = 0; j < m; ++j) buf[j] = op(buf[j]);
+              ApplyFloat(op, buf, buf, m);
               FloatToHalfN(buf, dst + i0, m, dt);
             }
           });
@@ -274,7 +310,11 @@ class UnaryKernel final : public OpKernel {
       const T* src = x->data<T>();
       TO* dst = y->data<TO>();
       ParallelRange(tp, n, Op::kGrain, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) dst[i] = op(src[i]);
+        if constexpr (std::is_same_v<T, float> && !Op::kBoolOut) {
+          ApplyFloat(op, src + b, dst + b, e - b);
+        } else {
+          for (int64_t i = b; i < e; ++i) dst[i] = op(src[i]);
+        }
       });
       return Status::Ok();
     });

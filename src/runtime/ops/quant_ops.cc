@@ -134,21 +134,27 @@ class QuantizeLinearKernel final : public OpKernel {
     const float* src = xf.data<float>();
     return DispatchQuantType(out_type, "y_zero_point (output type)", [&](auto tag) -> Status {
       using T = decltype(tag);
-      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, out_type, x->shape()));
-      T* dst = y->data<T>();
-      const int64_t rows = l.outer * l.channels;
-      ParallelRange(ctx, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, l.inner)),
-                    [&](int64_t b, int64_t e) {
-                      for (int64_t r = b; r < e; ++r) {
-                        const int64_t c = l.per_axis ? r % l.channels : 0;
-                        const float s = scales[c];
-                        const int32_t z = zps[c];
-                        const float* in = src + r * l.inner;
-                        T* out = dst + r * l.inner;
-                        for (int64_t i = 0; i < l.inner; ++i) out[i] = quant::QuantizeValue<T>(in[i], s, z);
-                      }
-                    });
-      return Status::Ok();
+      if constexpr (sizeof(T) > 2) {
+        return Unimplemented(fmt::format("QuantizeLinear to {} is not supported", DTypeName(out_type)));
+      } else {
+        QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, out_type, x->shape()));
+        T* dst = y->data<T>();
+        if (!l.per_axis) {
+          ParallelRange(ctx, x->numel(), 1 << 16, [&](int64_t b, int64_t e) {
+            quant::QuantizeSpan<T>(src + b, e - b, scales[0], zps[0], dst + b);
+          });
+          return Status::Ok();
+        }
+        const int64_t rows = l.outer * l.channels;
+        ParallelRange(ctx, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, l.inner)),
+                      [&](int64_t b, int64_t e) {
+                        for (int64_t r = b; r < e; ++r) {
+                          const int64_t c = r % l.channels;
+                          quant::QuantizeSpan<T>(src + r * l.inner, l.inner, scales[c], zps[c], dst + r * l.inner);
+                        }
+                      });
+        return Status::Ok();
+      }
     });
   }
 
@@ -225,7 +231,7 @@ Status DynamicQuantizeLinearFn(KernelContext& ctx) {
     std::memset(dst, 0, static_cast<size_t>(y->numel()));
   } else {
     ParallelRange(ctx, xf.numel(), 65536, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) dst[i] = quant::QuantizeValue<uint8_t>(src[i], p.scale, p.zero_point);
+      quant::QuantizeSpan<uint8_t>(src + b, e - b, p.scale, p.zero_point, dst + b);
     });
   }
   QK_ASSIGN_OR_RETURN(Tensor * s, ctx.Output(1, DType::kFloat32, {}));
@@ -262,6 +268,28 @@ Status ToOperand(const Tensor& t, const std::vector<int32_t>& zps, int64_t zp_di
   if (t.dtype() == DType::kInt8) return run(int8_t{});
   return Unimplemented(fmt::format("integer matmul/conv operand of type {} (uint8 and int8 are supported)",
                                    DTypeName(t.dtype())));
+}
+
+// Zero-point corrected constant operand (matmul B or conv weights), prepared at session creation.
+using PackedOperand = std::shared_ptr<const std::vector<QOperand>>;
+
+// Packs input w_idx if it and its zero point (input zp_idx, or absent) are constants with a valid
+// layout; otherwise returns null and the operand is converted at run time (which reports errors).
+// matmul_b: zero points per column (last dim); else per output channel (dim 0).
+PackedOperand PackConstantOperand(const KernelInit& init, size_t w_idx, size_t zp_idx, bool matmul_b) {
+  const Tensor* w = init.ConstantInput(w_idx);
+  if (!w || !Is8Bit(w->dtype()) || w->rank() < 1) return nullptr;
+  const Tensor* zp = init.ConstantInput(zp_idx);
+  if (init.node.HasInput(zp_idx) && !zp) return nullptr;  // dynamic zero point
+  if (zp && zp->dtype() != w->dtype()) return nullptr;
+  const std::vector<int32_t> zps = zp ? ReadZeroPoints(*zp) : std::vector<int32_t>{0};
+  const int64_t per_len = matmul_b ? w->dim(w->rank() - 1) : w->dim(0);
+  if (zps.size() != 1 && !(zp->rank() == 1 && static_cast<int64_t>(zps.size()) == per_len)) return nullptr;
+  if (zps.empty() || (!matmul_b && w->rank() < 3)) return nullptr;
+  auto out = std::make_shared<std::vector<QOperand>>();
+  const int64_t div = matmul_b || per_len == 0 ? 1 : w->numel() / per_len;
+  if (!ToOperand(*w, zps, div, static_cast<int64_t>(zps.size()), out.get()).ok()) return nullptr;
+  return out;
 }
 
 struct MatMulShapes {
@@ -324,7 +352,7 @@ Status CheckMatMulParam(const Tensor* t, int64_t per_len, const char* what, cons
 
 // acc[batch, M, N] (int32) for A, B with zero points. Returns the shapes.
 Status IntegerMatMul(KernelContext& ctx, const Tensor& a, const Tensor& b, const Tensor* a_zp, const Tensor* b_zp,
-                     const MatMulShapes& s, int32_t* acc) {
+                     const MatMulShapes& s, const std::vector<QOperand>* packed_b, int32_t* acc) {
   QK_RETURN_IF_ERROR(CheckMatMulParam(a_zp, s.M, "a_zero_point", "row of A"));
   QK_RETURN_IF_ERROR(CheckMatMulParam(b_zp, s.N, "b_zero_point", "column of B"));
   if (a_zp) QK_CHECK_ARG(a_zp->dtype() == a.dtype(), "a_zero_point type {} differs from A type {}",
@@ -335,7 +363,10 @@ Status IntegerMatMul(KernelContext& ctx, const Tensor& a, const Tensor& b, const
   const std::vector<int32_t> zb = b_zp ? ReadZeroPoints(*b_zp) : std::vector<int32_t>{0};
   std::vector<QOperand> qa, qb;
   QK_RETURN_IF_ERROR(ToOperand(a, za, s.K, static_cast<int64_t>(za.size()), &qa));  // row = i / K (mod M)
-  QK_RETURN_IF_ERROR(ToOperand(b, zb, 1, static_cast<int64_t>(zb.size()), &qb));    // col = i % N
+  if (!packed_b) {
+    QK_RETURN_IF_ERROR(ToOperand(b, zb, 1, static_cast<int64_t>(zb.size()), &qb));  // col = i % N
+    packed_b = &qb;
+  }
   const int64_t nb = static_cast<int64_t>(s.a_off.size());
   if (s.M == 0 || s.N == 0 || nb == 0) return Status::Ok();
   // Work items: (batch, block of rows).
@@ -348,23 +379,23 @@ Status IntegerMatMul(KernelContext& ctx, const Tensor& a, const Tensor& b, const
                     const int64_t bi = w / blocks, m0 = (w % blocks) * rows_per_block;
                     const int64_t mb = std::min(rows_per_block, s.M - m0);
                     quant::IntegerGemm(mb, s.N, s.K, qa.data() + s.a_off[bi] + m0 * s.K, s.K,
-                                       qb.data() + s.b_off[bi], s.N, acc + (bi * s.M + m0) * s.N, s.N);
+                                       packed_b->data() + s.b_off[bi], s.N, acc + (bi * s.M + m0) * s.N, s.N);
                   }
                 });
   return Status::Ok();
 }
 
-Status MatMulIntegerFn(KernelContext& ctx) {
+Status MatMulIntegerFn(KernelContext& ctx, const std::vector<QOperand>* packed_b) {
   QK_ASSIGN_OR_RETURN(const Tensor* a, ctx.RequiredInput(0));
   QK_ASSIGN_OR_RETURN(const Tensor* b, ctx.RequiredInput(1));
   QK_CHECK_ARG(Is8Bit(a->dtype()) && Is8Bit(b->dtype()), "A and B must be uint8 or int8 (got {} and {})",
                DTypeName(a->dtype()), DTypeName(b->dtype()));
   QK_ASSIGN_OR_RETURN(MatMulShapes s, ResolveMatMul(a->shape(), b->shape()));
   QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kInt32, s.out_shape));
-  return IntegerMatMul(ctx, *a, *b, ctx.input(2), ctx.input(3), s, y->data<int32_t>());
+  return IntegerMatMul(ctx, *a, *b, ctx.input(2), ctx.input(3), s, packed_b, y->data<int32_t>());
 }
 
-Status QLinearMatMulFn(KernelContext& ctx) {
+Status QLinearMatMulFn(KernelContext& ctx, const std::vector<QOperand>* packed_b) {
   const Tensor* in[8];
   for (size_t i = 0; i < 8; ++i) {
     QK_ASSIGN_OR_RETURN(in[i], ctx.RequiredInput(i));
@@ -382,7 +413,7 @@ Status QLinearMatMulFn(KernelContext& ctx) {
   QK_RETURN_IF_ERROR(CheckMatMulParam(&b_scale, s.N, "b_scale", "column of b"));
   const int64_t total = NumElements(s.out_shape);
   std::vector<int32_t> acc(static_cast<size_t>(total));
-  QK_RETURN_IF_ERROR(IntegerMatMul(ctx, a, b, in[2], in[5], s, acc.data()));
+  QK_RETURN_IF_ERROR(IntegerMatMul(ctx, a, b, in[2], in[5], s, packed_b, acc.data()));
   const std::vector<float> as = ReadScales(a_scale), bs = ReadScales(b_scale);
   const float ys = static_cast<float>(y_scale.GetAsDouble(0));
   const int32_t yz = static_cast<int32_t>(y_zp.GetAsInt64(0));
@@ -393,14 +424,23 @@ Status QLinearMatMulFn(KernelContext& ctx) {
     for (int64_t j = 0; j < bn; ++j) mult[i * bn + j] = quant::RequantizeMultiplier(as[i], bs[j], ys);
   return DispatchQuantType(y_zp.dtype(), "y_zero_point", [&](auto tag) -> Status {
     using T = decltype(tag);
-    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), s.out_shape));
-    T* dst = y->data<T>();
-    for (int64_t i = 0; i < total; ++i) {
-      const int64_t n = i % s.N, m = (i / s.N) % s.M;
-      const float mu = mult[(am == 1 ? 0 : m) * bn + (bn == 1 ? 0 : n)];
-      dst[i] = quant::Requantize<T>(acc[i], mu, yz);
+    if constexpr (sizeof(T) > 2) {
+      return Unimplemented("QLinearMatMul output must be 8-bit");
+    } else {
+      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), s.out_shape));
+      T* dst = y->data<T>();
+      const int64_t rows = s.N == 0 ? 0 : total / s.N;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t m = r % s.M;
+        const float* mrow = mult.data() + (am == 1 ? 0 : m) * bn;
+        if (bn == 1) {
+          quant::RequantizeSpan<T>(acc.data() + r * s.N, s.N, mrow[0], yz, dst + r * s.N);
+        } else {
+          for (int64_t n = 0; n < s.N; ++n) dst[r * s.N + n] = quant::Requantize<T>(acc[r * s.N + n], mrow[n], yz);
+        }
+      }
+      return Status::Ok();
     }
-    return Status::Ok();
   });
 }
 
@@ -561,7 +601,7 @@ void Im2Col(const ConvGeometry& g, const QOperand* x, QOperand* col) {
 
 // acc[N, M, out...] = conv(x - x_zp, w - w_zp[m]).
 Status IntegerConv(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor* x_zp,
-                   const Tensor* w_zp, int32_t* acc) {
+                   const Tensor* w_zp, const std::vector<QOperand>* packed_w, int32_t* acc) {
   if (x_zp) {
     QK_CHECK_ARG(x_zp->numel() == 1, "x zero point must be a scalar (per-tensor), got shape {}",
                  ShapeToString(x_zp->shape()));
@@ -579,7 +619,10 @@ Status IntegerConv(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, c
   const std::vector<int32_t> zw = w_zp ? ReadZeroPoints(*w_zp) : std::vector<int32_t>{0};
   std::vector<QOperand> qx, qw;
   QK_RETURN_IF_ERROR(ToOperand(x, zx, 1, 1, &qx));
-  QK_RETURN_IF_ERROR(ToOperand(w, zw, g.Cg * g.k_size, static_cast<int64_t>(zw.size()), &qw));  // per out channel
+  if (!packed_w) {
+    QK_RETURN_IF_ERROR(ToOperand(w, zw, g.Cg * g.k_size, static_cast<int64_t>(zw.size()), &qw));  // per out channel
+    packed_w = &qw;
+  }
   const int64_t KK = g.Cg * g.k_size;
   if (g.out_size == 0 || g.M == 0 || g.N == 0) return Status::Ok();
   // A 1x1, stride 1, unpadded convolution reads x directly.
@@ -599,7 +642,7 @@ Status IntegerConv(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, c
         Im2Col(g, xg, col.data());
         b = col.data();
       }
-      const QOperand* wg = qw.data() + grp * g.Mg * KK;
+      const QOperand* wg = packed_w->data() + grp * g.Mg * KK;
       int32_t* out = acc + (n * g.M + grp * g.Mg) * g.out_size;
       ParallelRange(ctx, blocks, blocks * work_per_row * rows_per_block > (1 << 18) ? 1 : blocks + 1,
                     [&](int64_t bb, int64_t be) {
@@ -616,7 +659,7 @@ Status IntegerConv(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, c
 
 class ConvIntegerKernel final : public OpKernel {
  public:
-  explicit ConvIntegerKernel(ConvAttrs a) : a_(std::move(a)) {}
+  ConvIntegerKernel(ConvAttrs a, PackedOperand packed) : a_(std::move(a)), packed_(std::move(packed)) {}
   Status Compute(KernelContext& ctx) override {
     QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
     QK_ASSIGN_OR_RETURN(const Tensor* w, ctx.RequiredInput(1));
@@ -624,16 +667,17 @@ class ConvIntegerKernel final : public OpKernel {
                  DTypeName(x->dtype()), DTypeName(w->dtype()));
     QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveConv(a_, x->shape(), w->shape()));
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kInt32, g.out_shape));
-    return IntegerConv(ctx, g, *x, *w, ctx.input(2), ctx.input(3), y->data<int32_t>());
+    return IntegerConv(ctx, g, *x, *w, ctx.input(2), ctx.input(3), packed_.get(), y->data<int32_t>());
   }
 
  private:
   ConvAttrs a_;
+  PackedOperand packed_;  // zero-point corrected constant weights (or null)
 };
 
 class QLinearConvKernel final : public OpKernel {
  public:
-  explicit QLinearConvKernel(ConvAttrs a) : a_(std::move(a)) {}
+  QLinearConvKernel(ConvAttrs a, PackedOperand packed) : a_(std::move(a)), packed_(std::move(packed)) {}
   Status Compute(KernelContext& ctx) override {
     const Tensor* in[8];
     for (size_t i = 0; i < 8; ++i) {
@@ -660,7 +704,7 @@ class QLinearConvKernel final : public OpKernel {
     }
     const int64_t total = NumElements(g.out_shape);
     std::vector<int32_t> acc(static_cast<size_t>(total));
-    QK_RETURN_IF_ERROR(IntegerConv(ctx, g, x, w, in[2], in[5], acc.data()));
+    QK_RETURN_IF_ERROR(IntegerConv(ctx, g, x, w, in[2], in[5], packed_.get(), acc.data()));
     const float xs = static_cast<float>(x_scale.GetAsDouble(0)), ys = static_cast<float>(y_scale.GetAsDouble(0));
     const std::vector<float> ws = ReadScales(w_scale);
     std::vector<float> mult(static_cast<size_t>(g.M));
@@ -669,31 +713,53 @@ class QLinearConvKernel final : public OpKernel {
     const int32_t* bd = bias ? bias->data<int32_t>() : nullptr;
     return DispatchQuantType(y_zp.dtype(), "y_zero_point", [&](auto tag) -> Status {
       using T = decltype(tag);
-      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), g.out_shape));
-      T* dst = y->data<T>();
-      for (int64_t nm = 0; nm < g.N * g.M; ++nm) {
-        const int64_t m = nm % g.M;
-        const uint32_t bv = bd ? static_cast<uint32_t>(bd[m]) : 0u;
-        const float mu = mult[m];
-        const int32_t* a = acc.data() + nm * g.out_size;
-        T* o = dst + nm * g.out_size;
-        for (int64_t i = 0; i < g.out_size; ++i) {
-          o[i] = quant::Requantize<T>(static_cast<int32_t>(static_cast<uint32_t>(a[i]) + bv), mu, yz);
+      if constexpr (sizeof(T) > 2) {
+        return Unimplemented("QLinearConv output must be 8-bit");
+      } else {
+        QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), g.out_shape));
+        T* dst = y->data<T>();
+        for (int64_t nm = 0; nm < g.N * g.M; ++nm) {
+          const int64_t m = nm % g.M;
+          int32_t* a = acc.data() + nm * g.out_size;
+          if (bd) {  // int32 bias added to the accumulator (wrapping, never UB)
+            const uint32_t bv = static_cast<uint32_t>(bd[m]);
+            for (int64_t i = 0; i < g.out_size; ++i) a[i] = static_cast<int32_t>(static_cast<uint32_t>(a[i]) + bv);
+          }
+          quant::RequantizeSpan<T>(a, g.out_size, mult[m], yz, dst + nm * g.out_size);
         }
+        return Status::Ok();
       }
-      return Status::Ok();
     });
   }
 
  private:
   ConvAttrs a_;
+  PackedOperand packed_;  // zero-point corrected constant weights (or null)
 };
 
 template <typename K>
-KernelFactory ConvFactory() {
-  return [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+KernelFactory ConvFactory(size_t w_idx, size_t w_zp_idx) {
+  return [w_idx, w_zp_idx](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
     QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
-    return std::unique_ptr<OpKernel>(new K(std::move(a)));
+    return std::unique_ptr<OpKernel>(new K(std::move(a), PackConstantOperand(init, w_idx, w_zp_idx, false)));
+  };
+}
+
+// MatMulInteger / QLinearMatMul with B pre-converted when it (and its zero point) are constant.
+class MatMulKernel final : public OpKernel {
+ public:
+  using Fn = Status (*)(KernelContext&, const std::vector<QOperand>*);
+  MatMulKernel(Fn fn, PackedOperand packed) : fn_(fn), packed_(std::move(packed)) {}
+  Status Compute(KernelContext& ctx) override { return fn_(ctx, packed_.get()); }
+
+ private:
+  Fn fn_;
+  PackedOperand packed_;
+};
+
+KernelFactory MatMulFactory(MatMulKernel::Fn fn, size_t b_idx, size_t b_zp_idx) {
+  return [fn, b_idx, b_zp_idx](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+    return std::unique_ptr<OpKernel>(new MatMulKernel(fn, PackConstantOperand(init, b_idx, b_zp_idx, true)));
   };
 }
 
@@ -709,10 +775,10 @@ void RegisterQuantOps(KernelRegistry& r) {
     return std::unique_ptr<OpKernel>(new DequantizeLinearKernel(init.node.AttrInt("axis", 1)));
   });
   r.RegisterFunction("", "DynamicQuantizeLinear", &DynamicQuantizeLinearFn);
-  r.RegisterFunction("", "MatMulInteger", &MatMulIntegerFn);
-  r.RegisterFunction("", "QLinearMatMul", &QLinearMatMulFn);
-  r.Register("", "ConvInteger", ConvFactory<ConvIntegerKernel>());
-  r.Register("", "QLinearConv", ConvFactory<QLinearConvKernel>());
+  r.Register("", "MatMulInteger", MatMulFactory(&MatMulIntegerFn, 1, 3));
+  r.Register("", "QLinearMatMul", MatMulFactory(&QLinearMatMulFn, 3, 5));
+  r.Register("", "ConvInteger", ConvFactory<ConvIntegerKernel>(1, 3));
+  r.Register("", "QLinearConv", ConvFactory<QLinearConvKernel>(3, 5));
 }
 
 }  // namespace quantkit::rt

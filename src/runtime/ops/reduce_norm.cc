@@ -471,7 +471,8 @@ void SoftmaxRow(SM kind, const T* x, T* y, int64_t n) {
   T m = LaneReduce(x, n, -std::numeric_limits<T>::infinity(), [](T a, T b) { return a > b ? a : b; });
   if (!std::isfinite(m)) m = std::isnan(m) ? m : T(0);
   // exp into y (vectorised), then the sum.
-  for (int64_t i = 0; i < n; ++i) y[i] = ExpT(x[i] - m);
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] - m;
+  ExpArray(y, y, n);
   const T s = LaneReduce(y, n, T(0), [](T a, T b) { return a + b; });
   if (kind == SM::kSoftmax) {
     const T inv = T(1) / s;
@@ -516,11 +517,9 @@ void SoftmaxCols(SM kind, const T* x, T* y, int64_t R, int64_t I, int64_t i0, in
   for (int64_t r = 0; r < R; ++r) {
     const T* v = x + r * I + i0;
     T* o = y + r * I + i0;
-    for (int64_t i = 0; i < w; ++i) {
-      const T e = ExpT(v[i] - m[i]);
-      if (kind == SM::kSoftmax) o[i] = e;
-      s[i] += e;
-    }
+    for (int64_t i = 0; i < w; ++i) o[i] = v[i] - m[i];
+    ExpArray(o, o, w);
+    for (int64_t i = 0; i < w; ++i) s[i] += o[i];
   }
   if (kind == SM::kSoftmax) {
     for (int64_t i = 0; i < w; ++i) s[i] = T(1) / s[i];

@@ -369,14 +369,15 @@ Status ReshapeFn(KernelContext& ctx) {
                    ShapeToString(shape), i, x->rank());
       shape[i] = x->dim(i);
     }
-    known *= shape[i];
+    QK_CHECK_ARG(!__builtin_mul_overflow(known, shape[i], &known), "shape {} is too large", ShapeToString(shape));
   }
   if (infer >= 0) {
     QK_CHECK_ARG(known != 0 && x->numel() % known == 0, "cannot reshape {} to {}: -1 cannot be inferred",
                  ShapeToString(x->shape()), ShapeToString(s->ToInt64Vector()));
     shape[infer] = x->numel() / known;
+    known *= shape[infer];
   }
-  QK_CHECK_ARG(NumElements(shape) == x->numel(), "cannot reshape {} ({} elements) to {}", ShapeToString(x->shape()),
+  QK_CHECK_ARG(known == x->numel(), "cannot reshape {} ({} elements) to {}", ShapeToString(x->shape()),
                x->numel(), ShapeToString(shape));
   ctx.SetOutput(0, x->Reshaped(std::move(shape)));
   return Status::Ok();
@@ -677,8 +678,9 @@ Status SliceFn(KernelContext& ctx, int64_t opset) {
     QK_CHECK_ARG(!seen[ax], "axis {} appears twice in axes", axes[i]);
     seen[ax] = true;
     const int64_t dim = x->dim(ax);
-    const int64_t st = steps[i];
-    QK_CHECK_ARG(st != 0, "steps must not be 0 (axis {})", axes[i]);
+    QK_CHECK_ARG(steps[i] != 0, "steps must not be 0 (axis {})", axes[i]);
+    // A step longer than the axis selects at most one element; clamping it avoids overflow.
+    const int64_t st = std::clamp<int64_t>(steps[i], -std::max<int64_t>(dim, 1), std::max<int64_t>(dim, 1));
     int64_t s = starts[i], e = ends[i];
     if (s < 0) s += dim;
     if (e < 0) e += dim;
@@ -744,7 +746,8 @@ Status TileFn(KernelContext& ctx) {
   const std::vector<int64_t> in_strides = ContiguousStrides(x->shape());
   for (size_t i = 0; i < r; ++i) {
     QK_CHECK_ARG(reps[i] >= 0, "repeats must be non-negative, got {}", reps[i]);
-    out[i] = x->dim(i) * reps[i];
+    QK_CHECK_ARG(!__builtin_mul_overflow(x->dim(i), reps[i], &out[i]), "repeats {} make axis {} too large", reps[i],
+                 i);
     view.push_back(reps[i]);
     strides.push_back(0);
     view.push_back(x->dim(i));
@@ -881,6 +884,28 @@ Status RangeFn(KernelContext& ctx) {
   });
 }
 
+Status EyeLikeFn(KernelContext& ctx) {
+  QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+  QK_CHECK_ARG(x->rank() == 2, "EyeLike input must be 2-D, got {}", ShapeToString(x->shape()));
+  DType dt = x->dtype();
+  if (const Attribute* a = ctx.node().FindAttr("dtype")) {
+    QK_CHECK_ARG(IsSupportedDType(static_cast<int32_t>(a->i)), "unsupported dtype {}", a->i);
+    dt = static_cast<DType>(a->i);
+  }
+  const int64_t rows = x->dim(0), cols = x->dim(1);
+  const int64_t k = std::clamp<int64_t>(ctx.node().AttrInt("k", 0), -rows - 1, cols + 1);
+  QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, dt, x->shape()));
+  if (y->nbytes()) std::memset(y->raw_data(), 0, y->nbytes());
+  const Tensor one = tensor_ops::ScalarOfType(dt, 1.0);
+  const size_t es = DTypeSize(dt);
+  char* dst = static_cast<char*>(y->raw_data());
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t j = i + k;
+    if (j >= 0 && j < cols) std::memcpy(dst + (i * cols + j) * static_cast<int64_t>(es), one.raw_data(), es);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterTensorShapeOps(KernelRegistry& r) {
@@ -901,6 +926,7 @@ void RegisterTensorShapeOps(KernelRegistry& r) {
   r.Register("", "ConstantOfShape", &MakeConstantOfShape);
   r.Register("", "Constant", &MakeConstant);
   r.RegisterFunction("", "Range", &RangeFn);
+  r.RegisterFunction("", "EyeLike", &EyeLikeFn);
 }
 
 void RegisterTensorOps(KernelRegistry& r) {

@@ -489,6 +489,7 @@ Status TriluFn(KernelContext& ctx) {
   const bool upper = ctx.node().AttrInt("upper", 1) != 0;
   QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, x->dtype(), x->shape()));
   const int64_t rows = x->dim(x->rank() - 2), cols = x->dim(x->rank() - 1);
+  k = std::clamp<int64_t>(k, -rows - 1, cols + 1);
   const int64_t es = static_cast<int64_t>(DTypeSize(x->dtype()));
   const int64_t mats = (rows > 0 && cols > 0) ? x->numel() / (rows * cols) : 0;
   const char* src = static_cast<const char*>(x->raw_data());
@@ -628,6 +629,96 @@ Status CompressFn(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// ---------------------------------------------------------------- Unique
+
+// Items are the slices x[o, k, i] for fixed k (k in [0, dim)), compared lexicographically over (o, i).
+template <typename T, typename K>
+void UniqueOrder(const T* x, int64_t outer, int64_t dim, int64_t inner, K key, std::vector<int64_t>* order,
+                 std::vector<int64_t>* group_of_sorted) {
+  auto cmp3 = [&](int64_t a, int64_t b) -> int {
+    for (int64_t o = 0; o < outer; ++o) {
+      const T* pa = x + (o * dim + a) * inner;
+      const T* pb = x + (o * dim + b) * inner;
+      for (int64_t i = 0; i < inner; ++i) {
+        const auto va = key(pa[i]), vb = key(pb[i]);
+        if (va < vb) return -1;
+        if (vb < va) return 1;
+      }
+    }
+    return 0;
+  };
+  order->resize(dim);
+  std::iota(order->begin(), order->end(), 0);
+  std::stable_sort(order->begin(), order->end(), [&](int64_t a, int64_t b) { return cmp3(a, b) < 0; });
+  group_of_sorted->assign(dim, 0);
+  for (int64_t j = 1; j < dim; ++j) {
+    (*group_of_sorted)[j] = (*group_of_sorted)[j - 1] + (cmp3((*order)[j - 1], (*order)[j]) != 0 ? 1 : 0);
+  }
+}
+
+Status UniqueFn(KernelContext& ctx) {
+  QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+  const bool sorted = ctx.node().AttrInt("sorted", 1) != 0;
+  const bool has_axis = ctx.node().FindAttr("axis") != nullptr;
+  const int64_t r = static_cast<int64_t>(x->rank());
+  int64_t axis = 0, outer = 1, inner = 1, dim = x->numel();
+  if (has_axis) {
+    QK_CHECK_ARG(r >= 1, "Unique with an axis needs rank >= 1");
+    QK_ASSIGN_OR_RETURN(axis, NormalizeAxis(ctx.node().AttrInt("axis", 0), r));
+    dim = x->dim(axis);
+    for (int64_t d = 0; d < axis; ++d) outer *= x->dim(d);
+    for (int64_t d = axis + 1; d < r; ++d) inner *= x->dim(d);
+  }
+  std::vector<int64_t> order, group;
+  if (x->dtype() == DType::kFloat16 || x->dtype() == DType::kBFloat16) {
+    const bool half = x->dtype() == DType::kFloat16;
+    UniqueOrder(x->data<uint16_t>(), outer, dim, inner,
+                [half](uint16_t h) { return half ? HalfToFloat(h) : BFloat16ToFloat(h); }, &order, &group);
+  } else {
+    QK_RETURN_IF_ERROR(DispatchNumeric(x->dtype(), [&](auto tag) -> Status {
+      using T = decltype(tag);
+      UniqueOrder(x->data<T>(), outer, dim, inner, [](T v) { return v; }, &order, &group);
+      return Status::Ok();
+    }));
+  }
+  const int64_t n_unique = dim ? group.back() + 1 : 0;
+  // First occurrence (smallest k, thanks to the stable sort) and count of each sorted group.
+  std::vector<int64_t> first(n_unique, -1), count(n_unique, 0);
+  for (int64_t j = 0; j < dim; ++j) {
+    if (first[group[j]] < 0) first[group[j]] = order[j];
+    ++count[group[j]];
+  }
+  // Output order of the groups: sorted, or by first occurrence.
+  std::vector<int64_t> out_order(n_unique);
+  std::iota(out_order.begin(), out_order.end(), 0);
+  if (!sorted) std::sort(out_order.begin(), out_order.end(), [&](int64_t a, int64_t b) { return first[a] < first[b]; });
+  std::vector<int64_t> pos_of_group(n_unique);
+  for (int64_t u = 0; u < n_unique; ++u) pos_of_group[out_order[u]] = u;
+  Shape yshape = has_axis ? x->shape() : Shape{n_unique};
+  if (has_axis) yshape[axis] = n_unique;
+  QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, x->dtype(), yshape));
+  const int64_t chunk = inner * static_cast<int64_t>(DTypeSize(x->dtype()));
+  const char* src = static_cast<const char*>(x->raw_data());
+  char* dst = static_cast<char*>(y->raw_data());
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t u = 0; u < n_unique; ++u)
+      std::memcpy(dst + (o * n_unique + u) * chunk, src + (o * dim + first[out_order[u]]) * chunk,
+                  static_cast<size_t>(chunk));
+  if (ctx.num_outputs() > 1) {
+    QK_ASSIGN_OR_RETURN(Tensor * ind, ctx.Output(1, DType::kInt64, {n_unique}));
+    for (int64_t u = 0; u < n_unique; ++u) ind->data<int64_t>()[u] = first[out_order[u]];
+  }
+  if (ctx.num_outputs() > 2) {
+    QK_ASSIGN_OR_RETURN(Tensor * inv, ctx.Output(2, DType::kInt64, {dim}));
+    for (int64_t j = 0; j < dim; ++j) inv->data<int64_t>()[order[j]] = pos_of_group[group[j]];
+  }
+  if (ctx.num_outputs() > 3) {
+    QK_ASSIGN_OR_RETURN(Tensor * cnt, ctx.Output(3, DType::kInt64, {n_unique}));
+    for (int64_t u = 0; u < n_unique; ++u) cnt->data<int64_t>()[u] = count[out_order[u]];
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterTensorIndexOps(KernelRegistry& r) {
@@ -643,6 +734,7 @@ void RegisterTensorIndexOps(KernelRegistry& r) {
   r.RegisterFunction("", "Trilu", &TriluFn);
   tensor_ops::RegisterOpsetFn(r, "TopK", &TopKFn);
   r.RegisterFunction("", "Compress", &CompressFn);
+  r.RegisterFunction("", "Unique", &UniqueFn);
 }
 
 }  // namespace quantkit::rt

@@ -96,6 +96,9 @@ class PadKernel final : public OpKernel {
       seen[ax] = true;
       pb[ax] = pads[i];
       pe[ax] = pads[i + na];
+      constexpr int64_t kMaxPad = int64_t{1} << 40;
+      QK_CHECK_ARG(pb[ax] > -kMaxPad && pb[ax] < kMaxPad && pe[ax] > -kMaxPad && pe[ax] < kMaxPad, "pads {} and {} on axis {} are too large",
+                   pb[ax], pe[ax], ax);
     }
     Shape out(r);
     std::vector<std::vector<int64_t>> maps(r);
@@ -196,7 +199,7 @@ Status DepthToSpaceFn(KernelContext& ctx) {
   QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
   QK_CHECK_ARG(x->rank() == 4, "input must be 4-D (NCHW), got {}", ShapeToString(x->shape()));
   const int64_t b = ctx.node().AttrInt("blocksize", 0);
-  QK_CHECK_ARG(b > 0, "blocksize must be positive, got {}", b);
+  QK_CHECK_ARG(b > 0 && b <= (1 << 20), "blocksize must be positive, got {}", b);
   const std::string mode = ctx.node().AttrString("mode", "DCR");
   QK_CHECK_ARG(mode == "DCR" || mode == "CRD", "mode must be DCR or CRD, got '{}'", mode);
   const int64_t n = x->dim(0), c = x->dim(1), h = x->dim(2), w = x->dim(3);
@@ -220,7 +223,7 @@ Status SpaceToDepthFn(KernelContext& ctx) {
   QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
   QK_CHECK_ARG(x->rank() == 4, "input must be 4-D (NCHW), got {}", ShapeToString(x->shape()));
   const int64_t b = ctx.node().AttrInt("blocksize", 0);
-  QK_CHECK_ARG(b > 0, "blocksize must be positive, got {}", b);
+  QK_CHECK_ARG(b > 0 && b <= (1 << 20), "blocksize must be positive, got {}", b);
   const int64_t n = x->dim(0), c = x->dim(1), h = x->dim(2), w = x->dim(3);
   QK_CHECK_ARG(h % b == 0 && w % b == 0, "spatial dims {}x{} are not divisible by blocksize {}", h, w, b);
   QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, x->dtype(), {n, c * b * b, h / b, w / b}));

@@ -566,7 +566,7 @@ class ResizeKernel final : public OpKernel {
           AxisPlan& p = plans[axes[i]];
           p.scale = s;
           p.out_f = s * static_cast<double>(p.in);
-          p.out = static_cast<int64_t>(std::nearbyint(p.out_f));
+          p.out = static_cast<int64_t>(std::floor(p.out_f + 0.5));  // round half up, as the reference
         }
       }
       for (size_t i = 0; i < na; ++i) {
@@ -589,10 +589,10 @@ class ResizeKernel final : public OpKernel {
       QK_CHECK_ARG(plans[d].in > 0 || plans[d].out == 0, "cannot resize axis {} of size 0", d);
     }
     QK_RETURN_IF_ERROR(CheckShape(out, x->dtype(), "Resize output"));
-    for (int64_t d = 0; d < r; ++d) BuildAxis(a_, &plans[d]);
     const DType dt = x->dtype();
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, dt, out));
     if (y->numel() == 0) return Status::Ok();
+    for (int64_t d = 0; d < r; ++d) BuildAxis(a_, &plans[d]);  // tables are smaller than the output
     const Tensor ev = tensor_ops::ScalarOfType(dt, a_.extrapolation_value);
     if (a_.mode == Mode::kNearest) {
       NearestGather(*x, y, plans, ev, ctx.thread_pool());

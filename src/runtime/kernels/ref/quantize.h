@@ -8,20 +8,23 @@
 //    RoundHalfToEven(-2.5f) == -2, RoundHalfToEven(3.5f) == 4. It is std::nearbyint in the
 //    default floating-point rounding mode (FE_TONEAREST); quantkit never changes the mode.
 //  * Saturation clamps to the destination type's range: [0, 255] for uint8, [-128, 127] for
-//    int8, [INT32_MIN, INT32_MAX] for int32. NaN saturates to 0 (ONNX leaves it undefined).
+//    int8, [INT32_MIN, INT32_MAX] for int32. A NaN input (ONNX leaves it undefined) quantizes
+//    to the zero point, i.e. to the quantized value of 0.
 //  * QuantizeLinear:   q = saturate(round_half_even(x / scale) + zero_point)
 //                      (x / scale is a float32 division, as in the reference).
 //  * DequantizeLinear: x = float(q - zero_point) * scale   (q - zero_point computed exactly in
 //                      int64, then one float32 multiplication).
 //  * Integer products: acc = sum_k (a[k] - a_zero_point) * (b[k] - b_zero_point), computed
 //    exactly in 32-bit integers (wrapping modulo 2^32 if a pathological K overflows, never UB).
-//  * Requantize (QLinearMatMul, QLinearConv):
-//        multiplier = float32(a_scale * b_scale) / y_scale          (float32, left to right)
+//  * Requantize (QLinearMatMul, QLinearConv; QLinearConv adds its int32 bias to acc first):
+//        multiplier = (a_scale * b_scale) / y_scale                 (float32, left to right)
 //        y = saturate(round_half_even(float32(acc) * multiplier) + y_zero_point)
-//    The multiplication is done in float32, like the ONNX reference implementation
-//    (and onnxruntime's MLAS requantization): the accumulator is converted to float32 and
-//    multiplied by the float32 multiplier; the product is rounded half to even, then the zero
-//    point is added in integer arithmetic and the result saturated.
+//    Everything is float32: the scales are float32 tensors and the ONNX reference computes the
+//    multiplier in float32; the accumulator is converted to float32 and multiplied in float32,
+//    as onnxruntime's MLAS requantization does. (The numpy reference promotes that last product
+//    to float64; the two can differ only when |acc| > 2^24 or when the float32 product lands
+//    within one float32 rounding step of a .5 tie.) The product is rounded half to even, then
+//    the zero point is added in integer arithmetic and the result saturated.
 #pragma once
 
 #include <cmath>
@@ -81,6 +84,40 @@ template <typename T>
 inline T Requantize(int32_t acc, float multiplier, int32_t zero_point) {
   const float r = RoundHalfToEven(static_cast<float>(acc) * multiplier);
   return SaturateInt<T>(RoundedToInt64(r) + zero_point);
+}
+
+// Bulk versions of QuantizeValue / Requantize for the op loops: bit-identical results (the unit
+// tests check them against the scalar definitions), written so the compiler vectorizes them.
+// They clamp first (to [qmin - zp, qmax - zp], integers, so clamping commutes with rounding) and
+// then round half to even with the exact 1.5 * 2^23 trick: for |r| <= 2^22, (r + 1.5*2^23) lies in
+// [2^23, 2^24) where the float spacing is 1, so the addition itself rounds to an integer with the
+// default ties-to-even mode, and 1.5*2^23 is even, so ties keep the parity of round_half_even(r).
+namespace detail {
+constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23
+template <typename T>
+inline T ClampRoundAddZero(float r, float lo, float hi, int32_t zero_point) {
+  r = r != r ? 0.0f : r;  // NaN -> 0 (then the zero point), as in the scalar definitions
+  r = r < lo ? lo : r;
+  r = r > hi ? hi : r;
+  const float rounded = (r + kRoundMagic) - kRoundMagic;
+  return static_cast<T>(static_cast<int32_t>(rounded) + zero_point);
+}
+}  // namespace detail
+
+template <typename T>
+inline void QuantizeSpan(const float* x, int64_t n, float scale, int32_t zero_point, T* y) {
+  static_assert(sizeof(T) <= 2, "bulk quantization is for 8/16-bit types");
+  const float lo = static_cast<float>(QMin<T>() - zero_point), hi = static_cast<float>(QMax<T>() - zero_point);
+  for (int64_t i = 0; i < n; ++i) y[i] = detail::ClampRoundAddZero<T>(x[i] / scale, lo, hi, zero_point);
+}
+
+template <typename T>
+inline void RequantizeSpan(const int32_t* acc, int64_t n, float multiplier, int32_t zero_point, T* y) {
+  static_assert(sizeof(T) <= 2, "bulk requantization is for 8/16-bit types");
+  const float lo = static_cast<float>(QMin<T>() - zero_point), hi = static_cast<float>(QMax<T>() - zero_point);
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = detail::ClampRoundAddZero<T>(static_cast<float>(acc[i]) * multiplier, lo, hi, zero_point);
+  }
 }
 
 // DynamicQuantizeLinear parameters (uint8), exactly as ONNX specifies:
