@@ -51,7 +51,7 @@ class FashionCnn(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "assets", "fashion_mnist_cnn.onnx"))
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
