@@ -12,22 +12,10 @@ namespace {
 
 using testing::MakeModel;
 using testing::MakeNode;
+using testing::IntAttr;
+using testing::IntsAttr;
 using testing::MakeValueInfo;
 
-Attribute IntAttr(const std::string& name, int64_t v) {
-  Attribute a;
-  a.name = name;
-  a.type = Attribute::Type::kInt;
-  a.i = v;
-  return a;
-}
-Attribute IntsAttr(const std::string& name, std::vector<int64_t> v) {
-  Attribute a;
-  a.name = name;
-  a.type = Attribute::Type::kInts;
-  a.ints = std::move(v);
-  return a;
-}
 Attribute GraphAttr(const std::string& name, Graph g) {
   Attribute a;
   a.name = name;

@@ -16,6 +16,10 @@ namespace {
 
 using testing::MakeModel;
 using testing::MakeNode;
+using testing::IntAttr;
+using testing::IntsAttr;
+using testing::FloatAttr;
+using testing::StringAttr;
 using testing::MakeValueInfo;
 
 std::vector<float> RandomVec(size_t n, std::mt19937& rng, float lo = -1.f, float hi = 1.f) {
@@ -29,34 +33,6 @@ Tensor RandomTensor(const Shape& shape, std::mt19937& rng) {
   return Tensor::FromVector(RandomVec(static_cast<size_t>(NumElements(shape)), rng), shape);
 }
 
-Attribute IntAttr(const std::string& name, int64_t v) {
-  Attribute a;
-  a.name = name;
-  a.type = Attribute::Type::kInt;
-  a.i = v;
-  return a;
-}
-Attribute IntsAttr(const std::string& name, std::vector<int64_t> v) {
-  Attribute a;
-  a.name = name;
-  a.type = Attribute::Type::kInts;
-  a.ints = std::move(v);
-  return a;
-}
-Attribute FloatAttr(const std::string& name, float v) {
-  Attribute a;
-  a.name = name;
-  a.type = Attribute::Type::kFloat;
-  a.f = v;
-  return a;
-}
-Attribute StringAttr(const std::string& name, std::string v) {
-  Attribute a;
-  a.name = name;
-  a.type = Attribute::Type::kString;
-  a.s = std::move(v);
-  return a;
-}
 
 // Runs one node. Inputs named "" are absent optional inputs. `constants` lists input indices
 // given as initializers (so the factory sees them).

@@ -14,6 +14,8 @@ namespace {
 
 using testing::MakeModel;
 using testing::MakeNode;
+using testing::IntAttr;
+using testing::FloatAttr;
 using testing::MakeValueInfo;
 
 using Act = std::function<float(float)>;
@@ -32,20 +34,6 @@ struct Rng {
   }
 };
 
-Attribute IntAttr(const std::string& name, int64_t v) {
-  Attribute a;
-  a.name = name;
-  a.type = Attribute::Type::kInt;
-  a.i = v;
-  return a;
-}
-Attribute FloatAttr(const std::string& name, float v) {
-  Attribute a;
-  a.name = name;
-  a.type = Attribute::Type::kFloat;
-  a.f = v;
-  return a;
-}
 Attribute StrAttr(const std::string& name, const std::string& v) {
   Attribute a;
   a.name = name;
