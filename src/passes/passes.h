@@ -26,11 +26,15 @@ Status EliminateIdentities(Model& model);
 Status InlineConstantIf(Model& model);
 // Folds BatchNormalization into a preceding Conv/ConvTranspose/Gemm with constant weights.
 Status FoldBatchNorm(Model& model);
+// Lowers dynamically quantized MatMul/Gemm forms (integer ops, or int8 weights behind
+// DequantizeLinear) to the runtime's fused com.quantkit::MatMulIntegerToFloat.
+Status FuseQuantizedOps(Model& model);
 // ONNX's shape inference, then quantkit's own propagation for what it leaves unknown.
 Status InferShapes(Model& model);
+Status UpgradeOpset(Model& model, int64_t target_version = 13);  // default domain, opset >= 7 to <= 13; see upgrade_opset.cc
 
 // The inference pipeline run by Session (in order): constants to initializers, topological sort,
-// inline constant If, eliminate identities, fold constants, fold BatchNorm, dead nodes.
+// fuse quantized ops (before folding would dequantize constant weights), inline constant If, eliminate identities, fold constants, fold BatchNorm, dead nodes.
 Status OptimizeForInference(Model& model);
 
 }  // namespace quantkit::passes

@@ -6,6 +6,8 @@ namespace quantkit::passes {
 Status OptimizeForInference(Model& model) {
   QK_RETURN_IF_ERROR(ConstantNodesToInitializers(model));
   QK_RETURN_IF_ERROR(TopologicalSort(model.graph));
+  // Before constant folding, which would turn int8 weights behind DequantizeLinear back into float.
+  QK_RETURN_IF_ERROR(FuseQuantizedOps(model));
   // Folding can make an If condition constant and inlining can expose more constants: iterate.
   for (int round = 0; round < 4; ++round) {
     const size_t before = model.graph.nodes.size();

@@ -20,6 +20,9 @@
 
 namespace quantkit::rt {
 
+// Domain of the fused ops the runtime's own passes create (never read from model files).
+inline constexpr const char* kQuantkitDomain = "com.quantkit";
+
 class Plan;
 struct Frame;
 

@@ -12,5 +12,6 @@ void RegisterNnOps(KernelRegistry& r);           // nn.cc: Conv, ConvTranspose, 
 void RegisterRnnOps(KernelRegistry& r);          // rnn.cc: LSTM, GRU, RNN
 void RegisterControlFlowOps(KernelRegistry& r);  // control_flow.cc: If, Loop, sequences
 void RegisterQuantOps(KernelRegistry& r);        // quant_ops.cc: QuantizeLinear & co., integer ops
+void RegisterFusedQuantOps(KernelRegistry& r);   // fused_quant_ops.cc: com.quantkit fused integer ops
 
 }  // namespace quantkit::rt

@@ -11,6 +11,7 @@ void RegisterAllOps(KernelRegistry& r) {
   RegisterRnnOps(r);
   RegisterControlFlowOps(r);
   RegisterQuantOps(r);
+  RegisterFusedQuantOps(r);
 }
 
 }  // namespace quantkit::rt

@@ -14,6 +14,13 @@
 // clip; LSTM input_forget (f = 1 - i); GRU linear_before_reset; layout (opset 14); every output
 // optional. Batch entries with sequence_lens[b] < seq_length produce zeros in Y after their end,
 // and Y_h/Y_c hold the state after their last valid step (the initial state for length 0).
+//
+// Dynamic int8 variant (com.quantkit::LSTM/GRU/RNN, made by passes/fuse_quantized.cc from int8 W/R
+// behind DequantizeLinear): W and R are int8/uint8 constants with per-gate-row scales (inputs
+// 8..11: W_scale, W_zero_point, R_scale, R_zero_point). Each gate GEMM quantizes its float
+// activation on the fly (uint8 per tensor, exactly DynamicQuantizeLinear: all of X for the input
+// projection, the hidden state at every step for the recurrent one), runs the int8 GEMM and adds
+// float(acc) * (a_scale * w_scale[n]) (+ bias) to the gates.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -24,6 +31,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/kernels/qgemm.h"
+#include "runtime/kernels/ref/quantize.h"
 #include "runtime/kernels/ref/sgemm.h"
 #include "runtime/ops/op_util.h"
 #include "runtime/ops/ops.h"
@@ -247,11 +256,39 @@ StatusOr<RnnAttrs> ReadAttrs(const KernelInit& init, CellType cell) {
   return a;
 }
 
-// Packed weights of one node: per direction, W^T [input, G*H] and R^T [H, G*H].
+// Int8 weights of one GEMM ([K, N] = W^T or R^T of one direction) with per-column scales.
+struct QuantizedGemmWeights {
+  std::shared_ptr<const kernels::PackedQWeights> packed;
+  std::vector<float> scale;  // 1 or N
+};
+
+// Packed weights of one node: per direction, W^T [input, G*H] and R^T [H, G*H] (float), or their
+// int8 forms (quantized: w_q[d], r_q[d]; GRU without linear_before_reset splits R^T into the z/r
+// columns r_q[d] and the h columns rh_q[d], multiplied at different times).
 struct Packed {
   int64_t input_size = 0, hidden = 0, gh = 0;
   std::vector<float> wt, rt;  // num_dirs blocks
+  bool quantized = false;
+  std::vector<QuantizedGemmWeights> w_q, r_q, rh_q;
 };
+
+// C[M, N] (row stride ldc) += dynamic-int8 A[M, K] x B: A quantized like DynamicQuantizeLinear.
+void QuantizedMatMulAccumulate(ThreadPool* pool, int64_t M, const float* A, const QuantizedGemmWeights& B, float* C,
+                               int64_t ldc) {
+  const int64_t K = B.packed->K;
+  if (M <= 0 || B.packed->N <= 0) return;
+  const quant::DynamicParams p = quant::ComputeDynamicParams(A, M * K);
+  kernels::PackedQActivations pa;
+  kernels::PackQActivationsFromFloat(A, M, K, K, p.scale, p.zero_point, B.packed->k_padded, &pa);
+  kernels::QGemmOutput out;
+  out.y = C;
+  out.ldc = ldc;
+  out.a_scale = &p.scale;
+  out.b_scale = B.scale.data();
+  out.b_scale_per_col = B.scale.size() > 1;
+  out.accumulate = true;
+  kernels::QGemm(pa, *B.packed, out, pool);
+}
 
 Tensor AsFloat32(const Tensor& t) {
   if (t.dtype() == DType::kFloat32) return t;
@@ -418,8 +455,8 @@ Status RnnKernel::Compute(KernelContext& ctx) {
 
   for (int d = 0; d < D; ++d) {
     const bool reverse = a_.reverse_only || d == 1;
-    const float* wt = pk->wt.data() + d * I * GH;
-    const float* rt = pk->rt.data() + d * H * GH;
+    const float* wt = pk->quantized ? nullptr : pk->wt.data() + d * I * GH;
+    const float* rt = pk->quantized ? nullptr : pk->rt.data() + d * H * GH;
     const float* wb = bias.data() + d * 2 * GH;
     const float* rb = wb + GH;
     const Activation* acts = a_.acts.data() + d * a_.acts_per_dir;
@@ -432,7 +469,11 @@ Status RnnKernel::Compute(KernelContext& ctx) {
         for (int64_t j = 2 * H; j < 3 * H; ++j) dst[j] = wb[j];
       }
     }
-    MatMulAccumulate(ctx.thread_pool(), S * Bt, GH, I, X, I, wt, GH, xw.data(), GH);
+    if (pk->quantized) {
+      QuantizedMatMulAccumulate(ctx.thread_pool(), S * Bt, X, pk->w_q[d], xw.data(), GH);
+    } else {
+      MatMulAccumulate(ctx.thread_pool(), S * Bt, GH, I, X, I, wt, GH, xw.data(), GH);
+    }
 
     float* hs = h_state.data() + d * Bt * H;
     float* cs = a_.cell == CellType::kLstm ? c_state.data() + d * Bt * H : nullptr;
@@ -447,7 +488,11 @@ Status RnnKernel::Compute(KernelContext& ctx) {
       if (gru_lbr) {
         for (int64_t b = 0; b < Bt; ++b) std::copy(rb + 2 * H, rb + 3 * H, hr.data() + b * GH + 2 * H);
       }
-      MatMulAccumulate(ctx.thread_pool(), Bt, rec_cols, H, hs, H, rt, GH, hr.data(), GH);
+      if (pk->quantized) {
+        QuantizedMatMulAccumulate(ctx.thread_pool(), Bt, hs, pk->r_q[d], hr.data(), GH);
+      } else {
+        MatMulAccumulate(ctx.thread_pool(), Bt, rec_cols, H, hs, H, rt, GH, hr.data(), GH);
+      }
       if (a_.cell == CellType::kGru && !gru_lbr) {
         // z, r first, then (r (.) H_prev) * Rh^T.
         for (int64_t b = 0; b < Bt; ++b) {
@@ -463,7 +508,11 @@ Status RnnKernel::Compute(KernelContext& ctx) {
           for (int64_t j = 0; j < H; ++j) rhb[j] = g[H + j] * hp[j];
         }
         for (int64_t b = 0; b < Bt; ++b) std::fill(hr.data() + b * GH + 2 * H, hr.data() + b * GH + 3 * H, 0.0f);
-        MatMulAccumulate(ctx.thread_pool(), Bt, H, H, rh.data(), H, rt + 2 * H, GH, hr.data() + 2 * H, GH);
+        if (pk->quantized) {
+          QuantizedMatMulAccumulate(ctx.thread_pool(), Bt, rh.data(), pk->rh_q[d], hr.data() + 2 * H, GH);
+        } else {
+          MatMulAccumulate(ctx.thread_pool(), Bt, H, H, rh.data(), H, rt + 2 * H, GH, hr.data() + 2 * H, GH);
+        }
       }
       for (int64_t b = 0; b < Bt; ++b) {
         if (s >= lens[b]) continue;
@@ -566,6 +615,66 @@ Status RnnKernel::Compute(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// Int8 W [D, GH, I] / R [D, GH, H] with scale/zero point over axis 1 (gate rows) or per tensor.
+Status PackQuantizedWeights(const RnnAttrs& a, const KernelInit& init, Packed* p) {
+  const Tensor* w = init.ConstantInput(1);
+  const Tensor* r = init.ConstantInput(2);
+  QK_CHECK_ARG(w && r, "int8 W and R must be constants");
+  QK_CHECK_ARG((w->dtype() == DType::kInt8 || w->dtype() == DType::kUInt8) && r->dtype() == w->dtype(),
+               "int8 W and R must both be int8 or uint8 (got {} and {})", DTypeName(w->dtype()), DTypeName(r->dtype()));
+  QK_CHECK_ARG(w->rank() == 3 && r->rank() == 3, "W and R must have rank 3");
+  const int64_t H = a.hidden_size > 0 ? a.hidden_size : r->dim(2);
+  QK_CHECK_ARG(H >= 1 && w->dim(0) == a.num_dirs && w->dim(1) == a.gates * H && r->dim(0) == a.num_dirs &&
+                   r->dim(1) == a.gates * H && r->dim(2) == H,
+               "W {} / R {} do not match {} directions x {} gates x hidden {}", ShapeToString(w->shape()),
+               ShapeToString(r->shape()), a.num_dirs, a.gates, H);
+  p->hidden = H;
+  p->gh = a.gates * H;
+  p->input_size = w->dim(2);
+  p->quantized = true;
+  const bool is_signed = w->dtype() == DType::kInt8;
+  const bool split_h = a.cell == CellType::kGru && !a.linear_before_reset;
+  // Packs rows [row0, row0 + rows) of direction d of t ([D, GH, K]) as B = those rows transposed.
+  auto pack = [&](const Tensor& t, size_t scale_idx, size_t zp_idx, int d, int64_t row0, int64_t rows,
+                  QuantizedGemmWeights* out) -> Status {
+    const Tensor* scale = init.ConstantInput(scale_idx);
+    const Tensor* zp = init.ConstantInput(zp_idx);
+    QK_CHECK_ARG(scale && scale->dtype() == DType::kFloat32 && (scale->numel() == 1 || scale->numel() == p->gh),
+                 "input {}: the scale must be a float constant with 1 or {} elements", scale_idx, p->gh);
+    QK_CHECK_ARG(!init.node.HasInput(zp_idx) || (zp && zp->dtype() == t.dtype() && zp->numel() == scale->numel()),
+                 "input {}: the zero point must be a constant like its scale", zp_idx);
+    const int64_t K = t.dim(2);
+    const std::vector<float> s = scale->ToFloatVector();
+    std::vector<int32_t> z(s.size(), 0);
+    if (zp)
+      for (size_t i = 0; i < z.size(); ++i) z[i] = static_cast<int32_t>(zp->GetAsInt64(static_cast<int64_t>(i)));
+    const bool per_row = s.size() > 1;
+    out->scale = per_row ? std::vector<float>(s.begin() + row0, s.begin() + row0 + rows) : s;
+    const std::vector<int32_t> zps = per_row ? std::vector<int32_t>(z.begin() + row0, z.begin() + row0 + rows) : z;
+    const auto* base = static_cast<const uint8_t*>(t.raw_data()) + (d * p->gh + row0) * K;
+    out->packed = kernels::PackQWeights(base, is_signed, /*trans_b=*/true, K, rows, K, zps, kernels::DefaultQGemmIsa());
+    return Status::Ok();
+  };
+  p->w_q.resize(a.num_dirs);
+  p->r_q.resize(a.num_dirs);
+  p->rh_q.resize(split_h ? a.num_dirs : 0);
+  for (int d = 0; d < a.num_dirs; ++d) {
+    QK_RETURN_IF_ERROR(pack(*w, 8, 9, d, 0, p->gh, &p->w_q[d]));
+    QK_RETURN_IF_ERROR(pack(*r, 10, 11, d, 0, split_h ? 2 * H : p->gh, &p->r_q[d]));
+    if (split_h) QK_RETURN_IF_ERROR(pack(*r, 10, 11, d, 2 * H, H, &p->rh_q[d]));
+  }
+  return Status::Ok();
+}
+
+KernelFactory MakeQuantizedFactory(CellType cell) {
+  return [cell](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+    QK_ASSIGN_OR_RETURN(RnnAttrs a, ReadAttrs(init, cell));
+    Packed p;
+    QK_RETURN_IF_ERROR(PackQuantizedWeights(a, init, &p));
+    return std::unique_ptr<OpKernel>(new RnnKernel(std::move(a), std::move(p)));
+  };
+}
+
 KernelFactory MakeFactory(CellType cell) {
   return [cell](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
     QK_ASSIGN_OR_RETURN(RnnAttrs a, ReadAttrs(init, cell));
@@ -587,6 +696,9 @@ void RegisterRnnOps(KernelRegistry& r) {
   r.Register("", "RNN", MakeFactory(CellType::kRnn));
   r.Register("", "GRU", MakeFactory(CellType::kGru));
   r.Register("", "LSTM", MakeFactory(CellType::kLstm));
+  r.Register(kQuantkitDomain, "RNN", MakeQuantizedFactory(CellType::kRnn));
+  r.Register(kQuantkitDomain, "GRU", MakeQuantizedFactory(CellType::kGru));
+  r.Register(kQuantkitDomain, "LSTM", MakeQuantizedFactory(CellType::kLstm));
 }
 
 }  // namespace quantkit::rt

@@ -1,0 +1,258 @@
+// Integer GEMM driver: ISA choice, packing, blocking, threading and the epilogue. The per-ISA
+// micro-kernels only compute raw byte dot products; everything that defines the result (zero-point
+// corrections, rescale, bias) happens here, once, in portable code.
+#include "runtime/kernels/qgemm.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "core/thread_pool.h"
+#include "runtime/kernels/qgemm_internal.h"
+#include "runtime/kernels/ref/quantize.h"
+
+namespace quantkit::kernels {
+
+using qgemm::kKStep;
+using qgemm::kPanelCols;
+
+const char* QGemmIsaName(QGemmIsa isa) {
+  switch (isa) {
+    case QGemmIsa::kRef: return "ref";
+    case QGemmIsa::kAvx2: return "avx2";
+    case QGemmIsa::kAvx512Vnni: return "avx512vnni";
+  }
+  return "?";
+}
+
+bool QGemmIsaSupported(QGemmIsa isa) {
+  __builtin_cpu_init();
+  switch (isa) {
+    case QGemmIsa::kRef: return true;
+    case QGemmIsa::kAvx2: return __builtin_cpu_supports("avx2");
+    case QGemmIsa::kAvx512Vnni:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+}
+
+namespace {
+
+struct IsaChoice {
+  QGemmIsa isa = QGemmIsa::kRef;
+  std::string log;
+};
+
+const IsaChoice& Choice() {
+  static const IsaChoice choice = [] {
+    IsaChoice c;
+    const QGemmIsa order[] = {QGemmIsa::kAvx512Vnni, QGemmIsa::kAvx2, QGemmIsa::kRef};
+    const char* env = std::getenv("QUANTKIT_ISA");
+    const std::string forced = env ? env : "";
+    bool chosen = false;
+    for (QGemmIsa isa : order) {
+      std::string why;
+      if (chosen) {
+        why = "not needed (a better kernel was chosen)";
+      } else if (!QGemmIsaSupported(isa)) {
+        why = "rejected: this CPU lacks the instructions";
+      } else if (!forced.empty() && forced != QGemmIsaName(isa)) {
+        why = fmt::format("skipped: QUANTKIT_ISA={}", forced);
+      } else {
+        why = forced.empty() ? "chosen (best supported)" : "chosen (QUANTKIT_ISA)";
+        c.isa = isa;
+        chosen = true;
+      }
+      c.log += fmt::format("int8 gemm {:<10} {}\n", QGemmIsaName(isa), why);
+    }
+    if (!chosen) c.log += fmt::format("int8 gemm: QUANTKIT_ISA={} is unknown or unsupported here; using ref\n", forced);
+    return c;
+  }();
+  return choice;
+}
+
+qgemm::MicroKernel KernelFor(QGemmIsa isa) {
+  switch (isa) {
+    case QGemmIsa::kAvx512Vnni: return qgemm::Avx512VnniMicroKernel();
+    case QGemmIsa::kAvx2: return qgemm::Avx2MicroKernel();
+    case QGemmIsa::kRef: break;
+  }
+  return qgemm::RefMicroKernel();
+}
+
+int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+}  // namespace
+
+QGemmIsa DefaultQGemmIsa() { return Choice().isa; }
+std::string DescribeQGemmIsaChoice() { return Choice().log; }
+
+std::shared_ptr<const PackedQWeights> PackQWeights(const void* b, bool b_is_signed, bool trans_b, int64_t K,
+                                                   int64_t N, int64_t ldb, const std::vector<int32_t>& b_zero_points,
+                                                   QGemmIsa isa) {
+  auto p = std::make_shared<PackedQWeights>();
+  p->isa = QGemmIsaSupported(isa) ? isa : QGemmIsa::kRef;
+  p->K = K;
+  p->N = N;
+  p->k_padded = RoundUp(std::max<int64_t>(K, 1), kKStep);
+  p->n_panels = (N + kPanelCols - 1) / kPanelCols;
+  const int32_t shift = b_is_signed ? 0 : 128;
+  auto stored = [&](int64_t k, int64_t n) -> int32_t {  // b' = b - shift, in [-128, 127]
+    const int64_t idx = trans_b ? n * ldb + k : k * ldb + n;
+    return b_is_signed ? static_cast<const int8_t*>(b)[idx] : static_cast<int32_t>(static_cast<const uint8_t*>(b)[idx]) - shift;
+  };
+  p->col_sums.assign(static_cast<size_t>(N), 0);
+  p->col_offset.assign(static_cast<size_t>(N), 0);
+  for (int64_t n = 0; n < N; ++n) {
+    uint32_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += static_cast<uint32_t>(stored(k, n));
+    p->col_sums[n] = static_cast<int32_t>(sum);
+    const int32_t zp = b_zero_points.size() == 1 ? b_zero_points[0] : b_zero_points[n];
+    p->col_offset[n] = shift - zp;
+  }
+  const int64_t panel_elems = p->k_padded * kPanelCols;
+  if (p->isa == QGemmIsa::kAvx2) {
+    // Panel layout: for each k pair, 16 columns x 2 int16 ([b'(2p, j), b'(2p+1, j)]).
+    p->words.assign(static_cast<size_t>(p->n_panels * panel_elems), 0);
+    for (int64_t panel = 0; panel < p->n_panels; ++panel) {
+      int16_t* dst = p->words.data() + panel * panel_elems;
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = 0; j < kPanelCols && panel * kPanelCols + j < N; ++j)
+          dst[(k / 2) * 2 * kPanelCols + j * 2 + (k % 2)] = static_cast<int16_t>(stored(k, panel * kPanelCols + j));
+    }
+  } else {
+    // Panel layout: for each group of 4 k, 16 columns x 4 bytes ([b'(4q..4q+3, j)]).
+    p->bytes.assign(static_cast<size_t>(p->n_panels * panel_elems), 0);
+    for (int64_t panel = 0; panel < p->n_panels; ++panel) {
+      int8_t* dst = p->bytes.data() + panel * panel_elems;
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = 0; j < kPanelCols && panel * kPanelCols + j < N; ++j)
+          dst[(k / 4) * 4 * kPanelCols + j * 4 + (k % 4)] = static_cast<int8_t>(stored(k, panel * kPanelCols + j));
+    }
+  }
+  return p;
+}
+
+void PackQActivations(const void* a, bool a_is_signed, int64_t M, int64_t K, int64_t lda, int32_t zero_point,
+                      int64_t k_padded, PackedQActivations* out) {
+  out->M = M;
+  out->K = K;
+  out->lda = k_padded;
+  out->zero_point = a_is_signed ? zero_point + 128 : zero_point;
+  out->bytes.resize(static_cast<size_t>(M * k_padded));
+  out->row_sums.resize(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    uint8_t* dst = out->bytes.data() + m * k_padded;
+    const uint8_t* src = static_cast<const uint8_t*>(a) + m * lda;
+    if (a_is_signed) {
+      for (int64_t k = 0; k < K; ++k) dst[k] = static_cast<uint8_t>(src[k] ^ 0x80);  // int8 + 128
+    } else {
+      std::memcpy(dst, src, static_cast<size_t>(K));
+    }
+    std::memset(dst + K, 0, static_cast<size_t>(k_padded - K));
+    int32_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += dst[k];
+    out->row_sums[m] = sum;
+  }
+}
+
+void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,
+                               int64_t k_padded, PackedQActivations* out) {
+  out->M = M;
+  out->K = K;
+  out->lda = k_padded;
+  out->zero_point = zero_point;
+  out->bytes.resize(static_cast<size_t>(M * k_padded));
+  out->row_sums.resize(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    uint8_t* dst = out->bytes.data() + m * k_padded;
+    if (scale == 0) {
+      std::memset(dst, static_cast<int>(zero_point), static_cast<size_t>(K));  // all-zero input (scale 0)
+    } else {
+      rt::quant::QuantizeSpan<uint8_t>(x + m * ldx, K, scale, zero_point, dst);
+    }
+    std::memset(dst + K, 0, static_cast<size_t>(k_padded - K));
+    int32_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += dst[k];
+    out->row_sums[m] = sum;
+  }
+}
+
+namespace {
+
+// Turns raw dot products of rows [m0, m0 + rows) x columns [n0, n0 + cols) into the result.
+void Epilogue(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0, int rows,
+              int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr) {
+  // All integer terms in uint32: the result is defined modulo 2^32 (never signed overflow).
+  const uint32_t a_zp = static_cast<uint32_t>(a.zero_point);
+  const uint32_t k_azp = static_cast<uint32_t>(b.K) * a_zp;
+  for (int r = 0; r < rows; ++r) {
+    const int64_t m = m0 + r;
+    const uint32_t row_term = static_cast<uint32_t>(a.row_sums[m]) - k_azp;
+    const int32_t* src = raw + r * ldr;
+    if (out.acc) {
+      int32_t* dst = out.acc + m * out.ldc + n0;
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t n = n0 + j;
+        dst[j] = static_cast<int32_t>(static_cast<uint32_t>(src[j]) - a_zp * static_cast<uint32_t>(b.col_sums[n]) +
+                                      static_cast<uint32_t>(b.col_offset[n]) * row_term);
+      }
+      continue;
+    }
+    float* dst = out.y + m * out.ldc + n0;
+    const float sa = out.a_scale[out.a_scale_per_row ? m : 0];
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t n = n0 + j;
+      const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(src[j]) - a_zp * static_cast<uint32_t>(b.col_sums[n]) +
+                                               static_cast<uint32_t>(b.col_offset[n]) * row_term);
+      const float scale = sa * out.b_scale[out.b_scale_per_col ? n : 0];
+      float y = static_cast<float>(acc) * scale;
+      if (out.bias) y = y + out.bias[n];
+      dst[j] = out.accumulate ? dst[j] + y : y;
+    }
+  }
+}
+
+}  // namespace
+
+void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, ThreadPool* pool) {
+  const qgemm::MicroKernel kernel = KernelFor(b.isa);
+  const int64_t M = a.M, N = b.N;
+  if (M == 0 || N == 0) return;
+  // Work unit: a block of panels (columns) x a block of rows. Columns outermost keep a weight
+  // block hot in cache while the rows stream by.
+  const int64_t panels_per_block = kernel.max_panels;
+  const int64_t col_blocks = (b.n_panels + panels_per_block - 1) / panels_per_block;
+  const int64_t rows_per_block = std::max<int64_t>(kernel.max_rows, std::min<int64_t>(M, 64));
+  const int64_t row_blocks = (M + rows_per_block - 1) / rows_per_block;
+  const int64_t units = col_blocks * row_blocks;
+  auto run = [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> raw(static_cast<size_t>(kernel.max_rows * kernel.max_panels * kPanelCols));
+    const int64_t ldr = kernel.max_panels * kPanelCols;
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t cb = u / row_blocks, rb = u % row_blocks;
+      const int64_t panel = cb * panels_per_block;
+      const int panels = static_cast<int>(std::min(panels_per_block, b.n_panels - panel));
+      const int64_t n0 = panel * kPanelCols;
+      const int64_t cols = std::min<int64_t>(panels * kPanelCols, N - n0);
+      const int64_t m_end = std::min(M, (rb + 1) * rows_per_block);
+      for (int64_t m0 = rb * rows_per_block; m0 < m_end; m0 += kernel.max_rows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kernel.max_rows, m_end - m0));
+        kernel.fn(a.bytes.data() + m0 * a.lda, a.lda, rows, b, panel, panels, raw.data(), ldr);
+        Epilogue(a, b, out, m0, rows, n0, cols, raw.data(), ldr);
+      }
+    }
+  };
+  const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(b.k_padded);
+  if (pool && pool->num_threads() > 1 && macs > 1 << 18 && units > 1) {
+    pool->ParallelFor(units, 1, run);
+  } else {
+    run(0, units);
+  }
+}
+
+}  // namespace quantkit::kernels

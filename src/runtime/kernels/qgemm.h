@@ -1,0 +1,95 @@
+// Integer GEMM for quantized MatMul/Gemm: uint8 activations x int8 (or uint8) weights, exact int32
+// accumulation, then either int32 output (MatMulInteger) or the float rescale epilogue
+// y = float(acc) * (a_scale * b_scale[n]) + bias[n] of dynamic quantization.
+//
+// Arithmetic (docs/arithmetic.md): the result is exactly
+//   acc[m, n] = sum_k (a[m, k] - a_zp) * (b[k, n] - b_zp[n])        (mod 2^32)
+// for every ISA. The kernels compute raw products of the stored bytes and correct for the zero
+// points with row and column sums (all integer, so no ISA can change the result):
+//   weights are stored as b' = b - shift (int8; shift 128 for uint8 weights, 0 for int8), so
+//   acc = sum a*b' - a_zp * colsum(b') + (shift - b_zp[n]) * (rowsum(a) - K * a_zp).
+// int8 activations are turned into uint8 by adding 128 (and 128 to their zero point).
+//
+// Micro-kernels (chosen once from CPUID, override with QUANTKIT_ISA=ref|avx2|avx512vnni):
+//   avx512vnni: vpdpbusd (u8 x s8, 4 products summed into int32 without saturation).
+//   avx2:       weights pre-widened to int16 and multiplied with vpmaddwd (exact); never
+//               vpmaddubsw, whose int16 pair sums saturate (255*127*2 > 32767).
+//   ref:        portable scalar loops, the definition the others are tested against.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "quantkit/tensor.h"
+
+namespace quantkit {
+class ThreadPool;
+}
+
+namespace quantkit::kernels {
+
+enum class QGemmIsa { kRef, kAvx2, kAvx512Vnni };
+const char* QGemmIsaName(QGemmIsa isa);
+// The ISA used by default on this machine (CPUID, or QUANTKIT_ISA if set and supported).
+QGemmIsa DefaultQGemmIsa();
+// Whether this CPU can run the ISA's kernels.
+bool QGemmIsaSupported(QGemmIsa isa);
+// One line per ISA: chosen or why not (for --verbose logs).
+std::string DescribeQGemmIsaChoice();
+
+// Weights B [K, N] packed for one ISA (fixed at packing time), with the zero-point data the
+// epilogue needs. Immutable once built; shared by all runs of a session.
+struct PackedQWeights {
+  QGemmIsa isa = QGemmIsa::kRef;
+  int64_t K = 0, N = 0;
+  int64_t k_padded = 0;   // K rounded up to the kernel's k step
+  int64_t n_panels = 0;   // N / 16 rounded up
+  std::vector<int8_t> bytes;            // ref / avx512vnni layout (panels of 16 columns x 4 k)
+  std::vector<int16_t> words;           // avx2 layout (panels of 16 columns x 2 k, int16)
+  std::vector<int32_t> col_sums;        // sum_k b'[k, n]
+  std::vector<int32_t> col_offset;      // shift - b_zp[n]
+};
+
+// Packs B (row-major [K, N] with row stride ldb; or [N, K] when trans_b, i.e. B^T stored) of type
+// uint8 or int8 with per-tensor (size 1) or per-column (size N) zero points.
+std::shared_ptr<const PackedQWeights> PackQWeights(const void* b, bool b_is_signed, bool trans_b, int64_t K,
+                                                   int64_t N, int64_t ldb, const std::vector<int32_t>& b_zero_points,
+                                                   QGemmIsa isa);
+
+// Activations A [M, K] of uint8/int8 with a per-tensor zero point, copied into the padded layout
+// the kernels read, with row sums.
+struct PackedQActivations {
+  int64_t M = 0, K = 0, lda = 0;
+  int32_t zero_point = 0;  // of the stored uint8 values (int8 inputs: zp + 128)
+  std::vector<uint8_t> bytes;
+  std::vector<int32_t> row_sums;
+};
+void PackQActivations(const void* a, bool a_is_signed, int64_t M, int64_t K, int64_t lda, int32_t zero_point,
+                      int64_t k_padded, PackedQActivations* out);
+// Float activations quantized straight into the packed layout (uint8, per tensor):
+// q = saturate(round_half_even(x / scale) + zero_point), as QuantizeLinear / DynamicQuantizeLinear.
+void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,
+                               int64_t k_padded, PackedQActivations* out);
+
+// How the int32 accumulators leave the kernel.
+struct QGemmOutput {
+  // Exactly one of these is set.
+  int32_t* acc = nullptr;  // MatMulInteger: the exact accumulators
+  float* y = nullptr;      // y[m, n] = float(acc) * scale(m, n) + bias[n]
+  int64_t ldc = 0;
+  // Float epilogue: scale(m, n) = a_scale[a_scale_per_row ? m : 0] * b_scale[b_scale_per_col ? n : 0],
+  // one float32 product (as ONNX's Mul(a_scale, b_scale)), then float(acc) * scale, then + bias.
+  const float* a_scale = nullptr;
+  bool a_scale_per_row = false;
+  const float* b_scale = nullptr;
+  bool b_scale_per_col = false;
+  const float* bias = nullptr;  // [N] or null
+  bool accumulate = false;      // y[m, n] += (float(acc) * scale(m, n) + bias[n])  (RNN gates)
+};
+
+// C = A x B with the epilogue above. A and B must be packed for the same k_padded / ISA.
+void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, ThreadPool* pool);
+
+}  // namespace quantkit::kernels

@@ -1,0 +1,30 @@
+// Reference int8 micro-kernel: plain loops over the packed layout. The definition every other
+// micro-kernel is compared against (exact integer equality).
+#include "runtime/kernels/qgemm_internal.h"
+
+namespace quantkit::kernels::qgemm {
+namespace {
+
+void RefKernel(const uint8_t* a, int64_t lda, int rows, const PackedQWeights& b, int64_t panel, int panels,
+               int32_t* c, int64_t ldc) {
+  const int64_t panel_elems = b.k_padded * kPanelCols;
+  for (int r = 0; r < rows; ++r) {
+    for (int p = 0; p < panels; ++p) {
+      const int8_t* w = b.bytes.data() + (panel + p) * panel_elems;
+      for (int64_t j = 0; j < kPanelCols; ++j) {
+        uint32_t sum = 0;  // wraps modulo 2^32, like the SIMD kernels
+        for (int64_t k = 0; k < b.k_padded; ++k) {
+          sum += static_cast<uint32_t>(static_cast<int32_t>(a[r * lda + k]) *
+                                       static_cast<int32_t>(w[(k / kKStep) * kKStep * kPanelCols + j * kKStep + k % kKStep]));
+        }
+        c[r * ldc + p * kPanelCols + j] = static_cast<int32_t>(sum);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+MicroKernel RefMicroKernel() { return {&RefKernel, 4, 1}; }
+
+}  // namespace quantkit::kernels::qgemm

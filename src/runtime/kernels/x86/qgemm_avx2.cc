@@ -1,0 +1,52 @@
+// AVX2 int8 micro-kernel. Weights are pre-widened to int16 at packing time and multiplied with
+// vpmaddwd (int16 x int16, pairs summed into int32: exact). vpmaddubsw is deliberately not used:
+// its int16 pair sums saturate (255 * 127 * 2 > 32767), which would make results ISA-dependent.
+// Tile: up to 6 rows x 1 panel (16 columns = 2 ymm) = 12 ymm accumulators.
+#include <immintrin.h>
+
+#include "runtime/kernels/qgemm_internal.h"
+
+namespace quantkit::kernels::qgemm {
+namespace {
+
+#define QK_AVX2_TARGET __attribute__((target("avx2")))
+
+template <int R>
+QK_AVX2_TARGET void Tile(const uint8_t* a, int64_t lda, const int16_t* w, int64_t k_pairs, int32_t* c, int64_t ldc) {
+  __m256i acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  for (int64_t q = 0; q < k_pairs; ++q) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + q * 2 * kPanelCols));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + q * 2 * kPanelCols + kPanelCols));
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* ar = a + r * lda + 2 * q;
+      const __m256i av = _mm256_set1_epi32(static_cast<int32_t>(ar[0]) | (static_cast<int32_t>(ar[1]) << 16));
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, w0));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, w1));
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ldc), acc[r][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ldc + 8), acc[r][1]);
+  }
+}
+
+void Kernel(const uint8_t* a, int64_t lda, int rows, const PackedQWeights& b, int64_t panel, int /*panels*/,
+            int32_t* c, int64_t ldc) {
+  const int16_t* w = b.words.data() + panel * b.k_padded * kPanelCols;
+  const int64_t k_pairs = b.k_padded / 2;
+  switch (rows) {
+    case 1: return Tile<1>(a, lda, w, k_pairs, c, ldc);
+    case 2: return Tile<2>(a, lda, w, k_pairs, c, ldc);
+    case 3: return Tile<3>(a, lda, w, k_pairs, c, ldc);
+    case 4: return Tile<4>(a, lda, w, k_pairs, c, ldc);
+    case 5: return Tile<5>(a, lda, w, k_pairs, c, ldc);
+    default: return Tile<6>(a, lda, w, k_pairs, c, ldc);
+  }
+}
+
+}  // namespace
+
+MicroKernel Avx2MicroKernel() { return {&Kernel, 6, 1}; }
+
+}  // namespace quantkit::kernels::qgemm

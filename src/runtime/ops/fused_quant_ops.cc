@@ -1,0 +1,109 @@
+// Fused quantized ops the runtime lowers standard QDQ / integer-op graphs into (domain
+// "com.quantkit", created only by passes/fuse_quantized.cc, never read from files):
+//
+//   MatMulIntegerToFloat(A, a_scale, a_zero_point, B, b_scale, b_zero_point, bias; trans_b)
+//     A uint8/int8 (already quantized, a_scale per tensor or per row), or float: then A is
+//     quantized here exactly as DynamicQuantizeLinear does (uint8, per tensor) before the GEMM.
+//     B constant int8/uint8 [K, N] ([N, K] if trans_b), packed once at session creation.
+//     y = float(acc) * (a_scale * b_scale[n]) + bias[n]   (the Cast, Mul, Mul, Add it replaces)
+#include <fmt/format.h>
+
+#include "runtime/kernels/qgemm.h"
+#include "runtime/kernels/ref/quantize.h"
+#include "runtime/ops/op_util.h"
+#include "runtime/ops/ops.h"
+
+namespace quantkit::rt {
+namespace {
+
+std::vector<int32_t> ZeroPoints(const Tensor* zp) {
+  if (!zp) return {0};
+  std::vector<int32_t> v(static_cast<size_t>(zp->numel()));
+  for (int64_t i = 0; i < zp->numel(); ++i) v[i] = static_cast<int32_t>(zp->GetAsInt64(i));
+  return v;
+}
+
+class MatMulIntegerToFloatKernel final : public OpKernel {
+ public:
+  static StatusOr<std::unique_ptr<OpKernel>> Create(const KernelInit& init) {
+    const Tensor* b = init.ConstantInput(3);
+    const Tensor* b_scale = init.ConstantInput(4);
+    const Tensor* b_zp = init.ConstantInput(5);
+    const Tensor* bias = init.ConstantInput(6);
+    QK_CHECK_ARG(b && b->rank() == 2 && (b->dtype() == DType::kInt8 || b->dtype() == DType::kUInt8),
+                 "B must be a constant 2-D int8/uint8 tensor");
+    QK_CHECK_ARG(b_scale && b_scale->dtype() == DType::kFloat32, "b_scale must be a constant float tensor");
+    QK_CHECK_ARG(!init.node.HasInput(5) || (b_zp && b_zp->dtype() == b->dtype()),
+                 "b_zero_point must be a constant of B's type");
+    QK_CHECK_ARG(!init.node.HasInput(6) || (bias && bias->dtype() == DType::kFloat32), "bias must be a constant float tensor");
+    auto k = std::unique_ptr<MatMulIntegerToFloatKernel>(new MatMulIntegerToFloatKernel);
+    const bool trans_b = init.node.AttrInt("trans_b", 0) != 0;
+    k->K_ = b->dim(trans_b ? 1 : 0);
+    k->N_ = b->dim(trans_b ? 0 : 1);
+    QK_CHECK_ARG(b_scale->numel() == 1 || b_scale->numel() == k->N_, "b_scale has {} elements, expected 1 or {}",
+                 b_scale->numel(), k->N_);
+    QK_CHECK_ARG(!b_zp || b_zp->numel() == 1 || b_zp->numel() == k->N_, "b_zero_point has {} elements, expected 1 or {}",
+                 b_zp->numel(), k->N_);
+    QK_CHECK_ARG(!bias || bias->numel() == k->N_, "bias has {} elements, expected {}", bias ? bias->numel() : 0, k->N_);
+    k->b_scale_ = b_scale->ToFloatVector();
+    if (bias) k->bias_ = bias->ToFloatVector();
+    k->has_bias_ = bias != nullptr;
+    k->packed_ = kernels::PackQWeights(b->raw_data(), b->dtype() == DType::kInt8, trans_b, k->K_, k->N_,
+                                       trans_b ? k->K_ : k->N_, ZeroPoints(b_zp), kernels::DefaultQGemmIsa());
+    return std::unique_ptr<OpKernel>(std::move(k));
+  }
+
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* a, ctx.RequiredInput(0));
+    QK_CHECK_ARG(a->rank() >= 1 && a->dim(a->rank() - 1) == K_, "A has shape {}, its last dimension must be {}",
+                 ShapeToString(a->shape()), K_);
+    const int64_t M = a->numel() / K_;
+    Shape out_shape(a->shape().begin(), a->shape().end() - 1);
+    out_shape.push_back(N_);
+    kernels::PackedQActivations packed_a;
+    std::vector<float> a_scales;
+    if (a->dtype() == DType::kFloat32) {
+      const quant::DynamicParams p = quant::ComputeDynamicParams(a->data<float>(), a->numel());
+      kernels::PackQActivationsFromFloat(a->data<float>(), M, K_, K_, p.scale, p.zero_point, packed_->k_padded, &packed_a);
+      a_scales = {p.scale};
+    } else {
+      QK_CHECK_ARG(a->dtype() == DType::kUInt8 || a->dtype() == DType::kInt8, "A must be float, uint8 or int8, got {}",
+                   DTypeName(a->dtype()));
+      QK_ASSIGN_OR_RETURN(const Tensor* a_scale, ctx.RequiredInput(1));
+      const Tensor* a_zp = ctx.input(2);
+      QK_CHECK_ARG(a_scale->numel() == 1 || a_scale->numel() == M,
+                   "a_scale has {} elements: expected 1 (per tensor) or {} (per row)", a_scale->numel(), M);
+      QK_CHECK_ARG(!a_zp || (a_zp->numel() == 1 && a_zp->dtype() == a->dtype()),
+                   "a_zero_point must be a scalar of A's type");
+      a_scales = a_scale->ToFloatVector();
+      kernels::PackQActivations(a->raw_data(), a->dtype() == DType::kInt8, M, K_, K_,
+                                a_zp ? static_cast<int32_t>(a_zp->GetAsInt64(0)) : 0, packed_->k_padded, &packed_a);
+    }
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, out_shape));
+    kernels::QGemmOutput out;
+    out.y = y->data<float>();
+    out.ldc = N_;
+    out.a_scale = a_scales.data();
+    out.a_scale_per_row = a_scales.size() > 1;
+    out.b_scale = b_scale_.data();
+    out.b_scale_per_col = b_scale_.size() > 1;
+    out.bias = has_bias_ ? bias_.data() : nullptr;
+    kernels::QGemm(packed_a, *packed_, out, ctx.thread_pool());
+    return Status::Ok();
+  }
+
+ private:
+  MatMulIntegerToFloatKernel() = default;
+  int64_t K_ = 0, N_ = 0;
+  std::vector<float> b_scale_, bias_;
+  bool has_bias_ = false;
+  std::shared_ptr<const kernels::PackedQWeights> packed_;
+};
+
+}  // namespace
+
+void RegisterFusedQuantOps(KernelRegistry& r) {
+  r.Register(kQuantkitDomain, "MatMulIntegerToFloat", &MatMulIntegerToFloatKernel::Create);
+}
+
+}  // namespace quantkit::rt

@@ -1,0 +1,238 @@
+// passes/fuse_quantized.cc + the fused com.quantkit::MatMulIntegerToFloat: the lowered graph must
+// give bit-identical outputs to the standard ONNX ops it replaces (run unoptimized, with the
+// reference kernels), and the lowering must actually happen.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "passes/passes.h"
+#include "test_util.h"
+
+namespace quantkit {
+namespace {
+
+using testing::FloatAttr;
+using testing::IntAttr;
+using testing::IntsAttr;
+using testing::MakeModel;
+using testing::MakeNode;
+using testing::MakeValueInfo;
+using testing::RunModel;
+
+constexpr int64_t kM = 7, kK = 45, kN = 19;
+
+Tensor RandomFloats(std::vector<int64_t> shape, uint32_t seed, float stddev = 1.f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, stddev);
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = nd(rng);
+  return Tensor::FromVector<float>(v, shape);
+}
+
+// Int8 weights [rows, cols] with per-column scales, a zero zero point, and a bias.
+struct Weights {
+  Tensor q, scale, zp, bias;
+  Weights(int64_t rows, int64_t cols, int64_t scale_len) {
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int> d(-127, 127);
+    std::vector<int8_t> w(static_cast<size_t>(rows * cols));
+    for (auto& x : w) x = static_cast<int8_t>(d(rng));
+    q = Tensor::FromVector<int8_t>(w, {rows, cols});
+    std::vector<float> s(static_cast<size_t>(scale_len));
+    for (size_t i = 0; i < s.size(); ++i) s[i] = 0.001f * static_cast<float>(i + 3);
+    scale = Tensor::FromVector<float>(s, {scale_len});
+    zp = Tensor::FromVector<int8_t>(std::vector<int8_t>(static_cast<size_t>(scale_len), 0), {scale_len});
+    bias = RandomFloats({cols}, 9);
+  }
+  void AddTo(Graph& g) const {
+    g.AddInitializer("Wq", q);
+    g.AddInitializer("Ws", scale);
+    g.AddInitializer("Wz", zp);
+    g.AddInitializer("bias", bias);
+  }
+};
+
+Graph WithIo(std::vector<int64_t> x_shape) {
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("X", DType::kFloat32, std::move(x_shape)));
+  ValueInfo y;
+  y.name = "Y";
+  g.outputs.push_back(y);
+  return g;
+}
+
+// The integer-ops form of dynamic quantization (as quantkit and ONNX Runtime write it).
+Model IntegerOpsModel(const Weights& w, bool with_bias, std::vector<int64_t> x_shape = {kM, kK}) {
+  Graph g = WithIo(std::move(x_shape));
+  w.AddTo(g);
+  g.nodes.push_back(MakeNode("DynamicQuantizeLinear", {"X"}, {"Xq", "Xs", "Xz"}));
+  g.nodes.push_back(MakeNode("MatMulInteger", {"Xq", "Wq", "Xz", "Wz"}, {"acc"}));
+  Node cast = MakeNode("Cast", {"acc"}, {"accf"});
+  cast.attributes.push_back(IntAttr("to", 1));
+  g.nodes.push_back(cast);
+  g.nodes.push_back(MakeNode("Mul", {"Xs", "Ws"}, {"S"}));
+  g.nodes.push_back(MakeNode("Mul", {"accf", "S"}, {with_bias ? "y0" : "Y"}));
+  if (with_bias) g.nodes.push_back(MakeNode("Add", {"y0", "bias"}, {"Y"}));
+  return MakeModel(std::move(g), 13);
+}
+
+int CountOps(const Model& m, const std::string& op) {
+  int n = 0;
+  for (const auto& node : m.graph.nodes) n += node.op_type == op;
+  return n;
+}
+
+// Dynamic int8 vs float: max error within 2% of the output's largest magnitude.
+void ExpectCloseToFloat(const Tensor& float_out, const Tensor& int8_out) {
+  float peak = 0;
+  for (int64_t i = 0; i < float_out.numel(); ++i) peak = std::max(peak, std::fabs(float_out.data<float>()[i]));
+  EXPECT_GT(peak, 1.f);
+  EXPECT_LT(testing::MaxAbsDiff(float_out, int8_out), 0.02f * peak);
+}
+
+void ExpectBitIdentical(const Tensor& a, const Tensor& b) {
+  ASSERT_EQ(a.shape(), b.shape());
+  for (int64_t i = 0; i < a.numel(); ++i) ASSERT_EQ(a.data<float>()[i], b.data<float>()[i]) << "element " << i;
+}
+
+TEST(FuseQuantized, IntegerOpsFormIsFusedAndBitIdentical) {
+  const Weights w(kK, kN, kN);
+  for (bool with_bias : {false, true}) {
+    const Model m = IntegerOpsModel(w, with_bias);
+    Model lowered = m;
+    ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+    EXPECT_EQ(CountOps(lowered, "MatMulIntegerToFloat"), 1);
+    EXPECT_EQ(CountOps(lowered, "MatMulInteger"), 0);
+    EXPECT_EQ(CountOps(lowered, "Add"), 0);
+    const Tensor x = RandomFloats({kM, kK}, 1);
+    const auto reference = RunModel(m, {{"X", x}}, /*optimize=*/false);
+    const auto fused = RunModel(m, {{"X", x}}, /*optimize=*/true);
+    ASSERT_EQ(reference.size(), 1u);
+    ASSERT_EQ(fused.size(), 1u);
+    ExpectBitIdentical(reference[0], fused[0]);
+  }
+}
+
+TEST(FuseQuantized, BatchedActivationsKeepTheirShape) {
+  const Weights w(kK, kN, 1);
+  const Model m = IntegerOpsModel(w, true, {2, 3, kK});
+  const Tensor x = RandomFloats({2, 3, kK}, 4);
+  const auto reference = RunModel(m, {{"X", x}}, false);
+  const auto fused = RunModel(m, {{"X", x}}, true);
+  ASSERT_EQ(fused.size(), 1u);
+  EXPECT_EQ(fused[0].shape(), (Shape{2, 3, kN}));
+  ExpectBitIdentical(reference[0], fused[0]);
+}
+
+TEST(FuseQuantized, SharedScaleProductOrGraphOutputBlocksOnlyWhatItMust) {
+  const Weights w(kK, kN, kN);
+  Model m = IntegerOpsModel(w, true);
+  ValueInfo acc;
+  acc.name = "acc";
+  m.graph.outputs.push_back(acc);  // the int32 accumulators are wanted: no fusion
+  Model lowered = m;
+  ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+  EXPECT_EQ(CountOps(lowered, "MatMulIntegerToFloat"), 0);
+  EXPECT_EQ(CountOps(lowered, "MatMulInteger"), 1);
+}
+
+// Per-row (per-token) int8 activations expressed with standard ops.
+TEST(FuseQuantized, PerRowInt8ActivationsAreFusedAndBitIdentical) {
+  const Weights w(kK, kN, kN);
+  Graph g = WithIo({kM, kK});
+  w.AddTo(g);
+  g.AddInitializer("c127", Tensor::FromVector<float>({127.f}, {}));
+  g.AddInitializer("tiny", Tensor::FromVector<float>({1.17549435e-38f}, {}));
+  g.AddInitializer("lo", Tensor::FromVector<float>({-127.f}, {}));
+  g.AddInitializer("hi", Tensor::FromVector<float>({127.f}, {}));
+  g.nodes.push_back(MakeNode("Abs", {"X"}, {"ax"}));
+  Node rmax = MakeNode("ReduceMax", {"ax"}, {"amax"});
+  rmax.attributes = {IntsAttr("axes", {-1}), IntAttr("keepdims", 1)};
+  g.nodes.push_back(rmax);
+  g.nodes.push_back(MakeNode("Div", {"amax", "c127"}, {"s0"}));
+  g.nodes.push_back(MakeNode("Max", {"s0", "tiny"}, {"Srow"}));
+  g.nodes.push_back(MakeNode("Div", {"X", "Srow"}, {"xs"}));
+  g.nodes.push_back(MakeNode("Round", {"xs"}, {"xr"}));
+  g.nodes.push_back(MakeNode("Clip", {"xr", "lo", "hi"}, {"xc"}));
+  Node to_int8 = MakeNode("Cast", {"xc"}, {"Xq"});
+  to_int8.attributes.push_back(IntAttr("to", static_cast<int64_t>(DType::kInt8)));
+  g.nodes.push_back(to_int8);
+  g.nodes.push_back(MakeNode("MatMulInteger", {"Xq", "Wq", "", "Wz"}, {"acc"}));
+  Node cast = MakeNode("Cast", {"acc"}, {"accf"});
+  cast.attributes.push_back(IntAttr("to", 1));
+  g.nodes.push_back(cast);
+  g.nodes.push_back(MakeNode("Mul", {"Srow", "Ws"}, {"S"}));
+  g.nodes.push_back(MakeNode("Mul", {"accf", "S"}, {"Y"}));
+  const Model m = MakeModel(std::move(g), 13);
+  Model lowered = m;
+  ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+  EXPECT_EQ(CountOps(lowered, "MatMulIntegerToFloat"), 1);
+  const Tensor x = RandomFloats({kM, kK}, 2, 3.f);
+  ExpectBitIdentical(RunModel(m, {{"X", x}}, false)[0], RunModel(m, {{"X", x}}, true)[0]);
+}
+
+// int8 weights behind DequantizeLinear: executed as dynamic quantization, i.e. exactly the
+// integer-ops graph with the same weights.
+TEST(FuseQuantized, QdqWeightsRunAsDynamicInt8) {
+  const Weights w(kK, kN, kN);
+  Graph g = WithIo({kM, kK});
+  w.AddTo(g);
+  Node dq = MakeNode("DequantizeLinear", {"Wq", "Ws", "Wz"}, {"Wd"});
+  dq.attributes.push_back(IntAttr("axis", 1));
+  g.nodes.push_back(dq);
+  g.nodes.push_back(MakeNode("MatMul", {"X", "Wd"}, {"y0"}));
+  g.nodes.push_back(MakeNode("Add", {"y0", "bias"}, {"Y"}));
+  const Model m = MakeModel(std::move(g), 13);
+  Model lowered = m;
+  ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+  EXPECT_EQ(CountOps(lowered, "MatMulIntegerToFloat"), 1);
+  EXPECT_EQ(CountOps(lowered, "DequantizeLinear"), 0);
+  const Tensor x = RandomFloats({kM, kK}, 3);
+  const auto fused = RunModel(m, {{"X", x}}, true);
+  // The matmul is fused; the separate float Add stays an Add: compare against integer ops + Add.
+  const auto reference = RunModel(IntegerOpsModel(w, true), {{"X", x}}, false);
+  ExpectBitIdentical(reference[0], fused[0]);
+  // And it is a close approximation of the float model.
+  const auto float_run = RunModel(m, {{"X", x}}, false);
+  ExpectCloseToFloat(float_run[0], fused[0]);
+}
+
+TEST(FuseQuantized, QdqWeightsGemmTransposedWithBeta) {
+  const Weights w(kN, kK, kN);  // B stored [N, K] (transB = 1): per-row = per output column
+  Graph g = WithIo({kM, kK});
+  w.AddTo(g);
+  Node dq = MakeNode("DequantizeLinear", {"Wq", "Ws", "Wz"}, {"Wd"});
+  dq.attributes.push_back(IntAttr("axis", 0));
+  g.nodes.push_back(dq);
+  g.AddInitializer("C", RandomFloats({kN}, 12));
+  Node gemm = MakeNode("Gemm", {"X", "Wd", "C"}, {"Y"});
+  gemm.attributes = {IntAttr("transB", 1), FloatAttr("beta", 0.5f)};
+  g.nodes.push_back(gemm);
+  const Model m = MakeModel(std::move(g), 13);
+  Model lowered = m;
+  ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+  EXPECT_EQ(CountOps(lowered, "MatMulIntegerToFloat"), 1);
+  const Tensor x = RandomFloats({kM, kK}, 6);
+  const auto fused = RunModel(m, {{"X", x}}, true);
+  const auto float_run = RunModel(m, {{"X", x}}, false);
+  ASSERT_EQ(fused.size(), 1u);
+  EXPECT_EQ(fused[0].shape(), (Shape{kM, kN}));
+  ExpectCloseToFloat(float_run[0], fused[0]);
+  // Exact reference: transpose the weights into the integer-ops form with bias = beta * C.
+  Weights wt(kK, kN, kN);
+  std::vector<int8_t> t(static_cast<size_t>(kK * kN));
+  for (int64_t n = 0; n < kN; ++n)
+    for (int64_t k = 0; k < kK; ++k) t[k * kN + n] = w.q.data<int8_t>()[n * kK + k];
+  wt.q = Tensor::FromVector<int8_t>(t, {kK, kN});
+  wt.scale = w.scale;
+  std::vector<float> bias(kN);
+  const Tensor c = RandomFloats({kN}, 12);
+  for (int64_t n = 0; n < kN; ++n) bias[n] = 0.5f * c.data<float>()[n];
+  wt.bias = Tensor::FromVector<float>(bias, {kN});
+  ExpectBitIdentical(RunModel(IntegerOpsModel(wt, true), {{"X", x}}, false)[0], fused[0]);
+}
+
+}  // namespace
+}  // namespace quantkit

@@ -1,0 +1,164 @@
+// Integer GEMM kernels (runtime/kernels/qgemm.h): every ISA path must give exactly the reference
+// accumulators (quant::IntegerGemm over zero-point-corrected operands) and exactly the float
+// epilogue of the separate ONNX ops (Cast, Mul(a_scale, b_scale), Mul, Add), over odd sizes and
+// edge zero points.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "core/thread_pool.h"
+#include "runtime/kernels/qgemm.h"
+#include "runtime/kernels/ref/quantize.h"
+
+namespace quantkit {
+namespace {
+
+using kernels::QGemmIsa;
+
+struct Case {
+  int64_t M, N, K;
+  bool a_signed, b_signed;
+  int32_t a_zp;
+  bool per_col_zp;
+};
+
+std::vector<QGemmIsa> SupportedIsas() {
+  std::vector<QGemmIsa> v;
+  for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni})
+    if (kernels::QGemmIsaSupported(isa)) v.push_back(isa);
+  return v;
+}
+
+// Random 8-bit matrix biased towards the extremes (0, 255, -128, 127), where saturation bugs live.
+std::vector<uint8_t> RandomBytes(size_t n, std::mt19937& rng) {
+  std::vector<uint8_t> v(n);
+  std::uniform_int_distribution<int> d(0, 255), pick(0, 3);
+  for (auto& x : v) {
+    const int p = pick(rng);
+    x = static_cast<uint8_t>(p == 0 ? 255 : p == 1 ? 128 : p == 2 ? 127 : d(rng));
+  }
+  return v;
+}
+
+std::vector<int32_t> ReferenceAcc(const Case& c, const std::vector<uint8_t>& a, const std::vector<uint8_t>& b,
+                                  const std::vector<int32_t>& b_zp) {
+  std::vector<rt::quant::QOperand> qa(a.size()), qb(b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    qa[i] = static_cast<int16_t>((c.a_signed ? static_cast<int8_t>(a[i]) : a[i]) - c.a_zp);
+  for (size_t i = 0; i < b.size(); ++i) {
+    const int32_t zp = b_zp.size() == 1 ? b_zp[0] : b_zp[i % c.N];
+    qb[i] = static_cast<int16_t>((c.b_signed ? static_cast<int8_t>(b[i]) : b[i]) - zp);
+  }
+  std::vector<int32_t> acc(static_cast<size_t>(c.M * c.N));
+  rt::quant::IntegerGemm(c.M, c.N, c.K, qa.data(), c.K, qb.data(), c.N, acc.data(), c.N);
+  return acc;
+}
+
+TEST(QGemm, EveryIsaMatchesReferenceExactly) {
+  std::mt19937 rng(7);
+  const std::vector<Case> cases = {
+      {1, 1, 1, false, true, 0, false},      {3, 17, 5, false, true, 255, true},  {9, 33, 7, true, true, -128, true},
+      {8, 32, 64, false, false, 128, true},  {13, 50, 129, true, false, 127, false}, {2, 16, 1000, false, true, 255, false},
+      {70, 45, 33, false, true, 3, true},    {1, 200, 300, true, true, 0, true},   {17, 1, 19, false, false, 0, false},
+  };
+  ThreadPool pool(2);
+  for (const Case& c : cases) {
+    const auto a = RandomBytes(static_cast<size_t>(c.M * c.K), rng);
+    const auto b = RandomBytes(static_cast<size_t>(c.K * c.N), rng);
+    std::vector<int32_t> b_zp(c.per_col_zp ? c.N : 1);
+    for (size_t n = 0; n < b_zp.size(); ++n)
+      b_zp[n] = c.b_signed ? static_cast<int32_t>(n * 37 % 256) - 128 : static_cast<int32_t>(n * 91 % 256);
+    const std::vector<int32_t> want = ReferenceAcc(c, a, b, b_zp);
+    for (QGemmIsa isa : SupportedIsas()) {
+      for (bool trans : {false, true}) {
+        std::vector<uint8_t> bt = b;
+        if (trans)
+          for (int64_t k = 0; k < c.K; ++k)
+            for (int64_t n = 0; n < c.N; ++n) bt[n * c.K + k] = b[k * c.N + n];
+        auto packed = kernels::PackQWeights(bt.data(), c.b_signed, trans, c.K, c.N, trans ? c.K : c.N, b_zp, isa);
+        kernels::PackedQActivations pa;
+        kernels::PackQActivations(a.data(), c.a_signed, c.M, c.K, c.K, c.a_zp, packed->k_padded, &pa);
+        for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+          std::vector<int32_t> got(want.size(), -1);
+          kernels::QGemmOutput out;
+          out.acc = got.data();
+          out.ldc = c.N;
+          kernels::QGemm(pa, *packed, out, p);
+          ASSERT_EQ(got, want) << kernels::QGemmIsaName(isa) << " M=" << c.M << " N=" << c.N << " K=" << c.K
+                               << " trans=" << trans << " threads=" << (p ? 2 : 1);
+        }
+      }
+    }
+  }
+}
+
+TEST(QGemm, FloatEpilogueIsTheSeparateOpsExactly) {
+  std::mt19937 rng(11);
+  const int64_t M = 5, N = 21, K = 37;
+  const auto a = RandomBytes(M * K, rng);
+  const auto b = RandomBytes(K * N, rng);
+  std::vector<float> a_scale_rows(M), b_scale(N), bias(N);
+  std::uniform_real_distribution<float> u(1e-4f, 0.1f);
+  for (auto& s : a_scale_rows) s = u(rng);
+  for (auto& s : b_scale) s = u(rng);
+  for (auto& x : bias) x = u(rng) * 100 - 5;
+  const Case c{M, N, K, false, true, 131, false};
+  const std::vector<int32_t> acc = ReferenceAcc(c, a, b, {0});
+  for (QGemmIsa isa : SupportedIsas()) {
+    auto packed = kernels::PackQWeights(b.data(), true, false, K, N, N, {0}, isa);
+    kernels::PackedQActivations pa;
+    kernels::PackQActivations(a.data(), false, M, K, K, c.a_zp, packed->k_padded, &pa);
+    for (bool per_row : {false, true}) {
+      std::vector<float> y(M * N);
+      kernels::QGemmOutput out;
+      out.y = y.data();
+      out.ldc = N;
+      out.a_scale = a_scale_rows.data();
+      out.a_scale_per_row = per_row;
+      out.b_scale = b_scale.data();
+      out.b_scale_per_col = true;
+      out.bias = bias.data();
+      kernels::QGemm(pa, *packed, out, nullptr);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          const volatile float s = a_scale_rows[per_row ? m : 0] * b_scale[n];  // Mul(a_scale, b_scale)
+          const volatile float prod = static_cast<float>(acc[m * N + n]) * s;   // Mul(Cast(acc), S)
+          const float want = prod + bias[n];                                    // Add(., bias)
+          ASSERT_EQ(y[m * N + n], want) << kernels::QGemmIsaName(isa) << " m=" << m << " n=" << n;
+        }
+    }
+  }
+}
+
+TEST(QGemm, FloatActivationsQuantizeLikeDynamicQuantizeLinear) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.f, 2.f);
+  const int64_t M = 4, K = 23;
+  std::vector<float> x(M * K);
+  for (auto& v : x) v = nd(rng);
+  x[5] = 2.5f;  // ties and extremes
+  const auto p = rt::quant::ComputeDynamicParams(x.data(), M * K);
+  kernels::PackedQActivations pa;
+  kernels::PackQActivationsFromFloat(x.data(), M, K, K, p.scale, p.zero_point, 24, &pa);
+  for (int64_t m = 0; m < M; ++m) {
+    int32_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const uint8_t want = rt::quant::QuantizeValue<uint8_t>(x[m * K + k], p.scale, p.zero_point);
+      ASSERT_EQ(pa.bytes[m * 24 + k], want);
+      sum += want;
+    }
+    EXPECT_EQ(pa.bytes[m * 24 + 23], 0) << "padding must be zero";
+    EXPECT_EQ(pa.row_sums[m], sum);
+  }
+}
+
+TEST(QGemm, IsaChoiceIsLogged) {
+  const std::string log = kernels::DescribeQGemmIsaChoice();
+  EXPECT_NE(log.find("ref"), std::string::npos);
+  EXPECT_NE(log.find("chosen"), std::string::npos);
+  EXPECT_TRUE(kernels::QGemmIsaSupported(kernels::DefaultQGemmIsa()));
+}
+
+}  // namespace
+}  // namespace quantkit
