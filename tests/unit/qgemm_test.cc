@@ -78,7 +78,7 @@ TEST(QGemm, EveryIsaMatchesReferenceExactly) {
             for (int64_t n = 0; n < c.N; ++n) bt[n * c.K + k] = b[k * c.N + n];
         auto packed = kernels::PackQWeights(bt.data(), c.b_signed, trans, c.K, c.N, trans ? c.K : c.N, b_zp, isa);
         kernels::PackedQActivations pa;
-        kernels::PackQActivations(a.data(), c.a_signed, c.M, c.K, c.K, c.a_zp, packed->k_padded, &pa);
+        kernels::PackQActivations(a.data(), c.a_signed, c.M, c.K, c.K, c.a_zp, *packed, &pa);
         for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
           std::vector<int32_t> got(want.size(), -1);
           kernels::QGemmOutput out;
@@ -108,7 +108,7 @@ TEST(QGemm, FloatEpilogueIsTheSeparateOpsExactly) {
   for (QGemmIsa isa : SupportedIsas()) {
     auto packed = kernels::PackQWeights(b.data(), true, false, K, N, N, {0}, isa);
     kernels::PackedQActivations pa;
-    kernels::PackQActivations(a.data(), false, M, K, K, c.a_zp, packed->k_padded, &pa);
+    kernels::PackQActivations(a.data(), false, M, K, K, c.a_zp, *packed, &pa);
     for (bool per_row : {false, true}) {
       std::vector<float> y(M * N);
       kernels::QGemmOutput out;
@@ -139,8 +139,11 @@ TEST(QGemm, FloatActivationsQuantizeLikeDynamicQuantizeLinear) {
   for (auto& v : x) v = nd(rng);
   x[5] = 2.5f;  // ties and extremes
   const auto p = rt::quant::ComputeDynamicParams(x.data(), M * K);
+  const std::vector<int8_t> one_column(K, 1);
+  auto b = kernels::PackQWeights(one_column.data(), true, false, K, 1, 1, {0}, QGemmIsa::kRef);
+  ASSERT_EQ(b->k_padded, 24);
   kernels::PackedQActivations pa;
-  kernels::PackQActivationsFromFloat(x.data(), M, K, K, p.scale, p.zero_point, 24, &pa);
+  kernels::PackQActivationsFromFloat(x.data(), M, K, K, p.scale, p.zero_point, *b, &pa);
   for (int64_t m = 0; m < M; ++m) {
     int32_t sum = 0;
     for (int64_t k = 0; k < K; ++k) {

@@ -137,49 +137,59 @@ std::shared_ptr<const PackedQWeights> PackQWeights(const void* b, bool b_is_sign
   return p;
 }
 
-void PackQActivations(const void* a, bool a_is_signed, int64_t M, int64_t K, int64_t lda, int32_t zero_point,
-                      int64_t k_padded, PackedQActivations* out) {
+namespace {
+
+// Shared tail of both packers: sizes, zero padding, row sums and the avx2 int16 copy. `fill_row`
+// writes the K uint8 values of row m.
+template <typename FillRow>
+void PackRows(int64_t M, int64_t K, int32_t zero_point, const PackedQWeights& b, PackedQActivations* out,
+              FillRow&& fill_row) {
+  const int64_t kp = b.k_padded;
   out->M = M;
   out->K = K;
-  out->lda = k_padded;
-  out->zero_point = a_is_signed ? zero_point + 128 : zero_point;
-  out->bytes.resize(static_cast<size_t>(M * k_padded));
+  out->lda = kp;
+  out->zero_point = zero_point;
+  out->bytes.resize(static_cast<size_t>(M * kp));
   out->row_sums.resize(static_cast<size_t>(M));
+  const bool widen = b.isa == QGemmIsa::kAvx2;
+  out->words.resize(widen ? static_cast<size_t>(M * kp) : 0);
   for (int64_t m = 0; m < M; ++m) {
-    uint8_t* dst = out->bytes.data() + m * k_padded;
+    uint8_t* dst = out->bytes.data() + m * kp;
+    fill_row(m, dst);
+    std::memset(dst + K, 0, static_cast<size_t>(kp - K));
+    int32_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += dst[k];
+    out->row_sums[m] = sum;
+    if (widen) {
+      int16_t* w = out->words.data() + m * kp;
+      for (int64_t k = 0; k < kp; ++k) w[k] = dst[k];
+    }
+  }
+}
+
+}  // namespace
+
+void PackQActivations(const void* a, bool a_is_signed, int64_t M, int64_t K, int64_t lda, int32_t zero_point,
+                      const PackedQWeights& b, PackedQActivations* out) {
+  PackRows(M, K, a_is_signed ? zero_point + 128 : zero_point, b, out, [&](int64_t m, uint8_t* dst) {
     const uint8_t* src = static_cast<const uint8_t*>(a) + m * lda;
     if (a_is_signed) {
       for (int64_t k = 0; k < K; ++k) dst[k] = static_cast<uint8_t>(src[k] ^ 0x80);  // int8 + 128
     } else {
       std::memcpy(dst, src, static_cast<size_t>(K));
     }
-    std::memset(dst + K, 0, static_cast<size_t>(k_padded - K));
-    int32_t sum = 0;
-    for (int64_t k = 0; k < K; ++k) sum += dst[k];
-    out->row_sums[m] = sum;
-  }
+  });
 }
 
 void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,
-                               int64_t k_padded, PackedQActivations* out) {
-  out->M = M;
-  out->K = K;
-  out->lda = k_padded;
-  out->zero_point = zero_point;
-  out->bytes.resize(static_cast<size_t>(M * k_padded));
-  out->row_sums.resize(static_cast<size_t>(M));
-  for (int64_t m = 0; m < M; ++m) {
-    uint8_t* dst = out->bytes.data() + m * k_padded;
+                               const PackedQWeights& b, PackedQActivations* out) {
+  PackRows(M, K, zero_point, b, out, [&](int64_t m, uint8_t* dst) {
     if (scale == 0) {
       std::memset(dst, static_cast<int>(zero_point), static_cast<size_t>(K));  // all-zero input (scale 0)
     } else {
       rt::quant::QuantizeSpan<uint8_t>(x + m * ldx, K, scale, zero_point, dst);
     }
-    std::memset(dst + K, 0, static_cast<size_t>(k_padded - K));
-    int32_t sum = 0;
-    for (int64_t k = 0; k < K; ++k) sum += dst[k];
-    out->row_sums[m] = sum;
-  }
+  });
 }
 
 namespace {
@@ -242,7 +252,7 @@ void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutp
       const int64_t m_end = std::min(M, (rb + 1) * rows_per_block);
       for (int64_t m0 = rb * rows_per_block; m0 < m_end; m0 += kernel.max_rows) {
         const int rows = static_cast<int>(std::min<int64_t>(kernel.max_rows, m_end - m0));
-        kernel.fn(a.bytes.data() + m0 * a.lda, a.lda, rows, b, panel, panels, raw.data(), ldr);
+        kernel.fn(a, m0, rows, b, panel, panels, raw.data(), ldr);
         Epilogue(a, b, out, m0, rows, n0, cols, raw.data(), ldr);
       }
     }

@@ -60,18 +60,21 @@ std::shared_ptr<const PackedQWeights> PackQWeights(const void* b, bool b_is_sign
 
 // Activations A [M, K] of uint8/int8 with a per-tensor zero point, copied into the padded layout
 // the kernels read, with row sums.
+// For the avx2 kernel the uint8 values are also widened to int16 (`words`), so that each k pair
+// is one 32-bit broadcast load in the inner loop.
 struct PackedQActivations {
   int64_t M = 0, K = 0, lda = 0;
   int32_t zero_point = 0;  // of the stored uint8 values (int8 inputs: zp + 128)
   std::vector<uint8_t> bytes;
+  std::vector<int16_t> words;  // avx2 only: bytes widened to int16
   std::vector<int32_t> row_sums;
 };
 void PackQActivations(const void* a, bool a_is_signed, int64_t M, int64_t K, int64_t lda, int32_t zero_point,
-                      int64_t k_padded, PackedQActivations* out);
+                      const PackedQWeights& b, PackedQActivations* out);
 // Float activations quantized straight into the packed layout (uint8, per tensor):
 // q = saturate(round_half_even(x / scale) + zero_point), as QuantizeLinear / DynamicQuantizeLinear.
 void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,
-                               int64_t k_padded, PackedQActivations* out);
+                               const PackedQWeights& b, PackedQActivations* out);
 
 // How the int32 accumulators leave the kernel.
 struct QGemmOutput {
@@ -89,7 +92,7 @@ struct QGemmOutput {
   bool accumulate = false;      // y[m, n] += (float(acc) * scale(m, n) + bias[n])  (RNN gates)
 };
 
-// C = A x B with the epilogue above. A and B must be packed for the same k_padded / ISA.
+// C = A x B with the epilogue above. A must have been packed for B (same k_padded and ISA).
 void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, ThreadPool* pool);
 
 }  // namespace quantkit::kernels

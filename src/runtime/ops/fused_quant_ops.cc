@@ -64,7 +64,7 @@ class MatMulIntegerToFloatKernel final : public OpKernel {
     std::vector<float> a_scales;
     if (a->dtype() == DType::kFloat32) {
       const quant::DynamicParams p = quant::ComputeDynamicParams(a->data<float>(), a->numel());
-      kernels::PackQActivationsFromFloat(a->data<float>(), M, K_, K_, p.scale, p.zero_point, packed_->k_padded, &packed_a);
+      kernels::PackQActivationsFromFloat(a->data<float>(), M, K_, K_, p.scale, p.zero_point, *packed_, &packed_a);
       a_scales = {p.scale};
     } else {
       QK_CHECK_ARG(a->dtype() == DType::kUInt8 || a->dtype() == DType::kInt8, "A must be float, uint8 or int8, got {}",
@@ -77,7 +77,7 @@ class MatMulIntegerToFloatKernel final : public OpKernel {
                    "a_zero_point must be a scalar of A's type");
       a_scales = a_scale->ToFloatVector();
       kernels::PackQActivations(a->raw_data(), a->dtype() == DType::kInt8, M, K_, K_,
-                                a_zp ? static_cast<int32_t>(a_zp->GetAsInt64(0)) : 0, packed_->k_padded, &packed_a);
+                                a_zp ? static_cast<int32_t>(a_zp->GetAsInt64(0)) : 0, *packed_, &packed_a);
     }
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, out_shape));
     kernels::QGemmOutput out;

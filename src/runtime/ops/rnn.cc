@@ -279,7 +279,7 @@ void QuantizedMatMulAccumulate(ThreadPool* pool, int64_t M, const float* A, cons
   if (M <= 0 || B.packed->N <= 0) return;
   const quant::DynamicParams p = quant::ComputeDynamicParams(A, M * K);
   kernels::PackedQActivations pa;
-  kernels::PackQActivationsFromFloat(A, M, K, K, p.scale, p.zero_point, B.packed->k_padded, &pa);
+  kernels::PackQActivationsFromFloat(A, M, K, K, p.scale, p.zero_point, *B.packed, &pa);
   kernels::QGemmOutput out;
   out.y = C;
   out.ldc = ldc;

@@ -5,8 +5,10 @@
 namespace quantkit::kernels::qgemm {
 namespace {
 
-void RefKernel(const uint8_t* a, int64_t lda, int rows, const PackedQWeights& b, int64_t panel, int panels,
-               int32_t* c, int64_t ldc) {
+void RefKernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWeights& b, int64_t panel,
+               int panels, int32_t* c, int64_t ldc) {
+  const int64_t lda = pa.lda;
+  const uint8_t* a = pa.bytes.data() + m0 * lda;
   const int64_t panel_elems = b.k_padded * kPanelCols;
   for (int r = 0; r < rows; ++r) {
     for (int p = 0; p < panels; ++p) {

@@ -4,6 +4,8 @@
 // Tile: up to 6 rows x 1 panel (16 columns = 2 ymm) = 12 ymm accumulators.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "runtime/kernels/qgemm_internal.h"
 
 namespace quantkit::kernels::qgemm {
@@ -12,15 +14,16 @@ namespace {
 #define QK_AVX2_TARGET __attribute__((target("avx2")))
 
 template <int R>
-QK_AVX2_TARGET void Tile(const uint8_t* a, int64_t lda, const int16_t* w, int64_t k_pairs, int32_t* c, int64_t ldc) {
+QK_AVX2_TARGET void Tile(const int16_t* a, int64_t lda, const int16_t* w, int64_t k_pairs, int32_t* c, int64_t ldc) {
   __m256i acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
   for (int64_t q = 0; q < k_pairs; ++q) {
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + q * 2 * kPanelCols));
     const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + q * 2 * kPanelCols + kPanelCols));
     for (int r = 0; r < R; ++r) {
-      const uint8_t* ar = a + r * lda + 2 * q;
-      const __m256i av = _mm256_set1_epi32(static_cast<int32_t>(ar[0]) | (static_cast<int32_t>(ar[1]) << 16));
+      int32_t pair;  // a[r, 2q], a[r, 2q + 1] as two int16: one broadcast load
+      std::memcpy(&pair, a + r * lda + 2 * q, sizeof(pair));
+      const __m256i av = _mm256_set1_epi32(pair);
       acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, w0));
       acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, w1));
     }
@@ -31,8 +34,10 @@ QK_AVX2_TARGET void Tile(const uint8_t* a, int64_t lda, const int16_t* w, int64_
   }
 }
 
-void Kernel(const uint8_t* a, int64_t lda, int rows, const PackedQWeights& b, int64_t panel, int /*panels*/,
-            int32_t* c, int64_t ldc) {
+void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWeights& b, int64_t panel,
+            int /*panels*/, int32_t* c, int64_t ldc) {
+  const int64_t lda = pa.lda;
+  const int16_t* a = pa.words.data() + m0 * lda;
   const int16_t* w = b.words.data() + panel * b.k_padded * kPanelCols;
   const int64_t k_pairs = b.k_padded / 2;
   switch (rows) {

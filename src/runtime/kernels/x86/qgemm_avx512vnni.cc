@@ -47,8 +47,10 @@ void Rows(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t pane
   }
 }
 
-void Kernel(const uint8_t* a, int64_t lda, int rows, const PackedQWeights& b, int64_t panel, int panels, int32_t* c,
-            int64_t ldc) {
+void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWeights& b, int64_t panel, int panels,
+            int32_t* c, int64_t ldc) {
+  const int64_t lda = pa.lda;
+  const uint8_t* a = pa.bytes.data() + m0 * lda;
   const int64_t panel_elems = b.k_padded * kPanelCols;
   const int8_t* w = b.bytes.data() + panel * panel_elems;
   const int64_t k_groups = b.k_padded / kKStep;
