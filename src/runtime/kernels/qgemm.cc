@@ -181,6 +181,15 @@ void PackQActivations(const void* a, bool a_is_signed, int64_t M, int64_t K, int
   });
 }
 
+void PackQActivationsTransposed(const void* a, bool a_is_signed, int64_t M, int64_t K, int64_t lda, int32_t zero_point,
+                                const PackedQWeights& b, PackedQActivations* out) {
+  const uint8_t flip = a_is_signed ? 0x80 : 0;  // int8 + 128
+  PackRows(M, K, a_is_signed ? zero_point + 128 : zero_point, b, out, [&](int64_t m, uint8_t* dst) {
+    const uint8_t* src = static_cast<const uint8_t*>(a) + m;
+    for (int64_t k = 0; k < K; ++k) dst[k] = static_cast<uint8_t>(src[k * lda] ^ flip);
+  });
+}
+
 void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,
                                const PackedQWeights& b, PackedQActivations* out) {
   PackRows(M, K, zero_point, b, out, [&](int64_t m, uint8_t* dst) {
@@ -200,29 +209,45 @@ void Epilogue(const PackedQActivations& a, const PackedQWeights& b, const QGemmO
   // All integer terms in uint32: the result is defined modulo 2^32 (never signed overflow).
   const uint32_t a_zp = static_cast<uint32_t>(a.zero_point);
   const uint32_t k_azp = static_cast<uint32_t>(b.K) * a_zp;
+  int32_t acc[kPanelCols * 4];
   for (int r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
     const uint32_t row_term = static_cast<uint32_t>(a.row_sums[m]) - k_azp;
     const int32_t* src = raw + r * ldr;
-    if (out.acc) {
-      int32_t* dst = out.acc + m * out.ldc + n0;
-      for (int64_t j = 0; j < cols; ++j) {
-        const int64_t n = n0 + j;
-        dst[j] = static_cast<int32_t>(static_cast<uint32_t>(src[j]) - a_zp * static_cast<uint32_t>(b.col_sums[n]) +
-                                      static_cast<uint32_t>(b.col_offset[n]) * row_term);
-      }
-      continue;
-    }
-    float* dst = out.y + m * out.ldc + n0;
-    const float sa = out.a_scale[out.a_scale_per_row ? m : 0];
     for (int64_t j = 0; j < cols; ++j) {
       const int64_t n = n0 + j;
-      const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(src[j]) - a_zp * static_cast<uint32_t>(b.col_sums[n]) +
-                                               static_cast<uint32_t>(b.col_offset[n]) * row_term);
-      const float scale = sa * out.b_scale[out.b_scale_per_col ? n : 0];
-      float y = static_cast<float>(acc) * scale;
-      if (out.bias) y = y + out.bias[n];
-      dst[j] = out.accumulate ? dst[j] + y : y;
+      acc[j] = static_cast<int32_t>(static_cast<uint32_t>(src[j]) - a_zp * static_cast<uint32_t>(b.col_sums[n]) +
+                                    static_cast<uint32_t>(b.col_offset[n]) * row_term);
+    }
+    auto at = [&](int64_t j) { return out.transpose ? (n0 + j) * out.ldc + m : m * out.ldc + n0 + j; };
+    if (out.acc) {
+      for (int64_t j = 0; j < cols; ++j) out.acc[at(j)] = acc[j];
+    } else if (out.y) {
+      const float sa = out.a_scale[out.a_scale_per_row ? m : 0];
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t n = n0 + j;
+        const float scale = sa * out.b_scale[out.b_scale_per_col ? n : 0];
+        float y = static_cast<float>(acc[j]) * scale;
+        if (out.bias) y = y + out.bias[n];
+        float& dst = out.y[at(j)];
+        dst = out.accumulate ? dst + y : y;
+      }
+    } else {
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t n = n0 + j;
+        const int32_t biased = out.bias_int32 ? static_cast<int32_t>(static_cast<uint32_t>(acc[j]) +
+                                                                     static_cast<uint32_t>(out.bias_int32[n]))
+                                              : acc[j];
+        const float mult = out.multiplier[out.multiplier_per_col ? n : 0];
+        int32_t q = out.q_signed ? rt::quant::Requantize<int8_t>(biased, mult, out.q_zero_point)
+                                 : rt::quant::Requantize<uint8_t>(biased, mult, out.q_zero_point);
+        q = std::clamp(q, out.q_min, out.q_max);
+        if (out.q_signed) {
+          static_cast<int8_t*>(out.q)[at(j)] = static_cast<int8_t>(q);
+        } else {
+          static_cast<uint8_t*>(out.q)[at(j)] = static_cast<uint8_t>(q);
+        }
+      }
     }
   }
 }

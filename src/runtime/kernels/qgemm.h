@@ -71,6 +71,9 @@ struct PackedQActivations {
 };
 void PackQActivations(const void* a, bool a_is_signed, int64_t M, int64_t K, int64_t lda, int32_t zero_point,
                       const PackedQWeights& b, PackedQActivations* out);
+// Same, for A stored transposed: a[k * lda + m] (convolution: im2col columns are output pixels).
+void PackQActivationsTransposed(const void* a, bool a_is_signed, int64_t M, int64_t K, int64_t lda, int32_t zero_point,
+                                const PackedQWeights& b, PackedQActivations* out);
 // Float activations quantized straight into the packed layout (uint8, per tensor):
 // q = saturate(round_half_even(x / scale) + zero_point), as QuantizeLinear / DynamicQuantizeLinear.
 void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,
@@ -81,7 +84,11 @@ struct QGemmOutput {
   // Exactly one of these is set.
   int32_t* acc = nullptr;  // MatMulInteger: the exact accumulators
   float* y = nullptr;      // y[m, n] = float(acc) * scale(m, n) + bias[n]
+  void* q = nullptr;       // requantized 8-bit output (QLinearConv / QLinearMatMul), see below
   int64_t ldc = 0;
+  // Write element (m, n) at n * ldc + m instead of m * ldc + n (convolution: rows are output
+  // pixels, columns output channels, and the result is NCHW).
+  bool transpose = false;
   // Float epilogue: scale(m, n) = a_scale[a_scale_per_row ? m : 0] * b_scale[b_scale_per_col ? n : 0],
   // one float32 product (as ONNX's Mul(a_scale, b_scale)), then float(acc) * scale, then + bias.
   const float* a_scale = nullptr;
@@ -90,6 +97,14 @@ struct QGemmOutput {
   bool b_scale_per_col = false;
   const float* bias = nullptr;  // [N] or null
   bool accumulate = false;      // y[m, n] += (float(acc) * scale(m, n) + bias[n])  (RNN gates)
+  // Requantized output: q = clamp(Requantize(acc + bias_int32[n], multiplier[n], q_zero_point),
+  // q_min, q_max) with quantize.h's Requantize (float32 product, round half to even, saturate).
+  // [q_min, q_max] is the type's range, or narrower for a fused Relu (min = zero point) / Clip.
+  bool q_signed = false;
+  const int32_t* bias_int32 = nullptr;  // [N] or null
+  const float* multiplier = nullptr;
+  bool multiplier_per_col = false;
+  int32_t q_zero_point = 0, q_min = 0, q_max = 255;
 };
 
 // C = A x B with the epilogue above. A must have been packed for B (same k_padded and ISA).

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
+#include "runtime/kernels/qgemm.h"
 #include "runtime/kernels/ref/quantize.h"
 #include "runtime/ops/op_util.h"
 #include "runtime/ops/ops.h"
@@ -545,8 +547,9 @@ StatusOr<ConvGeometry> ResolveConv(const ConvAttrs& a, const Shape& x, const Sha
   return g;
 }
 
-// im2col of one (batch, group) slice: col[(c * k_size + kidx), o] = x[c, in(o, kidx)] or 0 (pad).
-void Im2Col(const ConvGeometry& g, const QOperand* x, QOperand* col) {
+// im2col of one (batch, group) slice: col[(c * k_size + kidx), o] = x[c, in(o, kidx)] or `pad`.
+template <typename T>
+void Im2Col(const ConvGeometry& g, const T* x, T* col, T pad) {
   const size_t nd = g.nd;
   std::vector<int64_t> kidx(nd), oidx(nd), in_stride(nd);
   int64_t s = 1;
@@ -557,10 +560,10 @@ void Im2Col(const ConvGeometry& g, const QOperand* x, QOperand* col) {
   const int64_t last = nd - 1;
   const int64_t out_last = g.out_sp[last];
   for (int64_t c = 0; c < g.Cg; ++c) {
-    const QOperand* xc = x + c * g.in_size;
+    const T* xc = x + c * g.in_size;
     std::fill(kidx.begin(), kidx.end(), 0);
     for (int64_t k = 0; k < g.k_size; ++k) {
-      QOperand* row = col + (c * g.k_size + k) * g.out_size;
+      T* row = col + (c * g.k_size + k) * g.out_size;
       std::fill(oidx.begin(), oidx.end(), 0);
       // Iterate over all output positions but the last dim, then the last dim in a tight loop.
       for (int64_t o = 0; o < g.out_size; o += out_last) {
@@ -574,16 +577,16 @@ void Im2Col(const ConvGeometry& g, const QOperand* x, QOperand* col) {
           }
           base += p * in_stride[d];
         }
-        QOperand* r = row + o;
+        T* r = row + o;
         if (!valid) {
-          std::fill(r, r + out_last, QOperand{0});
+          std::fill(r, r + out_last, pad);
         } else {
           const int64_t st = g.stride[last], off = kidx[last] * g.dil[last] - g.pad_begin[last];
           const int64_t in_last = g.in_sp[last];
-          const QOperand* xr = xc + base;
+          const T* xr = xc + base;
           for (int64_t j = 0; j < out_last; ++j) {
             const int64_t p = j * st + off;
-            r[j] = (p >= 0 && p < in_last) ? xr[p] : QOperand{0};
+            r[j] = (p >= 0 && p < in_last) ? xr[p] : pad;
           }
         }
         for (size_t d = nd - 1; d-- > 0;) {  // advance output index over dims [0, nd-1)
@@ -639,7 +642,7 @@ Status IntegerConv(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, c
       const QOperand* xg = qx.data() + (n * g.C + grp * g.Cg) * g.in_size;
       const QOperand* b = xg;
       if (!pointwise) {
-        Im2Col(g, xg, col.data());
+        Im2Col<QOperand>(g, xg, col.data(), 0);
         b = col.data();
       }
       const QOperand* wg = packed_w->data() + grp * g.Mg * KK;
@@ -675,9 +678,37 @@ class ConvIntegerKernel final : public OpKernel {
   PackedOperand packed_;  // zero-point corrected constant weights (or null)
 };
 
+// Constant QLinearConv weights packed for the int8 GEMM kernels, one block per group:
+// B = W_g^T [Cg * k_size, Mg].
+struct FastConvWeights {
+  std::vector<std::shared_ptr<const kernels::PackedQWeights>> groups;
+};
+
+std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const ConvAttrs& a) {
+  const Tensor* w = init.ConstantInput(3);
+  const Tensor* w_zp = init.ConstantInput(5);
+  if (!w || !Is8Bit(w->dtype()) || w->rank() < 3 || !w_zp || w_zp->dtype() != w->dtype()) return std::nullopt;
+  const int64_t M = w->dim(0);
+  if (M % a.group != 0 || !(w_zp->numel() == 1 || (w_zp->rank() == 1 && w_zp->dim(0) == M))) return std::nullopt;
+  const int64_t Mg = M / a.group, KK = w->numel() / M;
+  const std::vector<int32_t> zps = ReadZeroPoints(*w_zp);
+  FastConvWeights f;
+  for (int64_t grp = 0; grp < a.group; ++grp) {
+    std::vector<int32_t> gz = zps.size() == 1 ? zps : std::vector<int32_t>(zps.begin() + grp * Mg, zps.begin() + (grp + 1) * Mg);
+    const auto* base = static_cast<const uint8_t*>(w->raw_data()) + grp * Mg * KK;
+    f.groups.push_back(kernels::PackQWeights(base, w->dtype() == DType::kInt8, /*trans_b=*/true, KK, Mg, KK, gz,
+                                             kernels::DefaultQGemmIsa()));
+  }
+  return f;
+}
+
+// QLinearConv, and com.quantkit::QLinearConv (the same plus attributes q_min / q_max: a Relu or
+// Clip fused as a clamp of the quantized output).
 class QLinearConvKernel final : public OpKernel {
  public:
-  QLinearConvKernel(ConvAttrs a, PackedOperand packed) : a_(std::move(a)), packed_(std::move(packed)) {}
+  QLinearConvKernel(ConvAttrs a, PackedOperand packed, std::optional<FastConvWeights> fast, int64_t q_min,
+                    int64_t q_max)
+      : a_(std::move(a)), packed_(std::move(packed)), fast_(std::move(fast)), q_min_(q_min), q_max_(q_max) {}
   Status Compute(KernelContext& ctx) override {
     const Tensor* in[8];
     for (size_t i = 0; i < 8; ++i) {
@@ -702,21 +733,32 @@ class QLinearConvKernel final : public OpKernel {
       QK_CHECK_ARG(bias->rank() == 1 && bias->dim(0) == g.M, "bias B must have shape [{}], got {}", g.M,
                    ShapeToString(bias->shape()));
     }
-    const int64_t total = NumElements(g.out_shape);
-    std::vector<int32_t> acc(static_cast<size_t>(total));
-    QK_RETURN_IF_ERROR(IntegerConv(ctx, g, x, w, in[2], in[5], packed_.get(), acc.data()));
+    if (in[2]) {
+      QK_CHECK_ARG(in[2]->numel() == 1 && in[2]->dtype() == x.dtype(), "x_zero_point must be a scalar of x's type");
+    }
     const float xs = static_cast<float>(x_scale.GetAsDouble(0)), ys = static_cast<float>(y_scale.GetAsDouble(0));
     const std::vector<float> ws = ReadScales(w_scale);
     std::vector<float> mult(static_cast<size_t>(g.M));
     for (int64_t m = 0; m < g.M; ++m) mult[m] = quant::RequantizeMultiplier(xs, ws[ws.size() == 1 ? 0 : m], ys);
     const int32_t yz = static_cast<int32_t>(y_zp.GetAsInt64(0));
     const int32_t* bd = bias ? bias->data<int32_t>() : nullptr;
+    const bool y_signed = y_zp.dtype() == DType::kInt8;
+    const int32_t lo = static_cast<int32_t>(std::max<int64_t>(q_min_, y_signed ? -128 : 0));
+    const int32_t hi = static_cast<int32_t>(std::min<int64_t>(q_max_, y_signed ? 127 : 255));
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), g.out_shape));
+    if (fast_ && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
+        fast_->groups[0]->K == g.Cg * g.k_size) {
+      RunFast(ctx, g, x, in[2] ? static_cast<int32_t>(in[2]->GetAsInt64(0)) : 0, mult, bd, yz, y_signed, lo, hi, y);
+      return Status::Ok();
+    }
+    const int64_t total = NumElements(g.out_shape);
+    std::vector<int32_t> acc(static_cast<size_t>(total));
+    QK_RETURN_IF_ERROR(IntegerConv(ctx, g, x, w, in[2], in[5], packed_.get(), acc.data()));
     return DispatchQuantType(y_zp.dtype(), "y_zero_point", [&](auto tag) -> Status {
       using T = decltype(tag);
       if constexpr (sizeof(T) > 2) {
         return Unimplemented("QLinearConv output must be 8-bit");
       } else {
-        QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), g.out_shape));
         T* dst = y->data<T>();
         for (int64_t nm = 0; nm < g.N * g.M; ++nm) {
           const int64_t m = nm % g.M;
@@ -725,7 +767,9 @@ class QLinearConvKernel final : public OpKernel {
             const uint32_t bv = static_cast<uint32_t>(bd[m]);
             for (int64_t i = 0; i < g.out_size; ++i) a[i] = static_cast<int32_t>(static_cast<uint32_t>(a[i]) + bv);
           }
-          quant::RequantizeSpan<T>(a, g.out_size, mult[m], yz, dst + nm * g.out_size);
+          T* d = dst + nm * g.out_size;
+          quant::RequantizeSpan<T>(a, g.out_size, mult[m], yz, d);
+          for (int64_t i = 0; i < g.out_size; ++i) d[i] = static_cast<T>(std::clamp<int32_t>(d[i], lo, hi));
         }
         return Status::Ok();
       }
@@ -733,9 +777,61 @@ class QLinearConvKernel final : public OpKernel {
   }
 
  private:
+  // im2col (pad = the input zero point) into A = [output pixels, Cg * k_size], int8 GEMM against
+  // the packed weights, requantized (bias, multiplier, zero point, clamp) straight into NCHW.
+  void RunFast(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, int32_t x_zp, const std::vector<float>& mult,
+               const int32_t* bias, int32_t y_zp, bool y_signed, int32_t lo, int32_t hi, Tensor* y) const {
+    const bool x_signed = x.dtype() == DType::kInt8;
+    const int64_t KK = g.Cg * g.k_size;
+    bool pointwise = true;
+    for (size_t d = 0; d < g.nd; ++d) {
+      pointwise = pointwise && g.k_sp[d] == 1 && g.stride[d] == 1 && g.pad_begin[d] == 0 && g.out_sp[d] == g.in_sp[d];
+    }
+    std::vector<uint8_t> col(pointwise ? 0 : static_cast<size_t>(KK * g.out_size));
+    kernels::PackedQActivations packed;
+    const auto* xb = static_cast<const uint8_t*>(x.raw_data());
+    auto* yb = static_cast<uint8_t*>(y->raw_data());
+    for (int64_t n = 0; n < g.N; ++n) {
+      for (int64_t grp = 0; grp < g.group; ++grp) {
+        const kernels::PackedQWeights& w = *fast_->groups[grp];
+        const uint8_t* xg = xb + (n * g.C + grp * g.Cg) * g.in_size;
+        const uint8_t* src = xg;
+        if (!pointwise) {
+          Im2Col<uint8_t>(g, xg, col.data(), static_cast<uint8_t>(x_zp));
+          src = col.data();
+        }
+        kernels::PackQActivationsTransposed(src, x_signed, g.out_size, KK, g.out_size, x_zp, w, &packed);
+        kernels::QGemmOutput out;
+        out.q = yb + (n * g.M + grp * g.Mg) * g.out_size;
+        out.ldc = g.out_size;
+        out.transpose = true;
+        out.q_signed = y_signed;
+        out.bias_int32 = bias ? bias + grp * g.Mg : nullptr;
+        out.multiplier = mult.data() + grp * g.Mg;
+        out.multiplier_per_col = true;
+        out.q_zero_point = y_zp;
+        out.q_min = lo;
+        out.q_max = hi;
+        kernels::QGemm(packed, w, out, ctx.thread_pool());
+      }
+    }
+  }
+
   ConvAttrs a_;
   PackedOperand packed_;  // zero-point corrected constant weights (or null)
+  std::optional<FastConvWeights> fast_;
+  int64_t q_min_, q_max_;
 };
+
+KernelFactory QLinearConvFactory() {
+  return [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+    QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
+    const int64_t q_min = init.node.AttrInt("q_min", -128), q_max = init.node.AttrInt("q_max", 255);
+    auto fast = PackFastConvWeights(init, a);
+    return std::unique_ptr<OpKernel>(
+        new QLinearConvKernel(a, fast ? nullptr : PackConstantOperand(init, 3, 5, false), std::move(fast), q_min, q_max));
+  };
+}
 
 template <typename K>
 KernelFactory ConvFactory(size_t w_idx, size_t w_zp_idx) {
@@ -778,7 +874,8 @@ void RegisterQuantOps(KernelRegistry& r) {
   r.Register("", "MatMulInteger", MatMulFactory(&MatMulIntegerFn, 1, 3));
   r.Register("", "QLinearMatMul", MatMulFactory(&QLinearMatMulFn, 3, 5));
   r.Register("", "ConvInteger", ConvFactory<ConvIntegerKernel>(1, 3));
-  r.Register("", "QLinearConv", ConvFactory<QLinearConvKernel>(3, 5));
+  r.Register("", "QLinearConv", QLinearConvFactory());
+  r.Register(kQuantkitDomain, "QLinearConv", QLinearConvFactory());
 }
 
 }  // namespace quantkit::rt

@@ -1,0 +1,57 @@
+// How constant weights are quantized offline (the quantizers use this; the runtime never needs to
+// choose weight parameters). Rounding and saturation are quantize.h's QuantizeValue, so a weight
+// quantized here and a value quantized by QuantizeLinear with the same parameters are identical.
+//
+//  * int8, symmetric (zero point 0): amax = max |w| over the channel;
+//        narrow range [-127, 127]: scale = amax / 127            (= 2 amax / 254)
+//        full range   [-128, 127]: scale = 2 amax / 255          (the -128 end is reachable)
+//    This is onnxruntime's quantizer formula scale = (rmax - rmin) / (qmax - qmin) with
+//    rmin = -amax, rmax = amax, all in float32.
+//  * uint8, asymmetric: rmin = min(0, min w), rmax = max(0, max w) (the range always contains 0,
+//    so 0 is exact), scale = (rmax - rmin) / 255, zero_point = saturate(round_half_even(-rmin /
+//    scale)) to [0, 255] -- the same formula as DynamicQuantizeLinear.
+//  * A channel whose range is empty (all zeros) or whose scale underflows to 0 gets scale 1 and
+//    zero point 0: every weight quantizes to 0 and dequantizes back to exactly 0.
+//  * Callers reject non-finite weights before quantizing (ranges ignore them here).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace quantkit::rt::quant {
+
+enum class WeightType { kInt8Symmetric, kUInt8Asymmetric };
+
+struct WeightParams {
+  float scale = 1;
+  int32_t zero_point = 0;
+};
+
+// Parameters for a channel whose finite values span [min_value, max_value].
+WeightParams WeightParamsFromRange(float min_value, float max_value, WeightType type, bool narrow_range);
+
+// Parameters for n contiguous values (non-finite values are ignored for the range).
+WeightParams ChooseWeightParams(const float* w, int64_t n, WeightType type, bool narrow_range);
+
+// A weight tensor viewed as [outer, channels, inner] around its channel axis; per-tensor
+// quantization is channels = 1.
+struct ChannelLayout {
+  int64_t outer = 1;
+  int64_t channels = 1;
+  int64_t inner = 1;
+  int64_t size() const { return outer * channels * inner; }
+};
+
+// One WeightParams per channel.
+std::vector<WeightParams> ChoosePerChannelParams(const float* w, const ChannelLayout& layout, WeightType type,
+                                                 bool narrow_range);
+
+// Quantizes w (layout.size() values) with the per-channel parameters into `out`, which holds
+// int8_t values for kInt8Symmetric and uint8_t for kUInt8Asymmetric.
+void QuantizePerChannel(const float* w, const ChannelLayout& layout, const std::vector<WeightParams>& params,
+                        WeightType type, void* out);
+
+// True if every value is finite (weights with NaN/Inf are left in float by the quantizers).
+bool AllFinite(const float* w, int64_t n);
+
+}  // namespace quantkit::rt::quant

@@ -1,0 +1,105 @@
+// QLinearConv's fast path (constant weights: im2col + packed int8 GEMM with the requantize
+// epilogue) must equal the reference path (weights fed at run time: zero-point-corrected int16
+// im2col GEMM) exactly, over geometries that stress padding, strides, dilation and groups.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "test_util.h"
+
+namespace quantkit {
+namespace {
+
+using testing::IntAttr;
+using testing::IntsAttr;
+using testing::MakeModel;
+using testing::MakeNode;
+using testing::MakeValueInfo;
+using testing::RunModel;
+
+struct ConvCase {
+  int64_t N, C, H, W, M, k, stride, pad, dil, group;
+  bool x_signed;
+  int64_t q_min = -1000, q_max = 1000;  // com.quantkit clamp when set
+};
+
+template <typename T>
+Tensor RandomInts(std::vector<int64_t> shape, std::mt19937& rng) {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  std::uniform_int_distribution<int> d(std::is_signed_v<T> ? -128 : 0, std::is_signed_v<T> ? 127 : 255);
+  std::vector<T> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<T>(d(rng));
+  return Tensor::FromVector<T>(v, shape);
+}
+
+std::vector<Tensor> RunConv(const ConvCase& c, bool constant_weights, const std::vector<Tensor>& t) {
+  Graph g;
+  const char* names[9] = {"x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"};
+  std::vector<std::pair<std::string, Tensor>> feeds;
+  for (int i = 0; i < 9; ++i) {
+    const bool is_weight = i >= 3 && i <= 5;
+    if (i == 0 || (is_weight && !constant_weights)) {
+      g.inputs.push_back(MakeValueInfo(names[i], t[i].dtype(), t[i].shape()));
+      feeds.emplace_back(names[i], t[i]);
+    } else {
+      g.AddInitializer(names[i], t[i]);
+    }
+  }
+  ValueInfo y;
+  y.name = "y";
+  g.outputs.push_back(y);
+  Node conv = MakeNode("QLinearConv", {"x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"}, {"y"});
+  conv.attributes = {IntsAttr("strides", {c.stride, c.stride}), IntsAttr("pads", {c.pad, c.pad, c.pad, c.pad}),
+                     IntsAttr("dilations", {c.dil, c.dil}), IntAttr("group", c.group)};
+  Model m = MakeModel(std::move(g), 13);
+  if (c.q_min != -1000) {
+    conv.domain = "com.quantkit";
+    conv.attributes.push_back(IntAttr("q_min", c.q_min));
+    conv.attributes.push_back(IntAttr("q_max", c.q_max));
+    m.opsets.push_back({"com.quantkit", 1});
+  }
+  m.graph.nodes.push_back(conv);
+  return RunModel(m, feeds, /*optimize=*/false);
+}
+
+TEST(QLinearConvFast, EqualsReferencePathExactly) {
+  const std::vector<ConvCase> cases = {
+      {1, 3, 9, 11, 5, 3, 1, 1, 1, 1, false},   {2, 4, 8, 8, 6, 3, 2, 1, 1, 1, true},
+      {1, 16, 7, 7, 32, 1, 1, 0, 1, 1, false},  {1, 8, 10, 10, 8, 3, 1, 1, 1, 8, false},  // depthwise
+      {1, 6, 12, 9, 4, 3, 1, 2, 2, 2, true},    {1, 5, 6, 6, 7, 5, 3, 2, 1, 1, false},
+      {1, 8, 10, 10, 8, 3, 1, 1, 1, 1, false, 128, 255},  // fused Relu: clamp at the zero point
+  };
+  std::mt19937 rng(21);
+  for (const ConvCase& c : cases) {
+    std::vector<Tensor> t(9);
+    t[0] = c.x_signed ? RandomInts<int8_t>({c.N, c.C, c.H, c.W}, rng) : RandomInts<uint8_t>({c.N, c.C, c.H, c.W}, rng);
+    t[1] = Tensor::FromVector<float>({0.02f}, {});
+    t[2] = c.x_signed ? Tensor::FromVector<int8_t>({-3}, {}) : Tensor::FromVector<uint8_t>({117}, {});
+    t[3] = RandomInts<int8_t>({c.M, c.C / c.group, c.k, c.k}, rng);
+    std::vector<float> ws(static_cast<size_t>(c.M));
+    for (size_t i = 0; i < ws.size(); ++i) ws[i] = 0.001f * static_cast<float>(i + 1);
+    t[4] = Tensor::FromVector<float>(ws, {c.M});
+    t[5] = Tensor::FromVector<int8_t>(std::vector<int8_t>(static_cast<size_t>(c.M), 0), {c.M});
+    t[6] = Tensor::FromVector<float>({0.05f}, {});
+    t[7] = Tensor::FromVector<uint8_t>({128}, {});
+    std::vector<int32_t> bias(static_cast<size_t>(c.M));
+    for (size_t i = 0; i < bias.size(); ++i) bias[i] = static_cast<int32_t>(i * 997 % 4001) - 2000;
+    t[8] = Tensor::FromVector<int32_t>(bias, {c.M});
+    const auto fast = RunConv(c, true, t);
+    const auto ref = RunConv(c, false, t);
+    ASSERT_EQ(fast.size(), 1u);
+    ASSERT_EQ(ref.size(), 1u);
+    ASSERT_EQ(fast[0].shape(), ref[0].shape());
+    int distinct = 0;
+    for (int64_t i = 0; i < ref[0].numel(); ++i) {
+      ASSERT_EQ(fast[0].data<uint8_t>()[i], ref[0].data<uint8_t>()[i]) << "element " << i << " case M=" << c.M;
+      distinct += ref[0].data<uint8_t>()[i] != ref[0].data<uint8_t>()[0];
+      if (c.q_min != -1000) ASSERT_GE(fast[0].data<uint8_t>()[i], c.q_min);
+    }
+    EXPECT_GT(distinct, 0) << "degenerate output";
+  }
+}
+
+}  // namespace
+}  // namespace quantkit
