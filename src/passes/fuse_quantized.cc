@@ -21,8 +21,11 @@
 // constant folding never materialises float copies of the weights.
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "passes/passes.h"
 #include "runtime/kernel.h"
+#include "runtime/kernels/ref/quantize.h"
 
 namespace quantkit::passes {
 
@@ -165,6 +168,133 @@ bool FuseQdqWeights(Graph& g, const DefUse& du, size_t i, std::vector<bool>& rem
   return true;
 }
 
+// Static QDQ: DequantizeLinear(x_q) and DequantizeLinear(w_q) [and DequantizeLinear(b_q int32)]
+// -> Conv [-> Relu | Clip] -> QuantizeLinear  ==>  com.quantkit::QLinearConv with the Relu/Clip as
+// a clamp of the quantized output (exact: quantization is monotone, so Q(relu(v)) = max(Q(v), zp)
+// and Q(clip(v, lo, hi)) = clamp(Q(v), Q(lo), Q(hi))). The int8 result differs from running the
+// float Conv on dequantized values only by that float computation's rounding (within one step).
+bool FuseStaticConv(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
+  const Node& conv = g.nodes[i];
+  if (!IsOp(conv, "Conv") || conv.outputs.size() != 1) return false;
+  const int dx = du.Producer(conv.Input(0)), dw = du.Producer(conv.Input(1));
+  if (dx < 0 || dw < 0 || !IsOp(g.nodes[dx], "DequantizeLinear") || !IsOp(g.nodes[dw], "DequantizeLinear")) return false;
+  const Node& xdq = g.nodes[dx];
+  const Node& wdq = g.nodes[dw];
+  const Tensor* xs = Constant(g, xdq.Input(1));
+  const Tensor* xz = Constant(g, xdq.Input(2));
+  if (!xs || xs->numel() != 1 || xs->dtype() != DType::kFloat32 || !xz || xz->numel() != 1 || !Is8Bit(xz->dtype()))
+    return false;
+  const Tensor* w = Constant(g, wdq.Input(0));
+  const Tensor* ws = Constant(g, wdq.Input(1));
+  const Tensor* wz = Constant(g, wdq.Input(2));
+  if (!w || !Is8Bit(w->dtype()) || w->rank() < 3 || !wz || wz->dtype() != w->dtype()) return false;
+  const int64_t M = w->dim(0);
+  if (!IsColumnParam(ws, M, DType::kFloat32) || wz->numel() != ws->numel()) return false;
+  if (ws->numel() > 1 && wdq.AttrInt("axis", 1) != 0) return false;
+  std::string bias;
+  if (conv.HasInput(2)) {  // int32 bias with scale x_scale * w_scale (what QLinearConv expects)
+    const int db = du.Producer(conv.Input(2));
+    if (db < 0 || !IsOp(g.nodes[db], "DequantizeLinear")) return false;
+    const Tensor* b = Constant(g, g.nodes[db].Input(0));
+    const Tensor* bs = Constant(g, g.nodes[db].Input(1));
+    if (!b || b->dtype() != DType::kInt32 || b->numel() != M || !bs || bs->dtype() != DType::kFloat32) return false;
+    if (g.nodes[db].HasInput(2)) {
+      const Tensor* bz = Constant(g, g.nodes[db].Input(2));
+      if (!bz) return false;
+      for (int64_t k = 0; k < bz->numel(); ++k)
+        if (bz->GetAsInt64(k) != 0) return false;
+    }
+    if (bs->numel() != 1 && bs->numel() != M) return false;
+    for (int64_t m = 0; m < M; ++m) {
+      const float want = xs->data<float>()[0] * ws->data<float>()[ws->numel() == 1 ? 0 : m];
+      if (bs->data<float>()[bs->numel() == 1 ? 0 : m] != want) return false;
+    }
+    bias = g.nodes[db].Input(0);
+  }
+  // Conv -> [Relu | Clip] -> QuantizeLinear.
+  int next = SoleConsumer(g, du, conv.outputs[0]);
+  if (next < 0) return false;
+  int act = -1;
+  if (IsOp(g.nodes[next], "Relu") || IsOp(g.nodes[next], "Clip")) {
+    act = next;
+    next = SoleConsumer(g, du, g.nodes[act].outputs[0]);
+    if (next < 0) return false;
+  }
+  const Node& q = g.nodes[next];
+  if (!IsOp(q, "QuantizeLinear") || q.outputs.size() != 1) return false;
+  const Tensor* ys = Constant(g, q.Input(1));
+  const Tensor* yz = Constant(g, q.Input(2));
+  if (!ys || ys->numel() != 1 || ys->dtype() != DType::kFloat32 || !yz || yz->numel() != 1 || !Is8Bit(yz->dtype()))
+    return false;
+  const bool y_signed = yz->dtype() == DType::kInt8;
+  const float y_scale = ys->data<float>()[0];
+  const int32_t y_zp = static_cast<int32_t>(yz->GetAsInt64(0));
+  int64_t q_min = y_signed ? -128 : 0, q_max = y_signed ? 127 : 255;
+  if (act >= 0 && IsOp(g.nodes[act], "Relu")) {
+    q_min = y_zp;
+  } else if (act >= 0) {  // Clip: opset >= 11 bounds are inputs, older ones attributes
+    const Node& clip = g.nodes[act];
+    float lo = -INFINITY, hi = INFINITY;
+    if (clip.FindAttr("min") || clip.FindAttr("max")) {
+      lo = clip.AttrFloat("min", lo);
+      hi = clip.AttrFloat("max", hi);
+    }
+    for (int k = 1; k <= 2; ++k) {
+      if (!clip.HasInput(k)) continue;
+      const Tensor* t = Constant(g, clip.Input(k));
+      if (!t || t->numel() != 1 || t->dtype() != DType::kFloat32) return false;
+      (k == 1 ? lo : hi) = t->data<float>()[0];
+    }
+    auto quantize = [&](float v) -> int64_t {
+      return y_signed ? rt::quant::QuantizeValue<int8_t>(v, y_scale, y_zp) : rt::quant::QuantizeValue<uint8_t>(v, y_scale, y_zp);
+    };
+    if (lo > -INFINITY) q_min = quantize(lo);
+    if (hi < INFINITY) q_max = quantize(hi);
+  }
+  Node f;
+  f.op_type = "QLinearConv";
+  f.domain = rt::kQuantkitDomain;
+  f.name = g.UniqueName((conv.name.empty() ? std::string("conv") : conv.name) + "_int8");
+  f.inputs = {xdq.Input(0), xdq.Input(1), xdq.Input(2), wdq.Input(0), wdq.Input(1), wdq.Input(2),
+              q.Input(1),   q.Input(2),   bias};
+  if (bias.empty()) f.inputs.pop_back();
+  f.outputs = {q.outputs[0]};
+  for (const auto& a : conv.attributes) f.attributes.push_back(a);
+  f.SetAttrInt("q_min", q_min);
+  f.SetAttrInt("q_max", q_max);
+  removed[i] = removed[next] = true;
+  if (act >= 0) removed[act] = true;
+  fused.push_back(std::move(f));
+  return true;
+}
+
+// QuantizeLinear(P(DequantizeLinear(x))) with the same constant scale and zero point, for P an op
+// that only moves or selects values (MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze):
+// P runs on the quantized values directly (exact: Q(DQ(v)) = v for these parameters).
+bool FusePassThrough(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
+  const Node& p = g.nodes[i];
+  static const char* kOps[] = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"};
+  bool known = false;
+  for (const char* op : kOps) known = known || IsOp(p, op);
+  if (!known || p.outputs.size() != 1 || p.inputs.empty()) return false;
+  const int dq = du.Producer(p.Input(0));
+  const int q = SoleConsumer(g, du, p.outputs[0]);
+  if (dq < 0 || q < 0 || !IsOp(g.nodes[dq], "DequantizeLinear") || !IsOp(g.nodes[q], "QuantizeLinear")) return false;
+  const Node& d = g.nodes[dq];
+  const Node& qn = g.nodes[q];
+  const Tensor *ds = Constant(g, d.Input(1)), *dz = Constant(g, d.Input(2));
+  const Tensor *qs = Constant(g, qn.Input(1)), *qz = Constant(g, qn.Input(2));
+  if (!ds || !dz || !qs || !qz || ds->numel() != 1 || qs->numel() != 1 || dz->numel() != 1 || qz->numel() != 1) return false;
+  if (ds->dtype() != DType::kFloat32 || qs->dtype() != DType::kFloat32 || dz->dtype() != qz->dtype()) return false;
+  if (ds->data<float>()[0] != qs->data<float>()[0] || dz->GetAsInt64(0) != qz->GetAsInt64(0)) return false;
+  Node moved = p;
+  moved.inputs[0] = d.Input(0);
+  moved.outputs = {qn.outputs[0]};
+  removed[i] = removed[q] = true;
+  fused.push_back(std::move(moved));
+  return true;
+}
+
 // LSTM/GRU/RNN with W and R behind DequantizeLinear -> com.quantkit::LSTM/GRU/RNN taking the
 // int8 tensors directly (inputs 1, 2) and their scales/zero points as inputs 8..11. Edits in place.
 bool FuseQuantizedRnn(Graph& g, const DefUse& du, size_t i) {
@@ -210,7 +340,8 @@ Status FuseGraph(Graph& g) {
     if (removed[i]) continue;
     if (FuseQuantizedRnn(g, du, i)) continue;
     std::vector<Node> fused;
-    if (FuseIntegerOps(g, du, i, removed, fused) || FuseQdqWeights(g, du, i, removed, fused)) {
+    if (FuseIntegerOps(g, du, i, removed, fused) || FuseQdqWeights(g, du, i, removed, fused) ||
+        FuseStaticConv(g, du, i, removed, fused) || FusePassThrough(g, du, i, removed, fused)) {
       replacements.emplace_back(i, std::move(fused.back()));
     }
   }

@@ -236,3 +236,79 @@ TEST(FuseQuantized, QdqWeightsGemmTransposedWithBeta) {
 
 }  // namespace
 }  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+// Static QDQ: Q -> DQ -> Conv(DQ w, DQ b) -> Relu -> Q -> DQ -> MaxPool -> Q -> DQ.
+Model StaticQdqConvModel() {
+  const int64_t C = 3, M = 8;
+  Graph g = WithIo({1, C, 12, 12});
+  std::mt19937 rng(8);
+  std::uniform_int_distribution<int> d(-127, 127);
+  std::vector<int8_t> w(static_cast<size_t>(M * C * 9));
+  for (auto& x : w) x = static_cast<int8_t>(d(rng));
+  std::vector<float> ws(M);
+  for (int64_t m = 0; m < M; ++m) ws[m] = 0.002f * static_cast<float>(m + 1);
+  const float xs = 0.03f;
+  std::vector<float> bs(M);
+  std::vector<int32_t> b(M);
+  for (int64_t m = 0; m < M; ++m) {
+    bs[m] = xs * ws[m];
+    b[m] = static_cast<int32_t>(m * 37) - 100;
+  }
+  g.AddInitializer("xs", Tensor::FromVector<float>({xs}, {}));
+  g.AddInitializer("xz", Tensor::FromVector<uint8_t>({128}, {}));
+  g.AddInitializer("wq", Tensor::FromVector<int8_t>(w, {M, C, 3, 3}));
+  g.AddInitializer("ws", Tensor::FromVector<float>(ws, {M}));
+  g.AddInitializer("wz", Tensor::FromVector<int8_t>(std::vector<int8_t>(M, 0), {M}));
+  g.AddInitializer("bq", Tensor::FromVector<int32_t>(b, {M}));
+  g.AddInitializer("bs", Tensor::FromVector<float>(bs, {M}));
+  g.AddInitializer("ys", Tensor::FromVector<float>({0.05f}, {}));
+  g.AddInitializer("yz", Tensor::FromVector<uint8_t>({0}, {}));
+  g.nodes.push_back(MakeNode("QuantizeLinear", {"X", "xs", "xz"}, {"xq"}));
+  g.nodes.push_back(MakeNode("DequantizeLinear", {"xq", "xs", "xz"}, {"xd"}));
+  Node wdq = MakeNode("DequantizeLinear", {"wq", "ws", "wz"}, {"wd"});
+  wdq.attributes.push_back(IntAttr("axis", 0));
+  g.nodes.push_back(wdq);
+  Node bdq = MakeNode("DequantizeLinear", {"bq", "bs"}, {"bd"});
+  bdq.attributes.push_back(IntAttr("axis", 0));
+  g.nodes.push_back(bdq);
+  Node conv = MakeNode("Conv", {"xd", "wd", "bd"}, {"c"});
+  conv.attributes = {IntsAttr("pads", {1, 1, 1, 1}), IntsAttr("kernel_shape", {3, 3})};
+  g.nodes.push_back(conv);
+  g.nodes.push_back(MakeNode("Relu", {"c"}, {"r"}));
+  g.nodes.push_back(MakeNode("QuantizeLinear", {"r", "ys", "yz"}, {"rq"}));
+  g.nodes.push_back(MakeNode("DequantizeLinear", {"rq", "ys", "yz"}, {"rd"}));
+  Node pool = MakeNode("MaxPool", {"rd"}, {"p"});
+  pool.attributes = {IntsAttr("kernel_shape", {2, 2}), IntsAttr("strides", {2, 2})};
+  g.nodes.push_back(pool);
+  g.nodes.push_back(MakeNode("QuantizeLinear", {"p", "ys", "yz"}, {"pq"}));
+  g.nodes.push_back(MakeNode("DequantizeLinear", {"pq", "ys", "yz"}, {"Y"}));
+  return MakeModel(std::move(g), 13);
+}
+
+TEST(FuseQuantized, StaticQdqConvReluPoolRunsInInt8WithinOneStep) {
+  const Model m = StaticQdqConvModel();
+  Model lowered = m;
+  ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+  EXPECT_EQ(CountOps(lowered, "QLinearConv"), 1);
+  EXPECT_EQ(CountOps(lowered, "Conv"), 0);
+  EXPECT_EQ(CountOps(lowered, "Relu"), 0);
+  EXPECT_EQ(CountOps(lowered, "MaxPool"), 1);
+  // Left: Q of the input, DQ of the output. Nothing in between goes back to float.
+  EXPECT_EQ(CountOps(lowered, "QuantizeLinear"), 1);
+  EXPECT_EQ(CountOps(lowered, "DequantizeLinear"), 1);
+  const Tensor x = RandomFloats({1, 3, 12, 12}, 5, 1.5f);
+  const auto qdq = RunModel(m, {{"X", x}}, false);
+  const auto int8 = RunModel(m, {{"X", x}}, true);
+  ASSERT_EQ(int8.size(), 1u);
+  ASSERT_EQ(int8[0].shape(), (Shape{1, 8, 6, 6}));
+  EXPECT_LE(testing::MaxAbsDiff(qdq[0], int8[0]), 0.05f * 1.0001f) << "more than one quantization step apart";
+  float peak = 0;
+  for (int64_t i = 0; i < int8[0].numel(); ++i) peak = std::max(peak, int8[0].data<float>()[i]);
+  EXPECT_GT(peak, 0.5f);
+}
+
+}  // namespace
+}  // namespace quantkit
