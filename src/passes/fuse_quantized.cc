@@ -168,15 +168,19 @@ bool FuseQdqWeights(Graph& g, const DefUse& du, size_t i, std::vector<bool>& rem
   return true;
 }
 
-// Static QDQ: DequantizeLinear(x_q) and DequantizeLinear(w_q) [and DequantizeLinear(b_q int32)]
-// -> Conv [-> Relu | Clip] -> QuantizeLinear  ==>  com.quantkit::QLinearConv with the Relu/Clip as
-// a clamp of the quantized output (exact: quantization is monotone, so Q(relu(v)) = max(Q(v), zp)
-// and Q(clip(v, lo, hi)) = clamp(Q(v), Q(lo), Q(hi))). The int8 result differs from running the
-// float Conv on dequantized values only by that float computation's rounding (within one step).
-bool FuseStaticConv(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
-  const Node& conv = g.nodes[i];
-  if (!IsOp(conv, "Conv") || conv.outputs.size() != 1) return false;
-  const int dx = du.Producer(conv.Input(0)), dw = du.Producer(conv.Input(1));
+// The quantized side of a static QDQ unit: activation input DequantizeLinear (per tensor, constant
+// parameters), weight DequantizeLinear (constant 8-bit, per tensor or per output channel on
+// `w_axis`), optional int32 bias DequantizeLinear with scale x_scale * w_scale, and the output
+// [Relu | Clip] -> QuantizeLinear.
+struct StaticUnit {
+  std::string x_q, x_scale, x_zp, w_q, w_scale, w_zp, bias, y_scale, y_zp, y_q;
+  int act = -1, q = -1;
+  int64_t q_min = 0, q_max = 255;
+};
+
+bool MatchStaticUnit(const Graph& g, const DefUse& du, const Node& op, int64_t w_axis, int64_t out_channel_dim,
+                     size_t bias_input, StaticUnit* u) {
+  const int dx = du.Producer(op.Input(0)), dw = du.Producer(op.Input(1));
   if (dx < 0 || dw < 0 || !IsOp(g.nodes[dx], "DequantizeLinear") || !IsOp(g.nodes[dw], "DequantizeLinear")) return false;
   const Node& xdq = g.nodes[dx];
   const Node& wdq = g.nodes[dw];
@@ -187,19 +191,21 @@ bool FuseStaticConv(Graph& g, const DefUse& du, size_t i, std::vector<bool>& rem
   const Tensor* w = Constant(g, wdq.Input(0));
   const Tensor* ws = Constant(g, wdq.Input(1));
   const Tensor* wz = Constant(g, wdq.Input(2));
-  if (!w || !Is8Bit(w->dtype()) || w->rank() < 3 || !wz || wz->dtype() != w->dtype()) return false;
-  const int64_t M = w->dim(0);
+  if (!w || !Is8Bit(w->dtype()) || static_cast<int64_t>(w->rank()) <= out_channel_dim || !wz || wz->dtype() != w->dtype()) return false;
+  const int64_t M = w->dim(out_channel_dim);
   if (!IsColumnParam(ws, M, DType::kFloat32) || wz->numel() != ws->numel()) return false;
-  if (ws->numel() > 1 && wdq.AttrInt("axis", 1) != 0) return false;
-  std::string bias;
-  if (conv.HasInput(2)) {  // int32 bias with scale x_scale * w_scale (what QLinearConv expects)
-    const int db = du.Producer(conv.Input(2));
+  if (ws->numel() > 1 && wdq.AttrInt("axis", 1) != w_axis) return false;
+  u->x_q = xdq.Input(0), u->x_scale = xdq.Input(1), u->x_zp = xdq.Input(2);
+  u->w_q = wdq.Input(0), u->w_scale = wdq.Input(1), u->w_zp = wdq.Input(2);
+  if (op.HasInput(bias_input)) {  // int32 bias with scale x_scale * w_scale (QLinearConv's bias)
+    const int db = du.Producer(op.Input(bias_input));
     if (db < 0 || !IsOp(g.nodes[db], "DequantizeLinear")) return false;
-    const Tensor* b = Constant(g, g.nodes[db].Input(0));
-    const Tensor* bs = Constant(g, g.nodes[db].Input(1));
+    const Node& bdq = g.nodes[db];
+    const Tensor* b = Constant(g, bdq.Input(0));
+    const Tensor* bs = Constant(g, bdq.Input(1));
     if (!b || b->dtype() != DType::kInt32 || b->numel() != M || !bs || bs->dtype() != DType::kFloat32) return false;
-    if (g.nodes[db].HasInput(2)) {
-      const Tensor* bz = Constant(g, g.nodes[db].Input(2));
+    if (bdq.HasInput(2)) {
+      const Tensor* bz = Constant(g, bdq.Input(2));
       if (!bz) return false;
       for (int64_t k = 0; k < bz->numel(); ++k)
         if (bz->GetAsInt64(k) != 0) return false;
@@ -209,15 +215,14 @@ bool FuseStaticConv(Graph& g, const DefUse& du, size_t i, std::vector<bool>& rem
       const float want = xs->data<float>()[0] * ws->data<float>()[ws->numel() == 1 ? 0 : m];
       if (bs->data<float>()[bs->numel() == 1 ? 0 : m] != want) return false;
     }
-    bias = g.nodes[db].Input(0);
+    u->bias = bdq.Input(0);
   }
-  // Conv -> [Relu | Clip] -> QuantizeLinear.
-  int next = SoleConsumer(g, du, conv.outputs[0]);
+  // op -> [Relu | Clip] -> QuantizeLinear.
+  int next = SoleConsumer(g, du, op.outputs[0]);
   if (next < 0) return false;
-  int act = -1;
   if (IsOp(g.nodes[next], "Relu") || IsOp(g.nodes[next], "Clip")) {
-    act = next;
-    next = SoleConsumer(g, du, g.nodes[act].outputs[0]);
+    u->act = next;
+    next = SoleConsumer(g, du, g.nodes[next].outputs[0]);
     if (next < 0) return false;
   }
   const Node& q = g.nodes[next];
@@ -226,20 +231,19 @@ bool FuseStaticConv(Graph& g, const DefUse& du, size_t i, std::vector<bool>& rem
   const Tensor* yz = Constant(g, q.Input(2));
   if (!ys || ys->numel() != 1 || ys->dtype() != DType::kFloat32 || !yz || yz->numel() != 1 || !Is8Bit(yz->dtype()))
     return false;
+  u->q = next;
+  u->y_scale = q.Input(1), u->y_zp = q.Input(2), u->y_q = q.outputs[0];
   const bool y_signed = yz->dtype() == DType::kInt8;
   const float y_scale = ys->data<float>()[0];
   const int32_t y_zp = static_cast<int32_t>(yz->GetAsInt64(0));
-  int64_t q_min = y_signed ? -128 : 0, q_max = y_signed ? 127 : 255;
-  if (act >= 0 && IsOp(g.nodes[act], "Relu")) {
-    q_min = y_zp;
-  } else if (act >= 0) {  // Clip: opset >= 11 bounds are inputs, older ones attributes
-    const Node& clip = g.nodes[act];
-    float lo = -INFINITY, hi = INFINITY;
-    if (clip.FindAttr("min") || clip.FindAttr("max")) {
-      lo = clip.AttrFloat("min", lo);
-      hi = clip.AttrFloat("max", hi);
-    }
-    for (int k = 1; k <= 2; ++k) {
+  u->q_min = y_signed ? -128 : 0;
+  u->q_max = y_signed ? 127 : 255;
+  if (u->act >= 0 && IsOp(g.nodes[u->act], "Relu")) {
+    u->q_min = y_zp;
+  } else if (u->act >= 0) {  // Clip: bounds are inputs from opset 11, attributes before
+    const Node& clip = g.nodes[u->act];
+    float lo = clip.AttrFloat("min", -INFINITY), hi = clip.AttrFloat("max", INFINITY);
+    for (size_t k = 1; k <= 2; ++k) {
       if (!clip.HasInput(k)) continue;
       const Tensor* t = Constant(g, clip.Input(k));
       if (!t || t->numel() != 1 || t->dtype() != DType::kFloat32) return false;
@@ -248,22 +252,61 @@ bool FuseStaticConv(Graph& g, const DefUse& du, size_t i, std::vector<bool>& rem
     auto quantize = [&](float v) -> int64_t {
       return y_signed ? rt::quant::QuantizeValue<int8_t>(v, y_scale, y_zp) : rt::quant::QuantizeValue<uint8_t>(v, y_scale, y_zp);
     };
-    if (lo > -INFINITY) q_min = quantize(lo);
-    if (hi < INFINITY) q_max = quantize(hi);
+    if (lo > -INFINITY) u->q_min = quantize(lo);
+    if (hi < INFINITY) u->q_max = quantize(hi);
   }
+  return true;
+}
+
+Node StaticFusedNode(const Graph& g, const Node& op, const char* fused_op, const StaticUnit& u) {
   Node f;
-  f.op_type = "QLinearConv";
+  f.op_type = fused_op;
   f.domain = rt::kQuantkitDomain;
-  f.name = g.UniqueName((conv.name.empty() ? std::string("conv") : conv.name) + "_int8");
-  f.inputs = {xdq.Input(0), xdq.Input(1), xdq.Input(2), wdq.Input(0), wdq.Input(1), wdq.Input(2),
-              q.Input(1),   q.Input(2),   bias};
-  if (bias.empty()) f.inputs.pop_back();
-  f.outputs = {q.outputs[0]};
+  f.name = g.UniqueName((op.name.empty() ? op.op_type : op.name) + "_int8");
+  f.inputs = {u.x_q, u.x_scale, u.x_zp, u.w_q, u.w_scale, u.w_zp, u.y_scale, u.y_zp, u.bias};
+  if (u.bias.empty()) f.inputs.pop_back();
+  f.outputs = {u.y_q};
+  f.SetAttrInt("q_min", u.q_min);
+  f.SetAttrInt("q_max", u.q_max);
+  return f;
+}
+
+void MarkUnitRemoved(size_t i, const StaticUnit& u, std::vector<bool>& removed) {
+  removed[i] = removed[u.q] = true;
+  if (u.act >= 0) removed[u.act] = true;
+}
+
+// Static QDQ Conv: DequantizeLinear(x_q), DequantizeLinear(w_q) [, DequantizeLinear(b_q int32)]
+// -> Conv [-> Relu | Clip] -> QuantizeLinear  ==>  com.quantkit::QLinearConv, the Relu/Clip as a
+// clamp of the quantized output (exact: quantization is monotone, so Q(relu(v)) = max(Q(v), zp)
+// and Q(clip(v, lo, hi)) = clamp(Q(v), Q(lo), Q(hi))). The int8 result differs from running the
+// float Conv on dequantized values only by that float computation's rounding (within one step).
+bool FuseStaticConv(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
+  const Node& conv = g.nodes[i];
+  StaticUnit u;
+  if (!IsOp(conv, "Conv") || conv.outputs.size() != 1 || !MatchStaticUnit(g, du, conv, 0, 0, 2, &u)) return false;
+  Node f = StaticFusedNode(g, conv, "QLinearConv", u);
   for (const auto& a : conv.attributes) f.attributes.push_back(a);
-  f.SetAttrInt("q_min", q_min);
-  f.SetAttrInt("q_max", q_max);
-  removed[i] = removed[next] = true;
-  if (act >= 0) removed[act] = true;
+  MarkUnitRemoved(i, u, removed);
+  fused.push_back(std::move(f));
+  return true;
+}
+
+// Static QDQ MatMul (weights [K, N], per column on axis 1) and Gemm (transA = 0, alpha = beta = 1;
+// transB: weights [N, K], per row on axis 0; bias as for Conv) ==> com.quantkit::QLinearMatMul.
+bool FuseStaticMatMul(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
+  const Node& op = g.nodes[i];
+  const bool is_gemm = IsOp(op, "Gemm");
+  if (!(IsOp(op, "MatMul") || is_gemm) || op.outputs.size() != 1) return false;
+  if (is_gemm && (op.AttrInt("transA", 0) != 0 || op.AttrFloat("alpha", 1.f) != 1.f || op.AttrFloat("beta", 1.f) != 1.f))
+    return false;
+  const bool trans_b = is_gemm && op.AttrInt("transB", 0) != 0;
+  StaticUnit u;
+  if (!MatchStaticUnit(g, du, op, trans_b ? 0 : 1, trans_b ? 0 : 1, is_gemm ? 2 : 99, &u)) return false;
+  if (Constant(g, u.w_q)->rank() != 2) return false;
+  Node f = StaticFusedNode(g, op, "QLinearMatMul", u);
+  if (trans_b) f.SetAttrInt("trans_b", 1);
+  MarkUnitRemoved(i, u, removed);
   fused.push_back(std::move(f));
   return true;
 }
@@ -341,7 +384,8 @@ Status FuseGraph(Graph& g) {
     if (FuseQuantizedRnn(g, du, i)) continue;
     std::vector<Node> fused;
     if (FuseIntegerOps(g, du, i, removed, fused) || FuseQdqWeights(g, du, i, removed, fused) ||
-        FuseStaticConv(g, du, i, removed, fused) || FusePassThrough(g, du, i, removed, fused)) {
+        FuseStaticConv(g, du, i, removed, fused) || FuseStaticMatMul(g, du, i, removed, fused) ||
+        FusePassThrough(g, du, i, removed, fused)) {
       replacements.emplace_back(i, std::move(fused.back()));
     }
   }

@@ -312,3 +312,55 @@ TEST(FuseQuantized, StaticQdqConvReluPoolRunsInInt8WithinOneStep) {
 
 }  // namespace
 }  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+// Static QDQ Gemm (transB, int32 bias) -> com.quantkit::QLinearMatMul, within one output step.
+TEST(FuseQuantized, StaticQdqGemmRunsInInt8WithinOneStep) {
+  const Weights w(kN, kK, kN);  // [N, K] for transB
+  Graph g = WithIo({kM, kK});
+  w.AddTo(g);
+  const float xs = 0.02f, ys = 0.1f;
+  std::vector<float> bs(kN);
+  std::vector<int32_t> bq(kN);
+  for (int64_t n = 0; n < kN; ++n) {
+    bs[n] = xs * w.scale.data<float>()[n];
+    bq[n] = static_cast<int32_t>(n * 53) - 300;
+  }
+  g.AddInitializer("xs", Tensor::FromVector<float>({xs}, {}));
+  g.AddInitializer("xz", Tensor::FromVector<uint8_t>({120}, {}));
+  g.AddInitializer("bq", Tensor::FromVector<int32_t>(bq, {kN}));
+  g.AddInitializer("bs", Tensor::FromVector<float>(bs, {kN}));
+  g.AddInitializer("ys", Tensor::FromVector<float>({ys}, {}));
+  g.AddInitializer("yz", Tensor::FromVector<int8_t>({3}, {}));
+  g.nodes.push_back(MakeNode("QuantizeLinear", {"X", "xs", "xz"}, {"xq"}));
+  g.nodes.push_back(MakeNode("DequantizeLinear", {"xq", "xs", "xz"}, {"xd"}));
+  Node wdq = MakeNode("DequantizeLinear", {"Wq", "Ws", "Wz"}, {"wd"});
+  wdq.attributes.push_back(IntAttr("axis", 0));
+  g.nodes.push_back(wdq);
+  Node bdq = MakeNode("DequantizeLinear", {"bq", "bs"}, {"bd"});
+  bdq.attributes.push_back(IntAttr("axis", 0));
+  g.nodes.push_back(bdq);
+  Node gemm = MakeNode("Gemm", {"xd", "wd", "bd"}, {"y"});
+  gemm.attributes = {IntAttr("transB", 1)};
+  g.nodes.push_back(gemm);
+  g.nodes.push_back(MakeNode("QuantizeLinear", {"y", "ys", "yz"}, {"yq"}));
+  g.nodes.push_back(MakeNode("DequantizeLinear", {"yq", "ys", "yz"}, {"Y"}));
+  const Model m = MakeModel(std::move(g), 13);
+  Model lowered = m;
+  ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+  EXPECT_EQ(CountOps(lowered, "QLinearMatMul"), 1);
+  EXPECT_EQ(CountOps(lowered, "Gemm"), 0);
+  const Tensor x = RandomFloats({kM, kK}, 31, 1.f);
+  const auto qdq = RunModel(m, {{"X", x}}, false);
+  const auto int8 = RunModel(m, {{"X", x}}, true);
+  ASSERT_EQ(int8.size(), 1u);
+  EXPECT_LE(testing::MaxAbsDiff(qdq[0], int8[0]), ys * 1.0001f);
+  float peak = 0;
+  for (int64_t i = 0; i < int8[0].numel(); ++i) peak = std::max(peak, std::fabs(int8[0].data<float>()[i]));
+  EXPECT_GT(peak, 1.f);
+}
+
+}  // namespace
+}  // namespace quantkit

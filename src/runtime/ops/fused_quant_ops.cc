@@ -6,6 +6,13 @@
 //     quantized here exactly as DynamicQuantizeLinear does (uint8, per tensor) before the GEMM.
 //     B constant int8/uint8 [K, N] ([N, K] if trans_b), packed once at session creation.
 //     y = float(acc) * (a_scale * b_scale[n]) + bias[n]   (the Cast, Mul, Mul, Add it replaces)
+//
+//   QLinearMatMul(A, a_scale, a_zero_point, B, b_scale, b_zero_point, y_scale, y_zero_point,
+//                 bias; trans_b, q_min, q_max)
+//     Static int8 MatMul/Gemm: A 8-bit with per-tensor parameters, B a constant 8-bit [K, N]
+//     (per-column parameters), optional int32 bias (scale a_scale * b_scale[n]); output
+//     requantized as QLinearMatMul (quantize.h's Requantize) and clamped to [q_min, q_max] (a
+//     fused Relu/Clip). Without bias and clamp it is exactly ONNX QLinearMatMul.
 #include <fmt/format.h>
 
 #include "runtime/kernels/qgemm.h"
@@ -100,10 +107,88 @@ class MatMulIntegerToFloatKernel final : public OpKernel {
   std::shared_ptr<const kernels::PackedQWeights> packed_;
 };
 
+class QLinearMatMulKernel final : public OpKernel {
+ public:
+  static StatusOr<std::unique_ptr<OpKernel>> Create(const KernelInit& init) {
+    const Tensor* b = init.ConstantInput(3);
+    const Tensor* b_scale = init.ConstantInput(4);
+    const Tensor* b_zp = init.ConstantInput(5);
+    const Tensor* bias = init.ConstantInput(8);
+    QK_CHECK_ARG(b && b->rank() == 2 && (b->dtype() == DType::kInt8 || b->dtype() == DType::kUInt8),
+                 "B must be a constant 2-D int8/uint8 tensor");
+    QK_CHECK_ARG(b_scale && b_scale->dtype() == DType::kFloat32, "b_scale must be a constant float tensor");
+    QK_CHECK_ARG(b_zp && b_zp->dtype() == b->dtype(), "b_zero_point must be a constant of B's type");
+    auto k = std::unique_ptr<QLinearMatMulKernel>(new QLinearMatMulKernel);
+    const bool trans_b = init.node.AttrInt("trans_b", 0) != 0;
+    k->K_ = b->dim(trans_b ? 1 : 0);
+    k->N_ = b->dim(trans_b ? 0 : 1);
+    QK_CHECK_ARG(b_scale->numel() == 1 || b_scale->numel() == k->N_, "b_scale has {} elements, expected 1 or {}",
+                 b_scale->numel(), k->N_);
+    QK_CHECK_ARG(b_zp->numel() == b_scale->numel(), "b_zero_point and b_scale differ in size");
+    QK_CHECK_ARG(!init.node.HasInput(8) || (bias && bias->dtype() == DType::kInt32 && bias->numel() == k->N_),
+                 "bias must be a constant int32 tensor of {} elements", k->N_);
+    k->b_scale_ = b_scale->ToFloatVector();
+    if (bias) k->bias_.assign(bias->data<int32_t>(), bias->data<int32_t>() + bias->numel());
+    k->q_min_ = init.node.AttrInt("q_min", -128);
+    k->q_max_ = init.node.AttrInt("q_max", 255);
+    k->packed_ = kernels::PackQWeights(b->raw_data(), b->dtype() == DType::kInt8, trans_b, k->K_, k->N_,
+                                       trans_b ? k->K_ : k->N_, ZeroPoints(b_zp), kernels::DefaultQGemmIsa());
+    return std::unique_ptr<OpKernel>(std::move(k));
+  }
+
+  Status Compute(KernelContext& ctx) override {
+    const Tensor* in[8];
+    for (size_t i = 0; i < 8; ++i) {
+      if (i == 3 || i == 4 || i == 5) continue;  // packed at creation
+      QK_ASSIGN_OR_RETURN(in[i], ctx.RequiredInput(i));
+    }
+    const Tensor &a = *in[0], &a_scale = *in[1], &a_zp = *in[2], &y_scale = *in[6], &y_zp = *in[7];
+    QK_CHECK_ARG(a.dtype() == DType::kUInt8 || a.dtype() == DType::kInt8, "A must be uint8 or int8, got {}",
+                 DTypeName(a.dtype()));
+    QK_CHECK_ARG(a.rank() >= 1 && a.dim(a.rank() - 1) == K_, "A has shape {}, its last dimension must be {}",
+                 ShapeToString(a.shape()), K_);
+    QK_CHECK_ARG(a_scale.numel() == 1 && a_zp.numel() == 1 && a_zp.dtype() == a.dtype(),
+                 "a_scale / a_zero_point must be per-tensor, the zero point of A's type");
+    QK_CHECK_ARG(y_scale.numel() == 1 && y_zp.numel() == 1 && (y_zp.dtype() == DType::kUInt8 || y_zp.dtype() == DType::kInt8),
+                 "y_scale / y_zero_point must be per-tensor, the zero point 8-bit");
+    const int64_t M = a.numel() / K_;
+    Shape out_shape(a.shape().begin(), a.shape().end() - 1);
+    out_shape.push_back(N_);
+    const float as = static_cast<float>(a_scale.GetAsDouble(0)), ys = static_cast<float>(y_scale.GetAsDouble(0));
+    std::vector<float> mult(b_scale_.size());
+    for (size_t n = 0; n < mult.size(); ++n) mult[n] = quant::RequantizeMultiplier(as, b_scale_[n], ys);
+    kernels::PackedQActivations packed_a;
+    kernels::PackQActivations(a.raw_data(), a.dtype() == DType::kInt8, M, K_, K_,
+                              static_cast<int32_t>(a_zp.GetAsInt64(0)), *packed_, &packed_a);
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), out_shape));
+    const bool y_signed = y_zp.dtype() == DType::kInt8;
+    kernels::QGemmOutput out;
+    out.q = y->raw_data();
+    out.ldc = N_;
+    out.q_signed = y_signed;
+    out.bias_int32 = bias_.empty() ? nullptr : bias_.data();
+    out.multiplier = mult.data();
+    out.multiplier_per_col = mult.size() > 1;
+    out.q_zero_point = static_cast<int32_t>(y_zp.GetAsInt64(0));
+    out.q_min = static_cast<int32_t>(std::max<int64_t>(q_min_, y_signed ? -128 : 0));
+    out.q_max = static_cast<int32_t>(std::min<int64_t>(q_max_, y_signed ? 127 : 255));
+    kernels::QGemm(packed_a, *packed_, out, ctx.thread_pool());
+    return Status::Ok();
+  }
+
+ private:
+  QLinearMatMulKernel() = default;
+  int64_t K_ = 0, N_ = 0, q_min_ = -128, q_max_ = 255;
+  std::vector<float> b_scale_;
+  std::vector<int32_t> bias_;
+  std::shared_ptr<const kernels::PackedQWeights> packed_;
+};
+
 }  // namespace
 
 void RegisterFusedQuantOps(KernelRegistry& r) {
   r.Register(kQuantkitDomain, "MatMulIntegerToFloat", &MatMulIntegerToFloatKernel::Create);
+  r.Register(kQuantkitDomain, "QLinearMatMul", &QLinearMatMulKernel::Create);
 }
 
 }  // namespace quantkit::rt
