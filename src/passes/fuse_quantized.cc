@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <functional>
 
 #include "passes/passes.h"
 #include "runtime/kernel.h"
@@ -311,6 +312,63 @@ bool FuseStaticMatMul(Graph& g, const DefUse& du, size_t i, std::vector<bool>& r
   return true;
 }
 
+// Static QDQ MatMul/Gemm whose output stays float (the classifier head: nothing quantizes its
+// output) ==> com.quantkit::MatMulIntegerToFloat on the quantized input and weights, the int32
+// bias dequantized once into a float bias: y = float(acc) * (x_scale * w_scale[n]) + bias[n].
+bool FuseStaticMatMulFloatOutput(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed,
+                                 std::vector<Node>& fused) {
+  const Node& op = g.nodes[i];
+  const bool is_gemm = IsOp(op, "Gemm");
+  if (!(IsOp(op, "MatMul") || is_gemm) || op.outputs.size() != 1) return false;
+  if (is_gemm && (op.AttrInt("transA", 0) != 0 || op.AttrFloat("alpha", 1.f) != 1.f || op.AttrFloat("beta", 1.f) != 1.f))
+    return false;
+  const bool trans_b = is_gemm && op.AttrInt("transB", 0) != 0;
+  const int dx = du.Producer(op.Input(0)), dw = du.Producer(op.Input(1));
+  if (dx < 0 || dw < 0 || !IsOp(g.nodes[dx], "DequantizeLinear") || !IsOp(g.nodes[dw], "DequantizeLinear")) return false;
+  const Node& xdq = g.nodes[dx];
+  const Node& wdq = g.nodes[dw];
+  const Tensor* xs = Constant(g, xdq.Input(1));
+  const Tensor* xz = Constant(g, xdq.Input(2));
+  if (!xs || xs->numel() != 1 || xs->dtype() != DType::kFloat32 || !xz || xz->numel() != 1 || !Is8Bit(xz->dtype()))
+    return false;
+  const Tensor* w = Constant(g, wdq.Input(0));
+  if (!w || w->rank() != 2 || !Is8Bit(w->dtype())) return false;
+  const int64_t N = w->dim(trans_b ? 0 : 1);
+  const Tensor* ws = Constant(g, wdq.Input(1));
+  if (!IsColumnParam(ws, N, DType::kFloat32)) return false;
+  if (wdq.HasInput(2) && !IsColumnParam(Constant(g, wdq.Input(2)), N, w->dtype())) return false;
+  if (ws->numel() > 1 && wdq.AttrInt("axis", 1) != (trans_b ? 0 : 1)) return false;
+  std::string bias;
+  if (is_gemm && op.HasInput(2)) {
+    std::vector<float> b;
+    const int db = du.Producer(op.Input(2));
+    if (const Tensor* c = Constant(g, op.Input(2))) {
+      if (c->dtype() != DType::kFloat32 || c->numel() != N) return false;
+      b = c->ToFloatVector();
+    } else if (db >= 0 && IsOp(g.nodes[db], "DequantizeLinear") && !g.nodes[db].HasInput(2)) {
+      const Tensor* bq = Constant(g, g.nodes[db].Input(0));
+      const Tensor* bs = Constant(g, g.nodes[db].Input(1));
+      if (!bq || bq->dtype() != DType::kInt32 || bq->numel() != N || !bs || bs->dtype() != DType::kFloat32 ||
+          (bs->numel() != 1 && bs->numel() != N))
+        return false;
+      b.resize(static_cast<size_t>(N));
+      for (int64_t n = 0; n < N; ++n)  // DequantizeLinear's own arithmetic
+        b[n] = rt::quant::DequantizeValue(bq->data<int32_t>()[n], 0, bs->data<float>()[bs->numel() == 1 ? 0 : n]);
+    } else {
+      return false;
+    }
+    bias = g.UniqueName(op.Input(2) + "_float");
+    g.AddInitializer(bias, Tensor::FromVector<float>(b, {N}));
+  }
+  Node f = FusedNode(g, op.name);
+  f.inputs = {xdq.Input(0), xdq.Input(1), xdq.Input(2), wdq.Input(0), wdq.Input(1), wdq.Input(2), bias};
+  f.outputs = {op.outputs[0]};
+  if (trans_b) f.SetAttrInt("trans_b", 1);
+  removed[i] = true;
+  fused.push_back(std::move(f));
+  return true;
+}
+
 // QuantizeLinear(P(DequantizeLinear(x))) with the same constant scale and zero point, for P an op
 // that only moves or selects values (MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze):
 // P runs on the quantized values directly (exact: Q(DQ(v)) = v for these parameters).
@@ -385,6 +443,7 @@ Status FuseGraph(Graph& g) {
     std::vector<Node> fused;
     if (FuseIntegerOps(g, du, i, removed, fused) || FuseQdqWeights(g, du, i, removed, fused) ||
         FuseStaticConv(g, du, i, removed, fused) || FuseStaticMatMul(g, du, i, removed, fused) ||
+        FuseStaticMatMulFloatOutput(g, du, i, removed, fused) ||
         FusePassThrough(g, du, i, removed, fused)) {
       replacements.emplace_back(i, std::move(fused.back()));
     }
@@ -407,7 +466,18 @@ Status FuseGraph(Graph& g) {
 
 Status FuseQuantizedOps(Model& model) {
   QK_RETURN_IF_ERROR(FuseGraph(model.graph));
-  if (model.OpsetVersion(rt::kQuantkitDomain) == 0) model.SetOpsetVersion(rt::kQuantkitDomain, 1);
+  bool uses_domain = false;
+  std::function<void(const Graph&)> scan = [&](const Graph& g) {
+    for (const auto& n : g.nodes) {
+      uses_domain |= n.domain == rt::kQuantkitDomain;
+      for (const auto& a : n.attributes) {
+        if (a.g) scan(*a.g);
+        for (const auto& sg : a.graphs) scan(*sg);
+      }
+    }
+  };
+  scan(model.graph);
+  if (uses_domain && model.OpsetVersion(rt::kQuantkitDomain) == 0) model.SetOpsetVersion(rt::kQuantkitDomain, 1);
   return EliminateDeadNodes(model);  // the dequantized float weights are never materialised
 }
 

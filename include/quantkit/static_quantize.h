@@ -1,0 +1,57 @@
+// Post-training static quantization: the QDQ rewrite, given every activation's calibrated range.
+// (Calibration itself — observers, statistics files, range methods — is include/quantkit/calibration.h.)
+//
+// The rules (docs/quantization-rules.md):
+//  * The model is first prepared by the inference pipeline (constants folded, BatchNormalization
+//    folded into Conv/Gemm), the same pipeline the calibrating session runs, so tensor names match
+//    the statistics.
+//  * Conv, Gemm (transA = 0, alpha = beta = 1) and MatMul with constant weights: weights int8
+//    symmetric per output channel (or per tensor), behind DequantizeLinear; bias int32 with scale
+//    input_scale * weight_scale; a following Relu/Clip joins the unit (its output is quantized, not
+//    the Conv's). MatMul of two activations: both inputs quantized.
+//  * Add, Mul: inputs and output quantized. Concat: inputs and output share one scale (the union of
+//    their ranges).
+//  * MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Slice, Resize, AveragePool,
+//    GlobalAveragePool: input quantized; MaxPool and the data-movement ops reuse the input's
+//    scale for their output (no requantization), the averaging ones get their own.
+//  * Everything else (Softmax, LayerNormalization, ...) stays float; `exclude` keeps any node float.
+//  * Each quantized activation tensor T gets one QuantizeLinear -> DequantizeLinear pair; every
+//    consumer of T reads the dequantized value.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "quantkit/ir.h"
+#include "quantkit/quantize.h"
+#include "quantkit/status.h"
+
+namespace quantkit {
+
+struct TensorRange {
+  float min = 0, max = 0;
+};
+
+enum class ActivationType { kUInt8Asymmetric, kInt8Symmetric };
+
+struct StaticQuantizeOptions {
+  std::vector<std::string> op_types = {"Conv",    "Gemm",      "MatMul",  "Add",         "Mul",
+                                       "Concat",  "MaxPool",   "Reshape", "Flatten",     "Transpose",
+                                       "Squeeze", "Unsqueeze", "Slice",   "Resize",      "AveragePool",
+                                       "GlobalAveragePool"};
+  std::vector<std::string> exclude;  // exact node names or whole-name regexes
+  ActivationType activation_type = ActivationType::kUInt8Asymmetric;
+  bool per_channel = true;
+};
+
+// The op types StaticQuantizeOptions::op_types may name.
+const std::vector<std::string>& StaticQuantizableOpTypes();
+
+// Rewrites `model` (FP32) into QDQ form using `ranges` (tensor name -> calibrated range). Nodes whose
+// tensors have no range are left float (listed in the report). Errors: nothing quantized, bad
+// options, an exclude entry matching no node.
+StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string, TensorRange>& ranges,
+                                        const StaticQuantizeOptions& options);
+
+}  // namespace quantkit

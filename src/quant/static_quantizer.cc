@@ -1,0 +1,316 @@
+// Static (calibrated) quantization: the QDQ rewrite. Rules in include/quantkit/static_quantize.h
+// and docs/quantization-rules.md; weight and activation parameter math in
+// runtime/kernels/ref/weight_quant.h (the one place for scale/zero-point choice).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <unordered_map>
+
+#include "passes/passes.h"
+#include "quant/rewrite_util.h"
+#include "quantkit/static_quantize.h"
+#include "runtime/kernels/ref/quantize.h"
+#include "runtime/kernels/ref/weight_quant.h"
+
+namespace quantkit {
+
+namespace wq = rt::quant;
+
+const std::vector<std::string>& StaticQuantizableOpTypes() {
+  static const std::vector<std::string> kTypes = StaticQuantizeOptions{}.op_types;
+  return kTypes;
+}
+
+namespace {
+
+struct QParams {
+  float scale = 1;
+  int32_t zero_point = 0;
+  bool operator==(const QParams& o) const { return scale == o.scale && zero_point == o.zero_point; }
+};
+
+QParams ActivationParams(TensorRange r, ActivationType type) {
+  if (type == ActivationType::kUInt8Asymmetric) {
+    const auto p = wq::WeightParamsFromRange(r.min, r.max, wq::WeightType::kUInt8Asymmetric, wq::WeightRange::kFull);
+    return {p.scale, p.zero_point};
+  }
+  const float amax = std::max(std::fabs(r.min), std::fabs(r.max));
+  const auto p = wq::WeightParamsFromRange(-amax, amax, wq::WeightType::kInt8Symmetric, wq::WeightRange::kFull);
+  return {p.scale, p.zero_point};
+}
+
+bool IsOp(const Node& n, const char* op) { return n.IsDefaultDomain() && n.op_type == op; }
+
+// Ops whose output is a selection or rearrangement of input values: the output keeps the input's
+// quantization parameters (no requantization).
+bool KeepsInputScale(const Node& n) {
+  static const std::set<std::string> kOps = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+                                             "Slice"};
+  return n.IsDefaultDomain() && kOps.count(n.op_type);
+}
+
+// Which inputs of a quantized node are activations to quantize (the rest are weights, shapes, ...).
+std::vector<size_t> ActivationInputs(const Node& n, const Graph& g) {
+  auto is_const = [&](size_t i) { return g.IsInitializer(n.Input(i)) && !g.IsGraphInput(n.Input(i)); };
+  const std::string& op = n.op_type;
+  if (op == "Conv" || op == "Gemm") return {0};
+  if (op == "MatMul") return is_const(1) ? std::vector<size_t>{0} : std::vector<size_t>{0, 1};
+  if (op == "Add" || op == "Mul") {
+    std::vector<size_t> v;
+    for (size_t i = 0; i < 2; ++i)
+      if (!is_const(i)) v.push_back(i);
+    return v;
+  }
+  if (op == "Concat") {
+    std::vector<size_t> v;
+    for (size_t i = 0; i < n.inputs.size(); ++i)
+      if (!is_const(i)) v.push_back(i);
+    return v;
+  }
+  return {0};  // pooling, data movement, Resize, Slice: the data input
+}
+
+class StaticQuantizer {
+ public:
+  StaticQuantizer(Model& model, const std::map<std::string, TensorRange>& ranges, const StaticQuantizeOptions& options,
+                  const quant::ExcludeList& exclude, QuantizeReport& report)
+      : model_(model), g_(model.graph), ranges_(ranges), options_(options), exclude_(exclude), report_(report),
+        names_(model) {}
+
+  Status Run() {
+    const DefUse du(g_);
+    SelectNodes(du);
+    ChooseParams(du);
+    // Rewrite: weights and biases first (they need the input scale), then one Q/DQ pair per tensor.
+    for (size_t i : selected_) QK_RETURN_IF_ERROR(QuantizeWeights(g_.nodes[i], i));
+    InsertQdqPairs();
+    for (const auto& [op, count] : counts_) report_.quantized[op] += count;
+    return passes::TopologicalSort(g_);
+  }
+
+ private:
+  bool Wanted(const Node& n) const {
+    return n.IsDefaultDomain() &&
+           std::find(options_.op_types.begin(), options_.op_types.end(), n.op_type) != options_.op_types.end();
+  }
+  bool HasRange(const std::string& t) const { return ranges_.count(t) != 0; }
+  void Skip(const Node& n, std::string reason) { report_.skipped.push_back({n.Describe(), n.op_type, std::move(reason)}); }
+
+  // Conv/Gemm/MatMul followed by Relu/Clip (sole consumer): the activation joins the unit.
+  int FusedActivation(const DefUse& du, const Node& n) const {
+    if (!(IsOp(n, "Conv") || IsOp(n, "Gemm") || IsOp(n, "MatMul")) || g_.IsGraphOutput(n.outputs[0])) return -1;
+    const auto& c = du.Consumers(n.outputs[0]);
+    if (c.size() != 1) return -1;
+    const Node& a = g_.nodes[c[0]];
+    return (IsOp(a, "Relu") || IsOp(a, "Clip")) && !exclude_.Match(a.name) ? c[0] : -1;
+  }
+
+  // Checks each candidate's structure and that its tensors have calibration ranges.
+  void SelectNodes(const DefUse& du) {
+    for (size_t i = 0; i < g_.nodes.size(); ++i) {
+      const Node& n = g_.nodes[i];
+      if (!Wanted(n) || n.outputs.size() != 1 || n.outputs[0].empty()) continue;
+      if (const std::string* pattern = exclude_.Match(n.name)) {
+        Skip(n, fmt::format("excluded by '{}'", *pattern));
+        continue;
+      }
+      if (IsOp(n, "Conv") || IsOp(n, "Gemm") || (IsOp(n, "MatMul") && g_.IsInitializer(n.Input(1)))) {
+        const Tensor* w = g_.FindInitializer(n.Input(1));
+        if (!w || w->dtype() != DType::kFloat32 || g_.IsGraphInput(n.Input(1))) {
+          Skip(n, "weight is not a constant float32 tensor");
+          continue;
+        }
+        if (IsOp(n, "Gemm") && (n.AttrInt("transA", 0) != 0 || n.AttrFloat("alpha", 1.f) != 1.f ||
+                                n.AttrFloat("beta", 1.f) != 1.f)) {
+          Skip(n, "Gemm with transA, alpha or beta is left float");
+          continue;
+        }
+        if ((IsOp(n, "Gemm") || IsOp(n, "MatMul")) && w->rank() != 2) {
+          Skip(n, fmt::format("weight of rank {} (2 is supported)", w->rank()));
+          continue;
+        }
+        if (n.HasInput(2)) {
+          const Tensor* b = g_.FindInitializer(n.Input(2));
+          if (!b || b->dtype() != DType::kFloat32) {
+            Skip(n, "bias is not a constant float32 tensor");
+            continue;
+          }
+        }
+      }
+      const int act = FusedActivation(du, n);
+      const std::string out = act >= 0 ? g_.nodes[act].outputs[0] : n.outputs[0];
+      std::string missing;
+      for (size_t k : ActivationInputs(n, g_))
+        if (!HasRange(n.Input(k))) missing = n.Input(k);
+      if (!KeepsInputScale(n) && !HasRange(out)) missing = out;
+      if (!missing.empty()) {
+        Skip(n, fmt::format("no calibration statistics for tensor '{}'", missing));
+        continue;
+      }
+      selected_.push_back(i);
+      unit_output_[i] = out;
+      if (act >= 0) fused_act_.insert(static_cast<size_t>(act));
+    }
+  }
+
+  // Parameters per quantized tensor. Inputs from their own ranges; outputs too, except that
+  // pass-through outputs reuse their input's parameters and Concat shares one scale.
+  void ChooseParams(const DefUse& du) {
+    (void)du;
+    for (size_t i : selected_) {
+      const Node& n = g_.nodes[i];
+      if (IsOp(n, "Concat")) {
+        TensorRange r = ranges_.at(unit_output_[i]);
+        for (size_t k : ActivationInputs(n, g_)) {
+          r.min = std::min(r.min, ranges_.at(n.Input(k)).min);
+          r.max = std::max(r.max, ranges_.at(n.Input(k)).max);
+        }
+        const QParams p = ActivationParams(r, options_.activation_type);
+        for (size_t k : ActivationInputs(n, g_)) SetParams(n.Input(k), p);
+        SetParams(unit_output_[i], p);
+        continue;
+      }
+      for (size_t k : ActivationInputs(n, g_))
+        if (!params_.count(n.Input(k))) SetParams(n.Input(k), ActivationParams(ranges_.at(n.Input(k)), options_.activation_type));
+    }
+    // Outputs in graph order, so a pass-through chain inherits from its (already set) input.
+    for (size_t i : selected_) {
+      const Node& n = g_.nodes[i];
+      const std::string& out = unit_output_[i];
+      if (params_.count(out)) continue;
+      if (KeepsInputScale(n)) {
+        SetParams(out, params_.at(n.Input(0)));
+      } else {
+        SetParams(out, ActivationParams(ranges_.at(out), options_.activation_type));
+      }
+    }
+  }
+  void SetParams(const std::string& t, QParams p) { params_[t] = p; }
+
+  // Weights: int8 symmetric (per output channel) behind DequantizeLinear; bias int32 with scale
+  // input_scale * weight_scale[c].
+  Status QuantizeWeights(Node& n, size_t index) {
+    ++counts_[n.op_type];
+    if (!(IsOp(n, "Conv") || IsOp(n, "Gemm") || (IsOp(n, "MatMul") && g_.IsInitializer(n.Input(1))))) return Status::Ok();
+    const Tensor w = *g_.FindInitializer(n.Input(1));
+    const bool trans_b = IsOp(n, "Gemm") && n.AttrInt("transB", 0) != 0;
+    // Output-channel axis: Conv weights [M, C, k...] and transposed Gemm weights [N, K]: 0;
+    // MatMul / Gemm weights [K, N]: 1.
+    const int64_t axis = options_.per_channel ? (IsOp(n, "Conv") || trans_b ? 0 : 1) : -1;
+    const wq::QuantizedWeights qw = wq::QuantizeWeightTensor(w, axis, wq::WeightType::kInt8Symmetric, wq::WeightRange::kNarrow);
+    const std::string base = n.Input(1);
+    const std::string wq_name = names_.Make(base + "_quantized"), ws_name = names_.Make(base + "_scale"),
+                      wz_name = names_.Make(base + "_zero_point"), wd_name = names_.Make(base + "_dequantized");
+    g_.AddInitializer(wq_name, qw.q);
+    g_.AddInitializer(ws_name, qw.scale);
+    g_.AddInitializer(wz_name, qw.zero_point);
+    Node dq = quant::NewNode("DequantizeLinear", {wq_name, ws_name, wz_name}, {wd_name}, names_.Make(base + "_DequantizeLinear"));
+    if (axis >= 0) dq.SetAttrInt("axis", axis);
+    new_nodes_.emplace_back(index, std::move(dq));
+    n.inputs[1] = wd_name;
+    if (!n.HasInput(2)) return Status::Ok();
+    const Tensor b = *g_.FindInitializer(n.Input(2));
+    const QParams in = params_.at(n.Input(0));
+    const int64_t channels = qw.scale.numel();
+    const int64_t M = b.numel();
+    std::vector<int32_t> bq(static_cast<size_t>(M));
+    std::vector<float> bs(static_cast<size_t>(M));
+    for (int64_t c = 0; c < M; ++c) {
+      // The float32 product QLinearConv and the runtime's fusion use: x_scale * w_scale[c].
+      bs[c] = in.scale * qw.scale.data<float>()[channels == 1 ? 0 : c];
+      const float r = wq::RoundHalfToEven(b.data<float>()[c] / bs[c]);
+      bq[c] = static_cast<int32_t>(std::clamp<double>(r, -2147483648.0, 2147483520.0));
+    }
+    const std::string bbase = n.Input(2);
+    const std::string bq_name = names_.Make(bbase + "_quantized"), bs_name = names_.Make(bbase + "_scale"),
+                      bd_name = names_.Make(bbase + "_dequantized");
+    g_.AddInitializer(bq_name, Tensor::FromVector<int32_t>(bq, {M}));
+    g_.AddInitializer(bs_name, Tensor::FromVector<float>(bs, {M}));
+    Node bdq = quant::NewNode("DequantizeLinear", {bq_name, bs_name}, {bd_name}, names_.Make(bbase + "_DequantizeLinear"));
+    bdq.SetAttrInt("axis", 0);
+    new_nodes_.emplace_back(index, std::move(bdq));
+    n.inputs[2] = bd_name;
+    return Status::Ok();
+  }
+
+  // One QuantizeLinear -> DequantizeLinear pair per quantized tensor; every reader of the tensor
+  // (except the new QuantizeLinear) then reads the dequantized value. Graph outputs keep their name.
+  void InsertQdqPairs() {
+    const DType qtype = options_.activation_type == ActivationType::kUInt8Asymmetric ? DType::kUInt8 : DType::kInt8;
+    std::unordered_map<std::string, std::string> renamed;
+    std::vector<Node> pairs;
+    for (const auto& [t, p] : params_) {
+      const std::string s = names_.Make(t + "_scale"), z = names_.Make(t + "_zero_point");
+      const std::string q = names_.Make(t + "_quantized"), d = names_.Make(t + "_dequantized");
+      g_.AddInitializer(s, Tensor::FromVector<float>({p.scale}, {}));
+      g_.AddInitializer(z, qtype == DType::kUInt8 ? Tensor::FromVector<uint8_t>({static_cast<uint8_t>(p.zero_point)}, {})
+                                                  : Tensor::FromVector<int8_t>({static_cast<int8_t>(p.zero_point)}, {}));
+      pairs.push_back(quant::NewNode("QuantizeLinear", {t, s, z}, {q}, names_.Make(t + "_QuantizeLinear")));
+      pairs.push_back(quant::NewNode("DequantizeLinear", {q, s, z}, {d}, names_.Make(t + "_DequantizeLinear")));
+      renamed[t] = d;
+    }
+    for (auto& n : g_.nodes)
+      for (auto& in : n.inputs) {
+        auto it = renamed.find(in);
+        if (it != renamed.end()) in = it->second;
+      }
+    for (auto& [pos, node] : new_nodes_) g_.nodes.push_back(std::move(node));
+    for (auto& node : pairs) g_.nodes.push_back(std::move(node));
+  }
+
+  Model& model_;
+  Graph& g_;
+  const std::map<std::string, TensorRange>& ranges_;
+  const StaticQuantizeOptions& options_;
+  const quant::ExcludeList& exclude_;
+  QuantizeReport& report_;
+  quant::NameRegistry names_;
+  std::vector<size_t> selected_;
+  std::map<size_t, std::string> unit_output_;
+  std::set<size_t> fused_act_;
+  std::map<std::string, QParams> params_;
+  std::map<std::string, int> counts_;
+  std::vector<std::pair<size_t, Node>> new_nodes_;
+};
+
+}  // namespace
+
+StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string, TensorRange>& ranges,
+                                        const StaticQuantizeOptions& options) {
+  for (const auto& op : options.op_types) {
+    if (std::find(StaticQuantizableOpTypes().begin(), StaticQuantizableOpTypes().end(), op) ==
+        StaticQuantizableOpTypes().end()) {
+      return InvalidArgument(fmt::format("op type '{}' cannot be statically quantized (supported: {})", op,
+                                         fmt::join(StaticQuantizableOpTypes(), ", ")));
+    }
+  }
+  Model work = model;
+  QuantizeReport report;
+  report.opset_before = work.OpsetVersion("");
+  // The same preparation as the calibrating session, so tensor names match the statistics.
+  QK_RETURN_IF_ERROR(passes::OptimizeForInference(work));
+  if (work.OpsetVersion("") < 13) {
+    QK_RETURN_IF_ERROR(passes::UpgradeOpset(work, 13));
+    report.notes.push_back(fmt::format("default-domain opset upgraded from {} to 13 (per-channel DequantizeLinear)",
+                                       report.opset_before));
+  }
+  report.opset_after = work.OpsetVersion("");
+  QK_ASSIGN_OR_RETURN(quant::ExcludeList exclude, quant::ExcludeList::Create(options.exclude, work));
+  StaticQuantizer quantizer(work, ranges, options, exclude, report);
+  QK_RETURN_IF_ERROR(quantizer.Run());
+  if (report.total_quantized() == 0) {
+    return InvalidArgument(fmt::format("nothing to quantize statically: no {} node could be quantized{}",
+                                       fmt::join(options.op_types, "/"),
+                                       report.skipped.empty() ? "" : " (" + report.skipped[0].node + ": " +
+                                                                         report.skipped[0].reason + ")"));
+  }
+  QK_RETURN_IF_ERROR(passes::EliminateDeadNodes(work));
+  Status verify = VerifyGraph(work.graph);
+  if (!verify.ok()) return Internal("statically quantized graph is malformed: " + verify.message());
+  model = std::move(work);
+  return report;
+}
+
+}  // namespace quantkit
