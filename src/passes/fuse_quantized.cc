@@ -369,6 +369,49 @@ bool FuseStaticMatMulFloatOutput(Graph& g, const DefUse& du, size_t i, std::vect
   return true;
 }
 
+// Static QDQ Add/Mul of two quantized tensors: DQ(a), DQ(b) -> Add|Mul [-> Relu] -> Q  ==>
+// com.quantkit::QLinearAdd/QLinearMul (bit-identical, broadcasting included).
+bool FuseStaticBinary(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
+  const Node& op = g.nodes[i];
+  const bool is_mul = IsOp(op, "Mul");
+  if (!(IsOp(op, "Add") || is_mul) || op.outputs.size() != 1 || op.inputs.size() != 2) return false;
+  std::string q_in[2][3];
+  for (int k = 0; k < 2; ++k) {
+    const int d = du.Producer(op.Input(k));
+    if (d < 0 || !IsOp(g.nodes[d], "DequantizeLinear")) return false;
+    const Node& dq = g.nodes[d];
+    const Tensor* s = Constant(g, dq.Input(1));
+    const Tensor* z = Constant(g, dq.Input(2));
+    if (!s || s->numel() != 1 || s->dtype() != DType::kFloat32 || !z || z->numel() != 1 || !Is8Bit(z->dtype())) return false;
+    q_in[k][0] = dq.Input(0), q_in[k][1] = dq.Input(1), q_in[k][2] = dq.Input(2);
+  }
+  int next = SoleConsumer(g, du, op.outputs[0]);
+  if (next < 0) return false;
+  int relu = -1;
+  if (IsOp(g.nodes[next], "Relu")) {
+    relu = next;
+    next = SoleConsumer(g, du, g.nodes[relu].outputs[0]);
+    if (next < 0) return false;
+  }
+  const Node& q = g.nodes[next];
+  if (!IsOp(q, "QuantizeLinear") || q.outputs.size() != 1) return false;
+  const Tensor* ys = Constant(g, q.Input(1));
+  const Tensor* yz = Constant(g, q.Input(2));
+  if (!ys || ys->numel() != 1 || ys->dtype() != DType::kFloat32 || !yz || yz->numel() != 1 || !Is8Bit(yz->dtype()))
+    return false;
+  Node f;
+  f.op_type = is_mul ? "QLinearMul" : "QLinearAdd";
+  f.domain = rt::kQuantkitDomain;
+  f.name = g.UniqueName((op.name.empty() ? op.op_type : op.name) + "_int8");
+  f.inputs = {q_in[0][0], q_in[0][1], q_in[0][2], q_in[1][0], q_in[1][1], q_in[1][2], q.Input(1), q.Input(2)};
+  f.outputs = {q.outputs[0]};
+  if (relu >= 0) f.SetAttrInt("q_min", yz->GetAsInt64(0));
+  removed[i] = removed[next] = true;
+  if (relu >= 0) removed[relu] = true;
+  fused.push_back(std::move(f));
+  return true;
+}
+
 // QuantizeLinear(P(DequantizeLinear(x))) with the same constant scale and zero point, for P an op
 // that only moves or selects values (MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze):
 // P runs on the quantized values directly (exact: Q(DQ(v)) = v for these parameters).
@@ -443,7 +486,7 @@ Status FuseGraph(Graph& g) {
     std::vector<Node> fused;
     if (FuseIntegerOps(g, du, i, removed, fused) || FuseQdqWeights(g, du, i, removed, fused) ||
         FuseStaticConv(g, du, i, removed, fused) || FuseStaticMatMul(g, du, i, removed, fused) ||
-        FuseStaticMatMulFloatOutput(g, du, i, removed, fused) ||
+        FuseStaticMatMulFloatOutput(g, du, i, removed, fused) || FuseStaticBinary(g, du, i, removed, fused) ||
         FusePassThrough(g, du, i, removed, fused)) {
       replacements.emplace_back(i, std::move(fused.back()));
     }

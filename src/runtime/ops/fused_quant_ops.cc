@@ -13,7 +13,13 @@
 //     (per-column parameters), optional int32 bias (scale a_scale * b_scale[n]); output
 //     requantized as QLinearMatMul (quantize.h's Requantize) and clamped to [q_min, q_max] (a
 //     fused Relu/Clip). Without bias and clamp it is exactly ONNX QLinearMatMul.
+//
+//   QLinearAdd / QLinearMul(A, a_scale, a_zp, B, b_scale, b_zp, y_scale, y_zp; q_min, q_max)
+//     Static int8 Add/Mul of two quantized tensors of the same shape, bit-identical to
+//     DequantizeLinear x2 -> Add/Mul -> QuantizeLinear [with a Relu as clamp].
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "runtime/kernels/qgemm.h"
 #include "runtime/kernels/ref/quantize.h"
@@ -184,9 +190,89 @@ class QLinearMatMulKernel final : public OpKernel {
   std::shared_ptr<const kernels::PackedQWeights> packed_;
 };
 
+// QLinearAdd / QLinearMul (com.quantkit): y = Q(DQ(a) op DQ(b)), computed element by element with
+// exactly the float32 operations of the DequantizeLinear -> Add/Mul -> QuantizeLinear it replaces
+// (so bit-identical to it), then clamped to [q_min, q_max] (a fused Relu). Numpy broadcasting.
+template <bool kMul>
+Status QLinearBinaryFn(KernelContext& ctx) {
+  const Tensor* in[8];
+  for (size_t i = 0; i < 8; ++i) {
+    QK_ASSIGN_OR_RETURN(in[i], ctx.RequiredInput(i));
+  }
+  const Tensor &a = *in[0], &b = *in[3], &y_zp = *in[7];
+  QK_ASSIGN_OR_RETURN(const Shape out_shape, BroadcastShapes(a.shape(), b.shape()));
+  const bool same = a.shape() == b.shape();
+  const std::vector<int64_t> sa = BroadcastStrides(a.shape(), out_shape.size());
+  const std::vector<int64_t> sb = BroadcastStrides(b.shape(), out_shape.size());
+  const std::vector<int64_t> so = ContiguousStrides(out_shape);
+  // Element offsets of a and b for output element i (numpy broadcasting).
+  auto offsets = [&](int64_t i, int64_t* ia, int64_t* ib) {
+    *ia = *ib = 0;
+    for (size_t d = 0; d < out_shape.size(); ++d) {
+      const int64_t idx = i / so[d] % out_shape[d];
+      *ia += idx * sa[d];
+      *ib += idx * sb[d];
+    }
+  };
+  QK_CHECK_ARG(a.dtype() == in[2]->dtype() && b.dtype() == in[5]->dtype(), "zero points must match their tensors");
+  for (size_t i : {1, 2, 4, 5, 6, 7}) QK_CHECK_ARG(in[i]->numel() == 1, "input {} must be a scalar (per tensor)", i);
+  const float as = static_cast<float>(in[1]->GetAsDouble(0)), bs = static_cast<float>(in[4]->GetAsDouble(0));
+  const float ys = static_cast<float>(in[6]->GetAsDouble(0));
+  const int64_t az = in[2]->GetAsInt64(0), bz = in[5]->GetAsInt64(0);
+  const int32_t yz = static_cast<int32_t>(y_zp.GetAsInt64(0));
+  const int64_t q_min = ctx.node().AttrInt("q_min", -128), q_max = ctx.node().AttrInt("q_max", 255);
+  QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), out_shape));
+  auto run = [&](auto a_tag, auto b_tag, auto y_tag) {
+    using TA = decltype(a_tag);
+    using TB = decltype(b_tag);
+    using TY = decltype(y_tag);
+    const TA* pa = a.data<TA>();
+    const TB* pb = b.data<TB>();
+    TY* py = y->data<TY>();
+    const int32_t lo = static_cast<int32_t>(std::max<int64_t>(q_min, quant::QMin<TY>()));
+    const int32_t hi = static_cast<int32_t>(std::min<int64_t>(q_max, quant::QMax<TY>()));
+    ctx.thread_pool()->ParallelFor(y->numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        int64_t ia = i, ib = i;
+        if (!same) offsets(i, &ia, &ib);
+        const float x = quant::DequantizeValue(pa[ia], az, as);
+        const float z = quant::DequantizeValue(pb[ib], bz, bs);
+        const TY q = quant::QuantizeValue<TY>(kMul ? x * z : x + z, ys, yz);
+        py[i] = static_cast<TY>(std::clamp<int32_t>(q, lo, hi));
+      }
+    });
+  };
+  auto with_y = [&](auto a_tag, auto b_tag) {
+    if (y_zp.dtype() == DType::kInt8) {
+      run(a_tag, b_tag, int8_t{});
+    } else {
+      run(a_tag, b_tag, uint8_t{});
+    }
+  };
+  auto with_b = [&](auto a_tag) {
+    if (b.dtype() == DType::kInt8) {
+      with_y(a_tag, int8_t{});
+    } else {
+      with_y(a_tag, uint8_t{});
+    }
+  };
+  QK_CHECK_ARG((a.dtype() == DType::kInt8 || a.dtype() == DType::kUInt8) &&
+                   (b.dtype() == DType::kInt8 || b.dtype() == DType::kUInt8) &&
+                   (y_zp.dtype() == DType::kInt8 || y_zp.dtype() == DType::kUInt8),
+               "A, B and the output must be 8-bit");
+  if (a.dtype() == DType::kInt8) {
+    with_b(int8_t{});
+  } else {
+    with_b(uint8_t{});
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterFusedQuantOps(KernelRegistry& r) {
+  r.RegisterFunction(kQuantkitDomain, "QLinearAdd", &QLinearBinaryFn<false>);
+  r.RegisterFunction(kQuantkitDomain, "QLinearMul", &QLinearBinaryFn<true>);
   r.Register(kQuantkitDomain, "MatMulIntegerToFloat", &MatMulIntegerToFloatKernel::Create);
   r.Register(kQuantkitDomain, "QLinearMatMul", &QLinearMatMulKernel::Create);
 }
