@@ -413,26 +413,34 @@ bool FuseStaticBinary(Graph& g, const DefUse& du, size_t i, std::vector<bool>& r
 }
 
 // QuantizeLinear(P(DequantizeLinear(x))) with the same constant scale and zero point, for P an op
-// that only moves or selects values (MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze):
+// that only moves or selects values (MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze,
+// Concat of inputs that all share the output's parameters):
 // P runs on the quantized values directly (exact: Q(DQ(v)) = v for these parameters).
 bool FusePassThrough(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
   const Node& p = g.nodes[i];
-  static const char* kOps[] = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"};
+  static const char* kOps[] = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat"};
   bool known = false;
   for (const char* op : kOps) known = known || IsOp(p, op);
   if (!known || p.outputs.size() != 1 || p.inputs.empty()) return false;
-  const int dq = du.Producer(p.Input(0));
   const int q = SoleConsumer(g, du, p.outputs[0]);
-  if (dq < 0 || q < 0 || !IsOp(g.nodes[dq], "DequantizeLinear") || !IsOp(g.nodes[q], "QuantizeLinear")) return false;
-  const Node& d = g.nodes[dq];
+  if (q < 0 || !IsOp(g.nodes[q], "QuantizeLinear")) return false;
   const Node& qn = g.nodes[q];
-  const Tensor *ds = Constant(g, d.Input(1)), *dz = Constant(g, d.Input(2));
   const Tensor *qs = Constant(g, qn.Input(1)), *qz = Constant(g, qn.Input(2));
-  if (!ds || !dz || !qs || !qz || ds->numel() != 1 || qs->numel() != 1 || dz->numel() != 1 || qz->numel() != 1) return false;
-  if (ds->dtype() != DType::kFloat32 || qs->dtype() != DType::kFloat32 || dz->dtype() != qz->dtype()) return false;
-  if (ds->data<float>()[0] != qs->data<float>()[0] || dz->GetAsInt64(0) != qz->GetAsInt64(0)) return false;
+  if (!qs || !qz || qs->numel() != 1 || qz->numel() != 1 || qs->dtype() != DType::kFloat32) return false;
   Node moved = p;
-  moved.inputs[0] = d.Input(0);
+  // The data inputs (all of Concat's, the first of the others) must be dequantized with exactly
+  // the output's parameters.
+  const size_t data_inputs = IsOp(p, "Concat") ? p.inputs.size() : 1;
+  for (size_t k = 0; k < data_inputs; ++k) {
+    const int dq = du.Producer(p.Input(k));
+    if (dq < 0 || !IsOp(g.nodes[dq], "DequantizeLinear")) return false;
+    const Node& d = g.nodes[dq];
+    const Tensor *ds = Constant(g, d.Input(1)), *dz = Constant(g, d.Input(2));
+    if (!ds || !dz || ds->numel() != 1 || dz->numel() != 1 || ds->dtype() != DType::kFloat32) return false;
+    if (dz->dtype() != qz->dtype() || ds->data<float>()[0] != qs->data<float>()[0] || dz->GetAsInt64(0) != qz->GetAsInt64(0))
+      return false;
+    moved.inputs[k] = d.Input(0);
+  }
   moved.outputs = {qn.outputs[0]};
   removed[i] = removed[q] = true;
   fused.push_back(std::move(moved));

@@ -406,3 +406,36 @@ TEST(FuseQuantized, StaticQdqAddMulAreBitIdentical) {
 
 }  // namespace
 }  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+TEST(FuseQuantized, StaticQdqConcatWithSharedScaleRunsOnInt8) {
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("A", DType::kFloat32, {1, 2, 3}));
+  g.inputs.push_back(MakeValueInfo("B", DType::kFloat32, {1, 4, 3}));
+  ValueInfo y;
+  y.name = "Y";
+  g.outputs.push_back(y);
+  g.AddInitializer("s", Tensor::FromVector<float>({0.02f}, {}));
+  g.AddInitializer("z", Tensor::FromVector<uint8_t>({128}, {}));
+  for (const char* in : {"A", "B"}) {
+    g.nodes.push_back(MakeNode("QuantizeLinear", {in, "s", "z"}, {std::string(in) + "q"}));
+    g.nodes.push_back(MakeNode("DequantizeLinear", {std::string(in) + "q", "s", "z"}, {std::string(in) + "d"}));
+  }
+  Node cat = MakeNode("Concat", {"Ad", "Bd"}, {"c"});
+  cat.attributes.push_back(IntAttr("axis", 1));
+  g.nodes.push_back(cat);
+  g.nodes.push_back(MakeNode("QuantizeLinear", {"c", "s", "z"}, {"cq"}));
+  g.nodes.push_back(MakeNode("DequantizeLinear", {"cq", "s", "z"}, {"Y"}));
+  const Model m = MakeModel(std::move(g), 13);
+  Model lowered = m;
+  ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+  EXPECT_EQ(CountOps(lowered, "QuantizeLinear"), 2) << "only the graph inputs are quantized";
+  EXPECT_EQ(CountOps(lowered, "DequantizeLinear"), 1) << "one dequantize, after the int8 Concat";
+  const Tensor a = RandomFloats({1, 2, 3}, 51), b = RandomFloats({1, 4, 3}, 52);
+  ExpectBitIdentical(RunModel(m, {{"A", a}, {"B", b}}, false)[0], RunModel(m, {{"A", a}, {"B", b}}, true)[0]);
+}
+
+}  // namespace
+}  // namespace quantkit
