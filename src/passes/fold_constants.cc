@@ -1,7 +1,11 @@
 // Pass: constant folding. A node whose inputs are all constants is run once, with the runtime's
 // own kernels (so folding and execution can never disagree), and its outputs become initializers.
+// Inside subgraphs (If/Loop bodies), initializers of the enclosing graphs count as constants too
+// (exported models often keep a branch's weights in the main graph), unless a local value shadows
+// them.
 #include <fmt/format.h>
 
+#include <unordered_map>
 #include <unordered_set>
 
 #include "core/thread_pool.h"
@@ -12,7 +16,19 @@ namespace quantkit::passes {
 
 namespace {
 
-bool IsFoldable(const Graph& g, const Node& n) {
+// Constants visible to a graph: its own initializers, then those of the enclosing graphs.
+using Scope = std::unordered_map<std::string, const Tensor*>;
+
+const Tensor* FindConstant(const Graph& g, const Scope& outer, const std::unordered_set<std::string>& local,
+                           const std::string& name) {
+  if (g.IsGraphInput(name)) return nullptr;
+  if (const Tensor* t = g.FindInitializer(name)) return t;
+  if (local.count(name)) return nullptr;
+  auto it = outer.find(name);
+  return it == outer.end() ? nullptr : it->second;
+}
+
+bool IsFoldable(const Graph& g, const Node& n, const Scope& outer, const std::unordered_set<std::string>& local) {
   static const std::unordered_set<std::string> kNondeterministic = {
       "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"};
   if (!n.IsDefaultDomain() || kNondeterministic.count(n.op_type)) return false;
@@ -21,30 +37,29 @@ bool IsFoldable(const Graph& g, const Node& n) {
   bool any_input = false;
   for (const auto& in : n.inputs) {
     if (in.empty()) continue;
-    if (!g.IsInitializer(in) || g.IsGraphInput(in)) return false;
+    if (!FindConstant(g, outer, local, in)) return false;
     any_input = true;
   }
   if (!any_input) return false;
   return IsOpSupported(n.domain, n.op_type);
 }
 
-Status Run(Graph& g, const Model& model, uint64_t max_output_bytes, ThreadPool& pool) {
-  for (auto& n : g.nodes)
-    for (auto& a : n.attributes) {
-      if (a.g) QK_RETURN_IF_ERROR(Run(*a.g, model, max_output_bytes, pool));
-      for (auto& sg : a.graphs) QK_RETURN_IF_ERROR(Run(*sg, model, max_output_bytes, pool));
-    }
+Status Run(Graph& g, const Model& model, uint64_t max_output_bytes, ThreadPool& pool, const Scope& outer) {
+  std::unordered_set<std::string> local;  // values defined in this graph (they shadow outer names)
+  for (const auto& in : g.inputs) local.insert(in.name);
+  for (const auto& n : g.nodes)
+    for (const auto& o : n.outputs) local.insert(o);
   std::vector<Node> kept;
   kept.reserve(g.nodes.size());
   for (auto& n : g.nodes) {
-    if (!IsFoldable(g, n)) {
+    if (!IsFoldable(g, n, outer, local)) {
       kept.push_back(std::move(n));
       continue;
     }
     Graph tmp;
     tmp.name = "fold";
     for (const auto& in : n.inputs)
-      if (!in.empty() && !tmp.IsInitializer(in)) tmp.AddInitializer(in, *g.FindInitializer(in));
+      if (!in.empty() && !tmp.IsInitializer(in)) tmp.AddInitializer(in, *FindConstant(g, outer, local, in));
     tmp.nodes.push_back(n);
     for (const auto& o : n.outputs)
       if (!o.empty()) {
@@ -78,6 +93,16 @@ Status Run(Graph& g, const Model& model, uint64_t max_output_bytes, ThreadPool& 
     }
   }
   g.nodes = std::move(kept);
+  // Subgraphs last, so they see this graph's freshly folded constants.
+  Scope inner = outer;
+  for (const auto& name : local) inner.erase(name);
+  for (const auto& [name, t] : g.initializers)
+    if (!g.IsGraphInput(name)) inner[name] = &t;
+  for (auto& n : g.nodes)
+    for (auto& a : n.attributes) {
+      if (a.g) QK_RETURN_IF_ERROR(Run(*a.g, model, max_output_bytes, pool, inner));
+      for (auto& sg : a.graphs) QK_RETURN_IF_ERROR(Run(*sg, model, max_output_bytes, pool, inner));
+    }
   return Status::Ok();
 }
 
@@ -85,7 +110,7 @@ Status Run(Graph& g, const Model& model, uint64_t max_output_bytes, ThreadPool& 
 
 Status FoldConstants(Model& model, uint64_t max_output_bytes) {
   ThreadPool pool(1);
-  return Run(model.graph, model, max_output_bytes, pool);
+  return Run(model.graph, model, max_output_bytes, pool, {});
 }
 
 }  // namespace quantkit::passes

@@ -216,3 +216,44 @@ TEST(InferShapes, FillsShapesOnnxCannotInferWithStaticInputs) {
 
 }  // namespace
 }  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+// A weight computed inside an If branch from an initializer of the main graph folds into a
+// constant of the branch (Silero VAD v5 keeps its LSTM weights this way).
+TEST(FoldConstants, SubgraphNodesReadingOuterInitializersFold) {
+  Graph branch;
+  branch.name = "then";
+  branch.nodes.push_back(testing::MakeNode("Neg", {"outer_w"}, {"w_neg"}));
+  branch.nodes.push_back(testing::MakeNode("Add", {"w_neg", "x"}, {"y"}));
+  ValueInfo y;
+  y.name = "y";
+  branch.outputs.push_back(y);
+  Graph g;
+  g.inputs.push_back(testing::MakeValueInfo("cond", DType::kBool, {}));
+  g.inputs.push_back(testing::MakeValueInfo("x", DType::kFloat32, {2}));
+  g.AddInitializer("outer_w", Tensor::FromVector<float>({1.f, 2.f}, {2}));
+  Node if_node = testing::MakeNode("If", {"cond"}, {"out"});
+  Attribute then_attr;
+  then_attr.name = "then_branch";
+  then_attr.type = Attribute::Type::kGraph;
+  then_attr.g = DeepPtr<Graph>(std::make_unique<Graph>(branch));
+  Attribute else_attr = then_attr;
+  else_attr.name = "else_branch";
+  if_node.attributes = {then_attr, else_attr};
+  g.nodes.push_back(if_node);
+  ValueInfo out;
+  out.name = "out";
+  g.outputs.push_back(out);
+  Model m = testing::MakeModel(std::move(g), 13);
+  ASSERT_TRUE(passes::FoldConstants(m).ok());
+  const Graph& folded = *m.graph.nodes[0].attributes[0].g;
+  ASSERT_EQ(folded.nodes.size(), 1u) << "Neg(outer_w) must be folded";
+  const Tensor* w = folded.FindInitializer("w_neg");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->data<float>()[1], -2.f);
+}
+
+}  // namespace
+}  // namespace quantkit
