@@ -41,8 +41,15 @@ struct Value {
 // debugging). Runs on the thread that called Run.
 using ValueObserver = std::function<void(const Node& node, size_t output_index, const Value& value)>;
 
+// Time spent in one node of the main graph (subgraph nodes count towards their If/Loop).
+struct NodeTiming {
+  const Node* node = nullptr;  // the node as executed (after the session's passes)
+  double seconds = 0;
+};
+
 struct RunOptions {
   ValueObserver observer;
+  std::vector<NodeTiming>* profile = nullptr;  // if set, one entry per executed node is appended
 };
 
 struct SessionOptions {

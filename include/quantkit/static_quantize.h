@@ -23,17 +23,12 @@
 #include <string>
 #include <vector>
 
+#include "quantkit/calibration.h"
 #include "quantkit/ir.h"
 #include "quantkit/quantize.h"
 #include "quantkit/status.h"
 
 namespace quantkit {
-
-struct TensorRange {
-  float min = 0, max = 0;
-};
-
-enum class ActivationType { kUInt8Asymmetric, kInt8Symmetric };
 
 struct StaticQuantizeOptions {
   std::vector<std::string> op_types = {"Conv",    "Gemm",      "MatMul",  "Add",         "Mul",
@@ -48,10 +43,11 @@ struct StaticQuantizeOptions {
 // The op types StaticQuantizeOptions::op_types may name.
 const std::vector<std::string>& StaticQuantizableOpTypes();
 
-// Rewrites `model` (FP32) into QDQ form using `ranges` (tensor name -> calibrated range). Nodes whose
+// Rewrites `model` (FP32) into QDQ form using `ranges` (tensor name -> calibrated range, e.g. from
+// ComputeRanges of calibration statistics). Nodes whose
 // tensors have no range are left float (listed in the report). Errors: nothing quantized, bad
 // options, an exclude entry matching no node.
-StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string, TensorRange>& ranges,
+StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string, FloatRange>& ranges,
                                         const StaticQuantizeOptions& options);
 
 }  // namespace quantkit

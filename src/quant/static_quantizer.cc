@@ -31,13 +31,8 @@ struct QParams {
   bool operator==(const QParams& o) const { return scale == o.scale && zero_point == o.zero_point; }
 };
 
-QParams ActivationParams(TensorRange r, ActivationType type) {
-  if (type == ActivationType::kUInt8Asymmetric) {
-    const auto p = wq::WeightParamsFromRange(r.min, r.max, wq::WeightType::kUInt8Asymmetric, wq::WeightRange::kFull);
-    return {p.scale, p.zero_point};
-  }
-  const float amax = std::max(std::fabs(r.min), std::fabs(r.max));
-  const auto p = wq::WeightParamsFromRange(-amax, amax, wq::WeightType::kInt8Symmetric, wq::WeightRange::kFull);
+QParams ActivationParams(FloatRange r, ActivationType type) {
+  const ActivationQuantParams p = ActivationParamsFromRange(r, type);
   return {p.scale, p.zero_point};
 }
 
@@ -74,7 +69,7 @@ std::vector<size_t> ActivationInputs(const Node& n, const Graph& g) {
 
 class StaticQuantizer {
  public:
-  StaticQuantizer(Model& model, const std::map<std::string, TensorRange>& ranges, const StaticQuantizeOptions& options,
+  StaticQuantizer(Model& model, const std::map<std::string, FloatRange>& ranges, const StaticQuantizeOptions& options,
                   const quant::ExcludeList& exclude, QuantizeReport& report)
       : model_(model), g_(model.graph), ranges_(ranges), options_(options), exclude_(exclude), report_(report),
         names_(model) {}
@@ -162,7 +157,7 @@ class StaticQuantizer {
     for (size_t i : selected_) {
       const Node& n = g_.nodes[i];
       if (IsOp(n, "Concat")) {
-        TensorRange r = ranges_.at(unit_output_[i]);
+        FloatRange r = ranges_.at(unit_output_[i]);
         for (size_t k : ActivationInputs(n, g_)) {
           r.min = std::min(r.min, ranges_.at(n.Input(k)).min);
           r.max = std::max(r.max, ranges_.at(n.Input(k)).max);
@@ -262,7 +257,7 @@ class StaticQuantizer {
 
   Model& model_;
   Graph& g_;
-  const std::map<std::string, TensorRange>& ranges_;
+  const std::map<std::string, FloatRange>& ranges_;
   const StaticQuantizeOptions& options_;
   const quant::ExcludeList& exclude_;
   QuantizeReport& report_;
@@ -277,7 +272,7 @@ class StaticQuantizer {
 
 }  // namespace
 
-StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string, TensorRange>& ranges,
+StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string, FloatRange>& ranges,
                                         const StaticQuantizeOptions& options) {
   for (const auto& op : options.op_types) {
     if (std::find(StaticQuantizableOpTypes().begin(), StaticQuantizableOpTypes().end(), op) ==

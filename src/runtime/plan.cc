@@ -1,6 +1,8 @@
 // Plan building (slots, liveness, kernel creation) and the executor loop.
 #include "runtime/plan.h"
 
+#include <chrono>
+
 #include <fmt/format.h>
 
 #include <unordered_set>
@@ -157,10 +159,15 @@ Status Plan::Run(RunContext& run, Frame* parent, std::vector<Value> inputs, std:
   if (!captures_.empty() && !parent) return Internal("subgraph run without its enclosing frame");
   for (const auto& [local, outer] : captures_) frame.slots[local] = parent->slots[outer];
 
+  const bool profile = run.profile && !parent;
   for (const Step& st : steps_) {
     KernelContext ctx(*st.node, frame, st.in_slots, st.out_slots);
+    const auto t0 = profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     Status s = st.kernel->Compute(ctx);
     if (!s.ok()) return s.WithContext(st.node->Describe());
+    if (profile) {
+      run.profile->push_back({st.node, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+    }
     for (size_t o = 0; o < st.out_slots.size(); ++o) {
       const int slot = st.out_slots[o];
       if (slot >= 0 && wanted_[slot] && frame.slots[slot].kind == Value::Kind::kNone) {

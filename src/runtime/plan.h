@@ -28,6 +28,7 @@ struct RunContext {
   Allocator* allocator = nullptr;
   ThreadPool* threads = nullptr;
   const ValueObserver* observer = nullptr;  // sees every node output of the top-level graph
+  std::vector<NodeTiming>* profile = nullptr;  // per top-level node timings, if wanted
 };
 
 // The live values of one execution of one plan.

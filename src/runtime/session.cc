@@ -115,7 +115,7 @@ Status Session::RunValues(const std::vector<std::pair<std::string, Value>>& inpu
       return InvalidArgument(fmt::format("input '{}' was not given", g.inputs[i].name));
     }
   }
-  rt::RunContext run{impl_->pool.get(), impl_->threads.get(), &run_options.observer};
+  rt::RunContext run{impl_->pool.get(), impl_->threads.get(), &run_options.observer, run_options.profile};
   return impl_->plan->Run(run, nullptr, std::move(ordered), outputs);
 }
 

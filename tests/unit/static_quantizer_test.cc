@@ -38,11 +38,11 @@ std::vector<Tensor> Inputs(int count, uint32_t seed) {
 }
 
 // MinMax ranges of every tensor (graph input + node outputs) over the inputs.
-std::map<std::string, TensorRange> Calibrate(const Model& model, const std::vector<Tensor>& inputs) {
-  std::map<std::string, TensorRange> ranges;
+std::map<std::string, FloatRange> Calibrate(const Model& model, const std::vector<Tensor>& inputs) {
+  std::map<std::string, FloatRange> ranges;
   auto update = [&](const std::string& name, const Tensor& t) {
     if (t.dtype() != DType::kFloat32 || t.numel() == 0) return;
-    auto [it, fresh] = ranges.try_emplace(name, TensorRange{t.data<float>()[0], t.data<float>()[0]});
+    auto [it, fresh] = ranges.try_emplace(name, FloatRange{t.data<float>()[0], t.data<float>()[0]});
     for (int64_t i = 0; i < t.numel(); ++i) {
       it->second.min = std::min(it->second.min, t.data<float>()[i]);
       it->second.max = std::max(it->second.max, t.data<float>()[i]);

@@ -1,6 +1,8 @@
 // Helpers for building small models in tests.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
