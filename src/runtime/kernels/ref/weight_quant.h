@@ -2,14 +2,19 @@
 // choose weight parameters). Rounding and saturation are quantize.h's QuantizeValue, so a weight
 // quantized here and a value quantized by QuantizeLinear with the same parameters are identical.
 //
-//  * int8, symmetric (zero point 0): amax = max |w| over the channel;
-//        narrow range [-127, 127]: scale = amax / 127            (= 2 amax / 254)
-//        full range   [-128, 127]: scale = 2 amax / 255          (the -128 end is reachable)
+//  * int8, symmetric (zero point 0): amax = max |w| over the channel, scale = 2 amax / (qmax - qmin):
+//        narrow  [-127, 127]: scale = amax / 127   (default)
+//        full    [-128, 127]: scale = 2 amax / 255 (the -128 end is reachable)
+//        reduced [ -64,  64]: scale = amax / 64    (7 bits: a uint8 x int8 pair product sum stays
+//                              within int16, so x86 kernels built on vpmaddubsw, e.g. ONNX
+//                              Runtime's on AVX2 without VNNI, cannot saturate)
 //    This is onnxruntime's quantizer formula scale = (rmax - rmin) / (qmax - qmin) with
 //    rmin = -amax, rmax = amax, all in float32.
 //  * uint8, asymmetric: rmin = min(0, min w), rmax = max(0, max w) (the range always contains 0,
-//    so 0 is exact), scale = (rmax - rmin) / 255, zero_point = saturate(round_half_even(-rmin /
-//    scale)) to [0, 255] -- the same formula as DynamicQuantizeLinear.
+//    so 0 is exact), scale = (rmax - rmin) / (qmax - qmin), zero_point = saturate(
+//    round_half_even(qmin - rmin / scale)) to [qmin, qmax] -- for [0, 255] the formula of
+//    DynamicQuantizeLinear. Ranges: [0, 255] (narrow and full), [0, 127] (reduced).
+//  * Quantized values are clamped to [qmin, qmax].
 //  * A channel whose range is empty (all zeros) or whose scale underflows to 0 gets scale 1 and
 //    zero point 0: every weight quantizes to 0 and dequantizes back to exactly 0.
 //  * Callers reject non-finite weights before quantizing (ranges ignore them here).
@@ -18,9 +23,17 @@
 #include <cstdint>
 #include <vector>
 
+#include "quantkit/tensor.h"
+
 namespace quantkit::rt::quant {
 
 enum class WeightType { kInt8Symmetric, kUInt8Asymmetric };
+enum class WeightRange { kNarrow, kFull, kReduced };
+
+struct QuantRange {
+  int32_t qmin, qmax;
+};
+QuantRange RangeOf(WeightType type, WeightRange range);
 
 struct WeightParams {
   float scale = 1;
@@ -28,10 +41,10 @@ struct WeightParams {
 };
 
 // Parameters for a channel whose finite values span [min_value, max_value].
-WeightParams WeightParamsFromRange(float min_value, float max_value, WeightType type, bool narrow_range);
+WeightParams WeightParamsFromRange(float min_value, float max_value, WeightType type, WeightRange range);
 
 // Parameters for n contiguous values (non-finite values are ignored for the range).
-WeightParams ChooseWeightParams(const float* w, int64_t n, WeightType type, bool narrow_range);
+WeightParams ChooseWeightParams(const float* w, int64_t n, WeightType type, WeightRange range);
 
 // A weight tensor viewed as [outer, channels, inner] around its channel axis; per-tensor
 // quantization is channels = 1.
@@ -44,12 +57,23 @@ struct ChannelLayout {
 
 // One WeightParams per channel.
 std::vector<WeightParams> ChoosePerChannelParams(const float* w, const ChannelLayout& layout, WeightType type,
-                                                 bool narrow_range);
+                                                 WeightRange range);
 
 // Quantizes w (layout.size() values) with the per-channel parameters into `out`, which holds
 // int8_t values for kInt8Symmetric and uint8_t for kUInt8Asymmetric.
 void QuantizePerChannel(const float* w, const ChannelLayout& layout, const std::vector<WeightParams>& params,
-                        WeightType type, void* out);
+                        WeightType type, WeightRange range, void* out);
+
+// WeightParamsFromRange with narrow_range true = kNarrow, false = kFull.
+WeightParams WeightParamsFromRange(float min_value, float max_value, WeightType type, bool narrow_range);
+
+// A float32 weight tensor quantized per channel along `axis` (axis < 0: per tensor): values (int8 for
+// kInt8Symmetric, uint8 otherwise; the weight's shape), scale (float32) and zero point (the values'
+// type), both [channels] or scalars.
+struct QuantizedWeights {
+  Tensor q, scale, zero_point;
+};
+QuantizedWeights QuantizeWeightTensor(const Tensor& w, int64_t axis, WeightType type, WeightRange range);
 
 // True if every value is finite (weights with NaN/Inf are left in float by the quantizers).
 bool AllFinite(const float* w, int64_t n);

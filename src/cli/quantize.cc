@@ -1,0 +1,143 @@
+// `quantkit quantize MODEL -o OUT --mode dynamic [...]`: post-training quantization. Writes OUT
+// atomically (never a partial or stale file on error), records the settings, quantkit's version and
+// the input's sha256 in OUT's metadata, prints a summary; --check DIR then compares OUT with MODEL.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "cli/cli_common.h"
+#include "core/sha256.h"
+#include "quant/compare_models.h"
+#include "quant/quant_config.h"
+#include "quantkit/model_io.h"
+#include "quantkit/quantize.h"
+
+namespace quantkit::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> SplitCommas(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (const auto& arg : args) {
+    std::stringstream ss(arg);
+    std::string item;
+    while (std::getline(ss, item, ','))
+      if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+std::string Bytes(uintmax_t n) {
+  if (n >= (uintmax_t{1} << 20)) return fmt::format("{:.2f} MiB ({} bytes)", static_cast<double>(n) / (1 << 20), n);
+  return fmt::format("{:.1f} KiB ({} bytes)", static_cast<double>(n) / 1024, n);
+}
+
+std::string Summary(const std::string& in, const std::string& out, const QuantizeOptions& o, const QuantizeReport& r,
+                    uintmax_t size_in, uintmax_t size_out) {
+  std::string s = fmt::format("quantized {} -> {}\n", in, out);
+  s += fmt::format("settings: mode {}, format {}, {} weights {} ({} range), activations per {}\n", ToString(o.mode),
+                   ToString(o.format), ToString(o.weight_type), o.per_channel ? "per channel" : "per tensor",
+                   ToString(o.weight_range), ToString(o.activation_granularity));
+  for (const auto& note : r.notes) s += fmt::format("note: {}\n", note);
+  s += fmt::format("quantized nodes: {}\n", r.total_quantized());
+  for (const auto& [op, count] : r.quantized) s += fmt::format("  {:<12} {}\n", op, count);
+  s += fmt::format("left in FP32: {}\n", r.skipped.size());
+  for (const auto& sk : r.skipped) s += fmt::format("  {}: {}\n", sk.node, sk.reason);
+  for (const auto& [op, count] : r.not_selected) {
+    s += fmt::format("not selected (not in --op-types): {} {}\n", count, op);
+  }
+  const double ratio = size_in ? static_cast<double>(size_out) / static_cast<double>(size_in) : 0.0;
+  s += fmt::format("size: {} -> {} ({:.1f}%)\n", Bytes(size_in), Bytes(size_out), 100.0 * ratio);
+  return s;
+}
+
+}  // namespace
+
+Command AddQuantizeCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("quantize", "Quantize a model (post-training, dynamic)");
+  struct Args {
+    std::string model, output, mode, weight_type, granularity, format, config, check;
+    std::vector<std::string> op_types, exclude;
+    bool per_channel = false, per_tensor = false;
+    std::string weight_range;
+    int threads = 0;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("model", a->model, "FP32 ONNX model")->required();
+  cmd->add_option("-o,--output", a->output, "Quantized model to write")->required();
+  auto* mode = cmd->add_option("--mode", a->mode, "dynamic (static: not implemented yet)");
+  auto* op_types = cmd->add_option("--op-types", a->op_types, "Op types to quantize, comma-separated (default MatMul,Gemm,LSTM,GRU; Conv opt-in)");
+  auto* exclude = cmd->add_option("--exclude", a->exclude, "Node names (exact or regex) to keep in FP32, comma-separated");
+  auto* weight_type = cmd->add_option("--weight-type", a->weight_type, "int8 (symmetric, default) or uint8 (asymmetric)");
+  auto* per_channel = cmd->add_flag("--per-channel", a->per_channel, "One scale per output channel (default)");
+  auto* per_tensor = cmd->add_flag("--per-tensor", a->per_tensor, "One scale per weight tensor");
+  per_channel->excludes(per_tensor);
+  auto* weight_range = cmd->add_option("--weight-range", a->weight_range,
+                                       "narrow (int8 [-127,127], default), full ([-128,127]) or reduced (7 bits: [-64,64], "
+                                       "uint8 [0,127]; avoids int16 saturation in ONNX Runtime's u8s8 AVX2 kernels)");
+  auto* granularity = cmd->add_option("--activation-granularity", a->granularity, "tensor (default) or row (int8 per row, needs int8 weights)");
+  auto* format = cmd->add_option("--format", a->format, "integer-ops (default) or qdq-weights");
+  cmd->add_option("--config", a->config, "JSON file with the same settings (keys: mode, op_types, exclude, weight_type, "
+                                         "per_channel, weight_range, activation_granularity, format); flags override it");
+  cmd->add_option("--check", a->check, "After writing, compare the output with the input model on this sample directory");
+  cmd->add_option("--threads", a->threads, "Worker threads for --check (default: all cores)");
+  return {cmd, [=]() -> int {
+            // Settings: defaults, then the config file, then the flags given on the command line.
+            QuantizeOptions o;
+            if (!a->config.empty()) {
+              Status s = quant::ApplyQuantizeConfigFile(a->config, &o);
+              if (!s.ok()) return ReportError(s);
+            }
+            auto apply = [](auto parsed, auto* field) -> Status {
+              if (!parsed.ok()) return parsed.status();
+              *field = *parsed;
+              return Status::Ok();
+            };
+            Status s;
+            if (mode->count()) s = apply(ParseQuantMode(a->mode), &o.mode);
+            if (s.ok() && op_types->count()) o.op_types = SplitCommas(a->op_types);
+            if (s.ok() && exclude->count()) o.exclude = SplitCommas(a->exclude);
+            if (s.ok() && weight_type->count()) s = apply(ParseQuantWeightType(a->weight_type), &o.weight_type);
+            if (per_channel->count()) o.per_channel = true;
+            if (per_tensor->count()) o.per_channel = false;
+            if (s.ok() && weight_range->count()) s = apply(ParseWeightRange(a->weight_range), &o.weight_range);
+            if (s.ok() && granularity->count()) s = apply(ParseActivationGranularity(a->granularity), &o.activation_granularity);
+            if (s.ok() && format->count()) s = apply(ParseQuantFormat(a->format), &o.format);
+            if (s.ok()) s = ValidateQuantizeOptions(o);
+            if (!s.ok()) return ReportError(s);
+
+            std::error_code ec;
+            if (fs::exists(a->output, ec) && fs::equivalent(a->model, a->output, ec)) {
+              return ReportError(InvalidArgument(fmt::format("output '{}' is the input model", a->output)));
+            }
+            auto model = LoadModel(a->model);
+            if (!model.ok()) return ReportError(model.status());
+            auto sha = Sha256OfFile(a->model);
+            if (!sha.ok()) return ReportError(sha.status());
+            auto report = QuantizeDynamic(*model, o);
+            if (!report.ok()) return ReportError(report.status().WithContext(a->model));
+            quant::SetQuantizationMetadata(*model, o, *sha);
+            s = SaveModel(*model, a->output);
+            if (!s.ok()) return ReportError(s);
+
+            const uintmax_t size_in = fs::file_size(a->model, ec), size_out = fs::file_size(a->output, ec);
+            std::fputs(Summary(a->model, a->output, o, *report, size_in, size_out).c_str(), stdout);
+            if (!a->check.empty()) {
+              quant::CompareOptions copts;
+              copts.threads = a->threads;
+              auto cmp = quant::CompareModels(a->model, a->output, a->check, copts);
+              if (!cmp.ok()) {
+                fs::remove(a->output, ec);  // a failed check leaves no output behind
+                return ReportError(cmp.status().WithContext("--check"));
+              }
+              std::fputs(("check against the FP32 model:\n" + quant::FormatComparisonTable(*cmp)).c_str(), stdout);
+            }
+            return 0;
+          }};
+}
+
+}  // namespace quantkit::cli
