@@ -50,10 +50,15 @@ fi
 APT_PACKAGES=(
   build-essential cmake ninja-build g++ pkg-config
   libonnx-dev libprotobuf-dev protobuf-compiler
-  libcli11-dev nlohmann-json3-dev libfmt-dev
+  libcli11-dev nlohmann-json3-dev libfmt-dev zlib1g-dev libpng-dev libjpeg-dev
   libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev
   libonnx-testdata python3-numpy python3-onnx dataset-fashion-mnist
   ca-certificates
+  # bench/run: torch models and peers, rendered OCR text (incl. a CJK font), speech for the VAD,
+  # real photos for BlazeFace/M-LSD (opencv-doc's example images)
+  # (libopenblas0-pthread: Debian's PyTorch calls the system BLAS, the reference one without it)
+  python3-torch python3-torchvision libopenblas0-pthread python3-pil espeak-ng sox
+  fonts-droid-fallback fonts-dejavu-core opencv-doc
 )
 # Node.js and npm may come from somewhere other than Debian's packages (the
 # nodesource build bundles npm and conflicts with Debian's npm package): only

@@ -34,6 +34,9 @@ struct Command {
 Command AddInspectCommand(CLI::App& app);
 Command AddRunCommand(CLI::App& app);
 Command AddCompareCommand(CLI::App& app);
+Command AddQuantizeCommand(CLI::App& app);
+Command AddBenchCommand(CLI::App& app);
+Command AddCalibrateCommand(CLI::App& app);
 
 
 }  // namespace quantkit::cli

@@ -12,6 +12,9 @@ int main(int argc, char** argv) {
       quantkit::cli::AddInspectCommand(app),
       quantkit::cli::AddRunCommand(app),
       quantkit::cli::AddCompareCommand(app),
+      quantkit::cli::AddQuantizeCommand(app),
+      quantkit::cli::AddBenchCommand(app),
+      quantkit::cli::AddCalibrateCommand(app),
   };
   try {
     app.parse(argc, argv);

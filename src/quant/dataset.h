@@ -2,8 +2,10 @@
 //  - <input>.npy for every model input: one sample (may be a batch);
 //  - sub-directories, each with <input>.npy files, or with ONNX test-data files input_<i>.pb
 //    (the layout of ONNX's test_data_set_*): one sample each;
+//  - *.npz files (np.savez): one sample each, one array per model input named after it (the
+//    input's name or its SafeFileName form); every input must be present and no other key;
 //  - for single-input models, any number of *.npy files: one sample each.
-// Samples are read one at a time (streaming), in sorted path order.
+// A sample may hold a batch. Samples are read one at a time (streaming), in sorted path order.
 #pragma once
 
 #include <string>
@@ -26,6 +28,9 @@ class SampleDirectory {
   // Reads sample i; errors name the file and the input.
   StatusOr<Sample> Read(size_t i) const;
   const std::string& SampleName(size_t i) const { return samples_[i].name; }
+  // Lets dimension 0 of an input that the model fixes at 1 hold any size: a batch of samples that
+  // the caller feeds one at a time (calibration). Off by default.
+  void AllowBatchedFiles(bool allow) { allow_batched_files_ = allow; }
 
  private:
   struct Entry {
@@ -34,6 +39,7 @@ class SampleDirectory {
   };
   std::vector<ValueInfo> inputs_;
   std::vector<Entry> samples_;
+  bool allow_batched_files_ = false;
 };
 
 }  // namespace quantkit::quant
