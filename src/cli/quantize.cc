@@ -13,6 +13,7 @@
 #include "quant/quant_config.h"
 #include "quantkit/model_io.h"
 #include "quantkit/quantize.h"
+#include "quantkit/static_quantize.h"
 
 namespace quantkit::cli {
 
@@ -55,21 +56,105 @@ std::string Summary(const std::string& in, const std::string& out, const Quantiz
   return s;
 }
 
+// --mode static: statistics (loaded, or gathered now from --calib), ranges by --method, the QDQ
+// rewrite, atomic write with the settings in the metadata.
+template <typename Args>
+int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
+  std::error_code ec;
+  if (fs::exists(a.output, ec) && fs::equivalent(a.model, a.output, ec)) {
+    return ReportError(InvalidArgument(fmt::format("output '{}' is the input model", a.output)));
+  }
+  if (a.stats.empty() == a.calib.empty()) {
+    return ReportError(InvalidArgument("--mode static needs exactly one of --stats FILE or --calib DIR"));
+  }
+  RangeOptions ro;
+  auto method = ParseCalibrationMethod(a.method);
+  if (!method.ok()) return ReportError(method.status());
+  auto type = ParseActivationType(a.activation_type);
+  if (!type.ok()) return ReportError(type.status());
+  ro.method = *method;
+  ro.type = *type;
+  ro.percentile = a.percentile;
+  Status s = ValidateRangeOptions(ro);
+  if (!s.ok()) return ReportError(s);
+  StatusOr<CalibrationStats> stats = InvalidArgument("no statistics");
+  if (!a.stats.empty()) {
+    stats = LoadCalibrationStats(a.stats);
+  } else {
+    CalibrationOptions co;
+    co.max_items = a.calib_samples;
+    co.threads = a.threads;
+    stats = CalibrateModel(a.model, a.calib, co);
+  }
+  if (!stats.ok()) return ReportError(stats.status());
+  auto ranges = ComputeRanges(*stats, ro);
+  if (!ranges.ok()) return ReportError(ranges.status());
+  auto model = LoadModel(a.model);
+  if (!model.ok()) return ReportError(model.status());
+  auto sha = Sha256OfFile(a.model);
+  if (!sha.ok()) return ReportError(sha.status());
+  StaticQuantizeOptions so;
+  if (op_types_given) so.op_types = o.op_types;
+  so.exclude = o.exclude;
+  so.activation_type = ro.type;
+  so.per_channel = o.per_channel;
+  auto report = QuantizeStatic(*model, *ranges, so);
+  if (!report.ok()) return ReportError(report.status().WithContext(a.model));
+  quant::SetQuantizationMetadata(*model, o, *sha);
+  model->metadata_props.emplace_back(
+      "quantkit.static",
+      fmt::format(R"({{"method": "{}", "percentile": {}, "activation_type": "{}", "per_channel": {}, "statistics": "{}"}})",
+                  ToString(ro.method), ro.percentile, ToString(ro.type), so.per_channel ? "true" : "false",
+                  a.stats.empty() ? "calibrated from " + a.calib : a.stats));
+  s = SaveModel(*model, a.output);
+  if (!s.ok()) return ReportError(s);
+  const uintmax_t size_in = fs::file_size(a.model, ec), size_out = fs::file_size(a.output, ec);
+  std::printf("quantized %s -> %s (static QDQ, %s ranges, %s activations)\n", a.model.c_str(), a.output.c_str(),
+              ToString(ro.method).c_str(), ToString(ro.type).c_str());
+  for (const auto& note : report->notes) std::printf("note: %s\n", note.c_str());
+  std::printf("quantized nodes: %d\n", report->total_quantized());
+  for (const auto& [op, count] : report->quantized) std::printf("  %-12s %d\n", op.c_str(), count);
+  std::printf("left in FP32: %zu\n", report->skipped.size());
+  for (const auto& sk : report->skipped) std::printf("  %s: %s\n", sk.node.c_str(), sk.reason.c_str());
+  std::printf("size: %s -> %s\n", Bytes(size_in).c_str(), Bytes(size_out).c_str());
+  if (!a.check.empty()) {
+    quant::CompareOptions copts;
+    copts.threads = a.threads;
+    auto cmp = quant::CompareModels(a.model, a.output, a.check, copts);
+    if (!cmp.ok()) {
+      fs::remove(a.output, ec);
+      return ReportError(cmp.status().WithContext("--check"));
+    }
+    std::fputs(("check against the FP32 model:\n" + quant::FormatComparisonTable(*cmp)).c_str(), stdout);
+  }
+  return 0;
+}
+
 }  // namespace
 
 Command AddQuantizeCommand(CLI::App& app) {
-  auto* cmd = app.add_subcommand("quantize", "Quantize a model (post-training, dynamic)");
+  auto* cmd = app.add_subcommand("quantize", "Quantize a model (post-training, dynamic or static)");
   struct Args {
     std::string model, output, mode, weight_type, granularity, format, config, check;
     std::vector<std::string> op_types, exclude;
     bool per_channel = false, per_tensor = false;
     std::string weight_range;
     int threads = 0;
+    // --mode static
+    std::string stats, calib, method = "minmax", activation_type = "uint8";
+    double percentile = 99.999;
+    uint64_t calib_samples = 0;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "FP32 ONNX model")->required();
   cmd->add_option("-o,--output", a->output, "Quantized model to write")->required();
-  auto* mode = cmd->add_option("--mode", a->mode, "dynamic (static: not implemented yet)");
+  auto* mode = cmd->add_option("--mode", a->mode, "dynamic (default) or static (needs --stats or --calib)");
+  cmd->add_option("--stats", a->stats, "static: calibration statistics from `quantkit calibrate` (no inference rerun)");
+  cmd->add_option("--calib", a->calib, "static: calibration sample directory (calibrates first; see `quantkit calibrate`)");
+  cmd->add_option("--calib-samples", a->calib_samples, "static with --calib: use at most this many items");
+  cmd->add_option("--method", a->method, "static: minmax (default), moving-average, percentile, entropy or mse");
+  cmd->add_option("--percentile", a->percentile, "static: percentile for --method percentile (default 99.999)");
+  cmd->add_option("--activation-type", a->activation_type, "static: uint8 (asymmetric, default) or int8 (symmetric)");
   auto* op_types = cmd->add_option("--op-types", a->op_types, "Op types to quantize, comma-separated (default MatMul,Gemm,LSTM,GRU; Conv opt-in)");
   auto* exclude = cmd->add_option("--exclude", a->exclude, "Node names (exact or regex) to keep in FP32, comma-separated");
   auto* weight_type = cmd->add_option("--weight-type", a->weight_type, "int8 (symmetric, default) or uint8 (asymmetric)");
@@ -107,6 +192,7 @@ Command AddQuantizeCommand(CLI::App& app) {
             if (s.ok() && weight_range->count()) s = apply(ParseWeightRange(a->weight_range), &o.weight_range);
             if (s.ok() && granularity->count()) s = apply(ParseActivationGranularity(a->granularity), &o.activation_granularity);
             if (s.ok() && format->count()) s = apply(ParseQuantFormat(a->format), &o.format);
+            if (s.ok() && o.mode == QuantMode::kStatic) return RunStatic(*a, o, op_types->count() > 0);
             if (s.ok()) s = ValidateQuantizeOptions(o);
             if (!s.ok()) return ReportError(s);
 
