@@ -123,7 +123,7 @@ expect_error bad-exclude-regex "regular expression" "$T/e4.onnx" -- "$QK" quanti
 expect_error bad-op-type "Softmax" "$T/e5.onnx" -- "$QK" quantize "$CNN" -o "$T/e5.onnx" --op-types Gemm,Softmax
 expect_error bad-format "unknown format" "$T/e6.onnx" -- "$QK" quantize "$CNN" -o "$T/e6.onnx" --format qlinear
 expect_error bad-weight-type "unknown weight type" "$T/e7.onnx" -- "$QK" quantize "$CNN" -o "$T/e7.onnx" --weight-type int4
-expect_error static-mode "not implemented" "$T/e8.onnx" -- "$QK" quantize "$CNN" -o "$T/e8.onnx" --mode static
+expect_error static-without-stats "needs exactly one of --stats" "$T/e8.onnx" -- "$QK" quantize "$CNN" -o "$T/e8.onnx" --mode static
 expect_error row-uint8 "int8" "$T/e9.onnx" -- "$QK" quantize "$CNN" -o "$T/e9.onnx" --activation-granularity row --weight-type uint8
 printf '{"formatt": "qdq-weights"}' >"$T/badcfg.json"
 expect_error bad-config-key "formatt" "$T/e10.onnx" -- "$QK" quantize "$CNN" -o "$T/e10.onnx" --config "$T/badcfg.json"
