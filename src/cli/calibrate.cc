@@ -164,6 +164,7 @@ class ProgressReporter {
 };
 
 int RunMerge(const CalibrateArgs& a) {
+  if (!a.calib.empty()) return ReportError(InvalidArgument("--merge combines statistics files; it takes no --calib"));
   if (a.positional.size() < 2) {
     return ReportError(InvalidArgument("--merge needs at least two statistics files"));
   }

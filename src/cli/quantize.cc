@@ -93,6 +93,10 @@ int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
   if (!model.ok()) return ReportError(model.status());
   auto sha = Sha256OfFile(a.model);
   if (!sha.ok()) return ReportError(sha.status());
+  if (!a.stats.empty() && stats->model_sha256 != *sha) {
+    return ReportError(InvalidArgument(fmt::format("{}: statistics of a different model (sha256 {}...), not of {}",
+                                                   a.stats, stats->model_sha256.substr(0, 12), a.model)));
+  }
   StaticQuantizeOptions so;
   if (op_types_given) so.op_types = o.op_types;
   so.exclude = o.exclude;
