@@ -11,6 +11,7 @@
 #include <fstream>
 #include <random>
 
+#include "core/file_util.h"
 #include "onnx/proto_convert.h"
 
 namespace quantkit::onnx_io {
@@ -114,35 +115,6 @@ void ModelToProto(const Model& m, onnx::ModelProto* p) {
   GraphToProto(m.graph, p->mutable_graph());
 }
 
-namespace {
-
-// Writes bytes to path via a temp file in the same directory + rename: never a partial file.
-Status WriteAtomically(const std::string& path, const std::string& bytes) {
-  const fs::path target(path);
-  std::random_device rd;
-  const fs::path tmp = target.parent_path() / fmt::format(".{}.tmp{:08x}", target.filename().string(), rd());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) return InvalidArgument(fmt::format("cannot write '{}' (directory missing or not writable)", path));
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    f.flush();
-    if (!f) {
-      f.close();
-      std::remove(tmp.c_str());
-      return InvalidArgument(fmt::format("writing '{}' failed (disk full?)", path));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    return InvalidArgument(fmt::format("cannot move the output into place at '{}': {}", path, ec.message()));
-  }
-  return Status::Ok();
-}
-
-}  // namespace
-
 }  // namespace quantkit::onnx_io
 
 namespace quantkit {
@@ -171,7 +143,7 @@ Status SaveModel(const Model& model, const std::string& path, const SaveOptions&
   }
   if (options.external_data_threshold == 0) {
     QK_ASSIGN_OR_RETURN(std::string bytes, SerializeModel(model));
-    return onnx_io::WriteAtomically(path, bytes);
+    return WriteFileAtomically(path, bytes);
   }
   // External data: large initializers go to "<name>.data" beside the model.
   onnx::ModelProto proto;
@@ -202,8 +174,8 @@ Status SaveModel(const Model& model, const std::string& path, const SaveOptions&
     if (!proto.SerializeToCodedStream(&coded)) return Internal("protobuf serialisation failed");
   }
   const std::string data_path = (std::filesystem::path(path).parent_path() / data_name).string();
-  QK_RETURN_IF_ERROR(onnx_io::WriteAtomically(data_path, data));
-  return onnx_io::WriteAtomically(path, bytes);
+  QK_RETURN_IF_ERROR(WriteFileAtomically(data_path, data));
+  return WriteFileAtomically(path, bytes);
 }
 
 Status CheckModel(const Model& model) {
