@@ -179,25 +179,41 @@ struct StaticUnit {
   int64_t q_min = 0, q_max = 255;
 };
 
-bool MatchStaticUnit(const Graph& g, const DefUse& du, const Node& op, int64_t w_axis, int64_t out_channel_dim,
-                     size_t bias_input, StaticUnit* u) {
+// The quantized inputs of a static unit: input 0 behind a per-tensor DequantizeLinear with
+// constant parameters, input 1 a constant 8-bit weight behind DequantizeLinear, per tensor or per
+// output channel (dimension `out_channel_dim`, DequantizeLinear axis `w_axis`). Returns the number
+// of output channels, or -1 if the inputs do not match. `need_w_zp`: the weight zero point must be
+// given (QLinear ops take it as a required input).
+int64_t MatchStaticInputs(const Graph& g, const DefUse& du, const Node& op, int64_t w_axis, int64_t out_channel_dim,
+                          bool need_w_zp, StaticUnit* u) {
   const int dx = du.Producer(op.Input(0)), dw = du.Producer(op.Input(1));
-  if (dx < 0 || dw < 0 || !IsOp(g.nodes[dx], "DequantizeLinear") || !IsOp(g.nodes[dw], "DequantizeLinear")) return false;
+  if (dx < 0 || dw < 0 || !IsOp(g.nodes[dx], "DequantizeLinear") || !IsOp(g.nodes[dw], "DequantizeLinear")) return -1;
   const Node& xdq = g.nodes[dx];
   const Node& wdq = g.nodes[dw];
   const Tensor* xs = Constant(g, xdq.Input(1));
   const Tensor* xz = Constant(g, xdq.Input(2));
   if (!xs || xs->numel() != 1 || xs->dtype() != DType::kFloat32 || !xz || xz->numel() != 1 || !Is8Bit(xz->dtype()))
-    return false;
+    return -1;
   const Tensor* w = Constant(g, wdq.Input(0));
   const Tensor* ws = Constant(g, wdq.Input(1));
   const Tensor* wz = Constant(g, wdq.Input(2));
-  if (!w || !Is8Bit(w->dtype()) || static_cast<int64_t>(w->rank()) <= out_channel_dim || !wz || wz->dtype() != w->dtype()) return false;
+  if (!w || !Is8Bit(w->dtype()) || static_cast<int64_t>(w->rank()) <= out_channel_dim) return -1;
+  if (need_w_zp && !wz) return -1;
+  if (wdq.HasInput(2) && (!wz || wz->dtype() != w->dtype())) return -1;
   const int64_t M = w->dim(out_channel_dim);
-  if (!IsColumnParam(ws, M, DType::kFloat32) || wz->numel() != ws->numel()) return false;
-  if (ws->numel() > 1 && wdq.AttrInt("axis", 1) != w_axis) return false;
+  if (!IsColumnParam(ws, M, DType::kFloat32) || (wz && wz->numel() != ws->numel())) return -1;
+  if (ws->numel() > 1 && wdq.AttrInt("axis", 1) != w_axis) return -1;
   u->x_q = xdq.Input(0), u->x_scale = xdq.Input(1), u->x_zp = xdq.Input(2);
   u->w_q = wdq.Input(0), u->w_scale = wdq.Input(1), u->w_zp = wdq.Input(2);
+  return M;
+}
+
+bool MatchStaticUnit(const Graph& g, const DefUse& du, const Node& op, int64_t w_axis, int64_t out_channel_dim,
+                     size_t bias_input, StaticUnit* u) {
+  const int64_t M = MatchStaticInputs(g, du, op, w_axis, out_channel_dim, /*need_w_zp=*/true, u);
+  if (M < 0) return false;
+  const Tensor* xs = Constant(g, u->x_scale);
+  const Tensor* ws = Constant(g, u->w_scale);
   if (op.HasInput(bias_input)) {  // int32 bias with scale x_scale * w_scale (QLinearConv's bias)
     const int db = du.Producer(op.Input(bias_input));
     if (db < 0 || !IsOp(g.nodes[db], "DequantizeLinear")) return false;
@@ -323,21 +339,9 @@ bool FuseStaticMatMulFloatOutput(Graph& g, const DefUse& du, size_t i, std::vect
   if (is_gemm && (op.AttrInt("transA", 0) != 0 || op.AttrFloat("alpha", 1.f) != 1.f || op.AttrFloat("beta", 1.f) != 1.f))
     return false;
   const bool trans_b = is_gemm && op.AttrInt("transB", 0) != 0;
-  const int dx = du.Producer(op.Input(0)), dw = du.Producer(op.Input(1));
-  if (dx < 0 || dw < 0 || !IsOp(g.nodes[dx], "DequantizeLinear") || !IsOp(g.nodes[dw], "DequantizeLinear")) return false;
-  const Node& xdq = g.nodes[dx];
-  const Node& wdq = g.nodes[dw];
-  const Tensor* xs = Constant(g, xdq.Input(1));
-  const Tensor* xz = Constant(g, xdq.Input(2));
-  if (!xs || xs->numel() != 1 || xs->dtype() != DType::kFloat32 || !xz || xz->numel() != 1 || !Is8Bit(xz->dtype()))
-    return false;
-  const Tensor* w = Constant(g, wdq.Input(0));
-  if (!w || w->rank() != 2 || !Is8Bit(w->dtype())) return false;
-  const int64_t N = w->dim(trans_b ? 0 : 1);
-  const Tensor* ws = Constant(g, wdq.Input(1));
-  if (!IsColumnParam(ws, N, DType::kFloat32)) return false;
-  if (wdq.HasInput(2) && !IsColumnParam(Constant(g, wdq.Input(2)), N, w->dtype())) return false;
-  if (ws->numel() > 1 && wdq.AttrInt("axis", 1) != (trans_b ? 0 : 1)) return false;
+  StaticUnit u;
+  const int64_t N = MatchStaticInputs(g, du, op, trans_b ? 0 : 1, trans_b ? 0 : 1, /*need_w_zp=*/false, &u);
+  if (N < 0 || Constant(g, u.w_q)->rank() != 2) return false;
   std::string bias;
   if (is_gemm && op.HasInput(2)) {
     std::vector<float> b;
@@ -361,7 +365,7 @@ bool FuseStaticMatMulFloatOutput(Graph& g, const DefUse& du, size_t i, std::vect
     g.AddInitializer(bias, Tensor::FromVector<float>(b, {N}));
   }
   Node f = FusedNode(g, op.name);
-  f.inputs = {xdq.Input(0), xdq.Input(1), xdq.Input(2), wdq.Input(0), wdq.Input(1), wdq.Input(2), bias};
+  f.inputs = {u.x_q, u.x_scale, u.x_zp, u.w_q, u.w_scale, u.w_zp, bias};
   f.outputs = {op.outputs[0]};
   if (trans_b) f.SetAttrInt("trans_b", 1);
   removed[i] = true;
