@@ -13,6 +13,7 @@ Command AddCompareCommand(CLI::App& app) {
     std::string reference, candidate, data;
     int threads = 0;
     bool json = false;
+    bool per_tensor = false;
     size_t max_samples = 0;
   };
   auto a = std::make_shared<Args>();
@@ -23,10 +24,14 @@ Command AddCompareCommand(CLI::App& app) {
   cmd->add_option("--threads", a->threads, "Worker threads (default: all cores)");
   cmd->add_option("--max-samples", a->max_samples, "Use at most this many samples");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
+  cmd->add_flag("--per-tensor", a->per_tensor,
+                "Also compare every float intermediate tensor both models compute (the candidate runs unfused), "
+                "to find where the error comes from");
   return {cmd, [a]() -> int {
             quant::CompareOptions options;
             options.threads = a->threads;
             options.max_samples = a->max_samples;
+            options.per_tensor = a->per_tensor;
             auto result = quant::CompareModels(a->reference, a->candidate, a->data, options);
             if (!result.ok()) return ReportError(result.status());
             const std::string report = a->json ? quant::FormatComparisonJson(*result) + "\n"

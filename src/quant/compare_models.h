@@ -13,12 +13,23 @@ namespace quantkit::quant {
 struct CompareOptions {
   int threads = 0;         // 0 = all cores
   size_t max_samples = 0;  // 0 = all
+  // Also compare every float intermediate tensor the two models share by name (where does the
+  // error come from?). The candidate then runs without graph optimizations, so a QDQ model keeps
+  // each quantized unit's float output tensor instead of fusing it away.
+  bool per_tensor = false;
+};
+
+struct TensorComparison {
+  std::string name;
+  std::string producer;  // the reference node that writes it (op type and name)
+  OutputComparison comparison;
 };
 
 struct ModelComparison {
   size_t samples = 0;
   std::vector<std::string> output_names;    // the reference's outputs, in order
   std::vector<OutputComparison> outputs;    // one per output
+  std::vector<TensorComparison> tensors;    // with per_tensor: in the reference's execution order
 };
 
 // Errors name the model file, the sample and the output.

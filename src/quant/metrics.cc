@@ -13,6 +13,7 @@ Status OutputComparison::Add(const Tensor& ref, const Tensor& cand) {
     return InvalidArgument(fmt::format("outputs differ in size: reference {} vs candidate {}", ShapeToString(ref.shape()),
                                        ShapeToString(cand.shape())));
   }
+  elements_ += ref.numel();
   for (int64_t i = 0; i < ref.numel(); ++i) {
     const double r = ref.GetAsDouble(i), c = cand.GetAsDouble(i);
     if (std::isnan(r) || std::isnan(c)) {

@@ -23,10 +23,11 @@ class OutputComparison {
   bool has_top1() const { return rows_ > 0; }
   double top1_agreement() const { return rows_ ? static_cast<double>(agree_) / rows_ : 0.0; }
   int64_t rows() const { return rows_; }
+  int64_t elements() const { return elements_; }  // element pairs added so far
 
  private:
   double signal_ = 0, noise_ = 0, dot_ = 0, ref_sq_ = 0, cand_sq_ = 0, max_abs_ = 0;
-  int64_t rows_ = 0, agree_ = 0;
+  int64_t rows_ = 0, agree_ = 0, elements_ = 0;
   bool nan_mismatch_ = false;
 };
 
