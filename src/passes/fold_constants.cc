@@ -28,7 +28,9 @@ const Tensor* FindConstant(const Graph& g, const Scope& outer, const std::unorde
   return it == outer.end() ? nullptr : it->second;
 }
 
-bool IsFoldable(const Graph& g, const Node& n, const Scope& outer, const std::unordered_set<std::string>& local) {
+bool IsFoldable(const Graph& g, const Node& n, const Scope& outer, const std::unordered_set<std::string>& local,
+                bool keep_dequantize) {
+  if (keep_dequantize && n.op_type == "DequantizeLinear") return false;
   static const std::unordered_set<std::string> kNondeterministic = {
       "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"};
   if (!n.IsDefaultDomain() || kNondeterministic.count(n.op_type)) return false;
@@ -44,7 +46,8 @@ bool IsFoldable(const Graph& g, const Node& n, const Scope& outer, const std::un
   return IsOpSupported(n.domain, n.op_type);
 }
 
-Status Run(Graph& g, const Model& model, uint64_t max_output_bytes, ThreadPool& pool, const Scope& outer) {
+Status Run(Graph& g, const Model& model, uint64_t max_output_bytes, bool keep_dequantize, ThreadPool& pool,
+           const Scope& outer) {
   std::unordered_set<std::string> local;  // values defined in this graph (they shadow outer names)
   for (const auto& in : g.inputs) local.insert(in.name);
   for (const auto& n : g.nodes)
@@ -52,7 +55,7 @@ Status Run(Graph& g, const Model& model, uint64_t max_output_bytes, ThreadPool& 
   std::vector<Node> kept;
   kept.reserve(g.nodes.size());
   for (auto& n : g.nodes) {
-    if (!IsFoldable(g, n, outer, local)) {
+    if (!IsFoldable(g, n, outer, local, keep_dequantize)) {
       kept.push_back(std::move(n));
       continue;
     }
@@ -100,17 +103,17 @@ Status Run(Graph& g, const Model& model, uint64_t max_output_bytes, ThreadPool& 
     if (!g.IsGraphInput(name)) inner[name] = &t;
   for (auto& n : g.nodes)
     for (auto& a : n.attributes) {
-      if (a.g) QK_RETURN_IF_ERROR(Run(*a.g, model, max_output_bytes, pool, inner));
-      for (auto& sg : a.graphs) QK_RETURN_IF_ERROR(Run(*sg, model, max_output_bytes, pool, inner));
+      if (a.g) QK_RETURN_IF_ERROR(Run(*a.g, model, max_output_bytes, keep_dequantize, pool, inner));
+      for (auto& sg : a.graphs) QK_RETURN_IF_ERROR(Run(*sg, model, max_output_bytes, keep_dequantize, pool, inner));
     }
   return Status::Ok();
 }
 
 }  // namespace
 
-Status FoldConstants(Model& model, uint64_t max_output_bytes) {
+Status FoldConstants(Model& model, uint64_t max_output_bytes, bool keep_dequantize) {
   ThreadPool pool(1);
-  return Run(model.graph, model, max_output_bytes, pool, {});
+  return Run(model.graph, model, max_output_bytes, keep_dequantize, pool, {});
 }
 
 }  // namespace quantkit::passes

@@ -16,8 +16,10 @@ Status TopologicalSort(Graph& graph);
 // Turns Constant nodes into initializers (all value_* attribute forms).
 Status ConstantNodesToInitializers(Model& model);
 // Evaluates nodes whose inputs are all constants with the runtime's own kernels and stores the
-// results as initializers. Skips nodes whose output would be larger than max_output_bytes.
-Status FoldConstants(Model& model, uint64_t max_output_bytes = 64u << 20);
+// results as initializers. Skips nodes whose output would be larger than max_output_bytes. With
+// keep_dequantize, DequantizeLinear nodes are never folded (quantizers: int8 weights already
+// behind DequantizeLinear must stay int8 in the file, not turn back into float).
+Status FoldConstants(Model& model, uint64_t max_output_bytes = 64u << 20, bool keep_dequantize = false);
 // Removes nodes whose outputs are never used, and initializers nobody reads.
 Status EliminateDeadNodes(Model& model);
 // Removes Identity, Dropout (inference) and Cast to the same type, rewiring consumers.

@@ -543,7 +543,7 @@ StatusOr<QuantizeReport> QuantizeDynamic(Model& model, const QuantizeOptions& op
   // enclosing graph's initializers) become plain initializers first, so they count as weights.
   QK_RETURN_IF_ERROR(passes::ConstantNodesToInitializers(work));
   QK_RETURN_IF_ERROR(SortAllGraphs(work.graph));
-  QK_RETURN_IF_ERROR(passes::FoldConstants(work));
+  QK_RETURN_IF_ERROR(passes::FoldConstants(work, 64u << 20, /*keep_dequantize=*/true));
 
   DynamicQuantizer quantizer(work, options, exclude, report);
   QK_RETURN_IF_ERROR(quantizer.RewriteGraph({&work.graph}));

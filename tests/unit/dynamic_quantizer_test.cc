@@ -375,6 +375,35 @@ TEST(QuantizeDynamic, ConvOnlyWhenSelected) {
   }
 }
 
+// Static then dynamic (PaddleOCR rec: Conv static, MatMul dynamic): int8 weights already behind
+// DequantizeLinear must stay int8, not be folded back into float by the dynamic pass.
+TEST(QuantizeDynamic, KeepsExistingInt8WeightsBehindDequantize) {
+  Graph g;
+  g.inputs = {MakeValueInfo("x", DType::kFloat32, {2, 4})};
+  g.outputs = {MakeValueInfo("y", DType::kFloat32, {2, 3})};
+  Tensor w8(DType::kInt8, {4, 4});
+  for (int64_t i = 0; i < w8.numel(); ++i) w8.data<int8_t>()[i] = static_cast<int8_t>(i * 7 % 255 - 127);
+  g.AddInitializer("w8", w8);
+  g.AddInitializer("w8_scale", Tensor::Scalar(0.01f));
+  g.AddInitializer("w8_zero", Tensor::Scalar(int8_t{0}));
+  g.AddInitializer("w", Random({4, 3}, 21));
+  g.nodes.push_back(MakeNode("DequantizeLinear", {"w8", "w8_scale", "w8_zero"}, {"w8_dq"}, "dq"));
+  g.nodes.push_back(MakeNode("MatMul", {"x", "w8_dq"}, {"h"}, "mm_static"));
+  g.nodes.push_back(MakeNode("MatMul", {"h", "w"}, {"y"}, "mm_float"));
+  Model m = MakeModel(std::move(g), 13);
+  QuantizeOptions o;
+  o.exclude = {"mm_static"};
+  QuantizeReport report;
+  Model q = Quantized(m, o, &report);
+  EXPECT_EQ(report.quantized["MatMul"], 1);
+  const Node* dq = FindOp(q.graph, "DequantizeLinear");
+  ASSERT_NE(dq, nullptr) << "the existing DequantizeLinear was folded away";
+  const Tensor* kept = q.graph.FindInitializer(dq->inputs[0]);
+  ASSERT_NE(kept, nullptr);
+  EXPECT_EQ(kept->dtype(), DType::kInt8);
+  EXPECT_EQ(q.graph.FindInitializer("w8_dq"), nullptr);
+}
+
 TEST(QuantizeDynamic, RowGranularity) {
   const Tensor w = Random({6, 4}, 15);
   Model m = MatMulModel(w);
