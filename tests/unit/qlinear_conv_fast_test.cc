@@ -69,6 +69,10 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
       {1, 16, 7, 7, 32, 1, 1, 0, 1, 1, false},  {1, 8, 10, 10, 8, 3, 1, 1, 1, 8, false},  // depthwise
       {1, 6, 12, 9, 4, 3, 1, 2, 2, 2, true},    {1, 5, 6, 6, 7, 5, 3, 2, 1, 1, false},
       {1, 8, 10, 10, 8, 3, 1, 1, 1, 1, false, 128, 255},  // fused Relu: clamp at the zero point
+      // Depthwise (the direct kernel): strides, 5x5, dilation, no padding, signed input, clamp.
+      {2, 12, 13, 17, 12, 3, 2, 1, 1, 12, true},  {1, 8, 9, 9, 8, 5, 1, 2, 1, 8, false},
+      {1, 8, 11, 10, 8, 3, 1, 2, 2, 8, false},    {1, 8, 7, 7, 8, 3, 2, 0, 1, 8, false, 128, 200},
+      {1, 4, 3, 20, 4, 5, 1, 2, 1, 4, true},  // kernel wider than the input height
   };
   std::mt19937 rng(21);
   for (const ConvCase& c : cases) {
@@ -80,7 +84,9 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
     std::vector<float> ws(static_cast<size_t>(c.M));
     for (size_t i = 0; i < ws.size(); ++i) ws[i] = 0.001f * static_cast<float>(i + 1);
     t[4] = Tensor::FromVector<float>(ws, {c.M});
-    t[5] = Tensor::FromVector<int8_t>(std::vector<int8_t>(static_cast<size_t>(c.M), 0), {c.M});
+    std::vector<int8_t> wz(static_cast<size_t>(c.M));
+    for (size_t i = 0; i < wz.size(); ++i) wz[i] = static_cast<int8_t>(static_cast<int>(i % 3) - 1);
+    t[5] = Tensor::FromVector<int8_t>(wz, {c.M});
     t[6] = Tensor::FromVector<float>({0.05f}, {});
     t[7] = Tensor::FromVector<uint8_t>({128}, {});
     std::vector<int32_t> bias(static_cast<size_t>(c.M));

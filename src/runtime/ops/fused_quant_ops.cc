@@ -204,14 +204,31 @@ Status QLinearBinaryFn(KernelContext& ctx) {
   const bool same = a.shape() == b.shape();
   const std::vector<int64_t> sa = BroadcastStrides(a.shape(), out_shape.size());
   const std::vector<int64_t> sb = BroadcastStrides(b.shape(), out_shape.size());
-  const std::vector<int64_t> so = ContiguousStrides(out_shape);
-  // Element offsets of a and b for output element i (numpy broadcasting).
-  auto offsets = [&](int64_t i, int64_t* ia, int64_t* ib) {
+  // Collapse adjacent output dims along which a and b both step uniformly (both contiguous, or
+  // both broadcast), so the inner loop runs over long rows with fixed strides (0 or 1).
+  std::vector<int64_t> dims, ca, cb;
+  for (size_t d = 0; d < out_shape.size(); ++d) {
+    if (out_shape[d] == 1) continue;
+    if (!dims.empty() && ca.back() == sa[d] * out_shape[d] && cb.back() == sb[d] * out_shape[d]) {
+      dims.back() *= out_shape[d];
+      ca.back() = sa[d];
+      cb.back() = sb[d];
+    } else {
+      dims.push_back(out_shape[d]);
+      ca.push_back(sa[d]);
+      cb.push_back(sb[d]);
+    }
+  }
+  if (dims.empty()) dims = {1}, ca = {0}, cb = {0};
+  const int64_t inner = dims.back(), step_a = ca.back(), step_b = cb.back();
+  const std::vector<int64_t> outer_strides = ContiguousStrides(Shape(dims.begin(), dims.end() - 1));
+  // Offsets of a and b at the start of output row r.
+  auto row_offsets = [&](int64_t r, int64_t* ia, int64_t* ib) {
     *ia = *ib = 0;
-    for (size_t d = 0; d < out_shape.size(); ++d) {
-      const int64_t idx = i / so[d] % out_shape[d];
-      *ia += idx * sa[d];
-      *ib += idx * sb[d];
+    for (size_t d = 0; d + 1 < dims.size(); ++d) {
+      const int64_t idx = r / outer_strides[d] % dims[d];
+      *ia += idx * ca[d];
+      *ib += idx * cb[d];
     }
   };
   QK_CHECK_ARG(a.dtype() == in[2]->dtype() && b.dtype() == in[5]->dtype(), "zero points must match their tensors");
@@ -231,14 +248,31 @@ Status QLinearBinaryFn(KernelContext& ctx) {
     TY* py = y->data<TY>();
     const int32_t lo = static_cast<int32_t>(std::max<int64_t>(q_min, quant::QMin<TY>()));
     const int32_t hi = static_cast<int32_t>(std::min<int64_t>(q_max, quant::QMax<TY>()));
-    ctx.thread_pool()->ParallelFor(y->numel(), 1 << 16, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        int64_t ia = i, ib = i;
-        if (!same) offsets(i, &ia, &ib);
-        const float x = quant::DequantizeValue(pa[ia], az, as);
-        const float z = quant::DequantizeValue(pb[ib], bz, bs);
-        const TY q = quant::QuantizeValue<TY>(kMul ? x * z : x + z, ys, yz);
-        py[i] = static_cast<TY>(std::clamp<int32_t>(q, lo, hi));
+    // Every 8-bit code dequantized once (the very DequantizeValue results, looked up).
+    float ta[256], tb[256];
+    for (int code = 0; code < 256; ++code) {
+      ta[code] = quant::DequantizeValue(static_cast<TA>(static_cast<uint8_t>(code)), az, as);
+      tb[code] = quant::DequantizeValue(static_cast<TB>(static_cast<uint8_t>(code)), bz, bs);
+    }
+    auto element = [&](TA va, TB vb) {
+      const float x = ta[static_cast<uint8_t>(va)], z = tb[static_cast<uint8_t>(vb)];
+      const TY q = quant::QuantizeValue<TY>(kMul ? x * z : x + z, ys, yz);
+      return static_cast<TY>(std::clamp<int32_t>(q, lo, hi));
+    };
+    if (same) {
+      ctx.thread_pool()->ParallelFor(y->numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) py[i] = element(pa[i], pb[i]);
+      });
+      return;
+    }
+    const int64_t rows = y->numel() / std::max<int64_t>(1, inner);
+    ctx.thread_pool()->ParallelFor(rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, inner)),
+                                   [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        int64_t ia = 0, ib = 0;
+        row_offsets(r, &ia, &ib);
+        TY* dst = py + r * inner;
+        for (int64_t i = 0; i < inner; ++i) dst[i] = element(pa[ia + i * step_a], pb[ib + i * step_b]);
       }
     });
   };

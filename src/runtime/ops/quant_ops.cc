@@ -682,6 +682,9 @@ class ConvIntegerKernel final : public OpKernel {
 // B = W_g^T [Cg * k_size, Mg].
 struct FastConvWeights {
   std::vector<std::shared_ptr<const kernels::PackedQWeights>> groups;
+  // Depthwise 2-D convolutions (one input and one output channel per group) run a direct kernel
+  // instead of one tiny GEMM per channel: w - w_zp per channel, [M, kh * kw].
+  std::vector<int32_t> depthwise;
 };
 
 std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const ConvAttrs& a) {
@@ -693,6 +696,14 @@ std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const
   const int64_t Mg = M / a.group, KK = w->numel() / M;
   const std::vector<int32_t> zps = ReadZeroPoints(*w_zp);
   FastConvWeights f;
+  if (a.group == M && KK == w->numel() / M && w->dim(1) == 1 && w->rank() == 4) {
+    f.depthwise.resize(static_cast<size_t>(M * KK));
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < KK; ++k)
+        f.depthwise[m * KK + k] =
+            static_cast<int32_t>(w->GetAsInt64(m * KK + k)) - zps[zps.size() == 1 ? 0 : static_cast<size_t>(m)];
+    return f;
+  }
   for (int64_t grp = 0; grp < a.group; ++grp) {
     std::vector<int32_t> gz = zps.size() == 1 ? zps : std::vector<int32_t>(zps.begin() + grp * Mg, zps.begin() + (grp + 1) * Mg);
     const auto* base = static_cast<const uint8_t*>(w->raw_data()) + grp * Mg * KK;
@@ -746,6 +757,20 @@ class QLinearConvKernel final : public OpKernel {
     const int32_t lo = static_cast<int32_t>(std::max<int64_t>(q_min_, y_signed ? -128 : 0));
     const int32_t hi = static_cast<int32_t>(std::min<int64_t>(q_max_, y_signed ? 127 : 255));
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), g.out_shape));
+    if (fast_ && !fast_->depthwise.empty() && g.nd == 2 && g.Cg == 1 && g.Mg == 1 &&
+        fast_->depthwise.size() == static_cast<size_t>(g.M * g.k_size)) {
+      const int32_t x_zp = in[2] ? static_cast<int32_t>(in[2]->GetAsInt64(0)) : 0;
+      return DispatchQuantType(x.dtype(), "x", [&](auto xtag) -> Status {
+        return DispatchQuantType(y_zp.dtype(), "y_zero_point", [&](auto ytag) -> Status {
+          if constexpr (sizeof(xtag) == 1 && sizeof(ytag) == 1) {
+            RunDepthwise(ctx, g, x.data<decltype(xtag)>(), x_zp, mult, bd, yz, lo, hi, y->data<decltype(ytag)>());
+            return Status::Ok();
+          } else {
+            return Unimplemented("QLinearConv input and output must be 8-bit");
+          }
+        });
+      });
+    }
     if (fast_ && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
         fast_->groups[0]->K == g.Cg * g.k_size) {
       RunFast(ctx, g, x, in[2] ? static_cast<int32_t>(in[2]->GetAsInt64(0)) : 0, mult, bd, yz, y_signed, lo, hi, y);
@@ -815,6 +840,56 @@ class QLinearConvKernel final : public OpKernel {
         kernels::QGemm(packed, w, out, ctx.thread_pool());
       }
     }
+  }
+
+  // Depthwise 2-D: per channel, int32 accumulation of (x - x_zp) * (w - w_zp) over the taps that
+  // fall inside the input (padding contributes x_zp - x_zp = 0, as in the im2col path), one output
+  // row at a time, then the same bias / requantize / clamp as every other path.
+  template <typename TX, typename TY>
+  void RunDepthwise(KernelContext& ctx, const ConvGeometry& g, const TX* x, int32_t x_zp, const std::vector<float>& mult,
+                    const int32_t* bias, int32_t y_zp, int32_t lo, int32_t hi, TY* y) const {
+    const int64_t H = g.in_sp[0], W = g.in_sp[1], OH = g.out_sp[0], OW = g.out_sp[1];
+    const int64_t KH = g.k_sp[0], KW = g.k_sp[1], sh = g.stride[0], sw = g.stride[1], dh = g.dil[0], dw = g.dil[1];
+    const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
+    ctx.thread_pool()->ParallelFor(g.N * g.M, 1, [&](int64_t begin, int64_t end) {
+      std::vector<int32_t> acc(static_cast<size_t>(OW));
+      for (int64_t nm = begin; nm < end; ++nm) {
+        const int64_t m = nm % g.M;
+        const TX* xc = x + nm * g.in_size;
+        const int32_t* wc = fast_->depthwise.data() + m * KH * KW;
+        TY* yc = y + nm * g.out_size;
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const int32_t b = bias ? bias[m] : 0;
+          std::fill(acc.begin(), acc.end(), b);
+          for (int64_t kh = 0; kh < KH; ++kh) {
+            const int64_t ih = oh * sh - ph + kh * dh;
+            if (ih < 0 || ih >= H) continue;
+            const TX* xr = xc + ih * W;
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              const int32_t wv = wc[kh * KW + kw];
+              const int64_t off = kw * dw - pw;
+              // Output columns whose input column ow * sw + off lies in [0, W).
+              const int64_t ow0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
+              const int64_t ow1 = std::min<int64_t>(OW, W - off > 0 ? (W - off + sw - 1) / sw : 0);
+              if (sw == 1) {
+                const TX* xs = xr + off;
+                for (int64_t ow = ow0; ow < ow1; ++ow)
+                  acc[ow] = static_cast<int32_t>(static_cast<uint32_t>(acc[ow]) +
+                                                 static_cast<uint32_t>((static_cast<int32_t>(xs[ow]) - x_zp) * wv));
+              } else {
+                for (int64_t ow = ow0; ow < ow1; ++ow)
+                  acc[ow] = static_cast<int32_t>(
+                      static_cast<uint32_t>(acc[ow]) +
+                      static_cast<uint32_t>((static_cast<int32_t>(xr[ow * sw + off]) - x_zp) * wv));
+              }
+            }
+          }
+          TY* d = yc + oh * OW;
+          quant::RequantizeSpan<TY>(acc.data(), OW, mult[m], y_zp, d);
+          for (int64_t i = 0; i < OW; ++i) d[i] = static_cast<TY>(std::clamp<int32_t>(d[i], lo, hi));
+        }
+      }
+    });
   }
 
   ConvAttrs a_;
