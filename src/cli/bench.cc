@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -121,6 +122,55 @@ double Median(const std::vector<double>& sorted) {
   return n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
 }
 
+// Per-node timings over a few runs (RunOptions::profile), summed by op type (domain::op) and by
+// node. Returns (JSON, text table). Nodes are timed one by one, so the sum is a little above the
+// plain latency.
+StatusOr<std::pair<nlohmann::json, std::string>> ProfileNodes(const Session& session,
+                                                              const std::vector<std::pair<std::string, Tensor>>& feeds) {
+  constexpr int kRuns = 5;
+  std::vector<std::pair<std::string, Value>> values;
+  for (const auto& [name, t] : feeds) values.emplace_back(name, Value::FromTensor(t));
+  std::map<const Node*, double> by_node;
+  for (int r = 0; r < kRuns; ++r) {
+    std::vector<NodeTiming> timings;
+    RunOptions ro;
+    ro.profile = &timings;
+    std::vector<Value> outs;
+    QK_RETURN_IF_ERROR(session.RunValues(values, &outs, ro));
+    for (const auto& t : timings) by_node[t.node] += t.seconds / kRuns;
+  }
+  std::map<std::string, std::pair<double, int>> by_type;
+  double total = 0;
+  for (const auto& [node, sec] : by_node) {
+    const std::string type = node->IsDefaultDomain() ? node->op_type : node->domain + "::" + node->op_type;
+    by_type[type].first += sec;
+    by_type[type].second += 1;
+    total += sec;
+  }
+  std::vector<std::pair<std::string, std::pair<double, int>>> types(by_type.begin(), by_type.end());
+  std::sort(types.begin(), types.end(), [](const auto& x, const auto& y) { return x.second.first > y.second.first; });
+  std::vector<std::pair<const Node*, double>> nodes(by_node.begin(), by_node.end());
+  std::sort(nodes.begin(), nodes.end(), [](const auto& x, const auto& y) { return x.second > y.second; });
+  nlohmann::json j;
+  j["runs"] = kRuns;
+  j["total_ms"] = total * 1e3;
+  std::string text = fmt::format("profile    {} runs, nodes sum to {:.3f} ms per run\n{:<40} {:>6} {:>10} {:>7}\n", kRuns,
+                                 total * 1e3, "op type", "nodes", "ms/run", "share");
+  for (const auto& [type, v] : types) {
+    const double share = total > 0 ? v.first / total : 0;
+    j["op_types"].push_back({{"op_type", type}, {"nodes", v.second}, {"ms", v.first * 1e3}, {"share", share}});
+    text += fmt::format("{:<40} {:>6} {:>10.3f} {:>6.1f}%\n", type, v.second, v.first * 1e3, 100 * share);
+  }
+  text += "slowest nodes\n";
+  for (size_t k = 0; k < nodes.size() && k < 10; ++k) {
+    const Node* n = nodes[k].first;
+    const std::string type = n->IsDefaultDomain() ? n->op_type : n->domain + "::" + n->op_type;
+    text += fmt::format("  {:>9.3f} ms  {:<28} {}\n", nodes[k].second * 1e3, type, n->name);
+    j["slowest_nodes"].push_back({{"node", n->name}, {"op_type", type}, {"ms", nodes[k].second * 1e3}});
+  }
+  return std::make_pair(j, text);
+}
+
 }  // namespace
 
 Command AddBenchCommand(CLI::App& app) {
@@ -135,6 +185,7 @@ Command AddBenchCommand(CLI::App& app) {
     int repeat = 10;
     bool json = false;
     bool no_optimize = false;
+    bool profile = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "ONNX model file")->required();
@@ -148,6 +199,8 @@ Command AddBenchCommand(CLI::App& app) {
   cmd->add_option("--repeat", a->repeat, "... and at least this many runs were timed")->check(CLI::PositiveNumber);
   cmd->add_flag("--json", a->json, "Print one JSON object (with every timed run's latency in samples_ms)");
   cmd->add_flag("--no-optimize", a->no_optimize, "Skip graph passes (constant folding, BN folding, ...)");
+  cmd->add_flag("--profile", a->profile,
+                "After the timed runs, time every node over a few more runs: time per op type and the slowest nodes");
   return {cmd, [a]() -> int {
             std::vector<std::pair<std::string, Tensor>> feeds;
             for (const auto& arg : a->inputs) {
@@ -217,6 +270,14 @@ Command AddBenchCommand(CLI::App& app) {
               if (!ms.ok()) return ReportError(ms.status());
               samples.push_back(*ms);
             }
+            nlohmann::json profile_json;
+            std::string profile_text;
+            if (a->profile) {
+              auto prof = ProfileNodes(session, feeds);
+              if (!prof.ok()) return ReportError(prof.status().WithContext(a->model));
+              profile_json = prof->first;
+              profile_text = prof->second;
+            }
             std::vector<double> sorted = samples;
             std::sort(sorted.begin(), sorted.end());
             const double median = Median(sorted), p90 = Percentile(sorted, 90), min = sorted.front();
@@ -239,6 +300,7 @@ Command AddBenchCommand(CLI::App& app) {
               j["mean_ms"] = mean;
               j["runs_per_s"] = per_s;
               j["samples_ms"] = samples;
+              if (a->profile) j["profile"] = profile_json;
               std::printf("%s\n", j.dump().c_str());
               return 0;
             }
@@ -251,6 +313,7 @@ Command AddBenchCommand(CLI::App& app) {
             std::printf("runs       %zu timed after %d warm-up\n", samples.size(), warmup_runs);
             std::printf("latency    median %.3f ms  p90 %.3f ms  min %.3f ms  mean %.3f ms\n", median, p90, min, mean);
             std::printf("throughput %.2f runs/s (at the median)\n", per_s);
+            std::fputs(profile_text.c_str(), stdout);
             return 0;
           }};
 }
