@@ -60,6 +60,11 @@ class ModelSpec:
     inputs = []   # graph inputs fed from the sample folders
     quantize_args = []
     unit = "samples"  # what one evaluation unit is (lines, frames, images, ...)
+    static = False             # has a static INT8 variant (calibrated on the calibration set)
+    static_methods = []        # further range methods, each its own variant "static-<method>"
+    static_then_dynamic = False  # static for the convolutional part, then dynamic for MatMul/Gemm
+    calib_args = []            # extra `quantkit calibrate` arguments
+    calib_memory_check = None  # (few, many): calibration peak RSS with few vs many items (entropy)
 
     def __init__(self, name, title, path):
         self.name, self.title, self.path = name, title, path
@@ -87,6 +92,8 @@ class ModelSpec:
 
 class PaddleRec(ModelSpec):
     unit = "lines"
+    static = True
+    static_then_dynamic = True  # the attention blocks' MatMuls are best quantized per input
     inputs = ["x"]
     outputs = ["softmax_11.tmp_0"]
 
@@ -115,6 +122,7 @@ class PaddleRec(ModelSpec):
 
 class PaddleDet(ModelSpec):
     unit = "pages"
+    static = True
     inputs = ["x"]
     outputs = ["sigmoid_0.tmp_0"]
 
@@ -146,6 +154,7 @@ class PaddleDet(ModelSpec):
 
 class PaddleCls(ModelSpec):
     unit = "crops"
+    static = True
     inputs = ["x"]
     outputs = ["softmax_0.tmp_0"]
 
@@ -212,6 +221,9 @@ class Silero(ModelSpec):
 class Fashion(ModelSpec):
     kind = "asset"
     unit = "images"
+    static = True
+    static_methods = ["moving-average", "percentile", "entropy", "mse"]
+    calib_memory_check = (10, 1000)
     inputs = ["image"]
     outputs = ["logits"]
 
@@ -237,9 +249,9 @@ class LabelFree(ModelSpec):
     SQNR of the primary output against ONNX Runtime's FP32 output; decisions are model-specific."""
 
     def __init__(self, name, title, path, inputs, outputs, make_set, decide, decision_unit, note, kind="npm",
-                 unit="images"):
+                 unit="images", static=True):
         super().__init__(name, title, path)
-        self.inputs, self.outputs, self.kind, self.unit = inputs, outputs, kind, unit
+        self.inputs, self.outputs, self.kind, self.unit, self.static = inputs, outputs, kind, unit, static
         self._make_set, self._decide, self.decision_unit, self._note = make_set, decide, decision_unit, note
 
     def eval_set(self, quick):
@@ -319,12 +331,12 @@ def all_models():
         "encoder", "Transformer encoder (BERT-base size)", os.path.join(t, "encoder.onnx"), ["x"], ["y"],
         lambda q: (data.make_tensor("encoder", [1, 128, 768], 2 if q else 4, 1009, "x"),
                    data.make_tensor("encoder_calib", [1, 128, 768], 4, 2009, "x")),
-        None, "", "1x128x768, 12 layers", kind="torch", unit="inputs"))
+        None, "", "1x128x768, 12 layers", kind="torch", unit="inputs", static=False))
     specs.append(LabelFree(
         "lstm", "LSTM 512 (seq 50)", os.path.join(t, "lstm.onnx"), ["x"], ["y", "h", "c"],
         lambda q: (data.make_tensor("lstm", [50, 1, 512], 2 if q else 8, 1010, "x"),
                    data.make_tensor("lstm_calib", [50, 1, 512], 8, 2010, "x")),
-        None, "", "50x1x512", kind="torch", unit="sequences"))
+        None, "", "50x1x512", kind="torch", unit="sequences", static=False))
     return specs
 
 

@@ -94,6 +94,177 @@ def _extra_text(name, ev):
     return "; ".join(parts)
 
 
+def _fmt_agreement(ag):
+    if not ag:
+        return "-"
+    if "error" in ag:
+        return "error"
+    worst = min(a["sqnr_db"] for a in ag.values())
+    text = f"{_fmt_db(worst)} dB"
+    steps = [a["steps"] for a in ag.values() if "steps" in a]
+    if steps:
+        text += f", {max(steps):.1f} steps"
+    return text
+
+
+def _calibration_section(models):
+    L = []
+    rows = [(n, r["calibration"]) for n, r in models.items() if r.get("calibration")]
+    if not rows:
+        return L
+    L.append("Calibration (`quantkit calibrate` on each model's calibration set, never its evaluation set; "
+             "statistics for every range method in one pass):")
+    L.append("")
+    L.append("| model | items | seconds | peak RSS MiB |")
+    L.append("|---|---:|---:|---:|")
+    for name, c in rows:
+        if "calib_seconds" in c:
+            L.append(f"| {name} | {c['calib_items']} files | {c['calib_seconds']:.1f} | {c['calib_peak_rss_mib']:.0f} |")
+    L.append("")
+    for name, c in rows:
+        m = c.get("memory_check")
+        if not m:
+            continue
+        if "error" in m:
+            L.append(f"- {name} calibration memory check: error: {_cell(m['error'], 300)}")
+            continue
+        few, many = [k for k in m if k != "ratio"]
+        L.append(f"- {name}, calibration memory with the entropy method: {few} items {m[few]['peak_rss_mib']:.1f} MiB, "
+                 f"{many} items {m[many]['peak_rss_mib']:.1f} MiB peak RSS: **{m['ratio']:.2f}x** "
+                 f"({m[few]['seconds']:.1f} s and {m[many]['seconds']:.1f} s).")
+    L.append("")
+    return L
+
+
+def _static_peers_section(peers, models, threads):
+    L = ["## PyTorch peers (static INT8)", ""]
+    if not peers:
+        return L + ["Not measured in this run.", ""]
+    head = ("| model | calibration items | PyTorch static vs FP32 (dB) | PyTorch static simulated in float (dB) | "
+            "quantkit static vs FP32 (dB) | PyTorch arg-max agreement |")
+    sep = "|---|---:|---:|---:|---:|---:|"
+    for th in threads:
+        head += f" PyTorch FP32 {th}T ms | PyTorch static {th}T ms | qk FP32 {th}T ms | qk static {th}T ms |"
+        sep += "---:|---:|---:|---:|"
+    L += [head, sep]
+    for name, p in peers.items():
+        if "error" in p:
+            L.append(f"| {name} | error: {_cell(p['error'])} |" + " |" * (4 + 4 * len(threads)))
+            continue
+        row = (f"| {name} | {p.get('calib_samples', '-')} | {_fmt_db(p.get('torch_static_vs_fp32_db'))} | "
+               f"{_fmt_db(p.get('torch_static_reference_vs_fp32_db'))} | {_fmt_db(p.get('quantkit_static_vs_fp32_db'))} | "
+               f"{100 * p.get('torch_static_argmax_agreement', float('nan')):.0f}% |")
+        lat_all = models.get(name, {}).get("latency", {})
+        for th in threads:
+            lat = lat_all.get(str(th), {})
+            row += (f" {p.get(f'torch_fp32_ms_t{th}', float('nan')):.2f} | {p.get(f'torch_static_ms_t{th}', float('nan')):.2f} | "
+                    f"{_fmt_ms(lat, 'quantkit/fp32')} | {_fmt_ms(lat, 'quantkit/static')} |")
+        L.append(row)
+    L.append("")
+    notes = {p.get("note") for p in peers.values() if "error" not in p and p.get("note")}
+    for n in sorted(notes):
+        L.append(f"- {n}")
+    L.append("- \"simulated in float\" is PyTorch's own quantized model run with float reference kernels "
+             "(`convert_to_reference_fx`): its PTQ accuracy without the onednn kernels' 16-bit intermediate sums, "
+             "which overflow on CPUs without VNNI. quantkit must beat the higher of the two.")
+    L.append("")
+    return L
+
+
+def _ev(models, name, variant, engine="quantkit"):
+    return models.get(name, {}).get("variants", {}).get(variant, {}).get("engines", {}).get(engine)
+
+
+def _targets_section(results, models):
+    """The accuracy targets of the dynamic and static issues, checked against this run's numbers."""
+    rows = []
+
+    def check(target, ok, shown):
+        rows.append((target, "yes" if ok else ("no" if ok is not None else "not measured"), shown))
+
+    def val(name, variant, key=None):
+        ev = _ev(models, name, variant)
+        if not ev or "error" in ev:
+            return None
+        return ev["value"] if key is None else ev["extra"].get(key)
+
+    # dynamic
+    a, b = val("ppocr_rec", "fp32"), val("ppocr_rec", "dynamic")
+    check("dynamic: ppocr_rec CER within 0.3 points of FP32", None if a is None or b is None else b - a <= 0.003,
+          "-" if a is None or b is None else f"{100 * a:.2f}% -> {100 * b:.2f}%")
+    for m in ("silero_legacy", "silero_v5"):
+        a, b, d = val(m, "fp32"), val(m, "dynamic"), val(m, "dynamic", "mean_abs_p_vs_fp32")
+        ok = None if None in (a, b, d) else (a - b <= 0.005 and d < 0.02)
+        check(f"dynamic: {m} frame accuracy within 0.5 points, mean |dp| < 0.02", ok,
+              "-" if ok is None else f"{100 * a:.2f}% -> {100 * b:.2f}%, {d:.1e}")
+    for m, p in results.get("peers", {}).items():
+        if "error" in p or p.get("quantkit_dynamic_vs_fp32_db") is None:
+            check(f"dynamic: {m} SQNR >= PyTorch quantize_dynamic", None, "-")
+            continue
+        q, t = p["quantkit_dynamic_vs_fp32_db"], p["torch_dynamic_vs_fp32_db"]
+        check(f"dynamic: {m} SQNR >= PyTorch quantize_dynamic", q >= t, f"{q:.1f} dB vs {t:.1f} dB")
+    # static
+    a = val("fashion_cnn", "fp32")
+    variants = [v for v in models.get("fashion_cnn", {}).get("variants", {}) if v.startswith("static")]
+    vals = {v: val("fashion_cnn", v) for v in variants}
+    ok = None if a is None or not vals or None in vals.values() else all(a - x <= 0.003 for x in vals.values())
+    check("static: fashion_cnn top-1 within 0.3 points of FP32, every range method", ok,
+          "-" if ok is None else f"FP32 {100 * a:.2f}%; " + ", ".join(f"{v} {100 * x:.2f}%" for v, x in vals.items()))
+    ev_f, ev_s = _ev(models, "ppocr_det", "fp32"), _ev(models, "ppocr_det", "static")
+    if ev_f and ev_s and "error" not in ev_f and "error" not in ev_s:
+        xf, xs = ev_f["extra"], ev_s["extra"]
+        ok = xs["recall"] >= xf["recall"] and xs["precision"] >= xf["precision"] and xs["map_iou_vs_fp32"] >= 0.97
+        check("static: ppocr_det box recall/precision equal to FP32, map IoU >= 0.97", ok,
+              f"recall {xf['recall']:.3f} -> {xs['recall']:.3f}, precision {xf['precision']:.3f} -> "
+              f"{xs['precision']:.3f}, IoU {xs['map_iou_vs_fp32']:.3f}")
+    else:
+        check("static: ppocr_det box recall/precision equal to FP32, map IoU >= 0.97", None, "-")
+    a, b = val("ppocr_cls", "fp32"), val("ppocr_cls", "static")
+    check("static: ppocr_cls accuracy within 1 point", None if None in (a, b) else a - b <= 0.01,
+          "-" if None in (a, b) else f"{100 * a:.2f}% -> {100 * b:.2f}%")
+    a, b = val("ppocr_rec", "fp32"), val("ppocr_rec", "static")
+    check("static (Conv) + dynamic (MatMul): ppocr_rec CER within 0.5 points", None if None in (a, b) else b - a <= 0.005,
+          "-" if None in (a, b) else f"{100 * a:.2f}% -> {100 * b:.2f}%")
+    for m in ("blazeface_front", "blazeface_back", "mlsd_large"):
+        ev = _ev(models, m, "static")
+        if not ev or "error" in ev:
+            check(f"static: {m} output SQNR >= 25 dB (every output)", None, "-")
+            continue
+        sq = {k[8:-1]: v for k, v in ev["extra"].items() if k.startswith("sqnr_db[")}
+        check(f"static: {m} output SQNR >= 25 dB (every output)", min(sq.values()) >= 25,
+              ", ".join(f"{k} {_fmt_db(v)}" for k, v in sq.items()))
+    for m, p in results.get("static_peers", {}).items():
+        if "error" in p or p.get("quantkit_static_vs_fp32_db") is None:
+            check(f"static: {m} SQNR >= PyTorch static (onednn)", None, "-")
+            continue
+        q = p["quantkit_static_vs_fp32_db"]
+        t = max(p["torch_static_vs_fp32_db"], p.get("torch_static_reference_vs_fp32_db", float("-inf")))
+        check(f"static: {m} SQNR >= PyTorch static (onednn; the higher of kernels and float simulation)", q >= t,
+              f"{q:.1f} dB vs {t:.1f} dB")
+    for name, r in models.items():
+        m = r.get("calibration", {}).get("memory_check")
+        if m and "error" not in m:
+            check(f"static: {name} calibration peak RSS, many items <= 1.2x few", m["ratio"] <= 1.2, f"{m['ratio']:.2f}x")
+    worst = []
+    for name, r in models.items():
+        for v, vr in r.get("variants", {}).items():
+            ag = vr.get("agreement")
+            if v != "fp32" and ag and "error" not in ag:
+                steps = [a["steps"] for a in ag.values() if "steps" in a]
+                if steps:
+                    worst.append((max(steps), f"{name} {v}"))
+    if worst:
+        bad = [w for w in worst if w[0] > 1.0]
+        check("INT8 files with dequantized outputs: ORT within one quantization step of quantkit", not bad,
+              f"{len(worst) - len(bad)}/{len(worst)} files" + (f"; over: {', '.join(f'{n} ({s:.1f})' for s, n in bad)}" if bad else ""))
+    if not rows:
+        return []
+    L = ["## Accuracy targets (issues 4 and 5), checked on this run", "", "| target | met | numbers |", "|---|---|---|"]
+    L += [f"| {t} | {ok} | {_cell(shown, 300)} |" for t, ok, shown in rows]
+    L.append("")
+    return L
+
+
 def write(path, results):
     meta = results["meta"]
     models = results["models"]
@@ -154,8 +325,9 @@ def write(path, results):
     if not int8_names:
         L.append("Not measured in this run: " + meta.get("int8_note", "`quantkit quantize` is not available."))
     else:
-        head = "| model | variant | metric | quantkit | ORT on the same model | decisions differing vs FP32 | SQNR vs ORT FP32 (dB) | size |"
-        sep = "|---|---|---|---:|---:|---:|---:|---:|"
+        head = ("| model | variant | metric | quantkit | ORT on the same model | decisions differing vs FP32 | "
+                "SQNR vs ORT FP32 (dB) | qk vs ORT, same file | size |")
+        sep = "|---|---|---|---:|---:|---:|---:|---:|---:|"
         for th in threads:
             head += f" qk {th}T ms | vs qk FP32 |"
             sep += "---:|---:|"
@@ -166,14 +338,14 @@ def write(path, results):
                 if vr is None:
                     continue
                 if "error" in vr:
-                    L.append(f"| {name} | {v} | not made: {_cell(vr['error'])} |" + " |" * (5 + 2 * len(threads)))
+                    L.append(f"| {name} | {v} | not made: {_cell(vr['error'])} |" + " |" * (6 + 2 * len(threads)))
                     continue
                 qk, ort = vr["engines"].get("quantkit"), vr["engines"].get("ort")
                 fp_bytes = r["variants"]["fp32"].get("bytes", 0)
                 size = f"{vr['bytes'] / max(1, fp_bytes):.2f}x" if fp_bytes else "-"
                 row = (f"| {name} | {v} | {(qk or ort or {}).get('metric', '-')} | {_fmt_metric(qk)} | "
                        f"{_fmt_metric(ort) if ort and 'error' not in ort else 'error'} | {_differ(qk)} | "
-                       f"{_fmt_db(_main_sqnr(qk))} | {size} |")
+                       f"{_fmt_db(_main_sqnr(qk))} | {_fmt_agreement(vr.get('agreement'))} | {size} |")
                 for th in threads:
                     lat = r["latency"].get(str(th), {})
                     a, b = lat.get(f"quantkit/{v}", {}), lat.get("quantkit/fp32", {})
@@ -187,6 +359,11 @@ def write(path, results):
                      "(vpmaddubsw), so layers with large activations lose accuracy in ONNX Runtime only (see "
                      "bench/README.md).")
             L.append("")
+        L.append("\"qk vs ORT, same file\": quantkit's and ONNX Runtime's outputs of the same INT8 file, the lowest "
+                 "SQNR over the model's outputs and, for outputs that are dequantized int8, the largest difference in "
+                 "quantization steps of that output.")
+        L.append("")
+        L += _calibration_section(models)
         errors = [(name, v, e, r["variants"][v]["engines"][e]["error"]) for name, r in models.items()
                   for v in int8_names if v in r.get("variants", {}) for e in r["variants"][v].get("engines", {})
                   if "error" in r["variants"][v]["engines"][e]]
@@ -228,6 +405,8 @@ def write(path, results):
                          f"{p['samples']} evaluation samples.")
         L.append("")
 
+    L += _static_peers_section(results.get("static_peers", {}), models, threads)
+    L += _targets_section(results, models)
     L.append("## Details")
     L.append("")
     for name, r in models.items():

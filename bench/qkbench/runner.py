@@ -1,15 +1,28 @@
 """Runs the bench for a list of models: data, variants (FP32, and INT8 when `quantkit quantize`
-exists), both engines on every variant, task metrics, interleaved latency, PyTorch peers."""
+exists), both engines on every variant, task metrics, interleaved latency, PyTorch peers.
+
+INT8 variants of a model (`int8_variants`):
+  dynamic          `quantkit quantize --mode dynamic` (every model)
+  static           `quantkit calibrate` on the model's calibration set (never its evaluation set),
+                   then `quantkit quantize --mode static --stats` with the default range method;
+                   for models with `static_then_dynamic` (PaddleOCR rec) the static pass covers the
+                   convolutional part and a dynamic pass then quantizes the MatMuls.
+  static-<method>  the same statistics with another range method (models listing `static_methods`).
+"""
 
 import os
 import subprocess
 
+import numpy as np
+
 from . import engines
-from .common import CACHE, REPO, BenchError, log, quantkit_binary, run_cmd
+from .common import CACHE, REPO, BenchError, Sqnr, load_outputs, log, quantkit_binary, run_cmd, sample_names
 from .models import TORCH_DIR
 
-# Quantized variants: name -> extra `quantkit quantize` arguments.
-INT8_VARIANTS = {"dynamic": ["--mode", "dynamic"]}
+# Static op types when a dynamic pass follows for MatMul/Gemm (keep in step with quantkit's
+# StaticQuantizeOptions::op_types).
+STATIC_CONV_OP_TYPES = ("Conv,Add,Mul,Concat,MaxPool,Reshape,Flatten,Transpose,Squeeze,Unsqueeze,Slice,Resize,"
+                        "AveragePool,GlobalAveragePool")
 
 
 def quantize_available():
@@ -38,14 +51,135 @@ def export_torch(names):
              "--models", ",".join(names)], timeout=3600, what="export_torch_models.py")
 
 
-def make_variant(spec, variant):
+def int8_variants(spec):
+    """The INT8 variant names of a model, in report order."""
+    names = ["dynamic"]
+    if spec.static:
+        names.append("static")
+        names += [f"static-{m}" for m in spec.static_methods]
+    return names
+
+
+def calibrate(spec, es, extra_args=(), out=None, samples=None):
+    """`quantkit calibrate` on the model's calibration set; returns (stats path, seconds, peak RSS MiB)."""
+    if not es.calib_dir:
+        raise BenchError(f"{spec.name} has no calibration set")
+    out = out or os.path.join(CACHE, "stats", f"{spec.name}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    cmd = [quantkit_binary(), "calibrate", spec.path, "--calib", es.calib_dir, "-o", out] + list(extra_args)
+    if samples:
+        cmd += ["--calib-samples", str(samples)]
+    secs, rss = _run_measured(cmd, 7200, f"quantkit calibrate {spec.name}")
+    return out, secs, rss
+
+
+def _run_measured(cmd, timeout, what):
+    """Runs cmd as a child and returns (seconds, its own peak RSS in MiB, from wait4's rusage)."""
+    import tempfile
+    import time
+    t0 = time.monotonic()
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: progress lines can never block the child
+        try:
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        except OSError as e:
+            raise BenchError(f"{what}: {e}") from None
+        while True:
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - t0 > timeout:
+                p.kill()
+                os.wait4(p.pid, 0)
+                raise BenchError(f"{what}: timed out after {timeout} s")
+            time.sleep(0.05)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            lines = err.read().decode(errors="replace").strip().splitlines()
+            raise BenchError(f"{what}: exit {p.returncode}: {lines[-1] if lines else ''}")
+    return time.monotonic() - t0, usage.ru_maxrss / 1024.0
+
+
+def calibration_memory(spec, es):
+    """Peak RSS of `quantkit calibrate --method entropy` with few and with many items: streaming
+    observers keep it flat."""
+    few, many = spec.calib_memory_check
+    out = {}
+    for n in (few, many):
+        path = os.path.join(CACHE, "stats", f"{spec.name}.rss{n}.json")
+        _, secs, rss = calibrate(spec, es, list(spec.calib_args) + ["--method", "entropy"], out=path, samples=n)
+        out[str(n)] = {"seconds": secs, "peak_rss_mib": rss}
+        log(f"  {spec.name}: calibrate {n} items (entropy): {secs:.1f} s, peak RSS {rss:.1f} MiB")
+    out["ratio"] = out[str(many)]["peak_rss_mib"] / out[str(few)]["peak_rss_mib"]
+    return out
+
+
+def make_variant(spec, variant, es, notes):
     """Quantizes spec's model into CACHE/variants/<model>.<variant>.onnx (remade every run: the
-    quantizer may have changed). Returns the path."""
+    quantizer may have changed). Static variants calibrate first (once per model and run; the
+    statistics are kept in `notes`). Returns the path."""
     out = os.path.join(CACHE, "variants", f"{spec.name}.{variant}.onnx")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    cmd = [quantkit_binary(), "quantize", spec.path, "-o", out] + INT8_VARIANTS[variant] + spec.quantize_args
-    run_cmd(cmd, timeout=1800, what=f"quantkit quantize {spec.name} ({variant})")
+    qk = quantkit_binary()
+    what = f"quantkit quantize {spec.name} ({variant})"
+    if variant == "dynamic":
+        run_cmd([qk, "quantize", spec.path, "-o", out, "--mode", "dynamic"] + spec.quantize_args, timeout=1800, what=what)
+        return out
+    if "stats" not in notes:
+        stats, secs, rss = calibrate(spec, es, spec.calib_args)
+        notes.update({"stats": stats, "calib_seconds": secs, "calib_peak_rss_mib": rss,
+                      "calib_items": len(sample_names(es.calib_dir))})
+        log(f"  {spec.name}: calibrated in {secs:.1f} s, peak RSS {rss:.0f} MiB")
+    method = variant.split("-", 1)[1] if "-" in variant else None
+    cmd = [qk, "quantize", spec.path, "-o", out, "--mode", "static", "--stats", notes["stats"]]
+    if method:
+        cmd += ["--method", method]
+    if not spec.static_then_dynamic:
+        run_cmd(cmd, timeout=1800, what=what)
+        return out
+    tmp = out + ".static.onnx"
+    run_cmd(cmd[:4] + [tmp] + cmd[5:] + ["--op-types", STATIC_CONV_OP_TYPES], timeout=1800, what=what)
+    run_cmd([qk, "quantize", tmp, "-o", out, "--mode", "dynamic", "--op-types", "MatMul,Gemm"] + spec.quantize_args,
+            timeout=1800, what=what + " dynamic pass")
+    os.remove(tmp)
     return out
+
+
+def output_steps(model_path):
+    """{graph output: quantization step} for outputs written by a DequantizeLinear with a constant
+    scalar scale (the output's "one quantization step"); other outputs are float and absent."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(model_path, load_external_data=False)
+    inits = {i.name: i for i in m.graph.initializer}
+    producers = {o: n for n in m.graph.node for o in n.output}
+    steps = {}
+    for out in m.graph.output:
+        n = producers.get(out.name)
+        if n is not None and n.op_type == "DequantizeLinear" and n.input[1] in inits:
+            scale = numpy_helper.to_array(inits[n.input[1]])
+            if scale.size == 1:
+                steps[out.name] = float(scale.reshape(-1)[0])
+    return steps
+
+
+def engine_agreement(spec, es, model_path, qk_dir, ort_dir):
+    """quantkit vs ONNX Runtime on the same INT8 file, per output: SQNR, max |difference| and, for
+    outputs that are dequantized int8, that difference in quantization steps."""
+    steps = output_steps(model_path)
+    res = {}
+    for out in spec.outputs:
+        s = Sqnr()
+        max_abs = 0.0
+        for a, b in zip(load_outputs(ort_dir, es.names, out), load_outputs(qk_dir, es.names, out)):
+            s.add(a, b)
+            if np.size(a):
+                max_abs = max(max_abs, float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))))
+        r = {"sqnr_db": s.db(), "max_abs": max_abs}
+        if out in steps:
+            r["steps"] = max_abs / steps[out] if steps[out] > 0 else float("inf")
+        res[out] = r
+    return res
 
 
 def count_differences(a, b):
@@ -63,12 +197,21 @@ def bench_model(spec, quick, threads_list, rounds, min_time_ms, warmup_ms, with_
     res["timing_note"] = spec.timing_note(es)
     variants = {"fp32": spec.path}
     if with_int8:
-        for v in INT8_VARIANTS:
+        notes = {}
+        for v in int8_variants(spec):
             try:
-                variants[v] = make_variant(spec, v)
+                variants[v] = make_variant(spec, v, es, notes)
             except BenchError as e:
                 res["variants"][v] = {"error": str(e)}
                 log(f"  {spec.name} {v}: {e}")
+        notes.pop("stats", None)
+        if spec.calib_memory_check:
+            try:
+                notes["memory_check"] = calibration_memory(spec, es)
+            except BenchError as e:
+                notes["memory_check"] = {"error": str(e)}
+        if notes:
+            res["calibration"] = notes
     run_root = os.path.join(CACHE, "runs", spec.name)
     ref_dir = os.path.join(run_root, "fp32", "ort")
     decisions = {}
@@ -91,6 +234,12 @@ def bench_model(spec, quick, threads_list, rounds, min_time_ms, warmup_ms, with_
             ev["seconds"] = secs
             vres["engines"][engine] = ev
             log(f"  {spec.name} {variant} {engine}: {ev['metric']} {ev['value']:.6g} ({secs:.1f} s)")
+        if variant != "fp32" and all(e in vres["engines"] and "error" not in vres["engines"][e] for e in engines.ENGINES):
+            try:
+                vres["agreement"] = engine_agreement(spec, es, path, os.path.join(run_root, variant, "quantkit"),
+                                                     os.path.join(run_root, variant, "ort"))
+            except BenchError as e:
+                vres["agreement"] = {"error": str(e)}
     # Decisions that differ: quantkit FP32 vs ONNX Runtime FP32, and every variant vs ORT FP32.
     ref = decisions.get(("fp32", "ort"))
     res["eval_size"] = f"{len(ref) if ref else len(es.names)} {spec.unit}"
@@ -102,7 +251,7 @@ def bench_model(spec, quick, threads_list, rounds, min_time_ms, warmup_ms, with_
         inputs = spec.timing_inputs(es)
         pairs = {"ort/fp32": ("ort", spec.path), "quantkit/fp32": ("quantkit", spec.path)}
         for v, path in variants.items():
-            if v != "fp32":
+            if v in ("dynamic", "static"):  # the other static methods differ in scales only, not in speed
                 pairs[f"quantkit/{v}"] = ("quantkit", path)
         for th in threads_list:
             res["latency"][str(th)] = engines.time_interleaved(pairs, inputs, th, rounds, min_time_ms, warmup_ms)
