@@ -21,12 +21,15 @@
 // constant folding never materialises float copies of the weights.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
+#include "core/thread_pool.h"
 #include "passes/passes.h"
 #include "runtime/kernel.h"
 #include "runtime/kernels/ref/quantize.h"
+#include "runtime/plan.h"
 
 namespace quantkit::passes {
 
@@ -451,6 +454,112 @@ bool FusePassThrough(Graph& g, const DefUse& du, size_t i, std::vector<bool>& re
   return true;
 }
 
+// Elementwise float ops between a dequantize and a quantize: DQ(x) -> f1 -> ... -> fn -> Q, each fi
+// an elementwise op of one tensor (its other inputs constant scalars: x + 3, Clip(0, 6), / 6,
+// HardSigmoid, Sigmoid, ...), or no op at all (a requantize). The result depends only on the
+// 8-bit code of x, so the chain becomes com.quantkit::QLinearLookup(x_q, table[256]), the table
+// made by running the very nodes, with the runtime's own kernels, on all 256 codes: exact.
+// (The float kernels are position-independent: vector tails run the same lane code.)
+bool IsElementwiseChainOp(const Node& n) {
+  static const char* kOps[] = {"Relu", "LeakyRelu", "Clip",  "HardSigmoid", "HardSwish", "Sigmoid", "Tanh",
+                               "Elu",  "Selu",      "Erf",   "Exp",         "Neg",       "Abs",     "Sqrt",
+                               "Softplus", "Mish",  "Add",   "Sub",         "Mul",       "Div",     "Pow",
+                               "Max",  "Min"};
+  if (!n.IsDefaultDomain() || n.outputs.size() != 1) return false;
+  for (const auto& a : n.attributes)
+    if (a.g || !a.graphs.empty()) return false;
+  for (const char* op : kOps)
+    if (n.op_type == op) return true;
+  return false;
+}
+
+// The one non-constant input of an elementwise chain op whose other inputs are float scalars
+// (numel 1); "" if it has none or several. *rank: the largest constant rank (it can raise the
+// output's rank by broadcasting).
+std::string VariableInput(const Graph& g, const Node& n, size_t* rank) {
+  std::string var;
+  for (const auto& in : n.inputs) {
+    if (in.empty()) continue;
+    if (const Tensor* c = Constant(g, in)) {
+      if (c->numel() != 1 || c->dtype() != DType::kFloat32) return "";
+      *rank = std::max(*rank, c->rank());
+      continue;
+    }
+    if (!var.empty()) return "";
+    var = in;
+  }
+  return var;
+}
+
+bool ScalarQuantParams(const Graph& g, const Node& n) {
+  const Tensor* s = Constant(g, n.Input(1));
+  const Tensor* z = Constant(g, n.Input(2));
+  return s && s->numel() == 1 && s->dtype() == DType::kFloat32 && z && z->numel() == 1 && Is8Bit(z->dtype());
+}
+
+bool FuseLookup(Graph& g, const Model& model, const DefUse& du, size_t i, std::vector<bool>& removed,
+                std::vector<Node>& fused) {
+  const Node& q = g.nodes[i];
+  if (!IsOp(q, "QuantizeLinear") || q.outputs.size() != 1 || !ScalarQuantParams(g, q)) return false;
+  std::vector<int> chain;  // back to front
+  size_t const_rank = 0;
+  std::string v = q.Input(0);
+  int p = du.Producer(v);
+  while (p >= 0 && !removed[p] && IsElementwiseChainOp(g.nodes[p]) && SoleConsumer(g, du, v) >= 0) {
+    const std::string in = VariableInput(g, g.nodes[p], &const_rank);
+    if (in.empty()) return false;
+    chain.push_back(p);
+    v = in;
+    p = du.Producer(v);
+  }
+  if (p < 0 || removed[p] || !IsOp(g.nodes[p], "DequantizeLinear") || !ScalarQuantParams(g, g.nodes[p])) return false;
+  const Node& dq = g.nodes[p];
+  const Tensor* x = Constant(g, dq.Input(0));
+  if (x) return false;  // constants are folded, not looked up
+  // The table: the chain run on the 256 codes of x's type.
+  const DType x_type = Constant(g, dq.Input(2))->dtype();
+  Graph tmp;
+  tmp.name = "lookup";
+  Tensor codes(x_type, {256});
+  for (int c = 0; c < 256; ++c) static_cast<uint8_t*>(codes.raw_data())[c] = static_cast<uint8_t>(c);
+  tmp.AddInitializer(dq.Input(0), codes);
+  std::vector<const Node*> nodes = {&dq};
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) nodes.push_back(&g.nodes[*it]);
+  nodes.push_back(&q);
+  for (const Node* n : nodes) {
+    for (const auto& in : n->inputs)
+      if (const Tensor* c = Constant(g, in); c && !tmp.IsInitializer(in)) tmp.AddInitializer(in, *c);
+    tmp.nodes.push_back(*n);
+  }
+  ValueInfo out;
+  out.name = q.outputs[0];
+  tmp.outputs.push_back(out);
+  std::vector<Value> outs;
+  {
+    auto plan = rt::Plan::Build(tmp, model, nullptr);
+    if (!plan.ok()) return false;
+    ThreadPool pool(1);
+    rt::RunContext run{DefaultAllocator(), &pool};
+    if (!(*plan)->Run(run, nullptr, {}, &outs).ok()) return false;
+  }
+  if (outs.size() != 1 || !outs[0].is_tensor()) return false;
+  Tensor table = outs[0].tensor.Reshaped({256});
+  if (const_rank > 0 && table.numel() != 256) return false;
+  Node f;
+  f.op_type = "QLinearLookup";
+  f.domain = rt::kQuantkitDomain;
+  f.name = g.UniqueName((q.name.empty() ? std::string("lookup") : q.name) + "_lookup");
+  const std::string table_name = g.UniqueName(q.outputs[0] + "_table");
+  g.AddInitializer(table_name, table.Clone());
+  f.inputs = {dq.Input(0), table_name};
+  f.outputs = {q.outputs[0]};
+  if (const_rank > 0) f.SetAttrInt("min_rank", static_cast<int64_t>(const_rank));
+  removed[i] = true;
+  for (int c : chain) removed[c] = true;
+  fused.push_back(std::move(f));
+  return true;
+}
+
 // LSTM/GRU/RNN with W and R behind DequantizeLinear -> com.quantkit::LSTM/GRU/RNN taking the
 // int8 tensors directly (inputs 1, 2) and their scales/zero points as inputs 8..11. Edits in place.
 bool FuseQuantizedRnn(Graph& g, const DefUse& du, size_t i) {
@@ -483,11 +592,11 @@ bool FuseQuantizedRnn(Graph& g, const DefUse& du, size_t i) {
   return true;
 }
 
-Status FuseGraph(Graph& g) {
+Status FuseGraph(Graph& g, const Model& model) {
   for (auto& n : g.nodes)
     for (auto& a : n.attributes) {
-      if (a.g) QK_RETURN_IF_ERROR(FuseGraph(*a.g));
-      for (auto& sg : a.graphs) QK_RETURN_IF_ERROR(FuseGraph(*sg));
+      if (a.g) QK_RETURN_IF_ERROR(FuseGraph(*a.g, model));
+      for (auto& sg : a.graphs) QK_RETURN_IF_ERROR(FuseGraph(*sg, model));
     }
   const DefUse du(g);
   std::vector<bool> removed(g.nodes.size(), false);
@@ -503,6 +612,12 @@ Status FuseGraph(Graph& g) {
       replacements.emplace_back(i, std::move(fused.back()));
     }
   }
+  // Lookups last: the quantize nodes still left over close float islands of elementwise ops.
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    std::vector<Node> fused;
+    if (!removed[i] && FuseLookup(g, model, du, i, removed, fused)) replacements.emplace_back(i, std::move(fused.back()));
+  }
+  std::sort(replacements.begin(), replacements.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   if (replacements.empty()) return Status::Ok();
   std::vector<Node> nodes;
   nodes.reserve(g.nodes.size());
@@ -520,7 +635,7 @@ Status FuseGraph(Graph& g) {
 }  // namespace
 
 Status FuseQuantizedOps(Model& model) {
-  QK_RETURN_IF_ERROR(FuseGraph(model.graph));
+  QK_RETURN_IF_ERROR(FuseGraph(model.graph, model));
   bool uses_domain = false;
   std::function<void(const Graph&)> scan = [&](const Graph& g) {
     for (const auto& n : g.nodes) {

@@ -439,3 +439,57 @@ TEST(FuseQuantized, StaticQdqConcatWithSharedScaleRunsOnInt8) {
 
 }  // namespace
 }  // namespace quantkit
+
+namespace quantkit {
+namespace {
+
+// DequantizeLinear -> elementwise float ops with scalar constants -> QuantizeLinear becomes one
+// table lookup (hard-swish's x + 3 -> Clip(0, 6) -> / 6; a sigmoid scaled by a [1,1,1,1] constant
+// that raises the rank), bit-identical; a chain whose intermediate is also read elsewhere stays.
+TEST(FuseQuantized, ElementwiseChainsBetweenDequantizeAndQuantizeBecomeLookups) {
+  for (int variant = 0; variant < 3; ++variant) {
+    Graph g;
+    g.inputs.push_back(MakeValueInfo("A", DType::kFloat32, {3, 50}));
+    ValueInfo y;
+    y.name = "Y";
+    g.outputs.push_back(y);
+    g.AddInitializer("as", Tensor::FromVector<float>({0.05f}, {}));
+    g.AddInitializer("az", Tensor::FromVector<uint8_t>({120}, {}));
+    g.AddInitializer("ys", Tensor::FromVector<float>({0.0047f}, {}));
+    g.AddInitializer("yz", Tensor::FromVector<int8_t>({-7}, {}));
+    g.AddInitializer("three", Tensor::FromVector<float>({3.f}, {}));
+    g.AddInitializer("zero", Tensor::FromVector<float>({0.f}, {}));
+    g.AddInitializer("six", Tensor::FromVector<float>({6.f}, {}));
+    g.AddInitializer("k", Tensor::FromVector<float>({0.7f}, {1, 1, 1, 1}));
+    g.nodes.push_back(MakeNode("QuantizeLinear", {"A", "as", "az"}, {"aq"}));
+    g.nodes.push_back(MakeNode("DequantizeLinear", {"aq", "as", "az"}, {"ad"}));
+    if (variant == 1) {
+      g.nodes.push_back(MakeNode("Sigmoid", {"ad"}, {"t"}));
+      g.nodes.push_back(MakeNode("Mul", {"k", "t"}, {"f"}));
+    } else {
+      g.nodes.push_back(MakeNode("Add", {"ad", "three"}, {"t"}));
+      g.nodes.push_back(MakeNode("Clip", {"t", "zero", "six"}, {"c"}));
+      g.nodes.push_back(MakeNode("Div", {"c", "six"}, {"f"}));
+    }
+    g.nodes.push_back(MakeNode("QuantizeLinear", {"f", "ys", "yz"}, {"fq"}));
+    g.nodes.push_back(MakeNode("DequantizeLinear", {"fq", "ys", "yz"}, {"Y"}));
+    if (variant == 2) {  // "t" also leaves the graph: the chain must not be fused
+      ValueInfo t;
+      t.name = "t";
+      g.outputs.push_back(t);
+    }
+    const Model m = MakeModel(std::move(g), 13);
+    Model lowered = m;
+    ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+    EXPECT_EQ(CountOps(lowered, "QLinearLookup"), variant == 2 ? 0 : 1) << "variant " << variant;
+    const Tensor a = RandomFloats({3, 50}, 43, 4.f);
+    const auto ref = RunModel(m, {{"A", a}}, false);
+    const auto fused = RunModel(m, {{"A", a}}, true);
+    ASSERT_EQ(fused.size(), ref.size());
+    EXPECT_EQ(fused[0].shape(), ref[0].shape());
+    ExpectBitIdentical(ref[0], fused[0]);
+  }
+}
+
+}  // namespace
+}  // namespace quantkit

@@ -17,6 +17,10 @@
 //   QLinearAdd / QLinearMul(A, a_scale, a_zp, B, b_scale, b_zp, y_scale, y_zp; q_min, q_max)
 //     Static int8 Add/Mul of two quantized tensors of the same shape, bit-identical to
 //     DequantizeLinear x2 -> Add/Mul -> QuantizeLinear [with a Relu as clamp].
+//
+//   QLinearLookup(X, table[256]; min_rank)
+//     An 8-bit to 8-bit function by table: DequantizeLinear -> elementwise float ops ->
+//     QuantizeLinear, the table computed by those very ops on the 256 codes (exact).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -302,9 +306,33 @@ Status QLinearBinaryFn(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// QLinearLookup(x, table; min_rank) (com.quantkit): y[i] = table[code of x[i]], x and table 8-bit
+// (table: 256 entries, the output type), y shaped as x left-padded with 1s to min_rank. Made by
+// passes/fuse_quantized from DequantizeLinear -> elementwise float ops -> QuantizeLinear.
+Status QLinearLookupFn(KernelContext& ctx) {
+  QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+  QK_ASSIGN_OR_RETURN(const Tensor* table, ctx.RequiredInput(1));
+  QK_CHECK_ARG((x->dtype() == DType::kInt8 || x->dtype() == DType::kUInt8) &&
+                   (table->dtype() == DType::kInt8 || table->dtype() == DType::kUInt8), "x and the table must be 8-bit (got {} and {})",
+               DTypeName(x->dtype()), DTypeName(table->dtype()));
+  QK_CHECK_ARG(table->numel() == 256, "the table must have 256 entries, got {}", table->numel());
+  Shape shape = x->shape();
+  const int64_t min_rank = ctx.node().AttrInt("min_rank", 0);
+  while (static_cast<int64_t>(shape.size()) < min_rank) shape.insert(shape.begin(), 1);
+  QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, table->dtype(), shape));
+  const auto* src = static_cast<const uint8_t*>(x->raw_data());
+  const auto* lut = static_cast<const uint8_t*>(table->raw_data());
+  auto* dst = static_cast<uint8_t*>(y->raw_data());
+  ctx.thread_pool()->ParallelFor(x->numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dst[i] = lut[src[i]];
+  });
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterFusedQuantOps(KernelRegistry& r) {
+  r.RegisterFunction(kQuantkitDomain, "QLinearLookup", &QLinearLookupFn);
   r.RegisterFunction(kQuantkitDomain, "QLinearAdd", &QLinearBinaryFn<false>);
   r.RegisterFunction(kQuantkitDomain, "QLinearMul", &QLinearBinaryFn<true>);
   r.Register(kQuantkitDomain, "MatMulIntegerToFloat", &MatMulIntegerToFloatKernel::Create);
