@@ -6,6 +6,11 @@
 //          C'[n] = (beta_g * C[n] - mean[n]) * s[n] + beta[n], with beta_g set to 1.
 // Applies only when the producer's output feeds nothing but the BN and all parameters are float32
 // initializers.
+// The same fold takes a per-channel affine written as plain ops (PaddlePaddle exports, MobileOne
+// blocks): producer -> Mul(constant s) and producer -> Add(constant shift) / Sub(x, constant), the
+// constant a scalar or one value per output channel (broadcasting along the channel axis only).
+// Folding them keeps static quantization from quantizing a tensor before a per-channel rescale
+// (which would crush the channels that get scaled up).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -23,30 +28,20 @@ const Tensor* ConstF32(const Graph& g, const std::string& name) {
   return t && t->dtype() == DType::kFloat32 ? t : nullptr;
 }
 
-bool TryFold(Graph& g, const DefUse& du, size_t bn_index, std::vector<bool>& removed) {
-  Node& bn = g.nodes[bn_index];
-  if (bn.outputs.size() != 1 && !(bn.outputs.size() > 1 && std::all_of(bn.outputs.begin() + 1, bn.outputs.end(),
-                                                                     [](const std::string& o) { return o.empty(); })))
-    return false;
-  if (bn.AttrInt("training_mode", 0) != 0 || bn.inputs.size() < 5) return false;
-  const int p = du.Producer(bn.Input(0));
-  if (p < 0 || removed[p]) return false;
-  Node& prod = g.nodes[p];
-  if (!prod.IsDefaultDomain() || prod.outputs.size() != 1) return false;
-  if (du.Consumers(bn.Input(0)).size() != 1 || g.IsGraphOutput(bn.Input(0))) return false;
-  const Tensor* gamma = ConstF32(g, bn.Input(1));
-  const Tensor* beta = ConstF32(g, bn.Input(2));
-  const Tensor* mean = ConstF32(g, bn.Input(3));
-  const Tensor* var = ConstF32(g, bn.Input(4));
-  if (!gamma || !beta || !mean || !var) return false;
-  const int64_t c = gamma->numel();
-  if (beta->numel() != c || mean->numel() != c || var->numel() != c) return false;
-  const float eps = bn.AttrFloat("epsilon", 1e-5f);
-  std::vector<float> s(c), shift(c);
-  for (int64_t i = 0; i < c; ++i) {
-    s[i] = gamma->data<float>()[i] / std::sqrt(var->data<float>()[i] + eps);
-    shift[i] = beta->data<float>()[i] - mean->data<float>()[i] * s[i];
-  }
+// The Conv / ConvTranspose / Gemm producing `value` when `value` feeds only the node being folded.
+int FoldableProducer(const Graph& g, const DefUse& du, const std::string& value, const std::vector<bool>& removed) {
+  const int p = du.Producer(value);
+  if (p < 0 || removed[p]) return -1;
+  const Node& prod = g.nodes[p];
+  if (!prod.IsDefaultDomain() || prod.outputs.size() != 1) return -1;
+  if (du.Consumers(value).size() != 1 || g.IsGraphOutput(value)) return -1;
+  return p;
+}
+
+// prod's output y becomes y * s[c] + shift[c] per output channel c, written to `out`.
+bool ApplyAffine(Graph& g, Node& prod, const std::vector<float>& s, const std::vector<float>& shift,
+                 const std::string& out) {
+  const int64_t c = static_cast<int64_t>(s.size());
   const bool is_conv = prod.op_type == "Conv";
   const bool is_convt = prod.op_type == "ConvTranspose";
   const bool is_gemm = prod.op_type == "Gemm";
@@ -100,13 +95,113 @@ bool TryFold(Graph& g, const DefUse& du, size_t bn_index, std::vector<bool>& rem
   }
   const std::string w_name = g.UniqueName(prod.Input(1) + "_bnfolded");
   g.AddInitializer(w_name, std::move(nw));
-  const std::string b_name = g.UniqueName(bn.outputs[0] + "_bias_bnfolded");
+  const std::string b_name = g.UniqueName(out + "_bias_bnfolded");
   g.AddInitializer(b_name, std::move(nb));
   prod.inputs.resize(3);
   prod.inputs[1] = w_name;
   prod.inputs[2] = b_name;
-  prod.outputs[0] = bn.outputs[0];
+  prod.outputs[0] = out;
+  return true;
+}
+
+bool TryFoldBatchNorm(Graph& g, const DefUse& du, size_t bn_index, std::vector<bool>& removed) {
+  Node& bn = g.nodes[bn_index];
+  if (bn.outputs.size() != 1 && !(bn.outputs.size() > 1 && std::all_of(bn.outputs.begin() + 1, bn.outputs.end(),
+                                                                     [](const std::string& o) { return o.empty(); })))
+    return false;
+  if (bn.AttrInt("training_mode", 0) != 0 || bn.inputs.size() < 5) return false;
+  const int p = FoldableProducer(g, du, bn.Input(0), removed);
+  if (p < 0) return false;
+  const Tensor* gamma = ConstF32(g, bn.Input(1));
+  const Tensor* beta = ConstF32(g, bn.Input(2));
+  const Tensor* mean = ConstF32(g, bn.Input(3));
+  const Tensor* var = ConstF32(g, bn.Input(4));
+  if (!gamma || !beta || !mean || !var) return false;
+  const int64_t c = gamma->numel();
+  if (beta->numel() != c || mean->numel() != c || var->numel() != c) return false;
+  const float eps = bn.AttrFloat("epsilon", 1e-5f);
+  std::vector<float> s(c), shift(c);
+  for (int64_t i = 0; i < c; ++i) {
+    s[i] = gamma->data<float>()[i] / std::sqrt(var->data<float>()[i] + eps);
+    shift[i] = beta->data<float>()[i] - mean->data<float>()[i] * s[i];
+  }
+  if (!ApplyAffine(g, g.nodes[p], s, shift, bn.outputs[0])) return false;
   removed[bn_index] = true;
+  return true;
+}
+
+// Output channels of a Conv / ConvTranspose / Gemm with a constant weight, and the channel axis of
+// its output and that output's rank; false if unknown.
+bool ChannelsOf(const Graph& g, const Node& prod, int64_t* channels, size_t* axis, size_t* rank) {
+  const Tensor* w = ConstF32(g, prod.Input(1));
+  if (!w || w->rank() < 2) return false;
+  if (prod.op_type == "Conv") {
+    *channels = w->dim(0), *axis = 1, *rank = w->rank();
+  } else if (prod.op_type == "ConvTranspose") {
+    *channels = w->dim(1) * prod.AttrInt("group", 1), *axis = 1, *rank = w->rank();
+  } else if (prod.op_type == "Gemm") {
+    *channels = prod.AttrInt("transB", 0) != 0 ? w->dim(0) : w->dim(1), *axis = 1, *rank = 2;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Mul / Add / Sub(x, constant) of the producer's output by a constant that varies at most along
+// the channel axis.
+bool TryFoldConstantAffine(Graph& g, const DefUse& du, size_t index, std::vector<bool>& removed) {
+  const Node& n = g.nodes[index];
+  const bool is_mul = n.op_type == "Mul", is_add = n.op_type == "Add", is_sub = n.op_type == "Sub";
+  if (!n.IsDefaultDomain() || !(is_mul || is_add || is_sub) || n.inputs.size() != 2 || n.outputs.size() != 1) return false;
+  for (int var = 0; var < 2; ++var) {
+    if (is_sub && var == 1) break;  // constant - x is not an affine map of the producer's output
+    const Tensor* k = ConstF32(g, n.Input(1 - var));
+    if (!k) continue;
+    const int p = FoldableProducer(g, du, n.Input(var), removed);
+    if (p < 0) continue;
+    int64_t c = 0;
+    size_t axis = 0, rank = 0;
+    if (!ChannelsOf(g, g.nodes[p], &c, &axis, &rank) || k->rank() > rank) return false;
+    // Right-aligned against the output: every dim 1 but the channel dim (1 or c).
+    const size_t lead = rank - k->rank();
+    for (size_t d = 0; d < k->rank(); ++d) {
+      const int64_t dim = k->dim(d);
+      if (dim != 1 && !(lead + d == axis && dim == c)) return false;
+    }
+    std::vector<float> s(static_cast<size_t>(c), 1.f), shift(static_cast<size_t>(c), 0.f);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const float v = k->data<float>()[k->numel() == 1 ? 0 : ch];
+      if (is_mul) s[ch] = v;
+      else shift[ch] = is_sub ? -v : v;
+    }
+    if (!ApplyAffine(g, g.nodes[p], s, shift, n.outputs[0])) return false;
+    removed[index] = true;
+    return true;
+  }
+  return false;
+}
+
+// One sweep; true if anything was folded (a Mul folded now exposes the Add after it to the next).
+bool Sweep(Graph& g) {
+  std::vector<bool> removed(g.nodes.size(), false);
+  bool any = false;
+  {
+    DefUse du(g);
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      if (removed[i]) continue;
+      if (g.nodes[i].op_type == "BatchNormalization" && g.nodes[i].IsDefaultDomain()) {
+        any |= TryFoldBatchNorm(g, du, i, removed);
+      } else if (TryFoldConstantAffine(g, du, i, removed)) {
+        any = true;
+        break;  // the producer's output was renamed: recompute def-use before folding more
+      }
+    }
+  }
+  if (!any) return false;
+  std::vector<Node> nodes;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!removed[i]) nodes.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(nodes);
   return true;
 }
 
@@ -116,19 +211,8 @@ void Run(Graph& g) {
       if (a.g) Run(*a.g);
       for (auto& sg : a.graphs) Run(*sg);
     }
-  std::vector<bool> removed(g.nodes.size(), false);
-  bool any = false;
-  {
-    DefUse du(g);
-    for (size_t i = 0; i < g.nodes.size(); ++i)
-      if (g.nodes[i].op_type == "BatchNormalization" && g.nodes[i].IsDefaultDomain())
-        any |= TryFold(g, du, i, removed);
+  while (Sweep(g)) {
   }
-  if (!any) return;
-  std::vector<Node> nodes;
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    if (!removed[i]) nodes.push_back(std::move(g.nodes[i]));
-  g.nodes = std::move(nodes);
 }
 
 }  // namespace

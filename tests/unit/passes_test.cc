@@ -195,6 +195,38 @@ TEST(FoldBatchNorm, GemmMatchesUnfolded) {
   }
 }
 
+// Conv -> Mul(per-channel constant) -> Add(per-channel) -> Sub(scalar): all folded into the Conv
+// (PaddlePaddle / MobileOne affine); a constant that varies along a spatial axis is not.
+TEST(FoldBatchNorm, ConstantChannelAffineAfterConvIsFolded) {
+  for (bool spatial : {false, true}) {
+    Graph g;
+    g.inputs = {MakeValueInfo("x", DType::kFloat32, {1, 4, 5, 5})};
+    g.outputs = {MakeValueInfo("y", DType::kFloat32, {})};
+    g.outputs[0].has_shape = false;
+    g.AddInitializer("w", Random({6, 4, 3, 3}, 1));
+    g.AddInitializer("s", spatial ? Random({1, 1, 5, 1}, 2, 0.1f, 10.f) : Random({1, 6, 1, 1}, 2, 0.1f, 10.f));
+    g.AddInitializer("t", Random({6, 1, 1}, 3));
+    g.AddInitializer("u", Tensor::FromVector<float>({0.25f}, {}));
+    Node conv = MakeNode("Conv", {"x", "w"}, {"c"});
+    conv.SetAttrInts("pads", {1, 1, 1, 1});
+    g.nodes.push_back(conv);
+    g.nodes.push_back(MakeNode("Mul", {"s", "c"}, {"m"}));
+    g.nodes.push_back(MakeNode("Add", {"m", "t"}, {"a"}));
+    g.nodes.push_back(MakeNode("Sub", {"a", "u"}, {"y"}));
+    Model m = MakeModel(std::move(g), 13);
+    Model folded = m;
+    ASSERT_TRUE(passes::FoldBatchNorm(folded).ok());
+    EXPECT_EQ(folded.graph.nodes.size(), spatial ? 4u : 1u);
+    EXPECT_TRUE(VerifyGraph(folded.graph).ok());
+    Tensor x = Random({1, 4, 5, 5}, 7);
+    auto ref = RunModel(m, {{"x", x}}, false);
+    auto got = RunModel(folded, {{"x", x}}, false);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].shape(), ref[0].shape());
+    EXPECT_LT(MaxAbsDiff(ref[0], got[0]), 1e-4f);
+  }
+}
+
 TEST(InferShapes, FillsShapesOnnxCannotInferWithStaticInputs) {
   // Reshape to a shape computed at run time from the input's own Shape: ONNX's inference gives up
   // on the Reshape target when it flows through Range-like ops; here we use Shape->Concat.
