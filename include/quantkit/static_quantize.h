@@ -38,6 +38,9 @@ struct StaticQuantizeOptions {
   std::vector<std::string> exclude;  // exact node names or whole-name regexes
   ActivationType activation_type = ActivationType::kUInt8Asymmetric;
   bool per_channel = true;
+  // kNarrow: int8 [-127, 127]. kReduced (7 bits) keeps ONNX Runtime's u8 x s8 AVX2 kernels (which
+  // add pairs of products in saturating int16) exact on CPUs without VNNI, at some accuracy cost.
+  WeightRange weight_range = WeightRange::kNarrow;
 };
 
 // The op types StaticQuantizeOptions::op_types may name.

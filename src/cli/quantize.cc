@@ -102,6 +102,7 @@ int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
   so.exclude = o.exclude;
   so.activation_type = ro.type;
   so.per_channel = o.per_channel;
+  so.weight_range = o.weight_range;
   auto report = QuantizeStatic(*model, *ranges, so);
   if (!report.ok()) return ReportError(report.status().WithContext(a.model));
   quant::SetQuantizationMetadata(*model, o, *sha);

@@ -244,13 +244,7 @@ class DynamicQuantizer {
     return qa;
   }
 
-  wq::WeightRange Range() const {
-    switch (opt_.weight_range) {
-      case WeightRange::kFull: return wq::WeightRange::kFull;
-      case WeightRange::kReduced: return wq::WeightRange::kReduced;
-      default: return wq::WeightRange::kNarrow;
-    }
-  }
+  wq::WeightRange Range() const { return quant::KernelWeightRange(opt_.weight_range); }
 
   bool PerRow() const { return opt_.activation_granularity == ActivationGranularity::kRow; }
 

@@ -9,9 +9,20 @@
 #include <vector>
 
 #include "quantkit/ir.h"
+#include "quantkit/quantize.h"
 #include "quantkit/status.h"
+#include "runtime/kernels/ref/weight_quant.h"
 
 namespace quantkit::quant {
+
+// The public weight-range option as the weight-quantization kernels spell it.
+inline rt::quant::WeightRange KernelWeightRange(WeightRange r) {
+  switch (r) {
+    case WeightRange::kFull: return rt::quant::WeightRange::kFull;
+    case WeightRange::kReduced: return rt::quant::WeightRange::kReduced;
+    default: return rt::quant::WeightRange::kNarrow;
+  }
+}
 
 // Calls f(node) for every node of g and of its subgraphs.
 template <typename F>

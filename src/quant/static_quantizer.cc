@@ -194,7 +194,8 @@ class StaticQuantizer {
     // Output-channel axis: Conv weights [M, C, k...] and transposed Gemm weights [N, K]: 0;
     // MatMul / Gemm weights [K, N]: 1.
     const int64_t axis = options_.per_channel ? (IsOp(n, "Conv") || trans_b ? 0 : 1) : -1;
-    const wq::QuantizedWeights qw = wq::QuantizeWeightTensor(w, axis, wq::WeightType::kInt8Symmetric, wq::WeightRange::kNarrow);
+    const wq::QuantizedWeights qw = wq::QuantizeWeightTensor(w, axis, wq::WeightType::kInt8Symmetric,
+                                                             quant::KernelWeightRange(options_.weight_range));
     const std::string base = n.Input(1);
     const std::string wq_name = names_.Make(base + "_quantized"), ws_name = names_.Make(base + "_scale"),
                       wz_name = names_.Make(base + "_zero_point"), wd_name = names_.Make(base + "_dequantized");
