@@ -155,6 +155,7 @@ class PaddleDet(ModelSpec):
 class PaddleCls(ModelSpec):
     unit = "crops"
     static = True
+    static_methods = ["reduced"]
     inputs = ["x"]
     outputs = ["softmax_0.tmp_0"]
 
@@ -222,7 +223,7 @@ class Fashion(ModelSpec):
     kind = "asset"
     unit = "images"
     static = True
-    static_methods = ["moving-average", "percentile", "entropy", "mse"]
+    static_methods = ["moving-average", "percentile", "entropy", "mse", "reduced"]
     calib_memory_check = (10, 1000)
     inputs = ["image"]
     outputs = ["logits"]
@@ -327,6 +328,8 @@ def all_models():
             lambda q: (photos("imagenet", 224, "eval", 1, 1008, "input"),
                        photos("imagenet", 224, "calib", 1, 2008, "input")),
             _argmax_decisions("logits"), "images' arg-max class", "1x3x224x224", kind="torch"))
+        if name != "resnet50":
+            specs[-1].static_methods = ["reduced"]
     specs.append(LabelFree(
         "encoder", "Transformer encoder (BERT-base size)", os.path.join(t, "encoder.onnx"), ["x"], ["y"],
         lambda q: (data.make_tensor("encoder", [1, 128, 768], 2 if q else 4, 1009, "x"),

@@ -7,7 +7,9 @@ INT8 variants of a model (`int8_variants`):
                    then `quantkit quantize --mode static --stats` with the default range method;
                    for models with `static_then_dynamic` (PaddleOCR rec) the static pass covers the
                    convolutional part and a dynamic pass then quantizes the MatMuls.
-  static-<method>  the same statistics with another range method (models listing `static_methods`).
+  static-<method>  the same statistics with another range method (models listing `static_methods`);
+  static-reduced   the default method with 7-bit weights (`--weight-range reduced`), which ONNX
+                   Runtime's AVX2 u8 x s8 kernels compute exactly: the engine-agreement check.
 """
 
 import os
@@ -130,10 +132,12 @@ def make_variant(spec, variant, es, notes):
         notes.update({"stats": stats, "calib_seconds": secs, "calib_peak_rss_mib": rss,
                       "calib_items": len(sample_names(es.calib_dir))})
         log(f"  {spec.name}: calibrated in {secs:.1f} s, peak RSS {rss:.0f} MiB")
-    method = variant.split("-", 1)[1] if "-" in variant else None
+    suffix = variant.split("-", 1)[1] if "-" in variant else None
     cmd = [qk, "quantize", spec.path, "-o", out, "--mode", "static", "--stats", notes["stats"]]
-    if method:
-        cmd += ["--method", method]
+    if suffix == "reduced":  # 7-bit weights: exact in ONNX Runtime's AVX2 kernels (the agreement check)
+        cmd += ["--weight-range", "reduced"]
+    elif suffix:
+        cmd += ["--method", suffix]
     if not spec.static_then_dynamic:
         run_cmd(cmd, timeout=1800, what=what)
         return out
