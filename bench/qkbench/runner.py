@@ -76,30 +76,20 @@ def calibrate(spec, es, extra_args=(), out=None, samples=None):
 
 
 def _run_measured(cmd, timeout, what):
-    """Runs cmd as a child and returns (seconds, its own peak RSS in MiB, from wait4's rusage)."""
+    """Runs cmd and returns (seconds, its peak RSS in MiB). The RSS comes from GNU time, which forks
+    the command from its own small process: a child forked straight from this Python process would
+    report Python's memory high-water mark (Linux keeps it across exec)."""
     import tempfile
     import time
-    t0 = time.monotonic()
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: progress lines can never block the child
-        try:
-            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-        except OSError as e:
-            raise BenchError(f"{what}: {e}") from None
-        while True:
-            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - t0 > timeout:
-                p.kill()
-                os.wait4(p.pid, 0)
-                raise BenchError(f"{what}: timed out after {timeout} s")
-            time.sleep(0.05)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        if p.returncode != 0:
-            err.seek(0)
-            lines = err.read().decode(errors="replace").strip().splitlines()
-            raise BenchError(f"{what}: exit {p.returncode}: {lines[-1] if lines else ''}")
-    return time.monotonic() - t0, usage.ru_maxrss / 1024.0
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
+        t0 = time.monotonic()
+        run_cmd(["/usr/bin/time", "-o", rss_file.name, "-f", "%M"] + list(cmd), timeout=timeout, what=what)
+        secs = time.monotonic() - t0
+        lines = [ln for ln in open(rss_file.name).read().split() if ln.strip()]
+    try:
+        return secs, int(lines[-1]) / 1024.0
+    except (IndexError, ValueError):
+        raise BenchError(f"{what}: /usr/bin/time reported no peak RSS") from None
 
 
 def calibration_memory(spec, es):
