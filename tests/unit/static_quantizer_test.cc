@@ -113,6 +113,24 @@ TEST(StaticQuantizer, FashionCnnQdqLowersToInt8AndKeepsAccuracy) {
   }
 }
 
+// --weight-range: narrow weights reach +-127, reduced (7-bit) ones stay within +-64.
+TEST(StaticQuantizer, WeightRangeBoundsTheInt8Weights) {
+  auto loaded = LoadModel(kModel);
+  ASSERT_TRUE(loaded.ok());
+  const auto ranges = Calibrate(*loaded, Inputs(2, 3));
+  for (WeightRange range : {WeightRange::kNarrow, WeightRange::kReduced}) {
+    Model q = *loaded;
+    StaticQuantizeOptions o;
+    o.weight_range = range;
+    ASSERT_TRUE(QuantizeStatic(q, ranges, o).ok());
+    int64_t largest = 0;
+    for (const auto& [name, t] : q.graph.initializers)
+      if (t.dtype() == DType::kInt8 && t.numel() > 16)
+        for (int64_t i = 0; i < t.numel(); ++i) largest = std::max<int64_t>(largest, std::abs(t.GetAsInt64(i)));
+    EXPECT_EQ(largest, range == WeightRange::kNarrow ? 127 : 64);
+  }
+}
+
 TEST(StaticQuantizer, MissingStatisticsLeaveNodesFloatAndNothingIsAnError) {
   auto loaded = LoadModel(kModel);
   ASSERT_TRUE(loaded.ok());
