@@ -9,6 +9,7 @@
 
 #include "cli/cli_common.h"
 #include "core/sha256.h"
+#include "passes/passes.h"
 #include "quant/compare_models.h"
 #include "quant/quant_config.h"
 #include "quantkit/model_io.h"
@@ -67,6 +68,10 @@ int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
   if (a.stats.empty() == a.calib.empty()) {
     return ReportError(InvalidArgument("--mode static needs exactly one of --stats FILE or --calib DIR"));
   }
+  if (!a.format.empty() && a.format != "qdq" && a.format != "qoperator") {
+    return ReportError(InvalidArgument(fmt::format("--mode static: --format '{}' must be qdq or qoperator", a.format)));
+  }
+  const bool qoperator = a.format == "qoperator";
   RangeOptions ro;
   auto method = ParseCalibrationMethod(a.method);
   if (!method.ok()) return ReportError(method.status());
@@ -105,16 +110,22 @@ int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
   so.weight_range = o.weight_range;
   auto report = QuantizeStatic(*model, *ranges, so);
   if (!report.ok()) return ReportError(report.status().WithContext(a.model));
+  if (qoperator) {
+    s = passes::ConvertQdqToQOperator(*model);
+    if (!s.ok()) return ReportError(s.WithContext(a.model));
+  }
   quant::SetQuantizationMetadata(*model, o, *sha);
   model->metadata_props.emplace_back(
       "quantkit.static",
-      fmt::format(R"({{"method": "{}", "percentile": {}, "activation_type": "{}", "per_channel": {}, "statistics": "{}"}})",
+      fmt::format(R"({{"method": "{}", "percentile": {}, "activation_type": "{}", "per_channel": {}, "format": "{}", "statistics": "{}"}})",
                   ToString(ro.method), ro.percentile, ToString(ro.type), so.per_channel ? "true" : "false",
+                  qoperator ? "qoperator" : "qdq",
                   a.stats.empty() ? "calibrated from " + a.calib : a.stats));
   s = SaveModel(*model, a.output);
   if (!s.ok()) return ReportError(s);
   const uintmax_t size_in = fs::file_size(a.model, ec), size_out = fs::file_size(a.output, ec);
-  std::printf("quantized %s -> %s (static QDQ, %s ranges, %s activations)\n", a.model.c_str(), a.output.c_str(),
+  std::printf("quantized %s -> %s (static %s, %s ranges, %s activations)\n", a.model.c_str(), a.output.c_str(),
+              qoperator ? "QOperator" : "QDQ",
               ToString(ro.method).c_str(), ToString(ro.type).c_str());
   for (const auto& note : report->notes) std::printf("note: %s\n", note.c_str());
   std::printf("quantized nodes: %d\n", report->total_quantized());
@@ -170,7 +181,8 @@ Command AddQuantizeCommand(CLI::App& app) {
                                        "narrow (int8 [-127,127], default), full ([-128,127]) or reduced (7 bits: [-64,64], "
                                        "uint8 [0,127]; avoids int16 saturation in ONNX Runtime's u8s8 AVX2 kernels)");
   auto* granularity = cmd->add_option("--activation-granularity", a->granularity, "tensor (default) or row (int8 per row, needs int8 weights)");
-  auto* format = cmd->add_option("--format", a->format, "integer-ops (default) or qdq-weights");
+  auto* format = cmd->add_option("--format", a->format,
+                                 "dynamic: integer-ops (default) or qdq-weights; static: qdq (default) or qoperator");
   cmd->add_option("--config", a->config, "JSON file with the same settings (keys: mode, op_types, exclude, weight_type, "
                                          "per_channel, weight_range, activation_granularity, format); flags override it");
   cmd->add_option("--check", a->check, "After writing, compare the output with the input model on this sample directory");
@@ -196,7 +208,8 @@ Command AddQuantizeCommand(CLI::App& app) {
             if (per_tensor->count()) o.per_channel = false;
             if (s.ok() && weight_range->count()) s = apply(ParseWeightRange(a->weight_range), &o.weight_range);
             if (s.ok() && granularity->count()) s = apply(ParseActivationGranularity(a->granularity), &o.activation_granularity);
-            if (s.ok() && format->count()) s = apply(ParseQuantFormat(a->format), &o.format);
+            // Static mode has its own formats (qdq, qoperator), read in RunStatic.
+            if (s.ok() && format->count() && o.mode != QuantMode::kStatic) s = apply(ParseQuantFormat(a->format), &o.format);
             if (s.ok() && o.mode == QuantMode::kStatic) return RunStatic(*a, o, op_types->count() > 0);
             if (s.ok()) s = ValidateQuantizeOptions(o);
             if (!s.ok()) return ReportError(s);

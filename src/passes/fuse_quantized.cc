@@ -64,6 +64,8 @@ std::string OtherInput(const Node& n, const std::string& value) {
 
 bool IsOp(const Node& n, const char* op) { return n.IsDefaultDomain() && n.op_type == op; }
 
+constexpr const char* kMicrosoftDomain = "com.microsoft";  // ONNX Runtime's contrib ops
+
 Node FusedNode(const Graph& g, const std::string& base_name) {
   Node f;
   f.op_type = "MatMulIntegerToFloat";
@@ -278,6 +280,17 @@ bool MatchStaticUnit(const Graph& g, const DefUse& du, const Node& op, int64_t w
   return true;
 }
 
+// What the fusion writes: the runtime's own ops (com.quantkit, for execution), or standard
+// QOperator-format ops (ONNX QLinearConv / QLinearMatMul, com.microsoft QLinearAdd / QLinearMul)
+// where those express the unit exactly, for files other runtimes read.
+enum class Target { kRuntime, kQOperator };
+
+// True when a unit's clamp is the output type's own range (nothing left for a Relu/Clip to do).
+bool ClampIsTypeRange(const Graph& g, const std::string& y_zp, int64_t q_min, int64_t q_max) {
+  const bool y_signed = Constant(g, y_zp)->dtype() == DType::kInt8;
+  return q_min <= (y_signed ? -128 : 0) && q_max >= (y_signed ? 127 : 255);
+}
+
 Node StaticFusedNode(const Graph& g, const Node& op, const char* fused_op, const StaticUnit& u) {
   Node f;
   f.op_type = fused_op;
@@ -301,11 +314,17 @@ void MarkUnitRemoved(size_t i, const StaticUnit& u, std::vector<bool>& removed) 
 // clamp of the quantized output (exact: quantization is monotone, so Q(relu(v)) = max(Q(v), zp)
 // and Q(clip(v, lo, hi)) = clamp(Q(v), Q(lo), Q(hi))). The int8 result differs from running the
 // float Conv on dequantized values only by that float computation's rounding (within one step).
-bool FuseStaticConv(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
+bool FuseStaticConv(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused,
+                    Target target) {
   const Node& conv = g.nodes[i];
   StaticUnit u;
   if (!IsOp(conv, "Conv") || conv.outputs.size() != 1 || !MatchStaticUnit(g, du, conv, 0, 0, 2, &u)) return false;
   Node f = StaticFusedNode(g, conv, "QLinearConv", u);
+  if (target == Target::kQOperator) {
+    if (!ClampIsTypeRange(g, u.y_zp, u.q_min, u.q_max)) return false;  // ONNX QLinearConv has no clamp
+    f.domain = "";
+    f.attributes.clear();
+  }
   for (const auto& a : conv.attributes) f.attributes.push_back(a);
   MarkUnitRemoved(i, u, removed);
   fused.push_back(std::move(f));
@@ -314,9 +333,11 @@ bool FuseStaticConv(Graph& g, const DefUse& du, size_t i, std::vector<bool>& rem
 
 // Static QDQ MatMul (weights [K, N], per column on axis 1) and Gemm (transA = 0, alpha = beta = 1;
 // transB: weights [N, K], per row on axis 0; bias as for Conv) ==> com.quantkit::QLinearMatMul.
-bool FuseStaticMatMul(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
+bool FuseStaticMatMul(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused,
+                      Target target) {
   const Node& op = g.nodes[i];
   const bool is_gemm = IsOp(op, "Gemm");
+  if (target == Target::kQOperator && is_gemm) return false;  // ONNX QLinearMatMul has no bias
   if (!(IsOp(op, "MatMul") || is_gemm) || op.outputs.size() != 1) return false;
   if (is_gemm && (op.AttrInt("transA", 0) != 0 || op.AttrFloat("alpha", 1.f) != 1.f || op.AttrFloat("beta", 1.f) != 1.f))
     return false;
@@ -326,6 +347,11 @@ bool FuseStaticMatMul(Graph& g, const DefUse& du, size_t i, std::vector<bool>& r
   if (Constant(g, u.w_q)->rank() != 2) return false;
   Node f = StaticFusedNode(g, op, "QLinearMatMul", u);
   if (trans_b) f.SetAttrInt("trans_b", 1);
+  if (target == Target::kQOperator) {
+    if (!ClampIsTypeRange(g, u.y_zp, u.q_min, u.q_max)) return false;
+    f.domain = "";
+    f.attributes.clear();
+  }
   MarkUnitRemoved(i, u, removed);
   fused.push_back(std::move(f));
   return true;
@@ -378,7 +404,8 @@ bool FuseStaticMatMulFloatOutput(Graph& g, const DefUse& du, size_t i, std::vect
 
 // Static QDQ Add/Mul of two quantized tensors: DQ(a), DQ(b) -> Add|Mul [-> Relu] -> Q  ==>
 // com.quantkit::QLinearAdd/QLinearMul (bit-identical, broadcasting included).
-bool FuseStaticBinary(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
+bool FuseStaticBinary(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused,
+                      Target target) {
   const Node& op = g.nodes[i];
   const bool is_mul = IsOp(op, "Mul");
   if (!(IsOp(op, "Add") || is_mul) || op.outputs.size() != 1 || op.inputs.size() != 2) return false;
@@ -413,6 +440,12 @@ bool FuseStaticBinary(Graph& g, const DefUse& du, size_t i, std::vector<bool>& r
   f.inputs = {q_in[0][0], q_in[0][1], q_in[0][2], q_in[1][0], q_in[1][1], q_in[1][2], q.Input(1), q.Input(2)};
   f.outputs = {q.outputs[0]};
   if (relu >= 0) f.SetAttrInt("q_min", yz->GetAsInt64(0));
+  if (target == Target::kQOperator) {
+    // com.microsoft::QLinearAdd/QLinearMul (ONNX Runtime's contrib ops): same inputs, no clamp.
+    if (relu >= 0 && !ClampIsTypeRange(g, q.Input(2), yz->GetAsInt64(0), 255)) return false;
+    f.domain = kMicrosoftDomain;
+    f.attributes.clear();
+  }
   removed[i] = removed[next] = true;
   if (relu >= 0) removed[relu] = true;
   fused.push_back(std::move(f));
@@ -592,28 +625,35 @@ bool FuseQuantizedRnn(Graph& g, const DefUse& du, size_t i) {
   return true;
 }
 
-Status FuseGraph(Graph& g, const Model& model) {
+Status FuseGraph(Graph& g, const Model& model, Target target) {
   for (auto& n : g.nodes)
     for (auto& a : n.attributes) {
-      if (a.g) QK_RETURN_IF_ERROR(FuseGraph(*a.g, model));
-      for (auto& sg : a.graphs) QK_RETURN_IF_ERROR(FuseGraph(*sg, model));
+      if (a.g) QK_RETURN_IF_ERROR(FuseGraph(*a.g, model, target));
+      for (auto& sg : a.graphs) QK_RETURN_IF_ERROR(FuseGraph(*sg, model, target));
     }
   const DefUse du(g);
   std::vector<bool> removed(g.nodes.size(), false);
   std::vector<std::pair<size_t, Node>> replacements;  // position of the anchor -> fused node
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     if (removed[i]) continue;
-    if (FuseQuantizedRnn(g, du, i)) continue;
     std::vector<Node> fused;
+    if (target == Target::kQOperator) {
+      if (FuseStaticConv(g, du, i, removed, fused, target) || FuseStaticMatMul(g, du, i, removed, fused, target) ||
+          FuseStaticBinary(g, du, i, removed, fused, target) || FusePassThrough(g, du, i, removed, fused)) {
+        replacements.emplace_back(i, std::move(fused.back()));
+      }
+      continue;
+    }
+    if (FuseQuantizedRnn(g, du, i)) continue;
     if (FuseIntegerOps(g, du, i, removed, fused) || FuseQdqWeights(g, du, i, removed, fused) ||
-        FuseStaticConv(g, du, i, removed, fused) || FuseStaticMatMul(g, du, i, removed, fused) ||
-        FuseStaticMatMulFloatOutput(g, du, i, removed, fused) || FuseStaticBinary(g, du, i, removed, fused) ||
+        FuseStaticConv(g, du, i, removed, fused, target) || FuseStaticMatMul(g, du, i, removed, fused, target) ||
+        FuseStaticMatMulFloatOutput(g, du, i, removed, fused) || FuseStaticBinary(g, du, i, removed, fused, target) ||
         FusePassThrough(g, du, i, removed, fused)) {
       replacements.emplace_back(i, std::move(fused.back()));
     }
   }
   // Lookups last: the quantize nodes still left over close float islands of elementwise ops.
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
+  for (size_t i = 0; i < g.nodes.size() && target == Target::kRuntime; ++i) {
     std::vector<Node> fused;
     if (!removed[i] && FuseLookup(g, model, du, i, removed, fused)) replacements.emplace_back(i, std::move(fused.back()));
   }
@@ -632,14 +672,12 @@ Status FuseGraph(Graph& g, const Model& model) {
   return TopologicalSort(g);
 }
 
-}  // namespace
-
-Status FuseQuantizedOps(Model& model) {
-  QK_RETURN_IF_ERROR(FuseGraph(model.graph, model));
-  bool uses_domain = false;
+// Declares `domain` (version 1) when some node uses it.
+void ImportDomainIfUsed(Model& model, const std::string& domain) {
+  bool used = false;
   std::function<void(const Graph&)> scan = [&](const Graph& g) {
     for (const auto& n : g.nodes) {
-      uses_domain |= n.domain == rt::kQuantkitDomain;
+      used |= n.domain == domain;
       for (const auto& a : n.attributes) {
         if (a.g) scan(*a.g);
         for (const auto& sg : a.graphs) scan(*sg);
@@ -647,8 +685,21 @@ Status FuseQuantizedOps(Model& model) {
     }
   };
   scan(model.graph);
-  if (uses_domain && model.OpsetVersion(rt::kQuantkitDomain) == 0) model.SetOpsetVersion(rt::kQuantkitDomain, 1);
+  if (used && model.OpsetVersion(domain) == 0) model.SetOpsetVersion(domain, 1);
+}
+
+}  // namespace
+
+Status FuseQuantizedOps(Model& model) {
+  QK_RETURN_IF_ERROR(FuseGraph(model.graph, model, Target::kRuntime));
+  ImportDomainIfUsed(model, rt::kQuantkitDomain);
   return EliminateDeadNodes(model);  // the dequantized float weights are never materialised
+}
+
+Status ConvertQdqToQOperator(Model& model) {
+  QK_RETURN_IF_ERROR(FuseGraph(model.graph, model, Target::kQOperator));
+  ImportDomainIfUsed(model, kMicrosoftDomain);
+  return EliminateDeadNodes(model);
 }
 
 }  // namespace quantkit::passes

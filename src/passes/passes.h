@@ -31,6 +31,12 @@ Status FoldBatchNorm(Model& model);
 // Lowers dynamically quantized MatMul/Gemm forms (integer ops, or int8 weights behind
 // DequantizeLinear) to the runtime's fused com.quantkit::MatMulIntegerToFloat.
 Status FuseQuantizedOps(Model& model);
+// Rewrites a static QDQ model into the QOperator format for other runtimes: each quantized unit
+// that a standard op expresses exactly becomes ONNX QLinearConv / QLinearMatMul or ONNX Runtime's
+// com.microsoft::QLinearAdd / QLinearMul; data-movement ops run on the int8 values; everything
+// else (float islands, units with a Relu/Clip that is not implicit in the output range) keeps
+// its QuantizeLinear / DequantizeLinear pairs.
+Status ConvertQdqToQOperator(Model& model);
 // ONNX's shape inference, then quantkit's own propagation for what it leaves unknown.
 Status InferShapes(Model& model);
 Status UpgradeOpset(Model& model, int64_t target_version = 13);  // default domain, opset >= 7 to <= 13; see upgrade_opset.cc

@@ -131,6 +131,36 @@ TEST(StaticQuantizer, WeightRangeBoundsTheInt8Weights) {
   }
 }
 
+// --format qoperator: the Conv+Relu units become ONNX QLinearConv (the Relu is implicit in the
+// uint8 output range), the Gemm units keep their QDQ form (QLinearMatMul has no bias); the file
+// passes ONNX's checker and runs to the same results as the QDQ file.
+TEST(StaticQuantizer, QOperatorFormatUsesStandardOpsAndMatchesQdq) {
+  auto loaded = LoadModel(kModel);
+  ASSERT_TRUE(loaded.ok());
+  const auto ranges = Calibrate(*loaded, Inputs(4, 5));
+  Model qdq = *loaded;
+  ASSERT_TRUE(QuantizeStatic(qdq, ranges, StaticQuantizeOptions{}).ok());
+  Model qop = qdq;
+  ASSERT_TRUE(passes::ConvertQdqToQOperator(qop).ok());
+  EXPECT_EQ(Count(qop, "QLinearConv"), Count(*loaded, "Conv"));
+  EXPECT_EQ(Count(qop, "Conv"), 0);
+  EXPECT_EQ(Count(qop, "Relu"), 1) << "only the hidden Gemm's Relu (its unit stays QDQ) remains";
+  EXPECT_EQ(Count(qop, "Gemm"), Count(*loaded, "Gemm"));
+  for (const auto& n : qop.graph.nodes) EXPECT_TRUE(n.domain.empty() || n.domain == "com.microsoft") << n.op_type;
+  ASSERT_TRUE(CheckModel(qop).ok());
+  auto s_qdq = Session::Create(qdq);
+  auto s_qop = Session::Create(qop);
+  ASSERT_TRUE(s_qdq.ok() && s_qop.ok());
+  for (const auto& x : Inputs(3, 77)) {
+    std::vector<Tensor> a, b;
+    ASSERT_TRUE((*s_qdq)->Run({{"image", x}}, &a).ok());
+    ASSERT_TRUE((*s_qop)->Run({{"image", x}}, &b).ok());
+    quant::OutputComparison c;
+    ASSERT_TRUE(c.Add(a[0], b[0]).ok());
+    EXPECT_TRUE(std::isinf(c.sqnr_db())) << "QOperator and QDQ files run differently: " << c.sqnr_db() << " dB";
+  }
+}
+
 TEST(StaticQuantizer, MissingStatisticsLeaveNodesFloatAndNothingIsAnError) {
   auto loaded = LoadModel(kModel);
   ASSERT_TRUE(loaded.ok());

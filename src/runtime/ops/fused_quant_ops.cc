@@ -15,6 +15,7 @@
 //     fused Relu/Clip). Without bias and clamp it is exactly ONNX QLinearMatMul.
 //
 //   QLinearAdd / QLinearMul(A, a_scale, a_zp, B, b_scale, b_zp, y_scale, y_zp; q_min, q_max)
+//     (also registered as com.microsoft::QLinearAdd / QLinearMul, ONNX Runtime's QOperator ops)
 //     Static int8 Add/Mul of two quantized tensors of the same shape, bit-identical to
 //     DequantizeLinear x2 -> Add/Mul -> QuantizeLinear [with a Relu as clamp].
 //
@@ -335,6 +336,9 @@ void RegisterFusedQuantOps(KernelRegistry& r) {
   r.RegisterFunction(kQuantkitDomain, "QLinearLookup", &QLinearLookupFn);
   r.RegisterFunction(kQuantkitDomain, "QLinearAdd", &QLinearBinaryFn<false>);
   r.RegisterFunction(kQuantkitDomain, "QLinearMul", &QLinearBinaryFn<true>);
+  // ONNX Runtime's contrib ops of the QOperator format: the same inputs, no clamp attribute.
+  r.RegisterFunction("com.microsoft", "QLinearAdd", &QLinearBinaryFn<false>);
+  r.RegisterFunction("com.microsoft", "QLinearMul", &QLinearBinaryFn<true>);
   r.Register(kQuantkitDomain, "MatMulIntegerToFloat", &MatMulIntegerToFloatKernel::Create);
   r.Register(kQuantkitDomain, "QLinearMatMul", &QLinearMatMulKernel::Create);
 }
