@@ -201,6 +201,7 @@ Command AddBenchCommand(CLI::App& app) {
   cmd->add_flag("--no-optimize", a->no_optimize, "Skip graph passes (constant folding, BN folding, ...)");
   cmd->add_flag("--profile", a->profile,
                 "After the timed runs, time every node over a few more runs: time per op type and the slowest nodes");
+  AddMemoryLimitOption(cmd);
   return {cmd, [a]() -> int {
             std::vector<std::pair<std::string, Tensor>> feeds;
             for (const auto& arg : a->inputs) {

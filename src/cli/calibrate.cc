@@ -168,6 +168,9 @@ int RunMerge(const CalibrateArgs& a) {
   if (a.positional.size() < 2) {
     return ReportError(InvalidArgument("--merge needs at least two statistics files"));
   }
+  std::vector<NamedInput> inputs;
+  for (const auto& f : a.positional) inputs.push_back({"statistics file", f});
+  if (Status s = RefuseToOverwriteInput(a.output, inputs); !s.ok()) return ReportError(s);
   auto merged = LoadCalibrationStats(a.positional[0]);
   if (!merged.ok()) return ReportError(merged.status());
   for (size_t i = 1; i < a.positional.size(); ++i) {
@@ -193,6 +196,7 @@ int RunCalibrate(const CLI::App& cmd, CalibrateArgs a) {
                                                             : "give exactly one model (to merge statistics use --merge)"));
   }
   if (a.calib.empty()) return ReportError(InvalidArgument("give the calibration data with --calib DIR"));
+  if (Status s = RefuseToOverwriteInput(a.output, {{"model", a.positional[0]}}); !s.ok()) return ReportError(s);
   CalibrationOptions options;
   if (a.calib_samples < 0) return ReportError(InvalidArgument("--calib-samples must be >= 0"));
   options.max_items = static_cast<uint64_t>(a.calib_samples);
@@ -278,6 +282,7 @@ Command AddCalibrateCommand(CLI::App& app) {
   cmd->add_option("--config", a->config,
                   "JSON file with the same settings (keys: the flag names with '_'; flags given here win)");
   cmd->add_option("--threads", a->threads, "Worker threads (default: all cores)");
+  AddMemoryLimitOption(cmd);
   return {cmd, [a, cmd]() -> int { return a->merge ? RunMerge(*a) : RunCalibrate(*cmd, *a); }};
 }
 

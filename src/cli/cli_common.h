@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "quantkit/ir.h"
 #include "quantkit/status.h"
 
 namespace quantkit::cli {
@@ -37,6 +39,21 @@ Command AddCompareCommand(CLI::App& app);
 Command AddQuantizeCommand(CLI::App& app);
 Command AddBenchCommand(CLI::App& app);
 Command AddCalibrateCommand(CLI::App& app);
+
+// --max-memory SIZE (512M, 2G, ...; alias --max-memory-mb N): bounds the tensor memory of every
+// session the command creates (default: half of RAM). Added to every command that runs a model.
+void AddMemoryLimitOption(CLI::App* cmd);
+
+// Cycles, values read before (or without) a definition, values defined twice: what a session
+// would refuse, for commands that do not build one (inspect, quantize --mode dynamic).
+Status CheckGraphStructure(const Model& model);
+
+// An error if `output` already exists and is one of `inputs` (by any path spelling or link).
+struct NamedInput {
+  std::string what;  // "model", "statistics file", ... for the message
+  std::string path;
+};
+Status RefuseToOverwriteInput(const std::string& output, const std::vector<NamedInput>& inputs);
 
 
 }  // namespace quantkit::cli

@@ -24,6 +24,7 @@ Command AddCompareCommand(CLI::App& app) {
   cmd->add_option("--threads", a->threads, "Worker threads (default: all cores)");
   cmd->add_option("--max-samples", a->max_samples, "Use at most this many samples");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
+  AddMemoryLimitOption(cmd);
   cmd->add_flag("--per-tensor", a->per_tensor,
                 "Also compare every float intermediate tensor both models compute (the candidate runs unfused), "
                 "to find where the error comes from");

@@ -86,6 +86,7 @@ Command AddInspectCommand(CLI::App& app) {
   return {cmd, [path, json]() -> int {
             auto model = LoadModel(*path);
             if (!model.ok()) return ReportError(model.status());
+            if (Status s = CheckGraphStructure(*model); !s.ok()) return ReportError(s.WithContext(*path));
             const Model& m = *model;
             Stats st;
             Collect(m.graph, &st);

@@ -1,5 +1,8 @@
 // quantkit command-line entry point: one subcommand per file in this folder.
 #include <cstdio>
+#include <exception>
+#include <new>
+#include <string>
 #include <vector>
 
 #include "cli/cli_common.h"
@@ -28,7 +31,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "quantkit: error: %s (see --help)\n", e.what());
     return 2;
   }
-  for (const auto& c : commands)
-    if (c.app->parsed()) return c.run();
+  // Last resort: a failed allocation outside the runtime's pool (which reports its own errors)
+  // or an escaped exception still ends with one error line, not an abort.
+  try {
+    for (const auto& c : commands)
+      if (c.app->parsed()) return c.run();
+  } catch (const std::bad_alloc&) {
+    return quantkit::cli::ReportError(quantkit::ResourceExhausted("out of memory"));
+  } catch (const std::exception& e) {
+    return quantkit::cli::ReportError(quantkit::Internal(std::string("unexpected exception: ") + e.what()));
+  }
   return 2;
 }

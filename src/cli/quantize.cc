@@ -62,8 +62,8 @@ std::string Summary(const std::string& in, const std::string& out, const Quantiz
 template <typename Args>
 int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
   std::error_code ec;
-  if (fs::exists(a.output, ec) && fs::equivalent(a.model, a.output, ec)) {
-    return ReportError(InvalidArgument(fmt::format("output '{}' is the input model", a.output)));
+  if (Status s = RefuseToOverwriteInput(a.output, {{"model", a.model}, {"statistics file", a.stats}}); !s.ok()) {
+    return ReportError(s);
   }
   if (a.stats.empty() == a.calib.empty()) {
     return ReportError(InvalidArgument("--mode static needs exactly one of --stats FILE or --calib DIR"));
@@ -96,6 +96,8 @@ int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
   if (!ranges.ok()) return ReportError(ranges.status());
   auto model = LoadModel(a.model);
   if (!model.ok()) return ReportError(model.status());
+  s = CheckGraphStructure(*model);
+  if (!s.ok()) return ReportError(s.WithContext(a.model));
   auto sha = Sha256OfFile(a.model);
   if (!sha.ok()) return ReportError(sha.status());
   if (!a.stats.empty() && stats->model_sha256 != *sha) {
@@ -117,9 +119,8 @@ int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
   quant::SetQuantizationMetadata(*model, o, *sha);
   model->metadata_props.emplace_back(
       "quantkit.static",
-      fmt::format(R"({{"method": "{}", "percentile": {}, "activation_type": "{}", "per_channel": {}, "format": "{}", "statistics": "{}"}})",
+      fmt::format(R"({{"method": "{}", "percentile": {}, "activation_type": "{}", "per_channel": {}, "statistics": "{}")",
                   ToString(ro.method), ro.percentile, ToString(ro.type), so.per_channel ? "true" : "false",
-                  qoperator ? "qoperator" : "qdq",
                   a.stats.empty() ? "calibrated from " + a.calib : a.stats));
   s = SaveModel(*model, a.output);
   if (!s.ok()) return ReportError(s);
@@ -186,7 +187,8 @@ Command AddQuantizeCommand(CLI::App& app) {
   cmd->add_option("--config", a->config, "JSON file with the same settings (keys: mode, op_types, exclude, weight_type, "
                                          "per_channel, weight_range, activation_granularity, format); flags override it");
   cmd->add_option("--check", a->check, "After writing, compare the output with the input model on this sample directory");
-  cmd->add_option("--threads", a->threads, "Worker threads for --check (default: all cores)");
+  cmd->add_option("--threads", a->threads, "Worker threads for --check and --calib (default: all cores)");
+  AddMemoryLimitOption(cmd);
   return {cmd, [=]() -> int {
             // Settings: defaults, then the config file, then the flags given on the command line.
             QuantizeOptions o;
@@ -215,11 +217,12 @@ Command AddQuantizeCommand(CLI::App& app) {
             if (!s.ok()) return ReportError(s);
 
             std::error_code ec;
-            if (fs::exists(a->output, ec) && fs::equivalent(a->model, a->output, ec)) {
-              return ReportError(InvalidArgument(fmt::format("output '{}' is the input model", a->output)));
-            }
+            s = RefuseToOverwriteInput(a->output, {{"model", a->model}});
+            if (!s.ok()) return ReportError(s);
             auto model = LoadModel(a->model);
             if (!model.ok()) return ReportError(model.status());
+            s = CheckGraphStructure(*model);
+            if (!s.ok()) return ReportError(s.WithContext(a->model));
             auto sha = Sha256OfFile(a->model);
             if (!sha.ok()) return ReportError(sha.status());
             auto report = QuantizeDynamic(*model, o);

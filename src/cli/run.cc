@@ -150,7 +150,6 @@ Command AddRunCommand(CLI::App& app) {
     std::vector<std::string> carries;
     int threads = 0;
     bool no_optimize = false;
-    uint64_t max_memory_mb = 0;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "ONNX model file")->required();
@@ -163,7 +162,7 @@ Command AddRunCommand(CLI::App& app) {
                   "OUTPUT=INPUT (with --data): OUTPUT of sample i becomes INPUT of sample i+1; the first sample "
                   "uses --input INPUT=FILE");
   cmd->add_option("--threads", a->threads, "Worker threads (default: all cores)");
-  cmd->add_option("--max-memory-mb", a->max_memory_mb, "Limit on runtime tensor memory (default: half of RAM)");
+  AddMemoryLimitOption(cmd);
   cmd->add_flag("--no-optimize", a->no_optimize, "Skip graph passes (constant folding, BN folding, ...)");
   return {cmd, [a]() -> int {
             if (!a->carries.empty() && a->data.empty()) {
@@ -180,7 +179,6 @@ Command AddRunCommand(CLI::App& app) {
             SessionOptions opts;
             opts.threads = a->threads;
             opts.optimize = !a->no_optimize;
-            opts.max_memory_bytes = a->max_memory_mb << 20;
             auto session = Session::Create(std::move(model).value(), opts);
             if (!session.ok()) return ReportError(session.status().WithContext(a->model));
             if (!a->data.empty()) {

@@ -7,6 +7,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <sys/stat.h>
 
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +24,10 @@ namespace {
 constexpr int kMaxSubgraphDepth = 64;
 
 StatusOr<std::string> ReadFile(const std::string& path, uint64_t offset, int64_t length, const std::string& what) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return NotFound(fmt::format("{} '{}' not found", what, path));
+  // A directory or device would "open" and report a nonsense size.
+  if (!fs::is_regular_file(path, ec)) return InvalidArgument(fmt::format("{} '{}' is not a regular file", what, path));
   std::ifstream f(path, std::ios::binary);
   if (!f) return NotFound(fmt::format("cannot open {} '{}'", what, path));
   f.seekg(0, std::ios::end);
@@ -38,6 +43,14 @@ StatusOr<std::string> ReadFile(const std::string& path, uint64_t offset, int64_t
     return InvalidArgument(fmt::format("cannot read {} '{}'", what, path));
   }
   return data;
+}
+
+// A decimal external-data field ("offset", "length"): digits only, no sign, no trailing text.
+template <typename Int>
+bool ParseExternalNumber(const std::string& text, Int* value) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, *value);
+  return !text.empty() && text[0] != '-' && ec == std::errc() && ptr == end;
 }
 
 // Resolves an external-data location inside base_dir; refuses paths that escape it.
@@ -101,34 +114,27 @@ StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& p, const ImportContext
     uint64_t offset = 0;
     int64_t length = -1;
     for (const auto& kv : p.external_data()) {
-      try {
-        if (kv.key() == "location") location = kv.value();
-        else if (kv.key() == "offset") offset = std::stoull(kv.value());
-        else if (kv.key() == "length") length = std::stoll(kv.value());
-      } catch (const std::exception&) {
-        return InvalidArgument(fmt::format("tensor '{}': bad external data {} '{}'", name, kv.key(), kv.value()));
-      }
+      bool ok = true;
+      if (kv.key() == "location") location = kv.value();
+      else if (kv.key() == "offset") ok = ParseExternalNumber(kv.value(), &offset);
+      else if (kv.key() == "length") ok = ParseExternalNumber(kv.value(), &length);
+      if (!ok) return InvalidArgument(fmt::format("tensor '{}': bad external data {} '{}'", name, kv.key(), kv.value()));
     }
     QK_ASSIGN_OR_RETURN(std::string path, ResolveExternal(location, ctx, name));
     if (length >= 0 && static_cast<uint64_t>(length) != bytes) {
       return InvalidArgument(fmt::format("tensor '{}': external data length {} does not match {} bytes for shape {} of {}",
                                          name, length, bytes, ShapeToString(shape), DTypeName(dtype)));
     }
-    QK_ASSIGN_OR_RETURN(external, ReadFile(path, offset, static_cast<int64_t>(bytes), "external data file"));
+    auto read = ReadFile(path, offset, static_cast<int64_t>(bytes), "external data file");
+    if (!read.ok()) return read.status().WithContext(fmt::format("tensor '{}'", name));
+    external = std::move(read).value();
     raw = &external;
   } else if (p.has_raw_data()) {
     raw = &p.raw_data();
   }
 
-  QK_ASSIGN_OR_RETURN(Tensor t, Tensor::Create(dtype, shape, nullptr, fmt::format("tensor '{}'", name)));
-  if (raw) {
-    if (raw->size() != bytes) {
-      return InvalidArgument(fmt::format("tensor '{}': raw_data has {} bytes, but shape {} of {} needs {}", name,
-                                         raw->size(), ShapeToString(shape), DTypeName(dtype), bytes));
-    }
-    if (bytes) std::memcpy(t.raw_data(), raw->data(), bytes);  // ONNX raw data is little-endian, as is x86
-    return t;
-  }
+  // The data present must match the declared shape before anything is allocated: a file may
+  // declare gigabytes and carry a few bytes.
   auto check_count = [&](int count, const char* field) -> Status {
     if (count != n) {
       return InvalidArgument(fmt::format("tensor '{}': {} has {} values, but shape {} needs {}", name, field, count,
@@ -136,37 +142,52 @@ StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& p, const ImportContext
     }
     return Status::Ok();
   };
+  if (raw) {
+    if (raw->size() != bytes) {
+      return InvalidArgument(fmt::format("tensor '{}': raw_data has {} bytes, but shape {} of {} needs {}", name,
+                                         raw->size(), ShapeToString(shape), DTypeName(dtype), bytes));
+    }
+  } else {
+    switch (dtype) {
+      case DType::kFloat32: QK_RETURN_IF_ERROR(check_count(p.float_data_size(), "float_data")); break;
+      case DType::kFloat64: QK_RETURN_IF_ERROR(check_count(p.double_data_size(), "double_data")); break;
+      case DType::kInt64: QK_RETURN_IF_ERROR(check_count(p.int64_data_size(), "int64_data")); break;
+      case DType::kUInt32:
+      case DType::kUInt64: QK_RETURN_IF_ERROR(check_count(p.uint64_data_size(), "uint64_data")); break;
+      default: QK_RETURN_IF_ERROR(check_count(p.int32_data_size(), "int32_data")); break;
+    }
+  }
+
+  QK_ASSIGN_OR_RETURN(Tensor t, Tensor::Create(dtype, shape, nullptr, fmt::format("tensor '{}'", name)));
+  if (raw) {
+    if (bytes) std::memcpy(t.raw_data(), raw->data(), bytes);  // ONNX raw data is little-endian, as is x86
+    return t;
+  }
   switch (dtype) {
     case DType::kFloat32:
-      QK_RETURN_IF_ERROR(check_count(p.float_data_size(), "float_data"));
       CopyField<float>(p.float_data(), t);
       break;
     case DType::kFloat64:
-      QK_RETURN_IF_ERROR(check_count(p.double_data_size(), "double_data"));
       CopyField<double>(p.double_data(), t);
       break;
     case DType::kInt64:
-      QK_RETURN_IF_ERROR(check_count(p.int64_data_size(), "int64_data"));
       CopyField<int64_t>(p.int64_data(), t);
       break;
     case DType::kUInt32:
     case DType::kUInt64:
-      QK_RETURN_IF_ERROR(check_count(p.uint64_data_size(), "uint64_data"));
       if (dtype == DType::kUInt32) CopyField<uint32_t>(p.uint64_data(), t);
       else CopyField<uint64_t>(p.uint64_data(), t);
       break;
-    case DType::kInt32: QK_RETURN_IF_ERROR(check_count(p.int32_data_size(), "int32_data")); CopyField<int32_t>(p.int32_data(), t); break;
-    case DType::kInt16: QK_RETURN_IF_ERROR(check_count(p.int32_data_size(), "int32_data")); CopyField<int16_t>(p.int32_data(), t); break;
+    case DType::kInt32: CopyField<int32_t>(p.int32_data(), t); break;
+    case DType::kInt16: CopyField<int16_t>(p.int32_data(), t); break;
     case DType::kUInt16:
     case DType::kFloat16:
     case DType::kBFloat16:
-      QK_RETURN_IF_ERROR(check_count(p.int32_data_size(), "int32_data"));
       CopyField<uint16_t>(p.int32_data(), t);
       break;
-    case DType::kInt8: QK_RETURN_IF_ERROR(check_count(p.int32_data_size(), "int32_data")); CopyField<int8_t>(p.int32_data(), t); break;
-    case DType::kUInt8: QK_RETURN_IF_ERROR(check_count(p.int32_data_size(), "int32_data")); CopyField<uint8_t>(p.int32_data(), t); break;
+    case DType::kInt8: CopyField<int8_t>(p.int32_data(), t); break;
+    case DType::kUInt8: CopyField<uint8_t>(p.int32_data(), t); break;
     case DType::kBool: {
-      QK_RETURN_IF_ERROR(check_count(p.int32_data_size(), "int32_data"));
       bool* out = t.data<bool>();
       for (int i = 0; i < p.int32_data_size(); ++i) out[i] = p.int32_data(i) != 0;
       break;
@@ -327,6 +348,7 @@ Status GraphFromProto(const onnx::GraphProto& p, const ImportContext& ctx, Graph
 StatusOr<Model> ModelFromProto(const onnx::ModelProto& p, const ImportContext& ctx) {
   Model m;
   m.ir_version = p.ir_version();
+  if (!p.has_ir_version()) return InvalidArgument("not an ONNX model (no ir_version field)");
   if (m.ir_version < 3 || m.ir_version > 10) {
     return Unimplemented(fmt::format("IR version {} is not supported (3 to 10 are)", m.ir_version));
   }
@@ -353,11 +375,23 @@ StatusOr<Model> ModelFromProto(const onnx::ModelProto& p, const ImportContext& c
 
 namespace quantkit {
 
+namespace {
+
+// Parses the protobuf; callers add the file name to errors.
+Status ParseModelProto(const std::string& bytes, onnx::ModelProto* proto) {
+  if (bytes.empty()) return InvalidArgument("not a valid ONNX model (the file is empty)");
+  if (!onnx_io::ParseLarge(proto, bytes)) {
+    return InvalidArgument(
+        "not a valid ONNX model (protobuf parse failed: truncated or corrupt file, or messages nested too deeply)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<Model> LoadModelFromBytes(const std::string& bytes, const std::string& base_dir, const LoadOptions& options) {
   onnx::ModelProto proto;
-  if (!onnx_io::ParseLarge(&proto, bytes)) {
-    return InvalidArgument("not a valid ONNX model (protobuf parse failed: truncated or corrupt file)");
-  }
+  QK_RETURN_IF_ERROR(ParseModelProto(bytes, &proto));
   onnx_io::ImportContext ctx;
   ctx.base_dir = base_dir;
   ctx.options = options;
@@ -371,9 +405,8 @@ StatusOr<Model> LoadModel(const std::string& path, const LoadOptions& options) {
   if (!bytes.ok()) return bytes.status();
   const std::string dir = std::filesystem::path(path).parent_path().string();
   onnx::ModelProto proto;
-  if (!onnx_io::ParseLarge(&proto, *bytes)) {
-    return InvalidArgument(fmt::format("{}: not a valid ONNX model (protobuf parse failed: truncated or corrupt file)", path));
-  }
+  Status parsed = ParseModelProto(*bytes, &proto);
+  if (!parsed.ok()) return parsed.WithContext(path);
   onnx_io::ImportContext ctx;
   ctx.base_dir = dir;
   ctx.file = path;

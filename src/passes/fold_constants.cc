@@ -10,6 +10,7 @@
 
 #include "core/thread_pool.h"
 #include "passes/passes.h"
+#include "runtime/buffer_pool.h"
 #include "runtime/plan.h"
 
 namespace quantkit::passes {
@@ -76,7 +77,10 @@ Status Run(Graph& g, const Model& model, uint64_t max_output_bytes, bool keep_de
       auto plan = rt::Plan::Build(tmp, model, nullptr);
       s = plan.status();
       if (s.ok()) {
-        rt::RunContext run{DefaultAllocator(), &pool};
+        // Results above max_output_bytes are not kept: refuse them at allocation, so a huge constant
+        // expression is left for the session's pool (and its memory limit) instead of computed here.
+        rt::CappedAllocator capped(max_output_bytes);
+        rt::RunContext run{&capped, &pool};
         s = (*plan)->Run(run, nullptr, {}, &outs);
       }
     }

@@ -21,6 +21,9 @@ constexpr uint32_t kCentralHeader = 0x02014b50;
 constexpr uint32_t kLocalHeader = 0x04034b50;
 constexpr uint64_t kMaxMembers = 1 << 20;
 constexpr uint64_t kMaxArrayBytes = uint64_t{16} << 30;  // as the model loader's tensor limit
+// Deflate cannot expand data more than ~1032x: a larger claimed size is a lie, refused before the
+// output buffer is allocated.
+constexpr uint64_t kMaxDeflateRatio = 1032;
 
 // Little-endian field reader over a byte range; `ok` turns false on any read past the end.
 struct Reader {
@@ -201,11 +204,17 @@ StatusOr<Tensor> NpzFile::Read(const std::string& key) const {
   if (m.uncompressed_size > kMaxArrayBytes) {
     return InvalidArgument(fmt::format("{}: {} bytes uncompressed (limit {})", what, m.uncompressed_size, kMaxArrayBytes));
   }
+  if (m.method == 0 && m.compressed_size != m.uncompressed_size) {
+    return Corrupt(path_, fmt::format("array '{}': size mismatch", key));
+  }
+  if (m.method == 8 && m.uncompressed_size > m.compressed_size * kMaxDeflateRatio + 64) {
+    return Corrupt(path_, fmt::format("array '{}': claims {} bytes from {} deflated bytes", key, m.uncompressed_size,
+                                      m.compressed_size));
+  }
   std::string stored;
   QK_RETURN_IF_ERROR(ReadAt(path_, data_offset, m.compressed_size, &stored));
   std::string bytes;
   if (m.method == 0) {
-    if (m.compressed_size != m.uncompressed_size) return Corrupt(path_, fmt::format("array '{}': size mismatch", key));
     bytes = std::move(stored);
   } else {
     bytes.resize(static_cast<size_t>(m.uncompressed_size));

@@ -192,7 +192,9 @@ void SetQuantizationMetadata(Model& model, const QuantizeOptions& options, const
       {"quantkit.version", QUANTKIT_VERSION},
       {"quantkit.source_sha256", source_sha256},
   };
-  for (const auto& [key, value] : entries) {
+  for (const auto& entry : entries) {
+    const std::string& key = entry.first;  // not a structured binding: clang 14 cannot capture those
+    const std::string& value = entry.second;
     auto it = std::find_if(model.metadata_props.begin(), model.metadata_props.end(),
                            [&](const auto& kv) { return kv.first == key; });
     if (it != model.metadata_props.end()) {

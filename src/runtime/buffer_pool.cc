@@ -1,9 +1,30 @@
 // BufferPool: best-fit reuse of released buffers, bounded by max_bytes.
 #include "runtime/buffer_pool.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <new>
 
 namespace quantkit::rt {
+
+namespace {
+std::atomic<uint64_t> g_default_limit{0};  // 0: half of physical memory
+
+uint64_t HalfOfPhysicalMemory() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page_size <= 0) return uint64_t{8} << 30;
+  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) / 2;
+}
+}  // namespace
+
+uint64_t DefaultMemoryLimit() {
+  const uint64_t set = g_default_limit.load(std::memory_order_relaxed);
+  return set ? set : HalfOfPhysicalMemory();
+}
+
+void SetDefaultMemoryLimit(uint64_t bytes) { g_default_limit.store(bytes, std::memory_order_relaxed); }
 
 BufferPool::State::~State() {
   for (auto& kv : free) {

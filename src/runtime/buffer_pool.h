@@ -13,6 +13,25 @@
 
 namespace quantkit::rt {
 
+// The memory limit of sessions created without one (SessionOptions::max_memory_bytes == 0): half
+// of physical memory, unless the process chose another (the CLI's --max-memory). Thread-safe.
+uint64_t DefaultMemoryLimit();
+void SetDefaultMemoryLimit(uint64_t bytes);  // 0 restores half of physical memory
+
+// Refuses any single buffer above `max_bytes` (nullptr, which Tensor::Create reports naming the
+// tensor); otherwise the default allocator. For constant folding, whose results above a size are
+// not kept anyway: a huge constant expression is then refused, not computed and thrown away.
+class CappedAllocator final : public Allocator {
+ public:
+  explicit CappedAllocator(uint64_t max_bytes) : max_bytes_(max_bytes) {}
+  std::shared_ptr<Buffer> Allocate(size_t bytes) override {
+    return bytes > max_bytes_ ? nullptr : DefaultAllocator()->Allocate(bytes);
+  }
+
+ private:
+  uint64_t max_bytes_;
+};
+
 class BufferPool final : public Allocator {
  public:
   explicit BufferPool(uint64_t max_bytes) : state_(std::make_shared<State>()) { state_->max_bytes = max_bytes; }

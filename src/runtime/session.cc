@@ -2,7 +2,6 @@
 #include "quantkit/session.h"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -15,15 +14,6 @@
 #include "runtime/plan.h"
 
 namespace quantkit {
-
-namespace {
-uint64_t DefaultMemoryLimit() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page_size = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page_size <= 0) return uint64_t{8} << 30;
-  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) / 2;
-}
-}  // namespace
 
 struct Session::Impl {
   Model model;
@@ -54,7 +44,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(Model model, const SessionOpt
   QK_ASSIGN_OR_RETURN(impl->plan, rt::Plan::Build(m.graph, m, nullptr));
   impl->threads = std::make_unique<ThreadPool>(options.threads);
   impl->pool = std::make_unique<rt::BufferPool>(options.max_memory_bytes ? options.max_memory_bytes
-                                                                         : DefaultMemoryLimit());
+                                                                         : rt::DefaultMemoryLimit());
   for (const auto& in : m.graph.inputs)
     if (!m.graph.IsInitializer(in.name)) impl->feed_inputs.push_back(in);
   return std::unique_ptr<Session>(new Session(std::move(impl)));
@@ -100,7 +90,10 @@ Status Session::RunValues(const std::vector<std::pair<std::string, Value>>& inpu
                           const RunOptions& run_options) const {
   const Graph& g = impl_->model.graph;
   std::vector<Value> ordered(g.inputs.size());
-  for (const auto& [name, value] : inputs) {
+  for (const auto& input : inputs) {
+    // Not a structured binding: clang 14 (the sanitizer builds) cannot capture one in a lambda.
+    const std::string& name = input.first;
+    const Value& value = input.second;
     auto it = std::find_if(g.inputs.begin(), g.inputs.end(), [&](const ValueInfo& vi) { return vi.name == name; });
     if (it == g.inputs.end()) {
       std::string names;
