@@ -59,6 +59,8 @@ APT_PACKAGES=(
   # (libopenblas0-pthread: Debian's PyTorch calls the system BLAS, the reference one without it)
   python3-torch python3-torchvision libopenblas0-pthread python3-pil espeak-ng sox
   fonts-droid-fallback fonts-dejavu-core opencv-doc
+  # scripts/test.sh: the clang ASan+UBSan+libFuzzer and TSan stages
+  clang libclang-rt-14-dev
   # bench/run: /usr/bin/time measures calibration's peak RSS (a child forked from Python would
   # inherit Python's high-water mark)
   time
