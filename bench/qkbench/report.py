@@ -195,7 +195,7 @@ def _targets_section(results, models):
     for m in ("silero_legacy", "silero_v5"):
         a, b, d = val(m, "fp32"), val(m, "dynamic"), val(m, "dynamic", "mean_abs_p_vs_fp32")
         ok = None if None in (a, b, d) else (a - b <= 0.005 and d < 0.02)
-        check(f"dynamic: {m} frame accuracy within 0.5 points, mean |dp| < 0.02", ok,
+        check(f"dynamic: {m} frame accuracy within 0.5 points, mean abs(p - p_fp32) < 0.02", ok,
               "-" if ok is None else f"{100 * a:.2f}% -> {100 * b:.2f}%, {d:.1e}")
     for m, p in results.get("peers", {}).items():
         if "error" in p or p.get("quantkit_dynamic_vs_fp32_db") is None:
@@ -260,7 +260,7 @@ def _targets_section(results, models):
     if not rows:
         return []
     L = ["## Accuracy targets (issues 4 and 5), checked on this run", "", "| target | met | numbers |", "|---|---|---|"]
-    L += [f"| {t} | {ok} | {_cell(shown, 300)} |" for t, ok, shown in rows]
+    L += [f"| {_cell(t)} | {ok} | {_cell(shown, 300)} |" for t, ok, shown in rows]
     L.append("")
     return L
 
