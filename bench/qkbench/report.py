@@ -70,6 +70,8 @@ def _main_sqnr(ev):
     """SQNR of the first output listed for the model (its primary output)."""
     if not ev or "error" in ev:
         return None
+    if ev.get("metric") == "SQNR dB":  # label-free models: the metric is the primary output's SQNR
+        return ev["value"]
     keys = [k for k in ev["extra"] if k.startswith("sqnr_db[")]
     return ev["extra"][keys[0]] if keys else None
 
