@@ -163,23 +163,30 @@ class StaticQuantizer {
           r.max = std::max(r.max, ranges_.at(n.Input(k)).max);
         }
         const QParams p = ActivationParams(r, options_.activation_type);
-        for (size_t k : ActivationInputs(n, g_)) SetParams(n.Input(k), p);
+        for (size_t k : ActivationInputs(n, g_)) {
+          SetParams(n.Input(k), p);
+          concat_shared_.insert(n.Input(k));
+        }
         SetParams(unit_output_[i], p);
+        concat_shared_.insert(unit_output_[i]);
         continue;
       }
       for (size_t k : ActivationInputs(n, g_))
         if (!params_.count(n.Input(k))) SetParams(n.Input(k), ActivationParams(ranges_.at(n.Input(k)), options_.activation_type));
     }
-    // Outputs in graph order, so a pass-through chain inherits from its (already set) input.
+    // Outputs in graph order, so a pass-through chain inherits from its (already set) input. A
+    // pass-through output takes its input's parameters even when a consumer already set its own
+    // (a Conv after a MaxPool): the values are a subset of the input's, and equal parameters let
+    // the op run on the int8 values. Only a Concat's shared scale is kept.
     for (size_t i : selected_) {
       const Node& n = g_.nodes[i];
       const std::string& out = unit_output_[i];
-      if (params_.count(out)) continue;
-      if (KeepsInputScale(n)) {
+      if (KeepsInputScale(n) && !concat_shared_.count(out)) {
         SetParams(out, params_.at(n.Input(0)));
-      } else {
-        SetParams(out, ActivationParams(ranges_.at(out), options_.activation_type));
+        continue;
       }
+      if (params_.count(out)) continue;
+      SetParams(out, ActivationParams(ranges_.at(out), options_.activation_type));
     }
   }
   void SetParams(const std::string& t, QParams p) { params_[t] = p; }
@@ -267,6 +274,7 @@ class StaticQuantizer {
   std::map<size_t, std::string> unit_output_;
   std::set<size_t> fused_act_;
   std::map<std::string, QParams> params_;
+  std::set<std::string> concat_shared_;  // tensors whose parameters a Concat's shared scale fixed
   std::map<std::string, int> counts_;
   std::vector<std::pair<size_t, Node>> new_nodes_;
 };
