@@ -91,6 +91,8 @@ TEST(StaticQuantizer, FashionCnnQdqLowersToInt8AndKeepsAccuracy) {
   EXPECT_EQ(Count(lowered, "QLinearConv"), Count(fp32, "Conv"));
   EXPECT_EQ(Count(lowered, "QLinearMatMul"), 1);         // hidden layer: int8 out
   EXPECT_EQ(Count(lowered, "MatMulIntegerToFloat"), 1);  // the logits stay float
+  // MaxPool keeps its input's parameters, so it runs on the uint8 values between the int8 convs.
+  EXPECT_EQ(Count(lowered, "DequantizeLinear"), 0);
 
   // Accuracy on held-out inputs: int8 (lowered) vs FP32, and int8 vs the QDQ graph run literally.
   const auto eval = Inputs(4, 99);
