@@ -138,17 +138,23 @@ def _calibration_section(models):
     return L
 
 
+def _peer_table_head(columns, kind, threads):
+    """Header and separator of a PyTorch-peer table: the model columns, then per thread count the
+    FP32 and INT8 latencies of PyTorch and quantkit."""
+    head = "| model | " + " | ".join(columns) + " |"
+    sep = "|---|" + "---:|" * len(columns)
+    for th in threads:
+        head += f" PyTorch FP32 {th}T ms | PyTorch {kind} {th}T ms | qk FP32 {th}T ms | qk {kind} {th}T ms |"
+        sep += "---:|---:|---:|---:|"
+    return [head, sep]
+
+
 def _static_peers_section(peers, models, threads):
     L = ["## PyTorch peers (static INT8)", ""]
     if not peers:
         return L + ["Not measured in this run.", ""]
-    head = ("| model | calibration items | PyTorch static vs FP32 (dB) | PyTorch static simulated in float (dB) | "
-            "quantkit static vs FP32 (dB) | PyTorch arg-max agreement |")
-    sep = "|---|---:|---:|---:|---:|---:|"
-    for th in threads:
-        head += f" PyTorch FP32 {th}T ms | PyTorch static {th}T ms | qk FP32 {th}T ms | qk static {th}T ms |"
-        sep += "---:|---:|---:|---:|"
-    L += [head, sep]
+    L += _peer_table_head(["calibration items", "PyTorch static vs FP32 (dB)", "PyTorch static simulated in float (dB)",
+                           "quantkit static vs FP32 (dB)", "PyTorch arg-max agreement"], "static", threads)
     for name, p in peers.items():
         if "error" in p:
             L.append(f"| {name} | error: {_cell(p['error'])} |" + " |" * (4 + 4 * len(threads)))
@@ -382,12 +388,8 @@ def write(path, results):
     if not peers:
         L.append("Not measured in this run.")
     else:
-        head = ("| model | PyTorch FP32 vs ORT FP32 (dB) | PyTorch dynamic vs FP32 (dB) | quantkit dynamic vs FP32 (dB) |")
-        sep = "|---|---:|---:|---:|"
-        for th in threads:
-            head += f" PyTorch FP32 {th}T ms | PyTorch dynamic {th}T ms | qk FP32 {th}T ms | qk dynamic {th}T ms |"
-            sep += "---:|---:|---:|---:|"
-        L += [head, sep]
+        L += _peer_table_head(["PyTorch FP32 vs ORT FP32 (dB)", "PyTorch dynamic vs FP32 (dB)",
+                               "quantkit dynamic vs FP32 (dB)"], "dynamic", threads)
         for name, p in peers.items():
             if "error" in p:
                 L.append(f"| {name} | error: {_cell(p['error'])} |" + " |" * (2 + 4 * len(threads)))
