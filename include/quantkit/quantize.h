@@ -19,11 +19,18 @@
 namespace quantkit {
 
 enum class QuantMode { kDynamic, kStatic };
-enum class QuantWeightType { kInt8, kUInt8 };  // int8 symmetric, uint8 asymmetric
+// Weights: int8 symmetric; uint8 asymmetric; or uint8 symmetric (the default): the int8 symmetric
+// values plus 128 with zero point 128 -- the same arithmetic, but ONNX Runtime runs uint8 x uint8
+// exactly on every x86 CPU, while its uint8 x int8 kernels add product pairs in saturating int16
+// on CPUs without VNNI (AVX2, AVX-512 before Cascade Lake / Zen 4). Where the activations are
+// int8 (row granularity, static int8 activations) uint8 symmetric is written as int8, the only
+// weight type ONNX Runtime pairs with int8 activations.
+enum class QuantWeightType { kInt8, kUInt8, kUInt8Symmetric };
 enum class QuantFormat { kIntegerOps, kQdqWeights };
 enum class ActivationGranularity { kTensor, kRow };  // row: int8 symmetric per row (per token)
-// Integer range of int8 weights: narrow [-127, 127], full [-128, 127], reduced [-64, 64] (7 bits, so
-// ONNX Runtime's uint8 x int8 kernels on AVX2 without VNNI cannot saturate); uint8: reduced [0, 127].
+// Integer range of symmetric weights: narrow [-127, 127], full [-128, 127], reduced [-64, 64] (7 bits,
+// so ONNX Runtime's uint8 x int8 kernels on AVX2 without VNNI cannot saturate even with int8
+// weights); plus 128 for uint8 symmetric; uint8 asymmetric: reduced [0, 127].
 enum class WeightRange { kNarrow, kFull, kReduced };
 
 struct QuantizeOptions {
@@ -33,7 +40,7 @@ struct QuantizeOptions {
   // Node names to leave in float: each entry is an exact name or a regular expression (ECMAScript,
   // matching the whole name). Every entry must match at least one node.
   std::vector<std::string> exclude;
-  QuantWeightType weight_type = QuantWeightType::kInt8;
+  QuantWeightType weight_type = QuantWeightType::kUInt8Symmetric;
   bool per_channel = true;
   WeightRange weight_range = WeightRange::kNarrow;
   ActivationGranularity activation_granularity = ActivationGranularity::kTensor;
@@ -77,7 +84,7 @@ StatusOr<ActivationGranularity> ParseActivationGranularity(const std::string& s)
 StatusOr<WeightRange> ParseWeightRange(const std::string& s);
 
 // Checks option values that do not depend on a model (op types known, exclude patterns valid regexes,
-// row granularity needs int8 weights, mode dynamic).
+// row granularity needs symmetric weights, mode dynamic).
 Status ValidateQuantizeOptions(const QuantizeOptions& options);
 
 }  // namespace quantkit

@@ -5,8 +5,9 @@
 //  * The model is first prepared by the inference pipeline (constants folded, BatchNormalization
 //    folded into Conv/Gemm), the same pipeline the calibrating session runs, so tensor names match
 //    the statistics.
-//  * Conv, Gemm (transA = 0, alpha = beta = 1) and MatMul with constant weights: weights int8
-//    symmetric per output channel (or per tensor), behind DequantizeLinear; bias int32 with scale
+//  * Conv, Gemm (transA = 0, alpha = beta = 1) and MatMul with constant weights: weights symmetric
+//    per output channel (or per tensor; stored as uint8 with zero point 128 by default, see
+//    QuantWeightType), behind DequantizeLinear; bias int32 with scale
 //    input_scale * weight_scale; a following Relu/Clip joins the unit (its output is quantized, not
 //    the Conv's). MatMul of two activations: both inputs quantized.
 //  * Add, Mul: inputs and output quantized. Concat: inputs and output share one scale (the union of
@@ -38,8 +39,11 @@ struct StaticQuantizeOptions {
   std::vector<std::string> exclude;  // exact node names or whole-name regexes
   ActivationType activation_type = ActivationType::kUInt8Asymmetric;
   bool per_channel = true;
-  // kNarrow: int8 [-127, 127]. kReduced (7 bits) keeps ONNX Runtime's u8 x s8 AVX2 kernels (which
-  // add pairs of products in saturating int16) exact on CPUs without VNNI, at some accuracy cost.
+  // uint8 asymmetric only per tensor: ONNX Runtime's QLinearConv takes one weight zero point.
+  QuantWeightType weight_type = QuantWeightType::kUInt8Symmetric;
+  // kNarrow: int8 [-127, 127] (+128 for uint8 symmetric). kReduced (7 bits) keeps ONNX Runtime's
+  // u8 x s8 AVX2 kernels (which add pairs of products in saturating int16) exact on CPUs without VNNI
+  // even with int8 weights, at some accuracy cost.
   WeightRange weight_range = WeightRange::kNarrow;
 };
 

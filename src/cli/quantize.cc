@@ -109,6 +109,7 @@ int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
   so.exclude = o.exclude;
   so.activation_type = ro.type;
   so.per_channel = o.per_channel;
+  so.weight_type = o.weight_type;
   so.weight_range = o.weight_range;
   auto report = QuantizeStatic(*model, *ranges, so);
   if (!report.ok()) return ReportError(report.status().WithContext(a.model));
@@ -174,14 +175,18 @@ Command AddQuantizeCommand(CLI::App& app) {
   cmd->add_option("--activation-type", a->activation_type, "static: uint8 (asymmetric, default) or int8 (symmetric)");
   auto* op_types = cmd->add_option("--op-types", a->op_types, "Op types to quantize, comma-separated (default MatMul,Gemm,LSTM,GRU; Conv opt-in)");
   auto* exclude = cmd->add_option("--exclude", a->exclude, "Node names (exact or regex) to keep in FP32, comma-separated");
-  auto* weight_type = cmd->add_option("--weight-type", a->weight_type, "int8 (symmetric, default) or uint8 (asymmetric)");
+  auto* weight_type = cmd->add_option("--weight-type", a->weight_type,
+                                      "uint8-symmetric (default: int8 values + 128, zero point 128; ONNX Runtime runs it exactly "
+                                      "on every x86 CPU), int8 (symmetric; ONNX Runtime's u8s8 kernels saturate without VNNI) "
+                                      "or uint8 (asymmetric)");
   auto* per_channel = cmd->add_flag("--per-channel", a->per_channel, "One scale per output channel (default)");
   auto* per_tensor = cmd->add_flag("--per-tensor", a->per_tensor, "One scale per weight tensor");
   per_channel->excludes(per_tensor);
   auto* weight_range = cmd->add_option("--weight-range", a->weight_range,
-                                       "narrow (int8 [-127,127], default), full ([-128,127]) or reduced (7 bits: [-64,64], "
-                                       "uint8 [0,127]; avoids int16 saturation in ONNX Runtime's u8s8 AVX2 kernels)");
-  auto* granularity = cmd->add_option("--activation-granularity", a->granularity, "tensor (default) or row (int8 per row, needs int8 weights)");
+                                       "narrow ([-127,127] (+128 for uint8-symmetric), default), full ([-128,127]) or reduced "
+                                       "(7 bits: [-64,64], uint8 [0,127]; avoids int16 saturation in ONNX Runtime's u8s8 "
+                                       "AVX2 kernels with int8 weights)");
+  auto* granularity = cmd->add_option("--activation-granularity", a->granularity, "tensor (default) or row (int8 per row; symmetric weights, written as int8)");
   auto* format = cmd->add_option("--format", a->format,
                                  "dynamic: integer-ops (default) or qdq-weights; static: qdq (default) or qoperator");
   cmd->add_option("--config", a->config, "JSON file with the same settings (keys: mode, op_types, exclude, weight_type, "

@@ -175,8 +175,9 @@ class DynamicQuantizer {
     return names;
   }
 
-  wq::WeightType WeightTypeForMatmul() const {
-    return opt_.weight_type == QuantWeightType::kInt8 ? wq::WeightType::kInt8Symmetric : wq::WeightType::kUInt8Asymmetric;
+  // Weight type for weights multiplied with int8 (per-row) or uint8/float activations.
+  wq::WeightType ChosenWeightType(bool int8_activations) const {
+    return quant::KernelWeightType(opt_.weight_type, int8_activations);
   }
 
   // A float32 scalar constant in graph g (one per value and graph).
@@ -287,7 +288,7 @@ class DynamicQuantizer {
                                        n.inputs[1], ShapeToString(w.tensor->shape())));
     }
     const bool per_channel = opt_.per_channel;
-    const auto type = WeightTypeForMatmul();
+    const auto type = ChosenWeightType(PerRow());
     const Tensor* wt = w.tensor;
     WeightNames names = AddQuantizedWeight(w, n.inputs[1], fmt::format("cols{}{}", per_channel, int(type)), [&] {
       return wq::QuantizeWeightTensor(*wt, per_channel ? 1 : -1, type, Range());
@@ -327,7 +328,7 @@ class DynamicQuantizer {
       }
     }
     const bool per_channel = opt_.per_channel;
-    const auto type = WeightTypeForMatmul();
+    const auto type = ChosenWeightType(PerRow());
     const Tensor* wt = w.tensor;
     WeightNames names = AddQuantizedWeight(w, n.inputs[1], fmt::format("cols{}{}{}", per_channel, int(type), trans_b), [&] {
       return wq::QuantizeWeightTensor(trans_b ? Transpose2D(*wt) : *wt, per_channel ? 1 : -1, type, Range());
@@ -358,7 +359,7 @@ class DynamicQuantizer {
         return Outcome::Skip(fmt::format("bias '{}' has {} elements for {} output channels", n.inputs[2], b.tensor->numel(), m));
       }
     }
-    const auto type = WeightTypeForMatmul();
+    const auto type = ChosenWeightType(/*int8_activations=*/false);  // Conv activations are uint8 per tensor
     bool per_channel = opt_.per_channel;
     if (per_channel && type == wq::WeightType::kUInt8Asymmetric) {
       // ConvInteger takes one weight zero point (ONNX Runtime rejects per-channel ones), and
@@ -370,10 +371,12 @@ class DynamicQuantizer {
     const Tensor* wt = w.tensor;
     WeightNames names = AddQuantizedWeight(w, n.inputs[1], fmt::format("conv{}{}", per_channel, int(type)), [&] {
       QuantizedTensor qt = wq::QuantizeWeightTensor(*wt, per_channel ? 0 : -1, type, Range());
-      // Per-channel symmetric zero points are all 0: one scalar zero point for ConvInteger, and the
-      // per-channel scale broadcast over [N, M, spatial...] for the rescale.
+      // Per-channel symmetric zero points are all equal (0, or 128 for uint8): one scalar zero point
+      // for ConvInteger, and the per-channel scale broadcast over [N, M, spatial...] for the rescale.
       if (per_channel) {
-        qt.zero_point = Tensor(qt.zero_point.dtype(), {});
+        Tensor zp(qt.zero_point.dtype(), {});
+        std::memcpy(zp.raw_data(), qt.zero_point.raw_data(), 1);
+        qt.zero_point = std::move(zp);
         Shape s(static_cast<size_t>(rank), 1);
         s[1] = m;
         qt.scale = qt.scale.Reshaped(s);
@@ -453,7 +456,7 @@ class DynamicQuantizer {
   Outcome QuantizeConvQdq(Node& n, const ScopeChain& chain) { return AppendQdqNode(n, 1, opt_.per_channel ? 0 : -1, chain); }
 
   Outcome AppendQdqNode(Node& n, size_t index, int64_t axis, const ScopeChain& chain) {
-    Outcome r = DequantizeWeightInput(n, index, axis, WeightTypeForMatmul(), chain);
+    Outcome r = DequantizeWeightInput(n, index, axis, ChosenWeightType(/*int8_activations=*/false), chain);
     if (r.quantized) Current(chain).nodes.push_back(std::move(n));
     return r;
   }
@@ -461,7 +464,7 @@ class DynamicQuantizer {
   // LSTM/GRU: W (input 1) and R (input 2) become int8 per output row (axis 1 of
   // [num_directions, gates * hidden, columns]) behind DequantizeLinear, in both formats.
   Outcome QuantizeRecurrent(Node& n, const ScopeChain& chain) {
-    if (opt_.weight_type != QuantWeightType::kInt8) {
+    if (opt_.weight_type == QuantWeightType::kUInt8) {
       AddNote("LSTM/GRU weights are always int8 symmetric (per output row with per-channel)");
     }
     const int64_t axis = opt_.per_channel ? 1 : -1;

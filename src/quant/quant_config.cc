@@ -24,7 +24,9 @@ int QuantizeReport::total_quantized() const {
 }
 
 std::string ToString(QuantMode v) { return v == QuantMode::kDynamic ? "dynamic" : "static"; }
-std::string ToString(QuantWeightType v) { return v == QuantWeightType::kInt8 ? "int8" : "uint8"; }
+std::string ToString(QuantWeightType v) {
+  return v == QuantWeightType::kInt8 ? "int8" : v == QuantWeightType::kUInt8 ? "uint8" : "uint8-symmetric";
+}
 std::string ToString(QuantFormat v) { return v == QuantFormat::kIntegerOps ? "integer-ops" : "qdq-weights"; }
 std::string ToString(ActivationGranularity v) { return v == ActivationGranularity::kTensor ? "tensor" : "row"; }
 std::string ToString(WeightRange v) {
@@ -39,7 +41,8 @@ StatusOr<QuantMode> ParseQuantMode(const std::string& s) {
 StatusOr<QuantWeightType> ParseQuantWeightType(const std::string& s) {
   if (s == "int8") return QuantWeightType::kInt8;
   if (s == "uint8") return QuantWeightType::kUInt8;
-  return InvalidArgument(fmt::format("unknown weight type '{}' (int8 or uint8)", s));
+  if (s == "uint8-symmetric") return QuantWeightType::kUInt8Symmetric;
+  return InvalidArgument(fmt::format("unknown weight type '{}' (uint8-symmetric, int8 or uint8)", s));
 }
 StatusOr<QuantFormat> ParseQuantFormat(const std::string& s) {
   if (s == "integer-ops") return QuantFormat::kIntegerOps;
@@ -73,10 +76,10 @@ Status ValidateQuantizeOptions(const QuantizeOptions& o) {
   for (const auto& pattern : o.exclude) {
     if (pattern.empty()) return InvalidArgument("empty name in the exclude list");
   }
-  if (o.activation_granularity == ActivationGranularity::kRow && o.weight_type != QuantWeightType::kInt8) {
+  if (o.activation_granularity == ActivationGranularity::kRow && o.weight_type == QuantWeightType::kUInt8) {
     return InvalidArgument(
         "row activation granularity quantizes activations to int8, which MatMulInteger pairs only with int8 "
-        "weights: use weight type int8");
+        "weights: use weight type int8 or uint8-symmetric (written as int8 there)");
   }
   return Status::Ok();
 }

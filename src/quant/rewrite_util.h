@@ -24,6 +24,17 @@ inline rt::quant::WeightRange KernelWeightRange(WeightRange r) {
   }
 }
 
+// The public weight-type option as the weight-quantization kernels spell it, for weights multiplied
+// with int8 or uint8 activations: uint8 symmetric becomes int8 next to int8 activations (ONNX
+// Runtime pairs int8 activations with int8 weights only; the arithmetic is the same).
+inline rt::quant::WeightType KernelWeightType(QuantWeightType t, bool int8_activations) {
+  switch (t) {
+    case QuantWeightType::kInt8: return rt::quant::WeightType::kInt8Symmetric;
+    case QuantWeightType::kUInt8: return rt::quant::WeightType::kUInt8Asymmetric;
+    default: return int8_activations ? rt::quant::WeightType::kInt8Symmetric : rt::quant::WeightType::kUInt8Symmetric;
+  }
+}
+
 // Calls f(node) for every node of g and of its subgraphs.
 template <typename F>
 void ForEachNode(const Graph& g, const F& f) {

@@ -191,8 +191,8 @@ class StaticQuantizer {
   }
   void SetParams(const std::string& t, QParams p) { params_[t] = p; }
 
-  // Weights: int8 symmetric (per output channel) behind DequantizeLinear; bias int32 with scale
-  // input_scale * weight_scale[c].
+  // Weights: symmetric (per output channel; int8, or uint8 with zero point 128) behind
+  // DequantizeLinear; bias int32 with scale input_scale * weight_scale[c].
   Status QuantizeWeights(Node& n, size_t index) {
     ++counts_[n.op_type];
     if (!(IsOp(n, "Conv") || IsOp(n, "Gemm") || (IsOp(n, "MatMul") && g_.IsInitializer(n.Input(1))))) return Status::Ok();
@@ -201,8 +201,10 @@ class StaticQuantizer {
     // Output-channel axis: Conv weights [M, C, k...] and transposed Gemm weights [N, K]: 0;
     // MatMul / Gemm weights [K, N]: 1.
     const int64_t axis = options_.per_channel ? (IsOp(n, "Conv") || trans_b ? 0 : 1) : -1;
-    const wq::QuantizedWeights qw = wq::QuantizeWeightTensor(w, axis, wq::WeightType::kInt8Symmetric,
-                                                             quant::KernelWeightRange(options_.weight_range));
+    const bool int8_activations = options_.activation_type != ActivationType::kUInt8Asymmetric;
+    const wq::QuantizedWeights qw =
+        wq::QuantizeWeightTensor(w, axis, quant::KernelWeightType(options_.weight_type, int8_activations),
+                                 quant::KernelWeightRange(options_.weight_range));
     const std::string base = n.Input(1);
     const std::string wq_name = names_.Make(base + "_quantized"), ws_name = names_.Make(base + "_scale"),
                       wz_name = names_.Make(base + "_zero_point"), wd_name = names_.Make(base + "_dequantized");
@@ -289,6 +291,14 @@ StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string
       return InvalidArgument(fmt::format("op type '{}' cannot be statically quantized (supported: {})", op,
                                          fmt::join(StaticQuantizableOpTypes(), ", ")));
     }
+  }
+  if (options.weight_type == QuantWeightType::kUInt8 && options.per_channel) {
+    return InvalidArgument(
+        "uint8 (asymmetric) weights are per tensor only in static mode: QLinearConv takes one weight zero point "
+        "for all channels (use uint8-symmetric, int8, or --per-tensor)");
+  }
+  if (options.weight_type == QuantWeightType::kUInt8 && options.activation_type != ActivationType::kUInt8Asymmetric) {
+    return InvalidArgument("int8 activations need symmetric weights (int8 or uint8-symmetric), not uint8");
   }
   Model work = model;
   QuantizeReport report;

@@ -44,7 +44,7 @@ import json, sys, onnx
 m = onnx.load(sys.argv[1])
 meta = {p.key: p.value for p in m.metadata_props}
 s = json.loads(meta["quantkit.quantization"])
-assert s["mode"] == "dynamic" and s["format"] == "integer-ops" and s["weight_type"] == "int8", s
+assert s["mode"] == "dynamic" and s["format"] == "integer-ops" and s["weight_type"] == "uint8-symmetric", s
 assert s["op_types"] == ["MatMul", "Gemm", "LSTM", "GRU"] and s["per_channel"] is True, s
 assert meta["quantkit.source_sha256"] == sys.argv[2], meta
 assert meta["quantkit.version"], meta
@@ -112,6 +112,27 @@ acc_f, acc_q, agree = (f == l).mean(), (q == l).mean(), (f == q).mean()
 print(f"fashion-mnist 2000 images: top-1 FP32 {100 * acc_f:.2f}%, quantized {100 * acc_q:.2f}%, agreement {100 * agree:.2f}%")
 assert abs(acc_f - acc_q) <= 0.005 and agree >= 0.99
 PYEOF
+  # 5b. The same file and a static one (default settings: uint8-symmetric weights) in ONNX Runtime:
+  #     every logit within one quantization step of quantkit's (a uint8 step of the logits' range;
+  #     with int8 weights ONNX Runtime's u8 x s8 kernels saturate on CPUs without VNNI).
+  if command -v node >/dev/null && [[ -d $ROOT/node_modules/onnxruntime-node ]]; then
+    $PY "$ROOT/scripts/fashion_mnist_samples.py" --split train --count 200 --out "$T/calib.npy" >/dev/null &&
+      mkdir -p "$T/calib" && mv "$T/calib.npy" "$T/calib/image.npy" &&
+      "$QK" quantize "$CNN" -o "$T/qs.onnx" --mode static --calib "$T/calib" >/dev/null &&
+      "$QK" run "$T/qs.onnx" --input image="$T/fm.npy" --output-dir "$T/fm_qs" >/dev/null &&
+      node "$ROOT/tools/ort_run.js" "$T/qc.onnx" --input image="$T/fm.npy" --output-dir "$T/fm_q_ort" >/dev/null &&
+      node "$ROOT/tools/ort_run.js" "$T/qs.onnx" --input image="$T/fm.npy" --output-dir "$T/fm_qs_ort" >/dev/null &&
+      $PY - "$T" <<'PYEOF' && ok || bad "ONNX Runtime and quantkit differ by more than one step on the quantized Fashion CNN"
+import sys, numpy as np
+t = sys.argv[1]
+for q in ("fm_q", "fm_qs"):
+    a, b = np.load(f"{t}/{q}/logits.npy").astype(np.float64), np.load(f"{t}/{q}_ort/logits.npy").astype(np.float64)
+    step = (b.max() - b.min()) / 255
+    worst = np.abs(a - b).max() / step
+    print(f"{q}: quantkit vs ONNX Runtime, largest difference {worst:.3f} steps, arg-max differs on {(a.argmax(1) != b.argmax(1)).sum()}")
+    assert worst <= 1.0, worst
+PYEOF
+  fi
 fi
 
 # 6. Bad input: exit 2, one line, no output file.
@@ -125,6 +146,7 @@ expect_error bad-format "unknown format" "$T/e6.onnx" -- "$QK" quantize "$CNN" -
 expect_error bad-weight-type "unknown weight type" "$T/e7.onnx" -- "$QK" quantize "$CNN" -o "$T/e7.onnx" --weight-type int4
 expect_error static-without-stats "needs exactly one of --stats" "$T/e8.onnx" -- "$QK" quantize "$CNN" -o "$T/e8.onnx" --mode static
 expect_error row-uint8 "int8" "$T/e9.onnx" -- "$QK" quantize "$CNN" -o "$T/e9.onnx" --activation-granularity row --weight-type uint8
+expect_error static-uint8-per-channel "per tensor" "$T/e14.onnx" -- "$QK" quantize "$CNN" -o "$T/e14.onnx" --mode static --calib "$T/samples" --weight-type uint8
 printf '{"formatt": "qdq-weights"}' >"$T/badcfg.json"
 expect_error bad-config-key "formatt" "$T/e10.onnx" -- "$QK" quantize "$CNN" -o "$T/e10.onnx" --config "$T/badcfg.json"
 expect_error missing-config "cannot be opened" "$T/e11.onnx" -- "$QK" quantize "$CNN" -o "$T/e11.onnx" --config "$T/none.json"

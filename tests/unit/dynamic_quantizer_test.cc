@@ -159,10 +159,10 @@ TEST(WeightQuant, ReducedRangeSevenBits) {
 
 TEST(WeightQuant, ZeroAndNonFiniteChannels) {
   const std::vector<float> zeros = {0, 0, 0};
-  for (auto type : {wq::WeightType::kInt8Symmetric, wq::WeightType::kUInt8Asymmetric}) {
+  for (auto type : {wq::WeightType::kInt8Symmetric, wq::WeightType::kUInt8Asymmetric, wq::WeightType::kUInt8Symmetric}) {
     auto p = wq::ChooseWeightParams(zeros.data(), 3, type, wq::WeightRange::kNarrow);
     EXPECT_EQ(p.scale, 1.0f);
-    EXPECT_EQ(p.zero_point, 0);
+    EXPECT_EQ(p.zero_point, type == wq::WeightType::kUInt8Symmetric ? 128 : 0);
   }
   const std::vector<float> bad = {1.0f, NAN};
   EXPECT_FALSE(wq::AllFinite(bad.data(), 2));
@@ -171,11 +171,32 @@ TEST(WeightQuant, ZeroAndNonFiniteChannels) {
 
 // ---- integer-ops rewrites ----
 
+// uint8 symmetric is int8 symmetric plus 128 (zero point 128, same scale) for every range.
+TEST(WeightQuant, Uint8SymmetricIsInt8PlusOffset) {
+  const Tensor w = Random({3, 7}, 31, -2.0f, 1.5f);
+  for (auto range : {wq::WeightRange::kNarrow, wq::WeightRange::kFull, wq::WeightRange::kReduced}) {
+    const auto s8 = wq::QuantizeWeightTensor(w, 0, wq::WeightType::kInt8Symmetric, range);
+    const auto u8 = wq::QuantizeWeightTensor(w, 0, wq::WeightType::kUInt8Symmetric, range);
+    ASSERT_EQ(u8.q.dtype(), DType::kUInt8);
+    ASSERT_EQ(u8.zero_point.dtype(), DType::kUInt8);
+    for (int64_t i = 0; i < w.numel(); ++i) EXPECT_EQ(u8.q.data<uint8_t>()[i], s8.q.data<int8_t>()[i] + 128) << i;
+    for (int64_t c = 0; c < 3; ++c) {
+      EXPECT_EQ(u8.scale.data<float>()[c], s8.scale.data<float>()[c]);
+      EXPECT_EQ(u8.zero_point.data<uint8_t>()[c], 128);
+    }
+    const auto r8 = wq::RangeOf(wq::WeightType::kInt8Symmetric, range), ru = wq::RangeOf(wq::WeightType::kUInt8Symmetric, range);
+    EXPECT_EQ(ru.qmin, r8.qmin + 128);
+    EXPECT_EQ(ru.qmax, r8.qmax + 128);
+  }
+}
+
 TEST(QuantizeDynamic, MatMulIntegerOpsStructureAndExactArithmetic) {
   const Tensor w = Random({4, 3}, 1);
   Model m = MatMulModel(w);
   QuantizeReport report;
-  Model q = Quantized(m, QuantizeOptions{}, &report);
+  QuantizeOptions int8_weights;
+  int8_weights.weight_type = QuantWeightType::kInt8;
+  Model q = Quantized(m, int8_weights, &report);
   EXPECT_EQ(report.quantized["MatMul"], 1);
   const Graph& g = q.graph;
   EXPECT_EQ(CountOps(g, "MatMul"), 0);
@@ -218,9 +239,9 @@ TEST(QuantizeDynamic, SharedActivationAndWeightQuantizedOnce) {
   Model q = Quantized(m, QuantizeOptions{});
   EXPECT_EQ(CountOps(q.graph, "DynamicQuantizeLinear"), 1);
   EXPECT_EQ(CountOps(q.graph, "MatMulInteger"), 2);
-  int int8_initializers = 0;
-  for (const auto& [name, t] : q.graph.initializers) int8_initializers += t.dtype() == DType::kInt8 && t.rank() == 2;
-  EXPECT_EQ(int8_initializers, 1);
+  int quantized_weights = 0;
+  for (const auto& [name, t] : q.graph.initializers) quantized_weights += t.dtype() == DType::kUInt8 && t.rank() == 2;
+  EXPECT_EQ(quantized_weights, 1);
 }
 
 TEST(QuantizeDynamic, Uint8PerTensorAndPerChannel) {
@@ -356,7 +377,7 @@ TEST(QuantizeDynamic, ConvOnlyWhenSelected) {
 
   const Tensor x = Random({1, 2, 5, 5}, 14);
   auto ref = RunModel(m, {{"x", x}});
-  for (auto type : {QuantWeightType::kInt8, QuantWeightType::kUInt8}) {
+  for (auto type : {QuantWeightType::kInt8, QuantWeightType::kUInt8, QuantWeightType::kUInt8Symmetric}) {
     QuantizeOptions o;
     o.op_types = {"Conv"};
     o.weight_type = type;
@@ -365,13 +386,52 @@ TEST(QuantizeDynamic, ConvOnlyWhenSelected) {
     EXPECT_EQ(report.quantized["Conv"], 1);
     const Node* ci = FindOp(q.graph, "ConvInteger");
     ASSERT_NE(ci, nullptr);
-    EXPECT_EQ(q.graph.FindInitializer(ci->inputs[3])->rank(), 0u) << "ConvInteger needs a scalar weight zero point";
+    const Tensor* wzp = q.graph.FindInitializer(ci->inputs[3]);
+    EXPECT_EQ(wzp->rank(), 0u) << "ConvInteger needs a scalar weight zero point";
+    if (type == QuantWeightType::kUInt8Symmetric) {
+      EXPECT_EQ(wzp->GetAsInt64(0), 128);
+    }
     if (type == QuantWeightType::kUInt8) {
       EXPECT_FALSE(report.notes.empty());
     }
     auto out = RunModel(q, {{"x", x}});
     ASSERT_EQ(out.size(), 1u);
     EXPECT_LT(MaxAbsDiff(ref[0], out[0]), 0.03f * MaxAbs(ref[0]));
+  }
+}
+
+// uint8 symmetric weights (the default) are the int8 ones plus 128 with zero point 128: the runtime
+// must give bit-identical outputs for both files, in every form.
+TEST(QuantizeDynamic, Uint8SymmetricWeightsGiveExactlyTheInt8Results) {
+  struct Case {
+    const char* what;
+    Model model;
+    std::vector<std::string> op_types;
+    QuantFormat format;
+    Tensor x;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"MatMul integer-ops", MatMulModel(Random({6, 5}, 41)), {"MatMul"}, QuantFormat::kIntegerOps, Random({2, 6}, 42)});
+  cases.push_back({"MatMul qdq-weights", MatMulModel(Random({6, 5}, 43)), {"MatMul"}, QuantFormat::kQdqWeights, Random({2, 6}, 44)});
+  cases.push_back({"Conv integer-ops", ConvModel(), {"Conv"}, QuantFormat::kIntegerOps, Random({1, 2, 5, 5}, 45)});
+  cases.push_back({"Conv qdq-weights", ConvModel(), {"Conv"}, QuantFormat::kQdqWeights, Random({1, 2, 5, 5}, 46)});
+  for (const auto& c : cases) {
+    QuantizeOptions o;
+    o.op_types = c.op_types;
+    o.format = c.format;
+    o.weight_type = QuantWeightType::kInt8;
+    Model q8 = Quantized(c.model, o);
+    o.weight_type = QuantWeightType::kUInt8Symmetric;
+    Model qu = Quantized(c.model, o);
+    int uint8_weights = 0;
+    for (const auto& [name, t] : qu.graph.initializers) uint8_weights += t.dtype() == DType::kUInt8 && t.rank() >= 2;
+    EXPECT_EQ(uint8_weights, 1) << c.what;
+    auto a = RunModel(q8, {{"x", c.x}});
+    auto b = RunModel(qu, {{"x", c.x}});
+    ASSERT_EQ(a.size(), 1u);
+    ASSERT_EQ(b.size(), 1u);
+    ASSERT_EQ(a[0].numel(), b[0].numel());
+    for (int64_t i = 0; i < a[0].numel(); ++i) ASSERT_EQ(a[0].data<float>()[i], b[0].data<float>()[i]) << c.what << " @" << i;
   }
 }
 
@@ -416,6 +476,8 @@ TEST(QuantizeDynamic, RowGranularity) {
   const Node* mmi = FindOp(q.graph, "MatMulInteger");
   ASSERT_NE(mmi, nullptr);
   EXPECT_TRUE(mmi->inputs[2].empty()) << "int8 symmetric rows have no zero point";
+  EXPECT_EQ(q.graph.FindInitializer(mmi->inputs[1])->dtype(), DType::kInt8)
+      << "next to int8 activations, uint8-symmetric weights are written as int8";
   // Rows of very different magnitude: per-row scales keep the small row accurate.
   Tensor x = Random({2, 6}, 16);
   for (int k = 0; k < 6; ++k) x.data<float>()[6 + k] *= 1000.0f;

@@ -115,22 +115,66 @@ TEST(StaticQuantizer, FashionCnnQdqLowersToInt8AndKeepsAccuracy) {
   }
 }
 
-// --weight-range: narrow weights reach +-127, reduced (7-bit) ones stay within +-64.
-TEST(StaticQuantizer, WeightRangeBoundsTheInt8Weights) {
+// --weight-range: narrow weights reach +-127, reduced (7-bit) ones stay within +-64 (around the
+// zero point 128 for uint8 symmetric weights).
+TEST(StaticQuantizer, WeightRangeBoundsTheWeights) {
   auto loaded = LoadModel(kModel);
   ASSERT_TRUE(loaded.ok());
   const auto ranges = Calibrate(*loaded, Inputs(2, 3));
-  for (WeightRange range : {WeightRange::kNarrow, WeightRange::kReduced}) {
-    Model q = *loaded;
-    StaticQuantizeOptions o;
-    o.weight_range = range;
-    ASSERT_TRUE(QuantizeStatic(q, ranges, o).ok());
-    int64_t largest = 0;
-    for (const auto& [name, t] : q.graph.initializers)
-      if (t.dtype() == DType::kInt8 && t.numel() > 16)
-        for (int64_t i = 0; i < t.numel(); ++i) largest = std::max<int64_t>(largest, std::abs(t.GetAsInt64(i)));
-    EXPECT_EQ(largest, range == WeightRange::kNarrow ? 127 : 64);
+  for (QuantWeightType type : {QuantWeightType::kInt8, QuantWeightType::kUInt8Symmetric}) {
+    const DType stored = type == QuantWeightType::kInt8 ? DType::kInt8 : DType::kUInt8;
+    const int64_t zero = type == QuantWeightType::kInt8 ? 0 : 128;
+    for (WeightRange range : {WeightRange::kNarrow, WeightRange::kReduced}) {
+      Model q = *loaded;
+      StaticQuantizeOptions o;
+      o.weight_type = type;
+      o.weight_range = range;
+      ASSERT_TRUE(QuantizeStatic(q, ranges, o).ok());
+      int64_t largest = 0, weights = 0;
+      for (const auto& [name, t] : q.graph.initializers)
+        if (t.dtype() == stored && t.rank() >= 2) {
+          ++weights;
+          for (int64_t i = 0; i < t.numel(); ++i) largest = std::max<int64_t>(largest, std::abs(t.GetAsInt64(i) - zero));
+        }
+      EXPECT_EQ(weights, 5);
+      EXPECT_EQ(largest, range == WeightRange::kNarrow ? 127 : 64);
+    }
   }
+}
+
+// The default uint8-symmetric weights are the int8 ones plus 128: the runtime gives bit-identical
+// outputs for the two files, lowered to integer ops and run literally as QDQ.
+TEST(StaticQuantizer, Uint8SymmetricWeightsGiveExactlyTheInt8Results) {
+  auto loaded = LoadModel(kModel);
+  ASSERT_TRUE(loaded.ok());
+  const auto ranges = Calibrate(*loaded, Inputs(3, 7));
+  Model q8 = *loaded, qu = *loaded;
+  StaticQuantizeOptions o;
+  o.weight_type = QuantWeightType::kInt8;
+  ASSERT_TRUE(QuantizeStatic(q8, ranges, o).ok());
+  ASSERT_TRUE(QuantizeStatic(qu, ranges, StaticQuantizeOptions{}).ok());
+  for (bool optimize : {true, false}) {
+    SessionOptions so;
+    so.optimize = optimize;
+    auto s8 = Session::Create(q8, so);
+    auto su = Session::Create(qu, so);
+    ASSERT_TRUE(s8.ok() && su.ok());
+    for (const auto& x : Inputs(2, 55)) {
+      std::vector<Tensor> a, b;
+      ASSERT_TRUE((*s8)->Run({{"image", x}}, &a).ok());
+      ASSERT_TRUE((*su)->Run({{"image", x}}, &b).ok());
+      ASSERT_EQ(a[0].numel(), b[0].numel());
+      for (int64_t i = 0; i < a[0].numel(); ++i) ASSERT_EQ(a[0].data<float>()[i], b[0].data<float>()[i]) << optimize << " @" << i;
+    }
+  }
+  // Asymmetric uint8 weights per channel cannot be written (QLinearConv takes one weight zero point).
+  Model qa = *loaded;
+  o.weight_type = QuantWeightType::kUInt8;
+  auto r = QuantizeStatic(qa, ranges, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("per tensor"), std::string::npos) << r.status().message();
+  o.per_channel = false;
+  EXPECT_TRUE(QuantizeStatic(qa, ranges, o).ok());
 }
 
 // --format qoperator: the Conv+Relu units become ONNX QLinearConv (the Relu is implicit in the

@@ -8,12 +8,20 @@
 
 namespace quantkit::rt::quant {
 
+bool IsSymmetric(WeightType type) { return type != WeightType::kUInt8Asymmetric; }
+
+namespace {
+// The zero point of symmetric weights: uint8 symmetric stores int8 values plus 128.
+int32_t SymmetricZeroPoint(WeightType type) { return type == WeightType::kUInt8Symmetric ? 128 : 0; }
+}  // namespace
+
 QuantRange RangeOf(WeightType type, WeightRange range) {
-  if (type == WeightType::kInt8Symmetric) {
+  if (IsSymmetric(type)) {
+    const int32_t zp = SymmetricZeroPoint(type);
     switch (range) {
-      case WeightRange::kNarrow: return {-127, 127};
-      case WeightRange::kFull: return {-128, 127};
-      case WeightRange::kReduced: return {-64, 64};
+      case WeightRange::kNarrow: return {zp - 127, zp + 127};
+      case WeightRange::kFull: return {zp - 128, zp + 127};
+      case WeightRange::kReduced: return {zp - 64, zp + 64};
     }
   }
   return range == WeightRange::kReduced ? QuantRange{0, 127} : QuantRange{0, 255};
@@ -23,10 +31,10 @@ WeightParams WeightParamsFromRange(float min_value, float max_value, WeightType 
   const QuantRange q = RangeOf(type, range);
   const float qspan = static_cast<float>(q.qmax - q.qmin);
   WeightParams p;
-  if (type == WeightType::kInt8Symmetric) {
+  if (IsSymmetric(type)) {
     const float amax = std::max(std::fabs(min_value), std::fabs(max_value));
     p.scale = (amax + amax) / qspan;
-    p.zero_point = 0;
+    p.zero_point = SymmetricZeroPoint(type);
   } else {
     const float lo = std::min(min_value, 0.0f), hi = std::max(max_value, 0.0f);
     p.scale = (hi - lo) / qspan;
@@ -35,7 +43,7 @@ WeightParams WeightParamsFromRange(float min_value, float max_value, WeightType 
       p.zero_point = static_cast<int32_t>(std::clamp<int64_t>(zp, q.qmin, q.qmax));
     }
   }
-  if (!(p.scale > 0) || !std::isfinite(p.scale)) return WeightParams{1.0f, 0};
+  if (!(p.scale > 0) || !std::isfinite(p.scale)) return WeightParams{1.0f, IsSymmetric(type) ? SymmetricZeroPoint(type) : 0};
   return p;
 }
 

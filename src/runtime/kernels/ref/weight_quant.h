@@ -10,13 +10,18 @@
 //                              Runtime's on AVX2 without VNNI, cannot saturate)
 //    This is onnxruntime's quantizer formula scale = (rmax - rmin) / (qmax - qmin) with
 //    rmin = -amax, rmax = amax, all in float32.
+//  * uint8, symmetric: exactly the int8 symmetric values plus 128, stored as uint8 with zero point
+//    128 (same scale; ranges [1, 255], [0, 255], [64, 192]). (q - zp) is the same integer as for
+//    int8, so every product and sum is too; ONNX Runtime runs uint8 x uint8 with exact int32
+//    arithmetic on every x86 CPU, where its uint8 x int8 kernels saturate without VNNI.
 //  * uint8, asymmetric: rmin = min(0, min w), rmax = max(0, max w) (the range always contains 0,
 //    so 0 is exact), scale = (rmax - rmin) / (qmax - qmin), zero_point = saturate(
 //    round_half_even(qmin - rmin / scale)) to [qmin, qmax] -- for [0, 255] the formula of
 //    DynamicQuantizeLinear. Ranges: [0, 255] (narrow and full), [0, 127] (reduced).
 //  * Quantized values are clamped to [qmin, qmax].
 //  * A channel whose range is empty (all zeros) or whose scale underflows to 0 gets scale 1 and
-//    zero point 0: every weight quantizes to 0 and dequantizes back to exactly 0.
+//    zero point 0 (128 for uint8 symmetric): every weight quantizes to the zero point and
+//    dequantizes back to exactly 0.
 //  * Callers reject non-finite weights before quantizing (ranges ignore them here).
 #pragma once
 
@@ -27,7 +32,9 @@
 
 namespace quantkit::rt::quant {
 
-enum class WeightType { kInt8Symmetric, kUInt8Asymmetric };
+enum class WeightType { kInt8Symmetric, kUInt8Asymmetric, kUInt8Symmetric };
+// kInt8Symmetric or kUInt8Symmetric.
+bool IsSymmetric(WeightType type);
 enum class WeightRange { kNarrow, kFull, kReduced };
 
 struct QuantRange {
@@ -60,7 +67,7 @@ std::vector<WeightParams> ChoosePerChannelParams(const float* w, const ChannelLa
                                                  WeightRange range);
 
 // Quantizes w (layout.size() values) with the per-channel parameters into `out`, which holds
-// int8_t values for kInt8Symmetric and uint8_t for kUInt8Asymmetric.
+// int8_t values for kInt8Symmetric and uint8_t for the uint8 types.
 void QuantizePerChannel(const float* w, const ChannelLayout& layout, const std::vector<WeightParams>& params,
                         WeightType type, WeightRange range, void* out);
 
