@@ -61,7 +61,8 @@ class ModelSpec:
     quantize_args = []
     unit = "samples"  # what one evaluation unit is (lines, frames, images, ...)
     static = False             # has a static INT8 variant (calibrated on the calibration set)
-    static_methods = []        # further range methods, each its own variant "static-<method>"
+    static_methods = []        # further range methods, each its own variant "static-<method>"; "int8": int8 weights
+    dynamic_int8 = False       # also a "dynamic-int8" variant (int8 instead of uint8-symmetric weights)
     static_then_dynamic = False  # static for the convolutional part, then dynamic for MatMul/Gemm
     calib_args = []            # extra `quantkit calibrate` arguments
     calib_memory_check = None  # (few, many): calibration peak RSS with few vs many items (entropy)
@@ -94,6 +95,7 @@ class PaddleRec(ModelSpec):
     unit = "lines"
     static = True
     static_then_dynamic = True  # the attention blocks' MatMuls are best quantized per input
+    dynamic_int8 = True
     inputs = ["x"]
     outputs = ["softmax_11.tmp_0"]
 
@@ -155,7 +157,7 @@ class PaddleDet(ModelSpec):
 class PaddleCls(ModelSpec):
     unit = "crops"
     static = True
-    static_methods = ["reduced"]
+    static_methods = ["int8"]
     inputs = ["x"]
     outputs = ["softmax_0.tmp_0"]
 
@@ -223,7 +225,7 @@ class Fashion(ModelSpec):
     kind = "asset"
     unit = "images"
     static = True
-    static_methods = ["moving-average", "percentile", "entropy", "mse", "reduced"]
+    static_methods = ["moving-average", "percentile", "entropy", "mse", "int8"]
     calib_memory_check = (10, 1000)
     inputs = ["image"]
     outputs = ["logits"]
@@ -329,12 +331,13 @@ def all_models():
                        photos("imagenet", 224, "calib", 1, 2008, "input")),
             _argmax_decisions("logits"), "images' arg-max class", "1x3x224x224", kind="torch"))
         if name != "resnet50":
-            specs[-1].static_methods = ["reduced"]
+            specs[-1].static_methods = ["int8"]
     specs.append(LabelFree(
         "encoder", "Transformer encoder (BERT-base size)", os.path.join(t, "encoder.onnx"), ["x"], ["y"],
         lambda q: (data.make_tensor("encoder", [1, 128, 768], 2 if q else 4, 1009, "x"),
                    data.make_tensor("encoder_calib", [1, 128, 768], 4, 2009, "x")),
         None, "", "1x128x768, 12 layers", kind="torch", unit="inputs", static=False))
+    specs[-1].dynamic_int8 = True
     specs.append(LabelFree(
         "lstm", "LSTM 512 (seq 50)", os.path.join(t, "lstm.onnx"), ["x"], ["y", "h", "c"],
         lambda q: (data.make_tensor("lstm", [50, 1, 512], 2 if q else 8, 1010, "x"),

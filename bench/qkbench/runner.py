@@ -8,8 +8,16 @@ INT8 variants of a model (`int8_variants`):
                    for models with `static_then_dynamic` (PaddleOCR rec) the static pass covers the
                    convolutional part and a dynamic pass then quantizes the MatMuls.
   static-<method>  the same statistics with another range method (models listing `static_methods`);
-  static-reduced   the default method with 7-bit weights (`--weight-range reduced`), which ONNX
-                   Runtime's AVX2 u8 x s8 kernels compute exactly: the engine-agreement check.
+  static-int8, dynamic-int8
+                   the default settings with int8 weights (`--weight-type int8`) instead of the
+                   default uint8-symmetric ones: the same arithmetic in quantkit, but ONNX Runtime's
+                   u8 x s8 kernels saturate on CPUs without VNNI (models listing "int8" in
+                   `static_methods`, or with `dynamic_int8`);
+  static-reduced   7-bit weights (`--weight-range reduced`), if a model lists "reduced".
+
+Every INT8 file also runs in ONNX Runtime: `engine_agreement` compares the two engines' outputs, and
+`quantized_tensor_agreement` every quantized activation of the file (on a few samples), to show
+where the engines start to differ.
 """
 
 import os
@@ -56,6 +64,8 @@ def export_torch(names):
 def int8_variants(spec):
     """The INT8 variant names of a model, in report order."""
     names = ["dynamic"]
+    if spec.dynamic_int8:
+        names.append("dynamic-int8")
     if spec.static:
         names.append("static")
         names += [f"static-{m}" for m in spec.static_methods]
@@ -114,27 +124,27 @@ def make_variant(spec, variant, es, notes):
     os.makedirs(os.path.dirname(out), exist_ok=True)
     qk = quantkit_binary()
     what = f"quantkit quantize {spec.name} ({variant})"
-    if variant == "dynamic":
-        run_cmd([qk, "quantize", spec.path, "-o", out, "--mode", "dynamic"] + spec.quantize_args, timeout=1800, what=what)
+    suffix = variant.split("-", 1)[1] if "-" in variant else None
+    weight_args = {"int8": ["--weight-type", "int8"], "reduced": ["--weight-range", "reduced"]}.get(suffix, [])
+    if variant.startswith("dynamic"):
+        run_cmd([qk, "quantize", spec.path, "-o", out, "--mode", "dynamic"] + spec.quantize_args + weight_args,
+                timeout=1800, what=what)
         return out
     if "stats" not in notes:
         stats, secs, rss = calibrate(spec, es, spec.calib_args)
         notes.update({"stats": stats, "calib_seconds": secs, "calib_peak_rss_mib": rss,
                       "calib_items": len(sample_names(es.calib_dir))})
         log(f"  {spec.name}: calibrated in {secs:.1f} s, peak RSS {rss:.0f} MiB")
-    suffix = variant.split("-", 1)[1] if "-" in variant else None
-    cmd = [qk, "quantize", spec.path, "-o", out, "--mode", "static", "--stats", notes["stats"]]
-    if suffix == "reduced":  # 7-bit weights: exact in ONNX Runtime's AVX2 kernels (the agreement check)
-        cmd += ["--weight-range", "reduced"]
-    elif suffix:
+    cmd = [qk, "quantize", spec.path, "-o", out, "--mode", "static", "--stats", notes["stats"]] + weight_args
+    if suffix and not weight_args:
         cmd += ["--method", suffix]
     if not spec.static_then_dynamic:
         run_cmd(cmd, timeout=1800, what=what)
         return out
     tmp = out + ".static.onnx"
     run_cmd(cmd[:4] + [tmp] + cmd[5:] + ["--op-types", STATIC_CONV_OP_TYPES], timeout=1800, what=what)
-    run_cmd([qk, "quantize", tmp, "-o", out, "--mode", "dynamic", "--op-types", "MatMul,Gemm"] + spec.quantize_args,
-            timeout=1800, what=what + " dynamic pass")
+    run_cmd([qk, "quantize", tmp, "-o", out, "--mode", "dynamic", "--op-types", "MatMul,Gemm"] + spec.quantize_args +
+            weight_args, timeout=1800, what=what + " dynamic pass")
     os.remove(tmp)
     return out
 
@@ -158,22 +168,93 @@ def output_steps(model_path):
 
 
 def engine_agreement(spec, es, model_path, qk_dir, ort_dir):
-    """quantkit vs ONNX Runtime on the same INT8 file, per output: SQNR, max |difference| and, for
-    outputs that are dequantized int8, that difference in quantization steps."""
+    """quantkit vs ONNX Runtime on the same INT8 file, per output: SQNR, max |difference|, and that
+    difference in quantization steps: of the output's scale for outputs that are dequantized int8
+    ("scale"), else of a uint8 step of the output's range over the evaluation set, (max - min) / 255
+    ("range/255"); with the fraction of values more than one step apart."""
     steps = output_steps(model_path)
     res = {}
     for out in spec.outputs:
         s = Sqnr()
-        max_abs = 0.0
-        for a, b in zip(load_outputs(ort_dir, es.names, out), load_outputs(qk_dir, es.names, out)):
+        ort_outs, qk_outs = load_outputs(ort_dir, es.names, out), load_outputs(qk_dir, es.names, out)
+        lo, hi = np.inf, -np.inf
+        for a in ort_outs:
+            if np.size(a):
+                a = np.asarray(a, np.float64)
+                lo, hi = min(lo, float(a.min())), max(hi, float(a.max()))
+        step, kind = (steps[out], "scale") if out in steps else ((hi - lo) / 255 if hi > lo else 0.0, "range/255")
+        max_abs, over, total = 0.0, 0, 0
+        for a, b in zip(ort_outs, qk_outs):
             s.add(a, b)
             if np.size(a):
-                max_abs = max(max_abs, float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))))
-        r = {"sqnr_db": s.db(), "max_abs": max_abs}
-        if out in steps:
-            r["steps"] = max_abs / steps[out] if steps[out] > 0 else float("inf")
+                d = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+                max_abs = max(max_abs, float(d.max()))
+                over += int(np.sum(d > step * (1 + 1e-6)))
+                total += d.size
+        r = {"sqnr_db": s.db(), "max_abs": max_abs, "step_kind": kind,
+             "steps": max_abs / step if step > 0 else (0.0 if max_abs == 0 else float("inf")),
+             "over_one_step": over / total if total else 0.0}
         res[out] = r
     return res
+
+
+QUANTIZED_TENSOR_SAMPLES = 2
+
+
+def quantized_tensor_agreement(spec, es, model_path, work_dir):
+    """Every quantized activation of an INT8 file (the outputs of its QuantizeLinear and
+    DynamicQuantizeLinear nodes, main graph), made graph outputs of a copy of the file and computed
+    by both engines on the first QUANTIZED_TENSOR_SAMPLES samples: how many are bit-identical, how
+    many differ by at most one step, and the first one (in graph order) that differs more. The copy
+    runs with quantkit's fusions across those tensors disabled by their being outputs, so this is a
+    diagnostic of where the engines diverge, not the file's own run."""
+    import onnx
+    m = onnx.load(model_path)
+    inits = {i.name: i for i in m.graph.initializer}
+    existing = {o.name for o in m.graph.output}
+    names = []
+    for n in m.graph.node:
+        if n.op_type == "QuantizeLinear":
+            zp = inits.get(n.input[2]) if len(n.input) > 2 else None
+            dt = zp.data_type if zp is not None else onnx.TensorProto.UINT8
+        elif n.op_type == "DynamicQuantizeLinear":
+            dt = onnx.TensorProto.UINT8
+        else:
+            continue
+        if n.output[0] not in existing:
+            names.append(n.output[0])
+            m.graph.output.append(onnx.helper.make_tensor_value_info(n.output[0], dt, None))
+    if not names:
+        return {"tensors": 0}
+    os.makedirs(work_dir, exist_ok=True)
+    path = os.path.join(work_dir, "tensors.onnx")
+    onnx.save(m, path)
+    data = os.path.join(work_dir, "data")
+    if os.path.isdir(data):
+        import shutil
+        shutil.rmtree(data)
+    os.makedirs(data)
+    few = es.names[:QUANTIZED_TENSOR_SAMPLES]
+    for n in few:
+        os.symlink(os.path.join(es.dir, n), os.path.join(data, n))
+    outs = {}
+    for engine in engines.ENGINES:
+        outs[engine] = os.path.join(work_dir, engine)
+        engines.run_samples(engine, path, data, outs[engine], es.fixed, es.carries)
+    identical = within_one = 0
+    first_over = None
+    for name in names:
+        worst = 0
+        for a, b in zip(load_outputs(outs["ort"], few, name), load_outputs(outs["quantkit"], few, name)):
+            if np.size(a):
+                worst = max(worst, int(np.max(np.abs(np.asarray(a, np.int64) - np.asarray(b, np.int64)))))
+        identical += worst == 0
+        within_one += worst <= 1
+        if worst > 1 and first_over is None:
+            first_over = {"tensor": name, "max_steps": worst}
+    os.remove(path)
+    return {"tensors": len(names), "identical": identical, "within_one_step": within_one, "first_over": first_over,
+            "samples": len(few)}
 
 
 def count_differences(a, b):
@@ -234,6 +315,11 @@ def bench_model(spec, quick, threads_list, rounds, min_time_ms, warmup_ms, with_
                                                      os.path.join(run_root, variant, "ort"))
             except BenchError as e:
                 vres["agreement"] = {"error": str(e)}
+            try:
+                vres["tensor_agreement"] = quantized_tensor_agreement(spec, es, path,
+                                                                      os.path.join(run_root, variant, "tensors"))
+            except BenchError as e:
+                vres["tensor_agreement"] = {"error": str(e)}
     # Decisions that differ: quantkit FP32 vs ONNX Runtime FP32, and every variant vs ORT FP32.
     ref = decisions.get(("fp32", "ort"))
     res["eval_size"] = f"{len(ref) if ref else len(es.names)} {spec.unit}"
