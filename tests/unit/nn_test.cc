@@ -537,6 +537,38 @@ TEST(MaxPool, IndicesCountBatchAndChannel) {
   EXPECT_EQ(oi[0].ToInt64Vector(), (std::vector<int64_t>{7, -3, 7, -128}));
 }
 
+// 8-bit MaxPool without indices takes a row-max path; with the Indices output it takes the
+// generic per-window loop. Both must give the same values for every geometry.
+TEST(MaxPool, EightBitFastPathEqualsGenericLoop) {
+  std::mt19937 rng(7);
+  struct Geo {
+    std::vector<int64_t> kernel, strides, pads, dilations;
+    int64_t ceil_mode;
+    Shape shape;
+  };
+  const std::vector<Geo> geos = {
+      {{3, 3}, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0, {1, 3, 13, 17}},  // resnet stem
+      {{2, 2}, {2, 2}, {0, 0, 0, 0}, {1, 1}, 0, {2, 2, 8, 9}},
+      {{3, 3}, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0, {1, 2, 5, 6}},
+      {{3, 2}, {2, 3}, {1, 0, 2, 1}, {2, 1}, 1, {1, 1, 11, 10}},  // H dilation, ceil, uneven pads
+      {{5, 5}, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0, {1, 1, 3, 4}},    // windows reaching past both sides
+      {{3}, {2}, {1, 1}, {1}, 1, {2, 3, 15}},                     // 1-D
+  };
+  for (DType dt : {DType::kUInt8, DType::kInt8}) {
+    for (const auto& g : geos) {
+      Tensor x(dt, g.shape);
+      for (int64_t i = 0; i < x.numel(); ++i) static_cast<uint8_t*>(x.raw_data())[i] = static_cast<uint8_t>(rng());
+      const std::vector<Attribute> attrs = {IntsAttr("kernel_shape", g.kernel), IntsAttr("strides", g.strides),
+                                            IntsAttr("pads", g.pads), IntsAttr("dilations", g.dilations),
+                                            IntAttr("ceil_mode", g.ceil_mode)};
+      auto fast = MustRun("MaxPool", attrs, {x});
+      auto generic = MustRun("MaxPool", attrs, {x}, 2);
+      ASSERT_EQ(fast[0].shape(), generic[0].shape());
+      EXPECT_EQ(fast[0].ToInt64Vector(), generic[0].ToInt64Vector()) << DTypeName(dt) << " " << ShapeToString(g.shape);
+    }
+  }
+}
+
 TEST(AveragePool, CountIncludePadAndCeil) {
   std::vector<float> xv(20);
   for (int i = 0; i < 20; ++i) xv[i] = static_cast<float>(i + 1);

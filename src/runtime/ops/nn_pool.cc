@@ -84,6 +84,39 @@ void MaxPoolPlane(const Pool3& g, const T* x, T* y, int64_t* ind, int64_t ind_ba
   }
 }
 
+// MaxPool of an 8-bit plane without indices, depth kernel 1 and width dilation 1: for each output
+// row, the element-wise max of the window's input rows (vectorizes), then the max over each
+// window's columns of that row. The same value as MaxPoolPlane (a max is a max in any order;
+// 8-bit values have no NaN), in about kh + kw instead of kh * kw compares per output.
+template <typename T>
+void MaxPoolPlane8Bit(const Pool3& g, const T* x, T* y, std::vector<T>& row_max) {
+  const PoolDim &D = g.d[0], &H = g.d[1], &W = g.d[2];
+  row_max.resize(static_cast<size_t>(W.in));
+  for (int64_t od = 0; od < D.out; ++od) {
+    const int64_t id = od * D.stride - D.pad_begin + D.lo[od] * D.dilation;  // the one depth tap
+    for (int64_t oh = 0; oh < H.out; ++oh, y += W.out) {
+      if (D.hi[od] <= D.lo[od] || H.hi[oh] <= H.lo[oh]) {  // window entirely in the padding
+        std::fill(y, y + W.out, std::numeric_limits<T>::lowest());
+        continue;
+      }
+      const int64_t ih0 = oh * H.stride - H.pad_begin + H.lo[oh] * H.dilation;
+      const T* first = x + (id * H.in + ih0) * W.in;
+      std::copy(first, first + W.in, row_max.begin());
+      for (int64_t kh = H.lo[oh] + 1; kh < H.hi[oh]; ++kh) {
+        const T* r = x + (id * H.in + oh * H.stride - H.pad_begin + kh * H.dilation) * W.in;
+        T* m = row_max.data();
+        for (int64_t i = 0; i < W.in; ++i) m[i] = r[i] > m[i] ? r[i] : m[i];
+      }
+      for (int64_t ow = 0; ow < W.out; ++ow) {
+        const T* m = row_max.data() + ow * W.stride - W.pad_begin;
+        T best = std::numeric_limits<T>::lowest();
+        for (int64_t kw = W.lo[ow]; kw < W.hi[ow]; ++kw) best = m[kw] > best ? m[kw] : best;
+        y[ow] = best;
+      }
+    }
+  }
+}
+
 template <typename T>
 void AvgLpPoolPlane(const Pool3& g, PoolKind kind, bool count_include_pad, int64_t p, const T* x, T* y) {
   using Acc = AccOf<T>;
@@ -246,8 +279,18 @@ class PoolKernel final : public OpKernel {
       ind = it->data<int64_t>();
     }
     const int64_t work = out_plane * std::max<int64_t>(1, NumElements(g.kernel));
+    const bool fast_8bit = kind_ == PoolKind::kMax && !ind && p3.d[0].kernel == 1 && p3.d[2].dilation == 1;
     return Run(ctx, *x, yshape, [&](auto tag, const auto* xd, auto* yd, int64_t*) {
       using T = decltype(tag);
+      if constexpr (sizeof(T) == 1) {
+        if (fast_8bit) {
+          ParallelPlanes(ctx, planes, work, [&](int64_t i) {
+            thread_local std::vector<T> row_max;
+            MaxPoolPlane8Bit<T>(p3, xd + i * in_plane, yd + i * out_plane, row_max);
+          });
+          return;
+        }
+      }
       ParallelPlanes(ctx, planes, work, [&](int64_t i) {
         if (kind_ == PoolKind::kMax) {
           MaxPoolPlane<T>(p3, xd + i * in_plane, yd + i * out_plane, ind ? ind + i * out_plane : nullptr,
