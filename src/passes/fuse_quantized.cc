@@ -488,12 +488,63 @@ bool FusePassThrough(Graph& g, const DefUse& du, size_t i, std::vector<bool>& re
 }
 
 // Elementwise float ops between a dequantize and a quantize: DQ(x) -> f1 -> ... -> fn -> Q, each fi
-// an elementwise op of one tensor (its other inputs constant scalars: x + 3, Clip(0, 6), / 6,
-// HardSigmoid, Sigmoid, ...), or no op at all (a requantize). The result depends only on the
-// 8-bit code of x, so the chain becomes com.quantkit::QLinearLookup(x_q, table[256]), the table
-// made by running the very nodes, with the runtime's own kernels, on all 256 codes: exact.
-// (The float kernels are position-independent: vector tails run the same lane code.)
-bool IsElementwiseChainOp(const Node& n) {
+// an elementwise op whose other inputs are constant float scalars (x + 3, Clip(0, 6), / 6,
+// HardSigmoid, Sigmoid, ...); or a DAG of them where every variable input derives from the same
+// DQ(x), such as a hardswish written as x * Clip(x + 3, 0, 6) / 6; or no op at all (a requantize).
+// The result depends only on the 8-bit code of x, so the ops become
+// com.quantkit::QLinearLookup(x_q, table[256]), the table made by running the very nodes, with the
+// runtime's own kernels, on all 256 codes: exact. (The float kernels are position-independent:
+// vector tails run the same lane code.)
+std::string VariableInputs(const Graph& g, const Node& n, size_t* rank, std::vector<std::string>* vars);
+
+// The ops between dq_out and q's input: every node of the DAG is a lookup op (not yet fused), its
+// inputs are constant float scalars or values of the DAG or dq_out, and every value it makes feeds
+// only the DAG (or, the last one, only q). Returns the nodes in graph order, or false.
+bool CollectLookupDag(const Graph& g, const DefUse& du, const std::vector<bool>& removed, size_t q,
+                      std::string* root, std::vector<int>* dag, size_t* const_rank) {
+  constexpr size_t kMaxNodes = 64;
+  std::vector<std::string> pending = {g.nodes[q].Input(0)};
+  std::vector<int> nodes;
+  root->clear();
+  while (!pending.empty()) {
+    const std::string v = pending.back();
+    pending.pop_back();
+    const int p = du.Producer(v);
+    if (p < 0 || removed[p]) return false;
+    const Node& n = g.nodes[p];
+    if (IsOp(n, "DequantizeLinear")) {
+      if (!root->empty() && *root != v) return false;  // two different quantized sources
+      *root = v;
+      continue;
+    }
+    if (std::find(nodes.begin(), nodes.end(), p) != nodes.end()) continue;
+    if (!IsElementwiseLookupOp(n) || nodes.size() >= kMaxNodes) return false;
+    std::vector<std::string> vars;
+    VariableInputs(g, n, const_rank, &vars);
+    if (vars.empty()) return false;
+    nodes.push_back(p);
+    pending.insert(pending.end(), vars.begin(), vars.end());
+  }
+  if (root->empty()) return false;
+  // Closed: the DAG's values feed only the DAG, except its last value, which feeds only q.
+  for (int p : nodes) {
+    const std::string& out = g.nodes[p].outputs[0];
+    if (g.IsGraphOutput(out)) return false;
+    for (int c : du.Consumers(out))
+      if (std::find(nodes.begin(), nodes.end(), c) == nodes.end() && !(c == static_cast<int>(q) &&
+                                                                           out == g.nodes[q].Input(0))) {
+        return false;
+      }
+  }
+  if (!nodes.empty() && SoleConsumer(g, du, g.nodes[q].Input(0)) != static_cast<int>(q)) return false;
+  std::sort(nodes.begin(), nodes.end());
+  *dag = std::move(nodes);
+  return true;
+}
+
+}  // namespace
+
+bool IsElementwiseLookupOp(const Node& n) {
   static const char* kOps[] = {"Relu", "LeakyRelu", "Clip",  "HardSigmoid", "HardSwish", "Sigmoid", "Tanh",
                                "Elu",  "Selu",      "Erf",   "Exp",         "Neg",       "Abs",     "Sqrt",
                                "Softplus", "Mish",  "Add",   "Sub",         "Mul",       "Div",     "Pow",
@@ -506,22 +557,26 @@ bool IsElementwiseChainOp(const Node& n) {
   return false;
 }
 
-// The one non-constant input of an elementwise chain op whose other inputs are float scalars
-// (numel 1); "" if it has none or several. *rank: the largest constant rank (it can raise the
-// output's rank by broadcasting).
-std::string VariableInput(const Graph& g, const Node& n, size_t* rank) {
-  std::string var;
+namespace {
+
+// The non-constant inputs of an elementwise lookup op (into *vars; empty if a constant input is
+// not a float scalar). *rank: the largest constant rank (it can raise the output's rank by
+// broadcasting).
+std::string VariableInputs(const Graph& g, const Node& n, size_t* rank, std::vector<std::string>* vars) {
+  vars->clear();
   for (const auto& in : n.inputs) {
     if (in.empty()) continue;
     if (const Tensor* c = Constant(g, in)) {
-      if (c->numel() != 1 || c->dtype() != DType::kFloat32) return "";
+      if (c->numel() != 1 || c->dtype() != DType::kFloat32) {
+        vars->clear();
+        return "";
+      }
       *rank = std::max(*rank, c->rank());
       continue;
     }
-    if (!var.empty()) return "";
-    var = in;
+    if (std::find(vars->begin(), vars->end(), in) == vars->end()) vars->push_back(in);
   }
-  return var;
+  return vars->empty() ? "" : vars->front();
 }
 
 bool ScalarQuantParams(const Graph& g, const Node& n) {
@@ -534,22 +589,16 @@ bool FuseLookup(Graph& g, const Model& model, const DefUse& du, size_t i, std::v
                 std::vector<Node>& fused) {
   const Node& q = g.nodes[i];
   if (!IsOp(q, "QuantizeLinear") || q.outputs.size() != 1 || !ScalarQuantParams(g, q)) return false;
-  std::vector<int> chain;  // back to front
+  std::string root;
+  std::vector<int> dag;
   size_t const_rank = 0;
-  std::string v = q.Input(0);
-  int p = du.Producer(v);
-  while (p >= 0 && !removed[p] && IsElementwiseChainOp(g.nodes[p]) && SoleConsumer(g, du, v) >= 0) {
-    const std::string in = VariableInput(g, g.nodes[p], &const_rank);
-    if (in.empty()) return false;
-    chain.push_back(p);
-    v = in;
-    p = du.Producer(v);
-  }
-  if (p < 0 || removed[p] || !IsOp(g.nodes[p], "DequantizeLinear") || !ScalarQuantParams(g, g.nodes[p])) return false;
+  if (!CollectLookupDag(g, du, removed, i, &root, &dag, &const_rank)) return false;
+  const int p = du.Producer(root);
+  if (p < 0 || !ScalarQuantParams(g, g.nodes[p])) return false;
   const Node& dq = g.nodes[p];
   const Tensor* x = Constant(g, dq.Input(0));
   if (x) return false;  // constants are folded, not looked up
-  // The table: the chain run on the 256 codes of x's type.
+  // The table: the DAG run on the 256 codes of x's type.
   const DType x_type = Constant(g, dq.Input(2))->dtype();
   Graph tmp;
   tmp.name = "lookup";
@@ -557,7 +606,7 @@ bool FuseLookup(Graph& g, const Model& model, const DefUse& du, size_t i, std::v
   for (int c = 0; c < 256; ++c) static_cast<uint8_t*>(codes.raw_data())[c] = static_cast<uint8_t>(c);
   tmp.AddInitializer(dq.Input(0), codes);
   std::vector<const Node*> nodes = {&dq};
-  for (auto it = chain.rbegin(); it != chain.rend(); ++it) nodes.push_back(&g.nodes[*it]);
+  for (int d : dag) nodes.push_back(&g.nodes[d]);
   nodes.push_back(&q);
   for (const Node* n : nodes) {
     for (const auto& in : n->inputs)
@@ -588,7 +637,7 @@ bool FuseLookup(Graph& g, const Model& model, const DefUse& du, size_t i, std::v
   f.outputs = {q.outputs[0]};
   if (const_rank > 0) f.SetAttrInt("min_rank", static_cast<int64_t>(const_rank));
   removed[i] = true;
-  for (int c : chain) removed[c] = true;
+  for (int d : dag) removed[d] = true;
   fused.push_back(std::move(f));
   return true;
 }

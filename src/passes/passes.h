@@ -37,6 +37,10 @@ Status FuseQuantizedOps(Model& model);
 // else (float islands, units with a Relu/Clip that is not implicit in the output range) keeps
 // its QuantizeLinear / DequantizeLinear pairs.
 Status ConvertQdqToQOperator(Model& model);
+// Elementwise float ops that a quantized model may keep between a DequantizeLinear and a
+// QuantizeLinear and that the runtime runs as one 256-entry lookup (Relu, Clip, Add, Mul, Div,
+// Sigmoid, HardSwish, ...), when their other inputs are float scalars.
+bool IsElementwiseLookupOp(const Node& n);
 // ONNX's shape inference, then quantkit's own propagation for what it leaves unknown.
 Status InferShapes(Model& model);
 Status UpgradeOpset(Model& model, int64_t target_version = 13);  // default domain, opset >= 7 to <= 13; see upgrade_opset.cc

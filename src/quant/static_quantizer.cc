@@ -76,6 +76,7 @@ class StaticQuantizer {
 
   Status Run() {
     const DefUse du(g_);
+    FindElementwiseRoots();
     SelectNodes(du);
     ChooseParams(du);
     // Rewrite: weights and biases first (they need the input scale), then one Q/DQ pair per tensor.
@@ -102,13 +103,44 @@ class StaticQuantizer {
     return (IsOp(a, "Relu") || IsOp(a, "Clip")) && !exclude_.Match(a.name) ? c[0] : -1;
   }
 
+  // Elementwise ops whose variable inputs all derive, through such ops, from one tensor (x + 3,
+  // x * Clip(x + 3, 0, 6) / 6, a * x + b with scalars a, b): their outputs are functions of that
+  // root tensor alone. Quantizing each intermediate adds a rounding per op (a decomposed hardswish
+  // followed by a scalar affine has six); instead the whole DAG stays between the root's and the
+  // final value's quantization, and the runtime runs it as one exact 256-entry lookup.
+  void FindElementwiseRoots() {
+    for (const Node& n : g_.nodes) {
+      if (!passes::IsElementwiseLookupOp(n) || n.outputs[0].empty()) continue;
+      std::string root;
+      bool single = true;
+      for (const auto& in : n.inputs) {
+        if (in.empty()) continue;
+        if (g_.IsInitializer(in) && !g_.IsGraphInput(in)) {
+          const Tensor* c = g_.FindInitializer(in);
+          single = single && c->numel() == 1 && c->dtype() == DType::kFloat32;
+          continue;
+        }
+        auto it = elementwise_root_.find(in);
+        const std::string& r = it == elementwise_root_.end() ? in : it->second;
+        single = single && (root.empty() || root == r);
+        root = r;
+      }
+      if (single && !root.empty()) elementwise_root_[n.outputs[0]] = root;
+    }
+  }
+
   // Checks each candidate's structure and that its tensors have calibration ranges.
   void SelectNodes(const DefUse& du) {
+    int inside_dags = 0;
     for (size_t i = 0; i < g_.nodes.size(); ++i) {
       const Node& n = g_.nodes[i];
       if (!Wanted(n) || n.outputs.size() != 1 || n.outputs[0].empty()) continue;
       if (const std::string* pattern = exclude_.Match(n.name)) {
         Skip(n, fmt::format("excluded by '{}'", *pattern));
+        continue;
+      }
+      if ((IsOp(n, "Add") || IsOp(n, "Mul")) && elementwise_root_.count(n.outputs[0])) {
+        ++inside_dags;
         continue;
       }
       if (IsOp(n, "Conv") || IsOp(n, "Gemm") || (IsOp(n, "MatMul") && g_.IsInitializer(n.Input(1)))) {
@@ -147,6 +179,13 @@ class StaticQuantizer {
       selected_.push_back(i);
       unit_output_[i] = out;
       if (act >= 0) fused_act_.insert(static_cast<size_t>(act));
+    }
+    if (inside_dags > 0) {
+      report_.notes.push_back(fmt::format(
+          "{} Add/Mul node(s) compute a function of a single tensor (e.g. a hardswish written as "
+          "x * Clip(x + 3, 0, 6) / 6, a scalar affine): only that tensor and the result are quantized, "
+          "and the runtime runs the ops in between as one 256-entry lookup",
+          inside_dags));
     }
   }
 
@@ -276,6 +315,7 @@ class StaticQuantizer {
   std::map<size_t, std::string> unit_output_;
   std::set<size_t> fused_act_;
   std::map<std::string, QParams> params_;
+  std::map<std::string, std::string> elementwise_root_;  // value -> the one tensor it is a function of
   std::set<std::string> concat_shared_;  // tensors whose parameters a Concat's shared scale fixed
   std::map<std::string, int> counts_;
   std::vector<std::pair<size_t, Node>> new_nodes_;

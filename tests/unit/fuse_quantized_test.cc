@@ -491,5 +491,63 @@ TEST(FuseQuantized, ElementwiseChainsBetweenDequantizeAndQuantizeBecomeLookups) 
   }
 }
 
+// A DAG of elementwise ops of one dequantized tensor (hardswish written as x * Clip(x + 3, 0, 6) / 6,
+// then a scalar affine) is one lookup too; a second quantized source, or an inner value that also
+// feeds something else, keeps it float.
+TEST(FuseQuantized, ElementwiseDagOfOneTensorBecomesOneLookup) {
+  for (int variant = 0; variant < 3; ++variant) {
+    Graph g;
+    g.inputs.push_back(MakeValueInfo("A", DType::kFloat32, {2, 3, 40}));
+    g.inputs.push_back(MakeValueInfo("B", DType::kFloat32, {2, 3, 40}));
+    ValueInfo y;
+    y.name = "Y";
+    g.outputs.push_back(y);
+    g.AddInitializer("as", Tensor::FromVector<float>({0.043f}, {}));
+    g.AddInitializer("az", Tensor::FromVector<uint8_t>({131}, {}));
+    g.AddInitializer("ys", Tensor::FromVector<float>({0.021f}, {}));
+    g.AddInitializer("yz", Tensor::FromVector<uint8_t>({12}, {}));
+    g.AddInitializer("three", Tensor::FromVector<float>({3.f}, {}));
+    g.AddInitializer("zero", Tensor::FromVector<float>({0.f}, {}));
+    g.AddInitializer("six", Tensor::FromVector<float>({6.f}, {}));
+    g.AddInitializer("w", Tensor::FromVector<float>({1.3f}, {1}));
+    g.AddInitializer("b", Tensor::FromVector<float>({-0.2f}, {1}));
+    g.nodes.push_back(MakeNode("QuantizeLinear", {"A", "as", "az"}, {"aq"}));
+    g.nodes.push_back(MakeNode("DequantizeLinear", {"aq", "as", "az"}, {"ad"}));
+    std::string other = "ad";
+    if (variant == 1) {  // the Mul's second operand comes from another quantized tensor
+      g.nodes.push_back(MakeNode("QuantizeLinear", {"B", "as", "az"}, {"bq"}));
+      g.nodes.push_back(MakeNode("DequantizeLinear", {"bq", "as", "az"}, {"bd"}));
+      other = "bd";
+    }
+    g.nodes.push_back(MakeNode("Add", {"ad", "three"}, {"t"}));
+    g.nodes.push_back(MakeNode("Clip", {"t", "zero", "six"}, {"c"}));
+    g.nodes.push_back(MakeNode("Mul", {other, "c"}, {"m"}));
+    g.nodes.push_back(MakeNode("Div", {"m", "six"}, {"h"}));
+    g.nodes.push_back(MakeNode("Mul", {"w", "h"}, {"hw"}));
+    g.nodes.push_back(MakeNode("Add", {"hw", "b"}, {"f"}));
+    g.nodes.push_back(MakeNode("QuantizeLinear", {"f", "ys", "yz"}, {"fq"}));
+    g.nodes.push_back(MakeNode("DequantizeLinear", {"fq", "ys", "yz"}, {"Y"}));
+    if (variant == 2) {  // an inner value ("c") also feeds another output
+      ValueInfo extra;
+      extra.name = "E";
+      g.outputs.push_back(extra);
+      g.nodes.push_back(MakeNode("Neg", {"c"}, {"E"}));
+    }
+    const Model m = MakeModel(std::move(g), 13);
+    Model lowered = m;
+    ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+    EXPECT_EQ(CountOps(lowered, "QLinearLookup"), variant == 0 ? 1 : 0) << "variant " << variant;
+    EXPECT_EQ(CountOps(lowered, "Clip"), variant == 0 ? 0 : 1) << "variant " << variant;
+    const Tensor a = RandomFloats({2, 3, 40}, 47, 6.f), bt = RandomFloats({2, 3, 40}, 48, 6.f);
+    const auto ref = RunModel(m, {{"A", a}, {"B", bt}}, false);
+    const auto fused = RunModel(m, {{"A", a}, {"B", bt}}, true);
+    ASSERT_EQ(fused.size(), ref.size());
+    for (size_t k = 0; k < ref.size(); ++k) {
+      EXPECT_EQ(fused[k].shape(), ref[k].shape());
+      ExpectBitIdentical(ref[k], fused[k]);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace quantkit

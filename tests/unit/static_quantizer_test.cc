@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "passes/passes.h"
 #include "quant/metrics.h"
@@ -14,6 +15,8 @@
 
 namespace quantkit {
 namespace {
+
+using namespace testing;
 
 const char* kModel = QUANTKIT_SOURCE_DIR "/assets/fashion_mnist_cnn.onnx";
 
@@ -204,6 +207,77 @@ TEST(StaticQuantizer, QOperatorFormatUsesStandardOpsAndMatchesQdq) {
     quant::OutputComparison c;
     ASSERT_TRUE(c.Add(a[0], b[0]).ok());
     EXPECT_TRUE(std::isinf(c.sqnr_db())) << "QOperator and QDQ files run differently: " << c.sqnr_db() << " dB";
+  }
+}
+
+// Conv -> hardswish written as x * Clip(x + 3, 0, 6) / 6 -> scalar affine -> Conv (PP-LCNetV3's
+// blocks as exported): the Add/Mul in between are functions of the first Conv's output alone, so
+// only that output and the DAG's result are quantized (one rounding instead of six), and the
+// runtime runs the DAG as one lookup table, bit-identical to the QDQ graph run literally.
+TEST(StaticQuantizer, ElementwiseDagOfOneTensorIsQuantizedOnlyAtItsEnds) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 0.5f);
+  auto random = [&](Shape shape) {
+    Tensor t(DType::kFloat32, std::move(shape));
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = nd(rng);
+    return t;
+  };
+  Graph g;
+  g.inputs = {MakeValueInfo("image", DType::kFloat32, {4, 1, 28, 28})};
+  g.outputs = {MakeValueInfo("logits", DType::kFloat32, {4, 2, 28, 28})};
+  g.AddInitializer("w1", random({4, 1, 3, 3}));
+  g.AddInitializer("b1", random({4}));
+  g.AddInitializer("w2", random({2, 4, 1, 1}));
+  g.AddInitializer("three", Tensor::FromVector<float>({3.f}, {}));
+  g.AddInitializer("zero", Tensor::FromVector<float>({0.f}, {}));
+  g.AddInitializer("six", Tensor::FromVector<float>({6.f}, {}));
+  g.AddInitializer("lab_w", Tensor::FromVector<float>({0.8f}, {1}));
+  g.AddInitializer("lab_b", Tensor::FromVector<float>({0.1f}, {1}));
+  Node c1 = MakeNode("Conv", {"image", "w1", "b1"}, {"x"}, "conv1");
+  c1.attributes = {IntsAttr("pads", {1, 1, 1, 1})};
+  g.nodes.push_back(c1);
+  g.nodes.push_back(MakeNode("Add", {"x", "three"}, {"t"}, "add3"));
+  g.nodes.push_back(MakeNode("Clip", {"t", "zero", "six"}, {"c"}, "relu6"));
+  g.nodes.push_back(MakeNode("Mul", {"x", "c"}, {"m"}, "mul"));
+  g.nodes.push_back(MakeNode("Div", {"m", "six"}, {"h"}, "div6"));
+  g.nodes.push_back(MakeNode("Mul", {"h", "lab_w"}, {"hw"}, "lab_scale"));
+  g.nodes.push_back(MakeNode("Add", {"hw", "lab_b"}, {"a"}, "lab_bias"));
+  g.nodes.push_back(MakeNode("Conv", {"a", "w2"}, {"logits"}, "conv2"));
+  const Model fp32 = MakeModel(std::move(g), 13);
+  const auto ranges = Calibrate(fp32, Inputs(4, 11));
+  Model q = fp32;
+  auto report = QuantizeStatic(q, ranges, StaticQuantizeOptions{});
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  EXPECT_EQ(report->quantized.at("Conv"), 2);
+  EXPECT_EQ(report->quantized.count("Add"), 0u);
+  EXPECT_EQ(report->quantized.count("Mul"), 0u);
+  bool noted = false;
+  for (const auto& note : report->notes) noted = noted || note.find("4 Add/Mul") != std::string::npos;
+  EXPECT_TRUE(noted);
+  std::set<std::string> quantized;
+  for (const auto& n : q.graph.nodes)
+    if (n.op_type == "QuantizeLinear") quantized.insert(n.inputs[0]);
+  EXPECT_EQ(quantized, (std::set<std::string>{"image", "x", "a"}));
+  Model lowered = q;
+  ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+  EXPECT_EQ(Count(lowered, "QLinearLookup"), 1);
+  EXPECT_EQ(Count(lowered, "Clip") + Count(lowered, "Mul") + Count(lowered, "Add"), 0);
+  SessionOptions literal;
+  literal.optimize = false;
+  auto s_fp32 = Session::Create(fp32);
+  auto s_int8 = Session::Create(q);
+  auto s_qdq = Session::Create(q, literal);
+  ASSERT_TRUE(s_fp32.ok() && s_int8.ok() && s_qdq.ok());
+  for (const auto& x : Inputs(2, 12)) {
+    std::vector<Tensor> a, b, c;
+    ASSERT_TRUE((*s_fp32)->Run({{"image", x}}, &a).ok());
+    ASSERT_TRUE((*s_int8)->Run({{"image", x}}, &b).ok());
+    ASSERT_TRUE((*s_qdq)->Run({{"image", x}}, &c).ok());
+    quant::OutputComparison vs_fp32, vs_qdq;
+    ASSERT_TRUE(vs_fp32.Add(a[0], b[0]).ok());
+    ASSERT_TRUE(vs_qdq.Add(c[0], b[0]).ok());
+    EXPECT_GT(vs_fp32.sqnr_db(), 30.0);
+    EXPECT_TRUE(std::isinf(vs_qdq.sqnr_db())) << vs_qdq.sqnr_db();
   }
 }
 
