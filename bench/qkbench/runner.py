@@ -212,8 +212,8 @@ def quantized_tensor_agreement(spec, es, model_path, work_dir):
     m = onnx.load(model_path)
     inits = {i.name: i for i in m.graph.initializer}
     existing = {o.name for o in m.graph.output}
-    names = []
-    for n in m.graph.node:
+    names, taps = [], []  # tensor names; the short graph outputs (Identity) that expose them
+    for n in list(m.graph.node):
         if n.op_type == "QuantizeLinear":
             zp = inits.get(n.input[2]) if len(n.input) > 2 else None
             dt = zp.data_type if zp is not None else onnx.TensorProto.UINT8
@@ -222,8 +222,11 @@ def quantized_tensor_agreement(spec, es, model_path, work_dir):
         else:
             continue
         if n.output[0] not in existing:
+            tap = f"quantized_tap_{len(taps)}"  # tensor names can be too long for file names
             names.append(n.output[0])
-            m.graph.output.append(onnx.helper.make_tensor_value_info(n.output[0], dt, None))
+            taps.append(tap)
+            m.graph.node.append(onnx.helper.make_node("Identity", [n.output[0]], [tap]))
+            m.graph.output.append(onnx.helper.make_tensor_value_info(tap, dt, None))
     if not names:
         return {"tensors": 0}
     os.makedirs(work_dir, exist_ok=True)
@@ -243,9 +246,9 @@ def quantized_tensor_agreement(spec, es, model_path, work_dir):
         engines.run_samples(engine, path, data, outs[engine], es.fixed, es.carries)
     identical = within_one = 0
     first_over = None
-    for name in names:
+    for name, tap in zip(names, taps):
         worst = 0
-        for a, b in zip(load_outputs(outs["ort"], few, name), load_outputs(outs["quantkit"], few, name)):
+        for a, b in zip(load_outputs(outs["ort"], few, tap), load_outputs(outs["quantkit"], few, tap)):
             if np.size(a):
                 worst = max(worst, int(np.max(np.abs(np.asarray(a, np.int64) - np.asarray(b, np.int64)))))
         identical += worst == 0
