@@ -8,11 +8,13 @@
 #include <set>
 #include <unordered_map>
 
+#include "core/thread_pool.h"
 #include "passes/passes.h"
 #include "quant/rewrite_util.h"
 #include "quantkit/static_quantize.h"
 #include "runtime/kernels/ref/quantize.h"
 #include "runtime/kernels/ref/weight_quant.h"
+#include "runtime/plan.h"
 
 namespace quantkit {
 
@@ -189,10 +191,66 @@ class StaticQuantizer {
     }
   }
 
+  // The part of `t`'s calibrated range that matters when every consumer of t is in the
+  // elementwise DAG rooted at t (FindElementwiseRoots): where the DAG's results are constant (a
+  // hardswish is 0 for x <= -3, a Clip saturates), values may be clipped at no cost, so the range
+  // shrinks to where they change. Found by running the DAG on 4097 points of the range.
+  FloatRange UsefulRange(const DefUse& du, const std::string& t, FloatRange r) const {
+    const auto& consumers = du.Consumers(t);
+    if (consumers.empty() || g_.IsGraphOutput(t) || !(r.max > r.min)) return r;
+    for (int c : consumers) {
+      auto it = elementwise_root_.find(g_.nodes[c].outputs[0]);
+      if (it == elementwise_root_.end() || it->second != t) return r;
+    }
+    std::vector<int> dag;
+    for (size_t i = 0; i < g_.nodes.size(); ++i) {
+      auto it = elementwise_root_.find(g_.nodes[i].outputs[0]);
+      if (it != elementwise_root_.end() && it->second == t) dag.push_back(static_cast<int>(i));
+    }
+    Graph tmp;
+    tmp.name = "useful_range";
+    constexpr int64_t kPoints = 4097;
+    Tensor grid(DType::kFloat32, {kPoints});
+    for (int64_t i = 0; i < kPoints; ++i)
+      grid.data<float>()[i] = r.min + (r.max - r.min) * static_cast<float>(i) / static_cast<float>(kPoints - 1);
+    tmp.AddInitializer(t, grid);
+    for (int d : dag) {
+      const Node& n = g_.nodes[d];
+      for (const auto& in : n.inputs)
+        if (g_.IsInitializer(in) && !tmp.IsInitializer(in)) tmp.AddInitializer(in, *g_.FindInitializer(in));
+      tmp.nodes.push_back(n);
+      bool leaves = g_.IsGraphOutput(n.outputs[0]);
+      for (int c : du.Consumers(n.outputs[0])) leaves = leaves || std::find(dag.begin(), dag.end(), c) == dag.end();
+      if (leaves) {
+        ValueInfo vi;
+        vi.name = n.outputs[0];
+        tmp.outputs.push_back(vi);
+      }
+    }
+    if (tmp.outputs.empty()) return r;
+    auto plan = rt::Plan::Build(tmp, model_, nullptr);
+    if (!plan.ok()) return r;
+    ThreadPool pool(1);
+    rt::RunContext run{DefaultAllocator(), &pool};
+    std::vector<Value> outs;
+    if (!(*plan)->Run(run, nullptr, {}, &outs).ok()) return r;
+    int64_t lo = kPoints - 1, hi = 0;  // first / last grid index where some result changes
+    for (const Value& v : outs) {
+      if (!v.is_tensor() || v.tensor.dtype() != DType::kFloat32 || v.tensor.numel() != kPoints) return r;
+      const float* y = v.tensor.data<float>();
+      int64_t a = 0, b = kPoints - 1;
+      while (a + 1 < kPoints && y[a + 1] == y[0]) ++a;
+      while (b > 0 && y[b - 1] == y[kPoints - 1]) --b;
+      lo = std::min(lo, a);
+      hi = std::max(hi, b);
+    }
+    if (lo >= hi) return r;
+    return FloatRange{grid.data<float>()[lo], grid.data<float>()[hi]};
+  }
+
   // Parameters per quantized tensor. Inputs from their own ranges; outputs too, except that
   // pass-through outputs reuse their input's parameters and Concat shares one scale.
   void ChooseParams(const DefUse& du) {
-    (void)du;
     for (size_t i : selected_) {
       const Node& n = g_.nodes[i];
       if (IsOp(n, "Concat")) {
@@ -225,7 +283,7 @@ class StaticQuantizer {
         continue;
       }
       if (params_.count(out)) continue;
-      SetParams(out, ActivationParams(ranges_.at(out), options_.activation_type));
+      SetParams(out, ActivationParams(UsefulRange(du, out, ranges_.at(out)), options_.activation_type));
     }
   }
   void SetParams(const std::string& t, QParams p) { params_[t] = p; }

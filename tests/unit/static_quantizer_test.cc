@@ -258,6 +258,14 @@ TEST(StaticQuantizer, ElementwiseDagOfOneTensorIsQuantizedOnlyAtItsEnds) {
   for (const auto& n : q.graph.nodes)
     if (n.op_type == "QuantizeLinear") quantized.insert(n.inputs[0]);
   EXPECT_EQ(quantized, (std::set<std::string>{"image", "x", "a"}));
+  // x only feeds the DAG, which is constant for x <= -3 (hardswish): x's range starts at -3, not at
+  // its calibrated minimum, so its step is finer.
+  ASSERT_LT(ranges.at("x").min, -3.5f) << "the test needs values below -3";
+  float x_scale = 0;
+  for (const auto& n : q.graph.nodes)
+    if (n.op_type == "QuantizeLinear" && n.inputs[0] == "x") x_scale = q.graph.FindInitializer(n.inputs[1])->data<float>()[0];
+  const float trimmed = (ranges.at("x").max + 3.0f) / 255.0f;
+  EXPECT_NEAR(x_scale, trimmed, 0.01f * trimmed);
   Model lowered = q;
   ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
   EXPECT_EQ(Count(lowered, "QLinearLookup"), 1);
