@@ -71,6 +71,29 @@ int Count(const Model& m, const std::string& op) {
   return n;
 }
 
+// Runs the FP32 model, the quantized one (lowered to integer ops) and the quantized one literally
+// (QDQ as written) on `inputs`: the lowered output's SQNR against FP32 and against the literal run.
+void ExpectAccuracy(const Model& fp32, const Model& q, const std::vector<Tensor>& inputs, double min_vs_fp32_db,
+                    double min_vs_qdq_db) {
+  SessionOptions literal;
+  literal.optimize = false;
+  auto s_fp32 = Session::Create(fp32);
+  auto s_int8 = Session::Create(q);
+  auto s_qdq = Session::Create(q, literal);
+  ASSERT_TRUE(s_fp32.ok() && s_int8.ok() && s_qdq.ok());
+  for (const auto& x : inputs) {
+    std::vector<Tensor> a, b, c;
+    ASSERT_TRUE((*s_fp32)->Run({{"image", x}}, &a).ok());
+    ASSERT_TRUE((*s_int8)->Run({{"image", x}}, &b).ok());
+    ASSERT_TRUE((*s_qdq)->Run({{"image", x}}, &c).ok());
+    quant::OutputComparison vs_fp32, vs_qdq;
+    ASSERT_TRUE(vs_fp32.Add(a[0], b[0]).ok());
+    ASSERT_TRUE(vs_qdq.Add(c[0], b[0]).ok());
+    EXPECT_GT(vs_fp32.sqnr_db(), min_vs_fp32_db);
+    EXPECT_GE(vs_qdq.sqnr_db(), min_vs_qdq_db) << "lowered int8 far from the QDQ graph it implements";
+  }
+}
+
 TEST(StaticQuantizer, FashionCnnQdqLowersToInt8AndKeepsAccuracy) {
   auto loaded = LoadModel(kModel);
   ASSERT_TRUE(loaded.ok()) << loaded.status().message();
@@ -98,24 +121,7 @@ TEST(StaticQuantizer, FashionCnnQdqLowersToInt8AndKeepsAccuracy) {
   EXPECT_EQ(Count(lowered, "DequantizeLinear"), 0);
 
   // Accuracy on held-out inputs: int8 (lowered) vs FP32, and int8 vs the QDQ graph run literally.
-  const auto eval = Inputs(4, 99);
-  auto s_fp32 = Session::Create(fp32);
-  auto s_int8 = Session::Create(q);
-  SessionOptions literal;
-  literal.optimize = false;
-  auto s_qdq = Session::Create(q, literal);
-  ASSERT_TRUE(s_fp32.ok() && s_int8.ok() && s_qdq.ok());
-  for (const auto& x : eval) {
-    std::vector<Tensor> a, b, c;
-    ASSERT_TRUE((*s_fp32)->Run({{"image", x}}, &a).ok());
-    ASSERT_TRUE((*s_int8)->Run({{"image", x}}, &b).ok());
-    ASSERT_TRUE((*s_qdq)->Run({{"image", x}}, &c).ok());
-    quant::OutputComparison vs_fp32, vs_qdq;
-    ASSERT_TRUE(vs_fp32.Add(a[0], b[0]).ok());
-    ASSERT_TRUE(vs_qdq.Add(c[0], b[0]).ok());
-    EXPECT_GT(vs_fp32.sqnr_db(), 20.0);
-    EXPECT_GT(vs_qdq.sqnr_db(), 25.0) << "lowered int8 far from the QDQ graph it implements";
-  }
+  ExpectAccuracy(fp32, q, Inputs(4, 99), 20.0, 25.0);
 }
 
 // --weight-range: narrow weights reach +-127, reduced (7-bit) ones stay within +-64 (around the
@@ -270,23 +276,7 @@ TEST(StaticQuantizer, ElementwiseDagOfOneTensorIsQuantizedOnlyAtItsEnds) {
   ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
   EXPECT_EQ(Count(lowered, "QLinearLookup"), 1);
   EXPECT_EQ(Count(lowered, "Clip") + Count(lowered, "Mul") + Count(lowered, "Add"), 0);
-  SessionOptions literal;
-  literal.optimize = false;
-  auto s_fp32 = Session::Create(fp32);
-  auto s_int8 = Session::Create(q);
-  auto s_qdq = Session::Create(q, literal);
-  ASSERT_TRUE(s_fp32.ok() && s_int8.ok() && s_qdq.ok());
-  for (const auto& x : Inputs(2, 12)) {
-    std::vector<Tensor> a, b, c;
-    ASSERT_TRUE((*s_fp32)->Run({{"image", x}}, &a).ok());
-    ASSERT_TRUE((*s_int8)->Run({{"image", x}}, &b).ok());
-    ASSERT_TRUE((*s_qdq)->Run({{"image", x}}, &c).ok());
-    quant::OutputComparison vs_fp32, vs_qdq;
-    ASSERT_TRUE(vs_fp32.Add(a[0], b[0]).ok());
-    ASSERT_TRUE(vs_qdq.Add(c[0], b[0]).ok());
-    EXPECT_GT(vs_fp32.sqnr_db(), 30.0);
-    EXPECT_TRUE(std::isinf(vs_qdq.sqnr_db())) << vs_qdq.sqnr_db();
-  }
+  ExpectAccuracy(fp32, q, Inputs(2, 12), 30.0, INFINITY);  // the lookup is exact
 }
 
 TEST(StaticQuantizer, MissingStatisticsLeaveNodesFloatAndNothingIsAnError) {
