@@ -49,8 +49,8 @@ void AddMemoryLimitOption(CLI::App* cmd) {
            if (!bytes.ok()) throw CLI::ValidationError(bytes.status().message());
            rt::SetDefaultMemoryLimit(*bytes);
          },
-         "Limit on the runtime's tensor memory, e.g. 512M or 2G (default: half of RAM); exceeding it is an "
-         "error naming the tensor")
+         "Limit on the runtime's memory (tensors and kernel scratch), e.g. 512M or 2G (default: half of RAM); "
+         "exceeding it is an error naming the tensor or the node's scratch")
       ->type_name("SIZE");
   cmd->add_option_function<uint64_t>(
          "--max-memory-mb",

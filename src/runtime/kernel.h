@@ -64,6 +64,14 @@ class KernelContext {
   // Sets output i to an existing tensor (shares its buffer; used by Reshape, Identity, ...).
   void SetOutput(size_t i, Tensor t);
   void SetOutputValue(size_t i, Value v);
+  // Scratch memory for this Compute (im2col columns, packed activations, accumulators...):
+  // `elements` uninitialised values of `dtype` as a 1-D tensor from the run's pool, so that it
+  // counts against the session's memory limit like every tensor; it goes back to the pool when the
+  // tensor is dropped. Over the limit, the error says what the scratch is for and its size
+  // ("im2col scratch of N bytes would exceed the memory limit of L bytes (U bytes in use)"); the
+  // executor prefixes the node, like every kernel error. Thread-safe: ParallelFor workers may call
+  // it (and must hand a failure back as a Status, never throw).
+  StatusOr<Tensor> Scratch(DType dtype, int64_t elements, const char* what) const;
   Allocator* allocator() const;
   ThreadPool* thread_pool() const;
   Frame& frame() { return frame_; }

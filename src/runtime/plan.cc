@@ -5,7 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <unordered_set>
+
+#include "runtime/buffer_pool.h"
 
 namespace quantkit::rt {
 
@@ -232,6 +235,27 @@ void KernelContext::SetOutput(size_t i, Tensor t) { SetOutputValue(i, Value::Fro
 void KernelContext::SetOutputValue(size_t i, Value v) {
   if (i >= out_slots_.size() || out_slots_[i] < 0) return;
   frame_.slots[out_slots_[i]] = std::move(v);
+}
+
+StatusOr<Tensor> KernelContext::Scratch(DType dtype, int64_t elements, const char* what) const {
+  const uint64_t elem = DTypeSize(dtype);
+  if (elem == 0 || elements < 0) {
+    return Internal(fmt::format("{} scratch: bad request of {} {} elements", what, elements, DTypeName(dtype)));
+  }
+  auto t = Tensor::CreateUninitialized(dtype, {elements}, allocator(), fmt::format("{} scratch", what));
+  if (t.ok() || t.status().code() != StatusCode::kResourceExhausted) return t;
+  const uint64_t n = static_cast<uint64_t>(elements);
+  const bool overflow = n > UINT64_MAX / elem;
+  const std::string bytes = overflow ? fmt::format("{} x {}", n, elem) : std::to_string(n * elem);
+  if (const auto* pool = dynamic_cast<const BufferPool*>(allocator())) {
+    const uint64_t live = pool->live_bytes(), max = pool->max_bytes();
+    if (max && (overflow || n * elem > max || live + (n * elem + 63) / 64 * 64 > max)) {  // pool rounds to 64
+      return ResourceExhausted(fmt::format(
+          "{} scratch of {} bytes would exceed the memory limit of {} bytes ({} bytes in use)", what, bytes, max, live));
+    }
+    return ResourceExhausted(fmt::format("{} scratch: cannot allocate {} bytes (out of memory)", what, bytes));
+  }
+  return ResourceExhausted(fmt::format("{} scratch of {} bytes: cannot allocate (memory limit)", what, bytes));
 }
 
 Allocator* KernelContext::allocator() const { return frame_.run->allocator; }

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
 
 #include "core/thread_pool.h"
 #include "runtime/kernels/qgemm_internal.h"
@@ -139,6 +140,19 @@ std::shared_ptr<const PackedQWeights> PackQWeights(const void* b, bool b_is_sign
 
 namespace {
 
+// Storage layout: bytes [M * kp], then (avx2) words [M * kp] int16, then row sums [M] int32, each
+// part starting on a 64-byte boundary.
+int64_t Align64(int64_t n) { return (n + 63) / 64 * 64; }
+
+}  // namespace
+
+int64_t PackedQActivationsBytes(int64_t M, const PackedQWeights& b) {
+  const int64_t elems = M * b.k_padded;
+  return Align64(elems) + (b.isa == QGemmIsa::kAvx2 ? Align64(elems * 2) : 0) + M * 4;
+}
+
+namespace {
+
 // Shared tail of both packers: sizes, zero padding, row sums and the avx2 int16 copy. `fill_row`
 // writes the K uint8 values of row m.
 template <typename FillRow>
@@ -149,10 +163,23 @@ void PackRows(int64_t M, int64_t K, int32_t zero_point, const PackedQWeights& b,
   out->K = K;
   out->lda = kp;
   out->zero_point = zero_point;
-  out->bytes.resize(static_cast<size_t>(M * kp));
-  out->row_sums.resize(static_cast<size_t>(M));
   const bool widen = b.isa == QGemmIsa::kAvx2;
-  out->words.resize(widen ? static_cast<size_t>(M * kp) : 0);
+  const int64_t need = PackedQActivationsBytes(M, b);
+  if (static_cast<int64_t>(out->storage.nbytes()) < need) {  // nobody reserved (enough): the heap
+    auto t = Tensor::CreateUninitialized(DType::kUInt8, {need}, DefaultAllocator(), "packed activations");
+    if (!t.ok()) throw std::bad_alloc();  // as the std::vector this replaces
+    out->storage = std::move(t).value();
+  }
+  auto* base = static_cast<uint8_t*>(out->storage.raw_data());
+  out->bytes = {base, static_cast<size_t>(M * kp)};
+  int64_t offset = Align64(M * kp);
+  if (widen) {
+    out->words = {reinterpret_cast<int16_t*>(base + offset), static_cast<size_t>(M * kp)};
+    offset += Align64(M * kp * 2);
+  } else {
+    out->words = {};
+  }
+  out->row_sums = {reinterpret_cast<int32_t*>(base + offset), static_cast<size_t>(M)};
   for (int64_t m = 0; m < M; ++m) {
     uint8_t* dst = out->bytes.data() + m * kp;
     fill_row(m, dst);

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -62,13 +63,21 @@ std::shared_ptr<const PackedQWeights> PackQWeights(const void* b, bool b_is_sign
 // the kernels read, with row sums.
 // For the avx2 kernel the uint8 values are also widened to int16 (`words`), so that each k pair
 // is one 32-bit broadcast load in the inner loop.
+//
+// Memory: the packers write into `storage`, a byte tensor of at least
+// PackedQActivationsBytes(M, b) bytes. A caller that must count it (the runtime: the session's
+// pool and memory limit) sets `storage` before packing, e.g. to KernelContext::Scratch; if it is
+// unset or too small the packers allocate it on the heap (kernel tests). Packing again reuses it.
 struct PackedQActivations {
   int64_t M = 0, K = 0, lda = 0;
   int32_t zero_point = 0;  // of the stored uint8 values (int8 inputs: zp + 128)
-  std::vector<uint8_t> bytes;
-  std::vector<int16_t> words;  // avx2 only: bytes widened to int16
-  std::vector<int32_t> row_sums;
+  std::span<uint8_t> bytes;     // [M, lda], in storage
+  std::span<int16_t> words;     // avx2 only: bytes widened to int16 (else empty)
+  std::span<int32_t> row_sums;  // [M]
+  Tensor storage;
 };
+// Bytes of storage that packing M rows for the weights `b` uses (ISA and padded K come from b).
+int64_t PackedQActivationsBytes(int64_t M, const PackedQWeights& b);
 void PackQActivations(const void* a, bool a_is_signed, int64_t M, int64_t K, int64_t lda, int32_t zero_point,
                       const PackedQWeights& b, PackedQActivations* out);
 // Same, for A stored transposed: a[k * lda + m] (convolution: im2col columns are output pixels).

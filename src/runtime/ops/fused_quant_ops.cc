@@ -78,15 +78,17 @@ class MatMulIntegerToFloatKernel final : public OpKernel {
     const int64_t M = a->numel() / K_;
     Shape out_shape(a->shape().begin(), a->shape().end() - 1);
     out_shape.push_back(N_);
+    QK_CHECK_ARG(a->dtype() == DType::kFloat32 || a->dtype() == DType::kUInt8 || a->dtype() == DType::kInt8,
+                 "A must be float, uint8 or int8, got {}", DTypeName(a->dtype()));
     kernels::PackedQActivations packed_a;
+    QK_ASSIGN_OR_RETURN(packed_a.storage, ctx.Scratch(DType::kUInt8, kernels::PackedQActivationsBytes(M, *packed_),
+                                                      "packed activations"));
     std::vector<float> a_scales;
     if (a->dtype() == DType::kFloat32) {
       const quant::DynamicParams p = quant::ComputeDynamicParams(a->data<float>(), a->numel());
       kernels::PackQActivationsFromFloat(a->data<float>(), M, K_, K_, p.scale, p.zero_point, *packed_, &packed_a);
       a_scales = {p.scale};
     } else {
-      QK_CHECK_ARG(a->dtype() == DType::kUInt8 || a->dtype() == DType::kInt8, "A must be float, uint8 or int8, got {}",
-                   DTypeName(a->dtype()));
       QK_ASSIGN_OR_RETURN(const Tensor* a_scale, ctx.RequiredInput(1));
       const Tensor* a_zp = ctx.input(2);
       QK_CHECK_ARG(a_scale->numel() == 1 || a_scale->numel() == M,
@@ -169,6 +171,8 @@ class QLinearMatMulKernel final : public OpKernel {
     std::vector<float> mult(b_scale_.size());
     for (size_t n = 0; n < mult.size(); ++n) mult[n] = quant::RequantizeMultiplier(as, b_scale_[n], ys);
     kernels::PackedQActivations packed_a;
+    QK_ASSIGN_OR_RETURN(packed_a.storage, ctx.Scratch(DType::kUInt8, kernels::PackedQActivationsBytes(M, *packed_),
+                                                      "packed activations"));
     kernels::PackQActivations(a.raw_data(), a.dtype() == DType::kInt8, M, K_, K_,
                               static_cast<int32_t>(a_zp.GetAsInt64(0)), *packed_, &packed_a);
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), out_shape));

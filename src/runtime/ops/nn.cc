@@ -40,24 +40,30 @@ void GemmT(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
   // Integers accumulate in the unsigned type so that overflow wraps instead of being UB.
   using Acc = typename GemmAcc<T>::type;
   if (M <= 0 || N <= 0) return;
+  // Each row of C is computed in column blocks of kBlock accumulators on the stack (the same sums,
+  // in the same order, as a whole-row accumulator): no scratch that grows with N.
+  constexpr int64_t kBlock = 512;
   auto body = [&](int64_t i0, int64_t i1) {
-    std::unique_ptr<Acc[]> acc(new Acc[static_cast<size_t>(N)]);
+    Acc acc[kBlock];
+    const Acc al = static_cast<Acc>(alpha), be = static_cast<Acc>(beta);
     for (int64_t i = i0; i < i1; ++i) {
-      std::fill(acc.get(), acc.get() + N, Acc(0));
-      for (int64_t k = 0; k < K; ++k) {
-        const Acc a = static_cast<Acc>(trans_a ? A[k * lda + i] : A[i * lda + k]);
-        if (!trans_b) {
-          const T* brow = B + k * ldb;
-          for (int64_t j = 0; j < N; ++j) acc[j] += a * static_cast<Acc>(brow[j]);
-        } else {
-          for (int64_t j = 0; j < N; ++j) acc[j] += a * static_cast<Acc>(B[j * ldb + k]);
-        }
-      }
       T* c = C + i * ldc;
-      const Acc al = static_cast<Acc>(alpha), be = static_cast<Acc>(beta);
-      for (int64_t j = 0; j < N; ++j) {
-        c[j] = beta == T(0) ? static_cast<T>(al * acc[j])
-                            : static_cast<T>(al * acc[j] + be * static_cast<Acc>(c[j]));
+      for (int64_t j0 = 0; j0 < N; j0 += kBlock) {
+        const int64_t nb = std::min(kBlock, N - j0);
+        std::fill(acc, acc + nb, Acc(0));
+        for (int64_t k = 0; k < K; ++k) {
+          const Acc a = static_cast<Acc>(trans_a ? A[k * lda + i] : A[i * lda + k]);
+          if (!trans_b) {
+            const T* brow = B + k * ldb + j0;
+            for (int64_t j = 0; j < nb; ++j) acc[j] += a * static_cast<Acc>(brow[j]);
+          } else {
+            for (int64_t j = 0; j < nb; ++j) acc[j] += a * static_cast<Acc>(B[(j0 + j) * ldb + k]);
+          }
+        }
+        for (int64_t j = 0; j < nb; ++j) {
+          c[j0 + j] = beta == T(0) ? static_cast<T>(al * acc[j])
+                                   : static_cast<T>(al * acc[j] + be * static_cast<Acc>(c[j0 + j]));
+        }
       }
     }
   };

@@ -4,6 +4,7 @@
 // float16/bfloat16 compute in float32.
 #include <algorithm>
 #include <memory>
+#include <mutex>
 
 #include "runtime/kernels/ref/conv_kernels.h"
 #include "runtime/ops/nn_common.h"
@@ -51,7 +52,9 @@ Status CheckAttrRank(const SpatialAttrs& a, size_t nd) {
 }
 
 // Runs fn(n, g, pool_for_inner, scratch) for every (batch, group): either sequentially with the
-// pool used inside, or in parallel over (batch, group) with single-threaded inner work.
+// pool used inside, or in parallel over (batch, group) with single-threaded inner work. The
+// scratch (`scratch_elems` of T per running thread) comes from the run's pool, so it counts against
+// the memory limit; a refusal in a worker is returned as the error (the other workers finish).
 template <typename T, typename F>
 Status ForEachBatchGroup(KernelContext& ctx, int64_t N, int64_t group, double flops_per_task,
                          int64_t scratch_elems, const char* scratch_name, F&& fn) {
@@ -59,16 +62,27 @@ Status ForEachBatchGroup(KernelContext& ctx, int64_t N, int64_t group, double fl
   const int64_t tasks = N * group;
   const int threads = pool ? pool->num_threads() : 1;
   if (tasks > 1 && threads > 1 && flops_per_task < kSmallGroupFlops) {
+    std::mutex mu;
+    Status failed;
     pool->ParallelFor(tasks, 1, [&](int64_t b, int64_t e) {
-      std::unique_ptr<T[]> scratch(scratch_elems > 0 ? new T[static_cast<size_t>(scratch_elems)] : nullptr);
-      for (int64_t t = b; t < e; ++t) fn(t / group, t % group, static_cast<ThreadPool*>(nullptr), scratch.get());
+      Tensor scratch;
+      if (scratch_elems > 0) {
+        auto s = ctx.Scratch(DTypeOf<T>::value, scratch_elems, scratch_name);
+        if (!s.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (failed.ok()) failed = s.status();
+          return;
+        }
+        scratch = std::move(s).value();
+      }
+      T* col = scratch_elems > 0 ? scratch.data<T>() : nullptr;
+      for (int64_t t = b; t < e; ++t) fn(t / group, t % group, static_cast<ThreadPool*>(nullptr), col);
     });
-    return Status::Ok();
+    return failed;
   }
   Tensor scratch;
   if (scratch_elems > 0) {
-    QK_ASSIGN_OR_RETURN(scratch, Tensor::CreateUninitialized(DTypeOf<T>::value, {scratch_elems}, ctx.allocator(),
-                                                             scratch_name));
+    QK_ASSIGN_OR_RETURN(scratch, ctx.Scratch(DTypeOf<T>::value, scratch_elems, scratch_name));
   }
   for (int64_t t = 0; t < tasks; ++t) fn(t / group, t % group, pool, scratch_elems > 0 ? scratch.data<T>() : nullptr);
   return Status::Ok();
@@ -127,7 +141,7 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
   const int64_t chunk = pointwise ? out_size : std::min(out_size, std::max<int64_t>(64, kColBudget / kdim));
   const double flops = 2.0 * static_cast<double>(Mg) * static_cast<double>(kdim) * static_cast<double>(out_size);
   return ForEachBatchGroup<T>(
-      ctx, N, group, flops, pointwise ? 0 : chunk * kdim, "Conv im2col buffer",
+      ctx, N, group, flops, pointwise ? 0 : chunk * kdim, "im2col",
       [&](int64_t n, int64_t gi, ThreadPool* tp, T* col) {
         const T* xg = x + (n * C + gi * Cg) * in_size;
         const T* wg = w + gi * Mg * kdim;
@@ -213,13 +227,16 @@ class ConvKernel final : public OpKernel {
                                 b ? b->data<float>() : nullptr, y->data<float>());
     }
     Allocator* alloc = ctx.allocator();
-    const Tensor xf = ToFloat32IfHalf(*x, alloc), wf = ToFloat32IfHalf(*w, alloc);
-    const Tensor bf = b ? ToFloat32IfHalf(*b, alloc) : Tensor();
+    QK_ASSIGN_OR_RETURN(const Tensor xf, ToFloat32IfHalf(ctx, *x, "float32 X"));
+    QK_ASSIGN_OR_RETURN(const Tensor wf, ToFloat32IfHalf(ctx, *w, "float32 W"));
+    Tensor bf;
+    if (b) {
+      QK_ASSIGN_OR_RETURN(bf, ToFloat32IfHalf(ctx, *b, "float32 B"));
+    }
     QK_ASSIGN_OR_RETURN(Tensor yf, Tensor::CreateUninitialized(DType::kFloat32, yshape, alloc, "Conv float32 output"));
     QK_RETURN_IF_ERROR(ConvCompute<float>(ctx, g, N, C, M, group_, xf.data<float>(), wf.data<float>(),
                                           b ? bf.data<float>() : nullptr, yf.data<float>()));
-    ctx.SetOutput(0, FromFloat32(yf, x->dtype(), alloc));
-    return Status::Ok();
+    return SetOutputFromFloat32(ctx, 0, yf, x->dtype());
   }
 
  private:
@@ -241,7 +258,7 @@ Status ConvTransposeCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N
   const int64_t chunk = pointwise ? xsize : std::min(xsize, std::max<int64_t>(64, kColBudget / std::max<int64_t>(rows, 1)));
   const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(Cg) * static_cast<double>(xsize);
   return ForEachBatchGroup<T>(
-      ctx, N, group, flops, pointwise || xsize == 0 ? 0 : chunk * rows, "ConvTranspose column buffer",
+      ctx, N, group, flops, pointwise || xsize == 0 ? 0 : chunk * rows, "col2im",
       [&](int64_t n, int64_t gi, ThreadPool* tp, T* col) {
         const T* xg = x + (n * C + gi * Cg) * xsize;
         const T* wg = w + gi * Cg * rows;  // [Cg, Mg * ksize]
@@ -375,14 +392,17 @@ class ConvTransposeKernel final : public OpKernel {
                                          b ? b->data<float>() : nullptr, y->data<float>());
     }
     Allocator* alloc = ctx.allocator();
-    const Tensor xf = ToFloat32IfHalf(*x, alloc), wf = ToFloat32IfHalf(*w, alloc);
-    const Tensor bf = b ? ToFloat32IfHalf(*b, alloc) : Tensor();
+    QK_ASSIGN_OR_RETURN(const Tensor xf, ToFloat32IfHalf(ctx, *x, "float32 X"));
+    QK_ASSIGN_OR_RETURN(const Tensor wf, ToFloat32IfHalf(ctx, *w, "float32 W"));
+    Tensor bf;
+    if (b) {
+      QK_ASSIGN_OR_RETURN(bf, ToFloat32IfHalf(ctx, *b, "float32 B"));
+    }
     QK_ASSIGN_OR_RETURN(Tensor yf,
                         Tensor::CreateUninitialized(DType::kFloat32, yshape, alloc, "ConvTranspose float32 output"));
     QK_RETURN_IF_ERROR(ConvTransposeCompute<float>(ctx, g, N, C, M, group_, xf.data<float>(), wf.data<float>(),
                                                    b ? bf.data<float>() : nullptr, yf.data<float>()));
-    ctx.SetOutput(0, FromFloat32(yf, x->dtype(), alloc));
-    return Status::Ok();
+    return SetOutputFromFloat32(ctx, 0, yf, x->dtype());
   }
 
  private:

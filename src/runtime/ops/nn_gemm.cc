@@ -53,13 +53,17 @@ Status WithHalfConversion(KernelContext& ctx, std::vector<const Tensor*> ins, co
   Allocator* alloc = ctx.allocator();
   std::vector<Tensor> conv;
   conv.reserve(ins.size());
-  for (const Tensor* t : ins) conv.push_back(t ? ToFloat32IfHalf(*t, alloc) : Tensor());
+  for (const Tensor* t : ins) {
+    conv.emplace_back();
+    if (t) {
+      QK_ASSIGN_OR_RETURN(conv.back(), ToFloat32IfHalf(ctx, *t, "float32 input"));
+    }
+  }
   std::vector<const Tensor*> fins;
   for (size_t i = 0; i < ins.size(); ++i) fins.push_back(ins[i] ? &conv[i] : nullptr);
   QK_ASSIGN_OR_RETURN(Tensor yf, Tensor::CreateUninitialized(DType::kFloat32, yshape, alloc, "float32 output"));
   QK_RETURN_IF_ERROR(compute(fins, &yf));
-  ctx.SetOutput(0, FromFloat32(yf, dt, alloc));
-  return Status::Ok();
+  return SetOutputFromFloat32(ctx, 0, yf, dt);
 }
 
 // ------------------------------------------------------------------------------------ Gemm

@@ -323,11 +323,10 @@ class PoolKernel final : public OpKernel {
     const DType dt = x.dtype();
     if (IsHalf(dt)) {
       Allocator* alloc = ctx.allocator();
-      const Tensor xf = ToFloat32IfHalf(x, alloc);
+      QK_ASSIGN_OR_RETURN(const Tensor xf, ToFloat32IfHalf(ctx, x, "float32 X"));
       QK_ASSIGN_OR_RETURN(Tensor yf, Tensor::CreateUninitialized(DType::kFloat32, yshape, alloc, "pool float32 output"));
       fn(float{}, xf.data<float>(), yf.data<float>(), nullptr);
-      ctx.SetOutput(0, FromFloat32(yf, dt, alloc));
-      return Status::Ok();
+      return SetOutputFromFloat32(ctx, 0, yf, dt);
     }
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, dt, yshape));
     switch (dt) {

@@ -10,6 +10,7 @@
 #include "quantkit/float16.h"
 #include "quantkit/status.h"
 #include "quantkit/tensor.h"
+#include "runtime/kernel.h"
 
 namespace quantkit::rt {
 
@@ -74,8 +75,12 @@ Status DispatchNumeric(DType dtype, F&& f) {
 }
 
 // Converts float16/bfloat16 tensors to float32 (others are returned unchanged, sharing the buffer).
+// For constants at session creation (alloc null: the default allocator).
 Tensor ToFloat32IfHalf(const Tensor& t, Allocator* alloc);
-// Converts a float32 tensor to `dtype` (float16/bfloat16/float32 only).
-Tensor FromFloat32(const Tensor& t, DType dtype, Allocator* alloc);
+// The same at run time: the float32 copy is scratch of the run (KernelContext::Scratch, counted
+// against the memory limit; `what` names it in the error).
+StatusOr<Tensor> ToFloat32IfHalf(KernelContext& ctx, const Tensor& t, const char* what);
+// Sets output i to the float32 tensor `t` converted to `dtype` (float16/bfloat16; float32 shares t).
+Status SetOutputFromFloat32(KernelContext& ctx, size_t i, const Tensor& t, DType dtype);
 
 }  // namespace quantkit::rt

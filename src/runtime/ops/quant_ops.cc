@@ -127,9 +127,9 @@ class QuantizeLinearKernel final : public OpKernel {
     if (x->dtype() == DType::kFloat32) {
       xf = *x;
     } else if (x->dtype() == DType::kFloat16 || x->dtype() == DType::kBFloat16) {
-      xf = ToFloat32IfHalf(*x, ctx.allocator());
+      QK_ASSIGN_OR_RETURN(xf, ToFloat32IfHalf(ctx, *x, "float32 x"));
     } else {
-      xf = Tensor(DType::kFloat32, x->shape(), ctx.allocator());
+      QK_ASSIGN_OR_RETURN(xf, ctx.Scratch(DType::kFloat32, x->numel(), "float32 x"));
       float* d = xf.data<float>();
       for (int64_t i = 0; i < x->numel(); ++i) d[i] = static_cast<float>(x->GetAsDouble(i));
     }
@@ -192,7 +192,8 @@ class DequantizeLinearKernel final : public OpKernel {
         QK_ASSIGN_OR_RETURN(y, ctx.Output(0, DType::kFloat32, x->shape()));
         dst = y->data<float>();
       } else {
-        yf = Tensor(DType::kFloat32, x->shape(), ctx.allocator());
+        QK_ASSIGN_OR_RETURN(yf, ctx.Scratch(DType::kFloat32, x->numel(), "float32 y"));
+        yf = yf.Reshaped(x->shape());
         dst = yf.data<float>();
       }
       const T* src = x->data<T>();
@@ -208,7 +209,7 @@ class DequantizeLinearKernel final : public OpKernel {
                         for (int64_t i = 0; i < l.inner; ++i) out[i] = quant::DequantizeValue(in[i], z, s);
                       }
                     });
-      if (out_type != DType::kFloat32) ctx.SetOutput(0, FromFloat32(yf, out_type, ctx.allocator()));
+      if (out_type != DType::kFloat32) return SetOutputFromFloat32(ctx, 0, yf, out_type);
       return Status::Ok();
     });
   }
@@ -224,7 +225,7 @@ Status DynamicQuantizeLinearFn(KernelContext& ctx) {
   QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
   QK_CHECK_ARG(x->dtype() == DType::kFloat32 || x->dtype() == DType::kFloat16 || x->dtype() == DType::kBFloat16,
                "input x must be float, got {}", DTypeName(x->dtype()));
-  const Tensor xf = ToFloat32IfHalf(*x, ctx.allocator());
+  QK_ASSIGN_OR_RETURN(const Tensor xf, ToFloat32IfHalf(ctx, *x, "float32 x"));
   const float* src = xf.data<float>();
   const quant::DynamicParams p = quant::ComputeDynamicParams(src, xf.numel());
   QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kUInt8, x->shape()));
@@ -246,12 +247,9 @@ Status DynamicQuantizeLinearFn(KernelContext& ctx) {
 // ---------------------------------------------------------------------------------------------
 // Integer matrix multiplication (MatMulInteger, QLinearMatMul)
 
-// Converts an 8-bit tensor to zero-point corrected int16 values. Zero points are indexed by
-// (element index / zp_div) % zp_mod (per tensor: zp_mod 1).
-Status ToOperand(const Tensor& t, const std::vector<int32_t>& zps, int64_t zp_div, int64_t zp_mod,
-                 std::vector<QOperand>* out) {
-  out->resize(static_cast<size_t>(t.numel()));
-  QOperand* d = out->data();
+// Converts an 8-bit tensor to zero-point corrected int16 values (t.numel() of them into d). Zero
+// points are indexed by (element index / zp_div) % zp_mod (per tensor: zp_mod 1).
+Status ToOperand(const Tensor& t, const std::vector<int32_t>& zps, int64_t zp_div, int64_t zp_mod, QOperand* d) {
   const int64_t n = t.numel();
   auto run = [&](auto tag) -> Status {
     using T = decltype(tag);
@@ -272,6 +270,14 @@ Status ToOperand(const Tensor& t, const std::vector<int32_t>& zps, int64_t zp_di
                                    DTypeName(t.dtype())));
 }
 
+// The same into scratch memory of the run (counted against the memory limit); `what` names it.
+StatusOr<Tensor> ToOperandScratch(KernelContext& ctx, const Tensor& t, const std::vector<int32_t>& zps, int64_t zp_div,
+                                  int64_t zp_mod, const char* what) {
+  QK_ASSIGN_OR_RETURN(Tensor out, ctx.Scratch(DType::kInt16, t.numel(), what));
+  QK_RETURN_IF_ERROR(ToOperand(t, zps, zp_div, zp_mod, out.data<QOperand>()));
+  return out;
+}
+
 // Zero-point corrected constant operand (matmul B or conv weights), prepared at session creation.
 using PackedOperand = std::shared_ptr<const std::vector<QOperand>>;
 
@@ -288,9 +294,9 @@ PackedOperand PackConstantOperand(const KernelInit& init, size_t w_idx, size_t z
   const int64_t per_len = matmul_b ? w->dim(w->rank() - 1) : w->dim(0);
   if (zps.size() != 1 && !(zp->rank() == 1 && static_cast<int64_t>(zps.size()) == per_len)) return nullptr;
   if (zps.empty() || (!matmul_b && w->rank() < 3)) return nullptr;
-  auto out = std::make_shared<std::vector<QOperand>>();
+  auto out = std::make_shared<std::vector<QOperand>>(static_cast<size_t>(w->numel()));
   const int64_t div = matmul_b || per_len == 0 ? 1 : w->numel() / per_len;
-  if (!ToOperand(*w, zps, div, static_cast<int64_t>(zps.size()), out.get()).ok()) return nullptr;
+  if (!ToOperand(*w, zps, div, static_cast<int64_t>(zps.size()), out->data()).ok()) return nullptr;
   return out;
 }
 
@@ -363,11 +369,13 @@ Status IntegerMatMul(KernelContext& ctx, const Tensor& a, const Tensor& b, const
                          DTypeName(b_zp->dtype()), DTypeName(b.dtype()));
   const std::vector<int32_t> za = a_zp ? ReadZeroPoints(*a_zp) : std::vector<int32_t>{0};
   const std::vector<int32_t> zb = b_zp ? ReadZeroPoints(*b_zp) : std::vector<int32_t>{0};
-  std::vector<QOperand> qa, qb;
-  QK_RETURN_IF_ERROR(ToOperand(a, za, s.K, static_cast<int64_t>(za.size()), &qa));  // row = i / K (mod M)
-  if (!packed_b) {
-    QK_RETURN_IF_ERROR(ToOperand(b, zb, 1, static_cast<int64_t>(zb.size()), &qb));  // col = i % N
-    packed_b = &qb;
+  // row = i / K (mod M)
+  QK_ASSIGN_OR_RETURN(const Tensor qa, ToOperandScratch(ctx, a, za, s.K, static_cast<int64_t>(za.size()), "int16 A"));
+  Tensor qb;
+  const QOperand* qb_data = packed_b ? packed_b->data() : nullptr;
+  if (!packed_b) {  // col = i % N
+    QK_ASSIGN_OR_RETURN(qb, ToOperandScratch(ctx, b, zb, 1, static_cast<int64_t>(zb.size()), "int16 B"));
+    qb_data = qb.data<QOperand>();
   }
   const int64_t nb = static_cast<int64_t>(s.a_off.size());
   if (s.M == 0 || s.N == 0 || nb == 0) return Status::Ok();
@@ -380,8 +388,8 @@ Status IntegerMatMul(KernelContext& ctx, const Tensor& a, const Tensor& b, const
                   for (int64_t w = begin; w < end; ++w) {
                     const int64_t bi = w / blocks, m0 = (w % blocks) * rows_per_block;
                     const int64_t mb = std::min(rows_per_block, s.M - m0);
-                    quant::IntegerGemm(mb, s.N, s.K, qa.data() + s.a_off[bi] + m0 * s.K, s.K,
-                                       packed_b->data() + s.b_off[bi], s.N, acc + (bi * s.M + m0) * s.N, s.N);
+                    quant::IntegerGemm(mb, s.N, s.K, qa.data<QOperand>() + s.a_off[bi] + m0 * s.K, s.K,
+                                       qb_data + s.b_off[bi], s.N, acc + (bi * s.M + m0) * s.N, s.N);
                   }
                 });
   return Status::Ok();
@@ -414,14 +422,17 @@ Status QLinearMatMulFn(KernelContext& ctx, const std::vector<QOperand>* packed_b
   QK_RETURN_IF_ERROR(CheckMatMulParam(&a_scale, s.M, "a_scale", "row of a"));
   QK_RETURN_IF_ERROR(CheckMatMulParam(&b_scale, s.N, "b_scale", "column of b"));
   const int64_t total = NumElements(s.out_shape);
-  std::vector<int32_t> acc(static_cast<size_t>(total));
-  QK_RETURN_IF_ERROR(IntegerMatMul(ctx, a, b, in[2], in[5], s, packed_b, acc.data()));
+  QK_ASSIGN_OR_RETURN(Tensor acc_t, ctx.Scratch(DType::kInt32, total, "int32 accumulator"));
+  int32_t* acc = acc_t.data<int32_t>();
+  QK_RETURN_IF_ERROR(IntegerMatMul(ctx, a, b, in[2], in[5], s, packed_b, acc));
   const std::vector<float> as = ReadScales(a_scale), bs = ReadScales(b_scale);
   const float ys = static_cast<float>(y_scale.GetAsDouble(0));
   const int32_t yz = static_cast<int32_t>(y_zp.GetAsInt64(0));
   // Multipliers per (row, column): (a_scale[m] * b_scale[n]) / y_scale in float32.
+  // Per-row a_scale and per-column b_scale make this M x N: scratch like the accumulator.
   const int64_t am = static_cast<int64_t>(as.size()), bn = static_cast<int64_t>(bs.size());
-  std::vector<float> mult(static_cast<size_t>(am * bn));
+  QK_ASSIGN_OR_RETURN(Tensor mult_t, ctx.Scratch(DType::kFloat32, am * bn, "requantize multipliers"));
+  float* mult = mult_t.data<float>();
   for (int64_t i = 0; i < am; ++i)
     for (int64_t j = 0; j < bn; ++j) mult[i * bn + j] = quant::RequantizeMultiplier(as[i], bs[j], ys);
   return DispatchQuantType(y_zp.dtype(), "y_zero_point", [&](auto tag) -> Status {
@@ -434,9 +445,9 @@ Status QLinearMatMulFn(KernelContext& ctx, const std::vector<QOperand>* packed_b
       const int64_t rows = s.N == 0 ? 0 : total / s.N;
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t m = r % s.M;
-        const float* mrow = mult.data() + (am == 1 ? 0 : m) * bn;
+        const float* mrow = mult + (am == 1 ? 0 : m) * bn;
         if (bn == 1) {
-          quant::RequantizeSpan<T>(acc.data() + r * s.N, s.N, mrow[0], yz, dst + r * s.N);
+          quant::RequantizeSpan<T>(acc + r * s.N, s.N, mrow[0], yz, dst + r * s.N);
         } else {
           for (int64_t n = 0; n < s.N; ++n) dst[r * s.N + n] = quant::Requantize<T>(acc[r * s.N + n], mrow[n], yz);
         }
@@ -620,32 +631,36 @@ Status IntegerConv(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, c
   }
   const std::vector<int32_t> zx = x_zp ? ReadZeroPoints(*x_zp) : std::vector<int32_t>{0};
   const std::vector<int32_t> zw = w_zp ? ReadZeroPoints(*w_zp) : std::vector<int32_t>{0};
-  std::vector<QOperand> qx, qw;
-  QK_RETURN_IF_ERROR(ToOperand(x, zx, 1, 1, &qx));
-  if (!packed_w) {
-    QK_RETURN_IF_ERROR(ToOperand(w, zw, g.Cg * g.k_size, static_cast<int64_t>(zw.size()), &qw));  // per out channel
-    packed_w = &qw;
-  }
   const int64_t KK = g.Cg * g.k_size;
   if (g.out_size == 0 || g.M == 0 || g.N == 0) return Status::Ok();
+  QK_ASSIGN_OR_RETURN(const Tensor qx, ToOperandScratch(ctx, x, zx, 1, 1, "int16 x"));
+  Tensor qw;
+  const QOperand* qw_data = packed_w ? packed_w->data() : nullptr;
+  if (!packed_w) {  // per output channel
+    QK_ASSIGN_OR_RETURN(qw, ToOperandScratch(ctx, w, zw, g.Cg * g.k_size, static_cast<int64_t>(zw.size()), "int16 w"));
+    qw_data = qw.data<QOperand>();
+  }
   // A 1x1, stride 1, unpadded convolution reads x directly.
   bool pointwise = true;
   for (size_t d = 0; d < g.nd; ++d) {
     pointwise = pointwise && g.k_sp[d] == 1 && g.stride[d] == 1 && g.pad_begin[d] == 0 && g.out_sp[d] == g.in_sp[d];
   }
-  std::vector<QOperand> col(pointwise ? 0 : static_cast<size_t>(KK * g.out_size));
+  Tensor col;
+  if (!pointwise) {
+    QK_ASSIGN_OR_RETURN(col, ctx.Scratch(DType::kInt16, KK * g.out_size, "im2col"));
+  }
   const int64_t work_per_row = std::max<int64_t>(1, KK * g.out_size);
   const int64_t rows_per_block = std::max<int64_t>(1, std::min<int64_t>(g.Mg, (1 << 16) / work_per_row + 1));
   const int64_t blocks = (g.Mg + rows_per_block - 1) / rows_per_block;
   for (int64_t n = 0; n < g.N; ++n) {
     for (int64_t grp = 0; grp < g.group; ++grp) {
-      const QOperand* xg = qx.data() + (n * g.C + grp * g.Cg) * g.in_size;
+      const QOperand* xg = qx.data<QOperand>() + (n * g.C + grp * g.Cg) * g.in_size;
       const QOperand* b = xg;
       if (!pointwise) {
-        Im2Col<QOperand>(g, xg, col.data(), 0);
-        b = col.data();
+        Im2Col<QOperand>(g, xg, col.data<QOperand>(), 0);
+        b = col.data<QOperand>();
       }
-      const QOperand* wg = packed_w->data() + grp * g.Mg * KK;
+      const QOperand* wg = qw_data + grp * g.Mg * KK;
       int32_t* out = acc + (n * g.M + grp * g.Mg) * g.out_size;
       ParallelRange(ctx, blocks, blocks * work_per_row * rows_per_block > (1 << 18) ? 1 : blocks + 1,
                     [&](int64_t bb, int64_t be) {
@@ -773,12 +788,13 @@ class QLinearConvKernel final : public OpKernel {
     }
     if (fast_ && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
         fast_->groups[0]->K == g.Cg * g.k_size) {
-      RunFast(ctx, g, x, in[2] ? static_cast<int32_t>(in[2]->GetAsInt64(0)) : 0, mult, bd, yz, y_signed, lo, hi, y);
-      return Status::Ok();
+      return RunFast(ctx, g, x, in[2] ? static_cast<int32_t>(in[2]->GetAsInt64(0)) : 0, mult, bd, yz, y_signed, lo,
+                     hi, y);
     }
     const int64_t total = NumElements(g.out_shape);
-    std::vector<int32_t> acc(static_cast<size_t>(total));
-    QK_RETURN_IF_ERROR(IntegerConv(ctx, g, x, w, in[2], in[5], packed_.get(), acc.data()));
+    QK_ASSIGN_OR_RETURN(Tensor acc_t, ctx.Scratch(DType::kInt32, total, "int32 accumulator"));
+    int32_t* acc = acc_t.data<int32_t>();
+    QK_RETURN_IF_ERROR(IntegerConv(ctx, g, x, w, in[2], in[5], packed_.get(), acc));
     return DispatchQuantType(y_zp.dtype(), "y_zero_point", [&](auto tag) -> Status {
       using T = decltype(tag);
       if constexpr (sizeof(T) > 2) {
@@ -787,7 +803,7 @@ class QLinearConvKernel final : public OpKernel {
         T* dst = y->data<T>();
         for (int64_t nm = 0; nm < g.N * g.M; ++nm) {
           const int64_t m = nm % g.M;
-          int32_t* a = acc.data() + nm * g.out_size;
+          int32_t* a = acc + nm * g.out_size;
           if (bd) {  // int32 bias added to the accumulator (wrapping, never UB)
             const uint32_t bv = static_cast<uint32_t>(bd[m]);
             for (int64_t i = 0; i < g.out_size; ++i) a[i] = static_cast<int32_t>(static_cast<uint32_t>(a[i]) + bv);
@@ -804,16 +820,27 @@ class QLinearConvKernel final : public OpKernel {
  private:
   // im2col (pad = the input zero point) into A = [output pixels, Cg * k_size], int8 GEMM against
   // the packed weights, requantized (bias, multiplier, zero point, clamp) straight into NCHW.
-  void RunFast(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, int32_t x_zp, const std::vector<float>& mult,
-               const int32_t* bias, int32_t y_zp, bool y_signed, int32_t lo, int32_t hi, Tensor* y) const {
+  Status RunFast(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, int32_t x_zp,
+                 const std::vector<float>& mult, const int32_t* bias, int32_t y_zp, bool y_signed, int32_t lo,
+                 int32_t hi, Tensor* y) const {
     const bool x_signed = x.dtype() == DType::kInt8;
     const int64_t KK = g.Cg * g.k_size;
     bool pointwise = true;
     for (size_t d = 0; d < g.nd; ++d) {
       pointwise = pointwise && g.k_sp[d] == 1 && g.stride[d] == 1 && g.pad_begin[d] == 0 && g.out_sp[d] == g.in_sp[d];
     }
-    std::vector<uint8_t> col(pointwise ? 0 : static_cast<size_t>(KK * g.out_size));
+    // Scratch from the run's pool, reused for every image and group: the im2col matrix and the
+    // packed activations.
+    Tensor col;
+    if (!pointwise) {
+      QK_ASSIGN_OR_RETURN(col, ctx.Scratch(DType::kUInt8, KK * g.out_size, "im2col"));
+    }
     kernels::PackedQActivations packed;
+    int64_t packed_bytes = 0;
+    for (const auto& w : fast_->groups) {
+      packed_bytes = std::max(packed_bytes, kernels::PackedQActivationsBytes(g.out_size, *w));
+    }
+    QK_ASSIGN_OR_RETURN(packed.storage, ctx.Scratch(DType::kUInt8, packed_bytes, "packed activations"));
     const auto* xb = static_cast<const uint8_t*>(x.raw_data());
     auto* yb = static_cast<uint8_t*>(y->raw_data());
     for (int64_t n = 0; n < g.N; ++n) {
@@ -822,8 +849,8 @@ class QLinearConvKernel final : public OpKernel {
         const uint8_t* xg = xb + (n * g.C + grp * g.Cg) * g.in_size;
         const uint8_t* src = xg;
         if (!pointwise) {
-          Im2Col<uint8_t>(g, xg, col.data(), static_cast<uint8_t>(x_zp));
-          src = col.data();
+          Im2Col<uint8_t>(g, xg, col.data<uint8_t>(), static_cast<uint8_t>(x_zp));
+          src = col.data<uint8_t>();
         }
         kernels::PackQActivationsTransposed(src, x_signed, g.out_size, KK, g.out_size, x_zp, w, &packed);
         kernels::QGemmOutput out;
@@ -840,6 +867,7 @@ class QLinearConvKernel final : public OpKernel {
         kernels::QGemm(packed, w, out, ctx.thread_pool());
       }
     }
+    return Status::Ok();
   }
 
   // Depthwise 2-D: per channel, int32 accumulation of (x - x_zp) * (w - w_zp) over the taps that

@@ -229,17 +229,26 @@ using IntAcc = std::conditional_t<std::is_floating_point_v<T>, T, uint64_t>;
 template <typename T>
 using RealAcc = std::conditional_t<std::is_floating_point_v<T>, T, double>;
 
+// Accumulators: `n` zeroed values of A as scratch of the run (counted against the memory limit).
+template <typename A>
+StatusOr<Tensor> AccScratch(KernelContext& ctx, int64_t n, const char* what) {
+  QK_ASSIGN_OR_RETURN(Tensor t, ctx.Scratch(DTypeOf<A>::value, n, what));
+  std::fill(t.data<A>(), t.data<A>() + n, A(0));
+  return t;
+}
+
 template <typename T>
-Status ReduceTyped(RK kind, const ReducePlan& rp, const T* x, T* y, ThreadPool* tp) {
+Status ReduceTyped(KernelContext& ctx, RK kind, const ReducePlan& rp, const T* x, T* y, ThreadPool* tp) {
   const int64_t no = rp.out_numel;
   switch (kind) {
     case RK::kSum: case RK::kMean: case RK::kSumSquare: case RK::kL1: case RK::kProd: {
       using A = IntAcc<T>;
-      std::vector<A> acc(no);
-      if (kind == RK::kSumSquare) ReduceRuns(rp, x, acc.data(), SumSquareR<T, A>{}, tp);
-      else if (kind == RK::kL1) ReduceRuns(rp, x, acc.data(), L1R<T, A>{}, tp);
-      else if (kind == RK::kProd) ReduceRuns(rp, x, acc.data(), ProdR<T, A>{}, tp);
-      else ReduceRuns(rp, x, acc.data(), SumR<T, A>{}, tp);
+      QK_ASSIGN_OR_RETURN(Tensor acc_t, AccScratch<A>(ctx, no, "accumulator"));
+      A* acc = acc_t.data<A>();
+      if (kind == RK::kSumSquare) ReduceRuns(rp, x, acc, SumSquareR<T, A>{}, tp);
+      else if (kind == RK::kL1) ReduceRuns(rp, x, acc, L1R<T, A>{}, tp);
+      else if (kind == RK::kProd) ReduceRuns(rp, x, acc, ProdR<T, A>{}, tp);
+      else ReduceRuns(rp, x, acc, SumR<T, A>{}, tp);
       if (kind == RK::kMean) {
         for (int64_t i = 0; i < no; ++i) {
           if constexpr (std::is_floating_point_v<T>) {
@@ -262,23 +271,27 @@ Status ReduceTyped(RK kind, const ReducePlan& rp, const T* x, T* y, ThreadPool* 
     }
     case RK::kL2: case RK::kLogSum: {
       using A = RealAcc<T>;
-      std::vector<A> acc(no);
+      QK_ASSIGN_OR_RETURN(Tensor acc_t, AccScratch<A>(ctx, no, "accumulator"));
+      A* acc = acc_t.data<A>();
       if (kind == RK::kL2) {
-        ReduceRuns(rp, x, acc.data(), SumSquareR<T, A>{}, tp);
+        ReduceRuns(rp, x, acc, SumSquareR<T, A>{}, tp);
         for (int64_t i = 0; i < no; ++i) y[i] = FromDouble<T>(std::sqrt(acc[i]));
       } else {
-        ReduceRuns(rp, x, acc.data(), SumR<T, A>{}, tp);
+        ReduceRuns(rp, x, acc, SumR<T, A>{}, tp);
         for (int64_t i = 0; i < no; ++i) y[i] = FromDouble<T>(std::log(acc[i]));
       }
       return Status::Ok();
     }
     case RK::kLogSumExp: {
       using A = RealAcc<T>;
-      std::vector<A> mx(no), acc(no);
-      ReduceRuns(rp, x, mx.data(), MaxR<T, A>{}, tp);
+      QK_ASSIGN_OR_RETURN(Tensor mx_t, AccScratch<A>(ctx, no, "maximum"));
+      QK_ASSIGN_OR_RETURN(Tensor acc_t, AccScratch<A>(ctx, no, "accumulator"));
+      A* mx = mx_t.data<A>();
+      A* acc = acc_t.data<A>();
+      ReduceRuns(rp, x, mx, MaxR<T, A>{}, tp);
       ExpSumR<T, A> es;
-      es.maxv = mx.data();
-      ReduceRuns(rp, x, acc.data(), es, tp);
+      es.maxv = mx;
+      ReduceRuns(rp, x, acc, es, tp);
       for (int64_t i = 0; i < no; ++i) y[i] = FromDouble<T>(std::log(acc[i]) + ExpSumR<T, A>::Shift(mx[i]));
       return Status::Ok();
     }
@@ -333,16 +346,16 @@ class ReduceKernel final : public OpKernel {
     ThreadPool* tp = ctx.thread_pool();
     if (IsHalf(dt)) {
       QK_ASSIGN_OR_RETURN(Tensor xf, ToFloat(*x, ctx.allocator(), tp));
-      std::vector<float> yf(rp.out_numel);
-      QK_RETURN_IF_ERROR(ReduceTyped<float>(kind_, rp, xf.data<float>(), yf.data(), tp));
+      QK_ASSIGN_OR_RETURN(Tensor yf, ctx.Scratch(DType::kFloat32, rp.out_numel, "float32 result"));
+      QK_RETURN_IF_ERROR(ReduceTyped<float>(ctx, kind_, rp, xf.data<float>(), yf.data<float>(), tp));
       QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, dt, rp.out_shape));
-      FloatToHalfN(yf.data(), y->data<uint16_t>(), rp.out_numel, dt);
+      FloatToHalfN(yf.data<float>(), y->data<uint16_t>(), rp.out_numel, dt);
       return Status::Ok();
     }
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, dt, rp.out_shape));
     return Dispatch<kNumericTypes & ~kHalfTypes>(dt, [&](auto tag) -> Status {
       using T = decltype(tag);
-      return ReduceTyped<T>(kind_, rp, x->data<T>(), y->data<T>(), tp);
+      return ReduceTyped<T>(ctx, kind_, rp, x->data<T>(), y->data<T>(), tp);
     });
   }
 
@@ -1021,10 +1034,16 @@ Status MvnFn(KernelContext& ctx) {
     using T = decltype(tag);
     const T* px = xc.data<T>();
     T* py = static_cast<T*>(ys.data());
-    std::vector<double> sum(rp.out_numel), sq(rp.out_numel);
-    ReduceRuns(rp, px, sum.data(), SumR<T, double>{}, tp);
-    ReduceRuns(rp, px, sq.data(), SumSquareR<T, double>{}, tp);
-    std::vector<T> mean(rp.out_numel), scale(rp.out_numel);
+    QK_ASSIGN_OR_RETURN(Tensor sum_t, AccScratch<double>(ctx, rp.out_numel, "sum"));
+    QK_ASSIGN_OR_RETURN(Tensor sq_t, AccScratch<double>(ctx, rp.out_numel, "sum of squares"));
+    QK_ASSIGN_OR_RETURN(Tensor mean_t, ctx.Scratch(DTypeOf<T>::value, rp.out_numel, "mean"));
+    QK_ASSIGN_OR_RETURN(Tensor scale_t, ctx.Scratch(DTypeOf<T>::value, rp.out_numel, "scale"));
+    double* sum = sum_t.data<double>();
+    double* sq = sq_t.data<double>();
+    T* mean = mean_t.data<T>();
+    T* scale = scale_t.data<T>();
+    ReduceRuns(rp, px, sum, SumR<T, double>{}, tp);
+    ReduceRuns(rp, px, sq, SumSquareR<T, double>{}, tp);
     const double cnt = static_cast<double>(std::max<int64_t>(1, rp.count));
     for (int64_t i = 0; i < rp.out_numel; ++i) {
       const double m = sum[i] / cnt;
@@ -1038,8 +1057,8 @@ Status MvnFn(KernelContext& ctx) {
                  const T* q = px + cur;
                  T* o = py + cur;
                  if (st[0]) {
-                   const T* m = mean.data() + off[0];
-                   const T* sc = scale.data() + off[0];
+                   const T* m = mean + off[0];
+                   const T* sc = scale + off[0];
                    for (int64_t i = 0; i < len; ++i) o[i] = (q[i] - m[i]) * sc[i];
                  } else {
                    const T m = mean[off[0]], sc = scale[off[0]];

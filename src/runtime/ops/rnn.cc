@@ -272,14 +272,14 @@ struct Packed {
   std::vector<QuantizedGemmWeights> w_q, r_q, rh_q;
 };
 
-// C[M, N] (row stride ldc) += dynamic-int8 A[M, K] x B: A quantized like DynamicQuantizeLinear.
+// C[M, N] (row stride ldc) += dynamic-int8 A[M, K] x B: A quantized like DynamicQuantizeLinear,
+// packed into *pa (whose storage the caller reserved for the largest call and reuses).
 void QuantizedMatMulAccumulate(ThreadPool* pool, int64_t M, const float* A, const QuantizedGemmWeights& B, float* C,
-                               int64_t ldc) {
+                               int64_t ldc, kernels::PackedQActivations* pa) {
   const int64_t K = B.packed->K;
   if (M <= 0 || B.packed->N <= 0) return;
   const quant::DynamicParams p = quant::ComputeDynamicParams(A, M * K);
-  kernels::PackedQActivations pa;
-  kernels::PackQActivationsFromFloat(A, M, K, K, p.scale, p.zero_point, *B.packed, &pa);
+  kernels::PackQActivationsFromFloat(A, M, K, K, p.scale, p.zero_point, *B.packed, pa);
   kernels::QGemmOutput out;
   out.y = C;
   out.ldc = ldc;
@@ -287,7 +287,7 @@ void QuantizedMatMulAccumulate(ThreadPool* pool, int64_t M, const float* A, cons
   out.b_scale = B.scale.data();
   out.b_scale_per_col = B.scale.size() > 1;
   out.accumulate = true;
-  kernels::QGemm(pa, *B.packed, out, pool);
+  kernels::QGemm(*pa, *B.packed, out, pool);
 }
 
 Tensor AsFloat32(const Tensor& t) {
@@ -378,16 +378,36 @@ Status RnnKernel::Compute(KernelContext& ctx) {
   const int64_t Bt = batch_major ? x_in->dim(0) : x_in->dim(1);
   QK_CHECK_ARG(x_in->dim(2) == I, "X has input size {} but W expects {}", x_in->dim(2), I);
 
-  // X as float32 [S, B, I].
-  Tensor xf = AsFloat32(*x_in);
-  std::vector<float> x_tm;
-  const float* X = xf.data<float>();
-  if (batch_major) {
-    x_tm.resize(static_cast<size_t>(S * Bt * I));
-    for (int64_t b = 0; b < Bt; ++b)
-      for (int64_t t = 0; t < S; ++t)
-        std::memcpy(x_tm.data() + (t * Bt + b) * I, X + (b * S + t) * I, sizeof(float) * static_cast<size_t>(I));
-    X = x_tm.data();
+  // X as float32 [S, B, I]: the input itself, or converted / made time-major in scratch memory.
+  // Every buffer below whose size grows with the input (sequence, batch) is scratch from the
+  // run's pool, counted against the session's memory limit.
+  const float* X = x_in->data<float>();
+  Tensor x_scratch;
+  if (dtype != DType::kFloat32 || batch_major) {
+    QK_ASSIGN_OR_RETURN(x_scratch, ctx.Scratch(DType::kFloat32, S * Bt * I, "float32 time-major X"));
+    float* dst = x_scratch.data<float>();
+    auto convert = [&](int64_t src, int64_t to, int64_t n) {  // n values from element src of x_in
+      switch (dtype) {
+        case DType::kFloat32:
+          std::memcpy(dst + to, x_in->data<float>() + src, sizeof(float) * static_cast<size_t>(n));
+          break;
+        case DType::kFloat16:
+          for (int64_t i = 0; i < n; ++i) dst[to + i] = HalfToFloat(x_in->data<uint16_t>()[src + i]);
+          break;
+        case DType::kBFloat16:
+          for (int64_t i = 0; i < n; ++i) dst[to + i] = BFloat16ToFloat(x_in->data<uint16_t>()[src + i]);
+          break;
+        default:
+          for (int64_t i = 0; i < n; ++i) dst[to + i] = static_cast<float>(x_in->GetAsDouble(src + i));
+      }
+    };
+    if (batch_major) {
+      for (int64_t b = 0; b < Bt; ++b)
+        for (int64_t t = 0; t < S; ++t) convert((b * S + t) * I, (t * Bt + b) * I, I);
+    } else {
+      convert(0, 0, S * Bt * I);
+    }
+    X = dst;
   }
   // Biases [D, 2*GH] (Wb then Rb).
   std::vector<float> bias(static_cast<size_t>(D * 2 * GH), 0.0f);
@@ -408,23 +428,31 @@ Status RnnKernel::Compute(KernelContext& ctx) {
     }
   }
   // Initial states [D, B, H] (layout 0) or [B, D, H] (layout 1) -> internal [D, B, H].
-  auto read_state = [&](const Tensor* t, const char* what, std::vector<float>* out) -> Status {
-    out->assign(static_cast<size_t>(D * Bt * H), 0.0f);
-    if (!t) return Status::Ok();
-    const Shape expect = batch_major ? Shape{Bt, D, H} : Shape{D, Bt, H};
-    QK_CHECK_ARG(t->shape() == expect, "{} has shape {}, expected {}", what, ShapeToString(t->shape()),
-                 ShapeToString(expect));
+  auto read_state = [&](const Tensor* t, const char* what, Tensor* out) -> Status {
+    if (t) {
+      const Shape expect = batch_major ? Shape{Bt, D, H} : Shape{D, Bt, H};
+      QK_CHECK_ARG(t->shape() == expect, "{} has shape {}, expected {}", what, ShapeToString(t->shape()),
+                   ShapeToString(expect));
+    }
+    QK_ASSIGN_OR_RETURN(*out, ctx.Scratch(DType::kFloat32, D * Bt * H, what));
+    float* dst = out->data<float>();
+    if (!t) {
+      std::fill(dst, dst + D * Bt * H, 0.0f);
+      return Status::Ok();
+    }
     const std::vector<float> v = t->ToFloatVector();
     for (int d = 0; d < D; ++d)
       for (int64_t b = 0; b < Bt; ++b) {
         const float* src = v.data() + (batch_major ? (b * D + d) : (d * Bt + b)) * H;
-        std::copy(src, src + H, out->data() + (d * Bt + b) * H);
+        std::copy(src, src + H, dst + (d * Bt + b) * H);
       }
     return Status::Ok();
   };
-  std::vector<float> h_state, c_state;
-  QK_RETURN_IF_ERROR(read_state(h0_in, "initial_h", &h_state));
-  if (a_.cell == CellType::kLstm) QK_RETURN_IF_ERROR(read_state(c0_in, "initial_c", &c_state));
+  Tensor h_state_t, c_state_t;
+  QK_RETURN_IF_ERROR(read_state(h0_in, "initial_h", &h_state_t));
+  if (a_.cell == CellType::kLstm) QK_RETURN_IF_ERROR(read_state(c0_in, "initial_c", &c_state_t));
+  float* h_state = h_state_t.data<float>();
+  float* c_state = a_.cell == CellType::kLstm ? c_state_t.data<float>() : nullptr;
   std::vector<float> peep(static_cast<size_t>(D * 3 * H), 0.0f);
   const bool has_peep = p_in != nullptr;
   if (p_in) {
@@ -433,20 +461,49 @@ Status RnnKernel::Compute(KernelContext& ctx) {
     peep = p_in->ToFloatVector();
   }
 
-  // Outputs (computed in float32, converted at the end if needed).
+  // Outputs (computed in float32, converted at the end if needed). Y in float32 is written straight
+  // into the output; in other types it is staged in float32 scratch.
   const bool want_y = ctx.output_wanted(0);
   const Shape y_shape = batch_major ? Shape{Bt, S, D, H} : Shape{S, D, Bt, H};
   const Shape st_shape = batch_major ? Shape{Bt, D, H} : Shape{D, Bt, H};
-  std::vector<float> y;
-  if (want_y) y.assign(static_cast<size_t>(S * D * Bt * H), 0.0f);
+  float* y = nullptr;
+  Tensor y_stage;
+  if (want_y) {
+    if (dtype == DType::kFloat32) {
+      QK_ASSIGN_OR_RETURN(Tensor * yt, ctx.Output(0, DType::kFloat32, y_shape));
+      y = yt->data<float>();
+    } else {
+      QK_ASSIGN_OR_RETURN(y_stage, ctx.Scratch(DType::kFloat32, S * D * Bt * H, "float32 Y"));
+      y = y_stage.data<float>();
+    }
+    std::fill(y, y + S * D * Bt * H, 0.0f);
+  }
   auto y_at = [&](int64_t t, int d, int64_t b) -> float* {
-    return y.data() + (batch_major ? ((b * S + t) * D + d) : ((t * D + d) * Bt + b)) * H;
+    return y + (batch_major ? ((b * S + t) * D + d) : ((t * D + d) * Bt + b)) * H;
   };
 
   const bool gru_lbr = a_.cell == CellType::kGru && a_.linear_before_reset;
-  std::vector<float> xw(static_cast<size_t>(S * Bt * GH));
-  std::vector<float> hr(static_cast<size_t>(Bt * GH));
-  std::vector<float> rh(a_.cell == CellType::kGru ? static_cast<size_t>(Bt * H) : 0);  // r (.) H for GRU
+  QK_ASSIGN_OR_RETURN(Tensor xw_t, ctx.Scratch(DType::kFloat32, S * Bt * GH, "input projection"));
+  QK_ASSIGN_OR_RETURN(Tensor hr_t, ctx.Scratch(DType::kFloat32, Bt * GH, "gates"));
+  Tensor rh_t;  // r (.) H for GRU
+  if (a_.cell == CellType::kGru) {
+    QK_ASSIGN_OR_RETURN(rh_t, ctx.Scratch(DType::kFloat32, Bt * H, "reset hidden state"));
+  }
+  float* const xw = xw_t.data<float>();
+  float* const hr = hr_t.data<float>();
+  float* const rh = rh_t.data<float>();
+  // Int8 weights: the activations of every GEMM (X once, then the hidden state per step) are
+  // packed into one reservation, sized for the largest.
+  kernels::PackedQActivations pa;
+  if (pk->quantized) {
+    int64_t bytes = 0;
+    for (int d = 0; d < D; ++d) {
+      bytes = std::max(bytes, kernels::PackedQActivationsBytes(S * Bt, *pk->w_q[d].packed));
+      bytes = std::max(bytes, kernels::PackedQActivationsBytes(Bt, *pk->r_q[d].packed));
+      if (!pk->rh_q.empty()) bytes = std::max(bytes, kernels::PackedQActivationsBytes(Bt, *pk->rh_q[d].packed));
+    }
+    QK_ASSIGN_OR_RETURN(pa.storage, ctx.Scratch(DType::kUInt8, bytes, "packed activations"));
+  }
   const float clip = a_.clip.value_or(0.0f);
   auto do_clip = [&](float* v, int64_t n) {
     if (!a_.clip) return;
@@ -463,20 +520,20 @@ Status RnnKernel::Compute(KernelContext& ctx) {
     // Input projection for all steps: xw = X * W^T + Wb + Rb (GRU with linear_before_reset keeps
     // Rbh for the recurrent part).
     for (int64_t row = 0; row < S * Bt; ++row) {
-      float* dst = xw.data() + row * GH;
+      float* dst = xw + row * GH;
       for (int64_t j = 0; j < GH; ++j) dst[j] = wb[j] + rb[j];
       if (gru_lbr) {
         for (int64_t j = 2 * H; j < 3 * H; ++j) dst[j] = wb[j];
       }
     }
     if (pk->quantized) {
-      QuantizedMatMulAccumulate(ctx.thread_pool(), S * Bt, X, pk->w_q[d], xw.data(), GH);
+      QuantizedMatMulAccumulate(ctx.thread_pool(), S * Bt, X, pk->w_q[d], xw, GH, &pa);
     } else {
-      MatMulAccumulate(ctx.thread_pool(), S * Bt, GH, I, X, I, wt, GH, xw.data(), GH);
+      MatMulAccumulate(ctx.thread_pool(), S * Bt, GH, I, X, I, wt, GH, xw, GH);
     }
 
-    float* hs = h_state.data() + d * Bt * H;
-    float* cs = a_.cell == CellType::kLstm ? c_state.data() + d * Bt * H : nullptr;
+    float* hs = h_state + d * Bt * H;
+    float* cs = a_.cell == CellType::kLstm ? c_state + d * Bt * H : nullptr;
     const float* pi = peep.data() + d * 3 * H;
     const float* po = pi + H;
     const float* pf = po + H;
@@ -484,41 +541,41 @@ Status RnnKernel::Compute(KernelContext& ctx) {
       // Recurrent part for all batch rows: hr = H_prev * R^T (GRU without linear_before_reset: only
       // the z and r gates here; the h gate needs r first).
       const int64_t rec_cols = (a_.cell == CellType::kGru && !gru_lbr) ? 2 * H : GH;
-      for (int64_t b = 0; b < Bt; ++b) std::fill(hr.data() + b * GH, hr.data() + b * GH + rec_cols, 0.0f);
+      for (int64_t b = 0; b < Bt; ++b) std::fill(hr + b * GH, hr + b * GH + rec_cols, 0.0f);
       if (gru_lbr) {
-        for (int64_t b = 0; b < Bt; ++b) std::copy(rb + 2 * H, rb + 3 * H, hr.data() + b * GH + 2 * H);
+        for (int64_t b = 0; b < Bt; ++b) std::copy(rb + 2 * H, rb + 3 * H, hr + b * GH + 2 * H);
       }
       if (pk->quantized) {
-        QuantizedMatMulAccumulate(ctx.thread_pool(), Bt, hs, pk->r_q[d], hr.data(), GH);
+        QuantizedMatMulAccumulate(ctx.thread_pool(), Bt, hs, pk->r_q[d], hr, GH, &pa);
       } else {
-        MatMulAccumulate(ctx.thread_pool(), Bt, rec_cols, H, hs, H, rt, GH, hr.data(), GH);
+        MatMulAccumulate(ctx.thread_pool(), Bt, rec_cols, H, hs, H, rt, GH, hr, GH);
       }
       if (a_.cell == CellType::kGru && !gru_lbr) {
         // z, r first, then (r (.) H_prev) * Rh^T.
         for (int64_t b = 0; b < Bt; ++b) {
           if (s >= lens[b]) continue;
           const int64_t t = reverse ? lens[b] - 1 - s : s;
-          float* g = hr.data() + b * GH;
-          const float* xr = xw.data() + (t * Bt + b) * GH;
+          float* g = hr + b * GH;
+          const float* xr = xw + (t * Bt + b) * GH;
           for (int64_t j = 0; j < 2 * H; ++j) g[j] += xr[j];
           do_clip(g, 2 * H);
           acts[0].Apply(g, 2 * H);
           const float* hp = hs + b * H;
-          float* rhb = rh.data() + b * H;
+          float* rhb = rh + b * H;
           for (int64_t j = 0; j < H; ++j) rhb[j] = g[H + j] * hp[j];
         }
-        for (int64_t b = 0; b < Bt; ++b) std::fill(hr.data() + b * GH + 2 * H, hr.data() + b * GH + 3 * H, 0.0f);
+        for (int64_t b = 0; b < Bt; ++b) std::fill(hr + b * GH + 2 * H, hr + b * GH + 3 * H, 0.0f);
         if (pk->quantized) {
-          QuantizedMatMulAccumulate(ctx.thread_pool(), Bt, rh.data(), pk->rh_q[d], hr.data() + 2 * H, GH);
+          QuantizedMatMulAccumulate(ctx.thread_pool(), Bt, rh, pk->rh_q[d], hr + 2 * H, GH, &pa);
         } else {
-          MatMulAccumulate(ctx.thread_pool(), Bt, H, H, rh.data(), H, rt + 2 * H, GH, hr.data() + 2 * H, GH);
+          MatMulAccumulate(ctx.thread_pool(), Bt, H, H, rh, H, rt + 2 * H, GH, hr + 2 * H, GH);
         }
       }
       for (int64_t b = 0; b < Bt; ++b) {
         if (s >= lens[b]) continue;
         const int64_t t = reverse ? lens[b] - 1 - s : s;
-        const float* xr = xw.data() + (t * Bt + b) * GH;
-        float* g = hr.data() + b * GH;
+        const float* xr = xw + (t * Bt + b) * GH;
+        float* g = hr + b * GH;
         float* hp = hs + b * H;
         switch (a_.cell) {
           case CellType::kRnn: {
@@ -586,32 +643,34 @@ Status RnnKernel::Compute(KernelContext& ctx) {
     }
   }
 
-  // Write outputs.
+  // Write outputs (states from the internal [D, B, H] order) in X's type.
   auto emit = [&](size_t idx, const Shape& shape, const float* data, bool state) -> Status {
     if (!ctx.output_wanted(idx)) return Status::Ok();
-    Tensor f(DType::kFloat32, shape, ctx.allocator());
-    float* dst = f.data<float>();
+    QK_ASSIGN_OR_RETURN(Tensor * o, ctx.Output(idx, dtype, shape));
+    auto put = [&](int64_t to, const float* src, int64_t n) {
+      switch (dtype) {
+        case DType::kFloat32: std::copy(src, src + n, o->data<float>() + to); break;
+        case DType::kFloat64:
+          for (int64_t i = 0; i < n; ++i) o->data<double>()[to + i] = src[i];
+          break;
+        case DType::kFloat16:
+          for (int64_t i = 0; i < n; ++i) o->data<uint16_t>()[to + i] = FloatToHalf(src[i]);
+          break;
+        default:
+          for (int64_t i = 0; i < n; ++i) o->data<uint16_t>()[to + i] = FloatToBFloat16(src[i]);
+      }
+    };
     if (!state || !batch_major) {
-      std::memcpy(dst, data, sizeof(float) * static_cast<size_t>(f.numel()));
+      put(0, data, o->numel());
     } else {
       for (int dd = 0; dd < D; ++dd)
-        for (int64_t b = 0; b < Bt; ++b)
-          std::copy(data + (dd * Bt + b) * H, data + (dd * Bt + b + 1) * H, dst + (b * D + dd) * H);
-    }
-    if (dtype == DType::kFloat32) {
-      ctx.SetOutput(idx, std::move(f));
-    } else if (dtype == DType::kFloat64) {
-      QK_ASSIGN_OR_RETURN(Tensor * o, ctx.Output(idx, DType::kFloat64, shape));
-      double* od = o->data<double>();
-      for (int64_t i = 0; i < f.numel(); ++i) od[i] = dst[i];
-    } else {
-      ctx.SetOutput(idx, FromFloat32(f, dtype, ctx.allocator()));
+        for (int64_t b = 0; b < Bt; ++b) put((b * D + dd) * H, data + (dd * Bt + b) * H, H);
     }
     return Status::Ok();
   };
-  QK_RETURN_IF_ERROR(emit(0, y_shape, y.data(), false));
-  QK_RETURN_IF_ERROR(emit(1, st_shape, h_state.data(), true));
-  if (a_.cell == CellType::kLstm) QK_RETURN_IF_ERROR(emit(2, st_shape, c_state.data(), true));
+  if (dtype != DType::kFloat32) QK_RETURN_IF_ERROR(emit(0, y_shape, y, false));  // float32: Y is the output
+  QK_RETURN_IF_ERROR(emit(1, st_shape, h_state, true));
+  if (a_.cell == CellType::kLstm) QK_RETURN_IF_ERROR(emit(2, st_shape, c_state, true));
   return Status::Ok();
 }
 

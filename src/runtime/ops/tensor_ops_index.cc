@@ -416,12 +416,10 @@ Status CumSumFn(KernelContext& ctx) {
   for (int64_t d = axis + 1; d < r; ++d) inner *= x->dim(d);
   const int64_t dim = x->dim(axis);
   if (x->dtype() == DType::kFloat16 || x->dtype() == DType::kBFloat16) {
-    const Tensor xf = ToFloat32IfHalf(*x, ctx.allocator());
+    QK_ASSIGN_OR_RETURN(const Tensor xf, ToFloat32IfHalf(ctx, *x, "float32 X"));
     QK_ASSIGN_OR_RETURN(Tensor yf, Tensor::CreateUninitialized(DType::kFloat32, x->shape(), ctx.allocator(), "CumSum"));
     CumSumImpl<float, float>(xf.data<float>(), yf.data<float>(), outer, dim, inner, exclusive, reverse);
-    const Tensor yh = FromFloat32(yf, x->dtype(), ctx.allocator());
-    ctx.SetOutput(0, yh);
-    return Status::Ok();
+    return SetOutputFromFloat32(ctx, 0, yf, x->dtype());
   }
   QK_CHECK_ARG(x->dtype() != DType::kBool, "CumSum does not support bool");
   QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, x->dtype(), x->shape()));
