@@ -6,6 +6,9 @@
 A model that expands its 1x4 input to a 16 MiB tensor 'big' must fail under --max-memory 8M
 (exit 2, one line naming 'big' and the limit) and succeed under 64M, for run, compare, bench,
 calibrate, quantize --mode static --calib and quantize --check; --max-memory-mb is an alias.
+Kernel scratch counts too: an LSTM whose output (512 KiB) fits under --max-memory 1M but whose
+input projection for all steps (2 MiB of scratch) does not must fail naming the node and the
+scratch, and succeed under 64M.
 A model whose 3 GiB tensor is a constant expression must be refused under --max-memory 512M
 without the process ever holding that much memory (peak RSS is measured).
 """
@@ -23,8 +26,8 @@ failures = []
 passed = 0
 
 
-def model_file(path, nodes, initializers, out_shape):
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+def model_file(path, nodes, initializers, out_shape, x_shape=(1, 4)):
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], initializers)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 7
@@ -85,6 +88,21 @@ with tempfile.TemporaryDirectory() as t:
     leftovers = [f for f in os.listdir(t) if f not in ("expand.onnx", "data", "out")]
     if leftovers:
         failures.append(f"files left by failed runs: {leftovers}")
+    # Kernel scratch: x [64, 8, 16] (64 steps, batch 8; a user input, not pool memory) -> LSTM with
+    # hidden size 256 -> y [64, 1, 8, 256] (512 KiB); the input projection X * W^T of every step is
+    # 64 * 8 x 4 * 256 floats (2 MiB) of scratch.
+    lstm = os.path.join(t, "lstm.onnx")
+    model_file(lstm, [helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=256, name="lstm")],
+               [numpy_helper.from_array(np.full((1, 1024, 16), 0.01, np.float32), "W"),
+                numpy_helper.from_array(np.full((1, 1024, 256), 0.001, np.float32), "R")], [64, 1, 8, 256],
+               x_shape=(64, 8, 16))
+    lx = os.path.join(t, "lx.npy")
+    np.save(lx, np.ones((64, 8, 16), np.float32))
+    lstm_run = ["run", lstm, "--input", f"x={lx}", "-o", os.path.join(t, "out3")]
+    expect("run: LSTM scratch over --max-memory 1M", lstm_run + ["--max-memory", "1M"], 2,
+           r"LSTM node 'lstm': input projection scratch of 2097152 bytes would exceed the memory limit of 1048576 bytes")
+    expect("run: LSTM under --max-memory 64M", lstm_run + ["--max-memory", "64M"], 0)
+
     for bad in ("512", "0M", "12X", "-5M", ""):
         expect(f"--max-memory '{bad}'", commands["run"] + ["--max-memory", bad], 2, r"max-memory")
 

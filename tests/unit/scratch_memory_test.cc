@@ -1,0 +1,263 @@
+// Kernel scratch memory (im2col columns, packed int8 activations, accumulators, the RNN input
+// projection) comes from the session's pool and counts against SessionOptions::max_memory_bytes:
+// a limit that holds every tensor (outputs, intermediates) but not the scratch is an error naming
+// the node and the scratch, and a limit large enough gives exactly the bits of an unlimited run.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "test_util.h"
+
+namespace quantkit {
+namespace {
+
+using testing::IntAttr;
+using testing::IntsAttr;
+using testing::MakeModel;
+using testing::MakeNode;
+using testing::MakeValueInfo;
+
+using Feeds = std::vector<std::pair<std::string, Tensor>>;
+
+constexpr uint64_t kKiB = 1024, kMiB = 1024 * 1024;
+
+struct Outcome {
+  Status status;
+  std::vector<Tensor> outputs;
+  uint64_t peak = 0;  // pool bytes
+};
+
+// limit 0: the default (half of physical memory).
+Outcome RunLimited(const Model& model, const Feeds& feeds, uint64_t limit, bool optimize, int threads = 1) {
+  SessionOptions opts;
+  opts.threads = threads;
+  opts.optimize = optimize;
+  opts.max_memory_bytes = limit;
+  auto session = Session::Create(model, opts);
+  if (!session.ok()) {
+    ADD_FAILURE() << "Session::Create: " << session.status().message();
+    return {};
+  }
+  Outcome o;
+  o.status = (*session)->Run(feeds, &o.outputs);
+  o.peak = (*session)->peak_pool_bytes();
+  return o;
+}
+
+void ExpectSameBits(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].dtype(), b[i].dtype()) << "output " << i;
+    ASSERT_EQ(a[i].shape(), b[i].shape()) << "output " << i;
+    EXPECT_EQ(std::memcmp(a[i].raw_data(), b[i].raw_data(), a[i].nbytes()), 0) << "output " << i << " differs";
+  }
+}
+
+// Runs `model` under `tight` (must fail naming `node` and the scratch) and under `roomy` (must
+// succeed, bit-identical to the default limit). Returns the default-limit outputs.
+std::vector<Tensor> CheckLimits(const Model& model, const Feeds& feeds, uint64_t tight, uint64_t roomy,
+                                const std::string& node, const std::string& scratch, bool optimize, int threads = 1) {
+  const Outcome reference = RunLimited(model, feeds, 0, optimize, threads);
+  EXPECT_TRUE(reference.status.ok()) << reference.status.message();
+  // The tight limit holds everything the runtime counted before scratch was counted: the pool's
+  // peak of a successful run is mostly tensors, and the tight limit is above the outputs.
+  uint64_t output_bytes = 0;
+  for (const Tensor& t : reference.outputs) output_bytes += t.nbytes();
+  EXPECT_GT(tight, output_bytes);
+
+  const Outcome refused = RunLimited(model, feeds, tight, optimize, threads);
+  EXPECT_FALSE(refused.status.ok()) << "expected the " << scratch << " scratch to exceed " << tight << " bytes";
+  EXPECT_EQ(refused.status.code(), StatusCode::kResourceExhausted);
+  const std::string& msg = refused.status.message();
+  EXPECT_NE(msg.find(node + ":"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(scratch + " scratch of "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("would exceed the memory limit of " + std::to_string(tight) + " bytes"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line: " << msg;
+
+  const Outcome ok = RunLimited(model, feeds, roomy, optimize, threads);
+  EXPECT_TRUE(ok.status.ok()) << ok.status.message();
+  EXPECT_LE(ok.peak, roomy);
+  ExpectSameBits(reference.outputs, ok.outputs);
+  return reference.outputs;
+}
+
+template <typename T>
+Tensor RandomInts(std::vector<int64_t> shape, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> d(std::is_signed_v<T> ? -128 : 0, std::is_signed_v<T> ? 127 : 255);
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  std::vector<T> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<T>(d(rng));
+  return Tensor::FromVector<T>(v, shape);
+}
+
+Tensor RandomFloats(std::vector<int64_t> shape, uint32_t seed, float stddev = 1.f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, stddev);
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = nd(rng);
+  return Tensor::FromVector<float>(v, shape);
+}
+
+ValueInfo Output(const std::string& name) {
+  ValueInfo vi;
+  vi.name = name;
+  return vi;
+}
+
+// y = QLinearConv(x [1, C, H, W] uint8, w [M, C, k, k] int8): constant weights take the fast path
+// (im2col + packed int8 GEMM); weights fed at run time take the reference path (int16 operands,
+// int32 accumulator).
+Model QLinearConvModel(int64_t C, int64_t H, int64_t M, int64_t k, bool constant_weights, Feeds* feeds) {
+  Graph g;
+  const Tensor x = RandomInts<uint8_t>({1, C, H, H}, 1);
+  const Tensor w = RandomInts<int8_t>({M, C, k, k}, 2);
+  g.inputs.push_back(MakeValueInfo("x", DType::kUInt8, {1, C, H, H}));
+  feeds->emplace_back("x", x);
+  if (constant_weights) {
+    g.AddInitializer("w", w);
+  } else {
+    g.inputs.push_back(MakeValueInfo("w", DType::kInt8, {M, C, k, k}));
+    feeds->emplace_back("w", w);
+  }
+  g.AddInitializer("xs", Tensor::Scalar<float>(0.02f));
+  g.AddInitializer("xz", Tensor::Scalar<uint8_t>(128));
+  g.AddInitializer("ws", Tensor::Scalar<float>(0.01f));
+  g.AddInitializer("wz", Tensor::Scalar<int8_t>(0));
+  g.AddInitializer("ys", Tensor::Scalar<float>(0.5f));
+  g.AddInitializer("yz", Tensor::Scalar<uint8_t>(120));
+  g.outputs.push_back(Output("y"));
+  Node conv = MakeNode("QLinearConv", {"x", "xs", "xz", "w", "ws", "wz", "ys", "yz"}, {"y"}, "conv1");
+  conv.attributes = {IntsAttr("pads", {k / 2, k / 2, k / 2, k / 2})};
+  g.nodes.push_back(conv);
+  return MakeModel(std::move(g), 13);
+}
+
+TEST(ScratchMemory, QLinearConvIm2ColCountsAgainstTheLimit) {
+  // x [1, 16, 64, 64], 3x3: output 64 KiB; im2col 144 x 4096 bytes = 576 KiB.
+  Feeds feeds;
+  const Model fast = QLinearConvModel(16, 64, 16, 3, /*constant_weights=*/true, &feeds);
+  const auto y = CheckLimits(fast, feeds, 256 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'", "im2col", false);
+  // The reference path (weights fed at run time: int32 accumulator, int16 operands) gives the same
+  // bits and its scratch counts too.
+  Feeds ref_feeds;
+  const Model reference = QLinearConvModel(16, 64, 16, 3, /*constant_weights=*/false, &ref_feeds);
+  const auto y_ref = CheckLimits(reference, ref_feeds, 256 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'",
+                                 "int32 accumulator", false);
+  ExpectSameBits(y, y_ref);
+  // Two threads: the same bits.
+  ExpectSameBits(y, RunLimited(fast, feeds, 8 * kMiB, false, 2).outputs);
+}
+
+TEST(ScratchMemory, QLinearConvPackedActivationsCountAgainstTheLimit) {
+  // Pointwise (no im2col): x [1, 64, 32, 32], 1x1 -> output 64 KiB; packed activations >= 1024 x 64.
+  Feeds feeds;
+  const Model m = QLinearConvModel(64, 32, 64, 1, true, &feeds);
+  CheckLimits(m, feeds, 96 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'", "packed activations", false);
+}
+
+// y = QLinearMatMul(a [256, 512] uint8, b [512, 64] int8 constant).
+TEST(ScratchMemory, QLinearMatMulAccumulatorAndOperandsCountAgainstTheLimit) {
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("a", DType::kUInt8, {256, 512}));
+  g.AddInitializer("b", RandomInts<int8_t>({512, 64}, 3));
+  g.AddInitializer("as", Tensor::Scalar<float>(0.02f));
+  g.AddInitializer("az", Tensor::Scalar<uint8_t>(128));
+  g.AddInitializer("bs", Tensor::Scalar<float>(0.01f));
+  g.AddInitializer("bz", Tensor::Scalar<int8_t>(0));
+  g.AddInitializer("ys", Tensor::Scalar<float>(4.f));
+  g.AddInitializer("yz", Tensor::Scalar<uint8_t>(128));
+  g.outputs.push_back(Output("y"));
+  g.nodes.push_back(MakeNode("QLinearMatMul", {"a", "as", "az", "b", "bs", "bz", "ys", "yz"}, {"y"}, "qmm"));
+  const Model m = MakeModel(std::move(g), 13);
+  const Feeds feeds = {{"a", RandomInts<uint8_t>({256, 512}, 4)}};
+  // Output 16 KiB; int32 accumulator 64 KiB; int16 A 256 KiB.
+  CheckLimits(m, feeds, 48 * kKiB, 8 * kMiB, "QLinearMatMul node 'qmm'", "int32 accumulator", false);
+  CheckLimits(m, feeds, 160 * kKiB, 8 * kMiB, "QLinearMatMul node 'qmm'", "int16 A", false);
+}
+
+// Dynamic quantization in the integer-ops form (DynamicQuantizeLinear -> MatMulInteger -> Cast ->
+// Mul), fused at session creation into com.quantkit::MatMulIntegerToFloat, which quantizes and
+// packs the float activations itself.
+TEST(ScratchMemory, FusedDynamicMatMulPackedActivationsCountAgainstTheLimit) {
+  constexpr int64_t M = 2048, K = 256, N = 64;
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("X", DType::kFloat32, {M, K}));
+  g.outputs.push_back(Output("Y"));
+  g.AddInitializer("Wq", RandomInts<int8_t>({K, N}, 5));
+  g.AddInitializer("Ws", Tensor::Scalar<float>(0.003f));
+  g.AddInitializer("Wz", Tensor::Scalar<int8_t>(0));
+  g.nodes.push_back(MakeNode("DynamicQuantizeLinear", {"X"}, {"Xq", "Xs", "Xz"}));
+  g.nodes.push_back(MakeNode("MatMulInteger", {"Xq", "Wq", "Xz", "Wz"}, {"acc"}, "mm"));
+  Node cast = MakeNode("Cast", {"acc"}, {"accf"});
+  cast.attributes.push_back(IntAttr("to", 1));
+  g.nodes.push_back(cast);
+  g.nodes.push_back(MakeNode("Mul", {"Xs", "Ws"}, {"S"}));
+  g.nodes.push_back(MakeNode("Mul", {"accf", "S"}, {"Y"}));
+  const Model m = MakeModel(std::move(g), 13);
+  const Feeds feeds = {{"X", RandomFloats({M, K}, 6)}};
+  // Output 512 KiB; packed activations >= 2048 x 256 bytes (+ int16 copy on avx2).
+  const auto fused = CheckLimits(m, feeds, 768 * kKiB, 16 * kMiB, "MatMulIntegerToFloat node 'mm_fused_int8'",
+                                 "packed activations", /*optimize=*/true);
+  // Unfused, the standard ops' int16 operand counts too (Xq 512 KiB + acc 512 KiB are tensors).
+  const auto unfused = CheckLimits(m, feeds, 1536 * kKiB, 16 * kMiB, "MatMulInteger node 'mm'", "int16 A",
+                                   /*optimize=*/false);
+  ExpectSameBits(fused, unfused);
+}
+
+// Float Conv: im2col chunk per (batch, group) task; sequential (big tasks) and from ParallelFor
+// workers (many small tasks, two threads).
+TEST(ScratchMemory, FloatConvIm2ColCountsAgainstTheLimit) {
+  auto conv_model = [](int64_t N, int64_t C, int64_t H) {
+    Graph g;
+    g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {N, C, H, H}));
+    g.AddInitializer("w", RandomFloats({C, C, 3, 3}, 7, 0.2f));
+    g.AddInitializer("b", RandomFloats({C}, 8));
+    g.outputs.push_back(Output("y"));
+    Node conv = MakeNode("Conv", {"x", "w", "b"}, {"y"}, "conv");
+    conv.attributes = {IntsAttr("pads", {1, 1, 1, 1})};
+    g.nodes.push_back(conv);
+    return MakeModel(std::move(g), 13);
+  };
+  {  // [1, 16, 128, 128]: output 1 MiB; im2col chunk 14563 x 144 floats = 8 MiB.
+    const Model m = conv_model(1, 16, 128);
+    const Feeds feeds = {{"x", RandomFloats({1, 16, 128, 128}, 9)}};
+    for (int threads : {1, 2}) CheckLimits(m, feeds, 4 * kMiB, 32 * kMiB, "Conv node 'conv'", "im2col", false, threads);
+  }
+  {  // [8, 8, 32, 32] on two threads: tasks run in parallel, each worker with 1024 x 72 floats (288 KiB).
+    const Model m = conv_model(8, 8, 32);
+    const Feeds feeds = {{"x", RandomFloats({8, 8, 32, 32}, 10)}};
+    const auto two = CheckLimits(m, feeds, 384 * kKiB, 8 * kMiB, "Conv node 'conv'", "im2col", false, 2);
+    ExpectSameBits(two, RunLimited(m, feeds, 8 * kMiB, false, 1).outputs);
+  }
+}
+
+// LSTM: the input projection for every step ([seq * batch, 4 * hidden] floats) is scratch.
+TEST(ScratchMemory, LstmInputProjectionCountsAgainstTheLimit) {
+  constexpr int64_t S = 64, B = 8, I = 16, H = 256;
+  for (int64_t layout : {0, 1}) {
+    Graph g;
+    const std::vector<int64_t> x_shape = layout ? std::vector<int64_t>{B, S, I} : std::vector<int64_t>{S, B, I};
+    g.inputs.push_back(MakeValueInfo("X", DType::kFloat32, x_shape));
+    g.AddInitializer("W", RandomFloats({1, 4 * H, I}, 11, 0.3f));
+    g.AddInitializer("R", RandomFloats({1, 4 * H, H}, 12, 0.05f));
+    g.AddInitializer("Bias", RandomFloats({1, 8 * H}, 13, 0.1f));
+    for (const char* o : {"Y", "Y_h", "Y_c"}) g.outputs.push_back(Output(o));
+    Node lstm = MakeNode("LSTM", {"X", "W", "R", "Bias"}, {"Y", "Y_h", "Y_c"}, "lstm");
+    lstm.attributes = {IntAttr("hidden_size", H), IntAttr("layout", layout)};
+    g.nodes.push_back(lstm);
+    const Model m = MakeModel(std::move(g), 14);
+    const Feeds feeds = {{"X", RandomFloats(x_shape, 14)}};
+    // Outputs 528 KiB; the input projection 2 MiB.
+    const auto y = CheckLimits(m, feeds, 1 * kMiB, 16 * kMiB, "LSTM node 'lstm'", "input projection", false);
+    ASSERT_EQ(y.size(), 3u);
+    EXPECT_EQ(y[0].shape(), layout ? (Shape{B, S, 1, H}) : (Shape{S, 1, B, H}));
+  }
+}
+
+}  // namespace
+}  // namespace quantkit
