@@ -73,6 +73,10 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
       {2, 12, 13, 17, 12, 3, 2, 1, 1, 12, true},  {1, 8, 9, 9, 8, 5, 1, 2, 1, 8, false},
       {1, 8, 11, 10, 8, 3, 1, 2, 2, 8, false},    {1, 8, 7, 7, 8, 3, 2, 0, 1, 8, false, 128, 200},
       {1, 4, 3, 20, 4, 5, 1, 2, 1, 4, true},  // kernel wider than the input height
+      // Dense 2-D (packed straight from the image): taps above and below the input, stride with
+      // dilation, one output pixel wide.
+      {1, 3, 3, 20, 4, 5, 1, 2, 1, 1, true},      {1, 2, 5, 5, 3, 3, 2, 0, 2, 1, false},
+      {1, 3, 6, 1, 5, 3, 1, 1, 1, 1, false, 128, 255},
   };
   std::mt19937 rng(21);
   for (const ConvCase& c : cases) {
@@ -101,7 +105,9 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
     for (int64_t i = 0; i < ref[0].numel(); ++i) {
       ASSERT_EQ(fast[0].data<uint8_t>()[i], ref[0].data<uint8_t>()[i]) << "element " << i << " case M=" << c.M;
       distinct += ref[0].data<uint8_t>()[i] != ref[0].data<uint8_t>()[0];
-      if (c.q_min != -1000) ASSERT_GE(fast[0].data<uint8_t>()[i], c.q_min);
+      if (c.q_min != -1000) {
+        ASSERT_GE(fast[0].data<uint8_t>()[i], c.q_min);
+      }
     }
     EXPECT_GT(distinct, 0) << "degenerate output";
   }

@@ -153,11 +153,8 @@ int64_t PackedQActivationsBytes(int64_t M, const PackedQWeights& b) {
 
 namespace {
 
-// Shared tail of both packers: sizes, zero padding, row sums and the avx2 int16 copy. `fill_row`
-// writes the K uint8 values of row m.
-template <typename FillRow>
-void PackRows(int64_t M, int64_t K, int32_t zero_point, const PackedQWeights& b, PackedQActivations* out,
-              FillRow&& fill_row) {
+// Sizes, and the spans into the storage (allocated on the heap if nobody reserved enough).
+void PrepareStorage(int64_t M, int64_t K, int32_t zero_point, const PackedQWeights& b, PackedQActivations* out) {
   const int64_t kp = b.k_padded;
   out->M = M;
   out->K = K;
@@ -180,6 +177,16 @@ void PackRows(int64_t M, int64_t K, int32_t zero_point, const PackedQWeights& b,
     out->words = {};
   }
   out->row_sums = {reinterpret_cast<int32_t*>(base + offset), static_cast<size_t>(M)};
+}
+
+// Shared tail of the packers: zero padding, row sums and the avx2 int16 copy. `fill_row` writes
+// the K uint8 values of row m.
+template <typename FillRow>
+void PackRows(int64_t M, int64_t K, int32_t zero_point, const PackedQWeights& b, PackedQActivations* out,
+              FillRow&& fill_row) {
+  PrepareStorage(M, K, zero_point, b, out);
+  const int64_t kp = b.k_padded;
+  const bool widen = b.isa == QGemmIsa::kAvx2;
   for (int64_t m = 0; m < M; ++m) {
     uint8_t* dst = out->bytes.data() + m * kp;
     fill_row(m, dst);
@@ -215,6 +222,66 @@ void PackQActivationsTransposed(const void* a, bool a_is_signed, int64_t M, int6
     const uint8_t* src = static_cast<const uint8_t*>(a) + m;
     for (int64_t k = 0; k < K; ++k) dst[k] = static_cast<uint8_t>(src[k * lda] ^ flip);
   });
+}
+
+namespace {
+
+// The rows of PackQActivationsConv2D in the element type the kernel reads (uint8 bytes, or the
+// avx2 kernel's int16 words), with the row sums taken from the values as they are written: the
+// sums never re-read the rows (re-reading many small fresh stores with vector loads stalls).
+template <typename E>
+void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, int64_t pixels, uint8_t flip,
+                  uint8_t pad, int64_t kp, E* rows, int32_t* row_sums) {
+  const int64_t K = s.C * s.KH * s.KW;
+  for (int64_t r = 0; r < pixels; ++r) {
+    const int64_t m = first_pixel + r;
+    const int64_t oh = m / s.OW, ow = m % s.OW;
+    const int64_t ih0 = oh * s.stride_h - s.pad_top, iw0 = ow * s.stride_w - s.pad_left;
+    // The taps inside the input: kh in [kh_lo, kh_hi), kw in [kw_lo, kw_hi).
+    int64_t kh_lo = 0, kh_hi = s.KH, kw_lo = 0, kw_hi = s.KW;
+    while (kh_lo < s.KH && ih0 + kh_lo * s.dilation_h < 0) ++kh_lo;
+    while (kh_hi > kh_lo && ih0 + (kh_hi - 1) * s.dilation_h >= s.H) --kh_hi;
+    while (kw_lo < s.KW && iw0 + kw_lo * s.dilation_w < 0) ++kw_lo;
+    while (kw_hi > kw_lo && iw0 + (kw_hi - 1) * s.dilation_w >= s.W) --kw_hi;
+    const int64_t padded_taps = s.C * (s.KH * s.KW - (kh_hi - kh_lo) * (kw_hi - kw_lo));
+    uint32_t sum = static_cast<uint32_t>(padded_taps) * pad;
+    E* dst = rows + r * kp;
+    for (int64_t c = 0; c < s.C; ++c) {
+      const uint8_t* xc = x + c * s.H * s.W;
+      for (int64_t kh = 0; kh < s.KH; ++kh, dst += s.KW) {
+        if (kh < kh_lo || kh >= kh_hi) {
+          for (int64_t kw = 0; kw < s.KW; ++kw) dst[kw] = pad;
+          continue;
+        }
+        const uint8_t* row = xc + (ih0 + kh * s.dilation_h) * s.W;
+        for (int64_t kw = 0; kw < kw_lo; ++kw) dst[kw] = pad;
+        for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
+          const uint8_t v = static_cast<uint8_t>(row[iw0 + kw * s.dilation_w] ^ flip);
+          dst[kw] = v;
+          sum += v;
+        }
+        for (int64_t kw = kw_hi; kw < s.KW; ++kw) dst[kw] = pad;
+      }
+    }
+    for (int64_t k = K; k < kp; ++k) rows[r * kp + k] = 0;
+    row_sums[r] = static_cast<int32_t>(sum);
+  }
+}
+
+}  // namespace
+
+void PackQActivationsConv2D(const void* x, bool x_is_signed, const QConv2DShape& s, int64_t first_pixel,
+                            int64_t pixels, int32_t zero_point, const PackedQWeights& b, PackedQActivations* out) {
+  const uint8_t flip = x_is_signed ? 0x80 : 0;  // int8 + 128
+  const int32_t stored_zp = x_is_signed ? zero_point + 128 : zero_point;
+  const auto* xb = static_cast<const uint8_t*>(x);
+  PrepareStorage(pixels, s.C * s.KH * s.KW, stored_zp, b, out);
+  const auto pad = static_cast<uint8_t>(stored_zp);
+  if (b.isa == QGemmIsa::kAvx2) {  // the avx2 kernel reads only the int16 words
+    FillConvRows(xb, s, first_pixel, pixels, flip, pad, b.k_padded, out->words.data(), out->row_sums.data());
+  } else {
+    FillConvRows(xb, s, first_pixel, pixels, flip, pad, b.k_padded, out->bytes.data(), out->row_sums.data());
+  }
 }
 
 void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,
@@ -260,20 +327,25 @@ void Epilogue(const PackedQActivations& a, const PackedQWeights& b, const QGemmO
         dst = out.accumulate ? dst + y : y;
       }
     } else {
+      // q = clamp(Requantize(acc + bias, multiplier, zp), q_min, q_max), computed as quantize.h's
+      // bulk spans do (clamp to the integer bounds minus zp, round half to even, add zp: the same
+      // integers), in a loop the compiler vectorizes.
+      const int32_t zp = out.q_zero_point;
+      const int32_t q_lo = std::max(out.q_min, out.q_signed ? -128 : 0), q_hi = std::min(out.q_max, out.q_signed ? 127 : 255);
+      const float lo = static_cast<float>(q_lo - zp), hi = static_cast<float>(q_hi - zp);
+      int32_t q[kPanelCols * 4];
+      const float* mult = out.multiplier + (out.multiplier_per_col ? n0 : 0);
+      const int64_t mult_step = out.multiplier_per_col ? 1 : 0;
+      const int32_t* bias = out.bias_int32 ? out.bias_int32 + n0 : nullptr;
       for (int64_t j = 0; j < cols; ++j) {
-        const int64_t n = n0 + j;
-        const int32_t biased = out.bias_int32 ? static_cast<int32_t>(static_cast<uint32_t>(acc[j]) +
-                                                                     static_cast<uint32_t>(out.bias_int32[n]))
-                                              : acc[j];
-        const float mult = out.multiplier[out.multiplier_per_col ? n : 0];
-        int32_t q = out.q_signed ? rt::quant::Requantize<int8_t>(biased, mult, out.q_zero_point)
-                                 : rt::quant::Requantize<uint8_t>(biased, mult, out.q_zero_point);
-        q = std::clamp(q, out.q_min, out.q_max);
-        if (out.q_signed) {
-          static_cast<int8_t*>(out.q)[at(j)] = static_cast<int8_t>(q);
-        } else {
-          static_cast<uint8_t*>(out.q)[at(j)] = static_cast<uint8_t>(q);
-        }
+        const uint32_t b = bias ? static_cast<uint32_t>(bias[j]) : 0u;  // wrapping, never UB
+        const int32_t biased = static_cast<int32_t>(static_cast<uint32_t>(acc[j]) + b);
+        q[j] = rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(biased) * mult[j * mult_step], lo, hi, zp);
+      }
+      if (out.q_signed) {
+        for (int64_t j = 0; j < cols; ++j) static_cast<int8_t*>(out.q)[at(j)] = static_cast<int8_t>(q[j]);
+      } else {
+        for (int64_t j = 0; j < cols; ++j) static_cast<uint8_t*>(out.q)[at(j)] = static_cast<uint8_t>(q[j]);
       }
     }
   }

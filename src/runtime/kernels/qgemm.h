@@ -83,6 +83,19 @@ void PackQActivations(const void* a, bool a_is_signed, int64_t M, int64_t K, int
 // Same, for A stored transposed: a[k * lda + m] (convolution: im2col columns are output pixels).
 void PackQActivationsTransposed(const void* a, bool a_is_signed, int64_t M, int64_t K, int64_t lda, int32_t zero_point,
                                 const PackedQWeights& b, PackedQActivations* out);
+// A 2-D convolution's activations read straight from one image's NCHW channels (no im2col
+// matrix): row m = output pixel (m / OW, m % OW), K = C * KH * KW in (channel, kh, kw) order, taps
+// in the padding read the zero point. The same packed result as im2col + PackQActivationsTransposed.
+struct QConv2DShape {
+  int64_t C = 0, H = 0, W = 0;        // input channels (of the group) and size
+  int64_t KH = 1, KW = 1, OH = 0, OW = 0;
+  int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1, pad_top = 0, pad_left = 0;
+};
+// Packs output pixels [first_pixel, first_pixel + pixels) (row r of the result = pixel
+// first_pixel + r), so a convolution can pack and multiply a cache-sized block of rows at a time.
+// For the avx2 kernel only `words` and `row_sums` are written (that kernel reads nothing else).
+void PackQActivationsConv2D(const void* x, bool x_is_signed, const QConv2DShape& s, int64_t first_pixel,
+                            int64_t pixels, int32_t zero_point, const PackedQWeights& b, PackedQActivations* out);
 // Float activations quantized straight into the packed layout (uint8, per tensor):
 // q = saturate(round_half_even(x / scale) + zero_point), as QuantizeLinear / DynamicQuantizeLinear.
 void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx, float scale, int32_t zero_point,

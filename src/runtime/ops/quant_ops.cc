@@ -829,10 +829,18 @@ class QLinearConvKernel final : public OpKernel {
     for (size_t d = 0; d < g.nd; ++d) {
       pointwise = pointwise && g.k_sp[d] == 1 && g.stride[d] == 1 && g.pad_begin[d] == 0 && g.out_sp[d] == g.in_sp[d];
     }
+    // 2-D convolutions pack straight from the image; others go through an im2col matrix.
+    const bool direct_2d = !pointwise && g.nd == 2;
+    kernels::QConv2DShape shape2d;
+    if (direct_2d) {
+      shape2d = {g.Cg,       g.in_sp[0], g.in_sp[1], g.k_sp[0],  g.k_sp[1],      g.out_sp[0],    g.out_sp[1],
+                 g.stride[0], g.stride[1], g.dil[0],   g.dil[1],   g.pad_begin[0], g.pad_begin[1]};
+    }
+    if (direct_2d) return RunDirect2D(ctx, g, shape2d, x, x_zp, mult, bias, y_zp, y_signed, lo, hi, y);
     // Scratch from the run's pool, reused for every image and group: the im2col matrix and the
     // packed activations.
     Tensor col;
-    if (!pointwise) {
+    if (!pointwise && !direct_2d) {
       QK_ASSIGN_OR_RETURN(col, ctx.Scratch(DType::kUInt8, KK * g.out_size, "im2col"));
     }
     kernels::PackedQActivations packed;
@@ -866,6 +874,60 @@ class QLinearConvKernel final : public OpKernel {
         out.q_max = hi;
         kernels::QGemm(packed, w, out, ctx.thread_pool());
       }
+    }
+    return Status::Ok();
+  }
+
+  // Dense 2-D convolution in blocks of output pixels: each worker packs a block straight from the
+  // image (PackQActivationsConv2D) into its own cache-sized buffer and multiplies it at once, so
+  // the packed rows are read back from cache and the packing runs in parallel too.
+  Status RunDirect2D(KernelContext& ctx, const ConvGeometry& g, const kernels::QConv2DShape& shape, const Tensor& x,
+                     int32_t x_zp, const std::vector<float>& mult, const int32_t* bias, int32_t y_zp, bool y_signed,
+                     int32_t lo, int32_t hi, Tensor* y) const {
+    const bool x_signed = x.dtype() == DType::kInt8;
+    const int64_t k_padded = fast_->groups[0]->k_padded;
+    // About 192 KiB of packed rows (bytes, plus int16 words on avx2) per block, a multiple of the
+    // micro-kernels' 6 rows.
+    const int64_t block = std::clamp<int64_t>((192 << 10) / (3 * k_padded) / 6 * 6, 6, 6 * 64);
+    const int64_t blocks = (g.out_size + block - 1) / block;
+    ThreadPool* pool = ctx.thread_pool();
+    const int64_t workers = std::min<int64_t>(pool ? pool->num_threads() : 1, g.N * g.group * blocks);
+    std::vector<kernels::PackedQActivations> packed(static_cast<size_t>(workers));
+    for (auto& p : packed) {
+      int64_t bytes = 0;
+      for (const auto& w : fast_->groups) bytes = std::max(bytes, kernels::PackedQActivationsBytes(block, *w));
+      QK_ASSIGN_OR_RETURN(p.storage, ctx.Scratch(DType::kUInt8, bytes, "packed activations"));
+    }
+    const auto* xb = static_cast<const uint8_t*>(x.raw_data());
+    auto* yb = static_cast<uint8_t*>(y->raw_data());
+    const int64_t tasks = g.N * g.group * blocks;
+    auto run = [&](int64_t worker) {
+      for (int64_t t = worker; t < tasks; t += workers) {  // round robin: worker owns packed[worker]
+        const int64_t b = t % blocks, ng = t / blocks, n = ng / g.group, grp = ng % g.group;
+        const kernels::PackedQWeights& w = *fast_->groups[grp];
+        const int64_t first = b * block, rows = std::min(block, g.out_size - first);
+        kernels::PackQActivationsConv2D(xb + (n * g.C + grp * g.Cg) * g.in_size, x_signed, shape, first, rows, x_zp,
+                                        w, &packed[worker]);
+        kernels::QGemmOutput out;
+        out.q = yb + (n * g.M + grp * g.Mg) * g.out_size + first;  // element (m, c) at c * out_size + m
+        out.ldc = g.out_size;
+        out.transpose = true;
+        out.q_signed = y_signed;
+        out.bias_int32 = bias ? bias + grp * g.Mg : nullptr;
+        out.multiplier = mult.data() + grp * g.Mg;
+        out.multiplier_per_col = true;
+        out.q_zero_point = y_zp;
+        out.q_min = lo;
+        out.q_max = hi;
+        kernels::QGemm(packed[worker], w, out, nullptr);
+      }
+    };
+    if (workers > 1) {
+      pool->ParallelFor(workers, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t k = begin; k < end; ++k) run(k);
+      });
+    } else {
+      run(0);
     }
     return Status::Ok();
   }
