@@ -370,37 +370,42 @@ namespace {
 
 // Static QDQ Add (with broadcasting) and Mul, each followed by Relu -> Q: bit-identical int8 ops.
 TEST(FuseQuantized, StaticQdqAddMulAreBitIdentical) {
-  for (const char* op : {"Add", "Mul"}) {
-    Graph g;
-    g.inputs.push_back(MakeValueInfo("A", DType::kFloat32, {2, 3, 4, 5}));
-    g.inputs.push_back(MakeValueInfo("B", DType::kFloat32, {3, 1, 1}));
-    ValueInfo y;
-    y.name = "Y";
-    g.outputs.push_back(y);
-    g.AddInitializer("as", Tensor::FromVector<float>({0.031f}, {}));
-    g.AddInitializer("az", Tensor::FromVector<uint8_t>({100}, {}));
-    g.AddInitializer("bs", Tensor::FromVector<float>({0.017f}, {}));
-    g.AddInitializer("bz", Tensor::FromVector<int8_t>({-5}, {}));
-    g.AddInitializer("ys", Tensor::FromVector<float>({0.04f}, {}));
-    g.AddInitializer("yz", Tensor::FromVector<uint8_t>({30}, {}));
-    g.nodes.push_back(MakeNode("QuantizeLinear", {"A", "as", "az"}, {"aq"}));
-    g.nodes.push_back(MakeNode("DequantizeLinear", {"aq", "as", "az"}, {"ad"}));
-    g.nodes.push_back(MakeNode("QuantizeLinear", {"B", "bs", "bz"}, {"bq"}));
-    g.nodes.push_back(MakeNode("DequantizeLinear", {"bq", "bs", "bz"}, {"bd"}));
-    g.nodes.push_back(MakeNode(op, {"ad", "bd"}, {"s"}));
-    g.nodes.push_back(MakeNode("Relu", {"s"}, {"r"}));
-    g.nodes.push_back(MakeNode("QuantizeLinear", {"r", "ys", "yz"}, {"rq"}));
-    g.nodes.push_back(MakeNode("DequantizeLinear", {"rq", "ys", "yz"}, {"Y"}));
-    const Model m = MakeModel(std::move(g), 13);
-    Model lowered = m;
-    ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
-    EXPECT_EQ(CountOps(lowered, std::string("QLinear") + op), 1);
-    EXPECT_EQ(CountOps(lowered, "Relu"), 0);
-    const Tensor a = RandomFloats({2, 3, 4, 5}, 41, 2.f), b = RandomFloats({3, 1, 1}, 42, 2.f);
-    const auto ref = RunModel(m, {{"A", a}, {"B", b}}, false);
-    const auto fused = RunModel(m, {{"A", a}, {"B", b}}, true);
-    ASSERT_EQ(fused.size(), 1u);
-    ExpectBitIdentical(ref[0], fused[0]);
+  // Broadcast rows, and same shapes longer than the kernel's 256-element chunks.
+  const std::vector<std::pair<Shape, Shape>> shapes = {{{2, 3, 4, 5}, {3, 1, 1}}, {{2, 3, 20, 9}, {2, 3, 20, 9}}};
+  for (const auto& [sa, sb] : shapes) {
+    for (const char* op : {"Add", "Mul"}) {
+      SCOPED_TRACE(op);
+      Graph g;
+      g.inputs.push_back(MakeValueInfo("A", DType::kFloat32, sa));
+      g.inputs.push_back(MakeValueInfo("B", DType::kFloat32, sb));
+      ValueInfo y;
+      y.name = "Y";
+      g.outputs.push_back(y);
+      g.AddInitializer("as", Tensor::FromVector<float>({0.031f}, {}));
+      g.AddInitializer("az", Tensor::FromVector<uint8_t>({100}, {}));
+      g.AddInitializer("bs", Tensor::FromVector<float>({0.017f}, {}));
+      g.AddInitializer("bz", Tensor::FromVector<int8_t>({-5}, {}));
+      g.AddInitializer("ys", Tensor::FromVector<float>({0.04f}, {}));
+      g.AddInitializer("yz", Tensor::FromVector<uint8_t>({30}, {}));
+      g.nodes.push_back(MakeNode("QuantizeLinear", {"A", "as", "az"}, {"aq"}));
+      g.nodes.push_back(MakeNode("DequantizeLinear", {"aq", "as", "az"}, {"ad"}));
+      g.nodes.push_back(MakeNode("QuantizeLinear", {"B", "bs", "bz"}, {"bq"}));
+      g.nodes.push_back(MakeNode("DequantizeLinear", {"bq", "bs", "bz"}, {"bd"}));
+      g.nodes.push_back(MakeNode(op, {"ad", "bd"}, {"s"}));
+      g.nodes.push_back(MakeNode("Relu", {"s"}, {"r"}));
+      g.nodes.push_back(MakeNode("QuantizeLinear", {"r", "ys", "yz"}, {"rq"}));
+      g.nodes.push_back(MakeNode("DequantizeLinear", {"rq", "ys", "yz"}, {"Y"}));
+      const Model m = MakeModel(std::move(g), 13);
+      Model lowered = m;
+      ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+      EXPECT_EQ(CountOps(lowered, std::string("QLinear") + op), 1);
+      EXPECT_EQ(CountOps(lowered, "Relu"), 0);
+      const Tensor a = RandomFloats(sa, 41, 2.f), b = RandomFloats(sb, 42, 2.f);
+      const auto ref = RunModel(m, {{"A", a}, {"B", b}}, false);
+      const auto fused = RunModel(m, {{"A", a}, {"B", b}}, true);
+      ASSERT_EQ(fused.size(), 1u);
+      ExpectBitIdentical(ref[0], fused[0]);
+    }
   }
 }
 

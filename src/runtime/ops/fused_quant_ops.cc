@@ -263,14 +263,27 @@ Status QLinearBinaryFn(KernelContext& ctx) {
       ta[code] = quant::DequantizeValue(static_cast<TA>(static_cast<uint8_t>(code)), az, as);
       tb[code] = quant::DequantizeValue(static_cast<TB>(static_cast<uint8_t>(code)), bz, bs);
     }
-    auto element = [&](TA va, TB vb) {
-      const float x = ta[static_cast<uint8_t>(va)], z = tb[static_cast<uint8_t>(vb)];
-      const TY q = quant::QuantizeValue<TY>(kMul ? x * z : x + z, ys, yz);
-      return static_cast<TY>(std::clamp<int32_t>(q, lo, hi));
+    // n elements with strides: the float results through the tables, then quantize.h's bulk
+    // QuantizeSpan (the same values as QuantizeValue, vectorized), then the fused Relu/Clip clamp.
+    auto span = [&](const TA* xa, int64_t step_a_, const TB* xb, int64_t step_b_, int64_t n, TY* dst) {
+      constexpr int64_t kChunk = 256;
+      float f[kChunk];
+      for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+        const int64_t m = std::min(kChunk, n - c0);
+        for (int64_t i = 0; i < m; ++i) {
+          const float x = ta[static_cast<uint8_t>(xa[(c0 + i) * step_a_])];
+          const float z = tb[static_cast<uint8_t>(xb[(c0 + i) * step_b_])];
+          f[i] = kMul ? x * z : x + z;
+        }
+        quant::QuantizeSpan<TY>(f, m, ys, yz, dst + c0);
+        if (lo > quant::QMin<TY>() || hi < quant::QMax<TY>()) {
+          for (int64_t i = 0; i < m; ++i) dst[c0 + i] = static_cast<TY>(std::clamp<int32_t>(dst[c0 + i], lo, hi));
+        }
+      }
     };
     if (same) {
       ctx.thread_pool()->ParallelFor(y->numel(), 1 << 14, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) py[i] = element(pa[i], pb[i]);
+        span(pa + begin, 1, pb + begin, 1, end - begin, py + begin);
       });
       return;
     }
@@ -280,8 +293,7 @@ Status QLinearBinaryFn(KernelContext& ctx) {
       for (int64_t r = begin; r < end; ++r) {
         int64_t ia = 0, ib = 0;
         row_offsets(r, &ia, &ib);
-        TY* dst = py + r * inner;
-        for (int64_t i = 0; i < inner; ++i) dst[i] = element(pa[ia + i * step_a], pb[ib + i * step_b]);
+        span(pa + ia, step_a, pb + ib, step_b, inner, py + r * inner);
       }
     });
   };
