@@ -4,7 +4,8 @@ exists), both engines on every variant, task metrics, interleaved latency, PyTor
 INT8 variants of a model (`int8_variants`):
   dynamic          `quantkit quantize --mode dynamic` (every model)
   static           `quantkit calibrate` on the model's calibration set (never its evaluation set),
-                   then `quantkit quantize --mode static --stats` with the default range method;
+                   then `quantkit quantize --mode static --stats` with the default range method
+                   (or the model's `static_method`);
                    for models with `static_then_dynamic` (PaddleOCR rec) the static pass covers the
                    convolutional part and a dynamic pass then quantizes the MatMuls.
   static-<method>  the same statistics with another range method (models listing `static_methods`);
@@ -138,6 +139,8 @@ def make_variant(spec, variant, es, notes):
     cmd = [qk, "quantize", spec.path, "-o", out, "--mode", "static", "--stats", notes["stats"]] + weight_args
     if suffix and not weight_args:
         cmd += ["--method", suffix]
+    elif spec.static_method:
+        cmd += ["--method", spec.static_method]
     if not spec.static_then_dynamic:
         run_cmd(cmd, timeout=1800, what=what)
         return out
