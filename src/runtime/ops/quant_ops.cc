@@ -861,21 +861,31 @@ class QLinearConvKernel final : public OpKernel {
           src = col.data<uint8_t>();
         }
         kernels::PackQActivationsTransposed(src, x_signed, g.out_size, KK, g.out_size, x_zp, w, &packed);
-        kernels::QGemmOutput out;
-        out.q = yb + (n * g.M + grp * g.Mg) * g.out_size;
-        out.ldc = g.out_size;
-        out.transpose = true;
-        out.q_signed = y_signed;
-        out.bias_int32 = bias ? bias + grp * g.Mg : nullptr;
-        out.multiplier = mult.data() + grp * g.Mg;
-        out.multiplier_per_col = true;
-        out.q_zero_point = y_zp;
-        out.q_min = lo;
-        out.q_max = hi;
+        const kernels::QGemmOutput out =
+            RequantizedNchwOutput(g, yb + (n * g.M + grp * g.Mg) * g.out_size, grp, mult, bias, y_zp, y_signed, lo, hi);
         kernels::QGemm(packed, w, out, ctx.thread_pool());
       }
     }
     return Status::Ok();
+  }
+
+  // The GEMM epilogue of a group: rows are output pixels, columns the group's output channels,
+  // written transposed (NCHW) from `y` on, requantized with the group's bias and multipliers.
+  static kernels::QGemmOutput RequantizedNchwOutput(const ConvGeometry& g, uint8_t* y, int64_t grp,
+                                                    const std::vector<float>& mult, const int32_t* bias, int32_t y_zp,
+                                                    bool y_signed, int32_t lo, int32_t hi) {
+    kernels::QGemmOutput out;
+    out.q = y;
+    out.ldc = g.out_size;
+    out.transpose = true;
+    out.q_signed = y_signed;
+    out.bias_int32 = bias ? bias + grp * g.Mg : nullptr;
+    out.multiplier = mult.data() + grp * g.Mg;
+    out.multiplier_per_col = true;
+    out.q_zero_point = y_zp;
+    out.q_min = lo;
+    out.q_max = hi;
+    return out;
   }
 
   // Dense 2-D convolution in blocks of output pixels: each worker packs a block straight from the
@@ -908,17 +918,9 @@ class QLinearConvKernel final : public OpKernel {
         const int64_t first = b * block, rows = std::min(block, g.out_size - first);
         kernels::PackQActivationsConv2D(xb + (n * g.C + grp * g.Cg) * g.in_size, x_signed, shape, first, rows, x_zp,
                                         w, &packed[worker]);
-        kernels::QGemmOutput out;
-        out.q = yb + (n * g.M + grp * g.Mg) * g.out_size + first;  // element (m, c) at c * out_size + m
-        out.ldc = g.out_size;
-        out.transpose = true;
-        out.q_signed = y_signed;
-        out.bias_int32 = bias ? bias + grp * g.Mg : nullptr;
-        out.multiplier = mult.data() + grp * g.Mg;
-        out.multiplier_per_col = true;
-        out.q_zero_point = y_zp;
-        out.q_min = lo;
-        out.q_max = hi;
+        // Pixel rows [first, first + rows): element (m, c) at c * out_size + first + m.
+        const kernels::QGemmOutput out = RequantizedNchwOutput(g, yb + (n * g.M + grp * g.Mg) * g.out_size + first, grp,
+                                                               mult, bias, y_zp, y_signed, lo, hi);
         kernels::QGemm(packed[worker], w, out, nullptr);
       }
     };
