@@ -11,6 +11,7 @@
 namespace quantkit {
 namespace {
 
+using testing::RandomFloats;
 using testing::FloatAttr;
 using testing::IntAttr;
 using testing::IntsAttr;
@@ -20,16 +21,6 @@ using testing::MakeValueInfo;
 using testing::RunModel;
 
 constexpr int64_t kM = 7, kK = 45, kN = 19;
-
-Tensor RandomFloats(std::vector<int64_t> shape, uint32_t seed, float stddev = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.f, stddev);
-  int64_t n = 1;
-  for (auto d : shape) n *= d;
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = nd(rng);
-  return Tensor::FromVector<float>(v, shape);
-}
 
 // Int8 weights [rows, cols] with per-column scales, a zero zero point, and a bias.
 struct Weights {

@@ -10,6 +10,7 @@
 namespace quantkit {
 namespace {
 
+using testing::RandomInts;
 using testing::IntAttr;
 using testing::IntsAttr;
 using testing::MakeModel;
@@ -22,16 +23,6 @@ struct ConvCase {
   bool x_signed;
   int64_t q_min = -1000, q_max = 1000;  // com.quantkit clamp when set
 };
-
-template <typename T>
-Tensor RandomInts(std::vector<int64_t> shape, std::mt19937& rng) {
-  int64_t n = 1;
-  for (auto d : shape) n *= d;
-  std::uniform_int_distribution<int> d(std::is_signed_v<T> ? -128 : 0, std::is_signed_v<T> ? 127 : 255);
-  std::vector<T> v(static_cast<size_t>(n));
-  for (auto& x : v) x = static_cast<T>(d(rng));
-  return Tensor::FromVector<T>(v, shape);
-}
 
 std::vector<Tensor> RunConv(const ConvCase& c, bool constant_weights, const std::vector<Tensor>& t) {
   Graph g;

@@ -12,6 +12,8 @@
 namespace quantkit {
 namespace {
 
+using testing::RandomFloats;
+using testing::RandomInts;
 using testing::IntAttr;
 using testing::IntsAttr;
 using testing::MakeModel;
@@ -80,27 +82,6 @@ std::vector<Tensor> CheckLimits(const Model& model, const Feeds& feeds, uint64_t
   EXPECT_LE(ok.peak, roomy);
   ExpectSameBits(reference.outputs, ok.outputs);
   return reference.outputs;
-}
-
-template <typename T>
-Tensor RandomInts(std::vector<int64_t> shape, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> d(std::is_signed_v<T> ? -128 : 0, std::is_signed_v<T> ? 127 : 255);
-  int64_t n = 1;
-  for (auto s : shape) n *= s;
-  std::vector<T> v(static_cast<size_t>(n));
-  for (auto& x : v) x = static_cast<T>(d(rng));
-  return Tensor::FromVector<T>(v, shape);
-}
-
-Tensor RandomFloats(std::vector<int64_t> shape, uint32_t seed, float stddev = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.f, stddev);
-  int64_t n = 1;
-  for (auto s : shape) n *= s;
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = nd(rng);
-  return Tensor::FromVector<float>(v, shape);
 }
 
 ValueInfo Output(const std::string& name) {

@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "quantkit/ir.h"
@@ -91,6 +93,33 @@ inline float MaxAbsDiff(const Tensor& a, const Tensor& b) {
   float m = 0;
   for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, static_cast<float>(std::fabs(a.GetAsDouble(i) - b.GetAsDouble(i))));
   return m;
+}
+
+// Floats drawn from Normal(0, stddev), reproducible from the seed.
+inline Tensor RandomFloats(std::vector<int64_t> shape, uint32_t seed, float stddev = 1.f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, stddev);
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = nd(rng);
+  return Tensor::FromVector<float>(v, shape);
+}
+
+// 8-bit integers uniform over T's whole range.
+template <typename T>
+Tensor RandomInts(std::vector<int64_t> shape, std::mt19937& rng) {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  std::uniform_int_distribution<int> d(std::is_signed_v<T> ? -128 : 0, std::is_signed_v<T> ? 127 : 255);
+  std::vector<T> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<T>(d(rng));
+  return Tensor::FromVector<T>(v, shape);
+}
+template <typename T>
+Tensor RandomInts(std::vector<int64_t> shape, uint32_t seed) {
+  std::mt19937 rng(seed);
+  return RandomInts<T>(std::move(shape), rng);
 }
 
 }  // namespace quantkit::testing
