@@ -228,7 +228,7 @@ Command AddBenchCommand(CLI::App& app) {
 
             for (const auto& [name, shape] : shapes) {
               const auto& ins = session.inputs();
-              if (std::none_of(ins.begin(), ins.end(), [&](const ValueInfo& v) { return v.name == name; })) {
+              if (std::none_of(ins.begin(), ins.end(), [&name = name](const ValueInfo& v) { return v.name == name; })) {
                 return ReportError(InvalidArgument(fmt::format("--shape: the model has no input '{}'", name)));
               }
             }

@@ -95,7 +95,9 @@ Status ApplyConfig(const std::string& path, const CLI::App& cmd, CalibrateArgs* 
     std::string flag = "--" + key;
     for (char& c : flag)
       if (c == '_') c = '-';
-    const auto bad = [&](const char* type) { return InvalidArgument(fmt::format("{}: '{}' must be {}", path, key, type)); };
+    const auto bad = [&, &key = key](const char* type) {  // clang 14 cannot capture a structured binding
+      return InvalidArgument(fmt::format("{}: '{}' must be {}", path, key, type));
+    };
     if (auto it = strings.find(key); it != strings.end()) {
       if (!value.is_string()) return bad("a string");
       if (cmd.count(flag) == 0) *it->second = value.get<std::string>();
