@@ -93,6 +93,65 @@ TEST(QGemm, EveryIsaMatchesReferenceExactly) {
   }
 }
 
+// PackQActivationsConv2D on every ISA (the avx2 path writes int16 words, the others bytes), packed
+// in blocks of output pixels: the GEMM results equal the reference GEMM of an im2col matrix built
+// here (padding taps read the zero point).
+TEST(QGemm, Conv2DPackingEqualsIm2ColOnEveryIsa) {
+  std::mt19937 rng(11);
+  struct ConvCase {
+    kernels::QConv2DShape s;
+    int64_t M;
+    bool x_signed;
+    int32_t zp;
+    int64_t block;
+  };
+  const std::vector<ConvCase> cases = {
+      {{3, 7, 9, 3, 3, 7, 9, 1, 1, 1, 1, 1, 1}, 5, false, 117, 12},
+      {{4, 8, 6, 3, 2, 4, 4, 2, 2, 2, 1, 1, 0}, 17, true, -3, 5},
+      {{2, 3, 20, 5, 5, 3, 20, 1, 1, 1, 1, 2, 2}, 4, false, 0, 60},
+      {{2, 3, 20, 5, 5, 3, 20, 1, 1, 1, 1, 2, 2}, 6, true, 9, 7},
+  };
+  for (const ConvCase& c : cases) {
+    const kernels::QConv2DShape& s = c.s;
+    const int64_t K = s.C * s.KH * s.KW, P = s.OH * s.OW;
+    const auto x = RandomBytes(static_cast<size_t>(s.C * s.H * s.W), rng);
+    const auto w = RandomBytes(static_cast<size_t>(K * c.M), rng);  // [K, M]
+    // im2col as rows [P, K], then the reference accumulators.
+    std::vector<uint8_t> a(static_cast<size_t>(P * K));
+    for (int64_t m = 0; m < P; ++m)
+      for (int64_t ch = 0; ch < s.C; ++ch)
+        for (int64_t kh = 0; kh < s.KH; ++kh)
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int64_t ih = m / s.OW * s.stride_h - s.pad_top + kh * s.dilation_h;
+            const int64_t iw = m % s.OW * s.stride_w - s.pad_left + kw * s.dilation_w;
+            const bool inside = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+            a[m * K + (ch * s.KH + kh) * s.KW + kw] =
+                inside ? x[(ch * s.H + ih) * s.W + iw] : static_cast<uint8_t>(c.zp);
+          }
+    // Weight zero points that make the row sums matter: uint8 symmetric (128), or int8 per column.
+    const bool w_signed = c.M % 2 == 1;
+    std::vector<int32_t> w_zp(static_cast<size_t>(c.M), 128);
+    if (w_signed)
+      for (int64_t n = 0; n < c.M; ++n) w_zp[n] = static_cast<int32_t>(n % 5) - 2;
+    const Case gemm{P, c.M, K, c.x_signed, w_signed, c.zp, true};
+    const std::vector<int32_t> want = ReferenceAcc(gemm, a, w, w_zp);
+    for (QGemmIsa isa : SupportedIsas()) {
+      auto packed = kernels::PackQWeights(w.data(), w_signed, false, K, c.M, c.M, w_zp, isa);
+      std::vector<int32_t> got(want.size(), -1);
+      kernels::PackedQActivations pa;
+      for (int64_t first = 0; first < P; first += c.block) {
+        const int64_t rows = std::min(c.block, P - first);
+        kernels::PackQActivationsConv2D(x.data(), c.x_signed, s, first, rows, c.zp, *packed, &pa);
+        kernels::QGemmOutput out;
+        out.acc = got.data() + first * c.M;
+        out.ldc = c.M;
+        kernels::QGemm(pa, *packed, out, nullptr);
+      }
+      ASSERT_EQ(got, want) << kernels::QGemmIsaName(isa) << " C=" << s.C << " M=" << c.M;
+    }
+  }
+}
+
 TEST(QGemm, FloatEpilogueIsTheSeparateOpsExactly) {
   std::mt19937 rng(11);
   const int64_t M = 5, N = 21, K = 37;
