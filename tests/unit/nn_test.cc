@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 
@@ -537,9 +538,10 @@ TEST(MaxPool, IndicesCountBatchAndChannel) {
   EXPECT_EQ(oi[0].ToInt64Vector(), (std::vector<int64_t>{7, -3, 7, -128}));
 }
 
-// 8-bit MaxPool without indices takes a row-max path; with the Indices output it takes the
-// generic per-window loop. Both must give the same values for every geometry.
-TEST(MaxPool, EightBitFastPathEqualsGenericLoop) {
+// MaxPool without indices takes a row-max path; with the Indices output it takes the generic
+// per-window loop. Both must give the same values for every geometry and type, NaN included
+// (it propagates only from a window's first tap, in both).
+TEST(MaxPool, RowMaxPathEqualsGenericLoop) {
   std::mt19937 rng(7);
   struct Geo {
     std::vector<int64_t> kernel, strides, pads, dilations;
@@ -554,17 +556,32 @@ TEST(MaxPool, EightBitFastPathEqualsGenericLoop) {
       {{5, 5}, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0, {1, 1, 3, 4}},    // windows reaching past both sides
       {{3}, {2}, {1, 1}, {1}, 1, {2, 3, 15}},                     // 1-D
   };
-  for (DType dt : {DType::kUInt8, DType::kInt8}) {
+  std::normal_distribution<float> normal;
+  for (DType dt : {DType::kUInt8, DType::kInt8, DType::kFloat32}) {
     for (const auto& g : geos) {
       Tensor x(dt, g.shape);
-      for (int64_t i = 0; i < x.numel(); ++i) static_cast<uint8_t*>(x.raw_data())[i] = static_cast<uint8_t>(rng());
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        if (dt == DType::kFloat32) {
+          x.data<float>()[i] = rng() % 16 == 0 ? std::numeric_limits<float>::quiet_NaN() : normal(rng);
+        } else {
+          static_cast<uint8_t*>(x.raw_data())[i] = static_cast<uint8_t>(rng());
+        }
+      }
       const std::vector<Attribute> attrs = {IntsAttr("kernel_shape", g.kernel), IntsAttr("strides", g.strides),
                                             IntsAttr("pads", g.pads), IntsAttr("dilations", g.dilations),
                                             IntAttr("ceil_mode", g.ceil_mode)};
       auto fast = MustRun("MaxPool", attrs, {x});
       auto generic = MustRun("MaxPool", attrs, {x}, 2);
       ASSERT_EQ(fast[0].shape(), generic[0].shape());
-      EXPECT_EQ(fast[0].ToInt64Vector(), generic[0].ToInt64Vector()) << DTypeName(dt) << " " << ShapeToString(g.shape);
+      if (dt == DType::kFloat32) {
+        for (int64_t i = 0; i < fast[0].numel(); ++i) {
+          const float a = fast[0].data<float>()[i], b = generic[0].data<float>()[i];
+          ASSERT_TRUE(std::memcmp(&a, &b, sizeof(a)) == 0 || (std::isnan(a) && std::isnan(b)))
+              << ShapeToString(g.shape) << " element " << i << ": " << a << " vs " << b;
+        }
+      } else {
+        EXPECT_EQ(fast[0].ToInt64Vector(), generic[0].ToInt64Vector()) << DTypeName(dt) << " " << ShapeToString(g.shape);
+      }
     }
   }
 }

@@ -84,12 +84,14 @@ void MaxPoolPlane(const Pool3& g, const T* x, T* y, int64_t* ind, int64_t ind_ba
   }
 }
 
-// MaxPool of an 8-bit plane without indices, depth kernel 1 and width dilation 1: for each output
-// row, the element-wise max of the window's input rows (vectorizes), then the max over each
-// window's columns of that row. The same value as MaxPoolPlane (a max is a max in any order;
-// 8-bit values have no NaN), in about kh + kw instead of kh * kw compares per output.
+// MaxPool of a plane without indices, depth kernel 1 and width dilation 1: for each output row,
+// the element-wise max of the window's input rows (vectorizes), then the max over each window's
+// columns of that row: about kh + kw instead of kh * kw compares per output. The same value as
+// MaxPoolPlane, whose NaN rule is: the window's first tap wins if it is NaN, otherwise NaNs are
+// skipped. So the row max skips NaNs (a NaN is replaced by any later row) and the window's first
+// tap is checked on its own. Only the sign of a zero max may differ when -0 and +0 tie.
 template <typename T>
-void MaxPoolPlane8Bit(const Pool3& g, const T* x, T* y, std::vector<T>& row_max) {
+void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max) {
   const PoolDim &D = g.d[0], &H = g.d[1], &W = g.d[2];
   row_max.resize(static_cast<size_t>(W.in));
   for (int64_t od = 0; od < D.out; ++od) {
@@ -105,12 +107,21 @@ void MaxPoolPlane8Bit(const Pool3& g, const T* x, T* y, std::vector<T>& row_max)
       for (int64_t kh = H.lo[oh] + 1; kh < H.hi[oh]; ++kh) {
         const T* r = x + (id * H.in + oh * H.stride - H.pad_begin + kh * H.dilation) * W.in;
         T* m = row_max.data();
-        for (int64_t i = 0; i < W.in; ++i) m[i] = r[i] > m[i] ? r[i] : m[i];
+        for (int64_t i = 0; i < W.in; ++i) m[i] = (r[i] > m[i] || m[i] != m[i]) ? r[i] : m[i];
       }
       for (int64_t ow = 0; ow < W.out; ++ow) {
         const T* m = row_max.data() + ow * W.stride - W.pad_begin;
-        T best = std::numeric_limits<T>::lowest();
-        for (int64_t kw = W.lo[ow]; kw < W.hi[ow]; ++kw) best = m[kw] > best ? m[kw] : best;
+        if (W.hi[ow] <= W.lo[ow]) {
+          y[ow] = std::numeric_limits<T>::lowest();
+          continue;
+        }
+        const T first_tap = first[ow * W.stride - W.pad_begin + W.lo[ow]];
+        if (first_tap != first_tap) {  // NaN (never for 8-bit types)
+          y[ow] = first_tap;
+          continue;
+        }
+        T best = m[W.lo[ow]];
+        for (int64_t kw = W.lo[ow] + 1; kw < W.hi[ow]; ++kw) best = m[kw] > best ? m[kw] : best;
         y[ow] = best;
       }
     }
@@ -279,14 +290,14 @@ class PoolKernel final : public OpKernel {
       ind = it->data<int64_t>();
     }
     const int64_t work = out_plane * std::max<int64_t>(1, NumElements(g.kernel));
-    const bool fast_8bit = kind_ == PoolKind::kMax && !ind && p3.d[0].kernel == 1 && p3.d[2].dilation == 1;
+    const bool rows_first = kind_ == PoolKind::kMax && !ind && p3.d[0].kernel == 1 && p3.d[2].dilation == 1;
     return Run(ctx, *x, yshape, [&](auto tag, const auto* xd, auto* yd, int64_t*) {
       using T = decltype(tag);
-      if constexpr (sizeof(T) == 1) {
-        if (fast_8bit) {
+      if constexpr (sizeof(T) == 1 || std::is_floating_point_v<T>) {
+        if (rows_first) {
           ParallelPlanes(ctx, planes, work, [&](int64_t i) {
             thread_local std::vector<T> row_max;
-            MaxPoolPlane8Bit<T>(p3, xd + i * in_plane, yd + i * out_plane, row_max);
+            MaxPoolPlaneRows<T>(p3, xd + i * in_plane, yd + i * out_plane, row_max);
           });
           return;
         }
