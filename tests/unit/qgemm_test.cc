@@ -10,11 +10,13 @@
 #include "core/thread_pool.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/kernels/ref/quantize.h"
+#include "test_util.h"
 
 namespace quantkit {
 namespace {
 
 using kernels::QGemmIsa;
+using testing::GuardedBytes;
 
 struct Case {
   int64_t M, N, K;
@@ -110,11 +112,20 @@ TEST(QGemm, Conv2DPackingEqualsIm2ColOnEveryIsa) {
       {{4, 8, 6, 3, 2, 4, 4, 2, 2, 2, 1, 1, 0}, 17, true, -3, 5},
       {{2, 3, 20, 5, 5, 3, 20, 1, 1, 1, 1, 2, 2}, 4, false, 0, 60},
       {{2, 3, 20, 5, 5, 3, 20, 1, 1, 1, 1, 2, 2}, 6, true, 9, 7},
+      // Windows inside the image, read as runs of KW bytes (avx2): K = 9 (kp 12), the runs' 8-byte
+      // loads near the input's end (a guard page follows it), KW 7, and strided 1x1.
+      {{1, 10, 12, 3, 3, 10, 12, 1, 1, 1, 1, 1, 1}, 16, false, 3, 40},
+      {{5, 9, 11, 3, 3, 4, 5, 2, 2, 1, 1, 0, 0}, 7, true, 0, 9},
+      {{3, 12, 13, 7, 7, 6, 7, 1, 1, 1, 1, 0, 0}, 20, false, 200, 11},
+      {{6, 9, 9, 1, 1, 5, 5, 2, 2, 1, 1, 0, 0}, 9, false, 1, 25},
+      {{2, 10, 10, 2, 8, 3, 3, 3, 1, 1, 1, 0, 0}, 3, false, 4, 9},
   };
   for (const ConvCase& c : cases) {
     const kernels::QConv2DShape& s = c.s;
     const int64_t K = s.C * s.KH * s.KW, P = s.OH * s.OW;
-    const auto x = RandomBytes(static_cast<size_t>(s.C * s.H * s.W), rng);
+    const auto x_values = RandomBytes(static_cast<size_t>(s.C * s.H * s.W), rng);
+    GuardedBytes x_guarded(x_values);
+    const uint8_t* x = x_guarded.data();
     const auto w = RandomBytes(static_cast<size_t>(K * c.M), rng);  // [K, M]
     // im2col as rows [P, K], then the reference accumulators.
     std::vector<uint8_t> a(static_cast<size_t>(P * K));
@@ -141,7 +152,7 @@ TEST(QGemm, Conv2DPackingEqualsIm2ColOnEveryIsa) {
       kernels::PackedQActivations pa;
       for (int64_t first = 0; first < P; first += c.block) {
         const int64_t rows = std::min(c.block, P - first);
-        kernels::PackQActivationsConv2D(x.data(), c.x_signed, s, first, rows, c.zp, *packed, &pa);
+        kernels::PackQActivationsConv2D(x, c.x_signed, s, first, rows, c.zp, *packed, &pa);
         kernels::QGemmOutput out;
         out.acc = got.data() + first * c.M;
         out.ldc = c.M;

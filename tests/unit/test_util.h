@@ -1,8 +1,13 @@
 // Helpers for building small models in tests.
 #pragma once
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -121,5 +126,34 @@ Tensor RandomInts(std::vector<int64_t> shape, uint32_t seed) {
   std::mt19937 rng(seed);
   return RandomInts<T>(std::move(shape), rng);
 }
+
+}  // namespace quantkit::testing
+
+namespace quantkit::testing {
+
+// n bytes that end exactly at an inaccessible page: a kernel that reads even one byte past the
+// end crashes the test (SIGSEGV) instead of reading a neighbour's memory unnoticed.
+class GuardedBytes {
+ public:
+  explicit GuardedBytes(const std::vector<uint8_t>& contents) : n_(contents.size()) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    data_pages_ = (n_ + page - 1) / page * page;
+    map_bytes_ = data_pages_ + page;
+    void* p = mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) std::abort();
+    base_ = static_cast<uint8_t*>(p);
+    if (mprotect(base_ + data_pages_, page, PROT_NONE) != 0) std::abort();
+    std::copy(contents.begin(), contents.end(), data());
+  }
+  GuardedBytes(const GuardedBytes&) = delete;
+  GuardedBytes& operator=(const GuardedBytes&) = delete;
+  ~GuardedBytes() { munmap(base_, map_bytes_); }
+  uint8_t* data() { return base_ + data_pages_ - n_; }
+  size_t size() const { return n_; }
+
+ private:
+  size_t n_ = 0, data_pages_ = 0, map_bytes_ = 0;
+  uint8_t* base_ = nullptr;
+};
 
 }  // namespace quantkit::testing

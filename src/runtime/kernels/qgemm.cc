@@ -10,6 +10,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <type_traits>
 
 #include "core/thread_pool.h"
 #include "runtime/kernels/qgemm_internal.h"
@@ -229,14 +230,60 @@ namespace {
 // The rows of PackQActivationsConv2D in the element type the kernel reads (uint8 bytes, or the
 // avx2 kernel's int16 words), with the row sums taken from the values as they are written: the
 // sums never re-read the rows (re-reading many small fresh stores with vector loads stalls).
+//
+// A pixel whose window lies inside the image (most of them) reads its K taps at fixed offsets
+// from the window's corner (`tap_offsets`, the same for every such pixel): one tight gather loop,
+// or, for the avx2 words with contiguous kernel rows (dilation_w 1, KW <= 8), one 8-byte load per
+// (channel, kh) run (FillConvRunsAvx2). Pixels whose window reaches into the padding take the
+// per-row loop below.
 template <typename E>
 void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, int64_t pixels, uint8_t flip,
                   uint8_t pad, int64_t kp, E* rows, int32_t* row_sums) {
   const int64_t K = s.C * s.KH * s.KW;
+  thread_local std::vector<int64_t> tap_offsets;
+  tap_offsets.resize(static_cast<size_t>(K));
+  for (int64_t c = 0, k = 0; c < s.C; ++c)
+    for (int64_t kh = 0; kh < s.KH; ++kh)
+      for (int64_t kw = 0; kw < s.KW; ++kw) tap_offsets[k++] = (c * s.H + kh * s.dilation_h) * s.W + kw * s.dilation_w;
+  const int64_t* off = tap_offsets.data();
+  // Runs: every KW-th tap offset starts one (tap_offsets is (c, kh, kw) ordered).
+  constexpr bool kWords = std::is_same_v<E, int16_t>;
+  const bool use_runs = kWords && s.dilation_w == 1 && s.KW <= 8;
+  const int64_t segments = s.C * s.KH, input_bytes = s.C * s.H * s.W;
+  thread_local std::vector<int64_t> run_offsets;
+  if (use_runs) {
+    run_offsets.resize(static_cast<size_t>(segments));
+    for (int64_t i = 0; i < segments; ++i) run_offsets[i] = off[i * s.KW];
+  }
+  // Runs that may use the 8-word store without passing the row's kp words.
+  const int64_t store_safe_runs = use_runs ? std::clamp<int64_t>((kp - 8) / s.KW + 1, 0, segments) : 0;
   for (int64_t r = 0; r < pixels; ++r) {
     const int64_t m = first_pixel + r;
     const int64_t oh = m / s.OW, ow = m % s.OW;
     const int64_t ih0 = oh * s.stride_h - s.pad_top, iw0 = ow * s.stride_w - s.pad_left;
+    E* dst = rows + r * kp;
+    if (ih0 >= 0 && iw0 >= 0 && ih0 + (s.KH - 1) * s.dilation_h < s.H && iw0 + (s.KW - 1) * s.dilation_w < s.W) {
+      const uint8_t* corner = x + ih0 * s.W + iw0;
+      uint32_t sum = 0;
+      int64_t k = 0;
+      if constexpr (kWords) {
+        if (use_runs) {
+          int64_t fast = store_safe_runs;  // and whose 8-byte load stays inside the input
+          const int64_t corner_offset = ih0 * s.W + iw0;
+          while (fast > 0 && corner_offset + run_offsets[fast - 1] + 8 > input_bytes) --fast;
+          sum = qgemm::FillConvRunsAvx2(corner, run_offsets.data(), fast, static_cast<int>(s.KW), flip, dst);
+          k = fast * s.KW;
+        }
+      }
+      for (; k < K; ++k) {
+        const uint8_t v = static_cast<uint8_t>(corner[off[k]] ^ flip);
+        dst[k] = v;
+        sum += v;
+      }
+      for (k = K; k < kp; ++k) dst[k] = 0;
+      row_sums[r] = static_cast<int32_t>(sum);
+      continue;
+    }
     // The taps inside the input: kh in [kh_lo, kh_hi), kw in [kw_lo, kw_hi).
     int64_t kh_lo = 0, kh_hi = s.KH, kw_lo = 0, kw_hi = s.KW;
     while (kh_lo < s.KH && ih0 + kh_lo * s.dilation_h < 0) ++kh_lo;
@@ -245,7 +292,6 @@ void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, 
     while (kw_hi > kw_lo && iw0 + (kw_hi - 1) * s.dilation_w >= s.W) --kw_hi;
     const int64_t padded_taps = s.C * (s.KH * s.KW - (kh_hi - kh_lo) * (kw_hi - kw_lo));
     uint32_t sum = static_cast<uint32_t>(padded_taps) * pad;
-    E* dst = rows + r * kp;
     for (int64_t c = 0; c < s.C; ++c) {
       const uint8_t* xc = x + c * s.H * s.W;
       for (int64_t kh = 0; kh < s.KH; ++kh, dst += s.KW) {

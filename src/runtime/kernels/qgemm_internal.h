@@ -22,6 +22,15 @@ struct MicroKernel {
   int max_panels = 0;
 };
 
+// Conv packing for the avx2 kernel, one output pixel whose window lies inside the image: its taps
+// are `segments` runs of `run` (1..8) contiguous input bytes, run i starting at
+// corner + seg_offsets[i]. Writes the runs back to back as int16 words (value ^ flip) into dst and
+// returns their sum. Each run is one 8-byte load and one 8-word store: the caller guarantees
+// that 8 bytes from each start lie inside the input and that dst has room for 8 words at each
+// run's place (run i writes dst[i * run, i * run + 8); the next run overwrites the excess).
+uint32_t FillConvRunsAvx2(const uint8_t* corner, const int64_t* seg_offsets, int64_t segments, int run, uint8_t flip,
+                          int16_t* dst);
+
 MicroKernel RefMicroKernel();
 MicroKernel Avx2MicroKernel();
 MicroKernel Avx512VnniMicroKernel();

@@ -54,4 +54,23 @@ void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWei
 
 MicroKernel Avx2MicroKernel() { return {&Kernel, 6, 1}; }
 
+QK_AVX2_TARGET uint32_t FillConvRunsAvx2(const uint8_t* corner, const int64_t* seg_offsets, int64_t segments, int run,
+                                         uint8_t flip, int16_t* dst) {
+  const __m128i flip_bytes = _mm_set1_epi8(static_cast<char>(flip));
+  // 1 in the first `run` int16 lanes: madd with it sums the run's words in pairs, as int32.
+  const __m128i ones = _mm_cmpgt_epi16(_mm_set1_epi16(static_cast<int16_t>(run)),
+                                       _mm_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m128i lane_mask = _mm_and_si128(ones, _mm_set1_epi16(1));
+  __m128i sums = _mm_setzero_si128();
+  for (int64_t i = 0; i < segments; ++i, dst += run) {
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(corner + seg_offsets[i]));
+    const __m128i words = _mm_cvtepu8_epi16(_mm_xor_si128(bytes, flip_bytes));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), words);
+    sums = _mm_add_epi32(sums, _mm_madd_epi16(words, lane_mask));
+  }
+  sums = _mm_add_epi32(sums, _mm_shuffle_epi32(sums, 0x4E));
+  sums = _mm_add_epi32(sums, _mm_shuffle_epi32(sums, 0xB1));
+  return static_cast<uint32_t>(_mm_cvtsi128_si32(sums));
+}
+
 }  // namespace quantkit::kernels::qgemm
