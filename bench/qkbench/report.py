@@ -317,6 +317,78 @@ def _targets_section(results, models):
     return L
 
 
+def _median(lat, key):
+    r = (lat or {}).get(key, {})
+    return r.get("median_ms") if "error" not in r else None
+
+
+def _geomean(xs):
+    xs = [x for x in xs if x and x > 0]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def _speed_section(models, threads):
+    """Issue 6's ratios: quantkit against ONNX Runtime on the same file (FP32 and every INT8 file),
+    and quantkit INT8 against quantkit FP32; > 1 means quantkit (or INT8) is faster."""
+    L = ["## Speed: quantkit vs ONNX Runtime on the same file (issue 6)", ""]
+    head = "| model | file |"
+    sep = "|---|---|"
+    for th in threads:
+        head += f" ORT {th}T ms | qk {th}T ms | ORT / qk |"
+        sep += "---:|---:|---:|"
+    L += [head, sep]
+    ratios = {}  # (kind, threads) -> [ORT / qk]
+    rows_int8_over_fp32 = {}
+    for name, r in models.items():
+        if "error" in r or not r.get("latency"):
+            continue
+        for v in ["fp32"] + sorted(k[len("quantkit/"):] for k in r["latency"].get(str(threads[0]), {})
+                                   if k.startswith("quantkit/") and k != "quantkit/fp32"):
+            row = f"| {name} | {v} |"
+            for th in threads:
+                lat = r["latency"].get(str(th), {})
+                o, q = _median(lat, f"ort/{v}"), _median(lat, f"quantkit/{v}")
+                ratio = o / q if o and q else None
+                if ratio:
+                    ratios.setdefault(("fp32" if v == "fp32" else "int8", th), []).append((ratio, name, v))
+                row += f" {_fmt_ms(lat, f'ort/{v}')} | {_fmt_ms(lat, f'quantkit/{v}')} | " + \
+                       (f"{ratio:.2f}x |" if ratio else "- |")
+                f32 = _median(lat, "quantkit/fp32")
+                if v != "fp32" and q and f32:
+                    rows_int8_over_fp32[(name, v, th)] = f32 / q
+            L.append(row)
+    L.append("")
+    L.append("\"ORT / qk\" is ONNX Runtime's median latency over quantkit's on the same file and input: above "
+             "1.00x quantkit is faster. Both engines run interleaved in the same bench run (see the latency line at "
+             "the top). onnxruntime-node adds a few microseconds per call, which matters only for the Silero frames "
+             "(about 0.2 ms).")
+    L.append("")
+    L.append("| target (issue 6) | threads | met | numbers |")
+    L.append("|---|---:|---|---|")
+    for th in threads:
+        rs = ratios.get(("int8", th), [])
+        if rs:
+            slower = [f"{n} {v} {x:.2f}x" for x, n, v in sorted(rs) if x < 1.0]
+            L.append(f"| quantkit INT8 no slower than ORT INT8 on the same file, every file | {th} | "
+                     f"{'yes' if not slower else 'no'} | {len(rs) - len(slower)}/{len(rs)} files; slower: "
+                     f"{_cell(', '.join(slower) or 'none', 400)} |")
+            g = _geomean([x for x, _, _ in rs])
+            L.append(f"| geometric mean INT8 speed-up over ORT >= 1.3x | {th} | {'yes' if g >= 1.3 else 'no'} | {g:.2f}x |")
+        rs = ratios.get(("fp32", th), [])
+        if rs:
+            g = _geomean([x for x, _, _ in rs])
+            slower = [f"{n} {x:.2f}x" for x, n, _ in sorted(rs) if x < 1.0]
+            L.append(f"| quantkit FP32 no slower than ORT FP32 (geometric mean >= 1.0x) | {th} | "
+                     f"{'yes' if g >= 1.0 else 'no'} | geomean {g:.2f}x; slower: {_cell(', '.join(slower) or 'none', 300)} |")
+    for m in ("resnet50", "encoder"):
+        v = "static" if (m, "static", 1) in rows_int8_over_fp32 else "dynamic"
+        x = rows_int8_over_fp32.get((m, v, 1))
+        L.append(f"| quantkit INT8 over quantkit FP32 >= 3x: {m} ({v}) | 1 | "
+                 f"{'-' if x is None else ('yes' if x >= 3 else 'no')} | {'-' if x is None else f'{x:.2f}x'} |")
+    L.append("")
+    return L
+
+
 def write(path, results):
     meta = results["meta"]
     models = results["models"]
@@ -457,6 +529,7 @@ def write(path, results):
 
     L += _static_peers_section(results.get("static_peers", {}), models, threads)
     L += _targets_section(results, models)
+    L += _speed_section(models, threads)
     L.append("## Details")
     L.append("")
     for name, r in models.items():

@@ -339,6 +339,7 @@ def bench_model(spec, quick, threads_list, rounds, min_time_ms, warmup_ms, with_
         for v, path in variants.items():
             if v in ("dynamic", "static"):  # the other static methods differ in scales only, not in speed
                 pairs[f"quantkit/{v}"] = ("quantkit", path)
+                pairs[f"ort/{v}"] = ("ort", path)  # the same INT8 file in ONNX Runtime (issue 6's ratio)
         for th in threads_list:
             res["latency"][str(th)] = engines.time_interleaved(pairs, inputs, th, rounds, min_time_ms, warmup_ms)
             log(f"  {spec.name} latency t{th}: " + ", ".join(
