@@ -344,55 +344,75 @@ void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx
 namespace {
 
 // Turns raw dot products of rows [m0, m0 + rows) x columns [n0, n0 + cols) into the result.
+// Called once per block of up to kRowBlock rows, so a transposed (NCHW) output is written as runs
+// of consecutive rows per column rather than one scattered element at a time.
+constexpr int64_t kRowBlock = 64;
+constexpr int64_t kMaxEpilogueCols = kPanelCols * 4;
+
 void Epilogue(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0, int rows,
               int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr) {
   // All integer terms in uint32: the result is defined modulo 2^32 (never signed overflow).
   const uint32_t a_zp = static_cast<uint32_t>(a.zero_point);
   const uint32_t k_azp = static_cast<uint32_t>(b.K) * a_zp;
-  int32_t acc[kPanelCols * 4];
+  const int64_t ldc = out.ldc;
+  const bool transpose = out.transpose;
+  // Output element (row r of the block, column j of the block).
+  auto at = [&](int r, int64_t j) { return transpose ? (n0 + j) * ldc + m0 + r : (m0 + r) * ldc + n0 + j; };
+  const int32_t* col_sums = b.col_sums.data() + n0;
+  const int32_t* col_offset = b.col_offset.data() + n0;
+  // Requantized output: the block's 8-bit results, then written out (column runs when transposed).
+  alignas(64) uint8_t q_block[kRowBlock * kMaxEpilogueCols];
+  const int32_t zp = out.q_zero_point;
+  const int32_t q_lo = std::max(out.q_min, out.q_signed ? -128 : 0), q_hi = std::min(out.q_max, out.q_signed ? 127 : 255);
+  const float lo = static_cast<float>(q_lo - zp), hi = static_cast<float>(q_hi - zp);
   for (int r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
     const uint32_t row_term = static_cast<uint32_t>(a.row_sums[m]) - k_azp;
     const int32_t* src = raw + r * ldr;
+    int32_t acc[kMaxEpilogueCols];
     for (int64_t j = 0; j < cols; ++j) {
-      const int64_t n = n0 + j;
-      acc[j] = static_cast<int32_t>(static_cast<uint32_t>(src[j]) - a_zp * static_cast<uint32_t>(b.col_sums[n]) +
-                                    static_cast<uint32_t>(b.col_offset[n]) * row_term);
+      acc[j] = static_cast<int32_t>(static_cast<uint32_t>(src[j]) - a_zp * static_cast<uint32_t>(col_sums[j]) +
+                                    static_cast<uint32_t>(col_offset[j]) * row_term);
     }
-    auto at = [&](int64_t j) { return out.transpose ? (n0 + j) * out.ldc + m : m * out.ldc + n0 + j; };
     if (out.acc) {
-      for (int64_t j = 0; j < cols; ++j) out.acc[at(j)] = acc[j];
+      int32_t* dst = out.acc;
+      for (int64_t j = 0; j < cols; ++j) dst[at(r, j)] = acc[j];
     } else if (out.y) {
+      float* dst = out.y;
       const float sa = out.a_scale[out.a_scale_per_row ? m : 0];
       for (int64_t j = 0; j < cols; ++j) {
         const int64_t n = n0 + j;
         const float scale = sa * out.b_scale[out.b_scale_per_col ? n : 0];
         float y = static_cast<float>(acc[j]) * scale;
         if (out.bias) y = y + out.bias[n];
-        float& dst = out.y[at(j)];
-        dst = out.accumulate ? dst + y : y;
+        float& d = dst[at(r, j)];
+        d = out.accumulate ? d + y : y;
       }
     } else {
       // q = clamp(Requantize(acc + bias, multiplier, zp), q_min, q_max), computed as quantize.h's
       // bulk spans do (clamp to the integer bounds minus zp, round half to even, add zp: the same
-      // integers), in a loop the compiler vectorizes.
-      const int32_t zp = out.q_zero_point;
-      const int32_t q_lo = std::max(out.q_min, out.q_signed ? -128 : 0), q_hi = std::min(out.q_max, out.q_signed ? 127 : 255);
-      const float lo = static_cast<float>(q_lo - zp), hi = static_cast<float>(q_hi - zp);
-      int32_t q[kPanelCols * 4];
+      // integers), in a loop the compiler vectorizes. Stored as bytes: int8 keeps its bit pattern.
       const float* mult = out.multiplier + (out.multiplier_per_col ? n0 : 0);
       const int64_t mult_step = out.multiplier_per_col ? 1 : 0;
       const int32_t* bias = out.bias_int32 ? out.bias_int32 + n0 : nullptr;
+      uint8_t* qrow = q_block + r * kMaxEpilogueCols;
       for (int64_t j = 0; j < cols; ++j) {
-        const uint32_t b = bias ? static_cast<uint32_t>(bias[j]) : 0u;  // wrapping, never UB
-        const int32_t biased = static_cast<int32_t>(static_cast<uint32_t>(acc[j]) + b);
-        q[j] = rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(biased) * mult[j * mult_step], lo, hi, zp);
+        const uint32_t bj = bias ? static_cast<uint32_t>(bias[j]) : 0u;  // wrapping, never UB
+        const int32_t biased = static_cast<int32_t>(static_cast<uint32_t>(acc[j]) + bj);
+        qrow[j] = static_cast<uint8_t>(
+            rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(biased) * mult[j * mult_step], lo, hi, zp));
       }
-      if (out.q_signed) {
-        for (int64_t j = 0; j < cols; ++j) static_cast<int8_t*>(out.q)[at(j)] = static_cast<int8_t>(q[j]);
-      } else {
-        for (int64_t j = 0; j < cols; ++j) static_cast<uint8_t*>(out.q)[at(j)] = static_cast<uint8_t>(q[j]);
+    }
+  }
+  if (out.q) {
+    auto* dst = static_cast<uint8_t*>(out.q);
+    if (transpose) {
+      for (int64_t j = 0; j < cols; ++j) {
+        uint8_t* d = dst + (n0 + j) * ldc + m0;
+        for (int r = 0; r < rows; ++r) d[r] = q_block[r * kMaxEpilogueCols + j];
       }
+    } else {
+      for (int r = 0; r < rows; ++r) std::memcpy(dst + (m0 + r) * ldc + n0, q_block + r * kMaxEpilogueCols, cols);
     }
   }
 }
@@ -407,24 +427,24 @@ void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutp
   // block hot in cache while the rows stream by.
   const int64_t panels_per_block = kernel.max_panels;
   const int64_t col_blocks = (b.n_panels + panels_per_block - 1) / panels_per_block;
-  const int64_t rows_per_block = std::max<int64_t>(kernel.max_rows, std::min<int64_t>(M, 64));
+  const int64_t rows_per_block = kRowBlock;
   const int64_t row_blocks = (M + rows_per_block - 1) / rows_per_block;
   const int64_t units = col_blocks * row_blocks;
   auto run = [&](int64_t begin, int64_t end) {
-    std::vector<int32_t> raw(static_cast<size_t>(kernel.max_rows * kernel.max_panels * kPanelCols));
     const int64_t ldr = kernel.max_panels * kPanelCols;
+    std::vector<int32_t> raw(static_cast<size_t>(kRowBlock * ldr));
     for (int64_t u = begin; u < end; ++u) {
       const int64_t cb = u / row_blocks, rb = u % row_blocks;
       const int64_t panel = cb * panels_per_block;
       const int panels = static_cast<int>(std::min(panels_per_block, b.n_panels - panel));
       const int64_t n0 = panel * kPanelCols;
       const int64_t cols = std::min<int64_t>(panels * kPanelCols, N - n0);
-      const int64_t m_end = std::min(M, (rb + 1) * rows_per_block);
-      for (int64_t m0 = rb * rows_per_block; m0 < m_end; m0 += kernel.max_rows) {
+      const int64_t m_begin = rb * rows_per_block, m_end = std::min(M, m_begin + rows_per_block);
+      for (int64_t m0 = m_begin; m0 < m_end; m0 += kernel.max_rows) {
         const int rows = static_cast<int>(std::min<int64_t>(kernel.max_rows, m_end - m0));
-        kernel.fn(a, m0, rows, b, panel, panels, raw.data(), ldr);
-        Epilogue(a, b, out, m0, rows, n0, cols, raw.data(), ldr);
+        kernel.fn(a, m0, rows, b, panel, panels, raw.data() + (m0 - m_begin) * ldr, ldr);
       }
+      Epilogue(a, b, out, m_begin, static_cast<int>(m_end - m_begin), n0, cols, raw.data(), ldr);
     }
   };
   const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(b.k_padded);
