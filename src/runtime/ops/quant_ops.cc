@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
+#include "runtime/kernels/qdepthwise.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/kernels/ref/quantize.h"
 #include "runtime/ops/op_util.h"
@@ -778,8 +781,7 @@ class QLinearConvKernel final : public OpKernel {
       return DispatchQuantType(x.dtype(), "x", [&](auto xtag) -> Status {
         return DispatchQuantType(y_zp.dtype(), "y_zero_point", [&](auto ytag) -> Status {
           if constexpr (sizeof(xtag) == 1 && sizeof(ytag) == 1) {
-            RunDepthwise(ctx, g, x.data<decltype(xtag)>(), x_zp, mult, bd, yz, lo, hi, y->data<decltype(ytag)>());
-            return Status::Ok();
+            return RunDepthwise(ctx, g, x.data<decltype(xtag)>(), x_zp, mult, bd, yz, lo, hi, y->data<decltype(ytag)>());
           } else {
             return Unimplemented("QLinearConv input and output must be 8-bit");
           }
@@ -937,51 +939,45 @@ class QLinearConvKernel final : public OpKernel {
   // Depthwise 2-D: per channel, int32 accumulation of (x - x_zp) * (w - w_zp) over the taps that
   // fall inside the input (padding contributes x_zp - x_zp = 0, as in the im2col path), one output
   // row at a time, then the same bias / requantize / clamp as every other path.
+  // Depthwise: kernels::QDepthwiseConv2D per (image, channel), in parallel over them. Each worker
+  // takes its plane and row scratch from the run's pool (counted against the memory limit).
   template <typename TX, typename TY>
-  void RunDepthwise(KernelContext& ctx, const ConvGeometry& g, const TX* x, int32_t x_zp, const std::vector<float>& mult,
-                    const int32_t* bias, int32_t y_zp, int32_t lo, int32_t hi, TY* y) const {
-    const int64_t H = g.in_sp[0], W = g.in_sp[1], OH = g.out_sp[0], OW = g.out_sp[1];
-    const int64_t KH = g.k_sp[0], KW = g.k_sp[1], sh = g.stride[0], sw = g.stride[1], dh = g.dil[0], dw = g.dil[1];
-    const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
+  Status RunDepthwise(KernelContext& ctx, const ConvGeometry& g, const TX* x, int32_t x_zp, const std::vector<float>& mult,
+                      const int32_t* bias, int32_t y_zp, int32_t lo, int32_t hi, TY* y) const {
+    kernels::QDepthwiseShape s;
+    s.H = g.in_sp[0], s.W = g.in_sp[1], s.OH = g.out_sp[0], s.OW = g.out_sp[1];
+    s.KH = g.k_sp[0], s.KW = g.k_sp[1], s.stride_h = g.stride[0], s.stride_w = g.stride[1];
+    s.dilation_h = g.dil[0], s.dilation_w = g.dil[1], s.pad_top = g.pad_begin[0], s.pad_left = g.pad_begin[1];
+    const int64_t plane_elems = kernels::QDepthwisePlaneElems(s), row_elems = kernels::QDepthwiseRowElems(s);
+    const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+    std::mutex mu;
+    Status failed;
     ctx.thread_pool()->ParallelFor(g.N * g.M, 1, [&](int64_t begin, int64_t end) {
-      std::vector<int32_t> acc(static_cast<size_t>(OW));
+      auto plane = ctx.Scratch(DType::kInt16, plane_elems, "depthwise plane");
+      auto row = plane.ok() ? ctx.Scratch(DType::kInt32, row_elems, "depthwise row") : plane.status();
+      if (!plane.ok() || !row.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (failed.ok()) failed = plane.ok() ? row.status() : plane.status();
+        return;
+      }
       for (int64_t nm = begin; nm < end; ++nm) {
         const int64_t m = nm % g.M;
-        const TX* xc = x + nm * g.in_size;
-        const int32_t* wc = fast_->depthwise.data() + m * KH * KW;
-        TY* yc = y + nm * g.out_size;
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          const int32_t b = bias ? bias[m] : 0;
-          std::fill(acc.begin(), acc.end(), b);
-          for (int64_t kh = 0; kh < KH; ++kh) {
-            const int64_t ih = oh * sh - ph + kh * dh;
-            if (ih < 0 || ih >= H) continue;
-            const TX* xr = xc + ih * W;
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              const int32_t wv = wc[kh * KW + kw];
-              const int64_t off = kw * dw - pw;
-              // Output columns whose input column ow * sw + off lies in [0, W).
-              const int64_t ow0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
-              const int64_t ow1 = std::min<int64_t>(OW, W - off > 0 ? (W - off + sw - 1) / sw : 0);
-              if (sw == 1) {
-                const TX* xs = xr + off;
-                for (int64_t ow = ow0; ow < ow1; ++ow)
-                  acc[ow] = static_cast<int32_t>(static_cast<uint32_t>(acc[ow]) +
-                                                 static_cast<uint32_t>((static_cast<int32_t>(xs[ow]) - x_zp) * wv));
-              } else {
-                for (int64_t ow = ow0; ow < ow1; ++ow)
-                  acc[ow] = static_cast<int32_t>(
-                      static_cast<uint32_t>(acc[ow]) +
-                      static_cast<uint32_t>((static_cast<int32_t>(xr[ow * sw + off]) - x_zp) * wv));
-              }
-            }
-          }
-          TY* d = yc + oh * OW;
-          quant::RequantizeSpan<TY>(acc.data(), OW, mult[m], y_zp, d);
-          for (int64_t i = 0; i < OW; ++i) d[i] = static_cast<TY>(std::clamp<int32_t>(d[i], lo, hi));
-        }
+        kernels::QDepthwiseChannel c;
+        c.x = x + nm * g.in_size;
+        c.x_signed = std::is_same_v<TX, int8_t>;
+        c.x_zero_point = x_zp;
+        c.w = fast_->depthwise.data() + m * s.KH * s.KW;
+        c.bias = bias ? bias[m] : 0;
+        c.multiplier = mult[m];
+        c.y_zero_point = y_zp;
+        c.y_min = lo;
+        c.y_max = hi;
+        c.y = y + nm * g.out_size;
+        c.y_signed = std::is_same_v<TY, int8_t>;
+        kernels::QDepthwiseConv2D(s, c, plane.value().template data<int16_t>(), row.value().template data<int32_t>(), isa);
       }
     });
+    return failed;
   }
 
   ConvAttrs a_;

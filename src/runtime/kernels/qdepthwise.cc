@@ -1,0 +1,21 @@
+#include "runtime/kernels/qdepthwise.h"
+
+#include "runtime/kernels/qdepthwise_internal.h"
+
+namespace quantkit::kernels {
+
+int64_t QDepthwisePlaneElems(const QDepthwiseShape& s) {
+  const qdepthwise::PlaneLayout p = qdepthwise::Layout(s);
+  return p.rows * p.row_len;
+}
+
+int64_t QDepthwiseRowElems(const QDepthwiseShape& s) { return s.OW; }
+
+void QDepthwiseConv2D(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc_row,
+                      QGemmIsa isa) {
+  if (s.OH <= 0 || s.OW <= 0) return;
+  if (isa != QGemmIsa::kRef) return qdepthwise::RunAvx2(s, c, plane, acc_row);
+  qdepthwise::Dispatch(s, c, plane, acc_row);
+}
+
+}  // namespace quantkit::kernels

@@ -1,0 +1,98 @@
+// The body of the quantized depthwise kernel, included by the portable build (qdepthwise.cc) and
+// the avx2 build (x86/qdepthwise_avx2.cc): always inlined, so each build vectorizes it for its ISA.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+
+#include "runtime/kernels/qdepthwise.h"
+#include "runtime/kernels/ref/quantize.h"
+
+namespace quantkit::kernels::qdepthwise {
+
+// Plane geometry: padded rows and, per stride phase, padded columns (column c of the padded row
+// lives in phase c % stride_w at index c / stride_w).
+struct PlaneLayout {
+  int64_t rows = 0, phase_len = 0, row_len = 0;  // row_len = stride_w * phase_len
+};
+
+inline PlaneLayout Layout(const QDepthwiseShape& s) {
+  PlaneLayout p;
+  p.rows = std::max(s.pad_top + s.H, (s.OH - 1) * s.stride_h + (s.KH - 1) * s.dilation_h + 1);
+  const int64_t cols = std::max(s.pad_left + s.W, (s.OW - 1) * s.stride_w + (s.KW - 1) * s.dilation_w + 1);
+  p.phase_len = (cols + s.stride_w - 1) / s.stride_w;
+  p.row_len = p.phase_len * s.stride_w;
+  return p;
+}
+
+template <typename TX>
+__attribute__((always_inline)) inline void FillPlane(const QDepthwiseShape& s, const PlaneLayout& p, const TX* x,
+                                                     int32_t x_zp, int16_t* plane) {
+  std::memset(plane, 0, static_cast<size_t>(p.rows * p.row_len) * sizeof(int16_t));
+  for (int64_t ih = 0; ih < s.H; ++ih) {
+    int16_t* row = plane + (ih + s.pad_top) * p.row_len;
+    const TX* xr = x + ih * s.W;
+    if (s.stride_w == 1) {
+      int16_t* dst = row + s.pad_left;
+      for (int64_t iw = 0; iw < s.W; ++iw) dst[iw] = static_cast<int16_t>(static_cast<int32_t>(xr[iw]) - x_zp);
+    } else {
+      // Phase by phase: padded column c = pad_left + iw goes to phase c % stride_w, index c / stride_w.
+      const int64_t sw = s.stride_w, c_end = s.pad_left + s.W;
+      for (int64_t phase = 0; phase < sw; ++phase) {
+        int64_t c = s.pad_left + ((phase - s.pad_left % sw) % sw + sw) % sw;  // first column of this phase
+        int16_t* dst = row + phase * p.phase_len;
+        for (int64_t i = c / sw; c < c_end; c += sw, ++i) {
+          dst[i] = static_cast<int16_t>(static_cast<int32_t>(xr[c - s.pad_left]) - x_zp);
+        }
+      }
+    }
+  }
+}
+
+template <typename TX, typename TY>
+__attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane,
+                                               int32_t* acc) {
+  const PlaneLayout p = Layout(s);
+  FillPlane(s, p, static_cast<const TX*>(c.x), c.x_zero_point, plane);
+  // Locals, not reads of `c` in the loops: the byte stores to y could alias it for the compiler.
+  const int32_t y_zp = c.y_zero_point, bias = c.bias;
+  const float multiplier = c.multiplier;
+  const float lo = static_cast<float>(c.y_min - y_zp), hi = static_cast<float>(c.y_max - y_zp);
+  const int32_t* w = c.w;
+  auto* y = static_cast<TY*>(c.y);
+  for (int64_t oh = 0; oh < s.OH; ++oh, y += s.OW) {
+    for (int64_t ow = 0; ow < s.OW; ++ow) acc[ow] = bias;
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      const int16_t* row = plane + (oh * s.stride_h + kh * s.dilation_h) * p.row_len;
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const int64_t col = kw * s.dilation_w;
+        const int16_t* src = row + (col % s.stride_w) * p.phase_len + col / s.stride_w;
+        const uint32_t wv = static_cast<uint32_t>(w[kh * s.KW + kw]);
+        // Wrapping int32 arithmetic (in uint32: never signed overflow), like every integer kernel.
+        for (int64_t ow = 0; ow < s.OW; ++ow) {
+          acc[ow] = static_cast<int32_t>(static_cast<uint32_t>(acc[ow]) +
+                                         static_cast<uint32_t>(static_cast<int32_t>(src[ow])) * wv);
+        }
+      }
+    }
+    // Requantized in place, then narrowed: two loops the compiler vectorizes (one did not).
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      acc[ow] = rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(acc[ow]) * multiplier, lo, hi, y_zp);
+    }
+    for (int64_t ow = 0; ow < s.OW; ++ow) y[ow] = static_cast<TY>(acc[ow]);
+  }
+}
+
+__attribute__((always_inline)) inline void Dispatch(const QDepthwiseShape& s, const QDepthwiseChannel& c,
+                                                    int16_t* plane, int32_t* acc) {
+  if (c.x_signed) {
+    if (c.y_signed) return Run<int8_t, int8_t>(s, c, plane, acc);
+    return Run<int8_t, uint8_t>(s, c, plane, acc);
+  }
+  if (c.y_signed) return Run<uint8_t, int8_t>(s, c, plane, acc);
+  return Run<uint8_t, uint8_t>(s, c, plane, acc);
+}
+
+void RunAvx2(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc);
+
+}  // namespace quantkit::kernels::qdepthwise
