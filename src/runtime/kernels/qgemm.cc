@@ -3,6 +3,10 @@
 // corrections, rescale, bias) happens here, once, in portable code.
 #include "runtime/kernels/qgemm.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -343,6 +347,36 @@ void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx
 
 namespace {
 
+// dst[j * dst_stride + r] = src[r * src_stride + j] for a rows x cols byte block: 16x16 tiles
+// with SSE2 (four rounds of interleaving row i with row i + 8 transpose a 16x16 byte tile), the
+// edges one byte at a time.
+void TransposeBytes(const uint8_t* src, int64_t src_stride, int rows, int64_t cols, uint8_t* dst, int64_t dst_stride) {
+  int r0 = 0;
+#if defined(__SSE2__)
+  for (; r0 + 16 <= rows; r0 += 16) {
+    int64_t j0 = 0;
+    for (; j0 + 16 <= cols; j0 += 16) {
+      __m128i x[16], t[16];
+      for (int i = 0; i < 16; ++i) {
+        x[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (r0 + i) * src_stride + j0));
+      }
+      for (int round = 0; round < 4; ++round) {
+        for (int i = 0; i < 8; ++i) {
+          t[2 * i] = _mm_unpacklo_epi8(x[i], x[i + 8]);
+          t[2 * i + 1] = _mm_unpackhi_epi8(x[i], x[i + 8]);
+        }
+        for (int i = 0; i < 16; ++i) x[i] = t[i];
+      }
+      for (int i = 0; i < 16; ++i) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (j0 + i) * dst_stride + r0), x[i]);
+    }
+    for (; j0 < cols; ++j0)
+      for (int r = r0; r < r0 + 16; ++r) dst[j0 * dst_stride + r] = src[r * src_stride + j0];
+  }
+#endif
+  for (int64_t j = 0; j < cols; ++j)
+    for (int r = r0; r < rows; ++r) dst[j * dst_stride + r] = src[r * src_stride + j];
+}
+
 // Turns raw dot products of rows [m0, m0 + rows) x columns [n0, n0 + cols) into the result.
 // Called once per block of up to kRowBlock rows, so a transposed (NCHW) output is written as runs
 // of consecutive rows per column rather than one scattered element at a time.
@@ -407,10 +441,7 @@ void Epilogue(const PackedQActivations& a, const PackedQWeights& b, const QGemmO
   if (out.q) {
     auto* dst = static_cast<uint8_t*>(out.q);
     if (transpose) {
-      for (int64_t j = 0; j < cols; ++j) {
-        uint8_t* d = dst + (n0 + j) * ldc + m0;
-        for (int r = 0; r < rows; ++r) d[r] = q_block[r * kMaxEpilogueCols + j];
-      }
+      TransposeBytes(q_block, kMaxEpilogueCols, rows, cols, dst + n0 * ldc + m0, ldc);
     } else {
       for (int r = 0; r < rows; ++r) std::memcpy(dst + (m0 + r) * ldc + n0, q_block + r * kMaxEpilogueCols, cols);
     }
