@@ -136,7 +136,8 @@ TEST(ScratchMemory, QLinearConvScratchCountsAgainstTheLimit) {
 }
 
 TEST(ScratchMemory, QLinearConvPackedActivationsCountAgainstTheLimit) {
-  // Pointwise (no im2col): x [1, 64, 32, 32], 1x1 -> output 64 KiB; packed activations >= 1024 x 64.
+  // Pointwise (no im2col): x [1, 64, 32, 32], 1x1 -> output 64 KiB; packed in blocks of 384 pixels
+  // x 64 channels (on avx2 bytes and int16 words: 72 KiB). The limits assume the avx2 layout.
   Feeds feeds;
   const Model m = QLinearConvModel(64, 32, 64, 1, true, &feeds);
   CheckLimits(m, feeds, 96 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'", "packed activations", false);

@@ -159,6 +159,20 @@ int64_t PackedQActivationsBytes(int64_t M, const PackedQWeights& b) {
 namespace {
 
 // Sizes, and the spans into the storage (allocated on the heap if nobody reserved enough).
+#if defined(__SSE2__)
+// Transposes a 16x16 byte tile in registers: four rounds of interleaving row i with row i + 8.
+inline void Transpose16x16(__m128i x[16]) {
+  __m128i t[16];
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm_unpacklo_epi8(x[i], x[i + 8]);
+      t[2 * i + 1] = _mm_unpackhi_epi8(x[i], x[i + 8]);
+    }
+    for (int i = 0; i < 16; ++i) x[i] = t[i];
+  }
+}
+#endif
+
 void PrepareStorage(int64_t M, int64_t K, int32_t zero_point, const PackedQWeights& b, PackedQActivations* out) {
   const int64_t kp = b.k_padded;
   out->M = M;
@@ -220,13 +234,72 @@ void PackQActivations(const void* a, bool a_is_signed, int64_t M, int64_t K, int
   });
 }
 
+// Tiles of 16 rows x 16 k: 16 loads of 16 consecutive rows of one k (contiguous in A^T), a
+// register transpose, then each row's 16 values stored (widened to int16 for avx2) and summed
+// (psadbw). Edges one value at a time. For avx2 only `words` and `row_sums` are written.
 void PackQActivationsTransposed(const void* a, bool a_is_signed, int64_t M, int64_t K, int64_t lda, int32_t zero_point,
                                 const PackedQWeights& b, PackedQActivations* out) {
   const uint8_t flip = a_is_signed ? 0x80 : 0;  // int8 + 128
-  PackRows(M, K, a_is_signed ? zero_point + 128 : zero_point, b, out, [&](int64_t m, uint8_t* dst) {
-    const uint8_t* src = static_cast<const uint8_t*>(a) + m;
-    for (int64_t k = 0; k < K; ++k) dst[k] = static_cast<uint8_t>(src[k * lda] ^ flip);
-  });
+  PrepareStorage(M, K, a_is_signed ? zero_point + 128 : zero_point, b, out);
+  const int64_t kp = b.k_padded;
+  const bool words = b.isa == QGemmIsa::kAvx2;
+  const auto* src = static_cast<const uint8_t*>(a);
+  uint8_t* bytes = out->bytes.data();
+  int16_t* wds = out->words.data();
+  int32_t* sums = out->row_sums.data();
+  auto put = [&](int64_t m, int64_t k, uint8_t v) {
+    if (words) {
+      wds[m * kp + k] = v;
+    } else {
+      bytes[m * kp + k] = v;
+    }
+  };
+  int64_t m0 = 0;
+#if defined(__SSE2__)
+  const __m128i flip16 = _mm_set1_epi8(static_cast<char>(flip)), zero = _mm_setzero_si128();
+  for (; m0 + 16 <= M; m0 += 16) {
+    uint32_t tile_sums[16] = {};
+    int64_t k0 = 0;
+    for (; k0 + 16 <= K; k0 += 16) {
+      __m128i x[16];
+      for (int i = 0; i < 16; ++i) {
+        x[i] = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (k0 + i) * lda + m0)), flip16);
+      }
+      Transpose16x16(x);  // x[j] = row m0 + j, k0 .. k0 + 15
+      for (int j = 0; j < 16; ++j) {
+        const int64_t at = (m0 + j) * kp + k0;
+        if (words) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(wds + at), _mm_unpacklo_epi8(x[j], zero));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(wds + at + 8), _mm_unpackhi_epi8(x[j], zero));
+        } else {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes + at), x[j]);
+        }
+        const __m128i sad = _mm_sad_epu8(x[j], zero);  // two 64-bit partial sums
+        tile_sums[j] += static_cast<uint32_t>(_mm_cvtsi128_si32(sad) + _mm_cvtsi128_si32(_mm_srli_si128(sad, 8)));
+      }
+    }
+    for (int j = 0; j < 16; ++j) {
+      uint32_t sum = tile_sums[j];
+      for (int64_t k = k0; k < K; ++k) {
+        const uint8_t v = static_cast<uint8_t>(src[k * lda + m0 + j] ^ flip);
+        put(m0 + j, k, v);
+        sum += v;
+      }
+      sums[m0 + j] = static_cast<int32_t>(sum);
+    }
+  }
+#endif
+  for (int64_t m = m0; m < M; ++m) {
+    uint32_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const uint8_t v = static_cast<uint8_t>(src[k * lda + m] ^ flip);
+      put(m, k, v);
+      sum += v;
+    }
+    sums[m] = static_cast<int32_t>(sum);
+  }
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = K; k < kp; ++k) put(m, k, 0);
 }
 
 namespace {
@@ -348,25 +421,18 @@ void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx
 namespace {
 
 // dst[j * dst_stride + r] = src[r * src_stride + j] for a rows x cols byte block: 16x16 tiles
-// with SSE2 (four rounds of interleaving row i with row i + 8 transpose a 16x16 byte tile), the
-// edges one byte at a time.
+// with SSE2, the edges one byte at a time.
 void TransposeBytes(const uint8_t* src, int64_t src_stride, int rows, int64_t cols, uint8_t* dst, int64_t dst_stride) {
   int r0 = 0;
 #if defined(__SSE2__)
   for (; r0 + 16 <= rows; r0 += 16) {
     int64_t j0 = 0;
     for (; j0 + 16 <= cols; j0 += 16) {
-      __m128i x[16], t[16];
+      __m128i x[16];
       for (int i = 0; i < 16; ++i) {
         x[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (r0 + i) * src_stride + j0));
       }
-      for (int round = 0; round < 4; ++round) {
-        for (int i = 0; i < 8; ++i) {
-          t[2 * i] = _mm_unpacklo_epi8(x[i], x[i + 8]);
-          t[2 * i + 1] = _mm_unpackhi_epi8(x[i], x[i + 8]);
-        }
-        for (int i = 0; i < 16; ++i) x[i] = t[i];
-      }
+      Transpose16x16(x);
       for (int i = 0; i < 16; ++i) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (j0 + i) * dst_stride + r0), x[i]);
     }
     for (; j0 < cols; ++j0)

@@ -820,8 +820,9 @@ class QLinearConvKernel final : public OpKernel {
   }
 
  private:
-  // im2col (pad = the input zero point) into A = [output pixels, Cg * k_size], int8 GEMM against
-  // the packed weights, requantized (bias, multiplier, zero point, clamp) straight into NCHW.
+  // Pointwise and 2-D: RunBlocked. Otherwise (1-D, 3-D) im2col (pad = the input zero point) into
+  // A^T = [Cg * k_size, output pixels], int8 GEMM against the packed weights, requantized (bias,
+  // multiplier, zero point, clamp) straight into NCHW.
   Status RunFast(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, int32_t x_zp,
                  const std::vector<float>& mult, const int32_t* bias, int32_t y_zp, bool y_signed, int32_t lo,
                  int32_t hi, Tensor* y) const {
@@ -831,20 +832,20 @@ class QLinearConvKernel final : public OpKernel {
     for (size_t d = 0; d < g.nd; ++d) {
       pointwise = pointwise && g.k_sp[d] == 1 && g.stride[d] == 1 && g.pad_begin[d] == 0 && g.out_sp[d] == g.in_sp[d];
     }
-    // 2-D convolutions pack straight from the image; others go through an im2col matrix.
+    // Pointwise and 2-D convolutions pack blocks of pixels straight from the image; others go
+    // through an im2col matrix.
     const bool direct_2d = !pointwise && g.nd == 2;
     kernels::QConv2DShape shape2d;
     if (direct_2d) {
       shape2d = {g.Cg,       g.in_sp[0], g.in_sp[1], g.k_sp[0],  g.k_sp[1],      g.out_sp[0],    g.out_sp[1],
                  g.stride[0], g.stride[1], g.dil[0],   g.dil[1],   g.pad_begin[0], g.pad_begin[1]};
     }
-    if (direct_2d) return RunDirect2D(ctx, g, shape2d, x, x_zp, mult, bias, y_zp, y_signed, lo, hi, y);
+    if (direct_2d || pointwise) {
+      return RunBlocked(ctx, g, direct_2d ? &shape2d : nullptr, x, x_zp, mult, bias, y_zp, y_signed, lo, hi, y);
+    }
     // Scratch from the run's pool, reused for every image and group: the im2col matrix and the
     // packed activations.
-    Tensor col;
-    if (!pointwise && !direct_2d) {
-      QK_ASSIGN_OR_RETURN(col, ctx.Scratch(DType::kUInt8, KK * g.out_size, "im2col"));
-    }
+    QK_ASSIGN_OR_RETURN(Tensor col, ctx.Scratch(DType::kUInt8, KK * g.out_size, "im2col"));
     kernels::PackedQActivations packed;
     int64_t packed_bytes = 0;
     for (const auto& w : fast_->groups) {
@@ -856,13 +857,8 @@ class QLinearConvKernel final : public OpKernel {
     for (int64_t n = 0; n < g.N; ++n) {
       for (int64_t grp = 0; grp < g.group; ++grp) {
         const kernels::PackedQWeights& w = *fast_->groups[grp];
-        const uint8_t* xg = xb + (n * g.C + grp * g.Cg) * g.in_size;
-        const uint8_t* src = xg;
-        if (!pointwise) {
-          Im2Col<uint8_t>(g, xg, col.data<uint8_t>(), static_cast<uint8_t>(x_zp));
-          src = col.data<uint8_t>();
-        }
-        kernels::PackQActivationsTransposed(src, x_signed, g.out_size, KK, g.out_size, x_zp, w, &packed);
+        Im2Col<uint8_t>(g, xb + (n * g.C + grp * g.Cg) * g.in_size, col.data<uint8_t>(), static_cast<uint8_t>(x_zp));
+        kernels::PackQActivationsTransposed(col.data<uint8_t>(), x_signed, g.out_size, KK, g.out_size, x_zp, w, &packed);
         const kernels::QGemmOutput out =
             RequantizedNchwOutput(g, yb + (n * g.M + grp * g.Mg) * g.out_size, grp, mult, bias, y_zp, y_signed, lo, hi);
         kernels::QGemm(packed, w, out, ctx.thread_pool());
@@ -890,12 +886,13 @@ class QLinearConvKernel final : public OpKernel {
     return out;
   }
 
-  // Dense 2-D convolution in blocks of output pixels: each worker packs a block straight from the
-  // image (PackQActivationsConv2D) into its own cache-sized buffer and multiplies it at once, so
-  // the packed rows are read back from cache and the packing runs in parallel too.
-  Status RunDirect2D(KernelContext& ctx, const ConvGeometry& g, const kernels::QConv2DShape& shape, const Tensor& x,
-                     int32_t x_zp, const std::vector<float>& mult, const int32_t* bias, int32_t y_zp, bool y_signed,
-                     int32_t lo, int32_t hi, Tensor* y) const {
+  // Dense 2-D (`shape2d` set) or pointwise convolution in blocks of output pixels: each worker
+  // packs a block straight from the image (PackQActivationsConv2D; for pointwise the block of
+  // every channel, PackQActivationsTransposed) into its own cache-sized buffer and multiplies it
+  // at once, so the packed rows are read back from cache and the packing runs in parallel too.
+  Status RunBlocked(KernelContext& ctx, const ConvGeometry& g, const kernels::QConv2DShape* shape2d, const Tensor& x,
+                    int32_t x_zp, const std::vector<float>& mult, const int32_t* bias, int32_t y_zp, bool y_signed,
+                    int32_t lo, int32_t hi, Tensor* y) const {
     const bool x_signed = x.dtype() == DType::kInt8;
     const int64_t k_padded = fast_->groups[0]->k_padded;
     // About 192 KiB of packed rows (bytes, plus int16 words on avx2) per block, a multiple of the
@@ -918,8 +915,12 @@ class QLinearConvKernel final : public OpKernel {
         const int64_t b = t % blocks, ng = t / blocks, n = ng / g.group, grp = ng % g.group;
         const kernels::PackedQWeights& w = *fast_->groups[grp];
         const int64_t first = b * block, rows = std::min(block, g.out_size - first);
-        kernels::PackQActivationsConv2D(xb + (n * g.C + grp * g.Cg) * g.in_size, x_signed, shape, first, rows, x_zp,
-                                        w, &packed[worker]);
+        const uint8_t* xg = xb + (n * g.C + grp * g.Cg) * g.in_size;
+        if (shape2d) {
+          kernels::PackQActivationsConv2D(xg, x_signed, *shape2d, first, rows, x_zp, w, &packed[worker]);
+        } else {
+          kernels::PackQActivationsTransposed(xg + first, x_signed, rows, g.Cg, g.in_size, x_zp, w, &packed[worker]);
+        }
         // Pixel rows [first, first + rows): element (m, c) at c * out_size + first + m.
         const kernels::QGemmOutput out = RequantizedNchwOutput(g, yb + (n * g.M + grp * g.Mg) * g.out_size + first, grp,
                                                                mult, bias, y_zp, y_signed, lo, hi);
@@ -936,9 +937,6 @@ class QLinearConvKernel final : public OpKernel {
     return Status::Ok();
   }
 
-  // Depthwise 2-D: per channel, int32 accumulation of (x - x_zp) * (w - w_zp) over the taps that
-  // fall inside the input (padding contributes x_zp - x_zp = 0, as in the im2col path), one output
-  // row at a time, then the same bias / requantize / clamp as every other path.
   // Depthwise: kernels::QDepthwiseConv2D per (image, channel), in parallel over them. Each worker
   // takes its plane and row scratch from the run's pool (counted against the memory limit).
   template <typename TX, typename TY>
