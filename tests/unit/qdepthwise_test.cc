@@ -35,6 +35,11 @@ TEST(QDepthwise, EveryIsaEqualsTheDefinition) {
       {7, 23, 3, 5, 3, 3, 1, 2, 0, 1, 2, 0, false, false, 128, 200},  // stride 3, fused Relu-like
       {3, 20, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, true, false, 0, 255},     // kernel taller than the input
       {1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, false, false, 0, 255},     // one pixel
+      // Rows of 16 and more outputs (the avx2 build's vector loop, then its tail): odd and even
+      // tap counts.
+      {6, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, false, false, 0, 255},
+      {5, 37, 2, 3, 1, 1, 1, 1, 0, 1, 1, 1, true, true, -128, 127},
+      {7, 70, 1, 4, 1, 2, 1, 1, 0, 0, 0, 2, false, true, -128, 127},
   };
   std::mt19937 rng(5);
   for (const Case& c : cases) {

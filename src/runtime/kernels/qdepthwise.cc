@@ -3,6 +3,14 @@
 #include "runtime/kernels/qdepthwise_internal.h"
 
 namespace quantkit::kernels {
+namespace {
+
+void AccumulateRowRef(const int16_t* const* src, const int32_t* w, int64_t taps, int64_t n, int32_t bias,
+                      int32_t* acc) {
+  qdepthwise::AccumulateRowPortable(src, w, taps, n, bias, acc);
+}
+
+}  // namespace
 
 int64_t QDepthwisePlaneElems(const QDepthwiseShape& s) {
   const qdepthwise::PlaneLayout p = qdepthwise::Layout(s);
@@ -15,7 +23,7 @@ void QDepthwiseConv2D(const QDepthwiseShape& s, const QDepthwiseChannel& c, int1
                       QGemmIsa isa) {
   if (s.OH <= 0 || s.OW <= 0) return;
   if (isa != QGemmIsa::kRef) return qdepthwise::RunAvx2(s, c, plane, acc_row);
-  qdepthwise::Dispatch(s, c, plane, acc_row);
+  qdepthwise::Dispatch<AccumulateRowRef>(s, c, plane, acc_row);
 }
 
 }  // namespace quantkit::kernels

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "runtime/kernels/qdepthwise.h"
 #include "runtime/kernels/ref/quantize.h"
@@ -49,7 +50,26 @@ __attribute__((always_inline)) inline void FillPlane(const QDepthwiseShape& s, c
   }
 }
 
-template <typename TX, typename TY>
+// One output row's accumulators: acc[ow] = bias + sum_t src[t][ow] * w[t] (wrapping int32),
+// src[t] = the plane run of tap t for this row. The portable version; x86/qdepthwise_avx2.cc has
+// an intrinsics one (pairs of taps with vpmaddwd) that gives the same integers.
+__attribute__((always_inline)) inline void AccumulateRowPortable(const int16_t* const* src, const int32_t* w,
+                                                                 int64_t taps, int64_t n, int32_t bias, int32_t* acc) {
+  for (int64_t i = 0; i < n; ++i) acc[i] = bias;
+  for (int64_t t = 0; t < taps; ++t) {
+    const int16_t* st = src[t];
+    const uint32_t wv = static_cast<uint32_t>(w[t]);
+    // In uint32: never signed overflow.
+    for (int64_t i = 0; i < n; ++i) {
+      acc[i] = static_cast<int32_t>(static_cast<uint32_t>(acc[i]) + static_cast<uint32_t>(static_cast<int32_t>(st[i])) * wv);
+    }
+  }
+}
+
+using AccumulateRowFn = void (*)(const int16_t* const* src, const int32_t* w, int64_t taps, int64_t n, int32_t bias,
+                                 int32_t* acc);
+
+template <typename TX, typename TY, AccumulateRowFn kAccumulate>
 __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane,
                                                int32_t* acc) {
   const PlaneLayout p = Layout(s);
@@ -60,21 +80,29 @@ __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const Q
   const float lo = static_cast<float>(c.y_min - y_zp), hi = static_cast<float>(c.y_max - y_zp);
   const int32_t* w = c.w;
   auto* y = static_cast<TY*>(c.y);
-  for (int64_t oh = 0; oh < s.OH; ++oh, y += s.OW) {
-    for (int64_t ow = 0; ow < s.OW; ++ow) acc[ow] = bias;
-    for (int64_t kh = 0; kh < s.KH; ++kh) {
-      const int16_t* row = plane + (oh * s.stride_h + kh * s.dilation_h) * p.row_len;
-      for (int64_t kw = 0; kw < s.KW; ++kw) {
-        const int64_t col = kw * s.dilation_w;
-        const int16_t* src = row + (col % s.stride_w) * p.phase_len + col / s.stride_w;
-        const uint32_t wv = static_cast<uint32_t>(w[kh * s.KW + kw]);
-        // Wrapping int32 arithmetic (in uint32: never signed overflow), like every integer kernel.
-        for (int64_t ow = 0; ow < s.OW; ++ow) {
-          acc[ow] = static_cast<int32_t>(static_cast<uint32_t>(acc[ow]) +
-                                         static_cast<uint32_t>(static_cast<int32_t>(src[ow])) * wv);
-        }
-      }
+  const int64_t taps = s.KH * s.KW;
+  // Offsets of each tap's run from the start of the plane row of output row 0.
+  constexpr int64_t kMaxStackTaps = 64;
+  int64_t tap_offset_stack[kMaxStackTaps];
+  const int16_t* tap_src_stack[kMaxStackTaps];
+  std::vector<int64_t> tap_offset_heap;
+  std::vector<const int16_t*> tap_src_heap;
+  if (taps > kMaxStackTaps) {
+    tap_offset_heap.resize(static_cast<size_t>(taps));
+    tap_src_heap.resize(static_cast<size_t>(taps));
+  }
+  int64_t* tap_offset = taps > kMaxStackTaps ? tap_offset_heap.data() : tap_offset_stack;
+  const int16_t** tap_src = taps > kMaxStackTaps ? tap_src_heap.data() : tap_src_stack;
+  for (int64_t kh = 0; kh < s.KH; ++kh) {
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      const int64_t col = kw * s.dilation_w;
+      tap_offset[kh * s.KW + kw] = kh * s.dilation_h * p.row_len + (col % s.stride_w) * p.phase_len + col / s.stride_w;
     }
+  }
+  for (int64_t oh = 0; oh < s.OH; ++oh, y += s.OW) {
+    const int16_t* row = plane + oh * s.stride_h * p.row_len;
+    for (int64_t t = 0; t < taps; ++t) tap_src[t] = row + tap_offset[t];
+    kAccumulate(tap_src, w, taps, s.OW, bias, acc);
     // Requantized in place, then narrowed: two loops the compiler vectorizes (one did not).
     for (int64_t ow = 0; ow < s.OW; ++ow) {
       acc[ow] = rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(acc[ow]) * multiplier, lo, hi, y_zp);
@@ -83,14 +111,15 @@ __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const Q
   }
 }
 
+template <AccumulateRowFn kAccumulate>
 __attribute__((always_inline)) inline void Dispatch(const QDepthwiseShape& s, const QDepthwiseChannel& c,
                                                     int16_t* plane, int32_t* acc) {
   if (c.x_signed) {
-    if (c.y_signed) return Run<int8_t, int8_t>(s, c, plane, acc);
-    return Run<int8_t, uint8_t>(s, c, plane, acc);
+    if (c.y_signed) return Run<int8_t, int8_t, kAccumulate>(s, c, plane, acc);
+    return Run<int8_t, uint8_t, kAccumulate>(s, c, plane, acc);
   }
-  if (c.y_signed) return Run<uint8_t, int8_t>(s, c, plane, acc);
-  return Run<uint8_t, uint8_t>(s, c, plane, acc);
+  if (c.y_signed) return Run<uint8_t, int8_t, kAccumulate>(s, c, plane, acc);
+  return Run<uint8_t, uint8_t, kAccumulate>(s, c, plane, acc);
 }
 
 void RunAvx2(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc);
