@@ -26,6 +26,7 @@
 
 #include <algorithm>
 
+#include "runtime/kernels/lookup.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/kernels/ref/quantize.h"
 #include "runtime/ops/op_util.h"
@@ -340,8 +341,9 @@ Status QLinearLookupFn(KernelContext& ctx) {
   const auto* src = static_cast<const uint8_t*>(x->raw_data());
   const auto* lut = static_cast<const uint8_t*>(table->raw_data());
   auto* dst = static_cast<uint8_t*>(y->raw_data());
+  const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
   ctx.thread_pool()->ParallelFor(x->numel(), 1 << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dst[i] = lut[src[i]];
+    kernels::LookupBytes(src + begin, end - begin, lut, dst + begin, isa);
   });
   return Status::Ok();
 }
