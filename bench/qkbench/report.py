@@ -3,6 +3,8 @@
 import math
 import os
 
+from . import kernel_bench
+
 DATA_NOTES = {
     "ppocr_rec": "rendered text lines (PIL; Droid Sans Fallback for CJK, DejaVu for Latin), characters from "
                  "ppocr_keys_v1.txt, 48x320; CER after CTC greedy decoding",
@@ -530,6 +532,14 @@ def write(path, results):
     L += _static_peers_section(results.get("static_peers", {}), models, threads)
     L += _targets_section(results, models)
     L += _speed_section(models, threads)
+    kern = results.get("kernels")
+    if kern:
+        if "error" in kern:
+            L += ["## Kernels: GEMM throughput against the measured peak (one thread)", "",
+                  f"Not measured: {_cell(kern['error'], 400)}", ""]
+        else:
+            L += kernel_bench.kernel_report(kern)
+            L.append("")
     L.append("## Details")
     L.append("")
     for name, r in models.items():
