@@ -27,6 +27,7 @@
 #include <algorithm>
 
 #include "runtime/kernels/lookup.h"
+#include "runtime/kernels/qbinary.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/kernels/ref/quantize.h"
 #include "runtime/ops/op_util.h"
@@ -249,78 +250,38 @@ Status QLinearBinaryFn(KernelContext& ctx) {
   const int32_t yz = static_cast<int32_t>(y_zp.GetAsInt64(0));
   const int64_t q_min = ctx.node().AttrInt("q_min", -128), q_max = ctx.node().AttrInt("q_max", 255);
   QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), out_shape));
-  auto run = [&](auto a_tag, auto b_tag, auto y_tag) {
-    using TA = decltype(a_tag);
-    using TB = decltype(b_tag);
-    using TY = decltype(y_tag);
-    const TA* pa = a.data<TA>();
-    const TB* pb = b.data<TB>();
-    TY* py = y->data<TY>();
-    const int32_t lo = static_cast<int32_t>(std::max<int64_t>(q_min, quant::QMin<TY>()));
-    const int32_t hi = static_cast<int32_t>(std::min<int64_t>(q_max, quant::QMax<TY>()));
-    // Every 8-bit code dequantized once (the very DequantizeValue results, looked up).
-    float ta[256], tb[256];
-    for (int code = 0; code < 256; ++code) {
-      ta[code] = quant::DequantizeValue(static_cast<TA>(static_cast<uint8_t>(code)), az, as);
-      tb[code] = quant::DequantizeValue(static_cast<TB>(static_cast<uint8_t>(code)), bz, bs);
-    }
-    // n elements with strides: the float results through the tables, then quantize.h's bulk
-    // QuantizeSpan (the same values as QuantizeValue, vectorized), then the fused Relu/Clip clamp.
-    auto span = [&](const TA* xa, int64_t step_a_, const TB* xb, int64_t step_b_, int64_t n, TY* dst) {
-      constexpr int64_t kChunk = 256;
-      float f[kChunk];
-      for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
-        const int64_t m = std::min(kChunk, n - c0);
-        for (int64_t i = 0; i < m; ++i) {
-          const float x = ta[static_cast<uint8_t>(xa[(c0 + i) * step_a_])];
-          const float z = tb[static_cast<uint8_t>(xb[(c0 + i) * step_b_])];
-          f[i] = kMul ? x * z : x + z;
-        }
-        quant::QuantizeSpan<TY>(f, m, ys, yz, dst + c0);
-        if (lo > quant::QMin<TY>() || hi < quant::QMax<TY>()) {
-          for (int64_t i = 0; i < m; ++i) dst[c0 + i] = static_cast<TY>(std::clamp<int32_t>(dst[c0 + i], lo, hi));
-        }
-      }
-    };
-    if (same) {
-      ctx.thread_pool()->ParallelFor(y->numel(), 1 << 14, [&](int64_t begin, int64_t end) {
-        span(pa + begin, 1, pb + begin, 1, end - begin, py + begin);
-      });
-      return;
-    }
-    const int64_t rows = y->numel() / std::max<int64_t>(1, inner);
-    ctx.thread_pool()->ParallelFor(rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, inner)),
-                                   [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        int64_t ia = 0, ib = 0;
-        row_offsets(r, &ia, &ib);
-        span(pa + ia, step_a, pb + ib, step_b, inner, py + r * inner);
-      }
-    });
-  };
-  auto with_y = [&](auto a_tag, auto b_tag) {
-    if (y_zp.dtype() == DType::kInt8) {
-      run(a_tag, b_tag, int8_t{});
-    } else {
-      run(a_tag, b_tag, uint8_t{});
-    }
-  };
-  auto with_b = [&](auto a_tag) {
-    if (b.dtype() == DType::kInt8) {
-      with_y(a_tag, int8_t{});
-    } else {
-      with_y(a_tag, uint8_t{});
-    }
-  };
   QK_CHECK_ARG((a.dtype() == DType::kInt8 || a.dtype() == DType::kUInt8) &&
                    (b.dtype() == DType::kInt8 || b.dtype() == DType::kUInt8) &&
                    (y_zp.dtype() == DType::kInt8 || y_zp.dtype() == DType::kUInt8),
                "A, B and the output must be 8-bit");
-  if (a.dtype() == DType::kInt8) {
-    with_b(int8_t{});
-  } else {
-    with_b(uint8_t{});
+  kernels::QBinaryParams p;
+  p.mul = kMul;
+  p.a_signed = a.dtype() == DType::kInt8;
+  p.b_signed = b.dtype() == DType::kInt8;
+  p.y_signed = y_zp.dtype() == DType::kInt8;
+  p.a_scale = as, p.b_scale = bs, p.y_scale = ys;
+  p.a_zero_point = static_cast<int32_t>(az), p.b_zero_point = static_cast<int32_t>(bz), p.y_zero_point = yz;
+  p.y_min = static_cast<int32_t>(std::clamp<int64_t>(q_min, -128, 255));
+  p.y_max = static_cast<int32_t>(std::clamp<int64_t>(q_max, -128, 255));
+  const auto* pa = static_cast<const uint8_t*>(a.raw_data());
+  const auto* pb = static_cast<const uint8_t*>(b.raw_data());
+  auto* py = static_cast<uint8_t*>(y->raw_data());
+  const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+  if (same) {
+    ctx.thread_pool()->ParallelFor(y->numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+      kernels::QBinarySpan(p, pa + begin, 1, pb + begin, 1, end - begin, py + begin, isa);
+    });
+    return Status::Ok();
   }
+  const int64_t rows = y->numel() / std::max<int64_t>(1, inner);
+  ctx.thread_pool()->ParallelFor(rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, inner)),
+                                 [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      int64_t ia = 0, ib = 0;
+      row_offsets(r, &ia, &ib);
+      kernels::QBinarySpan(p, pa + ia, step_a, pb + ib, step_b, inner, py + r * inner, isa);
+    }
+  });
   return Status::Ok();
 }
 
