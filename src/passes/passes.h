@@ -41,6 +41,9 @@ Status ConvertQdqToQOperator(Model& model);
 // QuantizeLinear and that the runtime runs as one 256-entry lookup (Relu, Clip, Add, Mul, Div,
 // Sigmoid, HardSwish, ...), when their other inputs are float scalars.
 bool IsElementwiseLookupOp(const Node& n);
+// Runtime only (Session, after OptimizeForInference): float Conv -> Relu | Clip (constant bounds)
+// becomes com.quantkit::FusedConv, which clamps its output blocks while they are in cache.
+Status FuseConvActivation(Model& model);
 // ONNX's shape inference, then quantkit's own propagation for what it leaves unknown.
 Status InferShapes(Model& model);
 Status UpgradeOpset(Model& model, int64_t target_version = 13);  // default domain, opset >= 7 to <= 13; see upgrade_opset.cc

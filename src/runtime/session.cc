@@ -36,6 +36,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(Model model, const SessionOpt
   }
   if (options.optimize) {
     QK_RETURN_IF_ERROR(passes::OptimizeForInference(m));
+    QK_RETURN_IF_ERROR(passes::FuseConvActivation(m));
   } else {
     QK_RETURN_IF_ERROR(passes::TopologicalSort(m.graph));
   }

@@ -3,6 +3,7 @@
 // depthwise 1-D/2-D convs use a direct kernel. ConvTranspose: GEMM into columns + col2im.
 // float16/bfloat16 compute in float32.
 #include <algorithm>
+#include <limits>
 #include <memory>
 #include <mutex>
 
@@ -96,16 +97,37 @@ void FillRows(T* y, int64_t rows, int64_t len, int64_t ld, const T* bias) {
 
 // ------------------------------------------------------------------------------------ Conv
 
+// A fused Clip (com.quantkit::FusedConv: Conv -> Relu / Clip): y = min(max(y, lo), hi), the exact
+// expression of the Clip kernel (Relu is Clip(0, +inf): NaN stays NaN, -0 stays -0), applied to
+// each block of the output while it is still in cache.
+struct ConvActivation {
+  bool on = false;
+  float lo = 0, hi = 0;
+};
+
+template <typename T>
+void ClampRows(const ConvActivation& act, T* y, int64_t rows, int64_t len, int64_t ld) {
+  if (!act.on) return;
+  const T lo = static_cast<T>(act.lo), hi = static_cast<T>(act.hi);
+  for (int64_t r = 0; r < rows; ++r) {
+    T* row = y + r * ld;
+    for (int64_t i = 0; i < len; ++i) row[i] = std::min(std::max(row[i], lo), hi);
+  }
+}
+
 template <typename T>
 Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M, int64_t group,
-                   const T* x, const T* w, const T* bias, T* y) {
+                   const T* x, const T* w, const T* bias, T* y, const ConvActivation& act) {
   const int64_t Cg = C / group, Mg = M / group;
   const int64_t ksize = g.KernelSize(), in_size = g.InSize(), out_size = g.OutSize();
   const int64_t kdim = Cg * ksize;
   if (N == 0 || M == 0 || out_size == 0) return Status::Ok();
   ThreadPool* pool = ctx.thread_pool();
   if (kdim == 0) {  // no input channels: the output is the bias
-    for (int64_t n = 0; n < N; ++n) FillRows(y + n * M * out_size, M, out_size, out_size, bias);
+    for (int64_t n = 0; n < N; ++n) {
+      FillRows(y + n * M * out_size, M, out_size, out_size, bias);
+      ClampRows(act, y + n * M * out_size, M, out_size, out_size);
+    }
     return Status::Ok();
   }
 
@@ -125,6 +147,7 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
         const int64_t c = t % C;
         kernels::DepthwiseConv2DChannel<T>(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : T(0),
                                            y + t * out_size);
+        ClampRows(act, y + t * out_size, 1, out_size, out_size);
       }
     };
     const int64_t per = std::max<int64_t>(1, out_size * ksize);
@@ -149,6 +172,7 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
         if (bias) FillRows(yg, Mg, out_size, out_size, bias + gi * Mg);
         if (pointwise) {
           GemmT<T>(false, false, Mg, out_size, Cg, T(1), wg, kdim, xg, in_size, beta, yg, out_size, tp);
+          ClampRows(act, yg, Mg, out_size, out_size);
           return;
         }
         for (int64_t p0 = 0; p0 < out_size; p0 += chunk) {
@@ -164,6 +188,7 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
             im2col(0, Cg);
           }
           GemmT<T>(false, false, Mg, len, kdim, T(1), wg, kdim, col, len, beta, yg + p0, out_size, tp);
+          ClampRows(act, yg + p0, Mg, len, out_size);
         }
       });
 }
@@ -174,6 +199,11 @@ class ConvKernel final : public OpKernel {
     auto k = std::make_unique<ConvKernel>();
     QK_RETURN_IF_ERROR(ParseSpatialAttrs(init.node, false, &k->attrs_));
     k->group_ = init.node.AttrInt("group", 1);
+    if (init.node.domain == kQuantkitDomain) {  // FusedConv (passes::FuseConvActivation)
+      k->act_.on = true;
+      k->act_.lo = init.node.AttrFloat("activation_min", -std::numeric_limits<float>::infinity());
+      k->act_.hi = init.node.AttrFloat("activation_max", std::numeric_limits<float>::infinity());
+    }
     QK_CHECK_ARG(k->group_ >= 1, "attribute group must be >= 1, got {}", k->group_);
     if (const Tensor* w = init.ConstantInput(1)) {
       QK_CHECK_ARG(w->rank() >= 3, "weight W must have rank >= 3, got shape {}", ShapeToString(w->shape()));
@@ -219,12 +249,12 @@ class ConvKernel final : public OpKernel {
     if (x->dtype() == DType::kFloat64) {
       QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat64, yshape));
       return ConvCompute<double>(ctx, g, N, C, M, group_, x->data<double>(), w->data<double>(),
-                                 b ? b->data<double>() : nullptr, y->data<double>());
+                                 b ? b->data<double>() : nullptr, y->data<double>(), act_);
     }
     if (x->dtype() == DType::kFloat32) {
       QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
       return ConvCompute<float>(ctx, g, N, C, M, group_, x->data<float>(), w->data<float>(),
-                                b ? b->data<float>() : nullptr, y->data<float>());
+                                b ? b->data<float>() : nullptr, y->data<float>(), act_);
     }
     Allocator* alloc = ctx.allocator();
     QK_ASSIGN_OR_RETURN(const Tensor xf, ToFloat32IfHalf(ctx, *x, "float32 X"));
@@ -235,13 +265,14 @@ class ConvKernel final : public OpKernel {
     }
     QK_ASSIGN_OR_RETURN(Tensor yf, Tensor::CreateUninitialized(DType::kFloat32, yshape, alloc, "Conv float32 output"));
     QK_RETURN_IF_ERROR(ConvCompute<float>(ctx, g, N, C, M, group_, xf.data<float>(), wf.data<float>(),
-                                          b ? bf.data<float>() : nullptr, yf.data<float>()));
+                                          b ? bf.data<float>() : nullptr, yf.data<float>(), act_));
     return SetOutputFromFloat32(ctx, 0, yf, x->dtype());
   }
 
  private:
   SpatialAttrs attrs_;
   int64_t group_ = 1;
+  ConvActivation act_;
 };
 
 // --------------------------------------------------------------------------- ConvTranspose
@@ -415,6 +446,7 @@ class ConvTransposeKernel final : public OpKernel {
 
 void RegisterNnConvOps(KernelRegistry& r) {
   r.Register("", "Conv", &ConvKernel::Create);
+  r.Register(kQuantkitDomain, "FusedConv", &ConvKernel::Create);
   r.Register("", "ConvTranspose", &ConvTransposeKernel::Create);
 }
 

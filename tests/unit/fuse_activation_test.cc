@@ -1,0 +1,96 @@
+// Session fuses float Conv -> Relu / Clip into com.quantkit::FusedConv, bit-identical to the
+// separate ops (NaN and -0 included), for every conv path (depthwise, pointwise, im2col), Clip
+// bounds from inputs (opset 13) and from attributes (opset 6), and leaves alone what it must.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "test_util.h"
+
+namespace quantkit {
+namespace {
+
+using testing::IntAttr;
+using testing::IntsAttr;
+using testing::MakeModel;
+using testing::MakeNode;
+using testing::MakeValueInfo;
+using testing::RandomFloats;
+using testing::RunModel;
+
+struct Case {
+  int64_t C, M, k, group;
+  const char* act;  // "Relu", "Clip", "Clip6" (opset 6 attributes)
+};
+
+Model ConvActModel(const Case& c, bool output_conv_too) {
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {1, c.C, 9, 11}));
+  g.AddInitializer("w", RandomFloats({c.M, c.C / c.group, c.k, c.k}, 3));
+  g.AddInitializer("b", RandomFloats({c.M}, 4));
+  Node conv = MakeNode("Conv", {"x", "w", "b"}, {"y"}, "conv");
+  conv.attributes = {IntAttr("group", c.group), IntsAttr("pads", {c.k / 2, c.k / 2, c.k / 2, c.k / 2})};
+  g.nodes.push_back(conv);
+  const std::string act = c.act;
+  if (act == "Relu") {
+    g.nodes.push_back(MakeNode("Relu", {"y"}, {"z"}));
+  } else if (act == "Clip") {
+    g.AddInitializer("lo", Tensor::Scalar<float>(-0.5f));
+    g.AddInitializer("hi", Tensor::Scalar<float>(1.25f));
+    g.nodes.push_back(MakeNode("Clip", {"y", "lo", "hi"}, {"z"}));
+  } else {
+    Node clip = MakeNode("Clip", {"y"}, {"z"});
+    clip.attributes = {testing::FloatAttr("min", 0.f), testing::FloatAttr("max", 6.f)};
+    g.nodes.push_back(clip);
+  }
+  ValueInfo z;
+  z.name = "z";
+  g.outputs.push_back(z);
+  if (output_conv_too) {
+    ValueInfo y;
+    y.name = "y";
+    g.outputs.push_back(y);
+  }
+  return MakeModel(std::move(g), act == "Clip6" ? 6 : 13);
+}
+
+int CountFused(const Model& m) {
+  auto s = Session::Create(m);
+  if (!s.ok()) return -1;
+  int n = 0;
+  for (const Node& node : (*s)->model().graph.nodes) n += node.op_type == "FusedConv";
+  return n;
+}
+
+TEST(FuseConvActivation, BitIdenticalToSeparateOps) {
+  const std::vector<Case> cases = {{4, 6, 3, 1, "Relu"},  {8, 8, 3, 8, "Clip"},  // im2col GEMM, depthwise
+                                   {5, 7, 1, 1, "Clip6"}, {6, 4, 3, 2, "Relu"}}; // pointwise, grouped
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.act) + " C=" + std::to_string(c.C));
+    const Model m = ConvActModel(c, false);
+    EXPECT_EQ(CountFused(m), 1);
+    Tensor x = RandomFloats({1, c.C, 9, 11}, 7, 2.f);
+    x.data<float>()[5] = std::numeric_limits<float>::quiet_NaN();  // NaN through the conv and the clamp
+    const auto fused = RunModel(m, {{"x", x}}, true);
+    const auto separate = RunModel(m, {{"x", x}}, false);
+    ASSERT_EQ(fused.size(), 1u);
+    ASSERT_EQ(separate.size(), 1u);
+    ASSERT_EQ(fused[0].shape(), separate[0].shape());
+    int nans = 0;
+    for (int64_t i = 0; i < fused[0].numel(); ++i) {
+      const float a = fused[0].data<float>()[i], b = separate[0].data<float>()[i];
+      nans += std::isnan(b);
+      ASSERT_TRUE(std::memcmp(&a, &b, sizeof(a)) == 0 || (std::isnan(a) && std::isnan(b))) << i << ": " << a << " " << b;
+    }
+    EXPECT_GT(nans, 0);
+  }
+}
+
+TEST(FuseConvActivation, ConvOutputNeededElsewhereIsNotFused) {
+  EXPECT_EQ(CountFused(ConvActModel({4, 6, 3, 1, "Relu"}, true)), 0);
+}
+
+}  // namespace
+}  // namespace quantkit
