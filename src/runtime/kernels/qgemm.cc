@@ -447,6 +447,9 @@ void TransposeBytes(const uint8_t* src, int64_t src_stride, int rows, int64_t co
 // Called once per block of up to kRowBlock rows, so a transposed (NCHW) output is written as runs
 // of consecutive rows per column rather than one scattered element at a time.
 constexpr int64_t kRowBlock = 64;
+// K block of the GEMM driver (a multiple of kKStep): 512 k of a 16-column int16 panel is 16 KiB, so
+// a panel block and a tile's 6 activation rows (6 KiB) fit in L1 however long K is.
+constexpr int64_t kKBlock = 512;
 constexpr int64_t kMaxEpilogueCols = kPanelCols * 4;
 
 void Epilogue(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0, int rows,
@@ -537,9 +540,14 @@ void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutp
       const int64_t n0 = panel * kPanelCols;
       const int64_t cols = std::min<int64_t>(panels * kPanelCols, N - n0);
       const int64_t m_begin = rb * rows_per_block, m_end = std::min(M, m_begin + rows_per_block);
-      for (int64_t m0 = m_begin; m0 < m_end; m0 += kernel.max_rows) {
-        const int rows = static_cast<int>(std::min<int64_t>(kernel.max_rows, m_end - m0));
-        kernel.fn(a, m0, rows, b, panel, panels, raw.data() + (m0 - m_begin) * ldr, ldr);
+      // K in blocks, so one block of the weight panel and of the activation rows stays in L1
+      // while the row block's tiles pass over it; the raw sums accumulate across blocks.
+      for (int64_t k0 = 0; k0 < b.k_padded; k0 += kKBlock) {
+        const int64_t kc = std::min(kKBlock, b.k_padded - k0);
+        for (int64_t m0 = m_begin; m0 < m_end; m0 += kernel.max_rows) {
+          const int rows = static_cast<int>(std::min<int64_t>(kernel.max_rows, m_end - m0));
+          kernel.fn(a, m0, rows, b, panel, panels, k0, kc, k0 > 0, raw.data() + (m0 - m_begin) * ldr, ldr);
+        }
       }
       Epilogue(a, b, out, m_begin, static_cast<int>(m_end - m_begin), n0, cols, raw.data(), ldr);
     }

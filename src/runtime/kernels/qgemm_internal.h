@@ -11,10 +11,12 @@ constexpr int64_t kPanelCols = 16;  // columns per packed weight panel
 constexpr int64_t kKStep = 4;       // K is padded to a multiple of this (zeros)
 
 // Raw dot products of activation rows [m0, m0 + rows) with `panels` consecutive weight panels
-// starting at `panel`: c[r * ldc + j] = sum_k a[m0 + r, k] * b'[k, j] (wrapping int32), for
-// j < panels * 16. rows <= MicroKernel::max_rows, panels <= max_panels.
+// starting at `panel`, over k in [k0, k0 + kc): c[r * ldc + j] (+)= sum_k a[m0 + r, k] * b'[k, j]
+// (wrapping int32), for j < panels * 16; added to c's values when `accumulate`, else written.
+// rows <= MicroKernel::max_rows, panels <= max_panels; k0 and kc are multiples of kKStep.
 using MicroKernelFn = void (*)(const PackedQActivations& a, int64_t m0, int rows, const PackedQWeights& b,
-                               int64_t panel, int panels, int32_t* c, int64_t ldc);
+                               int64_t panel, int panels, int64_t k0, int64_t kc, bool accumulate, int32_t* c,
+                               int64_t ldc);
 
 struct MicroKernel {
   MicroKernelFn fn = nullptr;

@@ -23,10 +23,25 @@ QK_AVX2_TARGET inline __m256i BroadcastPair(const int16_t* row, int64_t q) {
 // The 12 accumulators are named variables, not an array: with an array GCC 12 kept most of them
 // on the stack (a load and a store per accumulator per step, half the kernel's time).
 template <int R>
-QK_AVX2_TARGET void Tile(const int16_t* a, int64_t lda, const int16_t* w, int64_t k_pairs, int32_t* c, int64_t ldc) {
+QK_AVX2_TARGET void Tile(const int16_t* a, int64_t lda, const int16_t* w, int64_t k_pairs, bool accumulate,
+                         int32_t* c, int64_t ldc) {
   const __m256i zero = _mm256_setzero_si256();
   __m256i c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero;
   __m256i c30 = zero, c31 = zero, c40 = zero, c41 = zero, c50 = zero, c51 = zero;
+  if (accumulate) {
+#define QK_LOAD(r)                                                                      \
+  if constexpr (R > r) {                                                                \
+    c##r##0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + r * ldc));        \
+    c##r##1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + r * ldc + 8));    \
+  }
+    QK_LOAD(0)
+    QK_LOAD(1)
+    QK_LOAD(2)
+    QK_LOAD(3)
+    QK_LOAD(4)
+    QK_LOAD(5)
+#undef QK_LOAD
+  }
   const int16_t* a0 = a;
   const int16_t* a1 = a + (R > 1 ? lda : 0);
   const int16_t* a2 = a + (R > 2 ? 2 * lda : 0);
@@ -58,18 +73,19 @@ QK_AVX2_TARGET void Tile(const int16_t* a, int64_t lda, const int16_t* w, int64_
 }
 
 void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWeights& b, int64_t panel,
-            int /*panels*/, int32_t* c, int64_t ldc) {
+            int /*panels*/, int64_t k0, int64_t kc, bool accumulate, int32_t* c, int64_t ldc) {
   const int64_t lda = pa.lda;
-  const int16_t* a = pa.words.data() + m0 * lda;
-  const int16_t* w = b.words.data() + panel * b.k_padded * kPanelCols;
-  const int64_t k_pairs = b.k_padded / 2;
+  const int16_t* a = pa.words.data() + m0 * lda + k0;
+  // Panel layout: k pairs of 16 columns x 2 values, so k0 (even) starts at k0 * 16 words.
+  const int16_t* w = b.words.data() + panel * b.k_padded * kPanelCols + k0 * kPanelCols;
+  const int64_t k_pairs = kc / 2;
   switch (rows) {
-    case 1: return Tile<1>(a, lda, w, k_pairs, c, ldc);
-    case 2: return Tile<2>(a, lda, w, k_pairs, c, ldc);
-    case 3: return Tile<3>(a, lda, w, k_pairs, c, ldc);
-    case 4: return Tile<4>(a, lda, w, k_pairs, c, ldc);
-    case 5: return Tile<5>(a, lda, w, k_pairs, c, ldc);
-    default: return Tile<6>(a, lda, w, k_pairs, c, ldc);
+    case 1: return Tile<1>(a, lda, w, k_pairs, accumulate, c, ldc);
+    case 2: return Tile<2>(a, lda, w, k_pairs, accumulate, c, ldc);
+    case 3: return Tile<3>(a, lda, w, k_pairs, accumulate, c, ldc);
+    case 4: return Tile<4>(a, lda, w, k_pairs, accumulate, c, ldc);
+    case 5: return Tile<5>(a, lda, w, k_pairs, accumulate, c, ldc);
+    default: return Tile<6>(a, lda, w, k_pairs, accumulate, c, ldc);
   }
 }
 

@@ -23,10 +23,26 @@ QK_VNNI_TARGET inline __m512i BroadcastQuad(const uint8_t* row, int64_t q) {
 // step and spilled two (the same problem measured in the avx2 kernel).
 template <int R, int P>
 QK_VNNI_TARGET void Tile(const uint8_t* a, int64_t lda, const int8_t* w, int64_t panel_elems, int64_t k_groups,
-                         int32_t* c, int64_t ldc) {
+                         bool accumulate, int32_t* c, int64_t ldc) {
   const __m512i zero = _mm512_setzero_si512();
   __m512i c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero, c30 = zero, c31 = zero;
   __m512i c40 = zero, c41 = zero, c50 = zero, c51 = zero, c60 = zero, c61 = zero, c70 = zero, c71 = zero;
+  if (accumulate) {
+#define QK_LOAD(r)                                                             \
+  if constexpr (R > r) {                                                       \
+    c##r##0 = _mm512_loadu_si512(c + r * ldc);                                 \
+    if constexpr (P > 1) c##r##1 = _mm512_loadu_si512(c + r * ldc + kPanelCols); \
+  }
+    QK_LOAD(0)
+    QK_LOAD(1)
+    QK_LOAD(2)
+    QK_LOAD(3)
+    QK_LOAD(4)
+    QK_LOAD(5)
+    QK_LOAD(6)
+    QK_LOAD(7)
+#undef QK_LOAD
+  }
   const uint8_t* a0 = a;
   const uint8_t* a1 = a + (R > 1 ? lda : 0);
   const uint8_t* a2 = a + (R > 2 ? 2 * lda : 0);
@@ -62,29 +78,30 @@ QK_VNNI_TARGET void Tile(const uint8_t* a, int64_t lda, const int8_t* w, int64_t
 }
 
 template <int P>
-void Rows(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t panel_elems, int64_t k_groups, int32_t* c,
-          int64_t ldc) {
+void Rows(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t panel_elems, int64_t k_groups,
+          bool accumulate, int32_t* c, int64_t ldc) {
   switch (rows) {
-    case 1: return Tile<1, P>(a, lda, w, panel_elems, k_groups, c, ldc);
-    case 2: return Tile<2, P>(a, lda, w, panel_elems, k_groups, c, ldc);
-    case 3: return Tile<3, P>(a, lda, w, panel_elems, k_groups, c, ldc);
-    case 4: return Tile<4, P>(a, lda, w, panel_elems, k_groups, c, ldc);
-    case 5: return Tile<5, P>(a, lda, w, panel_elems, k_groups, c, ldc);
-    case 6: return Tile<6, P>(a, lda, w, panel_elems, k_groups, c, ldc);
-    case 7: return Tile<7, P>(a, lda, w, panel_elems, k_groups, c, ldc);
-    default: return Tile<8, P>(a, lda, w, panel_elems, k_groups, c, ldc);
+    case 1: return Tile<1, P>(a, lda, w, panel_elems, k_groups, accumulate, c, ldc);
+    case 2: return Tile<2, P>(a, lda, w, panel_elems, k_groups, accumulate, c, ldc);
+    case 3: return Tile<3, P>(a, lda, w, panel_elems, k_groups, accumulate, c, ldc);
+    case 4: return Tile<4, P>(a, lda, w, panel_elems, k_groups, accumulate, c, ldc);
+    case 5: return Tile<5, P>(a, lda, w, panel_elems, k_groups, accumulate, c, ldc);
+    case 6: return Tile<6, P>(a, lda, w, panel_elems, k_groups, accumulate, c, ldc);
+    case 7: return Tile<7, P>(a, lda, w, panel_elems, k_groups, accumulate, c, ldc);
+    default: return Tile<8, P>(a, lda, w, panel_elems, k_groups, accumulate, c, ldc);
   }
 }
 
 void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWeights& b, int64_t panel, int panels,
-            int32_t* c, int64_t ldc) {
+            int64_t k0, int64_t kc, bool accumulate, int32_t* c, int64_t ldc) {
   const int64_t lda = pa.lda;
-  const uint8_t* a = pa.bytes.data() + m0 * lda;
+  const uint8_t* a = pa.bytes.data() + m0 * lda + k0;
   const int64_t panel_elems = b.k_padded * kPanelCols;
-  const int8_t* w = b.bytes.data() + panel * panel_elems;
-  const int64_t k_groups = b.k_padded / kKStep;
-  if (panels == 2) return Rows<2>(a, lda, rows, w, panel_elems, k_groups, c, ldc);
-  return Rows<1>(a, lda, rows, w, panel_elems, k_groups, c, ldc);
+  // Panel layout: groups of 4 k of 16 columns, so k0 (a multiple of 4) starts at k0 * 16 bytes.
+  const int8_t* w = b.bytes.data() + panel * panel_elems + k0 * kPanelCols;
+  const int64_t k_groups = kc / kKStep;
+  if (panels == 2) return Rows<2>(a, lda, rows, w, panel_elems, k_groups, accumulate, c, ldc);
+  return Rows<1>(a, lda, rows, w, panel_elems, k_groups, accumulate, c, ldc);
 }
 
 }  // namespace
