@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "runtime/kernels/ref/quantize.h"
 #include "test_util.h"
@@ -19,6 +20,33 @@ using testing::IntAttr;
 using testing::IntsAttr;
 using testing::MakeValueInfo;
 namespace q = rt::quant;
+
+// DynamicQuantizeLinear's range, vectorized, equals the scalar definition (finite values only,
+// the range holding 0) for every length around the vector width, with NaN, +-inf and -0 anywhere.
+TEST(DynamicParams, VectorizedRangeEqualsTheDefinition) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.f, 3.f);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), -0.f, 1e30f, -1e30f};
+  for (int64_t n = 0; n <= 40; ++n) {
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<float> x(static_cast<size_t>(n));
+      for (auto& v : x) v = rng() % 5 == 0 ? specials[rng() % 6] : normal(rng) + (trial % 2 ? 4.f : 0.f);
+      float lo = 0, hi = 0;
+      for (float v : x) {
+        if (!std::isfinite(v)) continue;
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+      const q::DynamicParams p = q::ComputeDynamicParams(x.data(), n);
+      const float scale = (hi - lo) / 255.0f;
+      ASSERT_EQ(p.scale, scale) << "n=" << n;
+      if (scale != 0) {
+        ASSERT_EQ(p.zero_point, q::SaturateInt<uint8_t>(q::RoundedToInt64(q::RoundHalfToEven(0.0f - lo / scale))));
+      }
+    }
+  }
+}
 
 
 ValueInfo In(const std::string& name, const Tensor& t) {

@@ -1,14 +1,44 @@
 // Reference integer arithmetic for the quantized ops (see quantize.h for the exact formulas).
 #include "runtime/kernels/ref/quantize.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 namespace quantkit::rt::quant {
 
 DynamicParams ComputeDynamicParams(const float* x, int64_t n) {
   float lo = 0, hi = 0;  // the range always includes 0
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t i = 0;
+#if defined(__SSE2__)
+  // 8 at a time; a non-finite value counts as 0, which the range holds anyway (so skipping it and
+  // counting it as 0 give the same range). min/max have one answer in any order.
+  {
+    const __m128 inf = _mm_set1_ps(std::numeric_limits<float>::infinity());
+    const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7FFFFFFF));
+    __m128 lo0 = _mm_setzero_ps(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
+    auto finite_or_zero = [&](__m128 v) { return _mm_and_ps(v, _mm_cmplt_ps(_mm_and_ps(v, abs_mask), inf)); };
+    for (; i + 8 <= n; i += 8) {
+      const __m128 a = finite_or_zero(_mm_loadu_ps(x + i)), b = finite_or_zero(_mm_loadu_ps(x + i + 4));
+      lo0 = _mm_min_ps(lo0, a);
+      lo1 = _mm_min_ps(lo1, b);
+      hi0 = _mm_max_ps(hi0, a);
+      hi1 = _mm_max_ps(hi1, b);
+    }
+    alignas(16) float l[4], h[4];
+    _mm_store_ps(l, _mm_min_ps(lo0, lo1));
+    _mm_store_ps(h, _mm_max_ps(hi0, hi1));
+    for (int j = 0; j < 4; ++j) {
+      lo = std::min(lo, l[j]);
+      hi = std::max(hi, h[j]);
+    }
+  }
+#endif
+  for (; i < n; ++i) {
     const float v = x[i];
     if (!std::isfinite(v)) continue;
     lo = std::min(lo, v);
