@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "core/thread_pool.h"
+#include "runtime/kernels/qgemm_epilogue.h"
 #include "runtime/kernels/qgemm_internal.h"
 #include "runtime/kernels/ref/quantize.h"
 
@@ -151,28 +152,19 @@ int64_t Align64(int64_t n) { return (n + 63) / 64 * 64; }
 
 }  // namespace
 
+// Words past the last row of the avx2 layout that packers may write (FillConvRunsAvx2's 8-word
+// stores); the rows themselves are rewritten in order, so a store spilling into the next row is
+// overwritten there.
+constexpr int64_t kWordsSlack = 8;
+
 int64_t PackedQActivationsBytes(int64_t M, const PackedQWeights& b) {
   const int64_t elems = M * b.k_padded;
-  return Align64(elems) + (b.isa == QGemmIsa::kAvx2 ? Align64(elems * 2) : 0) + M * 4;
+  return Align64(elems) + (b.isa == QGemmIsa::kAvx2 ? Align64(elems * 2 + kWordsSlack * 2) : 0) + M * 4;
 }
 
 namespace {
 
 // Sizes, and the spans into the storage (allocated on the heap if nobody reserved enough).
-#if defined(__SSE2__)
-// Transposes a 16x16 byte tile in registers: four rounds of interleaving row i with row i + 8.
-inline void Transpose16x16(__m128i x[16]) {
-  __m128i t[16];
-  for (int round = 0; round < 4; ++round) {
-    for (int i = 0; i < 8; ++i) {
-      t[2 * i] = _mm_unpacklo_epi8(x[i], x[i + 8]);
-      t[2 * i + 1] = _mm_unpackhi_epi8(x[i], x[i + 8]);
-    }
-    for (int i = 0; i < 16; ++i) x[i] = t[i];
-  }
-}
-#endif
-
 void PrepareStorage(int64_t M, int64_t K, int32_t zero_point, const PackedQWeights& b, PackedQActivations* out) {
   const int64_t kp = b.k_padded;
   out->M = M;
@@ -191,7 +183,7 @@ void PrepareStorage(int64_t M, int64_t K, int32_t zero_point, const PackedQWeigh
   int64_t offset = Align64(M * kp);
   if (widen) {
     out->words = {reinterpret_cast<int16_t*>(base + offset), static_cast<size_t>(M * kp)};
-    offset += Align64(M * kp * 2);
+    offset += Align64(M * kp * 2 + kWordsSlack * 2);
   } else {
     out->words = {};
   }
@@ -265,7 +257,7 @@ void PackQActivationsTransposed(const void* a, bool a_is_signed, int64_t M, int6
       for (int i = 0; i < 16; ++i) {
         x[i] = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (k0 + i) * lda + m0)), flip16);
       }
-      Transpose16x16(x);  // x[j] = row m0 + j, k0 .. k0 + 15
+      qgemm::Transpose16x16(x);  // x[j] = row m0 + j, k0 .. k0 + 15
       for (int j = 0; j < 16; ++j) {
         const int64_t at = (m0 + j) * kp + k0;
         if (words) {
@@ -332,8 +324,9 @@ void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, 
     run_offsets.resize(static_cast<size_t>(segments));
     for (int64_t i = 0; i < segments; ++i) run_offsets[i] = off[i * s.KW];
   }
-  // Runs that may use the 8-word store without passing the row's kp words.
-  const int64_t store_safe_runs = use_runs ? std::clamp<int64_t>((kp - 8) / s.KW + 1, 0, segments) : 0;
+  // Every run may use the 8-word store: what passes a row's kp words lands in the next row (written
+  // after) or in the storage's slack after the last row.
+  const int64_t store_safe_runs = use_runs ? segments : 0;
   for (int64_t r = 0; r < pixels; ++r) {
     const int64_t m = first_pixel + r;
     const int64_t oh = m / s.OW, ow = m % s.OW;
@@ -420,119 +413,34 @@ void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx
 
 namespace {
 
-// dst[j * dst_stride + r] = src[r * src_stride + j] for a rows x cols byte block: 16x16 tiles
-// with SSE2, the edges one byte at a time.
-void TransposeBytes(const uint8_t* src, int64_t src_stride, int rows, int64_t cols, uint8_t* dst, int64_t dst_stride) {
-  int r0 = 0;
-#if defined(__SSE2__)
-  for (; r0 + 16 <= rows; r0 += 16) {
-    int64_t j0 = 0;
-    for (; j0 + 16 <= cols; j0 += 16) {
-      __m128i x[16];
-      for (int i = 0; i < 16; ++i) {
-        x[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (r0 + i) * src_stride + j0));
-      }
-      Transpose16x16(x);
-      for (int i = 0; i < 16; ++i) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (j0 + i) * dst_stride + r0), x[i]);
-    }
-    for (; j0 < cols; ++j0)
-      for (int r = r0; r < r0 + 16; ++r) dst[j0 * dst_stride + r] = src[r * src_stride + j0];
-  }
-#endif
-  for (int64_t j = 0; j < cols; ++j)
-    for (int r = r0; r < rows; ++r) dst[j * dst_stride + r] = src[r * src_stride + j];
-}
-
-// Turns raw dot products of rows [m0, m0 + rows) x columns [n0, n0 + cols) into the result.
-// Called once per block of up to kRowBlock rows, so a transposed (NCHW) output is written as runs
-// of consecutive rows per column rather than one scattered element at a time.
-constexpr int64_t kRowBlock = 64;
 // K block of the GEMM driver (a multiple of kKStep): 512 k of a 16-column int16 panel is 16 KiB, so
 // a panel block and a tile's 6 activation rows (6 KiB) fit in L1 however long K is.
 constexpr int64_t kKBlock = 512;
-constexpr int64_t kMaxEpilogueCols = kPanelCols * 4;
 
-void Epilogue(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0, int rows,
-              int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr) {
-  // All integer terms in uint32: the result is defined modulo 2^32 (never signed overflow).
-  const uint32_t a_zp = static_cast<uint32_t>(a.zero_point);
-  const uint32_t k_azp = static_cast<uint32_t>(b.K) * a_zp;
-  const int64_t ldc = out.ldc;
-  const bool transpose = out.transpose;
-  // Output element (row r of the block, column j of the block).
-  auto at = [&](int r, int64_t j) { return transpose ? (n0 + j) * ldc + m0 + r : (m0 + r) * ldc + n0 + j; };
-  const int32_t* col_sums = b.col_sums.data() + n0;
-  const int32_t* col_offset = b.col_offset.data() + n0;
-  // Requantized output: the block's 8-bit results, then written out (column runs when transposed).
-  alignas(64) uint8_t q_block[kRowBlock * kMaxEpilogueCols];
-  const int32_t zp = out.q_zero_point;
-  const int32_t q_lo = std::max(out.q_min, out.q_signed ? -128 : 0), q_hi = std::min(out.q_max, out.q_signed ? 127 : 255);
-  const float lo = static_cast<float>(q_lo - zp), hi = static_cast<float>(q_hi - zp);
-  for (int r = 0; r < rows; ++r) {
-    const int64_t m = m0 + r;
-    const uint32_t row_term = static_cast<uint32_t>(a.row_sums[m]) - k_azp;
-    const int32_t* src = raw + r * ldr;
-    int32_t acc[kMaxEpilogueCols];
-    for (int64_t j = 0; j < cols; ++j) {
-      acc[j] = static_cast<int32_t>(static_cast<uint32_t>(src[j]) - a_zp * static_cast<uint32_t>(col_sums[j]) +
-                                    static_cast<uint32_t>(col_offset[j]) * row_term);
-    }
-    if (out.acc) {
-      int32_t* dst = out.acc;
-      for (int64_t j = 0; j < cols; ++j) dst[at(r, j)] = acc[j];
-    } else if (out.y) {
-      float* dst = out.y;
-      const float sa = out.a_scale[out.a_scale_per_row ? m : 0];
-      for (int64_t j = 0; j < cols; ++j) {
-        const int64_t n = n0 + j;
-        const float scale = sa * out.b_scale[out.b_scale_per_col ? n : 0];
-        float y = static_cast<float>(acc[j]) * scale;
-        if (out.bias) y = y + out.bias[n];
-        float& d = dst[at(r, j)];
-        d = out.accumulate ? d + y : y;
-      }
-    } else {
-      // q = clamp(Requantize(acc + bias, multiplier, zp), q_min, q_max), computed as quantize.h's
-      // bulk spans do (clamp to the integer bounds minus zp, round half to even, add zp: the same
-      // integers), in a loop the compiler vectorizes. Stored as bytes: int8 keeps its bit pattern.
-      const float* mult = out.multiplier + (out.multiplier_per_col ? n0 : 0);
-      const int64_t mult_step = out.multiplier_per_col ? 1 : 0;
-      const int32_t* bias = out.bias_int32 ? out.bias_int32 + n0 : nullptr;
-      uint8_t* qrow = q_block + r * kMaxEpilogueCols;
-      for (int64_t j = 0; j < cols; ++j) {
-        const uint32_t bj = bias ? static_cast<uint32_t>(bias[j]) : 0u;  // wrapping, never UB
-        const int32_t biased = static_cast<int32_t>(static_cast<uint32_t>(acc[j]) + bj);
-        qrow[j] = static_cast<uint8_t>(
-            rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(biased) * mult[j * mult_step], lo, hi, zp));
-      }
-    }
-  }
-  if (out.q) {
-    auto* dst = static_cast<uint8_t*>(out.q);
-    if (transpose) {
-      TransposeBytes(q_block, kMaxEpilogueCols, rows, cols, dst + n0 * ldc + m0, ldc);
-    } else {
-      for (int r = 0; r < rows; ++r) std::memcpy(dst + (m0 + r) * ldc + n0, q_block + r * kMaxEpilogueCols, cols);
-    }
-  }
+// Once per 64-row block (qgemm_epilogue.h): the portable build here, the avx2 build in
+// x86/qgemm_avx2.cc; the same integer and float operations, so the same results.
+void EpilogueRef(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0, int rows,
+                 int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr) {
+  qgemm::Epilogue(a, b, out, m0, rows, n0, cols, raw, ldr);
 }
 
 }  // namespace
 
 void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, ThreadPool* pool) {
   const qgemm::MicroKernel kernel = KernelFor(b.isa);
+  const auto epilogue = b.isa == QGemmIsa::kRef ? &EpilogueRef : &qgemm::EpilogueAvx2;
   const int64_t M = a.M, N = b.N;
   if (M == 0 || N == 0) return;
   // Work unit: a block of panels (columns) x a block of rows. Columns outermost keep a weight
   // block hot in cache while the rows stream by.
   const int64_t panels_per_block = kernel.max_panels;
   const int64_t col_blocks = (b.n_panels + panels_per_block - 1) / panels_per_block;
-  const int64_t rows_per_block = kRowBlock;
+  const int64_t rows_per_block = qgemm::kRowBlock;
   const int64_t row_blocks = (M + rows_per_block - 1) / rows_per_block;
   const int64_t units = col_blocks * row_blocks;
   auto run = [&](int64_t begin, int64_t end) {
     const int64_t ldr = kernel.max_panels * kPanelCols;
-    std::vector<int32_t> raw(static_cast<size_t>(kRowBlock * ldr));
+    std::vector<int32_t> raw(static_cast<size_t>(qgemm::kRowBlock * ldr));
     for (int64_t u = begin; u < end; ++u) {
       const int64_t cb = u / row_blocks, rb = u % row_blocks;
       const int64_t panel = cb * panels_per_block;
@@ -549,7 +457,7 @@ void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutp
           kernel.fn(a, m0, rows, b, panel, panels, k0, kc, k0 > 0, raw.data() + (m0 - m_begin) * ldr, ldr);
         }
       }
-      Epilogue(a, b, out, m_begin, static_cast<int>(m_end - m_begin), n0, cols, raw.data(), ldr);
+      epilogue(a, b, out, m_begin, static_cast<int>(m_end - m_begin), n0, cols, raw.data(), ldr);
     }
   };
   const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(b.k_padded);

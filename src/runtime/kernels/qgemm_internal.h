@@ -33,6 +33,10 @@ struct MicroKernel {
 uint32_t FillConvRunsAvx2(const uint8_t* corner, const int64_t* seg_offsets, int64_t segments, int run, uint8_t flip,
                           int16_t* dst);
 
+// The epilogue's avx2 build (qgemm_epilogue.h), in x86/qgemm_avx2.cc.
+void EpilogueAvx2(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0, int rows,
+                  int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr);
+
 MicroKernel RefMicroKernel();
 MicroKernel Avx2MicroKernel();
 MicroKernel Avx512VnniMicroKernel();

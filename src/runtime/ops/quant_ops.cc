@@ -909,15 +909,51 @@ class QLinearConvKernel final : public OpKernel {
     }
     const auto* xb = static_cast<const uint8_t*>(x.raw_data());
     auto* yb = static_cast<uint8_t*>(y->raw_data());
+    // A padded 2-D convolution first copies the input into planes that hold the padding (the zero
+    // point's byte) and everything the windows reach: then every output pixel takes the packer's
+    // fast path (taps at fixed offsets, one load per kernel row), none the per-tap border loop.
+    kernels::QConv2DShape shape;
+    int64_t in_plane = g.in_size;
+    Tensor padded;
+    if (shape2d) {
+      shape = *shape2d;
+      const int64_t Hp = std::max(shape.pad_top + shape.H, (shape.OH - 1) * shape.stride_h + (shape.KH - 1) * shape.dilation_h + 1);
+      const int64_t Wp = std::max(shape.pad_left + shape.W, (shape.OW - 1) * shape.stride_w + (shape.KW - 1) * shape.dilation_w + 1);
+      if (Hp != shape.H || Wp != shape.W) {
+        const int64_t planes = g.N * g.C;
+        QK_ASSIGN_OR_RETURN(padded, ctx.Scratch(DType::kUInt8, planes * Hp * Wp, "padded input"));
+        auto* pb = padded.data<uint8_t>();
+        const auto pad = static_cast<uint8_t>(x_zp);  // the stored byte of the zero point (int8: its bit pattern)
+        const kernels::QConv2DShape src = shape;
+        auto copy = [&](int64_t begin, int64_t end) {
+          for (int64_t p = begin; p < end; ++p) {
+            uint8_t* dst = pb + p * Hp * Wp;
+            const uint8_t* from = xb + p * g.in_size;
+            std::memset(dst, pad, static_cast<size_t>(Hp * Wp));
+            for (int64_t h = 0; h < src.H; ++h) {
+              std::memcpy(dst + (h + src.pad_top) * Wp + src.pad_left, from + h * src.W, static_cast<size_t>(src.W));
+            }
+          }
+        };
+        if (pool) {
+          pool->ParallelFor(planes, 1, copy);
+        } else {
+          copy(0, planes);
+        }
+        xb = pb;
+        in_plane = Hp * Wp;
+        shape.H = Hp, shape.W = Wp, shape.pad_top = 0, shape.pad_left = 0;
+      }
+    }
     const int64_t tasks = g.N * g.group * blocks;
     auto run = [&](int64_t worker) {
       for (int64_t t = worker; t < tasks; t += workers) {  // round robin: worker owns packed[worker]
         const int64_t b = t % blocks, ng = t / blocks, n = ng / g.group, grp = ng % g.group;
         const kernels::PackedQWeights& w = *fast_->groups[grp];
         const int64_t first = b * block, rows = std::min(block, g.out_size - first);
-        const uint8_t* xg = xb + (n * g.C + grp * g.Cg) * g.in_size;
+        const uint8_t* xg = xb + (n * g.C + grp * g.Cg) * in_plane;
         if (shape2d) {
-          kernels::PackQActivationsConv2D(xg, x_signed, *shape2d, first, rows, x_zp, w, &packed[worker]);
+          kernels::PackQActivationsConv2D(xg, x_signed, shape, first, rows, x_zp, w, &packed[worker]);
         } else {
           kernels::PackQActivationsTransposed(xg + first, x_signed, rows, g.Cg, g.in_size, x_zp, w, &packed[worker]);
         }

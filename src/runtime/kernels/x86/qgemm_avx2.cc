@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "runtime/kernels/qgemm_epilogue.h"
 #include "runtime/kernels/qgemm_internal.h"
 
 namespace quantkit::kernels::qgemm {
@@ -92,6 +93,11 @@ void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWei
 }  // namespace
 
 MicroKernel Avx2MicroKernel() { return {&Kernel, 6, 1}; }
+
+QK_AVX2_TARGET void EpilogueAvx2(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out,
+                                  int64_t m0, int rows, int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr) {
+  Epilogue(a, b, out, m0, rows, n0, cols, raw, ldr);
+}
 
 QK_AVX2_TARGET uint32_t FillConvRunsAvx2(const uint8_t* corner, const int64_t* seg_offsets, int64_t segments, int run,
                                          uint8_t flip, int16_t* dst) {
