@@ -139,7 +139,8 @@ TEST(QGemm, Conv2DPackingEqualsIm2ColOnEveryIsa) {
             a[m * K + (ch * s.KH + kh) * s.KW + kw] =
                 inside ? x[(ch * s.H + ih) * s.W + iw] : static_cast<uint8_t>(c.zp);
           }
-    // Weight zero points that make the row sums matter: uint8 symmetric (128), or int8 per column.
+    // Weight zero points: uint8 symmetric (128: no row sums needed, the packer skips them), or int8
+    // per column (nonzero: the row sums count).
     const bool w_signed = c.M % 2 == 1;
     std::vector<int32_t> w_zp(static_cast<size_t>(c.M), 128);
     if (w_signed)

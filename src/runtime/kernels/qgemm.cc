@@ -121,6 +121,7 @@ std::shared_ptr<const PackedQWeights> PackQWeights(const void* b, bool b_is_sign
     const int32_t zp = b_zero_points.size() == 1 ? b_zero_points[0] : b_zero_points[n];
     p->col_offset[n] = shift - zp;
   }
+  p->needs_row_sums = std::any_of(p->col_offset.begin(), p->col_offset.end(), [](int32_t o) { return o != 0; });
   const int64_t panel_elems = p->k_padded * kPanelCols;
   if (p->isa == QGemmIsa::kAvx2) {
     // Panel layout: for each k pair, 16 columns x 2 int16 ([b'(2p, j), b'(2p+1, j)]).
@@ -307,7 +308,7 @@ namespace {
 // per-row loop below.
 template <typename E>
 void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, int64_t pixels, uint8_t flip,
-                  uint8_t pad, int64_t kp, E* rows, int32_t* row_sums) {
+                  uint8_t pad, int64_t kp, bool need_sums, E* rows, int32_t* row_sums) {
   const int64_t K = s.C * s.KH * s.KW;
   thread_local std::vector<int64_t> tap_offsets;
   tap_offsets.resize(static_cast<size_t>(K));
@@ -341,7 +342,7 @@ void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, 
           int64_t fast = store_safe_runs;  // and whose 8-byte load stays inside the input
           const int64_t corner_offset = ih0 * s.W + iw0;
           while (fast > 0 && corner_offset + run_offsets[fast - 1] + 8 > input_bytes) --fast;
-          sum = qgemm::FillConvRunsAvx2(corner, run_offsets.data(), fast, static_cast<int>(s.KW), flip, dst);
+          sum = qgemm::FillConvRunsAvx2(corner, run_offsets.data(), fast, static_cast<int>(s.KW), flip, need_sums, dst);
           k = fast * s.KW;
         }
       }
@@ -351,7 +352,7 @@ void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, 
         sum += v;
       }
       for (k = K; k < kp; ++k) dst[k] = 0;
-      row_sums[r] = static_cast<int32_t>(sum);
+      row_sums[r] = need_sums ? static_cast<int32_t>(sum) : 0;
       continue;
     }
     // The taps inside the input: kh in [kh_lo, kh_hi), kw in [kw_lo, kw_hi).
@@ -394,9 +395,11 @@ void PackQActivationsConv2D(const void* x, bool x_is_signed, const QConv2DShape&
   PrepareStorage(pixels, s.C * s.KH * s.KW, stored_zp, b, out);
   const auto pad = static_cast<uint8_t>(stored_zp);
   if (b.isa == QGemmIsa::kAvx2) {  // the avx2 kernel reads only the int16 words
-    FillConvRows(xb, s, first_pixel, pixels, flip, pad, b.k_padded, out->words.data(), out->row_sums.data());
+    FillConvRows(xb, s, first_pixel, pixels, flip, pad, b.k_padded, b.needs_row_sums, out->words.data(),
+                 out->row_sums.data());
   } else {
-    FillConvRows(xb, s, first_pixel, pixels, flip, pad, b.k_padded, out->bytes.data(), out->row_sums.data());
+    FillConvRows(xb, s, first_pixel, pixels, flip, pad, b.k_padded, b.needs_row_sums, out->bytes.data(),
+                 out->row_sums.data());
   }
 }
 

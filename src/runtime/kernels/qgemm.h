@@ -51,6 +51,9 @@ struct PackedQWeights {
   std::vector<int16_t> words;           // avx2 layout (panels of 16 columns x 2 k, int16)
   std::vector<int32_t> col_sums;        // sum_k b'[k, n]
   std::vector<int32_t> col_offset;      // shift - b_zp[n]
+  // Whether any col_offset is nonzero, i.e. whether the activations' row sums matter. Symmetric
+  // weights (int8 with zero point 0, uint8-symmetric with 128) need none, so packers may skip them.
+  bool needs_row_sums = true;
 };
 
 // Packs B (row-major [K, N] with row stride ldb; or [N, K] when trans_b, i.e. B^T stored) of type
@@ -93,7 +96,8 @@ struct QConv2DShape {
 };
 // Packs output pixels [first_pixel, first_pixel + pixels) (row r of the result = pixel
 // first_pixel + r), so a convolution can pack and multiply a cache-sized block of rows at a time.
-// For the avx2 kernel only `words` and `row_sums` are written (that kernel reads nothing else).
+// For the avx2 kernel only `words` and `row_sums` are written (that kernel reads nothing else);
+// when the weights need no row sums (b.needs_row_sums false) the row sums may be left as zeros.
 void PackQActivationsConv2D(const void* x, bool x_is_signed, const QConv2DShape& s, int64_t first_pixel,
                             int64_t pixels, int32_t zero_point, const PackedQWeights& b, PackedQActivations* out);
 // Float activations quantized straight into the packed layout (uint8, per tensor):

@@ -29,9 +29,10 @@ struct MicroKernel {
 // corner + seg_offsets[i]. Writes the runs back to back as int16 words (value ^ flip) into dst and
 // returns their sum. Each run is one 8-byte load and one 8-word store: the caller guarantees
 // that 8 bytes from each start lie inside the input and that dst has room for 8 words at each
-// run's place (run i writes dst[i * run, i * run + 8); the next run overwrites the excess).
+// run's place (run i writes dst[i * run, i * run + 8); the next run overwrites the excess). With
+// `sum` false it returns 0 (the weights need no row sums).
 uint32_t FillConvRunsAvx2(const uint8_t* corner, const int64_t* seg_offsets, int64_t segments, int run, uint8_t flip,
-                          int16_t* dst);
+                          bool sum, int16_t* dst);
 
 // The epilogue's avx2 build (qgemm_epilogue.h), in x86/qgemm_avx2.cc.
 void EpilogueAvx2(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0, int rows,

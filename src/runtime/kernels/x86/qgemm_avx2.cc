@@ -100,8 +100,15 @@ QK_AVX2_TARGET void EpilogueAvx2(const PackedQActivations& a, const PackedQWeigh
 }
 
 QK_AVX2_TARGET uint32_t FillConvRunsAvx2(const uint8_t* corner, const int64_t* seg_offsets, int64_t segments, int run,
-                                         uint8_t flip, int16_t* dst) {
+                                         uint8_t flip, bool sum, int16_t* dst) {
   const __m128i flip_bytes = _mm_set1_epi8(static_cast<char>(flip));
+  if (!sum) {
+    for (int64_t i = 0; i < segments; ++i, dst += run) {
+      const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(corner + seg_offsets[i]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_cvtepu8_epi16(_mm_xor_si128(bytes, flip_bytes)));
+    }
+    return 0;
+  }
   // 1 in the first `run` int16 lanes: madd with it sums the run's words in pairs, as int32.
   const __m128i ones = _mm_cmpgt_epi16(_mm_set1_epi16(static_cast<int16_t>(run)),
                                        _mm_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7));
