@@ -6,7 +6,9 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 
+#include "runtime/kernels/depthwise_f32.h"
 #include "runtime/kernels/ref/conv_kernels.h"
 #include "runtime/ops/nn_common.h"
 #include "runtime/ops/op_util.h"
@@ -142,11 +144,32 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
       g2.dilation = {1, g.dilation[0]};
       g2.pad_begin = {0, g.pad_begin[0]};
     }
+    // float: kernels/depthwise_f32 (the same operations, vectorized; a stride-phase plane per
+    // worker for strides above 1, from the run's pool); double: the reference loop.
+    const int64_t plane_elems = std::is_same_v<T, float> ? kernels::DepthwiseFloatPlaneElems(g2) : 0;
+    const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+    std::mutex mu;
+    Status failed;
     auto body = [&](int64_t b, int64_t e) {
+      Tensor plane;
+      if (plane_elems > 0) {
+        auto s = ctx.Scratch(DType::kFloat32, plane_elems, "depthwise plane");
+        if (!s.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (failed.ok()) failed = s.status();
+          return;
+        }
+        plane = std::move(s).value();
+      }
       for (int64_t t = b; t < e; ++t) {
         const int64_t c = t % C;
-        kernels::DepthwiseConv2DChannel<T>(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : T(0),
-                                           y + t * out_size);
+        if constexpr (std::is_same_v<T, float>) {
+          kernels::DepthwiseConv2DFloat(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : 0.f, y + t * out_size,
+                                        plane_elems > 0 ? plane.data<float>() : nullptr, isa);
+        } else {
+          kernels::DepthwiseConv2DChannel<T>(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : T(0),
+                                             y + t * out_size);
+        }
         ClampRows(act, y + t * out_size, 1, out_size, out_size);
       }
     };
@@ -156,7 +179,7 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
     } else {
       body(0, N * C);
     }
-    return Status::Ok();
+    return failed;
   }
 
   const bool pointwise = g.IsPointwise();
