@@ -54,41 +54,30 @@ constexpr int64_t kProbeLoops = 1 << 14;
 #define QK_XMM_CLOBBERS12 \
   "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11"
 
-// vfmadd231ps ymm: 8 MAC per instruction, 24 per loop.
-__attribute__((target("avx2,fma"))) void ProbeFmaYmm(int64_t n) {
-  const float a = 1.0f, b = 0.5f;
-  asm volatile(
-      "vbroadcastss %[a], %%ymm12\n\t"
-      "vbroadcastss %[b], %%ymm13\n\t"
-      ".irp r," QK_CHAINS12 "\n\tvxorps %%ymm\\r, %%ymm\\r, %%ymm\\r\n\t.endr\n\t"
-      "1:\n\t"
-      ".irp r," QK_CHAINS12 "\n\tvfmadd231ps %%ymm13, %%ymm12, %%ymm\\r\n\t.endr\n\t"
-      ".irp r," QK_CHAINS12 "\n\tvfmadd231ps %%ymm13, %%ymm12, %%ymm\\r\n\t.endr\n\t"
-      "dec %[n]\n\t"
-      "jnz 1b\n\t"
-      "vzeroupper\n\t"
-      : [n] "+r"(n)
-      : [a] "m"(a), [b] "m"(b)
-      : QK_XMM_CLOBBERS12, "xmm12", "xmm13", "cc");
-}
+// The probes of one instruction on 12 chains: two operands broadcast into reg12 / reg13 from
+// memory with `bcast`, the chains zeroed with `zero`, then `n` loops of 2 x 12 `insn`.
+// `isa` the target features, `T` the operands' C type, a_value / b_value their values; `reg`
+// "ymm" or "zmm".
+#define QK_SIMPLE_PROBE(name, isa, T, a_value, b_value, bcast, reg, zero, insn)                                        \
+  __attribute__((target(isa))) void name(int64_t n) {                                                                  \
+    const T va = (a_value), vb = (b_value);                                                                            \
+    asm volatile(bcast " %[a], %%" reg "12\n\t" bcast " %[b], %%" reg "13\n\t"                                         \
+                 ".irp r," QK_CHAINS12 "\n\t" zero " %%" reg "\\r, %%" reg "\\r, %%" reg "\\r\n\t.endr\n\t"            \
+                 "1:\n\t"                                                                                              \
+                 ".irp r," QK_CHAINS12 "\n\t" insn " %%" reg "13, %%" reg "12, %%" reg "\\r\n\t.endr\n\t"              \
+                 ".irp r," QK_CHAINS12 "\n\t" insn " %%" reg "13, %%" reg "12, %%" reg "\\r\n\t.endr\n\t"              \
+                 "dec %[n]\n\t"                                                                                        \
+                 "jnz 1b\n\t"                                                                                          \
+                 "vzeroupper\n\t"                                                                                      \
+                 : [n] "+r"(n)                                                                                         \
+                 : [a] "m"(va), [b] "m"(vb)                                                                            \
+                 : QK_XMM_CLOBBERS12, "xmm12", "xmm13", "cc");                                                         \
+  }
 
+// vfmadd231ps ymm: 8 MAC per instruction, 24 per loop.
+QK_SIMPLE_PROBE(ProbeFmaYmm, "avx2,fma", float, 1.0f, 0.5f, "vbroadcastss", "ymm", "vxorps", "vfmadd231ps")
 // vfmadd231ps zmm: 16 MAC per instruction.
-__attribute__((target("avx512f"))) void ProbeFmaZmm(int64_t n) {
-  const float a = 1.0f, b = 0.5f;
-  asm volatile(
-      "vbroadcastss %[a], %%zmm12\n\t"
-      "vbroadcastss %[b], %%zmm13\n\t"
-      ".irp r," QK_CHAINS12 "\n\tvpxord %%zmm\\r, %%zmm\\r, %%zmm\\r\n\t.endr\n\t"
-      "1:\n\t"
-      ".irp r," QK_CHAINS12 "\n\tvfmadd231ps %%zmm13, %%zmm12, %%zmm\\r\n\t.endr\n\t"
-      ".irp r," QK_CHAINS12 "\n\tvfmadd231ps %%zmm13, %%zmm12, %%zmm\\r\n\t.endr\n\t"
-      "dec %[n]\n\t"
-      "jnz 1b\n\t"
-      "vzeroupper\n\t"
-      : [n] "+r"(n)
-      : [a] "m"(a), [b] "m"(b)
-      : QK_XMM_CLOBBERS12, "xmm12", "xmm13", "cc");
-}
+QK_SIMPLE_PROBE(ProbeFmaZmm, "avx512f", float, 1.0f, 0.5f, "vbroadcastss", "zmm", "vpxord", "vfmadd231ps")
 
 // The exact AVX2 int8 path of qgemm_avx2.cc: vpmaddwd (16 int16 x int16 products summed in pairs
 // into 8 int32) then vpaddd into the accumulator. 16 MAC per vpmaddwd+vpaddd pair. Every product
@@ -166,58 +155,14 @@ __attribute__((target("avx2"))) void ProbeMaddubswYmm(int64_t n) {
 }
 
 // vpdpbusd zmm (AVX-512 VNNI): 64 u8 x s8 products, 4 summed into each int32 lane, no saturation.
-__attribute__((target("avx512f,avx512vnni"))) void ProbeVnniZmm(int64_t n) {
-  const int32_t a = 0x03020104, b = 0x01fe02ff;
-  asm volatile(
-      "vpbroadcastd %[a], %%zmm12\n\t"
-      "vpbroadcastd %[b], %%zmm13\n\t"
-      ".irp r," QK_CHAINS12 "\n\tvpxord %%zmm\\r, %%zmm\\r, %%zmm\\r\n\t.endr\n\t"
-      "1:\n\t"
-      ".irp r," QK_CHAINS12 "\n\tvpdpbusd %%zmm13, %%zmm12, %%zmm\\r\n\t.endr\n\t"
-      ".irp r," QK_CHAINS12 "\n\tvpdpbusd %%zmm13, %%zmm12, %%zmm\\r\n\t.endr\n\t"
-      "dec %[n]\n\t"
-      "jnz 1b\n\t"
-      "vzeroupper\n\t"
-      : [n] "+r"(n)
-      : [a] "m"(a), [b] "m"(b)
-      : QK_XMM_CLOBBERS12, "xmm12", "xmm13", "cc");
-}
-
+QK_SIMPLE_PROBE(ProbeVnniZmm, "avx512f,avx512vnni", int32_t, 0x03020104, 0x01fe02ff, "vpbroadcastd", "zmm", "vpxord",
+                "vpdpbusd")
 // vpdpbusd ymm, EVEX encoding (AVX512VL + AVX512 VNNI): 32 MAC per instruction.
-__attribute__((target("avx512f,avx512vl,avx512vnni"))) void ProbeVnniYmmEvex(int64_t n) {
-  const int32_t a = 0x03020104, b = 0x01fe02ff;
-  asm volatile(
-      "vpbroadcastd %[a], %%ymm12\n\t"
-      "vpbroadcastd %[b], %%ymm13\n\t"
-      ".irp r," QK_CHAINS12 "\n\tvpxor %%ymm\\r, %%ymm\\r, %%ymm\\r\n\t.endr\n\t"
-      "1:\n\t"
-      ".irp r," QK_CHAINS12 "\n\t%{evex%} vpdpbusd %%ymm13, %%ymm12, %%ymm\\r\n\t.endr\n\t"
-      ".irp r," QK_CHAINS12 "\n\t%{evex%} vpdpbusd %%ymm13, %%ymm12, %%ymm\\r\n\t.endr\n\t"
-      "dec %[n]\n\t"
-      "jnz 1b\n\t"
-      "vzeroupper\n\t"
-      : [n] "+r"(n)
-      : [a] "m"(a), [b] "m"(b)
-      : QK_XMM_CLOBBERS12, "xmm12", "xmm13", "cc");
-}
-
+QK_SIMPLE_PROBE(ProbeVnniYmmEvex, "avx512f,avx512vl,avx512vnni", int32_t, 0x03020104, 0x01fe02ff, "vpbroadcastd",
+                "ymm", "vpxor", "%{evex%} vpdpbusd")
 // vpdpbusd ymm, VEX encoding (AVX-VNNI: Alder Lake, Sapphire Rapids, Zen 5 ...): 32 MAC.
-__attribute__((target("avx2,avxvnni"))) void ProbeVnniYmmVex(int64_t n) {
-  const int32_t a = 0x03020104, b = 0x01fe02ff;
-  asm volatile(
-      "vpbroadcastd %[a], %%ymm12\n\t"
-      "vpbroadcastd %[b], %%ymm13\n\t"
-      ".irp r," QK_CHAINS12 "\n\tvpxor %%ymm\\r, %%ymm\\r, %%ymm\\r\n\t.endr\n\t"
-      "1:\n\t"
-      ".irp r," QK_CHAINS12 "\n\t%{vex%} vpdpbusd %%ymm13, %%ymm12, %%ymm\\r\n\t.endr\n\t"
-      ".irp r," QK_CHAINS12 "\n\t%{vex%} vpdpbusd %%ymm13, %%ymm12, %%ymm\\r\n\t.endr\n\t"
-      "dec %[n]\n\t"
-      "jnz 1b\n\t"
-      "vzeroupper\n\t"
-      : [n] "+r"(n)
-      : [a] "m"(a), [b] "m"(b)
-      : QK_XMM_CLOBBERS12, "xmm12", "xmm13", "cc");
-}
+QK_SIMPLE_PROBE(ProbeVnniYmmVex, "avx2,avxvnni", int32_t, 0x03020104, 0x01fe02ff, "vpbroadcastd", "ymm", "vpxor",
+                "%{vex%} vpdpbusd")
 
 // Core clock: 100 dependent 1-cycle integer adds per loop iteration.
 void ProbeClock(int64_t n) {
