@@ -34,29 +34,30 @@ __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const floa
   const int64_t ih = g.in[0], iw = g.in[1], kh = g.kernel[0], kw = g.kernel[1];
   const int64_t oh = g.out[0], ow = g.out[1], sh = g.stride[0], sw = g.stride[1];
   const int64_t dh = g.dilation[0], dw = g.dilation[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
-  // Per-call tables on the stack for kernels up to 64 taps (the heap beyond): this runs once per
+  // Per-call tables, on the stack for kernels up to 64 taps (the heap beyond): this runs once per
   // channel, thousands of times per inference.
   constexpr int64_t kStackTaps = 64;
-  int64_t stack_i64[4 * kStackTaps];
+  const int64_t taps_max = kh * kw;
+  int64_t stack_i64[5 * kStackTaps];
   const float* stack_ptr[2 * kStackTaps];
   float stack_w[kStackTaps];
   std::vector<int64_t> heap_i64;
   std::vector<const float*> heap_ptr;
   std::vector<float> heap_w;
-  const int64_t taps_max = kh * kw;
   int64_t* i64 = stack_i64;
   const float** ptr = stack_ptr;
   float* tap_w = stack_w;
   if (taps_max > kStackTaps) {
-    heap_i64.resize(static_cast<size_t>(4 * taps_max));
+    heap_i64.resize(static_cast<size_t>(5 * taps_max));
     heap_ptr.resize(static_cast<size_t>(2 * taps_max));
     heap_w.resize(static_cast<size_t>(taps_max));
     i64 = heap_i64.data(), ptr = heap_ptr.data(), tap_w = heap_w.data();
   }
-  int64_t* lo = i64;                       // [kw]: valid output columns [lo, hi) per kernel column,
-  int64_t* hi = i64 + taps_max;            //       those whose input column lies in [0, iw)
+  int64_t* lo = i64;                         // [kw]: valid output columns [lo, hi) per kernel column,
+  int64_t* hi = i64 + taps_max;              //       those whose input column lies in [0, iw)
   int64_t* col_offset = i64 + 2 * taps_max;  // [kw]: the run of output column lo within a (plane) row
-  int64_t* tap_lo = i64 + 3 * taps_max;     // [taps] per output row
+  int64_t* tap_lo = i64 + 3 * taps_max;      // [taps], per output row: the valid taps' column ranges
+  int64_t* tap_hi = i64 + 4 * taps_max;
   const float** tap_src = ptr;
   const float** tap_at = ptr + taps_max;
   const int64_t phase_len = PhaseLen(g), row_len = phase_len * sw;
@@ -91,9 +92,6 @@ __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const floa
     }
   }
   // Per output row: the valid taps in order (weight, run pointer at output column lo, lo, hi).
-  int64_t tap_hi_stack[kStackTaps];
-  std::vector<int64_t> tap_hi_heap(taps_max > kStackTaps ? static_cast<size_t>(taps_max) : 0);
-  int64_t* tap_hi = taps_max > kStackTaps ? tap_hi_heap.data() : tap_hi_stack;
   const float* rows = sw == 1 ? x : plane;
   const int64_t rows_len = sw == 1 ? iw : row_len;
   for (int64_t oy = 0; oy < oh; ++oy) {

@@ -325,9 +325,6 @@ void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, 
     run_offsets.resize(static_cast<size_t>(segments));
     for (int64_t i = 0; i < segments; ++i) run_offsets[i] = off[i * s.KW];
   }
-  // Every run may use the 8-word store: what passes a row's kp words lands in the next row (written
-  // after) or in the storage's slack after the last row.
-  const int64_t store_safe_runs = use_runs ? segments : 0;
   for (int64_t r = 0; r < pixels; ++r) {
     const int64_t m = first_pixel + r;
     const int64_t oh = m / s.OW, ow = m % s.OW;
@@ -339,7 +336,9 @@ void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, 
       int64_t k = 0;
       if constexpr (kWords) {
         if (use_runs) {
-          int64_t fast = store_safe_runs;  // and whose 8-byte load stays inside the input
+          // Every run may use the 8-word store (what passes a row's kp words lands in the next row,
+          // written after, or in the storage's slack); the last few may not load 8 bytes.
+          int64_t fast = segments;
           const int64_t corner_offset = ih0 * s.W + iw0;
           while (fast > 0 && corner_offset + run_offsets[fast - 1] + 8 > input_bytes) --fast;
           sum = qgemm::FillConvRunsAvx2(corner, run_offsets.data(), fast, static_cast<int>(s.KW), flip, need_sums, dst);
