@@ -1,6 +1,7 @@
-// The float depthwise kernel on every ISA build gives exactly the bits of the reference loop
-// (kernels::DepthwiseConv2DChannel<float>): strides 1-3 (stride-phase plane), dilation, pads,
-// kernels wider than the input, narrow outputs (the reference loop itself) and wide ones.
+// The float depthwise kernel gives the same bits on every ISA build, and the values of the
+// reference loop (kernels::DepthwiseConv2DChannel<float>, which skips padding taps where the
+// kernel adds w * 0: equal as floats, +0 vs -0 aside): strides 1-3 (stride-phase plane),
+// dilation, pads, kernels wider than the input, narrow outputs and wide ones (blocks of 32, tails).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,7 +16,7 @@ namespace {
 using kernels::ConvGeometry;
 using kernels::QGemmIsa;
 
-TEST(DepthwiseFloat, EveryIsaBitIdenticalToTheReference) {
+TEST(DepthwiseFloat, EveryIsaSameBitsAndTheReferenceValues) {
   struct Case {
     int64_t H, W, KH, KW, sh, sw, dh, dw, ph, pw, pb, pr;
   };
@@ -24,10 +25,14 @@ TEST(DepthwiseFloat, EveryIsaBitIdenticalToTheReference) {
       {9, 35, 5, 5, 2, 2, 1, 1, 2, 2, 1, 2}, {8, 30, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},
       {7, 50, 3, 5, 3, 3, 1, 2, 0, 1, 2, 0}, {3, 20, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2},
       {1, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
-      // Outputs of 24 columns and more take the blocked path (narrower ones the reference loop):
-      // stride 2 and 3 through the phase plane, odd widths, blocks of 32 plus masked tails.
+      // Wide outputs: stride 2 and 3 through the phase plane, odd widths, blocks of 32 plus tails.
       {9, 81, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1}, {6, 100, 3, 5, 3, 3, 1, 2, 1, 2, 1, 2},
       {5, 75, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2}, {4, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+      // MobileNet's small maps: 14x14 and 7x7, stride 1 and 2; no padding.
+      {14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {14, 14, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1},
+      {7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {12, 9, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},
+      // Rows narrower than a vector: several rows per vector store, none past the plane.
+      {6, 6, 3, 3, 2, 2, 1, 1, 0, 0, 0, 0}, {5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {3, 9, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},
   };
   std::mt19937 rng(17);
   std::normal_distribution<float> normal;
@@ -47,15 +52,21 @@ TEST(DepthwiseFloat, EveryIsaBitIdenticalToTheReference) {
     const int64_t n = g.out[0] * g.out[1];
     std::vector<float> want(static_cast<size_t>(n));
     kernels::DepthwiseConv2DChannel<float>(g, x.data(), w.data(), 0.375f, want.data());
+    std::vector<float> first;
     for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni}) {
       if (!kernels::QGemmIsaSupported(isa)) continue;
-      std::vector<float> plane(static_cast<size_t>(kernels::DepthwiseFloatPlaneElems(g)));
-      std::vector<float> got(static_cast<size_t>(n), -1.f);
+      std::vector<float> plane(static_cast<size_t>(kernels::DepthwiseFloatPlaneElems(g)), std::nanf(""));
+      std::vector<float> got(static_cast<size_t>(n) + 8, -1.f);
       kernels::DepthwiseConv2DFloat(g, x.data(), w.data(), 0.375f, got.data(), plane.data(), isa);
       for (int64_t i = 0; i < n; ++i) {
-        ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(float)), 0)
-            << kernels::QGemmIsaName(isa) << " W=" << c.W << " stride " << c.sw << " element " << i << ": " << got[i]
-            << " vs " << want[i];
+        ASSERT_EQ(got[i], want[i]) << kernels::QGemmIsaName(isa) << " W=" << c.W << " stride " << c.sw << " element "
+                                   << i;
+      }
+      for (int64_t i = n; i < n + 8; ++i) ASSERT_EQ(got[i], -1.f) << "wrote past the output";
+      if (first.empty()) {
+        first = got;
+      } else {
+        ASSERT_EQ(std::memcmp(first.data(), got.data(), got.size() * sizeof(float)), 0) << kernels::QGemmIsaName(isa);
       }
     }
   }

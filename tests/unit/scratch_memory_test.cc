@@ -194,27 +194,38 @@ TEST(ScratchMemory, FusedDynamicMatMulPackedActivationsCountAgainstTheLimit) {
 
 // Float Conv: im2col chunk per (batch, group) task; sequential (big tasks) and from ParallelFor
 // workers (many small tasks, two threads).
-TEST(ScratchMemory, FloatConvIm2ColCountsAgainstTheLimit) {
-  auto conv_model = [](int64_t N, int64_t C, int64_t H) {
+// Float Conv packs its im2col values straight into GEMM panels (KC x NC floats per task); a padded
+// conv first copies its input into padded planes.
+TEST(ScratchMemory, FloatConvPanelAndPaddedInputCountAgainstTheLimit) {
+  auto conv_model = [](int64_t N, int64_t C, int64_t H, bool pad) {
     Graph g;
     g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {N, C, H, H}));
     g.AddInitializer("w", RandomFloats({C, C, 3, 3}, 7, 0.2f));
     g.AddInitializer("b", RandomFloats({C}, 8));
     g.outputs.push_back(Output("y"));
     Node conv = MakeNode("Conv", {"x", "w", "b"}, {"y"}, "conv");
-    conv.attributes = {IntsAttr("pads", {1, 1, 1, 1})};
+    if (pad) conv.attributes = {IntsAttr("pads", {1, 1, 1, 1})};
     g.nodes.push_back(conv);
     return MakeModel(std::move(g), 13);
   };
-  {  // [1, 16, 128, 128]: output 1 MiB; im2col chunk 14563 x 144 floats = 8 MiB.
-    const Model m = conv_model(1, 16, 128);
+  {  // [1, 16, 128, 128] padded: input 1 MiB; padded planes 16 x 130 x 130 floats = 1.03 MiB.
+    const Model m = conv_model(1, 16, 128, true);
     const Feeds feeds = {{"x", RandomFloats({1, 16, 128, 128}, 9)}};
-    for (int threads : {1, 2}) CheckLimits(m, feeds, 4 * kMiB, 32 * kMiB, "Conv node 'conv'", "im2col", false, threads);
+    for (int threads : {1, 2}) {
+      CheckLimits(m, feeds, 2 * kMiB, 32 * kMiB, "Conv node 'conv'", "padded input", false, threads);
+    }
   }
-  {  // [8, 8, 32, 32] on two threads: tasks run in parallel, each worker with 1024 x 72 floats (288 KiB).
-    const Model m = conv_model(8, 8, 32);
+  {  // [1, 16, 128, 128] unpadded: output 0.95 MiB; a panel of 144 x 3072 floats = 1.7 MiB per task.
+    const Model m = conv_model(1, 16, 128, false);
+    const Feeds feeds = {{"x", RandomFloats({1, 16, 128, 128}, 9)}};
+    for (int threads : {1, 2}) {
+      CheckLimits(m, feeds, 2 * kMiB, 32 * kMiB, "Conv node 'conv'", "conv panel", false, threads);
+    }
+  }
+  {  // [8, 8, 32, 32] on two threads: images run in parallel, each worker with 72 x 1024 floats (288 KiB).
+    const Model m = conv_model(8, 8, 32, true);
     const Feeds feeds = {{"x", RandomFloats({8, 8, 32, 32}, 10)}};
-    const auto two = CheckLimits(m, feeds, 384 * kKiB, 8 * kMiB, "Conv node 'conv'", "im2col", false, 2);
+    const auto two = CheckLimits(m, feeds, 640 * kKiB, 8 * kMiB, "Conv node 'conv'", "conv panel", false, 2);
     ExpectSameBits(two, RunLimited(m, feeds, 8 * kMiB, false, 1).outputs);
   }
 }

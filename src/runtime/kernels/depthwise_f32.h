@@ -1,9 +1,10 @@
-// Float depthwise 2-D convolution, one channel: y[oy, ox] = bias + sum over the taps inside the
-// input of w[ky, kx] * x[iy, ix], in tap order (ky, kx), one multiply and one add each (no FMA),
-// exactly as kernels::DepthwiseConv2DChannel<float> (the reference; tests compare bitwise). For
-// strides above 1 the channel is first split into stride phases (`plane`), so every tap reads a
-// contiguous run; the avx2 build runs the same operations 8 wide, the columns every tap covers in
-// register blocks of 32. Outputs narrower than 24 columns take the reference loop.
+// Float depthwise 2-D convolution, one channel, over the zero-padded input:
+//   y[oy, ox] = bias + sum over taps (ky, kx) in order of w[ky, kx] * xpad[oy*sh + ky*dh, ox*sw + kx*dw]
+// one multiply and one add each (no FMA). Padding taps add w * 0, as the im2col GEMM path does
+// (so Inf/NaN weights give NaN there, and a -0 sum can become +0): otherwise the same values as
+// kernels::DepthwiseConv2DChannel<float>, which skips them. The channel is first copied into a
+// padded, stride-phase-split `plane` so every tap reads consecutive floats; the portable and
+// avx2 builds give the same bits.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,7 @@
 
 namespace quantkit::kernels {
 
-// Floats of `plane` scratch DepthwiseConv2DFloat needs (0 for stride 1).
+// Floats of `plane` scratch DepthwiseConv2DFloat needs.
 int64_t DepthwiseFloatPlaneElems(const ConvGeometry& g);
 
 // g: nd == 2. isa kRef: the portable build; otherwise the avx2 build.

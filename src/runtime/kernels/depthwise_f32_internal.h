@@ -1,128 +1,176 @@
 // Body of DepthwiseConv2DFloat (depthwise_f32.h), always inlined into the portable build
-// (depthwise_f32.cc) and the avx2 build (x86/depthwise_f32_avx2.cc).
+// (depthwise_f32.cc) and the avx2 build (x86/depthwise_f32_avx2.cc). Written once with 8-wide
+// GCC vectors: the portable build runs them as SSE pairs, the avx2 build as ymm; both do the same
+// IEEE multiplies and adds in the same order (no FMA contraction: -ffp-contract=off).
 #pragma once
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "runtime/kernels/depthwise_f32.h"
 
 namespace quantkit::kernels::depthwise_f32 {
 
-inline int64_t PhaseLen(const ConvGeometry& g) { return (g.in[1] + g.stride[1] - 1) / g.stride[1]; }
+// The zero-padded, stride-phase-split plane: padded row r holds input row r - pad_top; its column
+// ix (padded coordinates, input column ix - pad_left) sits at phase ix % sw, index ix / sw. Tap
+// (ky, kx) of output (oy, ox) then reads row oy * sh + ky * dh, phase (kx * dw) % sw, index
+// ox + (kx * dw) / sw: for consecutive ox, consecutive floats. Each phase holds the output width
+// rounded up to 8 (plus the taps' reach), so 8-wide loads never leave the plane.
+struct PlaneLayout {
+  int64_t rows = 0, phase_len = 0, row_len = 0, out_cols = 0;
+};
 
-// Output columns [0, n) where every listed tap is valid: y[i] += w[t] * src[t][i] for t in order.
-// The portable version, tap by tap over the row; the avx2 build blocks the row in registers.
-__attribute__((always_inline)) inline void InteriorPortable(const float* const* src, const float* w, int64_t taps,
-                                                            int64_t n, float* y) {
-  for (int64_t t = 0; t < taps; ++t) {
-    const float wv = w[t];
-    const float* xs = src[t];
-    for (int64_t i = 0; i < n; ++i) y[i] += wv * xs[i];
+inline PlaneLayout Layout(const ConvGeometry& g) {
+  PlaneLayout l;
+  l.out_cols = (g.out[1] + 7) / 8 * 8;
+  l.rows = (g.out[0] - 1) * g.stride[0] + (g.kernel[0] - 1) * g.dilation[0] + 1;
+  l.phase_len = l.out_cols + (g.kernel[1] - 1) * g.dilation[1] / g.stride[1];
+  l.row_len = l.phase_len * g.stride[1];
+  return l;
+}
+
+typedef float v8f __attribute__((vector_size(32)));
+
+__attribute__((always_inline)) inline v8f Load8(const float* p) {
+  v8f v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// Output rows computed together in the columns after the 32-wide blocks: about 4 independent
+// accumulators in flight (one alone waits on each add's latency).
+constexpr int64_t RowsPerBlock(int64_t vectors) { return vectors >= 3 ? 1 : vectors == 2 ? 2 : 4; }
+
+// Columns [first, ow) of output rows [oy, oy + rows): V vectors of 8 per row, rows up to 4 / V at
+// once. A row's last vector may run past ow into the following rows, which are all stored after
+// it (the caller stores the 32-wide blocks after this); only a vector that would run past the
+// end of the plane is stored partially.
+template <int V>
+__attribute__((always_inline)) inline void RestBlock(const float* plane, const PlaneLayout& l, int64_t sh,
+                                                     const int64_t* off, int64_t taps, const float* w, v8f vbias,
+                                                     int64_t oy, int64_t rows, int64_t first, int64_t ow, int64_t oh,
+                                                     float* y) {
+  constexpr int kMaxRows = 4;
+  v8f acc[kMaxRows][V];
+  const float* row[kMaxRows];
+  for (int r = 0; r < kMaxRows; ++r) {
+    row[r] = plane + (oy + std::min<int64_t>(r, rows - 1)) * sh * l.row_len + first;
+    for (int v = 0; v < V; ++v) acc[r][v] = vbias;
+  }
+  if (rows == RowsPerBlock(V)) {  // the full block: constant trip counts, all in registers
+    for (int64_t t = 0; t < taps; ++t) {
+      const float wt = w[t];
+      for (int r = 0; r < RowsPerBlock(V); ++r)
+        for (int v = 0; v < V; ++v) acc[r][v] += wt * Load8(row[r] + off[t] + 8 * v);
+    }
+  } else {
+    for (int64_t t = 0; t < taps; ++t) {
+      const float wt = w[t];
+      for (int r = 0; r < rows; ++r)
+        for (int v = 0; v < V; ++v) acc[r][v] += wt * Load8(row[r] + off[t] + 8 * v);
+    }
+  }
+  const int64_t plane_end = oh * ow;
+  for (int r = 0; r < rows; ++r) {
+    const int64_t start = (oy + r) * ow + first;
+    float* yr = y + start;
+    const int64_t n = ow - first;
+    for (int v = 0; v < V; ++v) {
+      if (8 * v + 8 <= n || start + 8 * v + 8 <= plane_end) {
+        std::memcpy(yr + 8 * v, &acc[r][v], sizeof(v8f));
+      } else {
+        std::memcpy(yr + 8 * v, &acc[r][v], sizeof(float) * static_cast<size_t>(n - 8 * v));
+      }
+    }
   }
 }
 
-// Outputs narrower than this take the reference loop (DepthwiseConv2DFloat): on short rows the
-// tables and border loops here cost more than they save (measured on 14x14: 0.85x).
-constexpr int64_t kBlockedMinWidth = 24;
-
-using InteriorFn = void (*)(const float* const* src, const float* w, int64_t taps, int64_t n, float* y);
-
-template <InteriorFn kInterior>
 __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const float* x, const float* w, float bias,
                                                float* y, float* plane) {
   const int64_t ih = g.in[0], iw = g.in[1], kh = g.kernel[0], kw = g.kernel[1];
   const int64_t oh = g.out[0], ow = g.out[1], sh = g.stride[0], sw = g.stride[1];
   const int64_t dh = g.dilation[0], dw = g.dilation[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
-  // Per-call tables, on the stack for kernels up to 64 taps (the heap beyond): this runs once per
-  // channel, thousands of times per inference.
+  const PlaneLayout l = Layout(g);
+
+  // 1. The padded, phase-split plane.
+  for (int64_t r = 0; r < l.rows; ++r) {
+    float* pr = plane + r * l.row_len;
+    const int64_t iy = r - ph;
+    if (iy < 0 || iy >= ih) {
+      std::fill(pr, pr + l.row_len, 0.f);
+      continue;
+    }
+    const float* xr = x + iy * iw;
+    for (int64_t p = 0; p < sw; ++p) {
+      float* dst = pr + p * l.phase_len;
+      // index i holds input column i * sw + p - pw: valid for i in [i_lo, i_hi)
+      const int64_t first = pw - p;  // i * sw >= first
+      const int64_t i_lo = std::clamp<int64_t>(first <= 0 ? 0 : (first + sw - 1) / sw, 0, l.phase_len);
+      const int64_t i_hi = std::clamp<int64_t>((iw + first + sw - 1) / sw, i_lo, l.phase_len);
+      std::fill(dst, dst + i_lo, 0.f);
+      const float* src = xr + i_lo * sw - first;
+      if (sw == 1) {
+        std::copy(src, src + (i_hi - i_lo), dst + i_lo);
+      } else if (sw == 2) {  // a constant stride: the compiler vectorizes the gather
+        for (int64_t i = 0; i < i_hi - i_lo; ++i) dst[i_lo + i] = src[2 * i];
+      } else {
+        for (int64_t i = i_lo; i < i_hi; ++i, src += sw) dst[i] = *src;
+      }
+      std::fill(dst + i_hi, dst + l.phase_len, 0.f);
+    }
+  }
+
+  // 2. Each output row: bias, then every tap in order (ky, kx), 32 columns at a time in
+  // registers, then 8 at a time; the last partial 8 are stored through a small buffer.
   constexpr int64_t kStackTaps = 64;
-  const int64_t taps_max = kh * kw;
-  int64_t stack_i64[5 * kStackTaps];
-  const float* stack_ptr[2 * kStackTaps];
-  float stack_w[kStackTaps];
-  std::vector<int64_t> heap_i64;
-  std::vector<const float*> heap_ptr;
-  std::vector<float> heap_w;
-  int64_t* i64 = stack_i64;
-  const float** ptr = stack_ptr;
-  float* tap_w = stack_w;
-  if (taps_max > kStackTaps) {
-    heap_i64.resize(static_cast<size_t>(5 * taps_max));
-    heap_ptr.resize(static_cast<size_t>(2 * taps_max));
-    heap_w.resize(static_cast<size_t>(taps_max));
-    i64 = heap_i64.data(), ptr = heap_ptr.data(), tap_w = heap_w.data();
+  const int64_t taps = kh * kw;
+  int64_t stack_off[kStackTaps];
+  std::vector<int64_t> heap_off;
+  int64_t* off = stack_off;
+  if (taps > kStackTaps) {
+    heap_off.resize(static_cast<size_t>(taps));
+    off = heap_off.data();
   }
-  int64_t* lo = i64;                         // [kw]: valid output columns [lo, hi) per kernel column,
-  int64_t* hi = i64 + taps_max;              //       those whose input column lies in [0, iw)
-  int64_t* col_offset = i64 + 2 * taps_max;  // [kw]: the run of output column lo within a (plane) row
-  int64_t* tap_lo = i64 + 3 * taps_max;      // [taps], per output row: the valid taps' column ranges
-  int64_t* tap_hi = i64 + 4 * taps_max;
-  const float** tap_src = ptr;
-  const float** tap_at = ptr + taps_max;
-  const int64_t phase_len = PhaseLen(g), row_len = phase_len * sw;
-  for (int64_t kx = 0; kx < kw; ++kx) {
-    const int64_t base = -pw + kx * dw;
-    const int64_t a = base >= 0 ? 0 : (-base + sw - 1) / sw;
-    const int64_t b = iw - base > 0 ? (iw - base + sw - 1) / sw : 0;
-    lo[kx] = std::min(a, ow);
-    hi[kx] = std::max(lo[kx], std::min(b, ow));
-    const int64_t phase = ((base % sw) + sw) % sw;  // input column (ox * sw + base) is in this phase
-    col_offset[kx] = sw == 1 ? lo[kx] + base : phase * phase_len + lo[kx] + (base - phase) / sw;
+  for (int64_t ky = 0; ky < kh; ++ky) {
+    for (int64_t kx = 0; kx < kw; ++kx) {
+      off[ky * kw + kx] = ky * dh * l.row_len + (kx * dw) % sw * l.phase_len + (kx * dw) / sw;
+    }
   }
-  if (sw > 1) {  // column ix of row iy -> plane[iy * row_len + (ix % sw) * phase_len + ix / sw]
-    for (int64_t iy = 0; iy < ih; ++iy) {
-      const float* xr = x + iy * iw;
-      float* pr = plane + iy * row_len;
-      if (sw == 2) {  // constant stride: a loop the compiler vectorizes
-        float* even = pr;
-        float* odd = pr + phase_len;
-        const int64_t pairs = iw / 2;
-        for (int64_t i = 0; i < pairs; ++i) {
-          even[i] = xr[2 * i];
-          odd[i] = xr[2 * i + 1];
+  const v8f vbias = {bias, bias, bias, bias, bias, bias, bias, bias};
+  const int64_t wide = ow / 32 * 32;  // columns done 32 at a time; the rest in blocks of V vectors
+  const int64_t rest_vectors = (ow - wide + 7) / 8;
+  for (int64_t oy = 0; oy < oh;) {
+    const int64_t rows = std::min(RowsPerBlock(rest_vectors), oh - oy);
+    switch (rest_vectors) {
+      case 1: RestBlock<1>(plane, l, sh, off, taps, w, vbias, oy, rows, wide, ow, oh, y); break;
+      case 2: RestBlock<2>(plane, l, sh, off, taps, w, vbias, oy, rows, wide, ow, oh, y); break;
+      case 3: RestBlock<3>(plane, l, sh, off, taps, w, vbias, oy, rows, wide, ow, oh, y); break;
+      case 4: RestBlock<4>(plane, l, sh, off, taps, w, vbias, oy, rows, wide, ow, oh, y); break;
+      default: break;
+    }
+    if (wide > 0) {
+      for (int64_t rr = 0; rr < rows; ++rr) {
+        const float* row = plane + (oy + rr) * sh * l.row_len;
+        float* yr = y + (oy + rr) * ow;
+        for (int64_t ox = 0; ox < wide; ox += 32) {
+          v8f a0 = vbias, a1 = vbias, a2 = vbias, a3 = vbias;
+          for (int64_t t = 0; t < taps; ++t) {
+            const float* s = row + off[t] + ox;
+            const float wt = w[t];
+            a0 += wt * Load8(s);
+            a1 += wt * Load8(s + 8);
+            a2 += wt * Load8(s + 16);
+            a3 += wt * Load8(s + 24);
+          }
+          std::memcpy(yr + ox, &a0, sizeof(a0));
+          std::memcpy(yr + ox + 8, &a1, sizeof(a1));
+          std::memcpy(yr + ox + 16, &a2, sizeof(a2));
+          std::memcpy(yr + ox + 24, &a3, sizeof(a3));
         }
-        if (iw % 2) even[pairs] = xr[iw - 1];
-        continue;
-      }
-      for (int64_t p = 0; p < sw; ++p) {
-        float* dst = pr + p * phase_len;
-        for (int64_t ix = p, i = 0; ix < iw; ix += sw, ++i) dst[i] = xr[ix];
       }
     }
-  }
-  // Per output row: the valid taps in order (weight, run pointer at output column lo, lo, hi).
-  const float* rows = sw == 1 ? x : plane;
-  const int64_t rows_len = sw == 1 ? iw : row_len;
-  for (int64_t oy = 0; oy < oh; ++oy) {
-    float* yr = y + oy * ow;
-    for (int64_t ox = 0; ox < ow; ++ox) yr[ox] = bias;
-    int64_t taps = 0, in_lo = 0, in_hi = ow;  // [in_lo, in_hi): columns every tap covers
-    for (int64_t ky = 0; ky < kh; ++ky) {
-      const int64_t iy = oy * sh - ph + ky * dh;
-      if (iy < 0 || iy >= ih) continue;
-      for (int64_t kx = 0; kx < kw; ++kx) {
-        if (hi[kx] <= lo[kx]) continue;
-        tap_w[taps] = w[ky * kw + kx];
-        tap_src[taps] = rows + iy * rows_len + col_offset[kx];  // [i] = x[iy, (lo + i) * sw + base]
-        tap_lo[taps] = lo[kx];
-        tap_hi[taps] = hi[kx];
-        in_lo = std::max(in_lo, lo[kx]);
-        in_hi = std::min(in_hi, hi[kx]);
-        ++taps;
-      }
-    }
-    if (in_hi <= in_lo) in_lo = in_hi = 0;
-    // Each column gets its taps in order either way: the border columns tap by tap, the interior
-    // ones through kInterior.
-    for (int64_t t = 0; t < taps; ++t) {
-      const float wv = tap_w[t];
-      const float* xs = tap_src[t] - tap_lo[t];  // xs[ox] for ox in [lo, hi)
-      for (int64_t ox = tap_lo[t]; ox < std::min(tap_hi[t], in_lo); ++ox) yr[ox] += wv * xs[ox];
-      for (int64_t ox = std::max(tap_lo[t], in_hi); ox < tap_hi[t]; ++ox) yr[ox] += wv * xs[ox];
-      tap_at[t] = xs + in_lo;
-    }
-    if (in_hi > in_lo) kInterior(tap_at, tap_w, taps, in_hi - in_lo, yr + in_lo);
+    oy += rows;
   }
 }
 

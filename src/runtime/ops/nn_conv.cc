@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "runtime/kernels/depthwise_f32.h"
+#include "runtime/kernels/ref/sgemm.h"
 #include "runtime/kernels/ref/conv_kernels.h"
 #include "runtime/ops/nn_common.h"
 #include "runtime/ops/op_util.h"
@@ -117,9 +118,102 @@ void ClampRows(const ConvActivation& act, T* y, int64_t rows, int64_t len, int64
   }
 }
 
+// A 1-D geometry as the 2-D one with a height of 1 (2-D unchanged).
+ConvGeometry As2D(const ConvGeometry& g) {
+  if (g.nd != 1) return g;
+  ConvGeometry g2 = g;
+  g2.nd = 2;
+  g2.in = {1, g.in[0]};
+  g2.out = {1, g.out[0]};
+  g2.kernel = {1, g.kernel[0]};
+  g2.stride = {1, g.stride[0]};
+  g2.dilation = {1, g.dilation[0]};
+  g2.pad_begin = {0, g.pad_begin[0]};
+  return g2;
+}
+
+// A depthwise conv (one input and one output channel per group) runs the direct kernel.
+bool IsDepthwise(int64_t C, int64_t M, int64_t group) { return group == C && M == C; }
+
+// Float weights [M, C/group, k...] packed per group for kernels::SgemmPacked (rows: the group's
+// output channels; depth: its input channels x kernel taps).
+using PackedConvWeights = std::vector<kernels::SgemmPackedA>;
+PackedConvWeights PackConvWeights(const float* w, int64_t M, int64_t group, int64_t kdim) {
+  PackedConvWeights packed;
+  const int64_t Mg = M / group;
+  packed.reserve(static_cast<size_t>(group));
+  for (int64_t gi = 0; gi < group; ++gi) packed.emplace_back(w + gi * Mg * kdim, kdim, Mg, kdim);
+  return packed;
+}
+
+// Float 1-D / 2-D convolution as packed GEMMs per (image, group): weights packed once (or now,
+// when not constant), im2col values written straight into the GEMM's panels, bias and the fused
+// activation applied in the micro-kernel's store.
+Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M, int64_t group,
+                       const float* x, const float* w, const float* bias, float* y, const ConvActivation& act,
+                       const PackedConvWeights* prepacked) {
+  const ConvGeometry g2 = As2D(g);
+  const int64_t Cg = C / group, Mg = M / group;
+  const int64_t kdim = Cg * g.KernelSize(), in_size = g.InSize(), out_size = g.OutSize();
+  PackedConvWeights local;
+  if (!prepacked) {
+    local = PackConvWeights(w, M, group, kdim);
+    prepacked = &local;
+  }
+  // A padded conv first copies its input into planes that hold the padding (kernels::PaddedPlanes):
+  // then the panel packer reads every tap at a fixed offset, no bounds checks.
+  const bool pointwise = g.IsPointwise();
+  ConvGeometry gp = g2;
+  int64_t plane = in_size;
+  Tensor padded;
+  if (!pointwise) {
+    const kernels::PaddedPlanes pp = kernels::PaddedPlanesFor(g2);
+    if (pp.needed) {
+      const int64_t planes = N * C;
+      QK_ASSIGN_OR_RETURN(padded, ctx.Scratch(DType::kFloat32, planes * pp.height * pp.width, "padded input"));
+      float* dst = padded.data<float>();
+      auto copy = [&](int64_t b, int64_t e) {
+        kernels::PadPlanes<float>(g2, pp, x + b * in_size, e - b, 0.f, dst + b * pp.height * pp.width);
+      };
+      if (ThreadPool* pool = ctx.thread_pool(); pool && planes > 1) {
+        pool->ParallelFor(planes, 1, copy);
+      } else {
+        copy(0, planes);
+      }
+      x = dst;
+      gp = kernels::OverPaddedPlanes(g2, pp);
+      plane = pp.height * pp.width;
+    }
+  }
+  const double flops = 2.0 * static_cast<double>(Mg) * static_cast<double>(kdim) * static_cast<double>(out_size);
+  const int64_t workspace = kernels::SgemmPackedWorkspace((*prepacked)[0], out_size, ctx.thread_pool());
+  return ForEachBatchGroup<float>(
+      ctx, N, group, flops, workspace, "conv panel", [&](int64_t n, int64_t gi, ThreadPool* tp, float* panel) {
+        const float* xg = x + (n * C + gi * Cg) * plane;
+        kernels::SgemmEpilogue epi;
+        epi.bias = bias ? bias + gi * Mg : nullptr;
+        epi.clamp = act.on;
+        epi.lo = act.lo;
+        epi.hi = act.hi;
+        kernels::SgemmPanelPacker pack;
+        if (pointwise) {
+          pack = [xg, in_size](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
+            kernels::SgemmPackRows(xg, in_size, k0, kc, j0, nc, nr, dst);
+          };
+        } else {
+          pack = [&gp, xg](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
+            kernels::Im2ColPanel2D(gp, xg, k0, kc, j0, nc, nr, dst);
+          };
+        }
+        kernels::SgemmPacked((*prepacked)[gi], out_size, pack, y + (n * M + gi * Mg) * out_size, out_size, epi, tp,
+                             panel);
+      });
+}
+
 template <typename T>
 Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M, int64_t group,
-                   const T* x, const T* w, const T* bias, T* y, const ConvActivation& act) {
+                   const T* x, const T* w, const T* bias, T* y, const ConvActivation& act,
+                   const PackedConvWeights* prepacked = nullptr) {
   const int64_t Cg = C / group, Mg = M / group;
   const int64_t ksize = g.KernelSize(), in_size = g.InSize(), out_size = g.OutSize();
   const int64_t kdim = Cg * ksize;
@@ -133,17 +227,8 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
     return Status::Ok();
   }
 
-  if (group == C && M == C && (g.nd == 1 || g.nd == 2)) {  // depthwise: direct kernel
-    ConvGeometry g2 = g;
-    if (g.nd == 1) {
-      g2.nd = 2;
-      g2.in = {1, g.in[0]};
-      g2.out = {1, g.out[0]};
-      g2.kernel = {1, g.kernel[0]};
-      g2.stride = {1, g.stride[0]};
-      g2.dilation = {1, g.dilation[0]};
-      g2.pad_begin = {0, g.pad_begin[0]};
-    }
+  if (IsDepthwise(C, M, group) && (g.nd == 1 || g.nd == 2)) {  // depthwise: direct kernel
+    const ConvGeometry g2 = As2D(g);
     // float: kernels/depthwise_f32 (the same operations, vectorized; a stride-phase plane per
     // worker for strides above 1, from the run's pool); double: the reference loop.
     const int64_t plane_elems = std::is_same_v<T, float> ? kernels::DepthwiseFloatPlaneElems(g2) : 0;
@@ -180,6 +265,10 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
       body(0, N * C);
     }
     return failed;
+  }
+
+  if constexpr (std::is_same_v<T, float>) {
+    if (g.nd <= 2) return ConvPackedFloat(ctx, g, N, C, M, group, x, w, bias, y, act, prepacked);
   }
 
   const bool pointwise = g.IsPointwise();
@@ -242,6 +331,13 @@ class ConvKernel final : public OpKernel {
         QK_CHECK_ARG(b->rank() == 1 && b->dim(0) == w->dim(0), "bias B has shape {}, expected [{}]",
                      ShapeToString(b->shape()), w->dim(0));
       }
+      // Constant float32 weights of a 1-D/2-D conv that runs as a GEMM: packed once, here.
+      const int64_t M = w->dim(0), C = w->dim(1) * k->group_;
+      if (w->dtype() == DType::kFloat32 && w->rank() <= 4 && !IsDepthwise(C, M, k->group_) && M > 0 &&
+          w->numel() > 0) {
+        k->packed_ = std::make_unique<PackedConvWeights>(
+            PackConvWeights(w->data<float>(), M, k->group_, w->numel() / M));
+      }
     }
     return std::unique_ptr<OpKernel>(std::move(k));
   }
@@ -277,7 +373,7 @@ class ConvKernel final : public OpKernel {
     if (x->dtype() == DType::kFloat32) {
       QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
       return ConvCompute<float>(ctx, g, N, C, M, group_, x->data<float>(), w->data<float>(),
-                                b ? b->data<float>() : nullptr, y->data<float>(), act_);
+                                b ? b->data<float>() : nullptr, y->data<float>(), act_, packed_.get());
     }
     Allocator* alloc = ctx.allocator();
     QK_ASSIGN_OR_RETURN(const Tensor xf, ToFloat32IfHalf(ctx, *x, "float32 X"));
@@ -296,6 +392,7 @@ class ConvKernel final : public OpKernel {
   SpatialAttrs attrs_;
   int64_t group_ = 1;
   ConvActivation act_;
+  std::unique_ptr<PackedConvWeights> packed_;  // constant float32 weights, packed at creation
 };
 
 // --------------------------------------------------------------------------- ConvTranspose

@@ -2,6 +2,7 @@
 #include "runtime/kernels/ref/conv_kernels.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace quantkit::kernels {
 namespace {
@@ -107,6 +108,78 @@ void Im2ColChannel(const ConvGeometry& g, const T* x, int64_t p0, int64_t p1, T*
   }
 }
 
+PaddedPlanes PaddedPlanesFor(const ConvGeometry& g) {
+  PaddedPlanes pp;
+  pp.height = std::max(g.pad_begin[0] + g.in[0], (g.out[0] - 1) * g.stride[0] + (g.kernel[0] - 1) * g.dilation[0] + 1);
+  pp.width = std::max(g.pad_begin[1] + g.in[1], (g.out[1] - 1) * g.stride[1] + (g.kernel[1] - 1) * g.dilation[1] + 1);
+  pp.needed = pp.height != g.in[0] || pp.width != g.in[1] || g.pad_begin[0] != 0 || g.pad_begin[1] != 0;
+  return pp;
+}
+
+template <typename T>
+void PadPlanes(const ConvGeometry& g, const PaddedPlanes& pp, const T* x, int64_t planes, T pad, T* dst) {
+  const int64_t h = g.in[0], w = g.in[1], top = g.pad_begin[0], left = g.pad_begin[1];
+  for (int64_t p = 0; p < planes; ++p) {
+    T* d = dst + p * pp.height * pp.width;
+    const T* s = x + p * h * w;
+    std::fill(d, d + top * pp.width, pad);
+    for (int64_t r = 0; r < h; ++r) {
+      T* dr = d + (top + r) * pp.width;
+      std::fill(dr, dr + left, pad);
+      std::copy(s + r * w, s + (r + 1) * w, dr + left);
+      std::fill(dr + left + w, dr + pp.width, pad);
+    }
+    std::fill(d + (top + h) * pp.width, d + pp.height * pp.width, pad);
+  }
+}
+
+ConvGeometry OverPaddedPlanes(const ConvGeometry& g, const PaddedPlanes& pp) {
+  ConvGeometry gp = g;
+  gp.in = {pp.height, pp.width};
+  gp.pad_begin = {0, 0};
+  return gp;
+}
+
+void Im2ColPanel2D(const ConvGeometry& g, const float* x, int64_t k0, int64_t kc, int64_t p0, int64_t np, int nr,
+                   float* dst) {
+  constexpr int kMaxNr = 16;
+  const int64_t iw = g.in[1], kh = g.kernel[0], kw = g.kernel[1], ow = g.out[1];
+  const int64_t sh = g.stride[0], sw = g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
+  const int64_t ksize = kh * kw, in_size = g.InSize();
+  // Offset of each row's tap from its output position's window origin, for this K block.
+  int64_t tap[256];
+  const int64_t kc_max = std::min<int64_t>(kc, 256);
+  for (int64_t pc = 0; pc < kc; pc += kc_max) {  // K blocks above 256 rows: in pieces
+    const int64_t n_rows = std::min(kc_max, kc - pc);
+    for (int64_t r = 0; r < n_rows; ++r) {
+      const int64_t k = k0 + pc + r, t = k % ksize;
+      tap[r] = (k / ksize) * in_size + (t / kw) * dh * iw + (t % kw) * dw;
+    }
+    for (int64_t q0 = 0; q0 < np; q0 += nr) {
+      const int64_t n = std::min<int64_t>(nr, np - q0);
+      int64_t origin[kMaxNr];  // window origin of each position of this sliver
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t p = p0 + q0 + i;
+        origin[i] = (p / ow) * sh * iw + (p % ow) * sw;
+      }
+      // One output row with stride 1: the sliver reads n consecutive values per tap.
+      const bool contiguous = sw == 1 && (p0 + q0) / ow == (p0 + q0 + n - 1) / ow;
+      float* d = dst + (q0 / nr) * kc * nr + pc * nr;
+      for (int64_t r = 0; r < n_rows; ++r, d += nr) {
+        const float* src = x + tap[r];
+        if (contiguous && n == kMaxNr) {
+          std::memcpy(d, src + origin[0], kMaxNr * sizeof(float));
+        } else if (contiguous) {
+          std::copy(src + origin[0], src + origin[0] + n, d);
+        } else {
+          for (int64_t i = 0; i < n; ++i) d[i] = src[origin[i]];
+        }
+        std::fill(d + n, d + nr, 0.f);
+      }
+    }
+  }
+}
+
 template <typename T>
 void Col2ImChannelAdd(const ConvGeometry& g, const T* col, int64_t ldcol, int64_t p0, int64_t p1,
                       T* y) {
@@ -170,9 +243,12 @@ void DepthwiseConv2DChannel(const ConvGeometry& g, const T* x, const T* w, T bia
 #define QK_INSTANTIATE_CONV(T)                                                                   \
   template void Im2ColChannel<T>(const ConvGeometry&, const T*, int64_t, int64_t, T*, int64_t); \
   template void Col2ImChannelAdd<T>(const ConvGeometry&, const T*, int64_t, int64_t, int64_t, T*);                 \
-  template void DepthwiseConv2DChannel<T>(const ConvGeometry&, const T*, const T*, T, T*);
+  template void DepthwiseConv2DChannel<T>(const ConvGeometry&, const T*, const T*, T, T*);                          \
+  template void PadPlanes<T>(const ConvGeometry&, const PaddedPlanes&, const T*, int64_t, T, T*);
 QK_INSTANTIATE_CONV(float)
 QK_INSTANTIATE_CONV(double)
+template void PadPlanes<uint8_t>(const ConvGeometry&, const PaddedPlanes&, const uint8_t*, int64_t, uint8_t,
+                                  uint8_t*);
 #undef QK_INSTANTIATE_CONV
 
 }  // namespace quantkit::kernels

@@ -27,6 +27,30 @@ struct ConvGeometry {
 template <typename T>
 void Im2ColChannel(const ConvGeometry& g, const T* x, int64_t p0, int64_t p1, T* col, int64_t ldcol);
 
+// Padded input planes for a 2-D convolution: the input placed at (pad_top, pad_left) inside
+// planes big enough that every tap of every output position lands inside (the rest holds the
+// padding value). Then a packer reads taps at fixed offsets with no bounds checks.
+struct PaddedPlanes {
+  int64_t height = 0, width = 0;  // of each padded plane
+  bool needed = false;            // false: the input itself already satisfies this (no copy)
+};
+PaddedPlanes PaddedPlanesFor(const ConvGeometry& g);  // g.nd == 2
+
+// Copies `planes` planes of g.in from x into the padded layout (dst: planes x height x width).
+template <typename T>
+void PadPlanes(const ConvGeometry& g, const PaddedPlanes& pp, const T* x, int64_t planes, T pad, T* dst);
+
+// The geometry of the same convolution over the padded planes (pads 0, in = the padded extent).
+ConvGeometry OverPaddedPlanes(const ConvGeometry& g, const PaddedPlanes& pp);
+
+// The im2col matrix of a 2-D convolution whose taps all land inside its input (see PaddedPlanes)
+// over channels x[c] (planes of g.InSize()), rows k = c * KH * KW + ky * KW + kx in [k0, k0+kc),
+// output positions [p0, p0+np), written in the packed GEMM panel layout
+// (kernels::SgemmPanelPacker): element (k, p) at dst[((p - p0) / nr) * kc * nr + (k - k0) * nr +
+// (p - p0) % nr]; the last sliver's columns past p0 + np are zero.
+void Im2ColPanel2D(const ConvGeometry& g, const float* x, int64_t k0, int64_t kc, int64_t p0, int64_t np, int nr,
+                   float* dst);
+
 // Adjoint of Im2ColChannel for output positions [p0, p1): y[in position] += col[r * ldcol + p - p0].
 template <typename T>
 void Col2ImChannelAdd(const ConvGeometry& g, const T* col, int64_t ldcol, int64_t p0, int64_t p1, T* y);

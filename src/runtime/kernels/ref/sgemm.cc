@@ -24,8 +24,18 @@ constexpr int64_t kKC = 256;
 constexpr int64_t kMC = 120;   // multiple of every MR used below (6, 4)
 constexpr int64_t kNC = 3072;  // multiple of every NR used below (16, 8)
 
+// What a micro-kernel does with its MR x NR sums `acc`, per row r and column j:
+//   c = alpha * acc + beta * c_old   (beta == 0: c_old is not read; alpha * acc + bias[r] when bias)
+// then, when clamp, c = min(max(c, lo), hi) (Clip's expression: NaN and -0 pass through).
+struct TileEpilogue {
+  float alpha = 1.f, beta = 0.f;
+  const float* bias = nullptr;  // MR values (rows of this tile), only with beta == 0
+  bool clamp = false;
+  float lo = 0.f, hi = 0.f;
+};
+
 using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                             float alpha, float beta);
+                             const TileEpilogue& epi);
 
 std::atomic<bool> g_force_portable{false};
 
@@ -121,9 +131,21 @@ void PackB(bool trans, const float* B, int64_t ldb, int64_t k0, int64_t kc, int6
 
 typedef float v4f __attribute__((vector_size(16)));
 
+// The epilogue of one value (scalar form of the micro-kernels' vector epilogue; the same roundings).
+inline float EpilogueValue(float acc, float old, int r, const TileEpilogue& epi) {
+  float v = acc * epi.alpha;
+  if (epi.beta != 0.f) {
+    v += old * epi.beta;
+  } else if (epi.bias) {
+    v += epi.bias[r];
+  }
+  if (epi.clamp) v = std::min(std::max(v, epi.lo), epi.hi);
+  return v;
+}
+
 template <int MR, int NR>
 void MicroKernelPortable(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                         float alpha, float beta) {
+                         const TileEpilogue& epi) {
   constexpr int NV = NR / 4;
   v4f acc[MR][NV];
   for (int r = 0; r < MR; ++r)
@@ -139,20 +161,17 @@ void MicroKernelPortable(int64_t kc, const float* a, const float* b, float* c, i
   for (int r = 0; r < MR; ++r) {
     float* cr = c + r * ldc;
     for (int v = 0; v < NV; ++v) {
-      v4f out = acc[r][v] * alpha;
-      if (beta != 0.f) {
-        v4f old;
-        std::memcpy(&old, cr + v * 4, sizeof(old));
-        out += old * beta;
+      for (int l = 0; l < 4; ++l) {
+        float& out = cr[v * 4 + l];
+        out = EpilogueValue(acc[r][v][l], epi.beta != 0.f ? out : 0.f, r, epi);
       }
-      std::memcpy(cr + v * 4, &out, sizeof(out));
     }
   }
 }
 
 __attribute__((target("avx2,fma"))) void MicroKernelAvx2_6x16(int64_t kc, const float* a,
                                                               const float* b, float* c, int64_t ldc,
-                                                              float alpha, float beta) {
+                                                              const TileEpilogue& epi) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -197,61 +216,52 @@ __attribute__((target("avx2,fma"))) void MicroKernelAvx2_6x16(int64_t kc, const 
     b += 16;
   }
 #undef QK_SGEMM_STEP
-  const __m256 va = _mm256_set1_ps(alpha);
   __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  if (beta == 0.f) {
-    for (int r = 0; r < 6; ++r) {
-      _mm256_storeu_ps(c + r * ldc, _mm256_mul_ps(acc[r][0], va));
-      _mm256_storeu_ps(c + r * ldc + 8, _mm256_mul_ps(acc[r][1], va));
-    }
-  } else {
-    const __m256 vb = _mm256_set1_ps(beta);
-    for (int r = 0; r < 6; ++r) {
-      float* cr = c + r * ldc;
-      _mm256_storeu_ps(cr, _mm256_fmadd_ps(acc[r][0], va, _mm256_mul_ps(_mm256_loadu_ps(cr), vb)));
-      _mm256_storeu_ps(cr + 8,
-                       _mm256_fmadd_ps(acc[r][1], va, _mm256_mul_ps(_mm256_loadu_ps(cr + 8), vb)));
+  const __m256 va = _mm256_set1_ps(epi.alpha);
+  const __m256 vb = _mm256_set1_ps(epi.beta);
+  const __m256 lo = _mm256_set1_ps(epi.lo), hi = _mm256_set1_ps(epi.hi);
+  for (int r = 0; r < 6; ++r) {
+    float* cr = c + r * ldc;
+    for (int h = 0; h < 2; ++h) {
+      __m256 v;
+      if (epi.beta != 0.f) {
+        v = _mm256_fmadd_ps(acc[r][h], va, _mm256_mul_ps(_mm256_loadu_ps(cr + 8 * h), vb));
+      } else if (epi.bias) {
+        v = _mm256_fmadd_ps(acc[r][h], va, _mm256_set1_ps(epi.bias[r]));
+      } else {
+        v = _mm256_mul_ps(acc[r][h], va);
+      }
+      // max(lo, v) / min(hi, v) return v when v is NaN, and v for -0 vs 0: Clip's std::max/min.
+      if (epi.clamp) v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+      _mm256_storeu_ps(cr + 8 * h, v);
     }
   }
 }
 
 // ---- Serial blocked driver for one sub-problem.
 
+// C[0:mc, 0:nc] = the packed A block (mc rows, kc deep) times the packed B panel (kc x nc), with
+// `epi` (its bias, if any, points at row 0 of the block). Partial tiles go through `tile`.
 template <int MR, int NR, MicroKernel KERNEL>
-void GemmSerial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  static_assert(kMC % MR == 0 && kNC % NR == 0, "block sizes must be multiples of the tile");
-  float* bp = tls_pack_b.Get(static_cast<size_t>(std::min(kKC, K) * RoundUp(std::min(kNC, N), NR)));
-  float* ap = tls_pack_a.Get(static_cast<size_t>(RoundUp(std::min(kMC, M), MR) * std::min(kKC, K)));
+void MacroKernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp, float* C, int64_t ldc,
+                 const TileEpilogue& epi) {
   alignas(64) float tile[MR * NR];
-  for (int64_t jc = 0; jc < N; jc += kNC) {
-    const int64_t nc = std::min(kNC, N - jc);
-    for (int64_t pc = 0; pc < K; pc += kKC) {
-      const int64_t kc = std::min(kKC, K - pc);
-      const float beta_k = pc == 0 ? beta : 1.f;
-      PackB<NR>(tb, B, ldb, pc, kc, jc, nc, bp);
-      for (int64_t ic = 0; ic < M; ic += kMC) {
-        const int64_t mc = std::min(kMC, M - ic);
-        PackA<MR>(ta, A, lda, ic, mc, pc, kc, ap);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int64_t n = std::min<int64_t>(NR, nc - jr);
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int64_t m = std::min<int64_t>(MR, mc - ir);
-            float* c = C + (ic + ir) * ldc + jc + jr;
-            if (m == MR && n == NR) {
-              KERNEL(kc, ap + ir * kc, bp + jr * kc, c, ldc, alpha, beta_k);
-            } else {
-              KERNEL(kc, ap + ir * kc, bp + jr * kc, tile, NR, 1.f, 0.f);
-              for (int64_t r = 0; r < m; ++r) {
-                float* cr = c + r * ldc;
-                const float* tr = tile + r * NR;
-                if (beta_k == 0.f) {
-                  for (int64_t j = 0; j < n; ++j) cr[j] = alpha * tr[j];
-                } else {
-                  for (int64_t j = 0; j < n; ++j) cr[j] = alpha * tr[j] + beta_k * cr[j];
-                }
-              }
-            }
+  for (int64_t jr = 0; jr < nc; jr += NR) {
+    const int64_t n = std::min<int64_t>(NR, nc - jr);
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+      const int64_t m = std::min<int64_t>(MR, mc - ir);
+      float* c = C + ir * ldc + jr;
+      TileEpilogue e = epi;
+      if (e.bias) e.bias += ir;
+      if (m == MR && n == NR) {
+        KERNEL(kc, ap + ir * kc, bp + jr * kc, c, ldc, e);
+      } else {
+        KERNEL(kc, ap + ir * kc, bp + jr * kc, tile, NR, TileEpilogue{});
+        for (int64_t r = 0; r < m; ++r) {
+          float* cr = c + r * ldc;
+          const float* tr = tile + r * NR;
+          for (int64_t j = 0; j < n; ++j) {
+            cr[j] = EpilogueValue(tr[j], e.beta != 0.f ? cr[j] : 0.f, static_cast<int>(r), e);
           }
         }
       }
@@ -259,12 +269,68 @@ void GemmSerial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
   }
 }
 
+template <int MR, int NR, MicroKernel KERNEL>
+void GemmSerial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  static_assert(kMC % MR == 0 && kNC % NR == 0, "block sizes must be multiples of the tile");
+  float* bp = tls_pack_b.Get(static_cast<size_t>(std::min(kKC, K) * RoundUp(std::min(kNC, N), NR)));
+  float* ap = tls_pack_a.Get(static_cast<size_t>(RoundUp(std::min(kMC, M), MR) * std::min(kKC, K)));
+  for (int64_t jc = 0; jc < N; jc += kNC) {
+    const int64_t nc = std::min(kNC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      const int64_t kc = std::min(kKC, K - pc);
+      TileEpilogue epi;
+      epi.alpha = alpha;
+      epi.beta = pc == 0 ? beta : 1.f;
+      PackB<NR>(tb, B, ldb, pc, kc, jc, nc, bp);
+      for (int64_t ic = 0; ic < M; ic += kMC) {
+        const int64_t mc = std::min(kMC, M - ic);
+        PackA<MR>(ta, A, lda, ic, mc, pc, kc, ap);
+        MacroKernel<MR, NR, KERNEL>(mc, nc, kc, ap, bp, C + ic * ldc + jc, ldc, epi);
+      }
+    }
+  }
+}
+
+// Rows [i0, i0+m) and columns [j0, j0+n) of C = packed A * B (B from `pack_b`), i0 a multiple of
+// MR. Same blocking and summation order as GemmSerial; the first K block adds the bias, the last
+// one clamps. `bp` holds one B panel.
+template <int MR, int NR, MicroKernel KERNEL>
+void PackedSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i0, int64_t m, int64_t j0,
+                  int64_t n, const SgemmPanelPacker& pack_b, float* C, int64_t ldc, const SgemmEpilogue& epi,
+                  float* bp) {
+  for (int64_t jc = j0; jc < j0 + n; jc += kNC) {
+    const int64_t nc = std::min(kNC, j0 + n - jc);
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      const int64_t kc = std::min(kKC, K - pc);
+      pack_b(pc, kc, jc, nc, NR, bp);
+      TileEpilogue e;
+      e.beta = pc == 0 ? 0.f : 1.f;
+      e.clamp = epi.clamp && pc + kc == K;
+      e.lo = epi.lo;
+      e.hi = epi.hi;
+      // Block pc of the packed A: padded_rows x kc, MR-row slivers (PackA's layout).
+      const float* block = packed_a + pc * padded_rows;
+      for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
+        const int64_t mc = std::min(kMC, i0 + m - ic);
+        e.bias = pc == 0 && epi.bias ? epi.bias + ic : nullptr;
+        MacroKernel<MR, NR, KERNEL>(mc, nc, kc, block + ic * kc, bp, C + ic * ldc + jc, ldc, e);
+      }
+    }
+  }
+}
+
 using SerialFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                           const float*, int64_t, float, float*, int64_t);
+using PackedSerialFn = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                const SgemmPanelPacker&, float*, int64_t, const SgemmEpilogue&, float*);
+using PackAFn = void (*)(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
 
 struct GemmImpl {
   int mr, nr;
   SerialFn serial;
+  PackedSerialFn packed_serial;
+  PackAFn pack_a;
   const char* name;
 };
 
@@ -276,11 +342,49 @@ bool HasAvx2Fma() {
   return has;
 }
 
-GemmImpl SelectImpl() {
-  if (HasAvx2Fma() && !g_force_portable.load(std::memory_order_relaxed)) {
-    return {6, 16, &GemmSerial<6, 16, &MicroKernelAvx2_6x16>, "avx2_fma_6x16"};
+template <int MR, int NR, MicroKernel KERNEL>
+constexpr GemmImpl MakeImpl(const char* name) {
+  return {MR, NR, &GemmSerial<MR, NR, KERNEL>, &PackedSerial<MR, NR, KERNEL>, &PackA<MR>, name};
+}
+constexpr GemmImpl kAvx2Impl = MakeImpl<6, 16, &MicroKernelAvx2_6x16>("avx2_fma_6x16");
+constexpr GemmImpl kPortableImpl = MakeImpl<4, 8, &MicroKernelPortable<4, 8>>("generic_4x8");
+
+const GemmImpl& SelectImpl() {
+  if (HasAvx2Fma() && !g_force_portable.load(std::memory_order_relaxed)) return kAvx2Impl;
+  return kPortableImpl;
+}
+
+// Splits an M x N product over at most `threads` independent tasks (each a multiple of MR rows
+// and NR columns): the grid that minimises the largest task (in micro-tiles) plus a
+// packing-overhead term, keeping enough work per task.
+struct TaskGrid {
+  int64_t rows_per = 0, cols_per = 0, tm = 1, tn = 1;
+};
+TaskGrid ChooseGrid(const GemmImpl& impl, int64_t M, int64_t N, int64_t K, int threads) {
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  TaskGrid grid{M, N, 1, 1};
+  if (threads <= 1 || flops < 4e6) return grid;
+  const int64_t mp = (M + impl.mr - 1) / impl.mr, np = (N + impl.nr - 1) / impl.nr;
+  const int64_t max_tasks = std::max<int64_t>(1, std::min<int64_t>(threads, static_cast<int64_t>(flops / 2e6)));
+  int64_t best_tm = 1, best_tn = 1;
+  double best_cost = -1;
+  for (int64_t tm = 1; tm <= max_tasks; ++tm) {
+    const int64_t tn = max_tasks / tm;
+    if (tm > mp || tn > np) continue;
+    const double tile_m = static_cast<double>((mp + tm - 1) / tm) * impl.mr;
+    const double tile_n = static_cast<double>((np + tn - 1) / tn) * impl.nr;
+    const double cost = tile_m * tile_n * static_cast<double>(K) + 0.5 * (tile_m + tile_n) * static_cast<double>(K);
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best_tm = tm;
+      best_tn = tn;
+    }
   }
-  return {4, 8, &GemmSerial<4, 8, &MicroKernelPortable<4, 8>>, "generic_4x8"};
+  grid.rows_per = (mp + best_tm - 1) / best_tm * impl.mr;
+  grid.cols_per = (np + best_tn - 1) / best_tn * impl.nr;
+  grid.tm = (M + grid.rows_per - 1) / grid.rows_per;
+  grid.tn = (N + grid.cols_per - 1) / grid.cols_per;
+  return grid;
 }
 
 // ---- Matrix-vector special cases (M == 1 or N == 1): no packing.
@@ -407,43 +511,86 @@ void Sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     Gemv(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pool);
     return;
   }
-  const GemmImpl impl = SelectImpl();
-  const int threads = pool ? pool->num_threads() : 1;
-  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  if (threads <= 1 || flops < 4e6) {
+  const GemmImpl& impl = SelectImpl();
+  const TaskGrid grid = ChooseGrid(impl, M, N, K, pool ? pool->num_threads() : 1);
+  if (grid.tm * grid.tn == 1) {
     impl.serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  // Grid of tm x tn independent tasks; pick the split that minimises the largest task (in
-  // micro-tiles) plus a packing-overhead term, using at most `threads` tasks (enough work each).
-  const int64_t mp = (M + impl.mr - 1) / impl.mr, np = (N + impl.nr - 1) / impl.nr;
-  const int64_t max_tasks = std::max<int64_t>(1, std::min<int64_t>(threads, static_cast<int64_t>(flops / 2e6)));
-  int64_t best_tm = 1, best_tn = 1;
-  double best_cost = -1;
-  for (int64_t tm = 1; tm <= max_tasks; ++tm) {
-    const int64_t tn = max_tasks / tm;
-    if (tm > mp || tn > np) continue;
-    const double tile_m = static_cast<double>((mp + tm - 1) / tm) * impl.mr;
-    const double tile_n = static_cast<double>((np + tn - 1) / tn) * impl.nr;
-    const double cost = tile_m * tile_n * static_cast<double>(K) + 0.5 * (tile_m + tile_n) * static_cast<double>(K);
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best_tm = tm;
-      best_tn = tn;
-    }
-  }
-  const int64_t rows_per = (mp + best_tm - 1) / best_tm * impl.mr;
-  const int64_t cols_per = (np + best_tn - 1) / best_tn * impl.nr;
-  const int64_t tm = (M + rows_per - 1) / rows_per, tn = (N + cols_per - 1) / cols_per;
-  pool->ParallelFor(tm * tn, 1, [&](int64_t b, int64_t e) {
+  pool->ParallelFor(grid.tm * grid.tn, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      const int64_t i0 = (t / tn) * rows_per, j0 = (t % tn) * cols_per;
-      const int64_t m = std::min(rows_per, M - i0), n = std::min(cols_per, N - j0);
+      const int64_t i0 = (t / grid.tn) * grid.rows_per, j0 = (t % grid.tn) * grid.cols_per;
+      const int64_t m = std::min(grid.rows_per, M - i0), n = std::min(grid.cols_per, N - j0);
       const float* a = trans_a ? A + i0 : A + i0 * lda;
       const float* bb = trans_b ? B + j0 * ldb : B + j0;
       impl.serial(trans_a, trans_b, m, n, K, alpha, a, lda, bb, ldb, beta, C + i0 * ldc + j0, ldc);
     }
   });
+}
+
+SgemmPackedA::SgemmPackedA(const float* A, int64_t lda, int64_t M, int64_t K) : rows_(M), depth_(K) {
+  const GemmImpl& impl = SelectImpl();
+  portable_ = &impl == &kPortableImpl;
+  padded_rows_ = RoundUp(std::max<int64_t>(M, 1), impl.mr);
+  data_.assign(static_cast<size_t>(padded_rows_ * K), 0.f);
+  for (int64_t pc = 0; pc < K; pc += kKC) {
+    impl.pack_a(false, A, lda, 0, M, pc, std::min(kKC, K - pc), data_.data() + pc * padded_rows_);
+  }
+}
+
+namespace {
+const GemmImpl& PackedImpl(const SgemmPackedA& a) { return a.portable() ? kPortableImpl : kAvx2Impl; }
+
+int64_t PanelFloats(const GemmImpl& impl, int64_t cols, int64_t K) {
+  return std::min(kKC, K) * RoundUp(std::min(kNC, cols), impl.nr);
+}
+}  // namespace
+
+int64_t SgemmPackedWorkspace(const SgemmPackedA& a, int64_t N, ThreadPool* pool) {
+  if (a.rows() <= 0 || N <= 0 || a.depth() <= 0) return 0;
+  const GemmImpl& impl = PackedImpl(a);
+  const TaskGrid grid = ChooseGrid(impl, a.rows(), N, a.depth(), pool ? pool->num_threads() : 1);
+  return grid.tm * grid.tn * PanelFloats(impl, grid.cols_per, a.depth());
+}
+
+void SgemmPacked(const SgemmPackedA& a, int64_t N, const SgemmPanelPacker& pack_b, float* C, int64_t ldc,
+                 const SgemmEpilogue& epi, ThreadPool* pool, float* workspace) {
+  const int64_t M = a.rows(), K = a.depth();
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // no products: the bias (or zero), clamped
+    for (int64_t i = 0; i < M; ++i) {
+      TileEpilogue e;
+      e.bias = epi.bias ? epi.bias + i : nullptr;
+      e.clamp = epi.clamp;
+      e.lo = epi.lo;
+      e.hi = epi.hi;
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = EpilogueValue(0.f, 0.f, 0, e);
+    }
+    return;
+  }
+  const GemmImpl& impl = PackedImpl(a);
+  const TaskGrid grid = ChooseGrid(impl, M, N, K, pool ? pool->num_threads() : 1);
+  const int64_t panel = PanelFloats(impl, grid.cols_per, K);
+  auto task = [&](int64_t t) {
+    const int64_t i0 = (t / grid.tn) * grid.rows_per, j0 = (t % grid.tn) * grid.cols_per;
+    const int64_t m = std::min(grid.rows_per, M - i0), n = std::min(grid.cols_per, N - j0);
+    impl.packed_serial(a.data(), a.padded_rows(), K, i0, m, j0, n, pack_b, C, ldc, epi, workspace + t * panel);
+  };
+  if (grid.tm * grid.tn == 1) {
+    task(0);
+    return;
+  }
+  pool->ParallelFor(grid.tm * grid.tn, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) task(t);
+  });
+}
+
+void SgemmPackRows(const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
+  if (nr == 16) {
+    PackB<16>(false, B, ldb, k0, kc, j0, nc, dst);
+  } else {
+    PackB<8>(false, B, ldb, k0, kc, j0, nc, dst);
+  }
 }
 
 void SgemmNaive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

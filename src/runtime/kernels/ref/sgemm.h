@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 namespace quantkit {
 class ThreadPool;
@@ -25,7 +27,57 @@ void SgemmNaive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
 // Name of the micro-kernel Sgemm uses on this machine ("avx2_fma_6x16", "generic_4x8").
 const char* SgemmKernelName();
 
-// Testing hook: when true, Sgemm uses the portable micro-kernel even if AVX2 is available.
+// Testing hook: when true, Sgemm (and SgemmPackedA built afterwards) use the portable
+// micro-kernel even if AVX2 is available.
 void SgemmForcePortable(bool force);
+
+// ---- GEMM with a constant left operand packed once (convolution weights) -------------------------
+//
+// C[M, N] = A[M, K] * B[K, N] with A packed at session creation, B packed panel by panel by the
+// caller's packer (a convolution writes its im2col values straight into the panel: no im2col
+// matrix, no second copy) and a fused epilogue: + bias[row], then Clip. The blocking and the
+// order of every sum are those of Sgemm's blocked path with the bias prefilled into C (bias +
+// first K block, + each next block), so both give the same bits.
+
+// A packed in the MR-row slivers of the micro-kernel chosen when it is built.
+class SgemmPackedA {
+ public:
+  SgemmPackedA() = default;
+  SgemmPackedA(const float* A, int64_t lda, int64_t M, int64_t K);
+
+  int64_t rows() const { return rows_; }
+  int64_t depth() const { return depth_; }
+  int64_t padded_rows() const { return padded_rows_; }
+  bool portable() const { return portable_; }
+  const float* data() const { return data_.data(); }
+
+ private:
+  int64_t rows_ = 0, depth_ = 0, padded_rows_ = 0;
+  bool portable_ = false;
+  std::vector<float> data_;
+};
+
+// Writes B[k0 : k0+kc, j0 : j0+nc] in nr-column slivers, k-major: element (k, j) at
+// dst[((j - j0) / nr) * kc * nr + (k - k0) * nr + (j - j0) % nr]; the columns of the last
+// sliver past j0 + nc are zero. Called from worker threads (each with its own dst).
+using SgemmPanelPacker =
+    std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst)>;
+
+// The packer for a row-major B (leading dimension ldb).
+void SgemmPackRows(const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr,
+                   float* dst);
+
+struct SgemmEpilogue {
+  const float* bias = nullptr;  // M values, or null
+  bool clamp = false;           // c = min(max(c, lo), hi), Clip's expression (NaN passes)
+  float lo = 0.f, hi = 0.f;
+};
+
+// Floats of `workspace` SgemmPacked needs for N columns with this pool (64-byte aligned).
+int64_t SgemmPackedWorkspace(const SgemmPackedA& a, int64_t N, ThreadPool* pool);
+
+// C[i * ldc + j] = epilogue(sum_k A[i, k] * B[k, j]) for i < a.rows(), j < N.
+void SgemmPacked(const SgemmPackedA& a, int64_t N, const SgemmPanelPacker& pack_b, float* C, int64_t ldc,
+                 const SgemmEpilogue& epi, ThreadPool* pool, float* workspace);
 
 }  // namespace quantkit::kernels
