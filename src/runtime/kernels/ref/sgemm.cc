@@ -371,7 +371,10 @@ const GemmImpl& SelectImpl() {
 struct TaskGrid {
   int64_t rows_per = 0, cols_per = 0, tm = 1, tn = 1;
 };
-TaskGrid ChooseGrid(const GemmImpl& impl, int64_t M, int64_t N, int64_t K, int threads) {
+// a_pack / b_pack: the cost of packing one element of A / B, in multiply-adds (every task packs
+// its own rows of A and columns of B).
+TaskGrid ChooseGrid(const GemmImpl& impl, int64_t M, int64_t N, int64_t K, int threads, double a_pack = 0.5,
+                    double b_pack = 0.5) {
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   TaskGrid grid{M, N, 1, 1};
   if (threads <= 1 || flops < 4e6) return grid;
@@ -384,7 +387,7 @@ TaskGrid ChooseGrid(const GemmImpl& impl, int64_t M, int64_t N, int64_t K, int t
     if (tm > mp || tn > np) continue;
     const double tile_m = static_cast<double>((mp + tm - 1) / tm) * impl.mr;
     const double tile_n = static_cast<double>((np + tn - 1) / tn) * impl.nr;
-    const double cost = tile_m * tile_n * static_cast<double>(K) + 0.5 * (tile_m + tile_n) * static_cast<double>(K);
+    const double cost = (tile_m * tile_n + a_pack * tile_m + b_pack * tile_n) * static_cast<double>(K);
     if (best_cost < 0 || cost < best_cost) {
       best_cost = cost;
       best_tm = tm;
@@ -552,6 +555,12 @@ SgemmPackedA::SgemmPackedA(const float* A, int64_t lda, int64_t M, int64_t K) : 
 namespace {
 const GemmImpl& PackedImpl(const SgemmPackedA& a) { return a.portable() ? kPortableImpl : kAvx2Impl; }
 
+// A is packed already; each task packs B for its columns (a convolution's im2col: a load and a
+// store per element, worth a few multiply-adds), so splitting rows repeats that work.
+TaskGrid PackedGrid(const GemmImpl& impl, int64_t M, int64_t N, int64_t K, ThreadPool* pool) {
+  return ChooseGrid(impl, M, N, K, pool ? pool->num_threads() : 1, 0.0, 4.0);
+}
+
 int64_t PanelFloats(const GemmImpl& impl, int64_t cols, int64_t K) {
   return std::min(kKC, K) * RoundUp(std::min(kPackedNC, cols), impl.nr);
 }
@@ -560,7 +569,7 @@ int64_t PanelFloats(const GemmImpl& impl, int64_t cols, int64_t K) {
 int64_t SgemmPackedWorkspace(const SgemmPackedA& a, int64_t N, ThreadPool* pool) {
   if (a.rows() <= 0 || N <= 0 || a.depth() <= 0) return 0;
   const GemmImpl& impl = PackedImpl(a);
-  const TaskGrid grid = ChooseGrid(impl, a.rows(), N, a.depth(), pool ? pool->num_threads() : 1);
+  const TaskGrid grid = PackedGrid(impl, a.rows(), N, a.depth(), pool);
   return grid.tm * grid.tn * PanelFloats(impl, grid.cols_per, a.depth());
 }
 
@@ -580,7 +589,7 @@ void SgemmPacked(const SgemmPackedA& a, int64_t N, const SgemmPanelPacker& pack_
     return;
   }
   const GemmImpl& impl = PackedImpl(a);
-  const TaskGrid grid = ChooseGrid(impl, M, N, K, pool ? pool->num_threads() : 1);
+  const TaskGrid grid = PackedGrid(impl, M, N, K, pool);
   const int64_t panel = PanelFloats(impl, grid.cols_per, K);
   auto task = [&](int64_t t) {
     const int64_t i0 = (t / grid.tn) * grid.rows_per, j0 = (t % grid.tn) * grid.cols_per;
