@@ -159,7 +159,7 @@ TEST_P(SgemmTest, MultiBlockAndThreaded) {
   }
 }
 
-// The packed float conv path: SgemmPacked over Im2ColPanel2D panels of the padded planes (bias and Clip in the
+// The packed float conv path: SgemmPacked over Im2ColPanel2D panels of the phase planes (bias and Clip in the
 // micro-kernel's store) gives the same bits as im2col + Sgemm over a bias-prefilled C + Clip.
 TEST_P(SgemmTest, PackedConvPanelsEqualIm2ColPlusSgemm) {
   std::mt19937 rng(11);
@@ -206,14 +206,17 @@ TEST_P(SgemmTest, PackedConvPanelsEqualIm2ColPlusSgemm) {
         epi.lo = -0.5f;
         epi.hi = 0.75f;
         std::vector<float> got(want.size(), std::numeric_limits<float>::quiet_NaN());
-        const kernels::PaddedPlanes pp = kernels::PaddedPlanesFor(g);
-        std::vector<float> xp(static_cast<size_t>(c.C * pp.height * pp.width));
-        kernels::PadPlanes<float>(g, pp, x.data(), c.C, 0.f, xp.data());
-        const kernels::ConvGeometry gp = kernels::OverPaddedPlanes(g, pp);
+        const kernels::ConvPanelPlanes planes = kernels::ConvPanelPlanesFor(g);
+        const int64_t margin = kernels::kConvPanelMargin;
+        std::vector<float> xp(static_cast<size_t>(c.C * planes.plane_floats + 2 * margin), 0.f);
+        for (int64_t ch = 0; ch < c.C; ++ch) {
+          kernels::FillPhasePlane(g, planes.rows, planes.phase_len, x.data() + ch * g.InSize(),
+                                  xp.data() + margin + ch * planes.plane_floats);
+        }
         kernels::SgemmPacked(
             packed, P,
             [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
-              kernels::Im2ColPanel2D(gp, xp.data(), k0, kc, j0, nc, nr, dst);
+              kernels::Im2ColPanel2D(g, planes, xp.data() + margin, k0, kc, j0, nc, nr, dst);
             },
             got.data(), P, epi, tp, aligned);
         if (c.M == 1 || P == 1) {  // Sgemm takes its matrix-vector path there: close, not the same sums

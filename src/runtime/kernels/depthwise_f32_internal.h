@@ -12,11 +12,9 @@
 
 namespace quantkit::kernels::depthwise_f32 {
 
-// The zero-padded, stride-phase-split plane: padded row r holds input row r - pad_top; its column
-// ix (padded coordinates, input column ix - pad_left) sits at phase ix % sw, index ix / sw. Tap
-// (ky, kx) of output (oy, ox) then reads row oy * sh + ky * dh, phase (kx * dw) % sw, index
-// ox + (kx * dw) / sw: for consecutive ox, consecutive floats. Each phase holds the output width
-// rounded up to 8 (plus the taps' reach), so 8-wide loads never leave the plane.
+// The channel's phase plane (kernels::FillPhasePlane): every tap of consecutive output columns
+// reads consecutive floats. Each phase holds the output width rounded up to 8 (plus the taps'
+// reach), so 8-wide loads never leave the plane.
 struct PlaneLayout {
   int64_t rows = 0, phase_len = 0, row_len = 0, out_cols = 0;
 };
@@ -32,10 +30,12 @@ inline PlaneLayout Layout(const ConvGeometry& g) {
 
 typedef float v8f __attribute__((vector_size(32)));
 
-__attribute__((always_inline)) inline v8f Load8(const float* p) {
+// acc += w * p[0..8): one multiply and one add per lane (vectors by reference: no ABI concerns
+// in the portable build).
+__attribute__((always_inline)) inline void MulAdd8(v8f& acc, float w, const float* p) {
   v8f v;
   std::memcpy(&v, p, sizeof(v));
-  return v;
+  acc += w * v;
 }
 
 // Output rows computed together in the columns after the 32-wide blocks: about 4 independent
@@ -48,7 +48,7 @@ constexpr int64_t RowsPerBlock(int64_t vectors) { return vectors >= 3 ? 1 : vect
 // end of the plane is stored partially.
 template <int V>
 __attribute__((always_inline)) inline void RestBlock(const float* plane, const PlaneLayout& l, int64_t sh,
-                                                     const int64_t* off, int64_t taps, const float* w, v8f vbias,
+                                                     const int64_t* off, int64_t taps, const float* w, const v8f& vbias,
                                                      int64_t oy, int64_t rows, int64_t first, int64_t ow, int64_t oh,
                                                      float* y) {
   constexpr int kMaxRows = 4;
@@ -62,13 +62,13 @@ __attribute__((always_inline)) inline void RestBlock(const float* plane, const P
     for (int64_t t = 0; t < taps; ++t) {
       const float wt = w[t];
       for (int r = 0; r < RowsPerBlock(V); ++r)
-        for (int v = 0; v < V; ++v) acc[r][v] += wt * Load8(row[r] + off[t] + 8 * v);
+        for (int v = 0; v < V; ++v) MulAdd8(acc[r][v], wt, row[r] + off[t] + 8 * v);
     }
   } else {
     for (int64_t t = 0; t < taps; ++t) {
       const float wt = w[t];
       for (int r = 0; r < rows; ++r)
-        for (int v = 0; v < V; ++v) acc[r][v] += wt * Load8(row[r] + off[t] + 8 * v);
+        for (int v = 0; v < V; ++v) MulAdd8(acc[r][v], wt, row[r] + off[t] + 8 * v);
     }
   }
   const int64_t plane_end = oh * ow;
@@ -88,38 +88,13 @@ __attribute__((always_inline)) inline void RestBlock(const float* plane, const P
 
 __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const float* x, const float* w, float bias,
                                                float* y, float* plane) {
-  const int64_t ih = g.in[0], iw = g.in[1], kh = g.kernel[0], kw = g.kernel[1];
+  const int64_t kh = g.kernel[0], kw = g.kernel[1];
   const int64_t oh = g.out[0], ow = g.out[1], sh = g.stride[0], sw = g.stride[1];
-  const int64_t dh = g.dilation[0], dw = g.dilation[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
+  const int64_t dh = g.dilation[0], dw = g.dilation[1];
   const PlaneLayout l = Layout(g);
 
-  // 1. The padded, phase-split plane.
-  for (int64_t r = 0; r < l.rows; ++r) {
-    float* pr = plane + r * l.row_len;
-    const int64_t iy = r - ph;
-    if (iy < 0 || iy >= ih) {
-      std::fill(pr, pr + l.row_len, 0.f);
-      continue;
-    }
-    const float* xr = x + iy * iw;
-    for (int64_t p = 0; p < sw; ++p) {
-      float* dst = pr + p * l.phase_len;
-      // index i holds input column i * sw + p - pw: valid for i in [i_lo, i_hi)
-      const int64_t first = pw - p;  // i * sw >= first
-      const int64_t i_lo = std::clamp<int64_t>(first <= 0 ? 0 : (first + sw - 1) / sw, 0, l.phase_len);
-      const int64_t i_hi = std::clamp<int64_t>((iw + first + sw - 1) / sw, i_lo, l.phase_len);
-      std::fill(dst, dst + i_lo, 0.f);
-      const float* src = xr + i_lo * sw - first;
-      if (sw == 1) {
-        std::copy(src, src + (i_hi - i_lo), dst + i_lo);
-      } else if (sw == 2) {  // a constant stride: the compiler vectorizes the gather
-        for (int64_t i = 0; i < i_hi - i_lo; ++i) dst[i_lo + i] = src[2 * i];
-      } else {
-        for (int64_t i = i_lo; i < i_hi; ++i, src += sw) dst[i] = *src;
-      }
-      std::fill(dst + i_hi, dst + l.phase_len, 0.f);
-    }
-  }
+  // 1. The padded, phase-split plane (its rows hold the output width rounded up to 8).
+  FillPhasePlane(g, l.rows, l.phase_len, x, plane);
 
   // 2. Each output row: bias, then every tap in order (ky, kx), 32 columns at a time in
   // registers, then 8 at a time; the last partial 8 are stored through a small buffer.
@@ -158,10 +133,10 @@ __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const floa
           for (int64_t t = 0; t < taps; ++t) {
             const float* s = row + off[t] + ox;
             const float wt = w[t];
-            a0 += wt * Load8(s);
-            a1 += wt * Load8(s + 8);
-            a2 += wt * Load8(s + 16);
-            a3 += wt * Load8(s + 24);
+            MulAdd8(a0, wt, s);
+            MulAdd8(a1, wt, s + 8);
+            MulAdd8(a2, wt, s + 16);
+            MulAdd8(a3, wt, s + 24);
           }
           std::memcpy(yr + ox, &a0, sizeof(a0));
           std::memcpy(yr + ox + 8, &a1, sizeof(a1));

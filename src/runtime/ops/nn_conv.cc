@@ -160,36 +160,38 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
     local = PackConvWeights(w, M, group, kdim);
     prepacked = &local;
   }
-  // A padded conv first copies its input into planes that hold the padding (kernels::PaddedPlanes):
-  // then the panel packer reads every tap at a fixed offset, no bounds checks.
+  // A non-pointwise conv first copies its input into phase planes (kernels::FillPhasePlane: zero
+  // padding, column phases per stride): the panel packer then reads every tap of a run of output
+  // columns as consecutive floats.
   const bool pointwise = g.IsPointwise();
-  ConvGeometry gp = g2;
-  int64_t plane = in_size;
-  Tensor padded;
+  const kernels::ConvPanelPlanes planes = kernels::ConvPanelPlanesFor(g2);
+  Tensor phase_planes;
+  const float* xp = x;
   if (!pointwise) {
-    const kernels::PaddedPlanes pp = kernels::PaddedPlanesFor(g2);
-    if (pp.needed) {
-      const int64_t planes = N * C;
-      QK_ASSIGN_OR_RETURN(padded, ctx.Scratch(DType::kFloat32, planes * pp.height * pp.width, "padded input"));
-      float* dst = padded.data<float>();
-      auto copy = [&](int64_t b, int64_t e) {
-        kernels::PadPlanes<float>(g2, pp, x + b * in_size, e - b, 0.f, dst + b * pp.height * pp.width);
-      };
-      if (ThreadPool* pool = ctx.thread_pool(); pool && planes > 1) {
-        pool->ParallelFor(planes, 1, copy);
-      } else {
-        copy(0, planes);
+    const int64_t count = N * C;
+    QK_ASSIGN_OR_RETURN(phase_planes, ctx.Scratch(DType::kFloat32, count * planes.plane_floats + 2 * kernels::kConvPanelMargin,
+                                                  "conv input planes"));
+    float* buf = phase_planes.data<float>();
+    std::fill(buf, buf + kernels::kConvPanelMargin, 0.f);
+    std::fill(buf + kernels::kConvPanelMargin + count * planes.plane_floats,
+              buf + 2 * kernels::kConvPanelMargin + count * planes.plane_floats, 0.f);
+    float* first = buf + kernels::kConvPanelMargin;
+    auto fill = [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        kernels::FillPhasePlane(g2, planes.rows, planes.phase_len, x + i * in_size, first + i * planes.plane_floats);
       }
-      x = dst;
-      gp = kernels::OverPaddedPlanes(g2, pp);
-      plane = pp.height * pp.width;
+    };
+    if (ThreadPool* pool = ctx.thread_pool(); pool && count > 1) {
+      pool->ParallelFor(count, 1, fill);
+    } else {
+      fill(0, count);
     }
+    xp = first;
   }
   const double flops = 2.0 * static_cast<double>(Mg) * static_cast<double>(kdim) * static_cast<double>(out_size);
   const int64_t workspace = kernels::SgemmPackedWorkspace((*prepacked)[0], out_size, ctx.thread_pool());
   return ForEachBatchGroup<float>(
       ctx, N, group, flops, workspace, "conv panel", [&](int64_t n, int64_t gi, ThreadPool* tp, float* panel) {
-        const float* xg = x + (n * C + gi * Cg) * plane;
         kernels::SgemmEpilogue epi;
         epi.bias = bias ? bias + gi * Mg : nullptr;
         epi.clamp = act.on;
@@ -197,12 +199,14 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
         epi.hi = act.hi;
         kernels::SgemmPanelPacker pack;
         if (pointwise) {
+          const float* xg = x + (n * C + gi * Cg) * in_size;
           pack = [xg, in_size](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
             kernels::SgemmPackRows(xg, in_size, k0, kc, j0, nc, nr, dst);
           };
         } else {
-          pack = [&gp, xg](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
-            kernels::Im2ColPanel2D(gp, xg, k0, kc, j0, nc, nr, dst);
+          const float* pg = xp + (n * C + gi * Cg) * planes.plane_floats;
+          pack = [&g2, &planes, pg](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
+            kernels::Im2ColPanel2D(g2, planes, pg, k0, kc, j0, nc, nr, dst);
           };
         }
         kernels::SgemmPacked((*prepacked)[gi], out_size, pack, y + (n * M + gi * Mg) * out_size, out_size, epi, tp,

@@ -110,12 +110,18 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max)
         T* m = row_max.data();
         for (int64_t i = 0; i < W.in; ++i) m[i] = (r[i] > m[i] || m[i] != m[i]) ? r[i] : m[i];
       }
-      if constexpr (sizeof(T) == 1) {
-        if (pairs) {  // 2-wide, stride 2, no padding (the usual 2x2 pool): a loop that vectorizes
-          const T* m = row_max.data();
+      if (pairs) {  // 2-wide, stride 2, no padding (the usual 2x2 pool): a loop that vectorizes
+        const T* m = row_max.data();
+        if constexpr (sizeof(T) == 1) {
           for (int64_t ow = 0; ow < W.out; ++ow) y[ow] = m[2 * ow + 1] > m[2 * ow] ? m[2 * ow + 1] : m[2 * ow];
-          continue;
+        } else {  // the loop below without branches: a NaN first tap wins
+          for (int64_t ow = 0; ow < W.out; ++ow) {
+            const T first_tap = first[2 * ow];
+            const T best = m[2 * ow + 1] > m[2 * ow] ? m[2 * ow + 1] : m[2 * ow];
+            y[ow] = first_tap != first_tap ? first_tap : best;
+          }
         }
+        continue;
       }
       for (int64_t ow = 0; ow < W.out; ++ow) {
         const T* m = row_max.data() + ow * W.stride - W.pad_begin;

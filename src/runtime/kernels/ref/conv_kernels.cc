@@ -108,75 +108,107 @@ void Im2ColChannel(const ConvGeometry& g, const T* x, int64_t p0, int64_t p1, T*
   }
 }
 
-PaddedPlanes PaddedPlanesFor(const ConvGeometry& g) {
-  PaddedPlanes pp;
-  pp.height = std::max(g.pad_begin[0] + g.in[0], (g.out[0] - 1) * g.stride[0] + (g.kernel[0] - 1) * g.dilation[0] + 1);
-  pp.width = std::max(g.pad_begin[1] + g.in[1], (g.out[1] - 1) * g.stride[1] + (g.kernel[1] - 1) * g.dilation[1] + 1);
-  pp.needed = pp.height != g.in[0] || pp.width != g.in[1] || g.pad_begin[0] != 0 || g.pad_begin[1] != 0;
-  return pp;
-}
-
-template <typename T>
-void PadPlanes(const ConvGeometry& g, const PaddedPlanes& pp, const T* x, int64_t planes, T pad, T* dst) {
-  const int64_t h = g.in[0], w = g.in[1], top = g.pad_begin[0], left = g.pad_begin[1];
-  for (int64_t p = 0; p < planes; ++p) {
-    T* d = dst + p * pp.height * pp.width;
-    const T* s = x + p * h * w;
-    std::fill(d, d + top * pp.width, pad);
-    for (int64_t r = 0; r < h; ++r) {
-      T* dr = d + (top + r) * pp.width;
-      std::fill(dr, dr + left, pad);
-      std::copy(s + r * w, s + (r + 1) * w, dr + left);
-      std::fill(dr + left + w, dr + pp.width, pad);
+void FillPhasePlane(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst) {
+  const int64_t ih = g.in[0], iw = g.in[1], sw = g.stride[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
+  const int64_t row_len = sw * phase_len;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* pr = dst + r * row_len;
+    const int64_t iy = r - ph;
+    if (iy < 0 || iy >= ih) {
+      std::fill(pr, pr + row_len, 0.f);
+      continue;
     }
-    std::fill(d + (top + h) * pp.width, d + pp.height * pp.width, pad);
+    const float* xr = x + iy * iw;
+    for (int64_t p = 0; p < sw; ++p) {
+      float* d = pr + p * phase_len;
+      // index i holds input column i * sw - first: inside the row for i in [i_lo, i_hi)
+      const int64_t first = pw - p;
+      const int64_t i_lo = std::clamp<int64_t>(first <= 0 ? 0 : (first + sw - 1) / sw, 0, phase_len);
+      const int64_t i_hi = std::clamp<int64_t>(iw + first > 0 ? (iw + first + sw - 1) / sw : 0, i_lo, phase_len);
+      std::fill(d, d + i_lo, 0.f);
+      const float* src = xr + i_lo * sw - first;
+      const int64_t n = i_hi - i_lo;
+      if (sw == 1) {
+        std::copy(src, src + n, d + i_lo);
+      } else if (sw == 2) {  // a constant stride: the compiler vectorizes the gather
+        for (int64_t i = 0; i < n; ++i) d[i_lo + i] = src[2 * i];
+      } else {
+        for (int64_t i = 0; i < n; ++i) d[i_lo + i] = src[i * sw];
+      }
+      std::fill(d + i_hi, d + phase_len, 0.f);
+    }
   }
 }
 
-ConvGeometry OverPaddedPlanes(const ConvGeometry& g, const PaddedPlanes& pp) {
-  ConvGeometry gp = g;
-  gp.in = {pp.height, pp.width};
-  gp.pad_begin = {0, 0};
-  return gp;
+ConvPanelPlanes ConvPanelPlanesFor(const ConvGeometry& g) {
+  ConvPanelPlanes l;
+  l.rows = (g.out[0] - 1) * g.stride[0] + (g.kernel[0] - 1) * g.dilation[0] + 1;
+  l.phase_len = g.out[1] + (g.kernel[1] - 1) * g.dilation[1] / g.stride[1];
+  l.row_len = l.phase_len * g.stride[1];
+  l.plane_floats = l.rows * l.row_len;
+  return l;
 }
 
-void Im2ColPanel2D(const ConvGeometry& g, const float* x, int64_t k0, int64_t kc, int64_t p0, int64_t np, int nr,
-                   float* dst) {
-  constexpr int kMaxNr = 16;
-  const int64_t iw = g.in[1], kh = g.kernel[0], kw = g.kernel[1], ow = g.out[1];
-  const int64_t sh = g.stride[0], sw = g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
-  const int64_t ksize = kh * kw, in_size = g.InSize();
-  // Offset of each row's tap from its output position's window origin, for this K block.
-  int64_t tap[256];
-  const int64_t kc_max = std::min<int64_t>(kc, 256);
-  for (int64_t pc = 0; pc < kc; pc += kc_max) {  // K blocks above 256 rows: in pieces
-    const int64_t n_rows = std::min(kc_max, kc - pc);
-    for (int64_t r = 0; r < n_rows; ++r) {
-      const int64_t k = k0 + pc + r, t = k % ksize;
-      tap[r] = (k / ksize) * in_size + (t / kw) * dh * iw + (t % kw) * dw;
+namespace {
+
+// Panel rows [k0, k0+kc) for the slivers of positions [p0, p0+np) (see Im2ColPanel2D).
+template <int NR>
+void Im2ColPanelNr(const ConvGeometry& g, const ConvPanelPlanes& l, const float* x, int64_t k0, int64_t kc, int64_t p0,
+                   int64_t np, float* dst) {
+  const int64_t kw = g.kernel[1], ow = g.out[1], sh = g.stride[0], sw = g.stride[1];
+  const int64_t dh = g.dilation[0], dw = g.dilation[1], ksize = g.kernel[0] * kw;
+  constexpr int64_t kTapBlock = 256;
+  int64_t tap[kTapBlock];  // offset of each panel row's tap from its output position's origin
+  for (int64_t pc = 0; pc < kc; pc += kTapBlock) {
+    const int64_t rows = std::min(kTapBlock, kc - pc);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t k = k0 + pc + r, c = k / ksize, t = k % ksize, kx = t % kw;
+      tap[r] = c * l.plane_floats + (t / kw) * dh * l.row_len + (kx * dw) % sw * l.phase_len + (kx * dw) / sw;
     }
-    for (int64_t q0 = 0; q0 < np; q0 += nr) {
-      const int64_t n = std::min<int64_t>(nr, np - q0);
-      int64_t origin[kMaxNr];  // window origin of each position of this sliver
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t p = p0 + q0 + i;
-        origin[i] = (p / ow) * sh * iw + (p % ow) * sw;
+    for (int64_t q0 = 0; q0 < np; q0 += NR) {
+      const int n = static_cast<int>(std::min<int64_t>(NR, np - q0));
+      // Runs of consecutive positions on one output row: positions [start[j], start[j+1]) of the
+      // sliver read base[j] + i (i the position in the sliver).
+      int start[NR + 1];
+      int64_t base[NR];
+      int runs = 0;
+      for (int i = 0; i < n;) {
+        const int64_t p = p0 + q0 + i, oy = p / ow, ox = p % ow;
+        start[runs] = i;
+        base[runs] = oy * sh * l.row_len + ox - i;
+        ++runs;
+        i += static_cast<int>(std::min<int64_t>(ow - ox, n - i));
       }
-      // One output row with stride 1: the sliver reads n consecutive values per tap.
-      const bool contiguous = sw == 1 && (p0 + q0) / ow == (p0 + q0 + n - 1) / ow;
-      float* d = dst + (q0 / nr) * kc * nr + pc * nr;
-      for (int64_t r = 0; r < n_rows; ++r, d += nr) {
-        const float* src = x + tap[r];
-        if (contiguous && n == kMaxNr) {
-          std::memcpy(d, src + origin[0], kMaxNr * sizeof(float));
-        } else if (contiguous) {
-          std::copy(src + origin[0], src + origin[0] + n, d);
-        } else {
-          for (int64_t i = 0; i < n; ++i) d[i] = src[origin[i]];
+      start[runs] = n;
+      float* d = dst + (q0 / NR) * kc * NR + pc * NR;
+      if (runs == 1 && n == NR) {  // the common case: one vector per tap row
+        for (int64_t r = 0; r < rows; ++r, d += NR) std::memcpy(d, x + tap[r] + base[0], NR * sizeof(float));
+        continue;
+      }
+      // Each run copies a whole vector to its place in the row (the part past the run spills
+      // into the rest of this row, overwritten by the next runs, or into the next row, written
+      // next); the sliver's last row goes through a buffer, its spill has nowhere to go.
+      for (int64_t r = 0; r < rows; ++r, d += NR) {
+        float spill[2 * NR];
+        float* out = pc + r + 1 < kc ? d : spill;
+        for (int j = 0; j < runs; ++j) {
+          std::memcpy(out + start[j], x + tap[r] + base[j] + start[j], NR * sizeof(float));
         }
-        std::fill(d + n, d + nr, 0.f);
+        std::fill(out + n, out + NR, 0.f);
+        if (out == spill) std::memcpy(d, spill, NR * sizeof(float));
       }
     }
+  }
+}
+
+}  // namespace
+
+void Im2ColPanel2D(const ConvGeometry& g, const ConvPanelPlanes& l, const float* planes, int64_t k0, int64_t kc,
+                   int64_t p0, int64_t np, int nr, float* dst) {
+  if (nr == 16) {
+    Im2ColPanelNr<16>(g, l, planes, k0, kc, p0, np, dst);
+  } else {
+    Im2ColPanelNr<8>(g, l, planes, k0, kc, p0, np, dst);
   }
 }
 
@@ -243,12 +275,9 @@ void DepthwiseConv2DChannel(const ConvGeometry& g, const T* x, const T* w, T bia
 #define QK_INSTANTIATE_CONV(T)                                                                   \
   template void Im2ColChannel<T>(const ConvGeometry&, const T*, int64_t, int64_t, T*, int64_t); \
   template void Col2ImChannelAdd<T>(const ConvGeometry&, const T*, int64_t, int64_t, int64_t, T*);                 \
-  template void DepthwiseConv2DChannel<T>(const ConvGeometry&, const T*, const T*, T, T*);                          \
-  template void PadPlanes<T>(const ConvGeometry&, const PaddedPlanes&, const T*, int64_t, T, T*);
+  template void DepthwiseConv2DChannel<T>(const ConvGeometry&, const T*, const T*, T, T*);
 QK_INSTANTIATE_CONV(float)
 QK_INSTANTIATE_CONV(double)
-template void PadPlanes<uint8_t>(const ConvGeometry&, const PaddedPlanes&, const uint8_t*, int64_t, uint8_t,
-                                  uint8_t*);
 #undef QK_INSTANTIATE_CONV
 
 }  // namespace quantkit::kernels

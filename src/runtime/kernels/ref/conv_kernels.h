@@ -27,29 +27,31 @@ struct ConvGeometry {
 template <typename T>
 void Im2ColChannel(const ConvGeometry& g, const T* x, int64_t p0, int64_t p1, T* col, int64_t ldcol);
 
-// Padded input planes for a 2-D convolution: the input placed at (pad_top, pad_left) inside
-// planes big enough that every tap of every output position lands inside (the rest holds the
-// padding value). Then a packer reads taps at fixed offsets with no bounds checks.
-struct PaddedPlanes {
-  int64_t height = 0, width = 0;  // of each padded plane
-  bool needed = false;            // false: the input itself already satisfies this (no copy)
+// Phase planes: a zero-padded, column-phase-split copy of a 2-D convolution's input channel.
+// Padded row r holds input row r - pad_top; its padded column ix (input column ix - pad_left)
+// sits at phase ix % stride_w, index ix / stride_w, and row r starts at r * row_len (row_len =
+// stride_w * phase_len). Tap (ky, kx) of output (oy, ox) is then at row oy * sh + ky * dh, phase
+// (kx * dw) % sw, index ox + (kx * dw) / sw: consecutive output columns read consecutive floats,
+// every tap inside the plane (zeros where it pads), whatever the strides and dilations.
+void FillPhasePlane(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst);
+
+// The phase planes the float conv's panel packer reads (g.nd == 2): `plane_floats` per channel,
+// channels back to back, with kConvPanelMargin floats before the first and after the last (the
+// packer loads whole vectors around the runs it copies).
+struct ConvPanelPlanes {
+  int64_t rows = 0, phase_len = 0, row_len = 0, plane_floats = 0;
 };
-PaddedPlanes PaddedPlanesFor(const ConvGeometry& g);  // g.nd == 2
+constexpr int64_t kConvPanelMargin = 16;
+ConvPanelPlanes ConvPanelPlanesFor(const ConvGeometry& g);
 
-// Copies `planes` planes of g.in from x into the padded layout (dst: planes x height x width).
-template <typename T>
-void PadPlanes(const ConvGeometry& g, const PaddedPlanes& pp, const T* x, int64_t planes, T pad, T* dst);
-
-// The geometry of the same convolution over the padded planes (pads 0, in = the padded extent).
-ConvGeometry OverPaddedPlanes(const ConvGeometry& g, const PaddedPlanes& pp);
-
-// The im2col matrix of a 2-D convolution whose taps all land inside its input (see PaddedPlanes)
-// over channels x[c] (planes of g.InSize()), rows k = c * KH * KW + ky * KW + kx in [k0, k0+kc),
-// output positions [p0, p0+np), written in the packed GEMM panel layout
-// (kernels::SgemmPanelPacker): element (k, p) at dst[((p - p0) / nr) * kc * nr + (k - k0) * nr +
-// (p - p0) % nr]; the last sliver's columns past p0 + np are zero.
-void Im2ColPanel2D(const ConvGeometry& g, const float* x, int64_t k0, int64_t kc, int64_t p0, int64_t np, int nr,
-                   float* dst);
+// The im2col matrix of a 2-D convolution over phase planes (planes: the group's first channel),
+// rows k = c * KH * KW + ky * KW + kx in [k0, k0+kc), output positions [p0, p0+np), written in
+// the packed GEMM panel layout (kernels::SgemmPanelPacker): element (k, p) at
+// dst[((p - p0) / nr) * kc * nr + (k - k0) * nr + (p - p0) % nr]; the last sliver's columns past
+// p0 + np are zero. A sliver's positions form runs along output rows; each tap row of a sliver is
+// one vector copy per run (nr 8 or 16).
+void Im2ColPanel2D(const ConvGeometry& g, const ConvPanelPlanes& l, const float* planes, int64_t k0, int64_t kc,
+                   int64_t p0, int64_t np, int nr, float* dst);
 
 // Adjoint of Im2ColChannel for output positions [p0, p1): y[in position] += col[r * ldcol + p - p0].
 template <typename T>
