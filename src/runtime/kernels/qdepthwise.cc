@@ -17,7 +17,7 @@ int64_t QDepthwisePlaneElems(const QDepthwiseShape& s) {
   return p.rows * p.row_len;
 }
 
-int64_t QDepthwiseRowElems(const QDepthwiseShape& s) { return s.OW; }
+int64_t QDepthwiseRowElems(const QDepthwiseShape& s) { return qdepthwise::PaddedOutputCols(s); }
 
 void QDepthwiseConv2D(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc_row,
                       QGemmIsa isa) {

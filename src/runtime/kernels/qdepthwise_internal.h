@@ -12,7 +12,12 @@
 namespace quantkit::kernels::qdepthwise {
 
 // Plane geometry: padded rows and, per stride phase, padded columns (column c of the padded row
-// lives in phase c % stride_w at index c / stride_w).
+// lives in phase c % stride_w at index c / stride_w). The columns reach the output width rounded
+// up to kRowBlock, so the avx2 build computes whole 16-column blocks (extra columns are dropped).
+constexpr int64_t kRowBlock = 16;
+
+inline int64_t PaddedOutputCols(const QDepthwiseShape& s) { return (s.OW + kRowBlock - 1) / kRowBlock * kRowBlock; }
+
 struct PlaneLayout {
   int64_t rows = 0, phase_len = 0, row_len = 0;  // row_len = stride_w * phase_len
 };
@@ -20,30 +25,38 @@ struct PlaneLayout {
 inline PlaneLayout Layout(const QDepthwiseShape& s) {
   PlaneLayout p;
   p.rows = std::max(s.pad_top + s.H, (s.OH - 1) * s.stride_h + (s.KH - 1) * s.dilation_h + 1);
-  const int64_t cols = std::max(s.pad_left + s.W, (s.OW - 1) * s.stride_w + (s.KW - 1) * s.dilation_w + 1);
+  const int64_t cols =
+      std::max(s.pad_left + s.W, (PaddedOutputCols(s) - 1) * s.stride_w + (s.KW - 1) * s.dilation_w + 1);
   p.phase_len = (cols + s.stride_w - 1) / s.stride_w;
   p.row_len = p.phase_len * s.stride_w;
   return p;
 }
 
 template <typename TX>
-__attribute__((always_inline)) inline void FillPlane(const QDepthwiseShape& s, const PlaneLayout& p, const TX* x,
-                                                     int32_t x_zp, int16_t* plane) {
+__attribute__((always_inline)) inline void FillPlane(const QDepthwiseShape& s, const PlaneLayout& p,
+                                                     const TX* __restrict x, int32_t x_zp, int16_t* __restrict plane) {
+  // Locals: the stores could alias `s` and `p` for the compiler.
+  const int64_t H = s.H, W = s.W, pad_top = s.pad_top, pad_left = s.pad_left, row_len = p.row_len;
   std::memset(plane, 0, static_cast<size_t>(p.rows * p.row_len) * sizeof(int16_t));
-  for (int64_t ih = 0; ih < s.H; ++ih) {
-    int16_t* row = plane + (ih + s.pad_top) * p.row_len;
-    const TX* xr = x + ih * s.W;
+  for (int64_t ih = 0; ih < H; ++ih) {
+    int16_t* row = plane + (ih + pad_top) * row_len;
+    const TX* xr = x + ih * W;
     if (s.stride_w == 1) {
-      int16_t* dst = row + s.pad_left;
-      for (int64_t iw = 0; iw < s.W; ++iw) dst[iw] = static_cast<int16_t>(static_cast<int32_t>(xr[iw]) - x_zp);
+      int16_t* dst = row + pad_left;
+      for (int64_t iw = 0; iw < W; ++iw) dst[iw] = static_cast<int16_t>(static_cast<int32_t>(xr[iw]) - x_zp);
     } else {
       // Phase by phase: padded column c = pad_left + iw goes to phase c % stride_w, index c / stride_w.
       const int64_t sw = s.stride_w, c_end = s.pad_left + s.W;
       for (int64_t phase = 0; phase < sw; ++phase) {
-        int64_t c = s.pad_left + ((phase - s.pad_left % sw) % sw + sw) % sw;  // first column of this phase
-        int16_t* dst = row + phase * p.phase_len;
-        for (int64_t i = c / sw; c < c_end; c += sw, ++i) {
-          dst[i] = static_cast<int16_t>(static_cast<int32_t>(xr[c - s.pad_left]) - x_zp);
+        const int64_t c = s.pad_left + ((phase - s.pad_left % sw) % sw + sw) % sw;  // first column of this phase
+        if (c >= c_end) continue;
+        int16_t* dst = row + phase * p.phase_len + c / sw;
+        const TX* src = xr + (c - s.pad_left);
+        const int64_t count = (c_end - c + sw - 1) / sw;
+        if (sw == 2) {  // a constant stride: the compiler vectorizes the gather
+          for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<int16_t>(static_cast<int32_t>(src[2 * i]) - x_zp);
+        } else {
+          for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<int16_t>(static_cast<int32_t>(src[i * sw]) - x_zp);
         }
       }
     }
@@ -79,7 +92,9 @@ __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const Q
   const float multiplier = c.multiplier;
   const float lo = static_cast<float>(c.y_min - y_zp), hi = static_cast<float>(c.y_max - y_zp);
   const int32_t* w = c.w;
-  auto* y = static_cast<TY*>(c.y);
+  // Restrict: y's byte stores could otherwise alias acc, and the loops below would not vectorize.
+  TY* __restrict y = static_cast<TY*>(c.y);
+  int32_t* __restrict row_acc = acc;
   const int64_t taps = s.KH * s.KW;
   // Offsets of each tap's run from the start of the plane row of output row 0.
   constexpr int64_t kMaxStackTaps = 64;
@@ -99,15 +114,18 @@ __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const Q
       tap_offset[kh * s.KW + kw] = kh * s.dilation_h * p.row_len + (col % s.stride_w) * p.phase_len + col / s.stride_w;
     }
   }
-  for (int64_t oh = 0; oh < s.OH; ++oh, y += s.OW) {
-    const int16_t* row = plane + oh * s.stride_h * p.row_len;
+  // Locals again: with y's byte stores possibly aliasing `s`, the loops would reload its fields.
+  const int64_t OH = s.OH, OW = s.OW, row_step = s.stride_h * p.row_len;
+  for (int64_t oh = 0; oh < OH; ++oh, y += OW) {
+    const int16_t* row = plane + oh * row_step;
     for (int64_t t = 0; t < taps; ++t) tap_src[t] = row + tap_offset[t];
-    kAccumulate(tap_src, w, taps, s.OW, bias, acc);
+    kAccumulate(tap_src, w, taps, OW, bias, row_acc);
     // Requantized in place, then narrowed: two loops the compiler vectorizes (one did not).
-    for (int64_t ow = 0; ow < s.OW; ++ow) {
-      acc[ow] = rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(acc[ow]) * multiplier, lo, hi, y_zp);
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      row_acc[ow] =
+          rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(row_acc[ow]) * multiplier, lo, hi, y_zp);
     }
-    for (int64_t ow = 0; ow < s.OW; ++ow) y[ow] = static_cast<TY>(acc[ow]);
+    for (int64_t ow = 0; ow < OW; ++ow) y[ow] = static_cast<TY>(row_acc[ow]);
   }
 }
 

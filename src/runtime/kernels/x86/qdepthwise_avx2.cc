@@ -2,7 +2,8 @@
 // accumulation in intrinsics: taps in pairs, their int16 runs interleaved and multiplied with
 // vpmaddwd by the (w[t], w[t + 1]) pair, which adds the two products in int32 exactly
 // (|x - x_zp| <= 255 and |w| <= 255: each product fits, their sum fits); then vpaddd wraps like
-// the portable version. So the integers are the same.
+// the portable version. So the integers are the same. Rows are computed in whole blocks of 16
+// columns (the plane and the row buffer have room for the block past the output width).
 #include <immintrin.h>
 
 #include "runtime/kernels/qdepthwise_internal.h"
@@ -14,8 +15,10 @@ namespace {
 
 QK_AVX2_TARGET void AccumulateRowAvx2(const int16_t* const* src, const int32_t* w, int64_t taps, int64_t n,
                                       int32_t bias, int32_t* acc) {
+  // Whole blocks of 16 columns, the last one past n too: the plane's rows and `acc` hold
+  // PaddedOutputCols columns (Layout), and the extra columns are never read back.
   int64_t i0 = 0;
-  for (; i0 + 16 <= n; i0 += 16) {
+  for (; i0 < n; i0 += kRowBlock) {
     // unpack works within 128-bit lanes: lo holds outputs 0-3 and 8-11, hi 4-7 and 12-15.
     __m256i lo = _mm256_set1_epi32(bias), hi = lo;
     int64_t t = 0;
@@ -36,13 +39,6 @@ QK_AVX2_TARGET void AccumulateRowAvx2(const int16_t* const* src, const int32_t* 
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i0), _mm256_permute2x128_si256(lo, hi, 0x20));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i0 + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
-  }
-  for (int64_t i = i0; i < n; ++i) {  // the last columns (wrapping, in uint32)
-    uint32_t sum = static_cast<uint32_t>(bias);
-    for (int64_t t = 0; t < taps; ++t) {
-      sum += static_cast<uint32_t>(static_cast<int32_t>(src[t][i])) * static_cast<uint32_t>(w[t]);
-    }
-    acc[i] = static_cast<int32_t>(sum);
   }
 }
 
