@@ -421,9 +421,14 @@ constexpr int64_t kKBlock = 512;
 
 // Once per 64-row block (qgemm_epilogue.h): the portable build here, the avx2 build in
 // x86/qgemm_avx2.cc; the same integer and float operations, so the same results.
+void RequantizeRowRef(const int32_t* acc, int64_t cols, const int32_t* bias, const float* mult, int64_t mult_step,
+                      float lo, float hi, int32_t zp, uint8_t* qrow) {
+  qgemm::RequantizeRowPortable(acc, cols, bias, mult, mult_step, lo, hi, zp, qrow);
+}
+
 void EpilogueRef(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0, int rows,
                  int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr) {
-  qgemm::Epilogue(a, b, out, m0, rows, n0, cols, raw, ldr);
+  qgemm::Epilogue<&RequantizeRowRef>(a, b, out, m0, rows, n0, cols, raw, ldr);
 }
 
 }  // namespace

@@ -60,6 +60,25 @@ __attribute__((always_inline)) inline void TransposeBytes(const uint8_t* src, in
 constexpr int64_t kRowBlock = 64;
 constexpr int64_t kMaxEpilogueCols = kPanelCols * 4;
 
+// One row of the requantized output: q[j] = clamp(Requantize(acc[j] + bias[j], mult[j * mult_step],
+// zp)) as quantize.h's bulk spans compute it (clamp to the integer bounds minus zp, round half to
+// even, add zp: the same integers), stored as bytes (int8 keeps its bit pattern). The definition;
+// x86/qgemm_avx2.cc has an intrinsics version giving the same bytes.
+__attribute__((always_inline)) inline void RequantizeRowPortable(const int32_t* acc, int64_t cols, const int32_t* bias,
+                                                                 const float* mult, int64_t mult_step, float lo, float hi,
+                                                                 int32_t zp, uint8_t* qrow) {
+  for (int64_t j = 0; j < cols; ++j) {
+    const uint32_t bj = bias ? static_cast<uint32_t>(bias[j]) : 0u;  // wrapping, never UB
+    const int32_t biased = static_cast<int32_t>(static_cast<uint32_t>(acc[j]) + bj);
+    qrow[j] = static_cast<uint8_t>(
+        rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(biased) * mult[j * mult_step], lo, hi, zp));
+  }
+}
+
+using RequantizeRowFn = void (*)(const int32_t* acc, int64_t cols, const int32_t* bias, const float* mult,
+                                 int64_t mult_step, float lo, float hi, int32_t zp, uint8_t* qrow);
+
+template <RequantizeRowFn kRequantizeRow>
 __attribute__((always_inline)) inline void Epilogue(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0, int rows,
               int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr) {
   // All integer terms in uint32: the result is defined modulo 2^32 (never signed overflow).
@@ -100,19 +119,11 @@ __attribute__((always_inline)) inline void Epilogue(const PackedQActivations& a,
         d = out.accumulate ? d + y : y;
       }
     } else {
-      // q = clamp(Requantize(acc + bias, multiplier, zp), q_min, q_max), computed as quantize.h's
-      // bulk spans do (clamp to the integer bounds minus zp, round half to even, add zp: the same
-      // integers), in a loop the compiler vectorizes. Stored as bytes: int8 keeps its bit pattern.
+      // q = clamp(Requantize(acc + bias, multiplier, zp), q_min, q_max): RequantizeRowPortable.
       const float* mult = out.multiplier + (out.multiplier_per_col ? n0 : 0);
       const int64_t mult_step = out.multiplier_per_col ? 1 : 0;
       const int32_t* bias = out.bias_int32 ? out.bias_int32 + n0 : nullptr;
-      uint8_t* qrow = q_block + r * kMaxEpilogueCols;
-      for (int64_t j = 0; j < cols; ++j) {
-        const uint32_t bj = bias ? static_cast<uint32_t>(bias[j]) : 0u;  // wrapping, never UB
-        const int32_t biased = static_cast<int32_t>(static_cast<uint32_t>(acc[j]) + bj);
-        qrow[j] = static_cast<uint8_t>(
-            rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(biased) * mult[j * mult_step], lo, hi, zp));
-      }
+      kRequantizeRow(acc, cols, bias, mult, mult_step, lo, hi, zp, q_block + r * kMaxEpilogueCols);
     }
   }
   if (out.q) {

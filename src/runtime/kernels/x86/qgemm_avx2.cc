@@ -90,13 +90,44 @@ void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWei
   }
 }
 
+// RequantizeRowPortable, 8 columns per step in ymm registers: the same float operations (int32
+// to float, one multiply, clamp, round by adding and subtracting 1.5 * 2^23, truncate, add the
+// zero point), so the same bytes. The clamp as max/min gives the same value after rounding (it
+// may only turn -0 into +0); the results lie in [-128, 255] and their low bytes are stored.
+QK_AVX2_TARGET void RequantizeRowAvx2(const int32_t* acc, int64_t cols, const int32_t* bias, const float* mult,
+                                      int64_t mult_step, float lo, float hi, int32_t zp, uint8_t* qrow) {
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m256 magic = _mm256_set1_ps(rt::quant::detail::kRoundMagic);
+  const __m256i vzp = _mm256_set1_epi32(zp);
+  const __m256 mult_one = _mm256_set1_ps(mult[0]);
+  int64_t j = 0;
+  for (; j + 8 <= cols; j += 8) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + j));
+    if (bias) v = _mm256_add_epi32(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + j)));
+    const __m256 m = mult_step ? _mm256_loadu_ps(mult + j) : mult_one;
+    __m256 r = _mm256_mul_ps(_mm256_cvtepi32_ps(v), m);
+    r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));  // NaN -> 0
+    r = _mm256_min_ps(_mm256_max_ps(r, vlo), vhi);
+    r = _mm256_sub_ps(_mm256_add_ps(r, magic), magic);
+    const __m256i q = _mm256_add_epi32(_mm256_cvttps_epi32(r), vzp);
+    // The low byte of each value (int8 or uint8 bit pattern): words in [-128, 255], masked, packed.
+    const __m128i words = _mm_and_si128(_mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)),
+                                        _mm_set1_epi16(0xFF));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(qrow + j), _mm_packus_epi16(words, words));
+  }
+  if (j < cols) {
+    RequantizeRowPortable(acc + j, cols - j, bias ? bias + j : nullptr, mult + j * mult_step, mult_step, lo, hi, zp,
+                          qrow + j);
+  }
+}
+
 }  // namespace
 
 MicroKernel Avx2MicroKernel() { return {&Kernel, 6, 1}; }
 
 QK_AVX2_TARGET void EpilogueAvx2(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out,
                                   int64_t m0, int rows, int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr) {
-  Epilogue(a, b, out, m0, rows, n0, cols, raw, ldr);
+  Epilogue<&RequantizeRowAvx2>(a, b, out, m0, rows, n0, cols, raw, ldr);
 }
 
 QK_AVX2_TARGET uint32_t FillConvRunsAvx2(const uint8_t* corner, const int64_t* seg_offsets, int64_t segments, int run,
