@@ -111,31 +111,29 @@ void Im2ColChannel(const ConvGeometry& g, const T* x, int64_t p0, int64_t p1, T*
 void FillPhasePlane(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst) {
   const int64_t ih = g.in[0], iw = g.in[1], sw = g.stride[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
   const int64_t row_len = sw * phase_len;
-  for (int64_t r = 0; r < rows; ++r) {
-    float* pr = dst + r * row_len;
-    const int64_t iy = r - ph;
-    if (iy < 0 || iy >= ih) {
-      std::fill(pr, pr + row_len, 0.f);
-      continue;
-    }
-    const float* xr = x + iy * iw;
-    for (int64_t p = 0; p < sw; ++p) {
-      float* d = pr + p * phase_len;
-      // index i holds input column i * sw - first: inside the row for i in [i_lo, i_hi)
-      const int64_t first = pw - p;
-      const int64_t i_lo = std::clamp<int64_t>(first <= 0 ? 0 : (first + sw - 1) / sw, 0, phase_len);
-      const int64_t i_hi = std::clamp<int64_t>(iw + first > 0 ? (iw + first + sw - 1) / sw : 0, i_lo, phase_len);
-      std::fill(d, d + i_lo, 0.f);
-      const float* src = xr + i_lo * sw - first;
-      const int64_t n = i_hi - i_lo;
+  // Zeros everywhere first (one pass over the plane), then the input rows into place: per row
+  // only copies, no small fills (called for every channel of every conv, rows are often short).
+  std::memset(dst, 0, static_cast<size_t>(rows * row_len) * sizeof(float));
+  const int64_t r_begin = std::max<int64_t>(0, ph), r_end = std::min(rows, ih + ph);
+  for (int64_t p = 0; p < sw; ++p) {
+    // index i of phase p holds input column i * sw - first: inside the row for i in [i_lo, i_hi)
+    const int64_t first = pw - p;
+    const int64_t i_lo = std::clamp<int64_t>(first <= 0 ? 0 : (first + sw - 1) / sw, 0, phase_len);
+    const int64_t i_hi = std::clamp<int64_t>(iw + first > 0 ? (iw + first + sw - 1) / sw : 0, i_lo, phase_len);
+    const int64_t n = i_hi - i_lo;
+    if (n <= 0) continue;
+    for (int64_t r = r_begin; r < r_end; ++r) {
+      float* d = dst + r * row_len + p * phase_len + i_lo;
+      const float* src = x + (r - ph) * iw + i_lo * sw - first;
       if (sw == 1) {
-        std::copy(src, src + n, d + i_lo);
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) std::memcpy(d + i, src + i, 8 * sizeof(float));  // inlined, no call
+        for (; i < n; ++i) d[i] = src[i];
       } else if (sw == 2) {  // a constant stride: the compiler vectorizes the gather
-        for (int64_t i = 0; i < n; ++i) d[i_lo + i] = src[2 * i];
+        for (int64_t i = 0; i < n; ++i) d[i] = src[2 * i];
       } else {
-        for (int64_t i = 0; i < n; ++i) d[i_lo + i] = src[i * sw];
+        for (int64_t i = 0; i < n; ++i) d[i] = src[i * sw];
       }
-      std::fill(d + i_hi, d + phase_len, 0.f);
     }
   }
 }
