@@ -5,6 +5,12 @@
 // applies the Clip kernel's expression (Relu is Clip(0, +inf) bit for bit, NaN and -0 included).
 // Not part of OptimizeForInference: the quantizers run that and expect standard ops, and
 // calibration observes the Conv's own output.
+//
+// Also: a decomposed hard-swish, y = x * Clip(x + a, lo, hi) / d (or * m), as exported by
+// PaddlePaddle and TensorFlow (Add, Clip, Mul, Div: four passes over the tensor), becomes one
+// com.quantkit::HardSwishChain that runs the same four float operations per element in one pass
+// (the same bits).
+#include <algorithm>
 #include <limits>
 
 #include "passes/passes.h"
@@ -44,6 +50,70 @@ bool ClampOf(const Graph& g, const Model& model, const Node& n, float* lo, float
   return true;
 }
 
+// The only consumer of value v (not a graph output), or -1.
+int SoleConsumer(const Graph& g, const DefUse& du, const std::string& v) {
+  const auto& c = du.Consumers(v);
+  return c.size() == 1 && !g.IsGraphOutput(v) ? c[0] : -1;
+}
+
+// x -> Add(x, a) -> Clip(lo, hi) -> Mul(x, .) -> Div(., d) | Mul(., m), each intermediate used once:
+// one HardSwishChain node in place of the Add (the others removed).
+bool FuseHardSwishChains(Graph& g, const Model& model, std::vector<bool>& removed) {
+  bool any = false;
+  DefUse du(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& add = g.nodes[i];
+    if (removed[i] || !add.IsDefaultDomain() || add.op_type != "Add" || add.inputs.size() != 2 ||
+        add.outputs.size() != 1) {
+      continue;
+    }
+    const int const_at = ScalarF32(g, add.inputs[1]) ? 1 : ScalarF32(g, add.inputs[0]) ? 0 : -1;
+    if (const_at < 0) continue;
+    const std::string x = add.inputs[1 - const_at];
+    const Tensor* a = ScalarF32(g, add.inputs[const_at]);
+    const int ci = SoleConsumer(g, du, add.outputs[0]);
+    if (ci < 0 || removed[ci]) continue;
+    const Node& clip = g.nodes[ci];
+    float lo = 0, hi = 0;
+    if (clip.op_type != "Clip" || clip.inputs[0] != add.outputs[0] || !ClampOf(g, model, clip, &lo, &hi)) continue;
+    const int mi = SoleConsumer(g, du, clip.outputs[0]);
+    if (mi < 0 || removed[mi]) continue;
+    const Node& mul = g.nodes[mi];
+    if (!mul.IsDefaultDomain() || mul.op_type != "Mul" || mul.inputs.size() != 2 || mul.outputs.size() != 1) continue;
+    if (!((mul.inputs[0] == x && mul.inputs[1] == clip.outputs[0]) ||
+          (mul.inputs[1] == x && mul.inputs[0] == clip.outputs[0]))) {
+      continue;
+    }
+    const int si = SoleConsumer(g, du, mul.outputs[0]);
+    if (si < 0 || removed[si]) continue;
+    const Node& scale = g.nodes[si];
+    if (!scale.IsDefaultDomain() || (scale.op_type != "Div" && scale.op_type != "Mul") || scale.inputs.size() != 2 ||
+        scale.outputs.size() != 1 || scale.inputs[0] != mul.outputs[0]) {
+      continue;
+    }
+    const Tensor* d = ScalarF32(g, scale.inputs[1]);
+    if (!d) continue;
+    // Scalars of shape [1] broadcast a rank-0 x to [1]: the kernel keeps that rank.
+    const auto const_rank = static_cast<int64_t>(std::max(a->rank(), d->rank()));
+    Node fused;
+    fused.name = add.name.empty() ? scale.name : add.name;
+    fused.domain = rt::kQuantkitDomain;
+    fused.op_type = "HardSwishChain";
+    fused.inputs = {x};
+    fused.outputs = {scale.outputs[0]};
+    fused.SetAttrFloat("add", a->data<float>()[0]);
+    fused.SetAttrFloat("clip_min", lo);
+    fused.SetAttrFloat("clip_max", hi);
+    fused.SetAttrFloat("scale", d->data<float>()[0]);
+    fused.SetAttrInt("divide", scale.op_type == "Div" ? 1 : 0);
+    fused.SetAttrInt("min_rank", const_rank);
+    add = std::move(fused);
+    removed[ci] = removed[mi] = removed[si] = true;
+    any = true;
+  }
+  return any;
+}
+
 void Run(Graph& g, const Model& model) {
   for (auto& n : g.nodes)
     for (auto& a : n.attributes) {
@@ -51,7 +121,7 @@ void Run(Graph& g, const Model& model) {
       for (auto& sg : a.graphs) Run(*sg, model);
     }
   std::vector<bool> removed(g.nodes.size(), false);
-  bool any = false;
+  bool any = FuseHardSwishChains(g, model, removed);
   {
     DefUse du(g);
     for (size_t i = 0; i < g.nodes.size(); ++i) {

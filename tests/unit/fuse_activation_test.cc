@@ -1,6 +1,7 @@
 // Session fuses float Conv -> Relu / Clip into com.quantkit::FusedConv, bit-identical to the
 // separate ops (NaN and -0 included), for every conv path (depthwise, pointwise, im2col), Clip
 // bounds from inputs (opset 13) and from attributes (opset 6), and leaves alone what it must.
+// Likewise a decomposed hard-swish (Add, Clip, Mul, Div or Mul) into com.quantkit::HardSwishChain.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -90,6 +91,79 @@ TEST(FuseConvActivation, BitIdenticalToSeparateOps) {
 
 TEST(FuseConvActivation, ConvOutputNeededElsewhereIsNotFused) {
   EXPECT_EQ(CountFused(ConvActModel({4, 6, 3, 1, "Relu"}, true)), 0);
+}
+
+// x -> Add(x, 3) -> Clip(0, 6) -> Mul -> Div(., 6) or Mul(., 1/6), as PaddleOCR exports hard-swish.
+Model HardSwishModel(int opset, bool mul_clip_first, bool divide, bool clip_also_output) {
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {2, 3, 5, 7}));
+  g.AddInitializer("three", Tensor::Scalar<float>(3.f));
+  g.AddInitializer("scale", Tensor::Scalar<float>(divide ? 6.f : 1.f / 6.f));
+  g.nodes.push_back(MakeNode("Add", {"x", "three"}, {"a"}, "add"));
+  if (opset < 11) {
+    Node clip = MakeNode("Clip", {"a"}, {"c"});
+    clip.attributes = {testing::FloatAttr("min", 0.f), testing::FloatAttr("max", 6.f)};
+    g.nodes.push_back(clip);
+  } else {
+    g.AddInitializer("lo", Tensor::Scalar<float>(0.f));
+    g.AddInitializer("hi", Tensor::Scalar<float>(6.f));
+    g.nodes.push_back(MakeNode("Clip", {"a", "lo", "hi"}, {"c"}));
+  }
+  g.nodes.push_back(MakeNode("Mul", mul_clip_first ? std::vector<std::string>{"c", "x"} : std::vector<std::string>{"x", "c"},
+                             {"m"}));
+  g.nodes.push_back(MakeNode(divide ? "Div" : "Mul", {"m", "scale"}, {"y"}));
+  for (const char* name : {"y", "c"}) {
+    if (std::string(name) == "c" && !clip_also_output) continue;
+    ValueInfo v;
+    v.name = name;
+    g.outputs.push_back(v);
+  }
+  return MakeModel(std::move(g), opset);
+}
+
+int CountOp(const Model& m, const char* op) {
+  auto s = Session::Create(m);
+  if (!s.ok()) return -1;
+  int n = 0;
+  for (const Node& node : (*s)->model().graph.nodes) n += node.op_type == op;
+  return n;
+}
+
+TEST(FuseHardSwishChain, BitIdenticalToSeparateOps) {
+  for (int opset : {6, 13}) {
+    for (bool mul_clip_first : {false, true}) {
+      for (bool divide : {true, false}) {
+        SCOPED_TRACE("opset " + std::to_string(opset) + (mul_clip_first ? " Mul(c, x)" : " Mul(x, c)") +
+                     (divide ? " Div" : " Mul"));
+        const Model m = HardSwishModel(opset, mul_clip_first, divide, false);
+        EXPECT_EQ(CountOp(m, "HardSwishChain"), 1);
+        EXPECT_EQ(CountOp(m, "Clip"), 0);
+        Tensor x = RandomFloats({2, 3, 5, 7}, 9, 8.f);
+        float* xd = x.data<float>();
+        xd[0] = std::numeric_limits<float>::quiet_NaN();
+        xd[1] = std::numeric_limits<float>::infinity();
+        xd[2] = -std::numeric_limits<float>::infinity();
+        xd[3] = -0.f;
+        xd[4] = -3.f;
+        xd[5] = 3.f;
+        const auto fused = RunModel(m, {{"x", x}}, true);
+        const auto separate = RunModel(m, {{"x", x}}, false);
+        ASSERT_EQ(fused.size(), 1u);
+        ASSERT_EQ(separate.size(), 1u);
+        ASSERT_EQ(fused[0].shape(), separate[0].shape());
+        for (int64_t i = 0; i < fused[0].numel(); ++i) {
+          const float a = fused[0].data<float>()[i], b = separate[0].data<float>()[i];
+          ASSERT_TRUE(std::memcmp(&a, &b, sizeof(a)) == 0 || (std::isnan(a) && std::isnan(b))) << i << ": " << a << " " << b;
+        }
+      }
+    }
+  }
+}
+
+TEST(FuseHardSwishChain, IntermediateNeededElsewhereIsNotFused) {
+  const Model m = HardSwishModel(13, false, true, true);
+  EXPECT_EQ(CountOp(m, "HardSwishChain"), 0);
+  EXPECT_EQ(CountOp(m, "Clip"), 1);
 }
 
 }  // namespace

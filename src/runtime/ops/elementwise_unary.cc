@@ -404,11 +404,52 @@ class ClipKernel final : public OpKernel {
   float attr_min_ = 0, attr_max_ = 0;
 };
 
+// com.quantkit::HardSwishChain (passes::FuseConvActivation): Add(x, add) -> Clip(clip_min,
+// clip_max) -> Mul(x, .) -> Div(., scale) or Mul(., scale), float32, in one pass: per element the
+// same four operations as those kernels (Clip's expression; products and sums commute exactly).
+class HardSwishChainKernel final : public OpKernel {
+ public:
+  explicit HardSwishChainKernel(const KernelInit& init)
+      : add_(init.node.AttrFloat("add", 0.f)),
+        lo_(init.node.AttrFloat("clip_min", -std::numeric_limits<float>::infinity())),
+        hi_(init.node.AttrFloat("clip_max", std::numeric_limits<float>::infinity())),
+        scale_(init.node.AttrFloat("scale", 1.f)),
+        divide_(init.node.AttrInt("divide", 1) != 0),
+        min_rank_(init.node.AttrInt("min_rank", 0)) {}
+
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+    QK_CHECK_ARG(x->dtype() == DType::kFloat32, "input has dtype {}, expected float32", DTypeName(x->dtype()));
+    Shape shape = x->shape();
+    while (static_cast<int64_t>(shape.size()) < min_rank_) shape.insert(shape.begin(), 1);  // [1] constants
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, shape));
+    const float* src = x->data<float>();
+    float* dst = y->data<float>();
+    const float add = add_, lo = lo_, hi = hi_, scale = scale_;
+    ParallelRange(ctx.thread_pool(), x->numel(), kCheapGrain, [&](int64_t b, int64_t e) {
+      if (divide_) {
+        for (int64_t i = b; i < e; ++i) dst[i] = src[i] * std::min(std::max(src[i] + add, lo), hi) / scale;
+      } else {
+        for (int64_t i = b; i < e; ++i) dst[i] = src[i] * std::min(std::max(src[i] + add, lo), hi) * scale;
+      }
+    });
+    return Status::Ok();
+  }
+
+ private:
+  float add_, lo_, hi_, scale_;
+  bool divide_;
+  int64_t min_rank_;
+};
+
 }  // namespace
 
 namespace ew {
 
 void RegisterElementwiseUnaryOps(KernelRegistry& r) {
+  r.Register(kQuantkitDomain, "HardSwishChain", [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+    return std::unique_ptr<OpKernel>(new HardSwishChainKernel(init));
+  });
   RegisterUnary<SqrtOp>(r, "Sqrt");
   RegisterUnary<ExpOp>(r, "Exp");
   RegisterUnary<LogOp>(r, "Log");
