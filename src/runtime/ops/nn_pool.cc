@@ -198,7 +198,13 @@ void GlobalPoolPlane(PoolKind kind, int64_t p, const T* x, int64_t n, T* y) {
   }
   Acc sum = 0;
   if (kind == PoolKind::kAverage) {
-    for (int64_t i = 0; i < n; ++i) sum += static_cast<Acc>(x[i]);
+    // Eight running sums (one alone waits on each add's latency), combined pairwise.
+    Acc part[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (int j = 0; j < 8; ++j) part[j] += static_cast<Acc>(x[i + j]);
+    sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    for (; i < n; ++i) sum += static_cast<Acc>(x[i]);
     *y = static_cast<T>(n > 0 ? sum / static_cast<Acc>(n) : Acc(0));
   } else if (p == 2) {
     for (int64_t i = 0; i < n; ++i) sum += static_cast<Acc>(x[i]) * static_cast<Acc>(x[i]);
