@@ -231,6 +231,38 @@ TEST_P(SgemmTest, PackedConvPanelsEqualIm2ColPlusSgemm) {
   }
 }
 
+// Constant weights packed once (MatMul / Gemm): the same bits as Sgemm on the unpacked matrix,
+// odd sizes, several column and K blocks, both transpositions, alpha/beta, one and two threads.
+TEST_P(SgemmTest, PackedBEqualsSgemm) {
+  std::mt19937 rng(23);
+  ThreadPool pool(2);
+  struct Shape3 {
+    int64_t M, N, K;
+  };
+  const Shape3 shapes[] = {{2, 16, 3}, {7, 33, 300}, {128, 100, 513}, {13, 3100, 40}, {64, 6200, 17}};
+  const std::pair<float, float> ab[] = {{1.f, 0.f}, {0.5f, 1.f}, {-2.f, 0.25f}};
+  int i = 0;
+  for (const Shape3& sh : shapes) {
+    for (int t = 0; t < 4; ++t, ++i) {
+      const bool ta = t & 1, tb = t & 2;
+      const auto [alpha, beta] = ab[i % 3];
+      const int64_t lda = (ta ? sh.M : sh.K) + 1, ldb = (tb ? sh.K : sh.N) + 3;
+      const std::vector<float> A = RandomVec(static_cast<size_t>((ta ? sh.K : sh.M) * lda), rng);
+      const std::vector<float> B = RandomVec(static_cast<size_t>((tb ? sh.N : sh.K) * ldb), rng);
+      const std::vector<float> C0 = RandomVec(static_cast<size_t>(sh.M * sh.N), rng);
+      const kernels::SgemmPackedB packed(tb, B.data(), ldb, sh.K, sh.N);
+      for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool}) {
+        std::vector<float> want = C0, got = C0;
+        kernels::Sgemm(ta, tb, sh.M, sh.N, sh.K, alpha, A.data(), lda, B.data(), ldb, beta, want.data(), sh.N, tp);
+        kernels::SgemmWithPackedB(ta, sh.M, alpha, A.data(), lda, packed, beta, got.data(), sh.N, tp);
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+            << "M=" << sh.M << " N=" << sh.N << " K=" << sh.K << " ta=" << ta << " tb=" << tb << " threads "
+            << (tp ? 2 : 1);
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Kernels, SgemmTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "portable" : "native"; });
 

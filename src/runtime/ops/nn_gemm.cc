@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "runtime/kernels/ref/sgemm.h"
 #include "runtime/ops/nn_common.h"
 #include "runtime/ops/op_util.h"
 
@@ -68,6 +69,21 @@ Status WithHalfConversion(KernelContext& ctx, std::vector<const Tensor*> ins, co
 
 // ------------------------------------------------------------------------------------ Gemm
 
+// A constant float32 weight, op(B) packed once for kernels::SgemmWithPackedB; null when not worth
+// it (under 16 columns: mostly padding in the 16-wide slivers).
+std::unique_ptr<kernels::SgemmPackedB> PackConstantB(const Tensor& b, bool trans) {
+  if (b.dtype() != DType::kFloat32 || b.rank() != 2) return nullptr;
+  const int64_t K = trans ? b.dim(1) : b.dim(0), N = trans ? b.dim(0) : b.dim(1);
+  if (K == 0 || N < 16) return nullptr;
+  return std::make_unique<kernels::SgemmPackedB>(trans, b.data<float>(), b.dim(1), K, N);
+}
+
+// The packed B is used for this call: it is this input (constant: the same tensor every run)
+// and the product has more than one row (one row runs Sgemm's matrix-vector loop on B itself).
+bool UsePackedB(const kernels::SgemmPackedB* packed, const Tensor* b, int64_t M, int64_t K, int64_t N) {
+  return packed && b->dtype() == DType::kFloat32 && M > 1 && packed->depth() == K && packed->cols() == N;
+}
+
 class GemmKernel final : public OpKernel {
  public:
   static StatusOr<std::unique_ptr<OpKernel>> Create(const KernelInit& init) {
@@ -78,6 +94,7 @@ class GemmKernel final : public OpKernel {
     k->beta_ = init.node.AttrFloat("beta", 1.f);
     if (const Tensor* b = init.ConstantInput(1)) {
       QK_CHECK_ARG(b->rank() == 2, "input B must be 2-D, got shape {}", ShapeToString(b->shape()));
+      k->packed_b_ = PackConstantB(*b, k->trans_b_);
     }
     return std::unique_ptr<OpKernel>(std::move(k));
   }
@@ -127,6 +144,13 @@ class GemmKernel final : public OpKernel {
             }
           }
         }
+        if constexpr (std::is_same_v<T, float>) {
+          if (UsePackedB(packed_b_.get(), in[1], M, K, N)) {
+            kernels::SgemmWithPackedB(trans_a_, M, alpha_, in[0]->data<float>(), in[0]->dim(1), *packed_b_,
+                                      ct ? beta_ : 0.f, yd, N, ctx.thread_pool());
+            return Status::Ok();
+          }
+        }
         GemmT<T>(trans_a_, trans_b_, M, N, K, static_cast<T>(alpha_), in[0]->data<T>(), in[0]->dim(1),
                  in[1]->data<T>(), in[1]->dim(1), ct ? static_cast<T>(beta_) : T(0), yd, N, ctx.thread_pool());
         return Status::Ok();
@@ -137,11 +161,12 @@ class GemmKernel final : public OpKernel {
  private:
   bool trans_a_ = false, trans_b_ = false;
   float alpha_ = 1.f, beta_ = 1.f;
+  std::unique_ptr<kernels::SgemmPackedB> packed_b_;  // constant float32 B, packed at creation
 };
 
 // ---------------------------------------------------------------------------------- MatMul
 
-Status MatMulFn(KernelContext& ctx) {
+Status MatMulCompute(KernelContext& ctx, const kernels::SgemmPackedB* packed_b) {
   QK_ASSIGN_OR_RETURN(const Tensor* a, ctx.RequiredInput(0));
   QK_ASSIGN_OR_RETURN(const Tensor* b, ctx.RequiredInput(1));
   if (!IsGemmDType(a->dtype())) {
@@ -173,6 +198,12 @@ Status MatMulFn(KernelContext& ctx) {
       ThreadPool* pool = ctx.thread_pool();
       if (nbatch == 0 || M == 0 || N == 0) return Status::Ok();
       if (nb_b == 1) {  // B is one matrix: all of A's rows in one GEMM
+        if constexpr (std::is_same_v<T, float>) {
+          if (b->rank() == 2 && UsePackedB(packed_b, in[1], nbatch * M, K, N)) {
+            kernels::SgemmWithPackedB(false, nbatch * M, 1.f, ad, K, *packed_b, 0.f, yd, N, pool);
+            return Status::Ok();
+          }
+        }
         GemmT<T>(false, false, nbatch * M, N, K, T(1), ad, K, bd, N, T(0), yd, N, pool);
         return Status::Ok();
       }
@@ -202,11 +233,25 @@ Status MatMulFn(KernelContext& ctx) {
   });
 }
 
+// MatMul: constant 2-D float32 weights are packed once (kernels::SgemmPackedB).
+class MatMulKernel final : public OpKernel {
+ public:
+  static StatusOr<std::unique_ptr<OpKernel>> Create(const KernelInit& init) {
+    auto k = std::make_unique<MatMulKernel>();
+    if (const Tensor* b = init.ConstantInput(1)) k->packed_b_ = PackConstantB(*b, false);
+    return std::unique_ptr<OpKernel>(std::move(k));
+  }
+  Status Compute(KernelContext& ctx) override { return MatMulCompute(ctx, packed_b_.get()); }
+
+ private:
+  std::unique_ptr<kernels::SgemmPackedB> packed_b_;
+};
+
 }  // namespace
 
 void RegisterNnGemmOps(KernelRegistry& r) {
   r.Register("", "Gemm", &GemmKernel::Create);
-  r.RegisterFunction("", "MatMul", &MatMulFn);
+  r.Register("", "MatMul", &MatMulKernel::Create);
 }
 
 }  // namespace quantkit::rt

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <new>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -331,17 +332,47 @@ void PackedSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t
   }
 }
 
+// Rows [i0, i0+m) and columns [j0, j0+n) of C = alpha * op(A) * B + beta * C with B packed once
+// (SgemmPackedB's layout: per NC column block, per KC row block, NR-column slivers); j0 a
+// multiple of NR. Same K blocking and epilogue as GemmSerial, so the same sums. `ap` holds one
+// packed A block.
+template <int MR, int NR, MicroKernel KERNEL>
+void PackedBSerial(bool ta, const float* A, int64_t lda, const float* packed_b, int64_t K, int64_t N, float alpha,
+                   float beta, int64_t i0, int64_t m, int64_t j0, int64_t n, float* C, int64_t ldc, float* ap) {
+  for (int64_t jb = j0 / kNC * kNC; jb < j0 + n; jb += kNC) {
+    const int64_t block_cols = RoundUp(std::min(kNC, N - jb), NR);  // the packed block's width
+    const int64_t cb = std::max(j0, jb), nc = std::min(j0 + n, jb + kNC) - cb;
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      const int64_t kc = std::min(kKC, K - pc);
+      const float* panel = packed_b + jb * K + pc * block_cols + (cb - jb) * kc;
+      TileEpilogue epi;
+      epi.alpha = alpha;
+      epi.beta = pc == 0 ? beta : 1.f;
+      for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
+        const int64_t mc = std::min(kMC, i0 + m - ic);
+        PackA<MR>(ta, A, lda, ic, mc, pc, kc, ap);
+        MacroKernel<MR, NR, KERNEL>(mc, nc, kc, ap, panel, C + ic * ldc + cb, ldc, epi);
+      }
+    }
+  }
+}
+
 using SerialFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                           const float*, int64_t, float, float*, int64_t);
 using PackedSerialFn = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                                 const SgemmPanelPacker&, float*, int64_t, const SgemmEpilogue&, float*);
 using PackAFn = void (*)(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
+using PackedBSerialFn = void (*)(bool, const float*, int64_t, const float*, int64_t, int64_t, float, float, int64_t,
+                                 int64_t, int64_t, int64_t, float*, int64_t, float*);
+using PackBFn = void (*)(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
 
 struct GemmImpl {
   int mr, nr;
   SerialFn serial;
   PackedSerialFn packed_serial;
   PackAFn pack_a;
+  PackedBSerialFn packed_b_serial;
+  PackBFn pack_b;
   const char* name;
 };
 
@@ -355,7 +386,8 @@ bool HasAvx2Fma() {
 
 template <int MR, int NR, MicroKernel KERNEL>
 constexpr GemmImpl MakeImpl(const char* name) {
-  return {MR, NR, &GemmSerial<MR, NR, KERNEL>, &PackedSerial<MR, NR, KERNEL>, &PackA<MR>, name};
+  return {MR,         NR, &GemmSerial<MR, NR, KERNEL>, &PackedSerial<MR, NR, KERNEL>, &PackA<MR>,
+          &PackedBSerial<MR, NR, KERNEL>, &PackB<NR>, name};
 }
 constexpr GemmImpl kAvx2Impl = MakeImpl<6, 16, &MicroKernelAvx2_6x16>("avx2_fma_6x16");
 constexpr GemmImpl kPortableImpl = MakeImpl<4, 8, &MicroKernelPortable<4, 8>>("generic_4x8");
@@ -632,6 +664,51 @@ void SgemmPacked(const SgemmPackedA& a, int64_t N, const SgemmPanelPacker& pack_
   }
   pool->ParallelFor(grid.tm * grid.tn, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) task(t);
+  });
+}
+
+void SgemmPackedB::Free::operator()(float* p) const { std::free(p); }
+
+SgemmPackedB::SgemmPackedB(bool trans, const float* B, int64_t ldb, int64_t K, int64_t N) : depth_(K), cols_(N) {
+  const GemmImpl& impl = SelectImpl();
+  portable_ = &impl == &kPortableImpl;
+  // Blocks of kNC columns (each a multiple of NR wide but the last, rounded up), kKC rows each.
+  int64_t floats = 0;
+  for (int64_t jb = 0; jb < N; jb += kNC) floats += K * RoundUp(std::min(kNC, N - jb), impl.nr);
+  const size_t bytes = static_cast<size_t>(RoundUp(std::max<int64_t>(floats, 16) * 4, 64));
+  data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  if (!data_) throw std::bad_alloc();
+  for (int64_t jb = 0; jb < N; jb += kNC) {
+    const int64_t nc = std::min(kNC, N - jb), block_cols = RoundUp(nc, impl.nr);
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      impl.pack_b(trans, B, ldb, pc, std::min(kKC, K - pc), jb, nc, data_.get() + jb * K + pc * block_cols);
+    }
+  }
+}
+
+void SgemmWithPackedB(bool trans_a, int64_t M, float alpha, const float* A, int64_t lda, const SgemmPackedB& b,
+                      float beta, float* C, int64_t ldc, ThreadPool* pool) {
+  const int64_t N = b.cols(), K = b.depth();
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.f) {
+    ScaleC(M, N, beta, C, ldc);
+    return;
+  }
+  const GemmImpl& impl = b.portable() ? kPortableImpl : kAvx2Impl;
+  // B is packed already: only A's packing is repeated per task (a row split shares B's panels).
+  const TaskGrid grid = ChooseGrid(impl, M, N, K, pool ? pool->num_threads() : 1, 0.5, 0.0);
+  auto task = [&](int64_t t) {
+    const int64_t i0 = (t / grid.tn) * grid.rows_per, j0 = (t % grid.tn) * grid.cols_per;
+    const int64_t m = std::min(grid.rows_per, M - i0), n = std::min(grid.cols_per, N - j0);
+    float* ap = tls_pack_a.Get(static_cast<size_t>(RoundUp(std::min(kMC, m), impl.mr) * std::min(kKC, K)));
+    impl.packed_b_serial(trans_a, A, lda, b.data(), K, N, alpha, beta, i0, m, j0, n, C, ldc, ap);
+  };
+  if (grid.tm * grid.tn == 1) {
+    task(0);
+    return;
+  }
+  pool->ParallelFor(grid.tm * grid.tn, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) task(t);
   });
 }
 

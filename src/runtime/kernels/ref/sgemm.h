@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 namespace quantkit {
@@ -72,6 +73,33 @@ struct SgemmEpilogue {
   bool clamp = false;           // c = min(max(c, lo), hi), Clip's expression (NaN passes)
   float lo = 0.f, hi = 0.f;
 };
+
+// ---- GEMM with a constant right operand packed once (MatMul / Gemm weights) ----------------------
+
+// op(B) [K, N] packed in the NR-column slivers of the micro-kernel chosen when it is built.
+class SgemmPackedB {
+ public:
+  SgemmPackedB() = default;
+  SgemmPackedB(bool trans, const float* B, int64_t ldb, int64_t K, int64_t N);
+
+  int64_t depth() const { return depth_; }
+  int64_t cols() const { return cols_; }
+  bool portable() const { return portable_; }
+  const float* data() const { return data_.get(); }
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  int64_t depth_ = 0, cols_ = 0;
+  bool portable_ = false;
+  std::unique_ptr<float[], Free> data_;  // 64-byte aligned: the micro-kernel loads B slivers aligned
+};
+
+// C = alpha * op(A) * B + beta * C (beta == 0: C write-only), op(A) [M, K]: the sums of Sgemm's
+// blocked path (M == 1 or N == 1 take Sgemm's matrix-vector loops there: close, not the same bits).
+void SgemmWithPackedB(bool trans_a, int64_t M, float alpha, const float* A, int64_t lda, const SgemmPackedB& b,
+                      float beta, float* C, int64_t ldc, ThreadPool* pool);
 
 // Floats of `workspace` SgemmPacked needs for N columns with this pool (64-byte aligned).
 int64_t SgemmPackedWorkspace(const SgemmPackedA& a, int64_t N, ThreadPool* pool);
