@@ -268,6 +268,7 @@ struct QuantizedGemmWeights {
 struct Packed {
   int64_t input_size = 0, hidden = 0, gh = 0;
   std::vector<float> wt, rt;  // num_dirs blocks
+  std::vector<kernels::SgemmPackedB> wt_packed;  // per direction: W^T for the input projection
   bool quantized = false;
   std::vector<QuantizedGemmWeights> w_q, r_q, rh_q;
 };
@@ -337,6 +338,13 @@ Status PackWeights(const RnnAttrs& a, const Tensor& W_in, const Tensor& R_in, Pa
     TransposeInto(W.data<float>() + d * p->gh * p->input_size, p->gh, p->input_size,
                   p->wt.data() + d * p->input_size * p->gh);
     TransposeInto(R.data<float>() + d * p->gh * p->hidden, p->gh, p->hidden, p->rt.data() + d * p->hidden * p->gh);
+  }
+  // The input projection (all steps at once) multiplies W^T as a packed constant (not the
+  // recurrent R^T: one hidden row per step is a matrix-vector product).
+  if (p->gh >= 16 && p->input_size > 0) {
+    for (int d = 0; d < a.num_dirs; ++d) {
+      p->wt_packed.emplace_back(false, p->wt.data() + d * p->input_size * p->gh, p->gh, p->input_size, p->gh);
+    }
   }
   return Status::Ok();
 }
@@ -529,7 +537,11 @@ Status RnnKernel::Compute(KernelContext& ctx) {
     if (pk->quantized) {
       QuantizedMatMulAccumulate(ctx.thread_pool(), S * Bt, X, pk->w_q[d], xw, GH, &pa);
     } else {
-      MatMulAccumulate(ctx.thread_pool(), S * Bt, GH, I, X, I, wt, GH, xw, GH);
+      if (!pk->wt_packed.empty() && S * Bt > 1 && S * Bt * GH * I >= (int64_t{1} << 15)) {
+        kernels::SgemmWithPackedB(false, S * Bt, 1.f, X, I, pk->wt_packed[d], 1.f, xw, GH, ctx.thread_pool());
+      } else {
+        MatMulAccumulate(ctx.thread_pool(), S * Bt, GH, I, X, I, wt, GH, xw, GH);
+      }
     }
 
     float* hs = h_state + d * Bt * H;
