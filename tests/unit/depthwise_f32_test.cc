@@ -9,6 +9,7 @@
 #include <random>
 
 #include "runtime/kernels/depthwise_f32.h"
+#include "test_util.h"
 
 namespace quantkit {
 namespace {
@@ -37,15 +38,7 @@ TEST(DepthwiseFloat, EveryIsaSameBitsAndTheReferenceValues) {
   std::mt19937 rng(17);
   std::normal_distribution<float> normal;
   for (const Case& c : cases) {
-    ConvGeometry g;
-    g.nd = 2;
-    g.in = {c.H, c.W};
-    g.kernel = {c.KH, c.KW};
-    g.stride = {c.sh, c.sw};
-    g.dilation = {c.dh, c.dw};
-    g.pad_begin = {c.ph, c.pw};
-    g.out = {(c.H + c.ph + c.pb - ((c.KH - 1) * c.dh + 1)) / c.sh + 1,
-             (c.W + c.pw + c.pr - ((c.KW - 1) * c.dw + 1)) / c.sw + 1};
+    const ConvGeometry g = testing::Conv2DGeometry(c.H, c.W, c.KH, c.KW, c.sh, c.sw, c.dh, c.dw, c.ph, c.pw, c.pb, c.pr);
     std::vector<float> x(static_cast<size_t>(c.H * c.W)), w(static_cast<size_t>(c.KH * c.KW));
     for (auto& v : x) v = normal(rng);
     for (auto& v : w) v = normal(rng);

@@ -173,14 +173,8 @@ TEST_P(SgemmTest, PackedConvPanelsEqualIm2ColPlusSgemm) {
                        {4, 17, 15, 9, 5, 3, 3, 2, 1, 1, 2, 1},     {1, 1, 5, 5, 5, 5, 1, 1, 1, 1, 0, 0},
                        {33, 20, 7, 7, 3, 3, 1, 1, 2, 2, 2, 2},     {8, 32, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1}};
   for (const Geo& c : cases) {
-    kernels::ConvGeometry g;
-    g.nd = 2;
-    g.in = {c.ih, c.iw};
-    g.kernel = {c.kh, c.kw};
-    g.stride = {c.sh, c.sw};
-    g.dilation = {c.dh, c.dw};
-    g.pad_begin = {c.ph, c.pw};
-    g.out = {(c.ih + 2 * c.ph - (c.kh - 1) * c.dh - 1) / c.sh + 1, (c.iw + 2 * c.pw - (c.kw - 1) * c.dw - 1) / c.sw + 1};
+    const kernels::ConvGeometry g =
+        testing::Conv2DGeometry(c.ih, c.iw, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, c.ph, c.pw, c.ph, c.pw);
     const int64_t K = c.C * c.kh * c.kw, P = g.OutSize();
     const std::vector<float> x = RandomVec(static_cast<size_t>(c.C * g.InSize()), rng);
     const std::vector<float> w = RandomVec(static_cast<size_t>(c.M * K), rng);

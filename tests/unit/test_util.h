@@ -15,6 +15,7 @@
 
 #include "quantkit/ir.h"
 #include "quantkit/session.h"
+#include "runtime/kernels/ref/conv_kernels.h"
 
 namespace quantkit::testing {
 
@@ -155,5 +156,20 @@ class GuardedBytes {
   size_t n_ = 0, data_pages_ = 0, map_bytes_ = 0;
   uint8_t* base_ = nullptr;
 };
+
+// A 2-D convolution geometry: input h x w, kernel kh x kw, strides, dilations, pads (top, left,
+// bottom, right); the output size follows.
+inline kernels::ConvGeometry Conv2DGeometry(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                            int64_t dh, int64_t dw, int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
+  kernels::ConvGeometry g;
+  g.nd = 2;
+  g.in = {h, w};
+  g.kernel = {kh, kw};
+  g.stride = {sh, sw};
+  g.dilation = {dh, dw};
+  g.pad_begin = {pt, pl};
+  g.out = {(h + pt + pb - ((kh - 1) * dh + 1)) / sh + 1, (w + pl + pr - ((kw - 1) * dw + 1)) / sw + 1};
+  return g;
+}
 
 }  // namespace quantkit::testing
