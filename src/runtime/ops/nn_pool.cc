@@ -104,6 +104,18 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max)
       }
       const int64_t ih0 = oh * H.stride - H.pad_begin + H.lo[oh] * H.dilation;
       const T* first = x + (id * H.in + ih0) * W.in;
+      if (pairs && H.hi[oh] - H.lo[oh] == 2) {
+        // The usual 2x2 window with both rows inside: the row max and the pair max below in one
+        // loop, no row buffer (the same comparisons, so the same values).
+        const T* second = x + (id * H.in + ih0 + H.dilation) * W.in;
+        for (int64_t ow = 0; ow < W.out; ++ow) {
+          const T a0 = first[2 * ow], a1 = first[2 * ow + 1], b0 = second[2 * ow], b1 = second[2 * ow + 1];
+          const T m0 = (b0 > a0 || a0 != a0) ? b0 : a0, m1 = (b1 > a1 || a1 != a1) ? b1 : a1;
+          const T best = m1 > m0 ? m1 : m0;
+          y[ow] = a0 != a0 ? a0 : best;  // a NaN first tap wins (never for 8-bit types)
+        }
+        continue;
+      }
       std::copy(first, first + W.in, row_max.begin());
       for (int64_t kh = H.lo[oh] + 1; kh < H.hi[oh]; ++kh) {
         const T* r = x + (id * H.in + oh * H.stride - H.pad_begin + kh * H.dilation) * W.in;
