@@ -38,30 +38,27 @@ __attribute__((always_inline)) inline void Span(const QBinaryParams& p, const TA
   }
 }
 
+// No lambdas here: a lambda is a function of its own, compiled for the baseline ISA even inside
+// the avx2 build, and Span would be inlined into it (SSE2 code in the avx2 path).
+template <bool kMul, typename TA, typename TB>
+__attribute__((always_inline)) inline void DispatchY(const QBinaryParams& p, const void* a, int64_t step_a,
+                                                     const void* b, int64_t step_b, int64_t n, void* y) {
+  if (p.y_signed) {
+    Span<kMul>(p, static_cast<const TA*>(a), step_a, static_cast<const TB*>(b), step_b, n, static_cast<int8_t*>(y));
+  } else {
+    Span<kMul>(p, static_cast<const TA*>(a), step_a, static_cast<const TB*>(b), step_b, n, static_cast<uint8_t*>(y));
+  }
+}
+
 template <bool kMul>
 __attribute__((always_inline)) inline void DispatchTypes(const QBinaryParams& p, const void* a, int64_t step_a,
                                                          const void* b, int64_t step_b, int64_t n, void* y) {
-  auto with_y = [&](auto ta, auto tb) {
-    using TA = decltype(ta);
-    using TB = decltype(tb);
-    if (p.y_signed) {
-      Span<kMul>(p, static_cast<const TA*>(a), step_a, static_cast<const TB*>(b), step_b, n, static_cast<int8_t*>(y));
-    } else {
-      Span<kMul>(p, static_cast<const TA*>(a), step_a, static_cast<const TB*>(b), step_b, n, static_cast<uint8_t*>(y));
-    }
-  };
-  auto with_b = [&](auto ta) {
-    if (p.b_signed) {
-      with_y(ta, int8_t{});
-    } else {
-      with_y(ta, uint8_t{});
-    }
-  };
   if (p.a_signed) {
-    with_b(int8_t{});
-  } else {
-    with_b(uint8_t{});
+    if (p.b_signed) return DispatchY<kMul, int8_t, int8_t>(p, a, step_a, b, step_b, n, y);
+    return DispatchY<kMul, int8_t, uint8_t>(p, a, step_a, b, step_b, n, y);
   }
+  if (p.b_signed) return DispatchY<kMul, uint8_t, int8_t>(p, a, step_a, b, step_b, n, y);
+  DispatchY<kMul, uint8_t, uint8_t>(p, a, step_a, b, step_b, n, y);
 }
 
 __attribute__((always_inline)) inline void Dispatch(const QBinaryParams& p, const void* a, int64_t step_a,
