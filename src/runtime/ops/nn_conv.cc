@@ -169,13 +169,11 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
   const float* xp = x;
   if (!pointwise) {
     const int64_t count = N * C;
-    QK_ASSIGN_OR_RETURN(phase_planes, ctx.Scratch(DType::kFloat32, count * planes.plane_floats + 2 * kernels::kConvPanelMargin,
+    QK_ASSIGN_OR_RETURN(phase_planes, ctx.Scratch(DType::kFloat32, count * planes.plane_floats + kernels::kConvPanelMargin,
                                                   "conv input planes"));
-    float* buf = phase_planes.data<float>();
-    std::fill(buf, buf + kernels::kConvPanelMargin, 0.f);
-    std::fill(buf + kernels::kConvPanelMargin + count * planes.plane_floats,
-              buf + 2 * kernels::kConvPanelMargin + count * planes.plane_floats, 0.f);
-    float* first = buf + kernels::kConvPanelMargin;
+    float* first = phase_planes.data<float>();
+    std::fill(first + count * planes.plane_floats, first + count * planes.plane_floats + kernels::kConvPanelMargin,
+              0.f);
     auto fill = [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         kernels::FillPhasePlane(g2, planes.rows, planes.phase_len, x + i * in_size, first + i * planes.plane_floats);
@@ -233,8 +231,8 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
 
   if (IsDepthwise(C, M, group) && (g.nd == 1 || g.nd == 2)) {  // depthwise: direct kernel
     const ConvGeometry g2 = As2D(g);
-    // float: kernels/depthwise_f32 (the same operations, vectorized; a stride-phase plane per
-    // worker for strides above 1, from the run's pool); double: the reference loop.
+    // float: kernels/depthwise_f32 (a zero-padded, stride-phase plane per worker, from the run's
+    // pool); double: the reference loop.
     const int64_t plane_elems = std::is_same_v<T, float> ? kernels::DepthwiseFloatPlaneElems(g2) : 0;
     const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
     std::mutex mu;
@@ -254,7 +252,7 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
         const int64_t c = t % C;
         if constexpr (std::is_same_v<T, float>) {
           kernels::DepthwiseConv2DFloat(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : 0.f, y + t * out_size,
-                                        plane_elems > 0 ? plane.data<float>() : nullptr, isa);
+                                        plane.data<float>(), isa);
         } else {
           kernels::DepthwiseConv2DChannel<T>(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : T(0),
                                              y + t * out_size);

@@ -36,8 +36,8 @@ void Im2ColChannel(const ConvGeometry& g, const T* x, int64_t p0, int64_t p1, T*
 void FillPhasePlane(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst);
 
 // The phase planes the float conv's panel packer reads (g.nd == 2): `plane_floats` per channel,
-// channels back to back, with kConvPanelMargin floats before the first and after the last (the
-// packer loads whole vectors around the runs it copies).
+// channels back to back, then kConvPanelMargin floats (the packer copies a whole vector from the
+// start of each run, reading up to 15 floats past its end).
 struct ConvPanelPlanes {
   int64_t rows = 0, phase_len = 0, row_len = 0, plane_floats = 0;
 };

@@ -205,13 +205,6 @@ __attribute__((target("avx2,fma"))) void MicroKernelAvx2_6x16(int64_t kc, const 
     c50 = _mm256_fmadd_ps(av, b0, c50);                           \
     c51 = _mm256_fmadd_ps(av, b1, c51);                           \
   }
-  // The C tile is read (beta) and written after the k loop: start fetching its 6 rows (16 floats,
-  // up to two cache lines each) now, so the misses overlap the multiplies. Large convolutions'
-  // outputs (rows a whole feature map apart) do not stay in cache between K blocks.
-  for (int r = 0; r < 6; ++r) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
-  }
   int64_t k = 0;
   for (; k + 4 <= kc; k += 4) {
     _mm_prefetch(reinterpret_cast<const char*>(b + 256), _MM_HINT_T0);
@@ -433,6 +426,23 @@ TaskGrid ChooseGrid(const GemmImpl& impl, int64_t M, int64_t N, int64_t K, int t
   return grid;
 }
 
+// Runs task(t, i0, m, j0, n) for every task of the grid: rows [i0, i0+m), columns [j0, j0+n);
+// on the pool when there is more than one.
+template <typename Task>
+void RunGrid(const TaskGrid& grid, int64_t M, int64_t N, ThreadPool* pool, const Task& task) {
+  auto one = [&](int64_t t) {
+    const int64_t i0 = (t / grid.tn) * grid.rows_per, j0 = (t % grid.tn) * grid.cols_per;
+    task(t, i0, std::min(grid.rows_per, M - i0), j0, std::min(grid.cols_per, N - j0));
+  };
+  if (grid.tm * grid.tn == 1) {
+    one(0);
+    return;
+  }
+  pool->ParallelFor(grid.tm * grid.tn, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) one(t);
+  });
+}
+
 // ---- Matrix-vector special cases (M == 1 or N == 1): no packing.
 
 typedef float v8f __attribute__((vector_size(32)));
@@ -589,18 +599,10 @@ void Sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   }
   const GemmImpl& impl = SelectImpl();
   const TaskGrid grid = ChooseGrid(impl, M, N, K, pool ? pool->num_threads() : 1);
-  if (grid.tm * grid.tn == 1) {
-    impl.serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-  pool->ParallelFor(grid.tm * grid.tn, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t i0 = (t / grid.tn) * grid.rows_per, j0 = (t % grid.tn) * grid.cols_per;
-      const int64_t m = std::min(grid.rows_per, M - i0), n = std::min(grid.cols_per, N - j0);
-      const float* a = trans_a ? A + i0 : A + i0 * lda;
-      const float* bb = trans_b ? B + j0 * ldb : B + j0;
-      impl.serial(trans_a, trans_b, m, n, K, alpha, a, lda, bb, ldb, beta, C + i0 * ldc + j0, ldc);
-    }
+  RunGrid(grid, M, N, pool, [&](int64_t, int64_t i0, int64_t m, int64_t j0, int64_t n) {
+    const float* a = trans_a ? A + i0 : A + i0 * lda;
+    const float* bb = trans_b ? B + j0 * ldb : B + j0;
+    impl.serial(trans_a, trans_b, m, n, K, alpha, a, lda, bb, ldb, beta, C + i0 * ldc + j0, ldc);
   });
 }
 
@@ -653,17 +655,8 @@ void SgemmPacked(const SgemmPackedA& a, int64_t N, const SgemmPanelPacker& pack_
   const GemmImpl& impl = PackedImpl(a);
   const TaskGrid grid = PackedGrid(impl, M, N, K, pool);
   const int64_t panel = PanelFloats(impl, grid.cols_per, K);
-  auto task = [&](int64_t t) {
-    const int64_t i0 = (t / grid.tn) * grid.rows_per, j0 = (t % grid.tn) * grid.cols_per;
-    const int64_t m = std::min(grid.rows_per, M - i0), n = std::min(grid.cols_per, N - j0);
+  RunGrid(grid, M, N, pool, [&](int64_t t, int64_t i0, int64_t m, int64_t j0, int64_t n) {
     impl.packed_serial(a.data(), a.padded_rows(), K, i0, m, j0, n, pack_b, C, ldc, epi, workspace + t * panel);
-  };
-  if (grid.tm * grid.tn == 1) {
-    task(0);
-    return;
-  }
-  pool->ParallelFor(grid.tm * grid.tn, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) task(t);
   });
 }
 
@@ -697,18 +690,9 @@ void SgemmWithPackedB(bool trans_a, int64_t M, float alpha, const float* A, int6
   const GemmImpl& impl = b.portable() ? kPortableImpl : kAvx2Impl;
   // B is packed already: only A's packing is repeated per task (a row split shares B's panels).
   const TaskGrid grid = ChooseGrid(impl, M, N, K, pool ? pool->num_threads() : 1, 0.5, 0.0);
-  auto task = [&](int64_t t) {
-    const int64_t i0 = (t / grid.tn) * grid.rows_per, j0 = (t % grid.tn) * grid.cols_per;
-    const int64_t m = std::min(grid.rows_per, M - i0), n = std::min(grid.cols_per, N - j0);
+  RunGrid(grid, M, N, pool, [&](int64_t, int64_t i0, int64_t m, int64_t j0, int64_t n) {
     float* ap = tls_pack_a.Get(static_cast<size_t>(RoundUp(std::min(kMC, m), impl.mr) * std::min(kKC, K)));
     impl.packed_b_serial(trans_a, A, lda, b.data(), K, N, alpha, beta, i0, m, j0, n, C, ldc, ap);
-  };
-  if (grid.tm * grid.tn == 1) {
-    task(0);
-    return;
-  }
-  pool->ParallelFor(grid.tm * grid.tn, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) task(t);
   });
 }
 
