@@ -160,7 +160,8 @@ TEST_P(SgemmTest, MultiBlockAndThreaded) {
 }
 
 // The packed float conv path: SgemmPacked over Im2ColPanel2D panels of the phase planes (bias and Clip in the
-// micro-kernel's store) gives the same bits as im2col + Sgemm over a bias-prefilled C + Clip.
+// micro-kernel's store) gives the same bits as im2col + Sgemm over a bias-prefilled C + Clip; with stride 1,
+// so does SgemmPackedTaps (the planes read in place, a plane's padding columns computed and dropped).
 TEST_P(SgemmTest, PackedConvPanelsEqualIm2ColPlusSgemm) {
   std::mt19937 rng(11);
   ThreadPool pool(2);
@@ -171,7 +172,9 @@ TEST_P(SgemmTest, PackedConvPanelsEqualIm2ColPlusSgemm) {
   const Geo cases[] = {{3, 7, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1},     {5, 13, 12, 10, 3, 2, 2, 1, 1, 2, 1, 0},
                        {40, 9, 8, 7, 3, 3, 1, 1, 1, 1, 1, 1},     {2, 6, 70, 60, 1, 1, 1, 1, 1, 1, 0, 0},
                        {4, 17, 15, 9, 5, 3, 3, 2, 1, 1, 2, 1},     {1, 1, 5, 5, 5, 5, 1, 1, 1, 1, 0, 0},
-                       {33, 20, 7, 7, 3, 3, 1, 1, 2, 2, 2, 2},     {8, 32, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1}};
+                       {33, 20, 7, 7, 3, 3, 1, 1, 2, 2, 2, 2},     {8, 32, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1},
+                       {1, 16, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1},    {6, 11, 1, 50, 1, 5, 1, 1, 1, 1, 0, 2},
+                       {3, 5, 4, 3, 2, 4, 1, 1, 1, 1, 0, 3}};
   for (const Geo& c : cases) {
     const kernels::ConvGeometry g =
         testing::Conv2DGeometry(c.ih, c.iw, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, c.ph, c.pw, c.ph, c.pw);
@@ -213,6 +216,26 @@ TEST_P(SgemmTest, PackedConvPanelsEqualIm2ColPlusSgemm) {
               kernels::Im2ColPanel2D(g, planes, xp.data(), k0, kc, j0, nc, nr, dst);
             },
             got.data(), P, epi, tp, aligned);
+        if (c.sh == 1 && c.sw == 1) {
+          // Stride 1: B read in place from the planes (SgemmPackedTaps) gives SgemmPacked's bits.
+          std::vector<int64_t> taps(static_cast<size_t>(K));
+          for (int64_t k = 0; k < K; ++k) {
+            const int64_t t = k % (c.kh * c.kw);
+            taps[k] = k / (c.kh * c.kw) * planes.plane_floats + t / c.kw * c.dh * planes.row_len + t % c.kw * c.dw;
+          }
+          const int64_t cols = (g.out[0] - 1) * planes.row_len + g.out[1];
+          std::vector<float> ws2(static_cast<size_t>(kernels::SgemmPackedTapsWorkspace(packed, cols, tp)));
+          kernels::SgemmPlaneOutput out;
+          std::vector<float> got2(want.size(), std::numeric_limits<float>::quiet_NaN());
+          out.y = got2.data();
+          out.ldy = P;
+          out.row_len = planes.row_len;
+          out.out_w = g.out[1];
+          kernels::SgemmPackedTaps(packed, cols, xp.data(), taps.data(), out, epi, tp, ws2.data());
+          ASSERT_EQ(0, std::memcmp(got.data(), got2.data(), got.size() * sizeof(float)))
+              << "taps: C=" << c.C << " M=" << c.M << " in " << c.ih << "x" << c.iw << " k " << c.kh << "x" << c.kw
+              << " threads=" << (tp ? 2 : 1) << " clamp=" << clamp;
+        }
         if (c.M == 1 || P == 1) {  // Sgemm takes its matrix-vector path there: close, not the same sums
           for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4f) << i;
           continue;

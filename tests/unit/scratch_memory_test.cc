@@ -197,14 +197,15 @@ TEST(ScratchMemory, FusedDynamicMatMulPackedActivationsCountAgainstTheLimit) {
 // Float Conv copies its input into phase planes (zero padding, column phases), then packs its
 // im2col values straight into GEMM panels (256 x 768 floats at most per task).
 TEST(ScratchMemory, FloatConvPlanesAndPanelsCountAgainstTheLimit) {
-  auto conv_model = [](int64_t N, int64_t C, int64_t H, bool pad) {
+  auto conv_model = [](int64_t N, int64_t C, int64_t H, bool pad, int64_t stride = 1) {
     Graph g;
     g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {N, C, H, H}));
     g.AddInitializer("w", RandomFloats({C, C, 3, 3}, 7, 0.2f));
     g.AddInitializer("b", RandomFloats({C}, 8));
     g.outputs.push_back(Output("y"));
     Node conv = MakeNode("Conv", {"x", "w", "b"}, {"y"}, "conv");
-    if (pad) conv.attributes = {IntsAttr("pads", {1, 1, 1, 1})};
+    if (pad) conv.attributes.push_back(IntsAttr("pads", {1, 1, 1, 1}));
+    if (stride != 1) conv.attributes.push_back(IntsAttr("strides", {stride, stride}));
     g.nodes.push_back(conv);
     return MakeModel(std::move(g), 13);
   };
@@ -215,18 +216,27 @@ TEST(ScratchMemory, FloatConvPlanesAndPanelsCountAgainstTheLimit) {
       CheckLimits(m, feeds, 2 * kMiB, 32 * kMiB, "Conv node 'conv'", "conv input planes", false, threads);
     }
   }
-  {  // [1, 16, 128, 128] unpadded: output 0.97 MiB, planes 1 MiB; a panel of 144 x 768 floats =
-     // 0.42 MiB per task.
+  {  // [1, 16, 128, 128] unpadded, stride 1 (B read in place): output 1016064 bytes, planes 1048640;
+     // the tiles' rows, 18 x 768 floats = 55296 bytes per task.
     const Model m = conv_model(1, 16, 128, false);
     const Feeds feeds = {{"x", RandomFloats({1, 16, 128, 128}, 9)}};
     for (int threads : {1, 2}) {
-      CheckLimits(m, feeds, 2200 * kKiB, 32 * kMiB, "Conv node 'conv'", "conv panel", false, threads);
+      CheckLimits(m, feeds, 2090000, 32 * kMiB, "Conv node 'conv'", "conv tile rows", false, threads);
     }
   }
-  {  // [8, 8, 32, 32] on two threads: images run in parallel, each worker with 72 x 1024 floats (288 KiB).
+  {  // Stride 2 (im2col panels): output 254016 bytes, planes 1040448; a panel of 144 x 768 floats =
+     // 0.42 MiB per task.
+    const Model m = conv_model(1, 16, 128, false, 2);
+    const Feeds feeds = {{"x", RandomFloats({1, 16, 128, 128}, 9)}};
+    for (int threads : {1, 2}) {
+      CheckLimits(m, feeds, 1400 * kKiB, 32 * kMiB, "Conv node 'conv'", "conv panel", false, threads);
+    }
+  }
+  {  // [8, 8, 32, 32] on two threads: images run in parallel, each worker with 12 x 768 floats (36 KiB) of
+     // tile rows (one worker may run them all); planes 289 KiB, output 256 KiB.
     const Model m = conv_model(8, 8, 32, true);
     const Feeds feeds = {{"x", RandomFloats({8, 8, 32, 32}, 10)}};
-    const auto two = CheckLimits(m, feeds, 640 * kKiB, 8 * kMiB, "Conv node 'conv'", "conv panel", false, 2);
+    const auto two = CheckLimits(m, feeds, 580 * kKiB, 8 * kMiB, "Conv node 'conv'", "conv tile rows", false, 2);
     ExpectSameBits(two, RunLimited(m, feeds, 8 * kMiB, false, 1).outputs);
   }
 }

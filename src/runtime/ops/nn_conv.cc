@@ -146,6 +146,16 @@ PackedConvWeights PackConvWeights(const float* w, int64_t M, int64_t group, int6
   return packed;
 }
 
+// Reading B in place (stride 1 only) computes row_len - out_w dropped columns per output row;
+// packing the im2col panel costs about a copy per (tap, column), worth a few multiply-adds. So
+// in place when the Mg rows' wasted products cost less than that copy.
+constexpr int64_t kTapsWasteLimit = 6;
+bool UseTapsGemm(const ConvGeometry& g2, int64_t Mg) {
+  if (g2.stride[0] != 1 || g2.stride[1] != 1) return false;
+  const int64_t out_w = g2.out[1], dropped = (g2.kernel[1] - 1) * g2.dilation[1];
+  return Mg * dropped <= kTapsWasteLimit * out_w;
+}
+
 // Float 1-D / 2-D convolution as packed GEMMs per (image, group): weights packed once (or now,
 // when not constant), im2col values written straight into the GEMM's panels, bias and the fused
 // activation applied in the micro-kernel's store.
@@ -187,6 +197,32 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
     xp = first;
   }
   const double flops = 2.0 * static_cast<double>(Mg) * static_cast<double>(kdim) * static_cast<double>(out_size);
+  if (!pointwise && UseTapsGemm(g2, Mg)) {
+    // Stride 1: the GEMM reads each tap row straight from the planes (kernels::SgemmPackedTaps).
+    const int64_t ksize = g2.KernelSize(), kw = g2.kernel[1];
+    std::vector<int64_t> taps(static_cast<size_t>(kdim));
+    for (int64_t k = 0; k < kdim; ++k) {
+      const int64_t t = k % ksize;
+      taps[k] = k / ksize * planes.plane_floats + t / kw * g2.dilation[0] * planes.row_len + t % kw * g2.dilation[1];
+    }
+    const int64_t cols = (g2.out[0] - 1) * planes.row_len + g2.out[1];
+    const int64_t workspace = kernels::SgemmPackedTapsWorkspace((*prepacked)[0], cols, ctx.thread_pool());
+    return ForEachBatchGroup<float>(
+        ctx, N, group, flops, workspace, "conv tile rows", [&](int64_t n, int64_t gi, ThreadPool* tp, float* cbuf) {
+          kernels::SgemmEpilogue epi;
+          epi.bias = bias ? bias + gi * Mg : nullptr;
+          epi.clamp = act.on;
+          epi.lo = act.lo;
+          epi.hi = act.hi;
+          kernels::SgemmPlaneOutput out;
+          out.y = y + (n * M + gi * Mg) * out_size;
+          out.ldy = out_size;
+          out.row_len = planes.row_len;
+          out.out_w = g2.out[1];
+          kernels::SgemmPackedTaps((*prepacked)[gi], cols, xp + (n * C + gi * Cg) * planes.plane_floats, taps.data(),
+                                   out, epi, tp, cbuf);
+        });
+  }
   const int64_t workspace = kernels::SgemmPackedWorkspace((*prepacked)[0], out_size, ctx.thread_pool());
   return ForEachBatchGroup<float>(
       ctx, N, group, flops, workspace, "conv panel", [&](int64_t n, int64_t gi, ThreadPool* tp, float* panel) {

@@ -41,6 +41,9 @@ struct TileEpilogue {
 
 using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                              const TileEpilogue& epi);
+// The same tile with B row k read at b + taps[k] (SgemmPackedTaps).
+using TapsMicroKernel = void (*)(int64_t kc, const float* a, const float* b, const int64_t* taps, float* c,
+                                 int64_t ldc, const TileEpilogue& epi);
 
 std::atomic<bool> g_force_portable{false};
 
@@ -148,16 +151,27 @@ inline float EpilogueValue(float acc, float old, int r, const TileEpilogue& epi)
   return v;
 }
 
-template <int MR, int NR>
-void MicroKernelPortable(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                         const TileEpilogue& epi) {
+// Row k of the B sliver: packed (NR floats per k, consecutive) or read in place at
+// b + taps[k] (SgemmPackedTaps: a row of a padded input plane; unaligned).
+template <int NR, bool kTaps>
+inline const float* SliverRow(const float* b, const int64_t* taps, int64_t k) {
+  if constexpr (kTaps) {
+    return b + taps[k];
+  } else {
+    return b + k * NR;
+  }
+}
+
+template <int MR, int NR, bool kTaps>
+void MicroKernelPortableBody(int64_t kc, const float* a, const float* b, const int64_t* taps, float* c, int64_t ldc,
+                             const TileEpilogue& epi) {
   constexpr int NV = NR / 4;
   v4f acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = v4f{0.f, 0.f, 0.f, 0.f};
   for (int64_t k = 0; k < kc; ++k) {
     v4f bv[NV];
-    std::memcpy(bv, b + k * NR, sizeof(bv));
+    std::memcpy(bv, SliverRow<NR, kTaps>(b, taps, k), sizeof(bv));
     for (int r = 0; r < MR; ++r) {
       const float ar = a[k * MR + r];
       for (int v = 0; v < NV; ++v) acc[r][v] += ar * bv[v];
@@ -174,9 +188,21 @@ void MicroKernelPortable(int64_t kc, const float* a, const float* b, float* c, i
   }
 }
 
-__attribute__((target("avx2,fma"))) void MicroKernelAvx2_6x16(int64_t kc, const float* a,
-                                                              const float* b, float* c, int64_t ldc,
-                                                              const TileEpilogue& epi) {
+template <int MR, int NR>
+void MicroKernelPortable(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                         const TileEpilogue& epi) {
+  MicroKernelPortableBody<MR, NR, false>(kc, a, b, nullptr, c, ldc, epi);
+}
+template <int MR, int NR>
+void MicroKernelPortableTaps(int64_t kc, const float* a, const float* b, const int64_t* taps, float* c, int64_t ldc,
+                             const TileEpilogue& epi) {
+  MicroKernelPortableBody<MR, NR, true>(kc, a, b, taps, c, ldc, epi);
+}
+
+// The AVX2 6x16 tile. Packed B slivers are 64-byte aligned; rows read in place are not.
+template <bool kTaps>
+__attribute__((target("avx2,fma"), always_inline)) inline void MicroKernelAvx2_6x16Body(
+    int64_t kc, const float* a, const float* b, const int64_t* taps, float* c, int64_t ldc, const TileEpilogue& epi) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -185,7 +211,9 @@ __attribute__((target("avx2,fma"))) void MicroKernelAvx2_6x16(int64_t kc, const 
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
 #define QK_SGEMM_STEP(A, B)                                       \
   {                                                               \
-    const __m256 b0 = _mm256_load_ps(B), b1 = _mm256_load_ps(B + 8); \
+    const float* bk = (B);                                        \
+    const __m256 b0 = kTaps ? _mm256_loadu_ps(bk) : _mm256_load_ps(bk);          \
+    const __m256 b1 = kTaps ? _mm256_loadu_ps(bk + 8) : _mm256_load_ps(bk + 8);  \
     __m256 av = _mm256_broadcast_ss(A + 0);                       \
     c00 = _mm256_fmadd_ps(av, b0, c00);                           \
     c01 = _mm256_fmadd_ps(av, b1, c01);                           \
@@ -206,19 +234,33 @@ __attribute__((target("avx2,fma"))) void MicroKernelAvx2_6x16(int64_t kc, const 
     c51 = _mm256_fmadd_ps(av, b1, c51);                           \
   }
   int64_t k = 0;
-  for (; k + 4 <= kc; k += 4) {
-    _mm_prefetch(reinterpret_cast<const char*>(b + 256), _MM_HINT_T0);
-    QK_SGEMM_STEP(a, b);
-    QK_SGEMM_STEP(a + 6, b + 16);
-    QK_SGEMM_STEP(a + 12, b + 32);
-    QK_SGEMM_STEP(a + 18, b + 48);
-    a += 24;
-    b += 64;
-  }
-  for (; k < kc; ++k) {
-    QK_SGEMM_STEP(a, b);
-    a += 6;
-    b += 16;
+  if constexpr (kTaps) {
+    for (; k + 4 <= kc; k += 4) {
+      QK_SGEMM_STEP(a, b + taps[k]);
+      QK_SGEMM_STEP(a + 6, b + taps[k + 1]);
+      QK_SGEMM_STEP(a + 12, b + taps[k + 2]);
+      QK_SGEMM_STEP(a + 18, b + taps[k + 3]);
+      a += 24;
+    }
+    for (; k < kc; ++k) {
+      QK_SGEMM_STEP(a, b + taps[k]);
+      a += 6;
+    }
+  } else {
+    for (; k + 4 <= kc; k += 4) {
+      _mm_prefetch(reinterpret_cast<const char*>(b + 256), _MM_HINT_T0);
+      QK_SGEMM_STEP(a, b);
+      QK_SGEMM_STEP(a + 6, b + 16);
+      QK_SGEMM_STEP(a + 12, b + 32);
+      QK_SGEMM_STEP(a + 18, b + 48);
+      a += 24;
+      b += 64;
+    }
+    for (; k < kc; ++k) {
+      QK_SGEMM_STEP(a, b);
+      a += 6;
+      b += 16;
+    }
   }
 #undef QK_SGEMM_STEP
   __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
@@ -241,6 +283,16 @@ __attribute__((target("avx2,fma"))) void MicroKernelAvx2_6x16(int64_t kc, const 
       _mm256_storeu_ps(cr + 8 * h, v);
     }
   }
+}
+
+__attribute__((target("avx2,fma"))) void MicroKernelAvx2_6x16(int64_t kc, const float* a, const float* b, float* c,
+                                                              int64_t ldc, const TileEpilogue& epi) {
+  MicroKernelAvx2_6x16Body<false>(kc, a, b, nullptr, c, ldc, epi);
+}
+__attribute__((target("avx2,fma"))) void MicroKernelAvx2_6x16Taps(int64_t kc, const float* a, const float* b,
+                                                                  const int64_t* taps, float* c, int64_t ldc,
+                                                                  const TileEpilogue& epi) {
+  MicroKernelAvx2_6x16Body<true>(kc, a, b, taps, c, ldc, epi);
 }
 
 // ---- Serial blocked driver for one sub-problem.
@@ -350,6 +402,50 @@ void PackedBSerial(bool ta, const float* A, int64_t lda, const float* packed_b, 
   }
 }
 
+// Rows [i0, i0+m) and columns [j0, j0+n) of SgemmPackedTaps: the blocking, sums and epilogue of
+// PackedSerial, B read in place. The tiles land in `cbuf` (RoundUp(m, MR) rows of kPackedNC
+// columns, padding rows and columns included), then each output row's columns go to the output.
+template <int MR, int NR, TapsMicroKernel KERNEL>
+void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i0, int64_t m, int64_t j0, int64_t n,
+                const float* base, const int64_t* taps, const SgemmPlaneOutput& out, const SgemmEpilogue& epi,
+                float* cbuf) {
+  constexpr int64_t ldb = kPackedNC;
+  for (int64_t jc = j0; jc < j0 + n; jc += kPackedNC) {
+    const int64_t nc = std::min(kPackedNC, j0 + n - jc);
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      const int64_t kc = std::min(kKC, K - pc);
+      TileEpilogue e;
+      e.beta = pc == 0 ? 0.f : 1.f;
+      e.clamp = epi.clamp && pc + kc == K;
+      e.lo = epi.lo;
+      e.hi = epi.hi;
+      const float* block = packed_a + pc * padded_rows;
+      for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
+        const int64_t mc = std::min(kMC, i0 + m - ic);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            e.bias = pc == 0 && epi.bias ? epi.bias + ic + ir : nullptr;
+            KERNEL(kc, block + (ic + ir) * kc, base + jc + jr, taps + pc, cbuf + (ic - i0 + ir) * ldb + jr, ldb, e);
+          }
+        }
+      }
+    }
+    // Column j is output (j / row_len, j % row_len) when j % row_len < out_w.
+    for (int64_t j = jc; j < jc + nc;) {
+      const int64_t oy = j / out.row_len, ox = j % out.row_len;
+      const int64_t len = std::min(out.row_len - ox, jc + nc - j);
+      const int64_t valid = std::min(len, out.out_w - ox);
+      if (valid > 0) {
+        for (int64_t r = 0; r < m; ++r) {
+          std::memcpy(out.y + (i0 + r) * out.ldy + oy * out.out_w + ox, cbuf + r * ldb + (j - jc),
+                      static_cast<size_t>(valid) * sizeof(float));
+        }
+      }
+      j += len;
+    }
+  }
+}
+
 using SerialFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                           const float*, int64_t, float, float*, int64_t);
 using PackedSerialFn = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
@@ -358,6 +454,8 @@ using PackAFn = void (*)(bool, const float*, int64_t, int64_t, int64_t, int64_t,
 using PackedBSerialFn = void (*)(bool, const float*, int64_t, const float*, int64_t, int64_t, float, float, int64_t,
                                  int64_t, int64_t, int64_t, float*, int64_t, float*);
 using PackBFn = void (*)(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
+using TapsSerialFn = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const float*,
+                              const int64_t*, const SgemmPlaneOutput&, const SgemmEpilogue&, float*);
 
 struct GemmImpl {
   int mr, nr;
@@ -366,6 +464,7 @@ struct GemmImpl {
   PackAFn pack_a;
   PackedBSerialFn packed_b_serial;
   PackBFn pack_b;
+  TapsSerialFn taps_serial;
   const char* name;
 };
 
@@ -377,13 +476,15 @@ bool HasAvx2Fma() {
   return has;
 }
 
-template <int MR, int NR, MicroKernel KERNEL>
+template <int MR, int NR, MicroKernel KERNEL, TapsMicroKernel TAPS_KERNEL>
 constexpr GemmImpl MakeImpl(const char* name) {
   return {MR,         NR, &GemmSerial<MR, NR, KERNEL>, &PackedSerial<MR, NR, KERNEL>, &PackA<MR>,
-          &PackedBSerial<MR, NR, KERNEL>, &PackB<NR>, name};
+          &PackedBSerial<MR, NR, KERNEL>, &PackB<NR>, &TapsSerial<MR, NR, TAPS_KERNEL>, name};
 }
-constexpr GemmImpl kAvx2Impl = MakeImpl<6, 16, &MicroKernelAvx2_6x16>("avx2_fma_6x16");
-constexpr GemmImpl kPortableImpl = MakeImpl<4, 8, &MicroKernelPortable<4, 8>>("generic_4x8");
+constexpr GemmImpl kAvx2Impl =
+    MakeImpl<6, 16, &MicroKernelAvx2_6x16, &MicroKernelAvx2_6x16Taps>("avx2_fma_6x16");
+constexpr GemmImpl kPortableImpl =
+    MakeImpl<4, 8, &MicroKernelPortable<4, 8>, &MicroKernelPortableTaps<4, 8>>("generic_4x8");
 
 const GemmImpl& SelectImpl() {
   if (HasAvx2Fma() && !g_force_portable.load(std::memory_order_relaxed)) return kAvx2Impl;
@@ -657,6 +758,32 @@ void SgemmPacked(const SgemmPackedA& a, int64_t N, const SgemmPanelPacker& pack_
   const int64_t panel = PanelFloats(impl, grid.cols_per, K);
   RunGrid(grid, M, N, pool, [&](int64_t t, int64_t i0, int64_t m, int64_t j0, int64_t n) {
     impl.packed_serial(a.data(), a.padded_rows(), K, i0, m, j0, n, pack_b, C, ldc, epi, workspace + t * panel);
+  });
+}
+
+namespace {
+// No B packing at all: a row split and a column split cost the same.
+TaskGrid TapsGrid(const GemmImpl& impl, int64_t M, int64_t N, int64_t K, ThreadPool* pool) {
+  return ChooseGrid(impl, M, N, K, pool ? pool->num_threads() : 1, 0.0, 0.0);
+}
+}  // namespace
+
+int64_t SgemmPackedTapsWorkspace(const SgemmPackedA& a, int64_t N, ThreadPool* pool) {
+  if (a.rows() <= 0 || N <= 0 || a.depth() <= 0) return 0;
+  const GemmImpl& impl = PackedImpl(a);
+  const TaskGrid grid = TapsGrid(impl, a.rows(), N, a.depth(), pool);
+  return grid.tm * grid.tn * RoundUp(grid.rows_per, impl.mr) * kPackedNC;
+}
+
+void SgemmPackedTaps(const SgemmPackedA& a, int64_t N, const float* base, const int64_t* taps,
+                     const SgemmPlaneOutput& out, const SgemmEpilogue& epi, ThreadPool* pool, float* workspace) {
+  const int64_t M = a.rows(), K = a.depth();
+  if (M <= 0 || N <= 0 || K <= 0) return;  // the caller handles K == 0 (no taps)
+  const GemmImpl& impl = PackedImpl(a);
+  const TaskGrid grid = TapsGrid(impl, M, N, K, pool);
+  const int64_t per_task = RoundUp(grid.rows_per, impl.mr) * kPackedNC;
+  RunGrid(grid, M, N, pool, [&](int64_t t, int64_t i0, int64_t m, int64_t j0, int64_t n) {
+    impl.taps_serial(a.data(), a.padded_rows(), K, i0, m, j0, n, base, taps, out, epi, workspace + t * per_task);
   });
 }
 

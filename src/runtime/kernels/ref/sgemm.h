@@ -74,6 +74,27 @@ struct SgemmEpilogue {
   float lo = 0.f, hi = 0.f;
 };
 
+// ---- GEMM with B read in place: a stride-1 convolution over zero-padded input planes ------------
+//
+// B[k, j] = base[taps[k] + j]. With a conv's input in padded planes of row_len floats per row
+// (kernels::FillPhasePlane, stride 1), output column j = oy * row_len + ox and tap k = (c, ky, kx)
+// at c * plane + ky * dh * row_len + kx * dw, a row of a B sliver is consecutive floats of a
+// plane: no im2col copy at all. Columns with j % row_len >= out_w (the row_len - out_w padding
+// columns of each row) are computed and dropped; the others go to y[i * ldy + oy * out_w + ox].
+// The blocking, sums and epilogue are SgemmPacked's: the same bits as packing the im2col values.
+struct SgemmPlaneOutput {
+  float* y = nullptr;
+  int64_t ldy = 0, row_len = 0, out_w = 0;
+};
+
+// Floats of `workspace` SgemmPackedTaps needs for N columns with this pool.
+int64_t SgemmPackedTapsWorkspace(const SgemmPackedA& a, int64_t N, ThreadPool* pool);
+
+// Columns j < N (N = (out_h - 1) * row_len + out_w); reads base[taps[k] + j] for j up to
+// N rounded up to 16 (the caller keeps 15 readable floats past its planes). taps: a.depth() values.
+void SgemmPackedTaps(const SgemmPackedA& a, int64_t N, const float* base, const int64_t* taps,
+                     const SgemmPlaneOutput& out, const SgemmEpilogue& epi, ThreadPool* pool, float* workspace);
+
 // ---- GEMM with a constant right operand packed once (MatMul / Gemm weights) ----------------------
 
 // op(B) [K, N] packed in the NR-column slivers of the micro-kernel chosen when it is built.
