@@ -4,6 +4,8 @@
 // edge zero points.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 
@@ -89,6 +91,77 @@ TEST(QGemm, EveryIsaMatchesReferenceExactly) {
           kernels::QGemm(pa, *packed, out, p);
           ASSERT_EQ(got, want) << kernels::QGemmIsaName(isa) << " M=" << c.M << " N=" << c.N << " K=" << c.K
                                << " trans=" << trans << " threads=" << (p ? 2 : 1);
+        }
+      }
+    }
+  }
+}
+
+// The requantized 8-bit output (QLinearConv / QLinearMatMul) on every ISA equals the definition
+// applied to the reference accumulators: q = clamp(round_half_even(float(acc + bias) * multiplier)
+// + zp, q_min, q_max), with multipliers that put many products on exact .5 ties, per column and
+// per tensor, both output types, a fused Relu range, column counts that leave every tail size, and
+// the transposed (NCHW) store.
+TEST(QGemm, RequantizedOutputEqualsTheDefinitionOnEveryIsa) {
+  std::mt19937 rng(29);
+  ThreadPool pool(2);
+  const Case cases[] = {{70, 45, 33, false, true, 3, false}, {64, 64, 16, false, true, 128, false},
+                        {5, 1, 9, false, true, 0, false},     {130, 100, 40, true, true, -5, false},
+                        {9, 24, 300, false, true, 255, false}};
+  for (const Case& c : cases) {
+    const auto a = RandomBytes(static_cast<size_t>(c.M * c.K), rng);
+    const auto b = RandomBytes(static_cast<size_t>(c.K * c.N), rng);
+    const std::vector<int32_t> b_zp = {0};
+    const std::vector<int32_t> acc = ReferenceAcc(c, a, b, b_zp);
+    std::vector<int32_t> bias(static_cast<size_t>(c.N));
+    std::vector<float> mult(static_cast<size_t>(c.N));
+    std::uniform_int_distribution<int> bias_d(-5000, 5000), shift(1, 12);
+    for (int64_t n = 0; n < c.N; ++n) {
+      bias[n] = bias_d(rng);
+      // Powers of two (ties on odd sums) and ordinary ratios.
+      mult[n] = n % 3 == 0 ? std::ldexp(1.f, -shift(rng)) : 1.f / static_cast<float>(300 + 7 * n);
+    }
+    for (int variant = 0; variant < 8; ++variant) {
+      const bool per_col = variant & 1, q_signed = variant & 2, relu = variant & 4;
+      const int32_t zp = q_signed ? -3 : 131;
+      const int32_t q_min = relu ? zp : (q_signed ? -128 : 0), q_max = q_signed ? 127 : 255;
+      std::vector<uint8_t> want(static_cast<size_t>(c.M * c.N));
+      for (int64_t m = 0; m < c.M; ++m) {
+        for (int64_t n = 0; n < c.N; ++n) {
+          const int32_t v = acc[m * c.N + n] + bias[n];
+          const float r = static_cast<float>(v) * mult[per_col ? n : 0];
+          const int32_t q = std::clamp(static_cast<int32_t>(std::nearbyint(r)) + zp, q_min, q_max);
+          want[m * c.N + n] = static_cast<uint8_t>(q);
+        }
+      }
+      for (QGemmIsa isa : SupportedIsas()) {
+        auto packed = kernels::PackQWeights(b.data(), c.b_signed, false, c.K, c.N, c.N, b_zp, isa);
+        kernels::PackedQActivations pa;
+        kernels::PackQActivations(a.data(), c.a_signed, c.M, c.K, c.K, c.a_zp, *packed, &pa);
+        for (bool transpose : {false, true}) {
+          for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+            std::vector<uint8_t> got(want.size(), 0xAB);
+            kernels::QGemmOutput out;
+            out.q = got.data();
+            out.transpose = transpose;
+            out.ldc = transpose ? c.M : c.N;
+            out.q_signed = q_signed;
+            out.bias_int32 = bias.data();
+            out.multiplier = mult.data();
+            out.multiplier_per_col = per_col;
+            out.q_zero_point = zp;
+            out.q_min = q_min;
+            out.q_max = q_max;
+            kernels::QGemm(pa, *packed, out, p);
+            for (int64_t m = 0; m < c.M; ++m) {
+              for (int64_t n = 0; n < c.N; ++n) {
+                const uint8_t g = transpose ? got[n * c.M + m] : got[m * c.N + n];
+                ASSERT_EQ(g, want[m * c.N + n])
+                    << kernels::QGemmIsaName(isa) << " M=" << c.M << " N=" << c.N << " K=" << c.K << " m=" << m
+                    << " n=" << n << " variant=" << variant << " transpose=" << transpose;
+              }
+            }
+          }
         }
       }
     }

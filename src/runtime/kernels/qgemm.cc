@@ -439,29 +439,34 @@ void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutp
   const int64_t M = a.M, N = b.N;
   if (M == 0 || N == 0) return;
   // Work unit: a block of panels (columns) x a block of rows. Columns outermost keep a weight
-  // block hot in cache while the rows stream by.
-  const int64_t panels_per_block = kernel.max_panels;
+  // block hot in cache while the rows stream by. A unit is up to 64 columns (several kernel
+  // calls), so the epilogue's per-row work and the transposed store run over 64 columns at once.
+  const int64_t panels_per_block = qgemm::kMaxEpilogueCols / kPanelCols;
   const int64_t col_blocks = (b.n_panels + panels_per_block - 1) / panels_per_block;
   const int64_t rows_per_block = qgemm::kRowBlock;
   const int64_t row_blocks = (M + rows_per_block - 1) / rows_per_block;
   const int64_t units = col_blocks * row_blocks;
   auto run = [&](int64_t begin, int64_t end) {
-    const int64_t ldr = kernel.max_panels * kPanelCols;
+    constexpr int64_t ldr = qgemm::kMaxEpilogueCols;
     std::vector<int32_t> raw(static_cast<size_t>(qgemm::kRowBlock * ldr));
     for (int64_t u = begin; u < end; ++u) {
       const int64_t cb = u / row_blocks, rb = u % row_blocks;
-      const int64_t panel = cb * panels_per_block;
-      const int panels = static_cast<int>(std::min(panels_per_block, b.n_panels - panel));
-      const int64_t n0 = panel * kPanelCols;
-      const int64_t cols = std::min<int64_t>(panels * kPanelCols, N - n0);
+      const int64_t first_panel = cb * panels_per_block;
+      const int64_t block_panels = std::min(panels_per_block, b.n_panels - first_panel);
+      const int64_t n0 = first_panel * kPanelCols;
+      const int64_t cols = std::min<int64_t>(block_panels * kPanelCols, N - n0);
       const int64_t m_begin = rb * rows_per_block, m_end = std::min(M, m_begin + rows_per_block);
-      // K in blocks, so one block of the weight panel and of the activation rows stays in L1
+      // Per kernel call's panels, K in blocks, so one block of those weight panels stays in L1
       // while the row block's tiles pass over it; the raw sums accumulate across blocks.
-      for (int64_t k0 = 0; k0 < b.k_padded; k0 += kKBlock) {
-        const int64_t kc = std::min(kKBlock, b.k_padded - k0);
-        for (int64_t m0 = m_begin; m0 < m_end; m0 += kernel.max_rows) {
-          const int rows = static_cast<int>(std::min<int64_t>(kernel.max_rows, m_end - m0));
-          kernel.fn(a, m0, rows, b, panel, panels, k0, kc, k0 > 0, raw.data() + (m0 - m_begin) * ldr, ldr);
+      for (int64_t p = 0; p < block_panels; p += kernel.max_panels) {
+        const int panels = static_cast<int>(std::min<int64_t>(kernel.max_panels, block_panels - p));
+        for (int64_t k0 = 0; k0 < b.k_padded; k0 += kKBlock) {
+          const int64_t kc = std::min(kKBlock, b.k_padded - k0);
+          for (int64_t m0 = m_begin; m0 < m_end; m0 += kernel.max_rows) {
+            const int rows = static_cast<int>(std::min<int64_t>(kernel.max_rows, m_end - m0));
+            kernel.fn(a, m0, rows, b, first_panel + p, panels, k0, kc, k0 > 0,
+                      raw.data() + (m0 - m_begin) * ldr + p * kPanelCols, ldr);
+          }
         }
       }
       epilogue(a, b, out, m_begin, static_cast<int>(m_end - m_begin), n0, cols, raw.data(), ldr);
