@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -900,7 +901,11 @@ class QLinearConvKernel final : public OpKernel {
     const int64_t block = std::clamp<int64_t>((192 << 10) / (3 * k_padded) / 6 * 6, 6, 6 * 64);
     const int64_t blocks = (g.out_size + block - 1) / block;
     ThreadPool* pool = ctx.thread_pool();
-    const int64_t workers = std::min<int64_t>(pool ? pool->num_threads() : 1, g.N * g.group * blocks);
+    const int64_t tasks = g.N * g.group * blocks;
+    // Fewer blocks than threads (small maps: 7x7 is one block): one worker packs, and the GEMM
+    // splits its columns (output channels) over the pool instead.
+    const bool split_columns = pool && pool->num_threads() > tasks;
+    const int64_t workers = split_columns ? 1 : std::min<int64_t>(pool ? pool->num_threads() : 1, tasks);
     std::vector<kernels::PackedQActivations> packed(static_cast<size_t>(workers));
     for (auto& p : packed) {
       int64_t bytes = 0;
@@ -945,9 +950,9 @@ class QLinearConvKernel final : public OpKernel {
         shape.H = Hp, shape.W = Wp, shape.pad_top = 0, shape.pad_left = 0;
       }
     }
-    const int64_t tasks = g.N * g.group * blocks;
-    auto run = [&](int64_t worker) {
-      for (int64_t t = worker; t < tasks; t += workers) {  // round robin: worker owns packed[worker]
+    std::atomic<int64_t> next_task{0};
+    auto run = [&](int64_t worker) {  // worker owns packed[worker]; tasks taken in order as workers free up
+      for (int64_t t = next_task.fetch_add(1); t < tasks; t = next_task.fetch_add(1)) {
         const int64_t b = t % blocks, ng = t / blocks, n = ng / g.group, grp = ng % g.group;
         const kernels::PackedQWeights& w = *fast_->groups[grp];
         const int64_t first = b * block, rows = std::min(block, g.out_size - first);
@@ -960,7 +965,7 @@ class QLinearConvKernel final : public OpKernel {
         // Pixel rows [first, first + rows): element (m, c) at c * out_size + first + m.
         const kernels::QGemmOutput out = RequantizedNchwOutput(g, yb + (n * g.M + grp * g.Mg) * g.out_size + first, grp,
                                                                mult, bias, y_zp, y_signed, lo, hi);
-        kernels::QGemm(packed[worker], w, out, nullptr);
+        kernels::QGemm(packed[worker], w, out, split_columns ? pool : nullptr);
       }
     };
     if (workers > 1) {
