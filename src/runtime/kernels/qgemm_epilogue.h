@@ -39,12 +39,13 @@ __attribute__((always_inline)) inline void TransposeBytes(const uint8_t* src, in
   for (; r0 + 16 <= rows; r0 += 16) {
     int64_t j0 = 0;
     for (; j0 + 16 <= cols; j0 += 16) {
+      // One running pointer each way (per-row pointers for all 16 rows ran out of registers).
+      const uint8_t* s = src + r0 * src_stride + j0;
       __m128i x[16];
-      for (int i = 0; i < 16; ++i) {
-        x[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (r0 + i) * src_stride + j0));
-      }
+      for (int i = 0; i < 16; ++i, s += src_stride) x[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
       Transpose16x16(x);
-      for (int i = 0; i < 16; ++i) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (j0 + i) * dst_stride + r0), x[i]);
+      uint8_t* d = dst + j0 * dst_stride + r0;
+      for (int i = 0; i < 16; ++i, d += dst_stride) _mm_storeu_si128(reinterpret_cast<__m128i*>(d), x[i]);
     }
     for (; j0 < cols; ++j0)
       for (int r = r0; r < r0 + 16; ++r) dst[j0 * dst_stride + r] = src[r * src_stride + j0];
