@@ -425,6 +425,11 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
         for (int64_t jr = 0; jr < nc; jr += NR) {
           for (int64_t ir = 0; ir < mc; ir += MR) {
             e.bias = pc == 0 && epi.bias ? epi.bias + ic + ir : nullptr;
+            float edge_bias[MR] = {};  // a partial tile's rows past the last have no bias to read
+            if (e.bias && ir + MR > mc) {
+              std::copy(e.bias, e.bias + (mc - ir), edge_bias);
+              e.bias = edge_bias;
+            }
             KERNEL(kc, block + (ic + ir) * kc, base + jc + jr, taps + pc, cbuf + (ic - i0 + ir) * ldb + jr, ldb, e);
           }
         }
