@@ -146,6 +146,16 @@ PackedConvWeights PackConvWeights(const float* w, int64_t M, int64_t group, int6
   return packed;
 }
 
+// The GEMM epilogue of a group whose output channels start at `first`: their bias, the fused Clip.
+kernels::SgemmEpilogue GroupEpilogue(const float* bias, int64_t first, const ConvActivation& act) {
+  kernels::SgemmEpilogue epi;
+  epi.bias = bias ? bias + first : nullptr;
+  epi.clamp = act.on;
+  epi.lo = act.lo;
+  epi.hi = act.hi;
+  return epi;
+}
+
 // Reading B in place (stride 1 only) computes row_len - out_w dropped columns per output row;
 // packing the im2col panel costs about a copy per (tap, column), worth a few multiply-adds. So
 // in place when the Mg rows' wasted products cost less than that copy.
@@ -209,28 +219,19 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
     const int64_t workspace = kernels::SgemmPackedTapsWorkspace((*prepacked)[0], cols, ctx.thread_pool());
     return ForEachBatchGroup<float>(
         ctx, N, group, flops, workspace, "conv tile rows", [&](int64_t n, int64_t gi, ThreadPool* tp, float* cbuf) {
-          kernels::SgemmEpilogue epi;
-          epi.bias = bias ? bias + gi * Mg : nullptr;
-          epi.clamp = act.on;
-          epi.lo = act.lo;
-          epi.hi = act.hi;
           kernels::SgemmPlaneOutput out;
           out.y = y + (n * M + gi * Mg) * out_size;
           out.ldy = out_size;
           out.row_len = planes.row_len;
           out.out_w = g2.out[1];
           kernels::SgemmPackedTaps((*prepacked)[gi], cols, xp + (n * C + gi * Cg) * planes.plane_floats, taps.data(),
-                                   out, epi, tp, cbuf);
+                                   out, GroupEpilogue(bias, gi * Mg, act), tp, cbuf);
         });
   }
   const int64_t workspace = kernels::SgemmPackedWorkspace((*prepacked)[0], out_size, ctx.thread_pool());
   return ForEachBatchGroup<float>(
       ctx, N, group, flops, workspace, "conv panel", [&](int64_t n, int64_t gi, ThreadPool* tp, float* panel) {
-        kernels::SgemmEpilogue epi;
-        epi.bias = bias ? bias + gi * Mg : nullptr;
-        epi.clamp = act.on;
-        epi.lo = act.lo;
-        epi.hi = act.hi;
+        const kernels::SgemmEpilogue epi = GroupEpilogue(bias, gi * Mg, act);
         kernels::SgemmPanelPacker pack;
         if (pointwise) {
           const float* xg = x + (n * C + gi * Cg) * in_size;

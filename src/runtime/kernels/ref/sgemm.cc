@@ -349,6 +349,17 @@ void GemmSerial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
   }
 }
 
+// The epilogue of K block [pc, pc + kc) of a packed-A product: the first block stores (its bias
+// is set per tile by the caller), later ones add to C; the last one clamps.
+inline TileEpilogue BlockEpilogue(const SgemmEpilogue& epi, int64_t pc, int64_t kc, int64_t K) {
+  TileEpilogue e;
+  e.beta = pc == 0 ? 0.f : 1.f;
+  e.clamp = epi.clamp && pc + kc == K;
+  e.lo = epi.lo;
+  e.hi = epi.hi;
+  return e;
+}
+
 // Rows [i0, i0+m) and columns [j0, j0+n) of C = packed A * B (B from `pack_b`), i0 a multiple of
 // MR. Same blocking and summation order as GemmSerial; the first K block adds the bias, the last
 // one clamps. `bp` holds one B panel.
@@ -361,11 +372,7 @@ void PackedSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t
     for (int64_t pc = 0; pc < K; pc += kKC) {
       const int64_t kc = std::min(kKC, K - pc);
       pack_b(pc, kc, jc, nc, NR, bp);
-      TileEpilogue e;
-      e.beta = pc == 0 ? 0.f : 1.f;
-      e.clamp = epi.clamp && pc + kc == K;
-      e.lo = epi.lo;
-      e.hi = epi.hi;
+      TileEpilogue e = BlockEpilogue(epi, pc, kc, K);
       // Block pc of the packed A: padded_rows x kc, MR-row slivers (PackA's layout).
       const float* block = packed_a + pc * padded_rows;
       for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
@@ -414,11 +421,7 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
     const int64_t nc = std::min(kPackedNC, j0 + n - jc);
     for (int64_t pc = 0; pc < K; pc += kKC) {
       const int64_t kc = std::min(kKC, K - pc);
-      TileEpilogue e;
-      e.beta = pc == 0 ? 0.f : 1.f;
-      e.clamp = epi.clamp && pc + kc == K;
-      e.lo = epi.lo;
-      e.hi = epi.hi;
+      TileEpilogue e = BlockEpilogue(epi, pc, kc, K);
       const float* block = packed_a + pc * padded_rows;
       for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
         const int64_t mc = std::min(kMC, i0 + m - ic);
