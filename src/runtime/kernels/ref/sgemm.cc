@@ -199,10 +199,12 @@ void MicroKernelPortableTaps(int64_t kc, const float* a, const float* b, const i
   MicroKernelPortableBody<MR, NR, true>(kc, a, b, taps, c, ldc, epi);
 }
 
-// The AVX2 6x16 tile. Packed B slivers are 64-byte aligned; rows read in place are not.
-template <bool kTaps>
-__attribute__((target("avx2,fma"), always_inline)) inline void MicroKernelAvx2_6x16Body(
+// The AVX2 R x 16 tile (R = 6, or 4 for products whose row count is a multiple of 4, not 6).
+// Packed B slivers are 64-byte aligned; rows read in place are not.
+template <int R, bool kTaps>
+__attribute__((target("avx2,fma"), always_inline)) inline void MicroKernelAvx2Body(
     int64_t kc, const float* a, const float* b, const int64_t* taps, float* c, int64_t ldc, const TileEpilogue& epi) {
+  static_assert(R == 4 || R == 6, "4 or 6 rows");
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -226,39 +228,41 @@ __attribute__((target("avx2,fma"), always_inline)) inline void MicroKernelAvx2_6
     av = _mm256_broadcast_ss(A + 3);                              \
     c30 = _mm256_fmadd_ps(av, b0, c30);                           \
     c31 = _mm256_fmadd_ps(av, b1, c31);                           \
-    av = _mm256_broadcast_ss(A + 4);                              \
-    c40 = _mm256_fmadd_ps(av, b0, c40);                           \
-    c41 = _mm256_fmadd_ps(av, b1, c41);                           \
-    av = _mm256_broadcast_ss(A + 5);                              \
-    c50 = _mm256_fmadd_ps(av, b0, c50);                           \
-    c51 = _mm256_fmadd_ps(av, b1, c51);                           \
+    if constexpr (R == 6) {                                       \
+      av = _mm256_broadcast_ss(A + 4);                            \
+      c40 = _mm256_fmadd_ps(av, b0, c40);                         \
+      c41 = _mm256_fmadd_ps(av, b1, c41);                         \
+      av = _mm256_broadcast_ss(A + 5);                            \
+      c50 = _mm256_fmadd_ps(av, b0, c50);                         \
+      c51 = _mm256_fmadd_ps(av, b1, c51);                         \
+    }                                                             \
   }
   int64_t k = 0;
   if constexpr (kTaps) {
     for (; k + 4 <= kc; k += 4) {
       QK_SGEMM_STEP(a, b + taps[k]);
-      QK_SGEMM_STEP(a + 6, b + taps[k + 1]);
-      QK_SGEMM_STEP(a + 12, b + taps[k + 2]);
-      QK_SGEMM_STEP(a + 18, b + taps[k + 3]);
-      a += 24;
+      QK_SGEMM_STEP(a + R, b + taps[k + 1]);
+      QK_SGEMM_STEP(a + 2 * R, b + taps[k + 2]);
+      QK_SGEMM_STEP(a + 3 * R, b + taps[k + 3]);
+      a += 4 * R;
     }
     for (; k < kc; ++k) {
       QK_SGEMM_STEP(a, b + taps[k]);
-      a += 6;
+      a += R;
     }
   } else {
     for (; k + 4 <= kc; k += 4) {
       _mm_prefetch(reinterpret_cast<const char*>(b + 256), _MM_HINT_T0);
       QK_SGEMM_STEP(a, b);
-      QK_SGEMM_STEP(a + 6, b + 16);
-      QK_SGEMM_STEP(a + 12, b + 32);
-      QK_SGEMM_STEP(a + 18, b + 48);
-      a += 24;
+      QK_SGEMM_STEP(a + R, b + 16);
+      QK_SGEMM_STEP(a + 2 * R, b + 32);
+      QK_SGEMM_STEP(a + 3 * R, b + 48);
+      a += 4 * R;
       b += 64;
     }
     for (; k < kc; ++k) {
       QK_SGEMM_STEP(a, b);
-      a += 6;
+      a += R;
       b += 16;
     }
   }
@@ -267,7 +271,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void MicroKernelAvx2_6
   const __m256 va = _mm256_set1_ps(epi.alpha);
   const __m256 vb = _mm256_set1_ps(epi.beta);
   const __m256 lo = _mm256_set1_ps(epi.lo), hi = _mm256_set1_ps(epi.hi);
-  for (int r = 0; r < 6; ++r) {
+  for (int r = 0; r < R; ++r) {
     float* cr = c + r * ldc;
     for (int h = 0; h < 2; ++h) {
       __m256 v;
@@ -285,14 +289,16 @@ __attribute__((target("avx2,fma"), always_inline)) inline void MicroKernelAvx2_6
   }
 }
 
-__attribute__((target("avx2,fma"))) void MicroKernelAvx2_6x16(int64_t kc, const float* a, const float* b, float* c,
-                                                              int64_t ldc, const TileEpilogue& epi) {
-  MicroKernelAvx2_6x16Body<false>(kc, a, b, nullptr, c, ldc, epi);
+template <int R>
+__attribute__((target("avx2,fma"))) void MicroKernelAvx2(int64_t kc, const float* a, const float* b, float* c,
+                                                         int64_t ldc, const TileEpilogue& epi) {
+  MicroKernelAvx2Body<R, false>(kc, a, b, nullptr, c, ldc, epi);
 }
-__attribute__((target("avx2,fma"))) void MicroKernelAvx2_6x16Taps(int64_t kc, const float* a, const float* b,
-                                                                  const int64_t* taps, float* c, int64_t ldc,
-                                                                  const TileEpilogue& epi) {
-  MicroKernelAvx2_6x16Body<true>(kc, a, b, taps, c, ldc, epi);
+template <int R>
+__attribute__((target("avx2,fma"))) void MicroKernelAvx2Taps(int64_t kc, const float* a, const float* b,
+                                                             const int64_t* taps, float* c, int64_t ldc,
+                                                             const TileEpilogue& epi) {
+  MicroKernelAvx2Body<R, true>(kc, a, b, taps, c, ldc, epi);
 }
 
 // ---- Serial blocked driver for one sub-problem.
@@ -445,8 +451,11 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
       const int64_t valid = std::min(len, out.out_w - ox);
       if (valid > 0) {
         for (int64_t r = 0; r < m; ++r) {
-          std::memcpy(out.y + (i0 + r) * out.ldy + oy * out.out_w + ox, cbuf + r * ldb + (j - jc),
-                      static_cast<size_t>(valid) * sizeof(float));
+          float* d = out.y + (i0 + r) * out.ldy + oy * out.out_w + ox;
+          const float* src = cbuf + r * ldb + (j - jc);
+          int64_t i = 0;
+          for (; i + 8 <= valid; i += 8) std::memcpy(d + i, src + i, 8 * sizeof(float));  // inlined: rows are short
+          for (; i < valid; ++i) d[i] = src[i];
         }
       }
       j += len;
@@ -489,8 +498,9 @@ constexpr GemmImpl MakeImpl(const char* name) {
   return {MR,         NR, &GemmSerial<MR, NR, KERNEL>, &PackedSerial<MR, NR, KERNEL>, &PackA<MR>,
           &PackedBSerial<MR, NR, KERNEL>, &PackB<NR>, &TapsSerial<MR, NR, TAPS_KERNEL>, name};
 }
-constexpr GemmImpl kAvx2Impl =
-    MakeImpl<6, 16, &MicroKernelAvx2_6x16, &MicroKernelAvx2_6x16Taps>("avx2_fma_6x16");
+constexpr GemmImpl kAvx2Impl = MakeImpl<6, 16, &MicroKernelAvx2<6>, &MicroKernelAvx2Taps<6>>("avx2_fma_6x16");
+// For a packed A of 16, 32 or 44 rows: 6-row tiles would compute 2 to 4 padding rows (12% of 32).
+constexpr GemmImpl kAvx2Impl4Rows = MakeImpl<4, 16, &MicroKernelAvx2<4>, &MicroKernelAvx2Taps<4>>("avx2_fma_4x16");
 constexpr GemmImpl kPortableImpl =
     MakeImpl<4, 8, &MicroKernelPortable<4, 8>, &MicroKernelPortableTaps<4, 8>>("generic_4x8");
 
@@ -716,8 +726,12 @@ void Sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 }
 
 SgemmPackedA::SgemmPackedA(const float* A, int64_t lda, int64_t M, int64_t K) : rows_(M), depth_(K) {
-  const GemmImpl& impl = SelectImpl();
+  const GemmImpl& selected = SelectImpl();
+  // (Not for short K: there the per-tile store dominates, and 4-row tiles are more tiles.)
+  const bool four_rows = &selected == &kAvx2Impl && M % 6 != 0 && M % 4 == 0 && M <= 48 && K >= 64;
+  const GemmImpl& impl = four_rows ? kAvx2Impl4Rows : selected;
   portable_ = &impl == &kPortableImpl;
+  four_rows_ = four_rows;
   padded_rows_ = RoundUp(std::max<int64_t>(M, 1), impl.mr);
   data_.assign(static_cast<size_t>(padded_rows_ * K), 0.f);
   for (int64_t pc = 0; pc < K; pc += kKC) {
@@ -726,7 +740,9 @@ SgemmPackedA::SgemmPackedA(const float* A, int64_t lda, int64_t M, int64_t K) : 
 }
 
 namespace {
-const GemmImpl& PackedImpl(const SgemmPackedA& a) { return a.portable() ? kPortableImpl : kAvx2Impl; }
+const GemmImpl& PackedImpl(const SgemmPackedA& a) {
+  return a.portable() ? kPortableImpl : a.four_rows() ? kAvx2Impl4Rows : kAvx2Impl;
+}
 
 // A is packed already; each task packs B for its columns (a convolution's im2col: a load and a
 // store per element, worth a few multiply-adds), so splitting rows repeats that work.

@@ -50,11 +50,12 @@ class SgemmPackedA {
   int64_t depth() const { return depth_; }
   int64_t padded_rows() const { return padded_rows_; }
   bool portable() const { return portable_; }
+  bool four_rows() const { return four_rows_; }  // AVX2 tiles of 4 rows (few rows, a multiple of 4)
   const float* data() const { return data_.data(); }
 
  private:
   int64_t rows_ = 0, depth_ = 0, padded_rows_ = 0;
-  bool portable_ = false;
+  bool portable_ = false, four_rows_ = false;
   std::vector<float> data_;
 };
 
