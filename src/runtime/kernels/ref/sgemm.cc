@@ -211,31 +211,25 @@ __attribute__((target("avx2,fma"), always_inline)) inline void MicroKernelAvx2Bo
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-#define QK_SGEMM_STEP(A, B)                                       \
+#define QK_SGEMM_ROW(A, r)                                        \
   {                                                               \
-    const float* bk = (B);                                        \
+    const __m256 av = _mm256_broadcast_ss((A) + r);               \
+    c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0);                   \
+    c##r##1 = _mm256_fmadd_ps(av, b1, c##r##1);                   \
+  }
+#define QK_SGEMM_STEP(A, B)                                                      \
+  {                                                                              \
+    const float* bk = (B);                                                       \
     const __m256 b0 = kTaps ? _mm256_loadu_ps(bk) : _mm256_load_ps(bk);          \
     const __m256 b1 = kTaps ? _mm256_loadu_ps(bk + 8) : _mm256_load_ps(bk + 8);  \
-    __m256 av = _mm256_broadcast_ss(A + 0);                       \
-    c00 = _mm256_fmadd_ps(av, b0, c00);                           \
-    c01 = _mm256_fmadd_ps(av, b1, c01);                           \
-    av = _mm256_broadcast_ss(A + 1);                              \
-    c10 = _mm256_fmadd_ps(av, b0, c10);                           \
-    c11 = _mm256_fmadd_ps(av, b1, c11);                           \
-    av = _mm256_broadcast_ss(A + 2);                              \
-    c20 = _mm256_fmadd_ps(av, b0, c20);                           \
-    c21 = _mm256_fmadd_ps(av, b1, c21);                           \
-    av = _mm256_broadcast_ss(A + 3);                              \
-    c30 = _mm256_fmadd_ps(av, b0, c30);                           \
-    c31 = _mm256_fmadd_ps(av, b1, c31);                           \
-    if constexpr (R == 6) {                                       \
-      av = _mm256_broadcast_ss(A + 4);                            \
-      c40 = _mm256_fmadd_ps(av, b0, c40);                         \
-      c41 = _mm256_fmadd_ps(av, b1, c41);                         \
-      av = _mm256_broadcast_ss(A + 5);                            \
-      c50 = _mm256_fmadd_ps(av, b0, c50);                         \
-      c51 = _mm256_fmadd_ps(av, b1, c51);                         \
-    }                                                             \
+    QK_SGEMM_ROW(A, 0)                                                           \
+    QK_SGEMM_ROW(A, 1)                                                           \
+    QK_SGEMM_ROW(A, 2)                                                           \
+    QK_SGEMM_ROW(A, 3)                                                           \
+    if constexpr (R == 6) {                                                      \
+      QK_SGEMM_ROW(A, 4)                                                         \
+      QK_SGEMM_ROW(A, 5)                                                         \
+    }                                                                            \
   }
   int64_t k = 0;
   if constexpr (kTaps) {
@@ -267,6 +261,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void MicroKernelAvx2Bo
     }
   }
 #undef QK_SGEMM_STEP
+#undef QK_SGEMM_ROW
   __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   const __m256 va = _mm256_set1_ps(epi.alpha);
   const __m256 vb = _mm256_set1_ps(epi.beta);
@@ -427,11 +422,29 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
     const int64_t nc = std::min(kPackedNC, j0 + n - jc);
     for (int64_t pc = 0; pc < K; pc += kKC) {
       const int64_t kc = std::min(kKC, K - pc);
+      const bool last = pc + kc == K;
       TileEpilogue e = BlockEpilogue(epi, pc, kc, K);
       const float* block = packed_a + pc * padded_rows;
       for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
         const int64_t mc = std::min(kMC, i0 + m - ic);
         for (int64_t jr = 0; jr < nc; jr += NR) {
+          // After the last K block each tile goes to the output at once, from L1: its columns
+          // j (j / row_len, j % row_len) with j % row_len < out_w, as runs along output rows.
+          int runs = 0;
+          int64_t run_src[NR + 1], run_dst[NR + 1], run_len[NR + 1];
+          if (last) {
+            for (int64_t j = jc + jr; j < std::min(jc + jr + NR, jc + nc);) {
+              const int64_t oy = j / out.row_len, ox = j % out.row_len;
+              const int64_t len = std::min(out.row_len - ox, jc + jr + NR - j);
+              if (ox < out.out_w) {
+                run_src[runs] = j - jc;
+                run_dst[runs] = oy * out.out_w + ox;
+                run_len[runs] = std::min(std::min(len, out.out_w - ox), jc + nc - j);
+                ++runs;
+              }
+              j += len;
+            }
+          }
           for (int64_t ir = 0; ir < mc; ir += MR) {
             e.bias = pc == 0 && epi.bias ? epi.bias + ic + ir : nullptr;
             float edge_bias[MR] = {};  // a partial tile's rows past the last have no bias to read
@@ -439,26 +452,22 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
               std::copy(e.bias, e.bias + (mc - ir), edge_bias);
               e.bias = edge_bias;
             }
-            KERNEL(kc, block + (ic + ir) * kc, base + jc + jr, taps + pc, cbuf + (ic - i0 + ir) * ldb + jr, ldb, e);
+            float* tile = cbuf + (ic - i0 + ir) * ldb;
+            KERNEL(kc, block + (ic + ir) * kc, base + jc + jr, taps + pc, tile + jr, ldb, e);
+            for (int64_t r = 0; r < std::min<int64_t>(MR, mc - ir); ++r) {
+              float* y_row = out.y + (ic + ir + r) * out.ldy;
+              const float* t_row = tile + r * ldb;
+              for (int q = 0; q < runs; ++q) {
+                float* d = y_row + run_dst[q];
+                const float* src = t_row + run_src[q];
+                int64_t i = 0;
+                for (; i + 8 <= run_len[q]; i += 8) std::memcpy(d + i, src + i, 8 * sizeof(float));
+                for (; i < run_len[q]; ++i) d[i] = src[i];
+              }
+            }
           }
         }
       }
-    }
-    // Column j is output (j / row_len, j % row_len) when j % row_len < out_w.
-    for (int64_t j = jc; j < jc + nc;) {
-      const int64_t oy = j / out.row_len, ox = j % out.row_len;
-      const int64_t len = std::min(out.row_len - ox, jc + nc - j);
-      const int64_t valid = std::min(len, out.out_w - ox);
-      if (valid > 0) {
-        for (int64_t r = 0; r < m; ++r) {
-          float* d = out.y + (i0 + r) * out.ldy + oy * out.out_w + ox;
-          const float* src = cbuf + r * ldb + (j - jc);
-          int64_t i = 0;
-          for (; i + 8 <= valid; i += 8) std::memcpy(d + i, src + i, 8 * sizeof(float));  // inlined: rows are short
-          for (; i < valid; ++i) d[i] = src[i];
-        }
-      }
-      j += len;
     }
   }
 }
