@@ -96,6 +96,11 @@ class PaddleRec(ModelSpec):
     unit = "lines"
     static = True
     static_then_dynamic = True  # the attention blocks' MatMuls are best quantized per input
+    # Percentile ranges for the convolutions: on the 512 lines CER 5.74% (percentile) against 6.34%
+    # (minmax, quantkit's default), 6.53% (mse); FP32 5.62%. The "static-minmax" variant keeps
+    # showing the default.
+    static_method = "percentile"
+    static_methods = ["minmax"]
     dynamic_int8 = True
     inputs = ["x"]
     outputs = ["softmax_11.tmp_0"]
