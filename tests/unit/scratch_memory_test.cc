@@ -135,6 +135,22 @@ TEST(ScratchMemory, QLinearConvScratchCountsAgainstTheLimit) {
   ExpectSameBits(y, RunLimited(fast, feeds, 8 * kMiB, false, 2).outputs);
 }
 
+// A map smaller than one block of pixels (7x7: one block) on two threads: one worker packs and
+// the GEMM splits the 128 output channels over the pool. The same bits as one thread and as the
+// reference path (weights fed at run time).
+TEST(QLinearConvThreads, SmallMapSplitsOutputChannelsSameBits) {
+  Feeds feeds;
+  const Model fast = QLinearConvModel(64, 7, 128, 3, /*constant_weights=*/true, &feeds);
+  Feeds ref_feeds;
+  const Model reference = QLinearConvModel(64, 7, 128, 3, /*constant_weights=*/false, &ref_feeds);
+  const Outcome ref = RunLimited(reference, ref_feeds, 0, false, 1);
+  const Outcome one = RunLimited(fast, feeds, 0, false, 1);
+  const Outcome two = RunLimited(fast, feeds, 0, false, 2);
+  ASSERT_TRUE(ref.status.ok() && one.status.ok() && two.status.ok());
+  ExpectSameBits(ref.outputs, one.outputs);
+  ExpectSameBits(ref.outputs, two.outputs);
+}
+
 TEST(ScratchMemory, QLinearConvPackedActivationsCountAgainstTheLimit) {
   // Pointwise (no im2col): x [1, 64, 32, 32], 1x1 -> output 64 KiB; packed in blocks of 384 pixels
   // x 64 channels (on avx2 bytes and int16 words: 72 KiB). The limits assume the avx2 layout.

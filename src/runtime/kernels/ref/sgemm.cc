@@ -411,8 +411,9 @@ void PackedBSerial(bool ta, const float* A, int64_t lda, const float* packed_b, 
 }
 
 // Rows [i0, i0+m) and columns [j0, j0+n) of SgemmPackedTaps: the blocking, sums and epilogue of
-// PackedSerial, B read in place. The tiles land in `cbuf` (RoundUp(m, MR) rows of kPackedNC
-// columns, padding rows and columns included), then each output row's columns go to the output.
+// PackedSerial, B read in place. Tiles land in `cbuf` (RoundUp(m, MR) rows of kPackedNC columns,
+// padding rows and columns included: the partial sums between K blocks); after the last K block
+// each tile's valid columns go straight to the output.
 template <int MR, int NR, TapsMicroKernel KERNEL>
 void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i0, int64_t m, int64_t j0, int64_t n,
                 const float* base, const int64_t* taps, const SgemmPlaneOutput& out, const SgemmEpilogue& epi,
@@ -508,7 +509,8 @@ constexpr GemmImpl MakeImpl(const char* name) {
           &PackedBSerial<MR, NR, KERNEL>, &PackB<NR>, &TapsSerial<MR, NR, TAPS_KERNEL>, name};
 }
 constexpr GemmImpl kAvx2Impl = MakeImpl<6, 16, &MicroKernelAvx2<6>, &MicroKernelAvx2Taps<6>>("avx2_fma_6x16");
-// For a packed A of 16, 32 or 44 rows: 6-row tiles would compute 2 to 4 padding rows (12% of 32).
+// For a packed A of 16 to 48 rows, a multiple of 4 but not of 6 (16, 20, 28, 32, 40, 44): 6-row
+// tiles would compute 2 to 4 padding rows (12% more for 32).
 constexpr GemmImpl kAvx2Impl4Rows = MakeImpl<4, 16, &MicroKernelAvx2<4>, &MicroKernelAvx2Taps<4>>("avx2_fma_4x16");
 constexpr GemmImpl kPortableImpl =
     MakeImpl<4, 8, &MicroKernelPortable<4, 8>, &MicroKernelPortableTaps<4, 8>>("generic_4x8");
