@@ -32,10 +32,12 @@
 //    merging shards, or any split into runs, gives bit-identical counts, hence identical
 //    percentile / entropy / MSE ranges. Resolution: the data's largest magnitude always uses
 //    between bins/4 and bins/2 bins on its side of zero.
-//  * per-channel min/max (ChannelStats), kept for SmoothQuant and later work: channel axis 1 for
+//  * per-channel min/max and mean (ChannelStats; the means drive static quantization's bias
+//    correction, min/max are kept for SmoothQuant and later work): channel axis 1 for
 //    rank >= 3 (NCHW activations, and [batch, seq, hidden] as [N, C, ...]), the last axis for
 //    rank 2 ([batch, features]); none for rank 0/1. Dropped (axis -1) if the channel count
-//    changes between runs.
+//    changes between runs. The channel sums are accumulated in double and added on merge, so a
+//    merged mean equals the one-pass mean to about 1e-15 relative (no range depends on them).
 //  Non-finite activation values (NaN/Inf produced by the model) are counted and ignored.
 //
 // Methods (ComputeRange; every range is clipped to [min, max] of the data):
@@ -143,6 +145,12 @@ struct HistogramStats {
 struct ChannelStats {
   int axis = -1;  // -1: not kept (rank < 2, or the channel count changed)
   std::vector<float> min, max;
+  // Sum and count of each channel's finite values (their mean drives bias correction). Empty in
+  // files written before they were kept: means are then unavailable.
+  std::vector<double> sum;
+  std::vector<uint64_t> count;
+  bool has_means() const { return axis >= 0 && !sum.empty(); }
+  std::vector<double> means() const;  // sum / count; 0 for a channel without values
 };
 
 struct TensorStats {

@@ -8,8 +8,9 @@
 //  * Conv, Gemm (transA = 0, alpha = beta = 1) and MatMul with constant weights: weights symmetric
 //    per output channel (or per tensor; stored as uint8 with zero point 128 by default, see
 //    QuantWeightType), behind DequantizeLinear; bias int32 with scale
-//    input_scale * weight_scale; a following Relu/Clip joins the unit (its output is quantized, not
-//    the Conv's). MatMul of two activations: both inputs quantized.
+//    input_scale * weight_scale, bias-corrected where the input's channel means are known; a
+//    following Relu/Clip joins the unit (its output is quantized, not the Conv's). MatMul of two
+//    activations: both inputs quantized.
 //  * Add, Mul: inputs and output quantized. Concat: inputs and output share one scale (the union of
 //    their ranges).
 //  * MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Slice, Resize, AveragePool,
@@ -45,7 +46,16 @@ struct StaticQuantizeOptions {
   // u8 x s8 AVX2 kernels (which add pairs of products in saturating int16) exact on CPUs without VNNI
   // even with int8 weights, at some accuracy cost.
   WeightRange weight_range = WeightRange::kNarrow;
+  // Empirical bias correction (Nagel et al., "Data-Free Quantization", 2019): a Conv or Gemm whose
+  // input has calibrated per-channel means gets bias[o] -= sum_k (dequantized W - W)[o, k] *
+  // mean[channel of k], removing the average error the weights' rounding adds to each output
+  // channel. It matters where a few large filter taps of both signs meet inputs that sit far from
+  // zero (depthwise convolutions after Relu6: M-LSD's first one gains ~14 dB).
+  bool bias_correction = true;
 };
+
+// Per-channel means of calibrated activations (tensor name -> one mean per channel of axis 1).
+using ChannelMeans = std::map<std::string, std::vector<double>>;
 
 // The op types StaticQuantizeOptions::op_types may name.
 const std::vector<std::string>& StaticQuantizableOpTypes();
@@ -54,7 +64,11 @@ const std::vector<std::string>& StaticQuantizableOpTypes();
 // ComputeRanges of calibration statistics). Nodes whose
 // tensors have no range are left float (listed in the report). Errors: nothing quantized, bad
 // options, an exclude entry matching no node.
+// `means` (e.g. ChannelMeansOf(stats)) enables bias correction; tensors without means get none.
 StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string, FloatRange>& ranges,
-                                        const StaticQuantizeOptions& options);
+                                        const StaticQuantizeOptions& options, const ChannelMeans& means = {});
+
+// The per-channel means kept in `stats` (tensors whose channel statistics have them).
+ChannelMeans ChannelMeansOf(const CalibrationStats& stats);
 
 }  // namespace quantkit

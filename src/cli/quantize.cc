@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/cli_common.h"
@@ -111,18 +112,24 @@ int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
   so.per_channel = o.per_channel;
   so.weight_type = o.weight_type;
   so.weight_range = o.weight_range;
-  auto report = QuantizeStatic(*model, *ranges, so);
+  so.bias_correction = !a.no_bias_correction;
+  auto report = QuantizeStatic(*model, *ranges, so, ChannelMeansOf(*stats));
   if (!report.ok()) return ReportError(report.status().WithContext(a.model));
   if (qoperator) {
     s = passes::ConvertQdqToQOperator(*model);
     if (!s.ok()) return ReportError(s.WithContext(a.model));
   }
-  quant::SetQuantizationMetadata(*model, o, *sha);
-  model->metadata_props.emplace_back(
-      "quantkit.static",
-      fmt::format(R"({{"method": "{}", "percentile": {}, "activation_type": "{}", "per_channel": {}, "statistics": "{}")",
-                  ToString(ro.method), ro.percentile, ToString(ro.type), so.per_channel ? "true" : "false",
-                  a.stats.empty() ? "calibrated from " + a.calib : a.stats));
+  QuantizeOptions recorded = o;
+  recorded.op_types = so.op_types;  // the static set actually used, not the dynamic default
+  quant::SetQuantizationMetadata(*model, recorded, *sha);
+  const nlohmann::ordered_json static_settings = {
+      {"method", ToString(ro.method)},
+      {"percentile", ro.percentile},
+      {"activation_type", ToString(ro.type)},
+      {"per_channel", so.per_channel},
+      {"bias_correction", so.bias_correction},
+      {"statistics", a.stats.empty() ? "calibrated from " + a.calib : a.stats}};
+  model->metadata_props.emplace_back("quantkit.static", static_settings.dump());
   s = SaveModel(*model, a.output);
   if (!s.ok()) return ReportError(s);
   const uintmax_t size_in = fs::file_size(a.model, ec), size_out = fs::file_size(a.output, ec);
@@ -162,6 +169,7 @@ Command AddQuantizeCommand(CLI::App& app) {
     std::string stats, calib, method = "minmax", activation_type = "uint8";
     double percentile = 99.999;
     uint64_t calib_samples = 0;
+    bool no_bias_correction = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "FP32 ONNX model")->required();
@@ -173,6 +181,9 @@ Command AddQuantizeCommand(CLI::App& app) {
   cmd->add_option("--method", a->method, "static: minmax (default), moving-average, percentile, entropy or mse");
   cmd->add_option("--percentile", a->percentile, "static: percentile for --method percentile (default 99.999)");
   cmd->add_option("--activation-type", a->activation_type, "static: uint8 (asymmetric, default) or int8 (symmetric)");
+  cmd->add_flag("--no-bias-correction", a->no_bias_correction,
+                "static: keep biases as they are (default: each Conv/Gemm bias absorbs the mean error its quantized "
+                "weights add, from the calibrated channel means)");
   auto* op_types = cmd->add_option("--op-types", a->op_types, "Op types to quantize, comma-separated (default MatMul,Gemm,LSTM,GRU; Conv opt-in)");
   auto* exclude = cmd->add_option("--exclude", a->exclude, "Node names (exact or regex) to keep in FP32, comma-separated");
   auto* weight_type = cmd->add_option("--weight-type", a->weight_type,

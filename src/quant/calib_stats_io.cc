@@ -14,8 +14,9 @@
 //                                   "tail_max": .., "min": .., "max": ..},
 //                "histogram": {"bins": 4096, "exponent": 3, "offset": 2040, "counts": [..]},
 //                  (counts of bins offset .. offset + len - 1; the others are 0)
-//                "channels": {"axis": 1, "min": [..], "max": [..]} (null if not kept; a channel
-//                  that saw no finite value has null entries),
+//                "channels": {"axis": 1, "min": [..], "max": [..], "sum": [..], "count": [..]}
+//                  (null if not kept; a channel that saw no finite value has null min/max;
+//                  sum/count, of each channel's finite values, may be absent: older files),
 //                "range": {"method": "entropy", "type": "uint8", "min": .., "max": ..,
 //                          "scale": .., "zero_point": ..}}
 //   }
@@ -85,6 +86,10 @@ ordered_json TensorToJson(const TensorStats& t, const RangeOptions& ranges) {
       maxs.push_back(FloatOrNull(t.channels.max[c]));
     }
     j["channels"] = {{"axis", t.channels.axis}, {"min", mins}, {"max", maxs}};
+    if (t.channels.has_means()) {
+      j["channels"]["sum"] = t.channels.sum;
+      j["channels"]["count"] = t.channels.count;
+    }
   }
   if (!t.minmax.empty()) {
     auto r = ComputeRange(t, ranges);
@@ -237,6 +242,23 @@ StatusOr<TensorStats> TensorFromJson(const json& j, const JsonReader& r, const C
       QK_ASSIGN_OR_RETURN(float hi, rc.FloatValue((*maxs)[c], "max", -std::numeric_limits<float>::infinity()));
       t.channels.min.push_back(lo);
       t.channels.max.push_back(hi);
+    }
+    if (ch->contains("sum") || ch->contains("count")) {  // absent in older files
+      QK_ASSIGN_OR_RETURN(const json* sums, rc.Array(*ch, "sum"));
+      QK_ASSIGN_OR_RETURN(const json* counts, rc.Array(*ch, "count"));
+      if (sums->size() != mins->size() || counts->size() != mins->size()) {
+        return rc.Error("sum", "and 'count' must have one entry per channel");
+      }
+      for (size_t c = 0; c < sums->size(); ++c) {
+        const json& sv = (*sums)[c];
+        const json& cv = (*counts)[c];
+        if (!sv.is_number() || !std::isfinite(sv.get<double>())) return rc.Error("sum", "must hold finite numbers");
+        if (!cv.is_number_unsigned() && !(cv.is_number_integer() && cv.get<int64_t>() >= 0)) {
+          return rc.Error("count", "must hold non-negative integers");
+        }
+        t.channels.sum.push_back(sv.get<double>());
+        t.channels.count.push_back(cv.get<uint64_t>());
+      }
     }
   }
   return t;

@@ -78,6 +78,13 @@ uint64_t HistogramStats::total() const {
   return t;
 }
 
+std::vector<double> ChannelStats::means() const {
+  std::vector<double> m(sum.size(), 0.0);
+  for (size_t i = 0; i < sum.size(); ++i)
+    if (count[i] > 0) m[i] = sum[i] / static_cast<double>(count[i]);
+  return m;
+}
+
 }  // namespace quantkit
 
 namespace quantkit::quant {
@@ -203,6 +210,8 @@ void DropChannels(ChannelStats* c) {
   c->axis = -1;
   c->min.clear();
   c->max.clear();
+  c->sum.clear();
+  c->count.clear();
 }
 
 // One pass over t viewed as [outer, channels, inner]: per-channel extremes (if kept), the
@@ -237,20 +246,27 @@ RunExtremes ScanTensor(const Tensor& t, ChannelStats* channels) {
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t c = 0; c < c_count; ++c) {
       const float* src = x + (o * c_count + c) * inner;
-      float lo = channels->min[c], hi = channels->max[c];
+      // This run's extremes (the moving average needs them apart from earlier runs').
+      float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+      double sum = 0;
+      uint64_t bad = 0;
       for (int64_t i = 0; i < inner; ++i) {
         const float v = src[i];
         if (!std::isfinite(v)) {
-          ++r.nonfinite;
+          ++bad;
           continue;
         }
         lo = std::min(lo, v);
         hi = std::max(hi, v);
-        r.min = std::min(r.min, v);
-        r.max = std::max(r.max, v);
+        sum += v;
       }
-      channels->min[c] = lo;
-      channels->max[c] = hi;
+      r.nonfinite += bad;
+      r.min = std::min(r.min, lo);
+      r.max = std::max(r.max, hi);
+      channels->min[c] = std::min(channels->min[c], lo);
+      channels->max[c] = std::max(channels->max[c], hi);
+      channels->sum[c] += sum;
+      channels->count[c] += static_cast<uint64_t>(inner) - bad;
     }
   }
   return r;
@@ -267,6 +283,8 @@ void UpdateChannels(ChannelStats* c, const Tensor& t, bool first_run) {
     const auto count = static_cast<size_t>(t.dim(static_cast<size_t>(axis)));
     c->min.assign(count, std::numeric_limits<float>::infinity());
     c->max.assign(count, -std::numeric_limits<float>::infinity());
+    c->sum.assign(count, 0.0);
+    c->count.assign(count, 0);
     return;
   }
   if (c->axis < 0) return;  // dropped earlier: stays dropped
@@ -283,7 +301,17 @@ void MergeChannels(ChannelStats* into, const ChannelStats& other) {
     into->min[i] = std::min(into->min[i], other.min[i]);
     into->max[i] = std::max(into->max[i], other.max[i]);
   }
+  if (into->sum.empty() || other.sum.empty()) {  // a file without sums: means unavailable
+    into->sum.clear();
+    into->count.clear();
+    return;
+  }
+  for (size_t i = 0; i < into->sum.size(); ++i) {
+    into->sum[i] += other.sum[i];
+    into->count[i] += other.count[i];
+  }
 }
+
 
 // ---------------------------------------------------------------- one tensor
 

@@ -71,10 +71,10 @@ std::vector<size_t> ActivationInputs(const Node& n, const Graph& g) {
 
 class StaticQuantizer {
  public:
-  StaticQuantizer(Model& model, const std::map<std::string, FloatRange>& ranges, const StaticQuantizeOptions& options,
-                  const quant::ExcludeList& exclude, QuantizeReport& report)
+  StaticQuantizer(Model& model, const std::map<std::string, FloatRange>& ranges, const ChannelMeans& means,
+                  const StaticQuantizeOptions& options, const quant::ExcludeList& exclude, QuantizeReport& report)
       : model_(model), g_(model.graph), ranges_(ranges), options_(options), exclude_(exclude), report_(report),
-        names_(model) {}
+        names_(model), means_(means) {}
 
   Status Run() {
     const DefUse du(g_);
@@ -85,6 +85,11 @@ class StaticQuantizer {
     for (size_t i : selected_) QK_RETURN_IF_ERROR(QuantizeWeights(g_.nodes[i], i));
     InsertQdqPairs();
     for (const auto& [op, count] : counts_) report_.quantized[op] += count;
+    if (bias_corrected_ > 0) {
+      report_.notes.push_back(fmt::format("bias correction: {} Conv/Gemm bias(es) adjusted by the mean error of their "
+                                          "quantized weights over the calibrated input channel means",
+                                          bias_corrected_));
+    }
     return passes::TopologicalSort(g_);
   }
 
@@ -312,8 +317,21 @@ class StaticQuantizer {
     if (axis >= 0) dq.SetAttrInt("axis", axis);
     new_nodes_.emplace_back(index, std::move(dq));
     n.inputs[1] = wd_name;
+    std::vector<double> correction = BiasCorrection(n, w, qw, axis);
+    if (!n.HasInput(2) && !correction.empty()) {  // the correction needs a bias to live in
+      const std::string zero_bias = names_.Make(n.name + "_bias");
+      g_.AddInitializer(zero_bias, Tensor::FromVector<float>(std::vector<float>(correction.size(), 0.f),
+                                                             {static_cast<int64_t>(correction.size())}));
+      n.inputs.resize(3);
+      n.inputs[2] = zero_bias;
+    }
     if (!n.HasInput(2)) return Status::Ok();
-    const Tensor b = *g_.FindInitializer(n.Input(2));
+    Tensor b = g_.FindInitializer(n.Input(2))->Clone();  // a copy: initializers may share buffers
+    if (!correction.empty() && b.numel() == static_cast<int64_t>(correction.size())) {
+      ++bias_corrected_;
+      for (size_t c = 0; c < correction.size(); ++c)
+        b.data<float>()[c] = static_cast<float>(b.data<float>()[c] - correction[c]);
+    }
     const QParams in = params_.at(n.Input(0));
     const int64_t channels = qw.scale.numel();
     const int64_t M = b.numel();
@@ -335,6 +353,45 @@ class StaticQuantizer {
     new_nodes_.emplace_back(index, std::move(bdq));
     n.inputs[2] = bd_name;
     return Status::Ok();
+  }
+
+  // The mean error the weights' rounding adds to each output channel of Conv/Gemm n:
+  // sum_k (dequantized W - W)[o, k] * mean of input channel k (StaticQuantizeOptions::
+  // bias_correction). Empty when disabled, for other ops, or without matching channel means.
+  std::vector<double> BiasCorrection(const Node& n, const Tensor& w, const wq::QuantizedWeights& qw,
+                                     int64_t axis) const {
+    if (!options_.bias_correction || !(IsOp(n, "Conv") || IsOp(n, "Gemm"))) return {};
+    auto it = means_.find(n.Input(0));
+    if (it == means_.end()) return {};
+    const std::vector<double>& mean = it->second;
+    const bool conv = IsOp(n, "Conv");
+    const bool trans_b = !conv && n.AttrInt("transB", 0) != 0;
+    // View W as [outputs, inputs-per-output]; in_of(o, k) is the input channel of weight (o, k).
+    const int64_t outputs = conv || trans_b ? w.dim(0) : w.dim(1);
+    const int64_t per_output = w.numel() / outputs;
+    const int64_t groups = conv ? n.AttrInt("group", 1) : 1;
+    const int64_t kernel = conv ? per_output / w.dim(1) : 1;  // taps per input channel
+    const int64_t group_inputs = conv ? w.dim(1) : per_output;
+    if (groups <= 0 || outputs % groups != 0 || static_cast<int64_t>(mean.size()) != group_inputs * groups) return {};
+    const int64_t channels = qw.scale.numel();
+    const float* wf = w.data<float>();
+    const bool uint8_weights = qw.q.dtype() == DType::kUInt8;
+    std::vector<double> correction(static_cast<size_t>(outputs), 0.0);
+    for (int64_t o = 0; o < outputs; ++o) {
+      const int64_t first_input = (o / (outputs / groups)) * group_inputs;
+      double sum = 0;
+      for (int64_t k = 0; k < per_output; ++k) {
+        // Element index in W's own layout, and its quantization channel (axis 0 or 1, or one).
+        const int64_t idx = conv || trans_b ? o * per_output + k : k * outputs + o;
+        const int64_t c = channels == 1 ? 0 : (axis == 0 ? idx / per_output : idx % outputs);
+        const int32_t zp = uint8_weights ? qw.zero_point.data<uint8_t>()[c] : qw.zero_point.data<int8_t>()[c];
+        const int32_t q = uint8_weights ? qw.q.data<uint8_t>()[idx] : qw.q.data<int8_t>()[idx];
+        const double dequantized = static_cast<double>(q - zp) * qw.scale.data<float>()[c];
+        sum += (dequantized - wf[idx]) * mean[static_cast<size_t>(first_input + k / kernel)];
+      }
+      correction[static_cast<size_t>(o)] = sum;
+    }
+    return correction;
   }
 
   // One QuantizeLinear -> DequantizeLinear pair per quantized tensor; every reader of the tensor
@@ -377,12 +434,21 @@ class StaticQuantizer {
   std::set<std::string> concat_shared_;  // tensors whose parameters a Concat's shared scale fixed
   std::map<std::string, int> counts_;
   std::vector<std::pair<size_t, Node>> new_nodes_;
+  const ChannelMeans& means_;
+  int bias_corrected_ = 0;
 };
 
 }  // namespace
 
+ChannelMeans ChannelMeansOf(const CalibrationStats& stats) {
+  ChannelMeans means;
+  for (const auto& [name, t] : stats.tensors)
+    if (t.channels.has_means() && t.channels.axis == 1) means[name] = t.channels.means();
+  return means;
+}
+
 StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string, FloatRange>& ranges,
-                                        const StaticQuantizeOptions& options) {
+                                        const StaticQuantizeOptions& options, const ChannelMeans& means) {
   for (const auto& op : options.op_types) {
     if (std::find(StaticQuantizableOpTypes().begin(), StaticQuantizableOpTypes().end(), op) ==
         StaticQuantizableOpTypes().end()) {
@@ -410,7 +476,7 @@ StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string
   }
   report.opset_after = work.OpsetVersion("");
   QK_ASSIGN_OR_RETURN(quant::ExcludeList exclude, quant::ExcludeList::Create(options.exclude, work));
-  StaticQuantizer quantizer(work, ranges, options, exclude, report);
+  StaticQuantizer quantizer(work, ranges, means, options, exclude, report);
   QK_RETURN_IF_ERROR(quantizer.Run());
   if (report.total_quantized() == 0) {
     return InvalidArgument(fmt::format("nothing to quantize statically: no {} node could be quantized{}",

@@ -96,8 +96,16 @@ assert {"image", "logits"} <= set(full["tensors"]), sorted(full["tensors"])
 assert merged["items"] == 64
 for name, t_full in full["tensors"].items():
     t_m = merged["tensors"][name]
-    for key in ("shape", "runs", "elements", "min", "max", "histogram", "channels", "range"):
+    for key in ("shape", "runs", "elements", "min", "max", "histogram", "range"):
         assert t_full[key] == t_m[key], (name, key)
+    ch_full, ch_m = t_full["channels"], t_m["channels"]
+    assert (ch_full is None) == (ch_m is None), name
+    if ch_full is not None:
+        for key in ("axis", "min", "max", "count"):
+            assert ch_full[key] == ch_m[key], (name, "channels", key)
+        # Channel sums (bias correction's means) add in another order when merged.
+        for a, b in zip(ch_full["sum"], ch_m["sum"]):
+            assert abs(a - b) <= 1e-12 * max(1.0, abs(a)), (name, "channels sum", a, b)
     for key in ("min", "max"):
         a, b = t_full["moving_average"][key], t_m["moving_average"][key]
         assert abs(a - b) <= 1e-12 * max(1.0, abs(a)), (name, key, a, b)
@@ -110,6 +118,29 @@ im = img["tensors"]["image"]
 assert img["items"] == 6 and img["settings"]["method"] == "percentile", img["settings"]
 assert abs(im["min"] - (-0.286 / 0.353)) < 0.01 and 1.5 < im["max"] < 2.1, (im["min"], im["max"])
 assert ten["items"] == 10 and ten["runs"] == 3, (ten["items"], ten["runs"])
+EOF
+
+# ---- the statistics drive static quantization, with bias correction from the channel means by default
+expect_ok quantize-bias-corrected -- "$QK" quantize "$MODEL" --mode static --stats "$T/full.json" -o "$T/bc.onnx"
+grep -q "note: bias correction: [1-9][0-9]* Conv/Gemm" "$T/out" || bad "quantize: no bias correction note: $(cat "$T/out")"
+expect_ok quantize-no-bias-correction -- \
+  "$QK" quantize "$MODEL" --mode static --stats "$T/full.json" --no-bias-correction -o "$T/nobc.onnx"
+grep -q "bias correction" "$T/out" && bad "quantize --no-bias-correction still corrects: $(cat "$T/out")"
+$PY - "$T" <<'EOF' && ok || bad "bias correction in the written models"
+import json, sys, onnx
+from onnx import numpy_helper
+t = sys.argv[1]
+def biases(name):
+    m = onnx.load(f"{t}/{name}.onnx")
+    meta = {p.key: p.value for p in m.metadata_props}
+    settings = json.loads(meta["quantkit.static"])
+    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    return settings, {k: v for k, v in init.items() if v.dtype.name == "int32"}
+on, b_on = biases("bc")
+off, b_off = biases("nobc")
+assert on["bias_correction"] is True and off["bias_correction"] is False, (on, off)
+assert b_on.keys() == b_off.keys() and b_on, sorted(b_on)
+assert any((b_on[k] != b_off[k]).any() for k in b_on), "bias correction changed no bias"
 EOF
 
 # ---- bad input: exit 2, one line naming the file and input, no output

@@ -1,6 +1,7 @@
 // Calibration end to end on the bundled Fashion-MNIST CNN: merged shards equal one run exactly,
 // statistics files round-trip exactly and reject corruption, .npz files and image folders.
 #include <gtest/gtest.h>
+
 #include <unistd.h>
 #include <zlib.h>
 
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <regex>
 
 #include "quant/calibrator.h"
 #include "quant/dataset.h"
@@ -15,6 +17,7 @@
 #include "quant/npz.h"
 #include "quant/observers.h"
 #include "quantkit/calibration.h"
+#include "quantkit/static_quantize.h"
 #include "quantkit/npy.h"
 #include "test_util.h"
 
@@ -88,6 +91,12 @@ void ExpectSameStatistics(const CalibrationStats& a, const CalibrationStats& b) 
     EXPECT_EQ(ta.channels.axis, tb.channels.axis);
     EXPECT_EQ(ta.channels.min, tb.channels.min);
     EXPECT_EQ(ta.channels.max, tb.channels.max);
+    EXPECT_EQ(ta.channels.count, tb.channels.count);
+    // Channel sums add in another order when merged: equal to rounding (they feed bias
+    // correction, never a range).
+    ASSERT_EQ(ta.channels.sum.size(), tb.channels.sum.size());
+    for (size_t c = 0; c < ta.channels.sum.size(); ++c)
+      EXPECT_NEAR(ta.channels.sum[c], tb.channels.sum[c], 1e-12 * (1 + std::abs(ta.channels.sum[c])));
     EXPECT_EQ(ta.moving_average.runs, tb.moving_average.runs);
   }
 }
@@ -199,6 +208,8 @@ TEST(Calibration, SaveLoadRoundTripIsExact) {
     EXPECT_EQ(t.nonfinite, l.nonfinite);
   }
   EXPECT_EQ(CalibrationStatsToJson(*loaded), CalibrationStatsToJson(stats));
+  for (const auto& [name, t] : stats.tensors) EXPECT_EQ(t.channels.sum, loaded->tensors.at(name).channels.sum) << name;
+  EXPECT_TRUE(loaded->tensors.at("image").channels.has_means());
   EXPECT_TRUE(loaded->tensors.at("odd").minmax.empty());
   EXPECT_EQ(loaded->tensors.at("odd").nonfinite, 2u);
 }
@@ -227,6 +238,23 @@ TEST(Calibration, CorruptStatisticsAndForeignMergesAreErrors) {
   expect_error(replaced("\"elements\":1568", "\"elements\":1569"), "sum to 1568");
   expect_error(replaced("\"dtype\":\"float32\"", "\"dtype\":\"int8\""), "float32");
   expect_error(replaced("\"sha256\": \"", "\"sha256\": \"x"), "sha256");
+  expect_error(replaced("\"count\":[", "\"count\":[7,"), "one entry per channel");
+  // Files written before channel sums were kept still load; their means are unavailable.
+  std::string old_format = text;
+  for (size_t at; (at = old_format.find(",\"sum\":[")) != std::string::npos;) {
+    const size_t count_end = old_format.find(']', old_format.find(",\"count\":[", at));
+    old_format.erase(at, count_end + 1 - at);
+  }
+  ASSERT_NE(old_format, text);
+  auto old_stats = CalibrationStatsFromJson(old_format, "old.json");
+  ASSERT_TRUE(old_stats.ok()) << old_stats.status().message();
+  EXPECT_FALSE(old_stats->tensors.at("image").channels.has_means());
+  EXPECT_EQ(old_stats->tensors.at("image").channels.min, stats.tensors.at("image").channels.min);
+  EXPECT_TRUE(ChannelMeansOf(*old_stats).empty());
+  EXPECT_FALSE(ChannelMeansOf(stats).empty());
+  CalibrationStats mixed = stats;  // merging with an old file drops the sums
+  ASSERT_TRUE(MergeCalibrationStats(&mixed, *old_stats, "old.json").ok());
+  EXPECT_FALSE(mixed.tensors.at("image").channels.has_means());
 
   CalibrationStats other = stats;
   other.model_sha256 = std::string(64, 'a');

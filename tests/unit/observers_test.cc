@@ -11,6 +11,7 @@
 namespace quantkit {
 namespace {
 
+using quant::MergeTensorStats;
 using quant::ObserveTensor;
 
 TensorStats Observe(const std::vector<std::vector<float>>& runs, const CalibrationSettings& settings = {}) {
@@ -294,6 +295,18 @@ TEST(Observers, PerChannelMinMax) {
   ASSERT_EQ(nchw.channels.axis, 1);
   EXPECT_EQ(nchw.channels.min, (std::vector<float>{0, -13, 20}));
   EXPECT_EQ(nchw.channels.max, (std::vector<float>{3, -10, 23}));
+  EXPECT_EQ(nchw.channels.count, (std::vector<uint64_t>{4, 4, 4}));
+  EXPECT_EQ(nchw.channels.means(), (std::vector<double>{1.5, -11.5, 21.5}));
+  // Means cover every run and skip non-finite values; merging adds sums and counts.
+  TensorStats second;
+  ObserveTensor(&second, Tensor::FromVector<float>({NAN, 7.5f, 1, 1, 2, INFINITY}, {1, 3, 1, 2}), settings);
+  EXPECT_EQ(second.channels.means(), (std::vector<double>{7.5, 1, 2}));
+  TensorStats both = nchw;
+  ObserveTensor(&both, Tensor::FromVector<float>({NAN, 7.5f, 1, 1, 2, INFINITY}, {1, 3, 1, 2}), settings);
+  ASSERT_TRUE(MergeTensorStats(&nchw, second).ok());
+  EXPECT_EQ(nchw.channels.count, (std::vector<uint64_t>{5, 6, 5}));
+  EXPECT_EQ(nchw.channels.sum, both.channels.sum);
+  EXPECT_EQ(nchw.channels.means()[0], (6 + 7.5) / 5);
   // Rank 2: the last axis.
   TensorStats rows;
   ObserveTensor(&rows, Tensor::FromVector<float>({1, 5, -2, 4}, {2, 2}), settings);

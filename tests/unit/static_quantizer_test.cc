@@ -6,9 +6,11 @@
 #include <cmath>
 #include <random>
 #include <set>
+#include <tuple>
 
 #include "passes/passes.h"
 #include "quant/metrics.h"
+#include "quant/observers.h"
 #include "quantkit/model_io.h"
 #include "quantkit/static_quantize.h"
 #include "test_util.h"
@@ -277,6 +279,142 @@ TEST(StaticQuantizer, ElementwiseDagOfOneTensorIsQuantizedOnlyAtItsEnds) {
   EXPECT_EQ(Count(lowered, "QLinearLookup"), 1);
   EXPECT_EQ(Count(lowered, "Clip") + Count(lowered, "Mul") + Count(lowered, "Add"), 0);
   ExpectAccuracy(fp32, q, Inputs(2, 12), 30.0, INFINITY);  // the lookup is exact
+}
+
+// Bias correction: each Conv's dequantized bias is its float bias minus the mean error of its
+// quantized weights over the input channel means (depthwise groups, a Conv without bias, and two
+// Convs sharing one bias initializer), and it removes most of the output's mean error.
+TEST(StaticQuantizer, BiasCorrectionAbsorbsTheWeightsMeanError) {
+  std::mt19937 rng(21);
+  std::normal_distribution<float> big(0.f, 20.f);
+  std::uniform_real_distribution<float> jitter(-0.3f, 0.3f);
+  auto random = [&](Shape shape) {
+    Tensor t(DType::kFloat32, std::move(shape));
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = big(rng);
+    return t;
+  };
+  Graph g;
+  g.inputs = {MakeValueInfo("image", DType::kFloat32, {1, 4, 32, 32})};
+  g.outputs = {MakeValueInfo("y", DType::kFloat32, {1, 3, 32, 32}),
+               MakeValueInfo("e", DType::kFloat32, {1, 4, 32, 32})};
+  g.AddInitializer("w_dw", random({4, 1, 3, 3}));
+  g.AddInitializer("w_dw2", random({4, 1, 3, 3}));
+  g.AddInitializer("shared_b", Tensor::FromVector<float>({1.f, -2.f, 0.5f, 3.f}, {4}));
+  g.AddInitializer("w_pw", random({3, 4, 1, 1}));
+  for (const auto& [name, in, w, b, out] :
+       std::vector<std::tuple<const char*, const char*, const char*, const char*, const char*>>{
+           {"dw", "image", "w_dw", "shared_b", "d"},
+           {"dw2", "image", "w_dw2", "shared_b", "e"},
+           {"pw", "d", "w_pw", "", "y"}}) {
+    Node c = MakeNode("Conv", *b ? std::vector<std::string>{in, w, b} : std::vector<std::string>{in, w}, {out}, name);
+    if (std::string(name) != "pw") c.attributes = {IntsAttr("pads", {1, 1, 1, 1}), IntAttr("group", 4)};
+    g.nodes.push_back(c);
+  }
+  const Model fp32 = MakeModel(std::move(g), 13);
+  // Channels far from zero: the weights' rounding error becomes a bias per output channel.
+  const float channel_mean[4] = {5.f, 2.f, -3.f, 0.5f};
+  auto images = [&](int count) {
+    std::vector<Tensor> v;
+    for (int i = 0; i < count; ++i) {
+      Tensor t(DType::kFloat32, {1, 4, 32, 32});
+      for (int64_t k = 0; k < t.numel(); ++k) t.data<float>()[k] = channel_mean[k / 1024] + jitter(rng);
+      v.push_back(t);
+    }
+    return v;
+  };
+  // Statistics as `quantkit calibrate` keeps them: ranges and channel means of every tensor.
+  CalibrationStats stats;
+  auto session = Session::Create(fp32);
+  ASSERT_TRUE(session.ok());
+  RunOptions ro;
+  ro.observer = [&](const Node& node, size_t index, const Value& v) {
+    if (v.is_tensor()) quant::ObserveTensor(&stats.tensors[node.outputs[index]], v.tensor, stats.settings);
+  };
+  for (const Tensor& x : images(8)) {
+    quant::ObserveTensor(&stats.tensors["image"], x, stats.settings);
+    std::vector<Value> out;
+    ASSERT_TRUE((*session)->RunValues({{"image", Value::FromTensor(x)}}, &out, ro).ok());
+  }
+  auto ranges = ComputeRanges(stats, {});
+  ASSERT_TRUE(ranges.ok());
+  const ChannelMeans means = ChannelMeansOf(stats);
+  ASSERT_EQ(means.at("image").size(), 4u);
+  Model corrected = fp32, plain = fp32;
+  auto report = QuantizeStatic(corrected, *ranges, StaticQuantizeOptions{}, means);
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  StaticQuantizeOptions off;
+  off.bias_correction = false;
+  ASSERT_TRUE(QuantizeStatic(plain, *ranges, off, means).ok());
+
+  // The rewritten biases, recomputed here from the written weights.
+  const Graph& qg = corrected.graph;
+  auto dequantize_input = [&](const Node& conv, size_t k) {
+    const Node* dq = nullptr;
+    for (const Node& n : qg.nodes)
+      if (n.op_type == "DequantizeLinear" && n.outputs[0] == conv.inputs[k]) dq = &n;
+    EXPECT_NE(dq, nullptr);
+    const Tensor& q = *qg.FindInitializer(dq->inputs[0]);
+    const Tensor& scale = *qg.FindInitializer(dq->inputs[1]);
+    std::vector<double> v(static_cast<size_t>(q.numel())), steps(static_cast<size_t>(q.numel()));
+    const int64_t per = q.numel() / scale.numel();
+    for (int64_t i = 0; i < q.numel(); ++i) {
+      const double sc = scale.data<float>()[i / per];
+      const double zp = q.dtype() == DType::kUInt8 ? qg.FindInitializer(dq->inputs[2])->data<uint8_t>()[i / per] : 0;
+      v[i] = ((q.dtype() == DType::kUInt8 ? q.data<uint8_t>()[i] : q.data<int32_t>()[i]) - zp) * sc;
+      steps[i] = sc;
+    }
+    return std::make_pair(v, steps);
+  };
+  int checked = 0;
+  for (const Node& conv : qg.nodes) {
+    if (conv.op_type != "Conv") continue;
+    SCOPED_TRACE(conv.name);
+    ASSERT_EQ(conv.inputs.size(), 3u) << "a Conv without bias gets one for the correction";
+    const std::string w_name = conv.name == "dw" ? "w_dw" : conv.name == "dw2" ? "w_dw2" : "w_pw";
+    const Tensor& w = *fp32.graph.FindInitializer(w_name);
+    const std::vector<double>& mean = means.at(conv.name == "pw" ? "d" : "image");
+    const auto [wq, w_steps] = dequantize_input(conv, 1);
+    const auto [bias, bias_steps] = dequantize_input(conv, 2);
+    const int64_t outputs = w.dim(0), per_output = w.numel() / outputs;
+    for (int64_t o = 0; o < outputs; ++o) {
+      double expected = conv.name == "pw" ? 0.0 : fp32.graph.FindInitializer("shared_b")->data<float>()[o];
+      for (int64_t k = 0; k < per_output; ++k) {
+        const int64_t i = o * per_output + k;
+        const int64_t channel = conv.name == "pw" ? k : o;  // depthwise: output o reads channel o
+        expected -= (wq[i] - w.data<float>()[i]) * mean[channel];
+      }
+      EXPECT_NEAR(bias[o], expected, 0.51 * bias_steps[o] + 1e-5 * std::abs(expected)) << "channel " << o;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 4 + 4 + 3);
+
+  // The outcome: the per-channel mean error of every output shrinks.
+  auto s_fp32 = Session::Create(fp32);
+  auto s_corrected = Session::Create(corrected);
+  auto s_plain = Session::Create(plain);
+  ASSERT_TRUE(s_fp32.ok() && s_corrected.ok() && s_plain.ok());
+  std::vector<double> mean_err_corrected(7, 0.0), mean_err_plain(7, 0.0);
+  for (const Tensor& x : images(6)) {
+    std::vector<Tensor> a, b, c;
+    ASSERT_TRUE((*s_fp32)->Run({{"image", x}}, &a).ok());
+    ASSERT_TRUE((*s_corrected)->Run({{"image", x}}, &b).ok());
+    ASSERT_TRUE((*s_plain)->Run({{"image", x}}, &c).ok());
+    for (size_t out = 0; out < 2; ++out) {
+      const int64_t channels = a[out].dim(1), plane = a[out].numel() / channels;
+      for (int64_t i = 0; i < a[out].numel(); ++i) {
+        const size_t slot = out * 3 + static_cast<size_t>(i / plane);
+        mean_err_corrected[slot] += b[out].data<float>()[i] - a[out].data<float>()[i];
+        mean_err_plain[slot] += c[out].data<float>()[i] - a[out].data<float>()[i];
+      }
+    }
+  }
+  double total_corrected = 0, total_plain = 0;
+  for (size_t i = 0; i < 7; ++i) {
+    total_corrected += std::abs(mean_err_corrected[i]);
+    total_plain += std::abs(mean_err_plain[i]);
+  }
+  EXPECT_LT(total_corrected, 0.25 * total_plain) << total_corrected << " vs " << total_plain;
 }
 
 TEST(StaticQuantizer, MissingStatisticsLeaveNodesFloatAndNothingIsAnError) {
