@@ -10,7 +10,7 @@
 //    QuantWeightType), behind DequantizeLinear; bias int32 with scale
 //    input_scale * weight_scale, bias-corrected where the input's channel means are known; a
 //    following Relu/Clip joins the unit (its output is quantized, not the Conv's). MatMul of two
-//    activations: both inputs quantized.
+//    activations: both inputs quantized. Add/Mul followed by Relu: one unit too.
 //  * Add, Mul: inputs and output quantized. Concat: inputs and output share one scale (the union of
 //    their ranges).
 //  * MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Slice, Resize, AveragePool,

@@ -101,13 +101,18 @@ class StaticQuantizer {
   bool HasRange(const std::string& t) const { return ranges_.count(t) != 0; }
   void Skip(const Node& n, std::string reason) { report_.skipped.push_back({n.Describe(), n.op_type, std::move(reason)}); }
 
-  // Conv/Gemm/MatMul followed by Relu/Clip (sole consumer): the activation joins the unit.
+  // Conv/Gemm/MatMul followed by Relu/Clip, Add/Mul followed by Relu (sole consumer): the
+  // activation joins the unit, so only its output is quantized (a residual Add -> Relu is
+  // rounded once, over [0, max] instead of the Add's signed range).
   int FusedActivation(const DefUse& du, const Node& n) const {
-    if (!(IsOp(n, "Conv") || IsOp(n, "Gemm") || IsOp(n, "MatMul")) || g_.IsGraphOutput(n.outputs[0])) return -1;
+    const bool matmul_like = IsOp(n, "Conv") || IsOp(n, "Gemm") || IsOp(n, "MatMul");
+    const bool binary = IsOp(n, "Add") || IsOp(n, "Mul");
+    if (!(matmul_like || binary) || g_.IsGraphOutput(n.outputs[0])) return -1;
     const auto& c = du.Consumers(n.outputs[0]);
     if (c.size() != 1) return -1;
     const Node& a = g_.nodes[c[0]];
-    return (IsOp(a, "Relu") || IsOp(a, "Clip")) && !exclude_.Match(a.name) ? c[0] : -1;
+    const bool fusable = IsOp(a, "Relu") || (matmul_like && IsOp(a, "Clip"));
+    return fusable && !exclude_.Match(a.name) ? c[0] : -1;
   }
 
   // Elementwise ops whose variable inputs all derive, through such ops, from one tensor (x + 3,

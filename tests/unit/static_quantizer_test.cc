@@ -417,6 +417,43 @@ TEST(StaticQuantizer, BiasCorrectionAbsorbsTheWeightsMeanError) {
   EXPECT_LT(total_corrected, 0.25 * total_plain) << total_corrected << " vs " << total_plain;
 }
 
+// A residual Add followed by Relu is one unit: only the Relu's output is quantized (one rounding,
+// over [0, max]), and the runtime runs it as one QLinearAdd with the Relu as a clamp.
+TEST(StaticQuantizer, AddFollowedByReluIsOneUnit) {
+  Graph g;
+  g.inputs = {MakeValueInfo("image", DType::kFloat32, {1, 3, 8, 8})};
+  g.outputs = {MakeValueInfo("y", DType::kFloat32, {1, 3, 8, 8})};
+  g.AddInitializer("w1", RandomFloats({3, 3, 1, 1}, 31));
+  g.AddInitializer("w2", RandomFloats({3, 3, 1, 1}, 32));
+  g.nodes.push_back(MakeNode("Conv", {"image", "w1"}, {"c"}, "conv1"));
+  g.nodes.push_back(MakeNode("Add", {"c", "image"}, {"sum"}, "residual"));
+  g.nodes.push_back(MakeNode("Relu", {"sum"}, {"r"}, "relu"));
+  g.nodes.push_back(MakeNode("Conv", {"r", "w2"}, {"y"}, "conv2"));
+  const Model fp32 = MakeModel(std::move(g), 13);
+  std::vector<Tensor> inputs;
+  for (uint32_t seed = 40; seed < 44; ++seed) inputs.push_back(RandomFloats({1, 3, 8, 8}, seed));
+  const auto ranges = Calibrate(fp32, inputs);
+  ASSERT_LT(ranges.at("sum").min, -0.5f) << "the test needs a signed Add output";
+  Model q = fp32;
+  auto report = QuantizeStatic(q, ranges, StaticQuantizeOptions{});
+  ASSERT_TRUE(report.ok());
+  std::set<std::string> quantized;
+  for (const auto& n : q.graph.nodes)
+    if (n.op_type == "QuantizeLinear") quantized.insert(n.inputs[0]);
+  EXPECT_EQ(quantized, (std::set<std::string>{"image", "c", "r"}));  // not "sum"; "y" is a float graph output
+  Model lowered = q;
+  ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+  EXPECT_EQ(Count(lowered, "QLinearAdd"), 1);
+  EXPECT_EQ(Count(lowered, "QLinearLookup") + Count(lowered, "Relu") + Count(lowered, "Add"), 0);
+  for (const Tensor& x : inputs) {
+    const auto a = RunModel(fp32, {{"image", x}});
+    const auto b = RunModel(lowered, {{"image", x}});
+    quant::OutputComparison cmp;
+    ASSERT_TRUE(cmp.Add(a[0], b[0]).ok());
+    EXPECT_GT(cmp.sqnr_db(), 30.0);
+  }
+}
+
 TEST(StaticQuantizer, MissingStatisticsLeaveNodesFloatAndNothingIsAnError) {
   auto loaded = LoadModel(kModel);
   ASSERT_TRUE(loaded.ok());
