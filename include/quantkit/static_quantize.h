@@ -52,10 +52,26 @@ struct StaticQuantizeOptions {
   // channel. It matters where a few large filter taps of both signs meet inputs that sit far from
   // zero (depthwise convolutions after Relu6: M-LSD's first one gains ~14 dB).
   bool bias_correction = true;
+  // Cross-layer equalization (Nagel et al. 2019; SmoothQuant's balance, Xiao et al. 2022): for
+  // Conv1 -> [Relu] -> Conv2 where Conv2 is Conv1's only reader, output channel c of Conv1 is
+  // divided by s_c and Conv2's weights reading channel c are multiplied by s_c, which leaves the
+  // float model's output unchanged (Relu(x / s) = Relu(x) / s for s > 0) but evens out the
+  // channels of the tensor between them, which is quantized with one scale. s_c brings every
+  // channel to the largest channel's range when Conv2 is depthwise (its per-channel weight
+  // scales absorb s_c), else balances the channel's activation and weight ranges:
+  // s_c = sqrt(range_c / weight_range_c). Needs per-channel weights and the channels'
+  // calibrated min/max; the equalized tensors' ranges become the scaled channel min/max (the
+  // histogram no longer describes them, whatever the range method).
+  bool equalize = true;
 };
 
-// Per-channel means of calibrated activations (tensor name -> one mean per channel of axis 1).
-using ChannelMeans = std::map<std::string, std::vector<double>>;
+// Per-channel statistics of a calibrated activation (channel axis 1): min/max of each channel,
+// and the means when the statistics keep them (else empty).
+struct ChannelRanges {
+  std::vector<float> min, max;
+  std::vector<double> mean;
+};
+using ChannelStatsMap = std::map<std::string, ChannelRanges>;
 
 // The op types StaticQuantizeOptions::op_types may name.
 const std::vector<std::string>& StaticQuantizableOpTypes();
@@ -64,11 +80,12 @@ const std::vector<std::string>& StaticQuantizableOpTypes();
 // ComputeRanges of calibration statistics). Nodes whose
 // tensors have no range are left float (listed in the report). Errors: nothing quantized, bad
 // options, an exclude entry matching no node.
-// `means` (e.g. ChannelMeansOf(stats)) enables bias correction; tensors without means get none.
+// `channels` (e.g. ChannelStatsOf(stats)) enables bias correction (tensors with means) and
+// equalization (tensors with min/max); without it neither happens.
 StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string, FloatRange>& ranges,
-                                        const StaticQuantizeOptions& options, const ChannelMeans& means = {});
+                                        const StaticQuantizeOptions& options, const ChannelStatsMap& channels = {});
 
-// The per-channel means kept in `stats` (tensors whose channel statistics have them).
-ChannelMeans ChannelMeansOf(const CalibrationStats& stats);
+// The per-channel statistics kept in `stats` (tensors with channel axis 1).
+ChannelStatsMap ChannelStatsOf(const CalibrationStats& stats);
 
 }  // namespace quantkit

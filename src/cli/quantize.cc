@@ -113,7 +113,8 @@ int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
   so.weight_type = o.weight_type;
   so.weight_range = o.weight_range;
   so.bias_correction = !a.no_bias_correction;
-  auto report = QuantizeStatic(*model, *ranges, so, ChannelMeansOf(*stats));
+  so.equalize = !a.no_equalization;
+  auto report = QuantizeStatic(*model, *ranges, so, ChannelStatsOf(*stats));
   if (!report.ok()) return ReportError(report.status().WithContext(a.model));
   if (qoperator) {
     s = passes::ConvertQdqToQOperator(*model);
@@ -128,6 +129,7 @@ int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
       {"activation_type", ToString(ro.type)},
       {"per_channel", so.per_channel},
       {"bias_correction", so.bias_correction},
+      {"equalization", so.equalize},
       {"statistics", a.stats.empty() ? "calibrated from " + a.calib : a.stats}};
   model->metadata_props.emplace_back("quantkit.static", static_settings.dump());
   s = SaveModel(*model, a.output);
@@ -169,7 +171,7 @@ Command AddQuantizeCommand(CLI::App& app) {
     std::string stats, calib, method = "minmax", activation_type = "uint8";
     double percentile = 99.999;
     uint64_t calib_samples = 0;
-    bool no_bias_correction = false;
+    bool no_bias_correction = false, no_equalization = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "FP32 ONNX model")->required();
@@ -184,6 +186,9 @@ Command AddQuantizeCommand(CLI::App& app) {
   cmd->add_flag("--no-bias-correction", a->no_bias_correction,
                 "static: keep biases as they are (default: each Conv/Gemm bias absorbs the mean error its quantized "
                 "weights add, from the calibrated channel means)");
+  cmd->add_flag("--no-equalization", a->no_equalization,
+                "static: no cross-layer equalization (default: Conv -> [Relu] -> Conv pairs are rescaled per channel "
+                "to even out the channels of the tensor between them; exact in float)");
   auto* op_types = cmd->add_option("--op-types", a->op_types, "Op types to quantize, comma-separated (default MatMul,Gemm,LSTM,GRU; Conv opt-in)");
   auto* exclude = cmd->add_option("--exclude", a->exclude, "Node names (exact or regex) to keep in FP32, comma-separated");
   auto* weight_type = cmd->add_option("--weight-type", a->weight_type,

@@ -71,13 +71,14 @@ std::vector<size_t> ActivationInputs(const Node& n, const Graph& g) {
 
 class StaticQuantizer {
  public:
-  StaticQuantizer(Model& model, const std::map<std::string, FloatRange>& ranges, const ChannelMeans& means,
+  StaticQuantizer(Model& model, std::map<std::string, FloatRange> ranges, ChannelStatsMap channels,
                   const StaticQuantizeOptions& options, const quant::ExcludeList& exclude, QuantizeReport& report)
-      : model_(model), g_(model.graph), ranges_(ranges), options_(options), exclude_(exclude), report_(report),
-        names_(model), means_(means) {}
+      : model_(model), g_(model.graph), ranges_(std::move(ranges)), options_(options), exclude_(exclude),
+        report_(report), names_(model), channels_(std::move(channels)) {}
 
   Status Run() {
     const DefUse du(g_);
+    EqualizeChannels(du);
     FindElementwiseRoots();
     SelectNodes(du);
     ChooseParams(du);
@@ -360,15 +361,177 @@ class StaticQuantizer {
     return Status::Ok();
   }
 
+  // A Conv that will be quantized with a constant float32 weight (and bias, if any).
+  bool QuantizableConv(const Node& n) const {
+    if (!IsOp(n, "Conv") || !Wanted(n) || exclude_.Match(n.name) || n.outputs.size() != 1) return false;
+    for (size_t k = 1; k < std::min<size_t>(n.inputs.size(), 3); ++k) {
+      if (!n.HasInput(k)) continue;
+      const Tensor* t = g_.FindInitializer(n.Input(k));
+      if (!t || t->dtype() != DType::kFloat32 || g_.IsGraphInput(n.Input(k))) return false;
+    }
+    const Tensor* w = g_.FindInitializer(n.Input(1));
+    return w && w->rank() >= 3;
+  }
+
+  // StaticQuantizeOptions::equalize: Conv1 -> [Relu] -> Conv2 pairs, in graph order (a Conv in
+  // the middle of a chain gets its input channels scaled by one pair and its output channels by
+  // the next). Rewrites weights into new initializers (others may share the old ones), and the
+  // ranges and channel statistics of the tensors between.
+  void EqualizeChannels(const DefUse& du) {
+    if (!options_.equalize || !options_.per_channel || channels_.empty()) return;
+    int pairs = 0;
+    for (size_t i = 0; i < g_.nodes.size(); ++i) {
+      if (!QuantizableConv(g_.nodes[i])) continue;
+      std::vector<std::string> between = {g_.nodes[i].outputs[0]};  // the tensors scaled
+      int next = -1;
+      while (true) {
+        const std::string& t = between.back();
+        if (g_.IsGraphOutput(t) || du.Consumers(t).size() != 1) break;
+        const Node& c = g_.nodes[du.Consumers(t)[0]];
+        if (IsOp(c, "Relu") && between.size() == 1 && c.outputs.size() == 1) {
+          between.push_back(c.outputs[0]);
+          continue;
+        }
+        if (QuantizableConv(c) && c.Input(0) == t) next = du.Consumers(t)[0];
+        break;
+      }
+      if (next < 0) continue;
+      if (EqualizePair(g_.nodes[i], g_.nodes[static_cast<size_t>(next)], between)) ++pairs;
+    }
+    if (pairs > 0) {
+      report_.notes.push_back(fmt::format(
+          "cross-layer equalization: {} Conv pair(s) rescaled per channel (exact in float); the tensors between "
+          "them use the scaled per-channel min/max as their range",
+          pairs));
+    }
+  }
+
+  bool EqualizePair(Node& first, Node& second, const std::vector<std::string>& between) {
+    const std::string& read = between.back();  // what `second` reads: quantized with one scale
+    auto stats_it = channels_.find(read);
+    if (stats_it == channels_.end() || !ranges_.count(read)) return false;
+    const Tensor w1 = *g_.FindInitializer(first.Input(1));  // shallow copies: SetWeight adds initializers
+    const Tensor w2 = *g_.FindInitializer(second.Input(1));
+    const int64_t channels = w1.dim(0);
+    const int64_t groups2 = second.AttrInt("group", 1);
+    const int64_t in_per_group = w2.dim(1), outputs2 = w2.dim(0);
+    if (groups2 <= 0 || in_per_group * groups2 != channels || outputs2 % groups2 != 0 ||
+        static_cast<int64_t>(stats_it->second.min.size()) != channels) {
+      return false;
+    }
+    // Only tensors whose range is their min/max can be rescaled exactly: a range method that
+    // clipped the tails (percentile, entropy, mse) described the unscaled distribution.
+    for (const std::string& t : between) {
+      auto it = channels_.find(t);
+      if (it == channels_.end()) continue;
+      if (static_cast<int64_t>(it->second.min.size()) != channels) return false;
+      auto rit = ranges_.find(t);
+      if (rit == ranges_.end()) continue;
+      FloatRange all{0.f, 0.f};
+      for (int64_t c = 0; c < channels; ++c) {
+        if (!(it->second.min[c] <= it->second.max[c])) continue;
+        all.min = std::min(all.min, it->second.min[c]);
+        all.max = std::max(all.max, it->second.max[c]);
+      }
+      if (std::min(rit->second.min, 0.f) != all.min || std::max(rit->second.max, 0.f) != all.max) return false;
+    }
+    const int64_t kernel2 = w2.numel() / (outputs2 * in_per_group);
+    const int64_t outputs_per_group2 = outputs2 / groups2;
+    auto channel_of = [&](int64_t o, int64_t i) { return (o / outputs_per_group2) * in_per_group + i; };
+    // Ranges: of each channel of the tensor read, and of the weights of `second` that read it.
+    std::vector<double> act(static_cast<size_t>(channels), 0.0), wgt(static_cast<size_t>(channels), 0.0);
+    for (int64_t c = 0; c < channels; ++c) {
+      const float lo = stats_it->second.min[c], hi = stats_it->second.max[c];
+      if (lo <= hi) act[c] = std::max(std::abs(lo), std::abs(hi));
+    }
+    for (int64_t o = 0; o < outputs2; ++o)
+      for (int64_t i = 0; i < in_per_group; ++i)
+        for (int64_t k = 0; k < kernel2; ++k) {
+          const double v = std::abs(w2.data<float>()[(o * in_per_group + i) * kernel2 + k]);
+          double& slot = wgt[static_cast<size_t>(channel_of(o, i))];
+          slot = std::max(slot, v);
+        }
+    const bool depthwise = in_per_group == 1 && groups2 == channels && outputs_per_group2 == 1;
+    // The common range the channels are brought to.
+    double target = 0;
+    for (int64_t c = 0; c < channels; ++c)
+      target = std::max(target, depthwise ? act[c] : std::sqrt(act[c] * wgt[c]));
+    if (!(target > 0) || !std::isfinite(target)) return false;
+    // s_c: the new channel range is act_c / s_c. Channels that are constant zero keep s = 1; a
+    // channel `second` ignores (zero weights) is scaled to the target; boosts are capped (1000x)
+    // so that near-dead channels do not blow up `first`'s weights.
+    std::vector<double> s(static_cast<size_t>(channels), 1.0);
+    bool changes = false;
+    for (int64_t c = 0; c < channels; ++c) {
+      if (!(act[c] > 0)) continue;
+      const double balanced = depthwise || !(wgt[c] > 0) ? target : std::sqrt(act[c] * wgt[c]);
+      s[c] = std::max(act[c] / balanced, 1e-3);
+      changes = changes || s[c] != 1.0;
+    }
+    if (!changes) return false;
+    // first: output channel c divided by s_c (weights and bias).
+    Tensor nw1 = w1.Clone();
+    const int64_t per_out1 = w1.numel() / channels;
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t k = 0; k < per_out1; ++k) {
+        float& v = nw1.data<float>()[c * per_out1 + k];
+        v = static_cast<float>(v / s[c]);
+      }
+    SetWeight(first, 1, std::move(nw1));
+    if (first.HasInput(2)) {
+      Tensor nb1 = g_.FindInitializer(first.Input(2))->Clone();
+      if (nb1.numel() != channels) return false;  // (checked by the Conv's shape rules; be safe)
+      for (int64_t c = 0; c < channels; ++c) nb1.data<float>()[c] = static_cast<float>(nb1.data<float>()[c] / s[c]);
+      SetWeight(first, 2, std::move(nb1));
+    }
+    // second: the weights reading channel c multiplied by s_c.
+    Tensor nw2 = w2.Clone();
+    for (int64_t o = 0; o < outputs2; ++o)
+      for (int64_t i = 0; i < in_per_group; ++i)
+        for (int64_t k = 0; k < kernel2; ++k) {
+          float& v = nw2.data<float>()[(o * in_per_group + i) * kernel2 + k];
+          v = static_cast<float>(v * s[static_cast<size_t>(channel_of(o, i))]);
+        }
+    SetWeight(second, 1, std::move(nw2));
+    // The tensors between: channel c's values are divided by s_c.
+    for (const std::string& t : between) {
+      auto it = channels_.find(t);
+      if (it == channels_.end()) {
+        ranges_.erase(t);  // no per-channel statistics: no range for the rescaled tensor
+        continue;
+      }
+      ChannelRanges& cr = it->second;
+      FloatRange after{0.f, 0.f};  // min/max over the channels (with 0)
+      for (int64_t c = 0; c < channels; ++c) {
+        if (cr.min[c] <= cr.max[c]) {
+          cr.min[c] = static_cast<float>(cr.min[c] / s[c]);
+          cr.max[c] = static_cast<float>(cr.max[c] / s[c]);
+          after.min = std::min(after.min, cr.min[c]);
+          after.max = std::max(after.max, cr.max[c]);
+        }
+        if (!cr.mean.empty()) cr.mean[c] /= s[c];
+      }
+      auto rit = ranges_.find(t);
+      if (rit != ranges_.end()) rit->second = after;
+    }
+    return true;
+  }
+
+  void SetWeight(Node& n, size_t k, Tensor t) {
+    const std::string name = names_.Make(n.Input(k) + "_equalized");
+    g_.AddInitializer(name, std::move(t));
+    n.inputs[k] = name;
+  }
+
   // The mean error the weights' rounding adds to each output channel of Conv/Gemm n:
   // sum_k (dequantized W - W)[o, k] * mean of input channel k (StaticQuantizeOptions::
   // bias_correction). Empty when disabled, for other ops, or without matching channel means.
   std::vector<double> BiasCorrection(const Node& n, const Tensor& w, const wq::QuantizedWeights& qw,
                                      int64_t axis) const {
     if (!options_.bias_correction || !(IsOp(n, "Conv") || IsOp(n, "Gemm"))) return {};
-    auto it = means_.find(n.Input(0));
-    if (it == means_.end()) return {};
-    const std::vector<double>& mean = it->second;
+    auto it = channels_.find(n.Input(0));
+    if (it == channels_.end() || it->second.mean.empty()) return {};
+    const std::vector<double>& mean = it->second.mean;
     const bool conv = IsOp(n, "Conv");
     const bool trans_b = !conv && n.AttrInt("transB", 0) != 0;
     // View W as [outputs, inputs-per-output]; in_of(o, k) is the input channel of weight (o, k).
@@ -426,7 +589,7 @@ class StaticQuantizer {
 
   Model& model_;
   Graph& g_;
-  const std::map<std::string, FloatRange>& ranges_;
+  std::map<std::string, FloatRange> ranges_;  // equalization rescales some
   const StaticQuantizeOptions& options_;
   const quant::ExcludeList& exclude_;
   QuantizeReport& report_;
@@ -439,21 +602,26 @@ class StaticQuantizer {
   std::set<std::string> concat_shared_;  // tensors whose parameters a Concat's shared scale fixed
   std::map<std::string, int> counts_;
   std::vector<std::pair<size_t, Node>> new_nodes_;
-  const ChannelMeans& means_;
+  ChannelStatsMap channels_;  // equalization rescales some
   int bias_corrected_ = 0;
 };
 
 }  // namespace
 
-ChannelMeans ChannelMeansOf(const CalibrationStats& stats) {
-  ChannelMeans means;
-  for (const auto& [name, t] : stats.tensors)
-    if (t.channels.has_means() && t.channels.axis == 1) means[name] = t.channels.means();
-  return means;
+ChannelStatsMap ChannelStatsOf(const CalibrationStats& stats) {
+  ChannelStatsMap map;
+  for (const auto& [name, t] : stats.tensors) {
+    if (t.channels.axis != 1) continue;
+    ChannelRanges& c = map[name];
+    c.min = t.channels.min;
+    c.max = t.channels.max;
+    if (t.channels.has_means()) c.mean = t.channels.means();
+  }
+  return map;
 }
 
 StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string, FloatRange>& ranges,
-                                        const StaticQuantizeOptions& options, const ChannelMeans& means) {
+                                        const StaticQuantizeOptions& options, const ChannelStatsMap& channels) {
   for (const auto& op : options.op_types) {
     if (std::find(StaticQuantizableOpTypes().begin(), StaticQuantizableOpTypes().end(), op) ==
         StaticQuantizableOpTypes().end()) {
@@ -481,7 +649,7 @@ StatusOr<QuantizeReport> QuantizeStatic(Model& model, const std::map<std::string
   }
   report.opset_after = work.OpsetVersion("");
   QK_ASSIGN_OR_RETURN(quant::ExcludeList exclude, quant::ExcludeList::Create(options.exclude, work));
-  StaticQuantizer quantizer(work, ranges, means, options, exclude, report);
+  StaticQuantizer quantizer(work, ranges, channels, options, exclude, report);
   QK_RETURN_IF_ERROR(quantizer.Run());
   if (report.total_quantized() == 0) {
     return InvalidArgument(fmt::format("nothing to quantize statically: no {} node could be quantized{}",

@@ -73,6 +73,24 @@ int Count(const Model& m, const std::string& op) {
   return n;
 }
 
+// Statistics as `quantkit calibrate` keeps them (every tensor's observers: ranges, channel
+// min/max and means) over `inputs` of the graph input "image".
+CalibrationStats Observe(const Model& model, const std::vector<Tensor>& inputs) {
+  CalibrationStats stats;
+  auto session = Session::Create(model);
+  EXPECT_TRUE(session.ok());
+  RunOptions ro;
+  ro.observer = [&](const Node& node, size_t index, const Value& v) {
+    if (v.is_tensor()) quant::ObserveTensor(&stats.tensors[node.outputs[index]], v.tensor, stats.settings);
+  };
+  for (const Tensor& x : inputs) {
+    quant::ObserveTensor(&stats.tensors["image"], x, stats.settings);
+    std::vector<Value> out;
+    EXPECT_TRUE((*session)->RunValues({{"image", Value::FromTensor(x)}}, &out, ro).ok());
+  }
+  return stats;
+}
+
 // Runs the FP32 model, the quantized one (lowered to integer ops) and the quantized one literally
 // (QDQ as written) on `inputs`: the lowered output's SQNR against FP32 and against the literal run.
 void ExpectAccuracy(const Model& fp32, const Model& q, const std::vector<Tensor>& inputs, double min_vs_fp32_db,
@@ -322,29 +340,19 @@ TEST(StaticQuantizer, BiasCorrectionAbsorbsTheWeightsMeanError) {
     }
     return v;
   };
-  // Statistics as `quantkit calibrate` keeps them: ranges and channel means of every tensor.
-  CalibrationStats stats;
-  auto session = Session::Create(fp32);
-  ASSERT_TRUE(session.ok());
-  RunOptions ro;
-  ro.observer = [&](const Node& node, size_t index, const Value& v) {
-    if (v.is_tensor()) quant::ObserveTensor(&stats.tensors[node.outputs[index]], v.tensor, stats.settings);
-  };
-  for (const Tensor& x : images(8)) {
-    quant::ObserveTensor(&stats.tensors["image"], x, stats.settings);
-    std::vector<Value> out;
-    ASSERT_TRUE((*session)->RunValues({{"image", Value::FromTensor(x)}}, &out, ro).ok());
-  }
+  const CalibrationStats stats = Observe(fp32, images(8));
   auto ranges = ComputeRanges(stats, {});
   ASSERT_TRUE(ranges.ok());
-  const ChannelMeans means = ChannelMeansOf(stats);
-  ASSERT_EQ(means.at("image").size(), 4u);
+  const ChannelStatsMap channels = ChannelStatsOf(stats);
+  ASSERT_EQ(channels.at("image").mean.size(), 4u);
   Model corrected = fp32, plain = fp32;
-  auto report = QuantizeStatic(corrected, *ranges, StaticQuantizeOptions{}, means);
+  StaticQuantizeOptions on;
+  on.equalize = false;  // keep the weights as written, to recompute the correction here
+  auto report = QuantizeStatic(corrected, *ranges, on, channels);
   ASSERT_TRUE(report.ok()) << report.status().message();
-  StaticQuantizeOptions off;
+  StaticQuantizeOptions off = on;
   off.bias_correction = false;
-  ASSERT_TRUE(QuantizeStatic(plain, *ranges, off, means).ok());
+  ASSERT_TRUE(QuantizeStatic(plain, *ranges, off, channels).ok());
 
   // The rewritten biases, recomputed here from the written weights.
   const Graph& qg = corrected.graph;
@@ -372,7 +380,7 @@ TEST(StaticQuantizer, BiasCorrectionAbsorbsTheWeightsMeanError) {
     ASSERT_EQ(conv.inputs.size(), 3u) << "a Conv without bias gets one for the correction";
     const std::string w_name = conv.name == "dw" ? "w_dw" : conv.name == "dw2" ? "w_dw2" : "w_pw";
     const Tensor& w = *fp32.graph.FindInitializer(w_name);
-    const std::vector<double>& mean = means.at(conv.name == "pw" ? "d" : "image");
+    const std::vector<double>& mean = channels.at(conv.name == "pw" ? "d" : "image").mean;
     const auto [wq, w_steps] = dequantize_input(conv, 1);
     const auto [bias, bias_steps] = dequantize_input(conv, 2);
     const int64_t outputs = w.dim(0), per_output = w.numel() / outputs;
@@ -452,6 +460,159 @@ TEST(StaticQuantizer, AddFollowedByReluIsOneUnit) {
     ASSERT_TRUE(cmp.Add(a[0], b[0]).ok());
     EXPECT_GT(cmp.sqnr_db(), 30.0);
   }
+}
+
+// Cross-layer equalization on Conv -> Relu -> Conv and Conv -> depthwise Conv, whose middle
+// tensors have channels 2500x apart: the rescaling keeps every weight product (float-exact
+// apart from the weights' rounding), evens out the middle tensors' channels, and the quantized
+// outputs get much closer to FP32. A range method that clipped the middle tensor stops it.
+TEST(StaticQuantizer, EqualizationEvensOutChannelsAndKeepsTheFunction) {
+  const float spread[4] = {1.f, 50.f, 0.02f, 5.f};
+  auto spread_rows = [&](Tensor t) {
+    const int64_t per = t.numel() / 4;
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] *= spread[i / per];
+    return t;
+  };
+  Graph g;
+  g.inputs = {MakeValueInfo("image", DType::kFloat32, {1, 4, 16, 16})};
+  g.outputs = {MakeValueInfo("y", DType::kFloat32, {1, 3, 16, 16}),
+               MakeValueInfo("z", DType::kFloat32, {1, 4, 16, 16})};
+  g.AddInitializer("w1", spread_rows(RandomFloats({4, 4, 3, 3}, 51)));
+  g.AddInitializer("b1", spread_rows(RandomFloats({4}, 52)));
+  g.AddInitializer("w2", RandomFloats({3, 4, 1, 1}, 53));
+  g.AddInitializer("w3", spread_rows(RandomFloats({4, 4, 1, 1}, 54)));
+  g.AddInitializer("w4", RandomFloats({4, 1, 3, 3}, 55));
+  Node c1 = MakeNode("Conv", {"image", "w1", "b1"}, {"a"}, "conv1");
+  c1.attributes = {IntsAttr("pads", {1, 1, 1, 1})};
+  g.nodes.push_back(c1);
+  g.nodes.push_back(MakeNode("Relu", {"a"}, {"r"}, "relu"));
+  g.nodes.push_back(MakeNode("Conv", {"r", "w2"}, {"y"}, "conv2"));
+  g.nodes.push_back(MakeNode("Conv", {"image", "w3"}, {"m"}, "conv3"));
+  Node c4 = MakeNode("Conv", {"m", "w4"}, {"z"}, "depthwise");
+  c4.attributes = {IntsAttr("pads", {1, 1, 1, 1}), IntAttr("group", 4)};
+  g.nodes.push_back(c4);
+  const Model fp32 = MakeModel(std::move(g), 13);
+  std::vector<Tensor> calib, eval;
+  for (uint32_t seed = 60; seed < 66; ++seed) calib.push_back(RandomFloats({1, 4, 16, 16}, seed));
+  for (uint32_t seed = 70; seed < 73; ++seed) eval.push_back(RandomFloats({1, 4, 16, 16}, seed));
+  const CalibrationStats stats = Observe(fp32, calib);
+  auto ranges = ComputeRanges(stats, {});
+  ASSERT_TRUE(ranges.ok());
+  const ChannelStatsMap channels = ChannelStatsOf(stats);
+  StaticQuantizeOptions on, off;
+  on.bias_correction = off.bias_correction = false;  // equalization alone
+  off.equalize = false;
+  Model equalized = fp32, plain = fp32;
+  auto report = QuantizeStatic(equalized, *ranges, on, channels);
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  ASSERT_TRUE(QuantizeStatic(plain, *ranges, off, channels).ok());
+  bool noted = false;
+  for (const auto& note : report->notes) noted = noted || note.find("equalization: 2 Conv pair") != std::string::npos;
+  EXPECT_TRUE(noted);
+
+  // Weights as written (dequantized), by the float weight each replaced.
+  auto weights = [](const Model& m, const std::string& conv, size_t k) {
+    const Graph& qg = m.graph;
+    for (const Node& n : qg.nodes) {
+      if (n.name != conv) continue;
+      for (const Node& dq : qg.nodes) {
+        if (dq.op_type != "DequantizeLinear" || dq.outputs[0] != n.inputs[k]) continue;
+        const Tensor& q = *qg.FindInitializer(dq.inputs[0]);
+        const Tensor& scale = *qg.FindInitializer(dq.inputs[1]);
+        const int64_t per = q.numel() / scale.numel();
+        std::vector<double> v(static_cast<size_t>(q.numel()));
+        for (int64_t i = 0; i < q.numel(); ++i) {
+          const double zp = q.dtype() == DType::kUInt8 ? qg.FindInitializer(dq.inputs[2])->data<uint8_t>()[i / per] : 0;
+          v[i] = ((q.dtype() == DType::kUInt8 ? q.data<uint8_t>()[i] : q.data<int32_t>()[i]) - zp) *
+                 scale.data<float>()[i / per];
+        }
+        return v;
+      }
+    }
+    ADD_FAILURE() << "no dequantized input " << k << " of " << conv;
+    return std::vector<double>{};
+  };
+  auto norm = [](const std::vector<double>& v, int64_t from, int64_t count, int64_t stride = 1) {
+    double s = 0;
+    for (int64_t i = 0; i < count; ++i) s += v[from + i * stride] * v[from + i * stride];
+    return std::sqrt(s);
+  };
+  auto original = [&](const std::string& name) {
+    const Tensor& t = *fp32.graph.FindInitializer(name);
+    return std::vector<double>(t.data<float>(), t.data<float>() + t.numel());
+  };
+  // conv1 row c shrinks by s_c exactly as conv2's column c grows (to the rounding of conv2's
+  // per-row weight step); conv1's bias with it; the s_c differ widely.
+  const auto w1 = original("w1"), w2 = original("w2"), b1 = original("b1");
+  const auto q1 = weights(equalized, "conv1", 1), q2 = weights(equalized, "conv2", 1);
+  const auto qb1 = weights(equalized, "conv1", 2);
+  std::vector<double> s(4);
+  for (int64_t c = 0; c < 4; ++c) {
+    s[c] = norm(w1, c * 36, 36) / norm(q1, c * 36, 36);
+    EXPECT_NEAR(qb1[c] * s[c], b1[c], 0.02 * std::abs(b1[c]) + 1e-3) << "channel " << c;
+  }
+  for (int64_t o = 0; o < 3; ++o) {
+    double row_max = 0;
+    for (int64_t c = 0; c < 4; ++c) row_max = std::max(row_max, std::abs(w2[o * 4 + c] * s[c]));
+    for (int64_t c = 0; c < 4; ++c)
+      EXPECT_NEAR(q2[o * 4 + c], w2[o * 4 + c] * s[c], 0.51 * row_max / 127 + 0.01 * std::abs(w2[o * 4 + c] * s[c]))
+          << "row " << o << " channel " << c;
+  }
+  EXPECT_GT(*std::max_element(s.begin(), s.end()) / *std::min_element(s.begin(), s.end()), 50.0);
+  // Depthwise: conv3's rows and the depthwise filters (per-channel steps: both exact to rounding).
+  const auto w3 = original("w3"), w4 = original("w4");
+  const auto q3 = weights(equalized, "conv3", 1), q4 = weights(equalized, "depthwise", 1);
+  for (int64_t c = 0; c < 4; ++c) {
+    const double sc = norm(w3, c * 4, 4) / norm(q3, c * 4, 4);
+    EXPECT_NEAR(norm(q4, c * 9, 9) / norm(w4, c * 9, 9), sc, 0.02 * sc) << "channel " << c;
+  }
+  // The Relu output's step shrinks (balanced against conv2's weights); the depthwise input keeps
+  // its step and brings every channel up to it.
+  auto step = [](const Model& m, const std::string& t) {
+    for (const Node& n : m.graph.nodes)
+      if (n.op_type == "QuantizeLinear" && n.inputs[0] == t) {
+        return m.graph.FindInitializer(n.inputs[1])->data<float>()[0];
+      }
+    return 0.f;
+  };
+  EXPECT_LT(step(equalized, "r"), 0.2f * step(plain, "r"));
+  EXPECT_LE(step(equalized, "m"), 1.01f * step(plain, "m"));
+  // Outcome: every output channel at least as close to FP32, the weakest ones by far.
+  for (size_t out = 0; out < 2; ++out) {
+    const int64_t ch = out == 0 ? 3 : 4;
+    std::vector<quant::OutputComparison> with(static_cast<size_t>(ch)), without(static_cast<size_t>(ch));
+    for (const Tensor& x : eval) {
+      const auto a = RunModel(fp32, {{"image", x}});
+      const auto b = RunModel(equalized, {{"image", x}});
+      const auto c = RunModel(plain, {{"image", x}});
+      const int64_t plane = a[out].numel() / ch;
+      for (int64_t k = 0; k < ch; ++k) {
+        const Shape one = {plane};
+        auto slice = [&](const Tensor& t) {
+          const float* from = t.data<float>() + k * plane;
+          return Tensor::FromVector<float>(std::vector<float>(from, from + plane), one);
+        };
+        ASSERT_TRUE(with[k].Add(slice(a[out]), slice(b[out])).ok());
+        ASSERT_TRUE(without[k].Add(slice(a[out]), slice(c[out])).ok());
+      }
+    }
+    double worst_with = INFINITY, worst_without = INFINITY;
+    for (int64_t k = 0; k < ch; ++k) {
+      EXPECT_GT(with[k].sqnr_db(), without[k].sqnr_db() - 0.5) << "output " << out << " channel " << k;
+      worst_with = std::min(worst_with, with[k].sqnr_db());
+      worst_without = std::min(worst_without, without[k].sqnr_db());
+    }
+    // y's channels mix all of r's channels (measured +9.6 dB); z's are the depthwise channels (+30).
+    EXPECT_GT(worst_with, worst_without + (out == 0 ? 6.0 : 15.0)) << "output " << out;
+  }
+  // A clipped range (percentile) describes the unscaled tensor: no equalization there.
+  auto clipped = ComputeRanges(stats, {CalibrationMethod::kPercentile, 99.0});
+  ASSERT_TRUE(clipped.ok());
+  ASSERT_LT(clipped->at("r").max, ranges->at("r").max);
+  Model q = fp32;
+  auto clipped_report = QuantizeStatic(q, *clipped, on, channels);
+  ASSERT_TRUE(clipped_report.ok());
+  for (const auto& note : clipped_report->notes) EXPECT_EQ(note.find("equalization: 2"), std::string::npos) << note;
 }
 
 TEST(StaticQuantizer, MissingStatisticsLeaveNodesFloatAndNothingIsAnError) {
