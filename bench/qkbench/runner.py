@@ -32,7 +32,7 @@ from .models import TORCH_DIR
 
 # Static op types when a dynamic pass follows for MatMul/Gemm (keep in step with quantkit's
 # StaticQuantizeOptions::op_types).
-STATIC_CONV_OP_TYPES = ("Conv,Add,Mul,Concat,MaxPool,Reshape,Flatten,Transpose,Squeeze,Unsqueeze,Slice,Resize,"
+STATIC_CONV_OP_TYPES = ("Conv,ConvTranspose,Add,Mul,Concat,MaxPool,Reshape,Flatten,Transpose,Squeeze,Unsqueeze,Slice,Resize,"
                         "AveragePool,GlobalAveragePool")
 
 

@@ -5,9 +5,10 @@
 //  * The model is first prepared by the inference pipeline (constants folded, BatchNormalization
 //    folded into Conv/Gemm), the same pipeline the calibrating session runs, so tensor names match
 //    the statistics.
-//  * Conv, Gemm (transA = 0, alpha = beta = 1) and MatMul with constant weights: weights symmetric
-//    per output channel (or per tensor; stored as uint8 with zero point 128 by default, see
-//    QuantWeightType), behind DequantizeLinear; bias int32 with scale
+//  * Conv, ConvTranspose, Gemm (transA = 0, alpha = beta = 1) and MatMul with constant weights:
+//    weights symmetric per output channel (one scale for a grouped ConvTranspose; or per tensor;
+//    stored as uint8 with zero point 128 by default, see QuantWeightType), behind
+//    DequantizeLinear; bias int32 with scale
 //    input_scale * weight_scale, bias-corrected where the input's channel means are known; a
 //    following Relu/Clip joins the unit (its output is quantized, not the Conv's). MatMul of two
 //    activations: both inputs quantized. Add/Mul followed by Relu: one unit too.
@@ -33,9 +34,10 @@
 namespace quantkit {
 
 struct StaticQuantizeOptions {
-  std::vector<std::string> op_types = {"Conv",    "Gemm",      "MatMul",  "Add",         "Mul",
-                                       "Concat",  "MaxPool",   "Reshape", "Flatten",     "Transpose",
-                                       "Squeeze", "Unsqueeze", "Slice",   "Resize",      "AveragePool",
+  std::vector<std::string> op_types = {"Conv",      "ConvTranspose", "Gemm",      "MatMul",
+                                       "Add",       "Mul",           "Concat",    "MaxPool",
+                                       "Reshape",   "Flatten",       "Transpose", "Squeeze",
+                                       "Unsqueeze", "Slice",         "Resize",    "AveragePool",
                                        "GlobalAveragePool"};
   std::vector<std::string> exclude;  // exact node names or whole-name regexes
   ActivationType activation_type = ActivationType::kUInt8Asymmetric;

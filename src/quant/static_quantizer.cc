@@ -52,7 +52,7 @@ bool KeepsInputScale(const Node& n) {
 std::vector<size_t> ActivationInputs(const Node& n, const Graph& g) {
   auto is_const = [&](size_t i) { return g.IsInitializer(n.Input(i)) && !g.IsGraphInput(n.Input(i)); };
   const std::string& op = n.op_type;
-  if (op == "Conv" || op == "Gemm") return {0};
+  if (op == "Conv" || op == "ConvTranspose" || op == "Gemm") return {0};
   if (op == "MatMul") return is_const(1) ? std::vector<size_t>{0} : std::vector<size_t>{0, 1};
   if (op == "Add" || op == "Mul") {
     std::vector<size_t> v;
@@ -106,7 +106,7 @@ class StaticQuantizer {
   // activation joins the unit, so only its output is quantized (a residual Add -> Relu is
   // rounded once, over [0, max] instead of the Add's signed range).
   int FusedActivation(const DefUse& du, const Node& n) const {
-    const bool matmul_like = IsOp(n, "Conv") || IsOp(n, "Gemm") || IsOp(n, "MatMul");
+    const bool matmul_like = IsOp(n, "Conv") || IsOp(n, "ConvTranspose") || IsOp(n, "Gemm") || IsOp(n, "MatMul");
     const bool binary = IsOp(n, "Add") || IsOp(n, "Mul");
     if (!(matmul_like || binary) || g_.IsGraphOutput(n.outputs[0])) return -1;
     const auto& c = du.Consumers(n.outputs[0]);
@@ -156,7 +156,7 @@ class StaticQuantizer {
         ++inside_dags;
         continue;
       }
-      if (IsOp(n, "Conv") || IsOp(n, "Gemm") || (IsOp(n, "MatMul") && g_.IsInitializer(n.Input(1)))) {
+      if (HasWeights(n)) {
         const Tensor* w = g_.FindInitializer(n.Input(1));
         if (!w || w->dtype() != DType::kFloat32 || g_.IsGraphInput(n.Input(1))) {
           Skip(n, "weight is not a constant float32 tensor");
@@ -169,6 +169,10 @@ class StaticQuantizer {
         }
         if ((IsOp(n, "Gemm") || IsOp(n, "MatMul")) && w->rank() != 2) {
           Skip(n, fmt::format("weight of rank {} (2 is supported)", w->rank()));
+          continue;
+        }
+        if ((IsOp(n, "Conv") || IsOp(n, "ConvTranspose")) && w->rank() < 3) {
+          Skip(n, fmt::format("weight of rank {} (3 or more expected)", w->rank()));
           continue;
         }
         if (n.HasInput(2)) {
@@ -303,12 +307,15 @@ class StaticQuantizer {
   // DequantizeLinear; bias int32 with scale input_scale * weight_scale[c].
   Status QuantizeWeights(Node& n, size_t index) {
     ++counts_[n.op_type];
-    if (!(IsOp(n, "Conv") || IsOp(n, "Gemm") || (IsOp(n, "MatMul") && g_.IsInitializer(n.Input(1))))) return Status::Ok();
+    if (!HasWeights(n)) return Status::Ok();
     const Tensor w = *g_.FindInitializer(n.Input(1));
     const bool trans_b = IsOp(n, "Gemm") && n.AttrInt("transB", 0) != 0;
     // Output-channel axis: Conv weights [M, C, k...] and transposed Gemm weights [N, K]: 0;
-    // MatMul / Gemm weights [K, N]: 1.
-    const int64_t axis = options_.per_channel ? (IsOp(n, "Conv") || trans_b ? 0 : 1) : -1;
+    // MatMul / Gemm weights [K, N] and ConvTranspose weights [C, M/group, k...]: 1. A grouped
+    // ConvTranspose has no single output-channel axis: one scale for the tensor.
+    const bool grouped_transpose = IsOp(n, "ConvTranspose") && n.AttrInt("group", 1) != 1;
+    const int64_t axis =
+        options_.per_channel && !grouped_transpose ? (IsOp(n, "Conv") || trans_b ? 0 : 1) : -1;
     const bool int8_activations = options_.activation_type != ActivationType::kUInt8Asymmetric;
     const wq::QuantizedWeights qw =
         wq::QuantizeWeightTensor(w, axis, quant::KernelWeightType(options_.weight_type, int8_activations),
@@ -359,6 +366,12 @@ class StaticQuantizer {
     new_nodes_.emplace_back(index, std::move(bdq));
     n.inputs[2] = bd_name;
     return Status::Ok();
+  }
+
+  // Units with a constant weight (input 1) and optional bias (input 2) to quantize.
+  bool HasWeights(const Node& n) const {
+    return IsOp(n, "Conv") || IsOp(n, "ConvTranspose") || IsOp(n, "Gemm") ||
+           (IsOp(n, "MatMul") && g_.IsInitializer(n.Input(1)));
   }
 
   // A Conv that will be quantized with a constant float32 weight (and bias, if any).

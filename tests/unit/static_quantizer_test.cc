@@ -114,6 +114,17 @@ void ExpectAccuracy(const Model& fp32, const Model& q, const std::vector<Tensor>
   }
 }
 
+// Output SQNR of the quantized model (lowered by the session) against FP32 on each input.
+void ExpectAccuracyOn(const Model& fp32, const Model& q, const std::vector<Tensor>& inputs, double min_db) {
+  for (const Tensor& x : inputs) {
+    const auto a = RunModel(fp32, {{"image", x}});
+    const auto b = RunModel(q, {{"image", x}});
+    quant::OutputComparison cmp;
+    ASSERT_TRUE(cmp.Add(a[0], b[0]).ok());
+    EXPECT_GT(cmp.sqnr_db(), min_db);
+  }
+}
+
 TEST(StaticQuantizer, FashionCnnQdqLowersToInt8AndKeepsAccuracy) {
   auto loaded = LoadModel(kModel);
   ASSERT_TRUE(loaded.ok()) << loaded.status().message();
@@ -453,13 +464,7 @@ TEST(StaticQuantizer, AddFollowedByReluIsOneUnit) {
   ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
   EXPECT_EQ(Count(lowered, "QLinearAdd"), 1);
   EXPECT_EQ(Count(lowered, "QLinearLookup") + Count(lowered, "Relu") + Count(lowered, "Add"), 0);
-  for (const Tensor& x : inputs) {
-    const auto a = RunModel(fp32, {{"image", x}});
-    const auto b = RunModel(lowered, {{"image", x}});
-    quant::OutputComparison cmp;
-    ASSERT_TRUE(cmp.Add(a[0], b[0]).ok());
-    EXPECT_GT(cmp.sqnr_db(), 30.0);
-  }
+  ExpectAccuracyOn(fp32, lowered, inputs, 30.0);
 }
 
 // Cross-layer equalization on Conv -> Relu -> Conv and Conv -> depthwise Conv, whose middle
@@ -613,6 +618,48 @@ TEST(StaticQuantizer, EqualizationEvensOutChannelsAndKeepsTheFunction) {
   auto clipped_report = QuantizeStatic(q, *clipped, on, channels);
   ASSERT_TRUE(clipped_report.ok());
   for (const auto& note : clipped_report->notes) EXPECT_EQ(note.find("equalization: 2"), std::string::npos) << note;
+}
+
+// ConvTranspose (PaddleOCR det's upsampling head) is a quantized unit: weights per output channel
+// along axis 1 ([C, M/group, k...]; one scale when grouped), int32 bias, a following Relu fused.
+TEST(StaticQuantizer, ConvTransposeIsQuantizedPerOutputChannel) {
+  Graph g;
+  g.inputs = {MakeValueInfo("image", DType::kFloat32, {1, 4, 6, 6})};
+  g.outputs = {MakeValueInfo("y", DType::kFloat32, {1, 2, 24, 24})};
+  g.AddInitializer("wt", RandomFloats({4, 3, 2, 2}, 81));
+  g.AddInitializer("bt", RandomFloats({3}, 82));
+  g.AddInitializer("wg", RandomFloats({3, 2, 2, 2}, 83, 0.5f));  // group 3: [3, 6/3, 2, 2]
+  g.AddInitializer("wc", RandomFloats({2, 6, 1, 1}, 84));
+  Node t1 = MakeNode("ConvTranspose", {"image", "wt", "bt"}, {"u"}, "up1");
+  t1.attributes = {IntsAttr("strides", {2, 2})};
+  g.nodes.push_back(t1);
+  g.nodes.push_back(MakeNode("Relu", {"u"}, {"r"}, "relu"));
+  Node t2 = MakeNode("ConvTranspose", {"r", "wg"}, {"v"}, "up2");
+  t2.attributes = {IntsAttr("strides", {2, 2}), IntAttr("group", 3)};
+  g.nodes.push_back(t2);
+  g.nodes.push_back(MakeNode("Conv", {"v", "wc"}, {"y"}, "head"));
+  const Model fp32 = MakeModel(std::move(g), 13);
+  std::vector<Tensor> inputs;
+  for (uint32_t seed = 90; seed < 94; ++seed) inputs.push_back(RandomFloats({1, 4, 6, 6}, seed));
+  const auto ranges = Calibrate(fp32, inputs);
+  Model q = fp32;
+  auto report = QuantizeStatic(q, ranges, StaticQuantizeOptions{});
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  EXPECT_EQ(report->quantized.at("ConvTranspose"), 2);
+  std::set<std::string> quantized;
+  std::map<std::string, int64_t> weight_scales;  // ConvTranspose -> scale count of its weight
+  for (const auto& n : q.graph.nodes) {
+    if (n.op_type == "QuantizeLinear") quantized.insert(n.inputs[0]);
+    if (n.op_type != "ConvTranspose") continue;
+    for (const auto& dq : q.graph.nodes)
+      if (dq.op_type == "DequantizeLinear" && dq.outputs[0] == n.inputs[1]) {
+        weight_scales[n.name] = q.graph.FindInitializer(dq.inputs[1])->numel();
+        if (n.name == "up1") EXPECT_EQ(dq.AttrInt("axis", 1), 1);
+      }
+  }
+  EXPECT_EQ(weight_scales, (std::map<std::string, int64_t>{{"up1", 3}, {"up2", 1}}));
+  EXPECT_EQ(quantized, (std::set<std::string>{"image", "r", "v"}));  // not "u": the Relu joins up1
+  ExpectAccuracyOn(fp32, q, inputs, 30.0);
 }
 
 TEST(StaticQuantizer, MissingStatisticsLeaveNodesFloatAndNothingIsAnError) {
