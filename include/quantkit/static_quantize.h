@@ -67,6 +67,10 @@ struct StaticQuantizeOptions {
   bool equalize = true;
 };
 
+// Metadata key of an equalized model: {"channel_axis": 1, "scales": {tensor: [s_c, ...]}}, channel
+// c of each listed tensor holding its FP32 value divided by s_c (`compare --per-tensor` undoes it).
+inline constexpr const char* kEqualizationMetadataKey = "quantkit.equalization";
+
 // Per-channel statistics of a calibrated activation (channel axis 1): min/max of each channel,
 // and the means when the statistics keep them (else empty).
 struct ChannelRanges {

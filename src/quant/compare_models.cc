@@ -11,14 +11,17 @@
 #include "quant/dataset.h"
 #include "quantkit/model_io.h"
 #include "quantkit/session.h"
+#include "quantkit/static_quantize.h"
 
 namespace quantkit::quant {
 
 namespace {
 
-StatusOr<std::unique_ptr<Session>> OpenSession(const std::string& path, int threads, bool optimize = true) {
+StatusOr<std::unique_ptr<Session>> OpenSession(const std::string& path, int threads, bool optimize = true,
+                                               Model* copy = nullptr) {
   auto model = LoadModel(path);
   if (!model.ok()) return model.status();
+  if (copy) *copy = *model;
   SessionOptions opts;
   opts.threads = threads;
   opts.optimize = optimize;
@@ -54,8 +57,42 @@ class TensorMatcher {
       if (!v.is_tensor() || v.tensor.dtype() != DType::kFloat32 || node.outputs[k].empty()) return;
       auto ref = reference_.find(node.outputs[k]);
       if (ref == reference_.end() || ref->second.shape() != v.tensor.shape()) return;
-      (void)(*results_)[index_.at(ref->first)].comparison.Add(ref->second, v.tensor);
+      auto eq = channel_scales_.find(ref->first);
+      if (eq == channel_scales_.end()) {
+        (void)(*results_)[index_.at(ref->first)].comparison.Add(ref->second, v.tensor);
+        return;
+      }
+      // An equalized tensor: back to the FP32 model's scale before comparing.
+      const std::vector<double>& s = eq->second;
+      if (v.tensor.rank() < 2 || v.tensor.dim(1) != static_cast<int64_t>(s.size())) return;
+      Tensor t = v.tensor.Clone();
+      const int64_t channels = t.dim(1), inner = t.numel() / (t.dim(0) * channels);
+      float* x = t.data<float>();
+      for (int64_t i = 0; i < t.numel(); ++i) x[i] = static_cast<float>(x[i] * s[(i / inner) % channels]);
+      (void)(*results_)[index_.at(ref->first)].comparison.Add(ref->second, t);
     };
+  }
+
+  // Reads the candidate's equalization metadata (kEqualizationMetadataKey), if any.
+  Status SetEqualization(const Model& candidate) {
+    for (const auto& [key, value] : candidate.metadata_props) {
+      if (key != kEqualizationMetadataKey) continue;
+      const auto j = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded() || !j.contains("scales") || !j["scales"].is_object() || j.value("channel_axis", 0) != 1) {
+        return InvalidArgument(fmt::format("metadata '{}' is malformed", key));
+      }
+      for (const auto& [tensor, scales] : j["scales"].items()) {
+        if (!scales.is_array()) return InvalidArgument(fmt::format("metadata '{}': '{}' is not a list", key, tensor));
+        std::vector<double>& s = channel_scales_[tensor];
+        for (const auto& v : scales) {
+          if (!v.is_number() || !(v.get<double>() > 0)) {
+            return InvalidArgument(fmt::format("metadata '{}': '{}' holds a non-positive scale", key, tensor));
+          }
+          s.push_back(v.get<double>());
+        }
+      }
+    }
+    return Status::Ok();
   }
 
   void NextSample() { reference_.clear(); }
@@ -64,6 +101,7 @@ class TensorMatcher {
   std::vector<TensorComparison>* results_;
   std::unordered_map<std::string, size_t> index_;
   std::unordered_map<std::string, Tensor> reference_;
+  std::unordered_map<std::string, std::vector<double>> channel_scales_;
 };
 
 }  // namespace
@@ -71,8 +109,9 @@ class TensorMatcher {
 StatusOr<ModelComparison> CompareModels(const std::string& reference_path, const std::string& candidate_path,
                                         const std::string& data_dir, const CompareOptions& options) {
   QK_ASSIGN_OR_RETURN(std::unique_ptr<Session> ref, OpenSession(reference_path, options.threads));
+  Model candidate_model;
   QK_ASSIGN_OR_RETURN(std::unique_ptr<Session> cand,
-                      OpenSession(candidate_path, options.threads, /*optimize=*/!options.per_tensor));
+                      OpenSession(candidate_path, options.threads, /*optimize=*/!options.per_tensor, &candidate_model));
   const auto& ref_out = ref->outputs();
   if (ref_out.size() != cand->outputs().size()) {
     return InvalidArgument(fmt::format("the models have {} and {} outputs", ref_out.size(), cand->outputs().size()));
@@ -86,6 +125,8 @@ StatusOr<ModelComparison> CompareModels(const std::string& reference_path, const
   TensorMatcher matcher(&result.tensors);
   RunOptions ref_options, cand_options;
   if (options.per_tensor) {
+    Status eq = matcher.SetEqualization(candidate_model);
+    if (!eq.ok()) return eq.WithContext(candidate_path);
     ref_options.observer = matcher.ReferenceObserver();
     cand_options.observer = matcher.CandidateObserver();
   }

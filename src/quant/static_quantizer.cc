@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "core/thread_pool.h"
@@ -416,6 +417,12 @@ class StaticQuantizer {
           "cross-layer equalization: {} Conv pair(s) rescaled per channel (exact in float); the tensors between "
           "them use the scaled per-channel min/max as their range",
           pairs));
+      // For tools that compare intermediate tensors with the FP32 model (compare --per-tensor):
+      // channel c of each listed tensor holds its FP32 value divided by s[c].
+      nlohmann::ordered_json scales = nlohmann::ordered_json::object();
+      for (const auto& [t, s] : equalized_) scales[t] = s;
+      model_.metadata_props.emplace_back(std::string(kEqualizationMetadataKey),
+                                         nlohmann::ordered_json{{"channel_axis", 1}, {"scales", scales}}.dump());
     }
   }
 
@@ -508,6 +515,7 @@ class StaticQuantizer {
     SetWeight(second, 1, std::move(nw2));
     // The tensors between: channel c's values are divided by s_c.
     for (const std::string& t : between) {
+      equalized_[t] = s;
       auto it = channels_.find(t);
       if (it == channels_.end()) {
         ranges_.erase(t);  // no per-channel statistics: no range for the rescaled tensor
@@ -616,6 +624,7 @@ class StaticQuantizer {
   std::map<std::string, int> counts_;
   std::vector<std::pair<size_t, Node>> new_nodes_;
   ChannelStatsMap channels_;  // equalization rescales some
+  std::map<std::string, std::vector<double>> equalized_;  // tensor -> s_c (channel c holds FP32 / s_c)
   int bias_corrected_ = 0;
 };
 

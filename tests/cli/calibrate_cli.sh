@@ -126,6 +126,9 @@ grep -q "note: bias correction: [1-9][0-9]* Conv/Gemm" "$T/out" || bad "quantize
 expect_ok quantize-no-bias-correction -- \
   "$QK" quantize "$MODEL" --mode static --stats "$T/full.json" --no-bias-correction -o "$T/nobc.onnx"
 grep -q "bias correction" "$T/out" && bad "quantize --no-bias-correction still corrects: $(cat "$T/out")"
+# compare --per-tensor undoes the equalization's channel scales (metadata) before comparing
+expect_ok compare-equalized -- "$QK" compare "$MODEL" "$T/bc.onnx" --data "$T/all" --per-tensor --json
+cp "$T/out" "$T/compare.json"
 $PY - "$T" <<'EOF' && ok || bad "bias correction in the written models"
 import json, sys, onnx
 from onnx import numpy_helper
@@ -141,6 +144,12 @@ off, b_off = biases("nobc")
 assert on["bias_correction"] is True and off["bias_correction"] is False, (on, off)
 assert b_on.keys() == b_off.keys() and b_on, sorted(b_on)
 assert any((b_on[k] != b_off[k]).any() for k in b_on), "bias correction changed no bias"
+meta = {p.key: p.value for p in onnx.load(f"{t}/bc.onnx").metadata_props}
+scales = json.loads(meta["quantkit.equalization"])["scales"]
+relu0 = "/features/features.0/features.0.2/Relu_output_0"
+assert relu0 in scales and max(scales[relu0]) / min(scales[relu0]) > 1.5, scales.get(relu0)
+per_tensor = {e["tensor"]: e["sqnr_db"] for e in json.load(open(f"{t}/compare.json"))["tensors"]}
+assert per_tensor[relu0] > 30, per_tensor[relu0]  # without undoing the scales: 2.5 dB
 EOF
 
 # ---- bad input: exit 2, one line naming the file and input, no output
