@@ -651,11 +651,13 @@ TEST(StaticQuantizer, ConvTransposeIsQuantizedPerOutputChannel) {
   for (const auto& n : q.graph.nodes) {
     if (n.op_type == "QuantizeLinear") quantized.insert(n.inputs[0]);
     if (n.op_type != "ConvTranspose") continue;
-    for (const auto& dq : q.graph.nodes)
-      if (dq.op_type == "DequantizeLinear" && dq.outputs[0] == n.inputs[1]) {
-        weight_scales[n.name] = q.graph.FindInitializer(dq.inputs[1])->numel();
-        if (n.name == "up1") EXPECT_EQ(dq.AttrInt("axis", 1), 1);
+    for (const auto& dq : q.graph.nodes) {
+      if (dq.op_type != "DequantizeLinear" || dq.outputs[0] != n.inputs[1]) continue;
+      weight_scales[n.name] = q.graph.FindInitializer(dq.inputs[1])->numel();
+      if (n.name == "up1") {
+        EXPECT_EQ(dq.AttrInt("axis", 1), 1);
       }
+    }
   }
   EXPECT_EQ(weight_scales, (std::map<std::string, int64_t>{{"up1", 3}, {"up2", 1}}));
   EXPECT_EQ(quantized, (std::set<std::string>{"image", "r", "v"}));  // not "u": the Relu joins up1
