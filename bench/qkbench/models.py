@@ -63,6 +63,7 @@ class ModelSpec:
     static = False             # has a static INT8 variant (calibrated on the calibration set)
     static_method = None       # range method of the "static" variant (None: quantkit's default, minmax)
     static_methods = []        # further range methods, each its own variant "static-<method>"; "int8": int8 weights
+    static_args = []           # extra `quantize --mode static` flags of this model's recipe (every static variant)
     dynamic_int8 = False       # also a "dynamic-int8" variant (int8 instead of uint8-symmetric weights)
     static_then_dynamic = False  # static for the convolutional part, then dynamic for MatMul/Gemm
     calib_args = []            # extra `quantkit calibrate` arguments
@@ -334,6 +335,11 @@ def all_models():
                              photos("mlsd", 320, "calib", 1, 2007, "input_image_with_alpha:0")),
                   _mlsd_decisions, "images' line centres", "1x320x320x4"),
     ]
+    # BlazeFace's depthwise outputs have channels up to 178x apart: cross-layer equalization
+    # (opt-in) lifts its regressor outputs by 7-8 dB (docs/quantization-rules.md).
+    for spec in specs:
+        if spec.name.startswith("blazeface"):
+            spec.static_args = ["--equalize"]
     for name, title in [("resnet18", "ResNet-18"), ("resnet50", "ResNet-50"), ("mobilenet_v2", "MobileNetV2")]:
         specs.append(LabelFree(
             name, title + " (random weights)", os.path.join(t, name + ".onnx"), ["input"], ["logits"],

@@ -136,7 +136,8 @@ def make_variant(spec, variant, es, notes):
         notes.update({"stats": stats, "calib_seconds": secs, "calib_peak_rss_mib": rss,
                       "calib_items": len(sample_names(es.calib_dir))})
         log(f"  {spec.name}: calibrated in {secs:.1f} s, peak RSS {rss:.0f} MiB")
-    cmd = [qk, "quantize", spec.path, "-o", out, "--mode", "static", "--stats", notes["stats"]] + weight_args
+    cmd = [qk, "quantize", spec.path, "-o", out, "--mode", "static", "--stats", notes["stats"]] + weight_args + \
+        spec.static_args
     if suffix and not weight_args:
         cmd += ["--method", suffix]
     elif spec.static_method:

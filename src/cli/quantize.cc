@@ -113,7 +113,7 @@ int RunStatic(const Args& a, const QuantizeOptions& o, bool op_types_given) {
   so.weight_type = o.weight_type;
   so.weight_range = o.weight_range;
   so.bias_correction = !a.no_bias_correction;
-  so.equalize = !a.no_equalization;
+  so.equalize = a.equalize;
   auto report = QuantizeStatic(*model, *ranges, so, ChannelStatsOf(*stats));
   if (!report.ok()) return ReportError(report.status().WithContext(a.model));
   if (qoperator) {
@@ -171,7 +171,7 @@ Command AddQuantizeCommand(CLI::App& app) {
     std::string stats, calib, method = "minmax", activation_type = "uint8";
     double percentile = 99.999;
     uint64_t calib_samples = 0;
-    bool no_bias_correction = false, no_equalization = false;
+    bool no_bias_correction = false, equalize = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "FP32 ONNX model")->required();
@@ -186,9 +186,10 @@ Command AddQuantizeCommand(CLI::App& app) {
   cmd->add_flag("--no-bias-correction", a->no_bias_correction,
                 "static: keep biases as they are (default: each Conv/Gemm bias absorbs the mean error its quantized "
                 "weights add, from the calibrated channel means)");
-  cmd->add_flag("--no-equalization", a->no_equalization,
-                "static: no cross-layer equalization (default: Conv -> [Relu] -> Conv pairs are rescaled per channel "
-                "to even out the channels of the tensor between them; exact in float)");
+  cmd->add_flag("--equalize", a->equalize,
+                "static: cross-layer equalization: Conv -> [Relu] -> Conv pairs rescaled per channel to even out the "
+                "channels of the tensor between them (exact in float; helps models whose channels span orders of "
+                "magnitude, e.g. BlazeFace)");
   auto* op_types = cmd->add_option("--op-types", a->op_types, "Op types to quantize, comma-separated (default MatMul,Gemm,LSTM,GRU; Conv opt-in)");
   auto* exclude = cmd->add_option("--exclude", a->exclude, "Node names (exact or regex) to keep in FP32, comma-separated");
   auto* weight_type = cmd->add_option("--weight-type", a->weight_type,

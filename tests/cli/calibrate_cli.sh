@@ -121,14 +121,16 @@ assert ten["items"] == 10 and ten["runs"] == 3, (ten["items"], ten["runs"])
 EOF
 
 # ---- the statistics drive static quantization, with bias correction from the channel means by default
-expect_ok quantize-bias-corrected -- "$QK" quantize "$MODEL" --mode static --stats "$T/full.json" -o "$T/bc.onnx"
+expect_ok quantize-bias-corrected -- "$QK" quantize "$MODEL" --mode static --stats "$T/full.json" --equalize -o "$T/bc.onnx"
 grep -q "note: bias correction: [1-9][0-9]* Conv/Gemm" "$T/out" || bad "quantize: no bias correction note: $(cat "$T/out")"
 expect_ok quantize-no-bias-correction -- \
-  "$QK" quantize "$MODEL" --mode static --stats "$T/full.json" --no-bias-correction -o "$T/nobc.onnx"
+  "$QK" quantize "$MODEL" --mode static --stats "$T/full.json" --no-bias-correction --equalize -o "$T/nobc.onnx"
 grep -q "bias correction" "$T/out" && bad "quantize --no-bias-correction still corrects: $(cat "$T/out")"
 # compare --per-tensor undoes the equalization's channel scales (metadata) before comparing
 expect_ok compare-equalized -- "$QK" compare "$MODEL" "$T/bc.onnx" --data "$T/all" --per-tensor --json
 cp "$T/out" "$T/compare.json"
+expect_ok quantize-default -- "$QK" quantize "$MODEL" --mode static --stats "$T/full.json" -o "$T/default.onnx"
+grep -q "equalization" "$T/out" && bad "equalization is opt-in, but the default run equalized: $(cat "$T/out")"
 $PY - "$T" <<'EOF' && ok || bad "bias correction in the written models"
 import json, sys, onnx
 from onnx import numpy_helper
@@ -142,6 +144,7 @@ def biases(name):
 on, b_on = biases("bc")
 off, b_off = biases("nobc")
 assert on["bias_correction"] is True and off["bias_correction"] is False, (on, off)
+assert on["equalization"] is True, on
 assert b_on.keys() == b_off.keys() and b_on, sorted(b_on)
 assert any((b_on[k] != b_off[k]).any() for k in b_on), "bias correction changed no bias"
 meta = {p.key: p.value for p in onnx.load(f"{t}/bc.onnx").metadata_props}

@@ -358,7 +358,7 @@ TEST(StaticQuantizer, BiasCorrectionAbsorbsTheWeightsMeanError) {
   ASSERT_EQ(channels.at("image").mean.size(), 4u);
   Model corrected = fp32, plain = fp32;
   StaticQuantizeOptions on;
-  on.equalize = false;  // keep the weights as written, to recompute the correction here
+  on.equalize = false;  // (the default) keep the weights as written, to recompute the correction here
   auto report = QuantizeStatic(corrected, *ranges, on, channels);
   ASSERT_TRUE(report.ok()) << report.status().message();
   StaticQuantizeOptions off = on;
@@ -504,9 +504,10 @@ TEST(StaticQuantizer, EqualizationEvensOutChannelsAndKeepsTheFunction) {
   auto ranges = ComputeRanges(stats, {});
   ASSERT_TRUE(ranges.ok());
   const ChannelStatsMap channels = ChannelStatsOf(stats);
-  StaticQuantizeOptions on, off;
+  StaticQuantizeOptions on, off;  // off: the default
   on.bias_correction = off.bias_correction = false;  // equalization alone
-  off.equalize = false;
+  on.equalize = true;
+  EXPECT_FALSE(off.equalize) << "equalization is opt-in";
   Model equalized = fp32, plain = fp32;
   auto report = QuantizeStatic(equalized, *ranges, on, channels);
   ASSERT_TRUE(report.ok()) << report.status().message();
