@@ -280,6 +280,41 @@ TEST_P(SgemmTest, PackedBEqualsSgemm) {
   }
 }
 
+// One row times packed B (a recurrent cell's step): the double-precision sum of every column,
+// over sizes with partial slivers, 64-column groups, several column (kNC) and K (kKC) blocks,
+// beta 0 and 1, one and two threads.
+TEST_P(SgemmTest, PackedBVectorProductMatchesTheSum) {
+  std::mt19937 rng(29);
+  ThreadPool pool(2);
+  const std::pair<int64_t, int64_t> shapes[] = {{1, 1},     {3, 17},    {300, 64}, {513, 100},
+                                                {512, 2048}, {40, 3100}, {7, 6200}};
+  for (const auto& [K, N] : shapes) {
+    for (bool trans : {false, true}) {
+      const int64_t ldb = (trans ? K : N) + 2;
+      const std::vector<float> B = RandomVec(static_cast<size_t>((trans ? N : K) * ldb), rng);
+      const std::vector<float> x = RandomVec(static_cast<size_t>(K), rng);
+      const std::vector<float> y0 = RandomVec(static_cast<size_t>(N), rng);
+      const kernels::SgemmPackedB packed(trans, B.data(), ldb, K, N);
+      for (float beta : {0.f, 1.f}) {
+        for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool}) {
+          std::vector<float> y = y0;
+          kernels::SgemvWithPackedB(x.data(), packed, beta, y.data(), tp);
+          for (int64_t j = 0; j < N; ++j) {
+            double want = beta * y0[j], magnitude = std::abs(want);
+            for (int64_t k = 0; k < K; ++k) {
+              const double b = trans ? B[j * ldb + k] : B[k * ldb + j];
+              want += double(x[k]) * b;
+              magnitude += std::abs(double(x[k]) * b);
+            }
+            ASSERT_NEAR(y[j], want, 1e-5 * magnitude + 1e-6)
+                << "K=" << K << " N=" << N << " j=" << j << " trans=" << trans << " beta=" << beta;
+          }
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Kernels, SgemmTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "portable" : "native"; });
 

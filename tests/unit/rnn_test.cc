@@ -414,6 +414,26 @@ TEST(Gru, LargerSizesThroughTheSharedGemm) {
   }
 }
 
+TEST(Lstm, ConstantWeightsBatchOneAndEightUsePackedRecurrentWeights) {
+  // Constant R: packed at session creation; one batch row per step goes through the packed
+  // vector product, eight through the packed GEMM (LSTM, and GRU with linear_before_reset).
+  for (int64_t batch : {1, 8}) {
+    for (Cell cell : {Cell::kLstm, Cell::kGru}) {
+      Problem pr;
+      pr.cell = cell;
+      pr.dirs = 2;
+      pr.direction = "bidirectional";
+      pr.S = 7, pr.B = batch, pr.I = 24, pr.H = 40;
+      pr.lbr = true;
+      pr.const_weights = true;
+      pr.ref_acts = cell == Cell::kLstm ? std::vector<std::vector<Act>>{{kSig, kTanh, kTanh}, {kSig, kTanh, kTanh}}
+                                        : std::vector<std::vector<Act>>{{kSig, kTanh}, {kSig, kTanh}};
+      pr.Generate(static_cast<uint32_t>(14 + batch));
+      pr.Check();
+    }
+  }
+}
+
 TEST(Gru, LayoutOneReverseWithClip) {
   Problem pr;
   pr.cell = Cell::kGru;

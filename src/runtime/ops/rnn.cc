@@ -269,6 +269,9 @@ struct Packed {
   int64_t input_size = 0, hidden = 0, gh = 0;
   std::vector<float> wt, rt;  // num_dirs blocks
   std::vector<kernels::SgemmPackedB> wt_packed;  // per direction: W^T for the input projection
+  // Per direction: R^T for the recurrent product when it covers every gate column at once (LSTM,
+  // RNN, GRU with linear_before_reset): read as contiguous slivers each step.
+  std::vector<kernels::SgemmPackedB> rt_packed;
   bool quantized = false;
   std::vector<QuantizedGemmWeights> w_q, r_q, rh_q;
 };
@@ -339,11 +342,18 @@ Status PackWeights(const RnnAttrs& a, const Tensor& W_in, const Tensor& R_in, Pa
                   p->wt.data() + d * p->input_size * p->gh);
     TransposeInto(R.data<float>() + d * p->gh * p->hidden, p->gh, p->hidden, p->rt.data() + d * p->hidden * p->gh);
   }
-  // The input projection (all steps at once) multiplies W^T as a packed constant (not the
-  // recurrent R^T: one hidden row per step is a matrix-vector product).
+  // The input projection (all steps at once) multiplies W^T as a packed constant; so does each
+  // step's recurrent product (one hidden row per batch item: packed slivers stream at memory
+  // speed, the row-major R^T's 8 KB strides do not).
   if (p->gh >= 16 && p->input_size > 0) {
     for (int d = 0; d < a.num_dirs; ++d) {
       p->wt_packed.emplace_back(false, p->wt.data() + d * p->input_size * p->gh, p->gh, p->input_size, p->gh);
+    }
+  }
+  const bool whole_recurrent = a.cell != CellType::kGru || a.linear_before_reset;
+  if (p->gh >= 16 && p->hidden > 0 && whole_recurrent) {
+    for (int d = 0; d < a.num_dirs; ++d) {
+      p->rt_packed.emplace_back(false, p->rt.data() + d * p->hidden * p->gh, p->gh, p->hidden, p->gh);
     }
   }
   return Status::Ok();
@@ -559,6 +569,10 @@ Status RnnKernel::Compute(KernelContext& ctx) {
       }
       if (pk->quantized) {
         QuantizedMatMulAccumulate(ctx.thread_pool(), Bt, hs, pk->r_q[d], hr, GH, &pa);
+      } else if (!pk->rt_packed.empty() && Bt == 1) {
+        kernels::SgemvWithPackedB(hs, pk->rt_packed[d], 1.f, hr, ctx.thread_pool());
+      } else if (!pk->rt_packed.empty()) {
+        kernels::SgemmWithPackedB(false, Bt, 1.f, hs, H, pk->rt_packed[d], 1.f, hr, GH, ctx.thread_pool());
       } else {
         MatMulAccumulate(ctx.thread_pool(), Bt, rec_cols, H, hs, H, rt, GH, hr, GH);
       }

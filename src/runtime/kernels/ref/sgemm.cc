@@ -858,6 +858,74 @@ void SgemmWithPackedB(bool trans_a, int64_t M, float alpha, const float* A, int6
   });
 }
 
+namespace {
+
+// Columns [j, j + 64) of one packed column block (4 slivers of 16, block_cols wide, kc-row
+// blocks): out[0:64] = sum_k x[k] * B[k, j:j+64], k over every row block.
+__attribute__((target("avx2,fma"))) void SgemvGroup64Avx2(const float* x, const float* block, int64_t K,
+                                                          int64_t block_cols, int64_t j, float* out) {
+  __m256 acc[8];
+  for (auto& a : acc) a = _mm256_setzero_ps();
+  for (int64_t pc = 0; pc < K; pc += kKC) {
+    const int64_t kc = std::min(kKC, K - pc);
+    const float* s0 = block + pc * block_cols + j * kc;  // sliver j/16 of this row block
+    const float* s1 = s0 + 16 * kc;
+    const float* s2 = s1 + 16 * kc;
+    const float* s3 = s2 + 16 * kc;
+    for (int64_t k = 0; k < kc; ++k) {
+      const __m256 v = _mm256_broadcast_ss(x + pc + k);
+      acc[0] = _mm256_fmadd_ps(v, _mm256_load_ps(s0 + 16 * k), acc[0]);
+      acc[1] = _mm256_fmadd_ps(v, _mm256_load_ps(s0 + 16 * k + 8), acc[1]);
+      acc[2] = _mm256_fmadd_ps(v, _mm256_load_ps(s1 + 16 * k), acc[2]);
+      acc[3] = _mm256_fmadd_ps(v, _mm256_load_ps(s1 + 16 * k + 8), acc[3]);
+      acc[4] = _mm256_fmadd_ps(v, _mm256_load_ps(s2 + 16 * k), acc[4]);
+      acc[5] = _mm256_fmadd_ps(v, _mm256_load_ps(s2 + 16 * k + 8), acc[5]);
+      acc[6] = _mm256_fmadd_ps(v, _mm256_load_ps(s3 + 16 * k), acc[6]);
+      acc[7] = _mm256_fmadd_ps(v, _mm256_load_ps(s3 + 16 * k + 8), acc[7]);
+    }
+  }
+  for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
+}
+
+}  // namespace
+
+void SgemvWithPackedB(const float* x, const SgemmPackedB& b, float beta, float* y, ThreadPool* pool) {
+  const int64_t N = b.cols(), K = b.depth();
+  if (N <= 0) return;
+  const int64_t nr = b.portable() ? kPortableImpl.nr : kAvx2Impl.nr;
+  const bool avx2 = !b.portable() && nr == 16;
+  // Tasks of 64 columns inside one kNC block (kNC is a multiple of 64).
+  const int64_t groups = (N + 63) / 64;
+  auto body = [&](int64_t g0, int64_t g1) {
+    alignas(64) float acc[64];
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t j0 = g * 64, jb = j0 / kNC * kNC, w = std::min<int64_t>(64, N - j0);
+      const int64_t block_cols = RoundUp(std::min(kNC, N - jb), nr);
+      const float* block = b.data() + jb * K;
+      if (avx2 && j0 - jb + 64 <= block_cols) {
+        SgemvGroup64Avx2(x, block, K, block_cols, j0 - jb, acc);
+      } else {
+        for (int64_t c = 0; c < w; ++c) {
+          const int64_t j = j0 - jb + c;  // column within the block
+          float sum = 0.f;
+          for (int64_t pc = 0; pc < K; pc += kKC) {
+            const int64_t kc = std::min(kKC, K - pc);
+            const float* s = block + pc * block_cols + (j / nr) * nr * kc + j % nr;
+            for (int64_t k = 0; k < kc; ++k) sum += x[pc + k] * s[k * nr];
+          }
+          acc[c] = sum;
+        }
+      }
+      for (int64_t c = 0; c < w; ++c) y[j0 + c] = beta == 0.f ? acc[c] : acc[c] + beta * y[j0 + c];
+    }
+  };
+  if (pool && pool->num_threads() > 1 && K * N >= (int64_t{1} << 16) && groups > 1) {
+    pool->ParallelFor(groups, 1, body);
+  } else {
+    body(0, groups);
+  }
+}
+
 void SgemmPackRows(const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
   if (nr == 16) {
     PackB<16>(false, B, ldb, k0, kc, j0, nc, dst);
