@@ -489,6 +489,8 @@ class StaticQuantizer {
       changes = changes || s[c] != 1.0;
     }
     if (!changes) return false;
+    // Nothing is rewritten unless both Convs can be: a half-applied pair changes the function.
+    if (first.HasInput(2) && g_.FindInitializer(first.Input(2))->numel() != channels) return false;
     // first: output channel c divided by s_c (weights and bias).
     Tensor nw1 = w1.Clone();
     const int64_t per_out1 = w1.numel() / channels;
@@ -500,7 +502,6 @@ class StaticQuantizer {
     SetWeight(first, 1, std::move(nw1));
     if (first.HasInput(2)) {
       Tensor nb1 = g_.FindInitializer(first.Input(2))->Clone();
-      if (nb1.numel() != channels) return false;  // (checked by the Conv's shape rules; be safe)
       for (int64_t c = 0; c < channels; ++c) nb1.data<float>()[c] = static_cast<float>(nb1.data<float>()[c] / s[c]);
       SetWeight(first, 2, std::move(nb1));
     }

@@ -114,6 +114,34 @@ void ExpectAccuracy(const Model& fp32, const Model& q, const std::vector<Tensor>
   }
 }
 
+// Input k (weight 1, bias 2) of node `node_name` as written: the constant behind its
+// DequantizeLinear, dequantized; and each element's step (its scale).
+struct Dequantized {
+  std::vector<double> values, steps;
+};
+Dequantized DequantizedInput(const Model& m, const std::string& node_name, size_t k) {
+  const Graph& g = m.graph;
+  for (const Node& n : g.nodes) {
+    if (n.name != node_name) continue;
+    for (const Node& dq : g.nodes) {
+      if (dq.op_type != "DequantizeLinear" || dq.outputs[0] != n.inputs[k]) continue;
+      const Tensor& q = *g.FindInitializer(dq.inputs[0]);
+      const Tensor& scale = *g.FindInitializer(dq.inputs[1]);
+      const int64_t per = q.numel() / scale.numel();
+      Dequantized d;
+      for (int64_t i = 0; i < q.numel(); ++i) {
+        const double sc = scale.data<float>()[i / per];
+        const double zp = q.dtype() == DType::kUInt8 ? g.FindInitializer(dq.inputs[2])->data<uint8_t>()[i / per] : 0;
+        d.values.push_back(((q.dtype() == DType::kUInt8 ? q.data<uint8_t>()[i] : q.data<int32_t>()[i]) - zp) * sc);
+        d.steps.push_back(sc);
+      }
+      return d;
+    }
+  }
+  ADD_FAILURE() << "no dequantized input " << k << " of " << node_name;
+  return {};
+}
+
 // Output SQNR of the quantized model (lowered by the session) against FP32 on each input.
 void ExpectAccuracyOn(const Model& fp32, const Model& q, const std::vector<Tensor>& inputs, double min_db) {
   for (const Tensor& x : inputs) {
@@ -361,23 +389,6 @@ TEST(StaticQuantizer, BiasCorrectionAbsorbsTheWeightsMeanError) {
 
   // The rewritten biases, recomputed here from the written weights.
   const Graph& qg = corrected.graph;
-  auto dequantize_input = [&](const Node& conv, size_t k) {
-    const Node* dq = nullptr;
-    for (const Node& n : qg.nodes)
-      if (n.op_type == "DequantizeLinear" && n.outputs[0] == conv.inputs[k]) dq = &n;
-    EXPECT_NE(dq, nullptr);
-    const Tensor& q = *qg.FindInitializer(dq->inputs[0]);
-    const Tensor& scale = *qg.FindInitializer(dq->inputs[1]);
-    std::vector<double> v(static_cast<size_t>(q.numel())), steps(static_cast<size_t>(q.numel()));
-    const int64_t per = q.numel() / scale.numel();
-    for (int64_t i = 0; i < q.numel(); ++i) {
-      const double sc = scale.data<float>()[i / per];
-      const double zp = q.dtype() == DType::kUInt8 ? qg.FindInitializer(dq->inputs[2])->data<uint8_t>()[i / per] : 0;
-      v[i] = ((q.dtype() == DType::kUInt8 ? q.data<uint8_t>()[i] : q.data<int32_t>()[i]) - zp) * sc;
-      steps[i] = sc;
-    }
-    return std::make_pair(v, steps);
-  };
   int checked = 0;
   for (const Node& conv : qg.nodes) {
     if (conv.op_type != "Conv") continue;
@@ -386,8 +397,10 @@ TEST(StaticQuantizer, BiasCorrectionAbsorbsTheWeightsMeanError) {
     const std::string w_name = conv.name == "dw" ? "w_dw" : conv.name == "dw2" ? "w_dw2" : "w_pw";
     const Tensor& w = *fp32.graph.FindInitializer(w_name);
     const std::vector<double>& mean = channels.at(conv.name == "pw" ? "d" : "image").mean;
-    const auto [wq, w_steps] = dequantize_input(conv, 1);
-    const auto [bias, bias_steps] = dequantize_input(conv, 2);
+    const std::vector<double> wq = DequantizedInput(corrected, conv.name, 1).values;
+    const Dequantized written_bias = DequantizedInput(corrected, conv.name, 2);
+    const std::vector<double>& bias = written_bias.values;
+    const std::vector<double>& bias_steps = written_bias.steps;
     const int64_t outputs = w.dim(0), per_output = w.numel() / outputs;
     for (int64_t o = 0; o < outputs; ++o) {
       double expected = conv.name == "pw" ? 0.0 : fp32.graph.FindInitializer("shared_b")->data<float>()[o];
@@ -510,28 +523,8 @@ TEST(StaticQuantizer, EqualizationEvensOutChannelsAndKeepsTheFunction) {
   for (const auto& note : report->notes) noted = noted || note.find("equalization: 2 Conv pair") != std::string::npos;
   EXPECT_TRUE(noted);
 
-  // Weights as written (dequantized), by the float weight each replaced.
-  auto weights = [](const Model& m, const std::string& conv, size_t k) {
-    const Graph& qg = m.graph;
-    for (const Node& n : qg.nodes) {
-      if (n.name != conv) continue;
-      for (const Node& dq : qg.nodes) {
-        if (dq.op_type != "DequantizeLinear" || dq.outputs[0] != n.inputs[k]) continue;
-        const Tensor& q = *qg.FindInitializer(dq.inputs[0]);
-        const Tensor& scale = *qg.FindInitializer(dq.inputs[1]);
-        const int64_t per = q.numel() / scale.numel();
-        std::vector<double> v(static_cast<size_t>(q.numel()));
-        for (int64_t i = 0; i < q.numel(); ++i) {
-          const double zp = q.dtype() == DType::kUInt8 ? qg.FindInitializer(dq.inputs[2])->data<uint8_t>()[i / per] : 0;
-          v[i] = ((q.dtype() == DType::kUInt8 ? q.data<uint8_t>()[i] : q.data<int32_t>()[i]) - zp) *
-                 scale.data<float>()[i / per];
-        }
-        return v;
-      }
-    }
-    ADD_FAILURE() << "no dequantized input " << k << " of " << conv;
-    return std::vector<double>{};
-  };
+  // Weights as written (dequantized).
+  auto weights = [](const Model& m, const std::string& conv, size_t k) { return DequantizedInput(m, conv, k).values; };
   auto norm = [](const std::vector<double>& v, int64_t from, int64_t count, int64_t stride = 1) {
     double s = 0;
     for (int64_t i = 0; i < count; ++i) s += v[from + i * stride] * v[from + i * stride];
