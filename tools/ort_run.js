@@ -4,7 +4,7 @@
 //
 //   node tools/ort_run.js MODEL --input NAME=FILE.npy [--input ...] --output-dir DIR
 //        [--threads N] [--repeat R] [--warmup W] [--warmup-ms M] [--min-time-ms T]
-//        [--opt-level disabled|basic|extended|all] [--json]
+//        [--opt-level disabled|basic|extended|all] [--json] [--profile PREFIX]
 //   node tools/ort_run.js MODEL --data DIR [--input NAME=FILE.npy] [--carry OUT=IN] --output-dir DIR
 //
 // Writes DIR/<output name>.npy for every graph output (characters outside
@@ -21,6 +21,9 @@
 // values are used for every sample, and --carry OUT=IN feeds output OUT of
 // sample i to input IN of sample i+1 (the first sample uses --input IN=FILE).
 // Exit 0 on success, 2 on a usage or input error, 1 if ONNX Runtime fails.
+//
+// --profile PREFIX turns on ONNX Runtime's profiler for the timed runs and prints the time per op
+// type (summed over nodes and runs, share of the total) to stderr; the raw trace is PREFIX*.json.
 //
 // Supported .npy dtypes: float32, float16, float64, int8, uint8, int16, uint16,
 // int32, uint32, int64, uint64, bool (little-endian, C order).
@@ -190,6 +193,7 @@ function parseArgs(argv) {
         break;
       }
       case '--json': opts.json = true; break;
+      case '--profile': opts.profile = val(); break;
       case '-h': case '--help': opts.help = true; break;
       default:
         if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
@@ -300,6 +304,27 @@ async function runSamples(ort, session, opts, feeds) {
   return 0;
 }
 
+// ------------------------------------------------------------------- profile
+// Sums the trace's node events ("<node>_kernel_time") by op type and prints them, largest first.
+function printProfile(file) {
+  const events = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const byOp = new Map();
+  let total = 0;
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || !e.args) continue;
+    const op = e.args.op_name || '?';
+    const entry = byOp.get(op) || { us: 0, calls: 0 };
+    entry.us += e.dur;
+    entry.calls += 1;
+    byOp.set(op, entry);
+    total += e.dur;
+  }
+  console.error(`profile: ${file}`);
+  for (const [op, { us, calls }] of [...byOp.entries()].sort((a, b) => b[1].us - a[1].us)) {
+    console.error(`  ${op.padEnd(24)} ${(us / 1000).toFixed(2).padStart(10)} ms ${(100 * us / total).toFixed(1).padStart(6)}%  ${calls} calls`);
+  }
+}
+
 // ---------------------------------------------------------------------- main
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
@@ -325,6 +350,10 @@ async function main() {
     logSeverityLevel: 3,
   };
   if (opts.threads > 0) sessionOptions.intraOpNumThreads = opts.threads;
+  if (opts.profile) {
+    sessionOptions.enableProfiling = true;
+    sessionOptions.profileFilePrefix = opts.profile;
+  }
   const session = await ort.InferenceSession.create(opts.model, sessionOptions);
 
   const feeds = {};
@@ -376,6 +405,16 @@ async function main() {
       threads: opts.threads,
       samples_ms: ms.map(round),
     };
+  }
+
+  if (opts.profile) {
+    // onnxruntime-node's endProfiling() returns nothing: the trace is the newest PREFIX*.json.
+    await session.endProfiling();
+    const dir = path.dirname(path.resolve(opts.profile)), base = path.basename(opts.profile);
+    const traces = fs.readdirSync(dir).filter((f) => f.startsWith(base) && f.endsWith('.json'))
+      .map((f) => path.join(dir, f)).sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+    if (!traces.length) throw new Error(`no profile written for prefix '${opts.profile}'`);
+    printProfile(traces[0]);
   }
 
   if (opts.json) {
