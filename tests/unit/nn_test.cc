@@ -119,10 +119,13 @@ void CheckSgemm(std::mt19937& rng, bool ta, bool tb, int64_t M, int64_t N, int64
   }
 }
 
-class SgemmTest : public ::testing::TestWithParam<bool> {
+class SgemmTest : public ::testing::TestWithParam<kernels::SgemmIsa> {
  protected:
-  void SetUp() override { kernels::SgemmForcePortable(GetParam()); }
-  void TearDown() override { kernels::SgemmForcePortable(false); }
+  void SetUp() override {
+    if (!kernels::SgemmIsaSupported(GetParam())) GTEST_SKIP() << "this CPU lacks " << kernels::SgemmIsaName(GetParam());
+    kernels::SgemmForceIsa(GetParam());
+  }
+  void TearDown() override { kernels::SgemmResetIsa(); }
 };
 
 TEST_P(SgemmTest, MatchesNaiveOnOddSizes) {
@@ -315,8 +318,86 @@ TEST_P(SgemmTest, PackedBVectorProductMatchesTheSum) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Kernels, SgemmTest, ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "portable" : "native"; });
+INSTANTIATE_TEST_SUITE_P(Kernels, SgemmTest,
+                         ::testing::Values(kernels::SgemmIsa::kPortable, kernels::SgemmIsa::kAvx2,
+                                           kernels::SgemmIsa::kAvx512),
+                         [](const ::testing::TestParamInfo<kernels::SgemmIsa>& i) {
+                           return std::string(kernels::SgemmIsaName(i.param));
+                         });
+
+// AVX-512 (8 x 32 tiles over pairs of slivers, 4-row tiles for few rows) gives exactly AVX2's bits
+// (6 x 16 tiles) on every entry point: Sgemm, a packed A with a packer (bias, Clip), a packed A
+// reading B in place, a packed B. Sizes hit every edge: odd rows, a last single 16-column
+// sliver, partial slivers, several K blocks.
+TEST(SgemmIsas, Avx512GivesAvx2sBits) {
+  if (!kernels::SgemmIsaSupported(kernels::SgemmIsa::kAvx512)) GTEST_SKIP() << "this CPU lacks AVX-512";
+  std::mt19937 rng(41);
+  ThreadPool pool(2);
+  struct Shape3 {
+    int64_t M, N, K;
+  };
+  const Shape3 shapes[] = {{4, 32, 70},   {12, 48, 300},  {16, 15, 9},   {20, 100, 64}, {37, 800, 129},
+                           {64, 31, 520}, {8, 16, 1},     {130, 70, 600}, {3, 33, 65}};
+  for (const Shape3& sh : shapes) {
+    const std::vector<float> A = RandomVec(static_cast<size_t>(sh.M * sh.K), rng);
+    const std::vector<float> B = RandomVec(static_cast<size_t>(sh.K * (sh.N + 16)), rng);
+    const std::vector<float> bias = RandomVec(static_cast<size_t>(sh.M), rng);
+    const std::vector<float> C0 = RandomVec(static_cast<size_t>(sh.M * sh.N), rng);
+    kernels::SgemmEpilogue epi;
+    epi.bias = bias.data();
+    epi.clamp = true;
+    epi.lo = -0.75f;
+    epi.hi = 0.5f;
+    auto run = [&](kernels::SgemmIsa isa, ThreadPool* tp) {
+      kernels::SgemmForceIsa(isa);
+      std::vector<float> all;
+      for (int t = 0; t < 4; ++t) {  // Sgemm: both transpositions (the stored matrices read either way)
+        const bool ta = t & 1, tb = t & 2;
+        std::vector<float> c = C0;
+        kernels::Sgemm(ta, tb, sh.M, sh.N, sh.K, 0.5f, A.data(), ta ? sh.M : sh.K, B.data(), tb ? sh.K : sh.N,
+                       t == 3 ? 0.f : 0.25f, c.data(), sh.N, tp);
+        all.insert(all.end(), c.begin(), c.end());
+      }
+      const kernels::SgemmPackedA pa(A.data(), sh.K, sh.M, sh.K);
+      std::vector<float> ws(static_cast<size_t>(kernels::SgemmPackedWorkspace(pa, sh.N, tp)) + 16);
+      float* aligned = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
+      std::vector<float> c(C0.size());
+      kernels::SgemmPacked(
+          pa, sh.N,
+          [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
+            kernels::SgemmPackRows(B.data(), sh.N, k0, kc, j0, nc, nr, dst);
+          },
+          c.data(), sh.N, epi, tp, aligned);
+      all.insert(all.end(), c.begin(), c.end());
+      // In place: row k of B at k * (N + 16) (16 readable floats past each row).
+      std::vector<int64_t> taps(static_cast<size_t>(sh.K));
+      for (int64_t k = 0; k < sh.K; ++k) taps[k] = k * (sh.N + 16);
+      std::vector<float> ws2(static_cast<size_t>(kernels::SgemmPackedTapsWorkspace(pa, sh.N, tp)));
+      kernels::SgemmPlaneOutput out;
+      out.y = c.data();
+      out.ldy = sh.N;
+      out.row_len = sh.N;
+      out.out_w = sh.N;
+      kernels::SgemmPackedTaps(pa, sh.N, B.data(), taps.data(), out, epi, tp, ws2.data());
+      all.insert(all.end(), c.begin(), c.end());
+      const kernels::SgemmPackedB pb(false, B.data(), sh.N, sh.K, sh.N);
+      c = C0;
+      kernels::SgemmWithPackedB(false, sh.M, 1.f, A.data(), sh.K, pb, 1.f, c.data(), sh.N, tp);
+      all.insert(all.end(), c.begin(), c.end());
+      kernels::SgemmResetIsa();
+      return all;
+    };
+    for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool}) {
+      const std::vector<float> avx2 = run(kernels::SgemmIsa::kAvx2, tp);
+      const std::vector<float> avx512 = run(kernels::SgemmIsa::kAvx512, tp);
+      ASSERT_EQ(avx2.size(), avx512.size());
+      for (size_t i = 0; i < avx2.size(); ++i) {
+        ASSERT_EQ(std::bit_cast<uint32_t>(avx2[i]), std::bit_cast<uint32_t>(avx512[i]))
+            << "M=" << sh.M << " N=" << sh.N << " K=" << sh.K << " value " << i << " threads " << (tp ? 2 : 1);
+      }
+    }
+  }
+}
 
 TEST(Sgemm, KZeroScalesC) {
   std::vector<float> C = {1, 2, 3, 4};

@@ -153,14 +153,14 @@ int64_t Align64(int64_t n) { return (n + 63) / 64 * 64; }
 
 }  // namespace
 
-// Words past the last row of the avx2 layout that packers may write (FillConvRunsAvx2's 8-word
-// stores); the rows themselves are rewritten in order, so a store spilling into the next row is
-// overwritten there.
+// Elements past the last row (bytes, and the avx2 layout's words) that packers may write
+// (FillConvRunsBytes' / FillConvRunsAvx2's 8-element stores); the rows themselves are written in
+// order, so a store spilling into the next row is overwritten there.
 constexpr int64_t kWordsSlack = 8;
 
 int64_t PackedQActivationsBytes(int64_t M, const PackedQWeights& b) {
   const int64_t elems = M * b.k_padded;
-  return Align64(elems) + (b.isa == QGemmIsa::kAvx2 ? Align64(elems * 2 + kWordsSlack * 2) : 0) + M * 4;
+  return Align64(elems + kWordsSlack) + (b.isa == QGemmIsa::kAvx2 ? Align64(elems * 2 + kWordsSlack * 2) : 0) + M * 4;
 }
 
 namespace {
@@ -181,7 +181,7 @@ void PrepareStorage(int64_t M, int64_t K, int32_t zero_point, const PackedQWeigh
   }
   auto* base = static_cast<uint8_t*>(out->storage.raw_data());
   out->bytes = {base, static_cast<size_t>(M * kp)};
-  int64_t offset = Align64(M * kp);
+  int64_t offset = Align64(M * kp + kWordsSlack);
   if (widen) {
     out->words = {reinterpret_cast<int16_t*>(base + offset), static_cast<size_t>(M * kp)};
     offset += Align64(M * kp * 2 + kWordsSlack * 2);
@@ -306,6 +306,36 @@ namespace {
 // or, for the avx2 words with contiguous kernel rows (dilation_w 1, KW <= 8), one 8-byte load per
 // (channel, kh) run (FillConvRunsAvx2). Pixels whose window reaches into the padding take the
 // per-row loop below.
+// The bytes form of qgemm::FillConvRunsAvx2: each run of `run` (<= 8) taps is one 8-byte load
+// and store (the next run's store overwrites the excess; the last one's lands in the row's
+// padding, the next row or the storage's slack), summed with psadbw on the run's bytes only.
+uint32_t FillConvRunsBytes(const uint8_t* corner, const int64_t* seg_offsets, int64_t segments, int run, uint8_t flip,
+                           bool sum, uint8_t* dst) {
+  const uint64_t flip8 = uint64_t{flip} * 0x0101010101010101ull;
+  const uint64_t keep = run >= 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * run)) - 1;
+  uint64_t total = 0;
+#if defined(__SSE2__)
+  __m128i sums = _mm_setzero_si128();
+#endif
+  for (int64_t i = 0; i < segments; ++i, dst += run) {
+    uint64_t v;
+    std::memcpy(&v, corner + seg_offsets[i], 8);
+    v ^= flip8;
+    std::memcpy(dst, &v, 8);
+    if (sum) {
+#if defined(__SSE2__)
+      sums = _mm_add_epi64(sums, _mm_sad_epu8(_mm_cvtsi64_si128(static_cast<int64_t>(v & keep)), _mm_setzero_si128()));
+#else
+      for (uint64_t w = v & keep; w; w >>= 8) total += w & 0xFF;
+#endif
+    }
+  }
+#if defined(__SSE2__)
+  total = static_cast<uint64_t>(_mm_cvtsi128_si64(sums));
+#endif
+  return static_cast<uint32_t>(total);
+}
+
 template <typename E>
 void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, int64_t pixels, uint8_t flip,
                   uint8_t pad, int64_t kp, bool need_sums, E* rows, int32_t* row_sums) {
@@ -318,7 +348,7 @@ void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, 
   const int64_t* off = tap_offsets.data();
   // Runs: every KW-th tap offset starts one (tap_offsets is (c, kh, kw) ordered).
   constexpr bool kWords = std::is_same_v<E, int16_t>;
-  const bool use_runs = kWords && s.dilation_w == 1 && s.KW <= 8;
+  const bool use_runs = s.dilation_w == 1 && s.KW <= 8;
   const int64_t segments = s.C * s.KH, input_bytes = s.C * s.H * s.W;
   thread_local std::vector<int64_t> run_offsets;
   if (use_runs) {
@@ -344,6 +374,12 @@ void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, 
           sum = qgemm::FillConvRunsAvx2(corner, run_offsets.data(), fast, static_cast<int>(s.KW), flip, need_sums, dst);
           k = fast * s.KW;
         }
+      } else if (use_runs) {
+        int64_t fast = segments;  // as above, for the bytes (8-byte loads and stores)
+        const int64_t corner_offset = ih0 * s.W + iw0;
+        while (fast > 0 && corner_offset + run_offsets[fast - 1] + 8 > input_bytes) --fast;
+        sum = FillConvRunsBytes(corner, run_offsets.data(), fast, static_cast<int>(s.KW), flip, need_sums, dst);
+        k = fast * s.KW;
       }
       for (; k < K; ++k) {
         const uint8_t v = static_cast<uint8_t>(corner[off[k]] ^ flip);

@@ -14,6 +14,7 @@
 #include <new>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -45,7 +46,7 @@ using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* 
 using TapsMicroKernel = void (*)(int64_t kc, const float* a, const float* b, const int64_t* taps, float* c,
                                  int64_t ldc, const TileEpilogue& epi);
 
-std::atomic<bool> g_force_portable{false};
+std::atomic<int> g_forced_isa{-1};  // SgemmForceIsa, or -1
 
 inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -296,38 +297,128 @@ __attribute__((target("avx2,fma"))) void MicroKernelAvx2Taps(int64_t kc, const f
   MicroKernelAvx2Body<R, true>(kc, a, b, taps, c, ldc, epi);
 }
 
+// The AVX-512 R x 16*NV tile (R = 8, or 4 for products whose row count is a multiple of 4, not 8).
+// NV = 2 covers two adjacent 16-column slivers: packed, the second starts 16 * kc floats after the
+// first; read in place (kTaps), 16 floats after it. Every sum is the AVX2 kernel's: one FMA per
+// term in k order from zero, then fma(acc, alpha, bias): the same bits on either ISA.
+// One k of the tile: B row bk (NV slivers `second` floats apart) times the R values at ak.
+template <int R, int NV, bool kTaps>
+__attribute__((target("avx512f"), always_inline)) inline void Avx512Step(__m512 (&acc)[R][NV], const float* ak,
+                                                                         const float* bk, int64_t second) {
+  __m512 bv[NV];
+  bv[0] = kTaps ? _mm512_loadu_ps(bk) : _mm512_load_ps(bk);
+  if constexpr (NV == 2) bv[1] = kTaps ? _mm512_loadu_ps(bk + second) : _mm512_load_ps(bk + second);
+  for (int r = 0; r < R; ++r) {
+    const __m512 av = _mm512_set1_ps(ak[r]);
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+  }
+}
+
+template <int R, int NV, bool kTaps>
+__attribute__((target("avx512f"), always_inline)) inline void MicroKernelAvx512Body(
+    int64_t kc, const float* a, const float* b, const int64_t* taps, float* c, int64_t ldc, const TileEpilogue& epi) {
+  static_assert((R == 4 || R == 8) && (NV == 1 || NV == 2), "4 or 8 rows, 1 or 2 slivers");
+  __m512 acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  const int64_t second = kTaps ? 16 : 16 * kc;
+#define QK_SGEMM512_STEP(AK, BK) Avx512Step<R, NV, kTaps>(acc, (AK), (BK), second)
+  int64_t k = 0;
+  if constexpr (kTaps) {
+    for (; k + 4 <= kc; k += 4) {
+      QK_SGEMM512_STEP(a, b + taps[k]);
+      QK_SGEMM512_STEP(a + R, b + taps[k + 1]);
+      QK_SGEMM512_STEP(a + 2 * R, b + taps[k + 2]);
+      QK_SGEMM512_STEP(a + 3 * R, b + taps[k + 3]);
+      a += 4 * R;
+    }
+    for (; k < kc; ++k, a += R) QK_SGEMM512_STEP(a, b + taps[k]);
+  } else {
+    for (; k + 4 <= kc; k += 4) {
+      _mm_prefetch(reinterpret_cast<const char*>(b + 256), _MM_HINT_T0);
+      if constexpr (NV == 2) _mm_prefetch(reinterpret_cast<const char*>(b + second + 256), _MM_HINT_T0);
+      QK_SGEMM512_STEP(a, b);
+      QK_SGEMM512_STEP(a + R, b + 16);
+      QK_SGEMM512_STEP(a + 2 * R, b + 32);
+      QK_SGEMM512_STEP(a + 3 * R, b + 48);
+      a += 4 * R;
+      b += 64;
+    }
+    for (; k < kc; ++k, a += R, b += 16) QK_SGEMM512_STEP(a, b);
+  }
+#undef QK_SGEMM512_STEP
+  const __m512 va = _mm512_set1_ps(epi.alpha);
+  const __m512 vb = _mm512_set1_ps(epi.beta);
+  const __m512 lo = _mm512_set1_ps(epi.lo), hi = _mm512_set1_ps(epi.hi);
+  for (int r = 0; r < R; ++r) {
+    float* cr = c + r * ldc;
+    for (int v = 0; v < NV; ++v) {
+      __m512 out;
+      if (epi.beta != 0.f) {
+        out = _mm512_fmadd_ps(acc[r][v], va, _mm512_mul_ps(_mm512_loadu_ps(cr + 16 * v), vb));
+      } else if (epi.bias) {
+        out = _mm512_fmadd_ps(acc[r][v], va, _mm512_set1_ps(epi.bias[r]));
+      } else {
+        out = _mm512_mul_ps(acc[r][v], va);
+      }
+      // vmaxps/vminps as the AVX2 kernel (NaN, -0 pass); the zero-masked forms with every lane set
+      // avoid GCC 12's false maybe-uninitialized warning on _mm512_max_ps's undefined source.
+      if (epi.clamp) out = _mm512_maskz_min_ps(0xFFFF, hi, _mm512_maskz_max_ps(0xFFFF, lo, out));
+      _mm512_storeu_ps(cr + 16 * v, out);
+    }
+  }
+}
+
+template <int R, int NV>
+__attribute__((target("avx512f"))) void MicroKernelAvx512(int64_t kc, const float* a, const float* b, float* c,
+                                                         int64_t ldc, const TileEpilogue& epi) {
+  MicroKernelAvx512Body<R, NV, false>(kc, a, b, nullptr, c, ldc, epi);
+}
+template <int R, int NV>
+__attribute__((target("avx512f"))) void MicroKernelAvx512Taps(int64_t kc, const float* a, const float* b,
+                                                             const int64_t* taps, float* c, int64_t ldc,
+                                                             const TileEpilogue& epi) {
+  MicroKernelAvx512Body<R, NV, true>(kc, a, b, taps, c, ldc, epi);
+}
+
 // ---- Serial blocked driver for one sub-problem.
 
 // C[0:mc, 0:nc] = the packed A block (mc rows, kc deep) times the packed B panel (kc x nc), with
-// `epi` (its bias, if any, points at row 0 of the block). Partial tiles go through `tile`.
-template <int MR, int NR, MicroKernel KERNEL>
+// `epi` (its bias, if any, points at row 0 of the block). Partial tiles go through `tile`. WIDE
+// (when given) computes MR x 2NR tiles from two adjacent slivers; a last odd sliver takes KERNEL.
+template <int MR, int NR, MicroKernel KERNEL, MicroKernel WIDE = nullptr>
 void MacroKernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp, float* C, int64_t ldc,
                  const TileEpilogue& epi) {
-  alignas(64) float tile[MR * NR];
-  for (int64_t jr = 0; jr < nc; jr += NR) {
-    const int64_t n = std::min<int64_t>(NR, nc - jr);
+  alignas(64) float tile[MR * 2 * NR];
+  for (int64_t jr = 0; jr < nc;) {
+    bool wide = false;
+    if constexpr (WIDE != nullptr) wide = jr + 2 * NR <= nc;
+    const MicroKernel kernel = wide ? WIDE : KERNEL;
+    const int64_t width = wide ? 2 * NR : NR;
+    const int64_t n = std::min<int64_t>(width, nc - jr);
     for (int64_t ir = 0; ir < mc; ir += MR) {
       const int64_t m = std::min<int64_t>(MR, mc - ir);
       float* c = C + ir * ldc + jr;
       TileEpilogue e = epi;
       if (e.bias) e.bias += ir;
-      if (m == MR && n == NR) {
-        KERNEL(kc, ap + ir * kc, bp + jr * kc, c, ldc, e);
+      if (m == MR && n == width) {
+        kernel(kc, ap + ir * kc, bp + jr * kc, c, ldc, e);
       } else {
-        KERNEL(kc, ap + ir * kc, bp + jr * kc, tile, NR, TileEpilogue{});
+        kernel(kc, ap + ir * kc, bp + jr * kc, tile, width, TileEpilogue{});
         for (int64_t r = 0; r < m; ++r) {
           float* cr = c + r * ldc;
-          const float* tr = tile + r * NR;
+          const float* tr = tile + r * width;
           for (int64_t j = 0; j < n; ++j) {
             cr[j] = EpilogueValue(tr[j], e.beta != 0.f ? cr[j] : 0.f, static_cast<int>(r), e);
           }
         }
       }
     }
+    jr += width;
   }
 }
 
-template <int MR, int NR, MicroKernel KERNEL>
+template <int MR, int NR, MicroKernel KERNEL, MicroKernel WIDE>
 void GemmSerial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   static_assert(kMC % MR == 0 && kNC % NR == 0, "block sizes must be multiples of the tile");
@@ -344,7 +435,7 @@ void GemmSerial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
       for (int64_t ic = 0; ic < M; ic += kMC) {
         const int64_t mc = std::min(kMC, M - ic);
         PackA<MR>(ta, A, lda, ic, mc, pc, kc, ap);
-        MacroKernel<MR, NR, KERNEL>(mc, nc, kc, ap, bp, C + ic * ldc + jc, ldc, epi);
+        MacroKernel<MR, NR, KERNEL, WIDE>(mc, nc, kc, ap, bp, C + ic * ldc + jc, ldc, epi);
       }
     }
   }
@@ -364,7 +455,7 @@ inline TileEpilogue BlockEpilogue(const SgemmEpilogue& epi, int64_t pc, int64_t 
 // Rows [i0, i0+m) and columns [j0, j0+n) of C = packed A * B (B from `pack_b`), i0 a multiple of
 // MR. Same blocking and summation order as GemmSerial; the first K block adds the bias, the last
 // one clamps. `bp` holds one B panel.
-template <int MR, int NR, MicroKernel KERNEL>
+template <int MR, int NR, MicroKernel KERNEL, MicroKernel WIDE>
 void PackedSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i0, int64_t m, int64_t j0,
                   int64_t n, const SgemmPanelPacker& pack_b, float* C, int64_t ldc, const SgemmEpilogue& epi,
                   float* bp) {
@@ -379,7 +470,7 @@ void PackedSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t
       for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
         const int64_t mc = std::min(kMC, i0 + m - ic);
         e.bias = pc == 0 && epi.bias ? epi.bias + ic : nullptr;
-        MacroKernel<MR, NR, KERNEL>(mc, nc, kc, block + ic * kc, bp, C + ic * ldc + jc, ldc, e);
+        MacroKernel<MR, NR, KERNEL, WIDE>(mc, nc, kc, block + ic * kc, bp, C + ic * ldc + jc, ldc, e);
       }
     }
   }
@@ -389,7 +480,7 @@ void PackedSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t
 // (SgemmPackedB's layout: per NC column block, per KC row block, NR-column slivers); j0 a
 // multiple of NR. Same K blocking and epilogue as GemmSerial, so the same sums. `ap` holds one
 // packed A block.
-template <int MR, int NR, MicroKernel KERNEL>
+template <int MR, int NR, MicroKernel KERNEL, MicroKernel WIDE>
 void PackedBSerial(bool ta, const float* A, int64_t lda, const float* packed_b, int64_t K, int64_t N, float alpha,
                    float beta, int64_t i0, int64_t m, int64_t j0, int64_t n, float* C, int64_t ldc, float* ap) {
   for (int64_t jb = j0 / kNC * kNC; jb < j0 + n; jb += kNC) {
@@ -404,7 +495,7 @@ void PackedBSerial(bool ta, const float* A, int64_t lda, const float* packed_b, 
       for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
         const int64_t mc = std::min(kMC, i0 + m - ic);
         PackA<MR>(ta, A, lda, ic, mc, pc, kc, ap);
-        MacroKernel<MR, NR, KERNEL>(mc, nc, kc, ap, panel, C + ic * ldc + cb, ldc, epi);
+        MacroKernel<MR, NR, KERNEL, WIDE>(mc, nc, kc, ap, panel, C + ic * ldc + cb, ldc, epi);
       }
     }
   }
@@ -414,7 +505,7 @@ void PackedBSerial(bool ta, const float* A, int64_t lda, const float* packed_b, 
 // PackedSerial, B read in place. Tiles land in `cbuf` (RoundUp(m, MR) rows of kPackedNC columns,
 // padding rows and columns included: the partial sums between K blocks); after the last K block
 // each tile's valid columns go straight to the output.
-template <int MR, int NR, TapsMicroKernel KERNEL>
+template <int MR, int NR, TapsMicroKernel KERNEL, TapsMicroKernel WIDE>
 void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i0, int64_t m, int64_t j0, int64_t n,
                 const float* base, const int64_t* taps, const SgemmPlaneOutput& out, const SgemmEpilogue& epi,
                 float* cbuf) {
@@ -428,15 +519,19 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
       const float* block = packed_a + pc * padded_rows;
       for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
         const int64_t mc = std::min(kMC, i0 + m - ic);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
+        for (int64_t jr = 0; jr < nc;) {
+          bool wide = false;  // two slivers at once (as MacroKernel)
+          if constexpr (WIDE != nullptr) wide = jr + 2 * NR <= nc;
+          const TapsMicroKernel kernel = wide ? WIDE : KERNEL;
+          const int64_t width = wide ? 2 * NR : NR;
           // After the last K block each tile goes to the output at once, from L1: its columns
           // j (j / row_len, j % row_len) with j % row_len < out_w, as runs along output rows.
           int runs = 0;
-          int64_t run_src[NR + 1], run_dst[NR + 1], run_len[NR + 1];
+          int64_t run_src[2 * NR + 1], run_dst[2 * NR + 1], run_len[2 * NR + 1];
           if (last) {
-            for (int64_t j = jc + jr; j < std::min(jc + jr + NR, jc + nc);) {
+            for (int64_t j = jc + jr; j < std::min(jc + jr + width, jc + nc);) {
               const int64_t oy = j / out.row_len, ox = j % out.row_len;
-              const int64_t len = std::min(out.row_len - ox, jc + jr + NR - j);
+              const int64_t len = std::min(out.row_len - ox, jc + jr + width - j);
               if (ox < out.out_w) {
                 run_src[runs] = j - jc;
                 run_dst[runs] = oy * out.out_w + ox;
@@ -454,7 +549,7 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
               e.bias = edge_bias;
             }
             float* tile = cbuf + (ic - i0 + ir) * ldb;
-            KERNEL(kc, block + (ic + ir) * kc, base + jc + jr, taps + pc, tile + jr, ldb, e);
+            kernel(kc, block + (ic + ir) * kc, base + jc + jr, taps + pc, tile + jr, ldb, e);
             for (int64_t r = 0; r < std::min<int64_t>(MR, mc - ir); ++r) {
               float* y_row = out.y + (ic + ir + r) * out.ldy;
               const float* t_row = tile + r * ldb;
@@ -467,6 +562,7 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
               }
             }
           }
+          jr += width;
         }
       }
     }
@@ -495,19 +591,21 @@ struct GemmImpl {
   const char* name;
 };
 
-bool HasAvx2Fma() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return has;
-}
-
-template <int MR, int NR, MicroKernel KERNEL, TapsMicroKernel TAPS_KERNEL>
+template <int MR, int NR, MicroKernel KERNEL, TapsMicroKernel TAPS_KERNEL, MicroKernel WIDE = nullptr,
+          TapsMicroKernel WIDE_TAPS = nullptr>
 constexpr GemmImpl MakeImpl(const char* name) {
-  return {MR,         NR, &GemmSerial<MR, NR, KERNEL>, &PackedSerial<MR, NR, KERNEL>, &PackA<MR>,
-          &PackedBSerial<MR, NR, KERNEL>, &PackB<NR>, &TapsSerial<MR, NR, TAPS_KERNEL>, name};
+  return {MR,         NR, &GemmSerial<MR, NR, KERNEL, WIDE>, &PackedSerial<MR, NR, KERNEL, WIDE>, &PackA<MR>,
+          &PackedBSerial<MR, NR, KERNEL, WIDE>, &PackB<NR>, &TapsSerial<MR, NR, TAPS_KERNEL, WIDE_TAPS>, name};
 }
+// AVX-512: 8 x 32 tiles (16 accumulators) over pairs of the same 16-column slivers as AVX2, so
+// packed B, in-place rows and their margins are shared; an odd last sliver takes 8 x 16.
+constexpr GemmImpl kAvx512Impl =
+    MakeImpl<8, 16, &MicroKernelAvx512<8, 1>, &MicroKernelAvx512Taps<8, 1>, &MicroKernelAvx512<8, 2>,
+             &MicroKernelAvx512Taps<8, 2>>("avx512f_8x32");
+// For a packed A of 4 to 44 rows, a multiple of 4 but not of 8 (4, 12, 20, 28, 36, 44).
+constexpr GemmImpl kAvx512Impl4Rows =
+    MakeImpl<4, 16, &MicroKernelAvx512<4, 1>, &MicroKernelAvx512Taps<4, 1>, &MicroKernelAvx512<4, 2>,
+             &MicroKernelAvx512Taps<4, 2>>("avx512f_4x32");
 constexpr GemmImpl kAvx2Impl = MakeImpl<6, 16, &MicroKernelAvx2<6>, &MicroKernelAvx2Taps<6>>("avx2_fma_6x16");
 // For a packed A of 16 to 48 rows, a multiple of 4 but not of 6 (16, 20, 28, 32, 40, 44): 6-row
 // tiles would compute 2 to 4 padding rows (12% more for 32).
@@ -515,10 +613,21 @@ constexpr GemmImpl kAvx2Impl4Rows = MakeImpl<4, 16, &MicroKernelAvx2<4>, &MicroK
 constexpr GemmImpl kPortableImpl =
     MakeImpl<4, 8, &MicroKernelPortable<4, 8>, &MicroKernelPortableTaps<4, 8>>("generic_4x8");
 
-const GemmImpl& SelectImpl() {
-  if (HasAvx2Fma() && !g_force_portable.load(std::memory_order_relaxed)) return kAvx2Impl;
+SgemmIsa SelectedIsa() {
+  const int forced = g_forced_isa.load(std::memory_order_relaxed);
+  return forced >= 0 ? static_cast<SgemmIsa>(forced) : DefaultSgemmIsa();
+}
+
+const GemmImpl& ImplFor(SgemmIsa isa, bool four_rows = false) {
+  switch (isa) {
+    case SgemmIsa::kAvx512: return four_rows ? kAvx512Impl4Rows : kAvx512Impl;
+    case SgemmIsa::kAvx2: return four_rows ? kAvx2Impl4Rows : kAvx2Impl;
+    case SgemmIsa::kPortable: break;
+  }
   return kPortableImpl;
 }
+
+const GemmImpl& SelectImpl() { return ImplFor(SelectedIsa()); }
 
 // Splits an M x N product over at most `threads` independent tasks (each a multiple of MR rows
 // and NR columns): the grid that minimises the largest task (in micro-tiles) plus a
@@ -642,7 +751,7 @@ __attribute__((target("avx2"))) void AxpyBlock64Avx2(int64_t K, const float* X, 
 void AxpyCols(int64_t cols, int64_t K, float alpha, const float* X, int64_t ldx, const float* v,
               float beta, float* y, int64_t incy, ThreadPool* pool) {
   constexpr int64_t kChunk = 512;
-  const bool avx2 = HasAvx2Fma() && !g_force_portable.load(std::memory_order_relaxed);
+  const bool avx2 = SelectedIsa() != SgemmIsa::kPortable;
   auto body = [&](int64_t cb, int64_t ce) {
     alignas(64) float acc[kChunk];
     for (int64_t j0 = cb * kChunk; j0 < std::min(cols, ce * kChunk); j0 += kChunk) {
@@ -711,7 +820,43 @@ void ScaleC(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 
 }  // namespace
 
-void SgemmForcePortable(bool force) { g_force_portable.store(force); }
+const char* SgemmIsaName(SgemmIsa isa) {
+  switch (isa) {
+    case SgemmIsa::kPortable: return "portable";
+    case SgemmIsa::kAvx2: return "avx2";
+    case SgemmIsa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+bool SgemmIsaSupported(SgemmIsa isa) {
+  __builtin_cpu_init();
+  switch (isa) {
+    case SgemmIsa::kPortable: return true;
+    case SgemmIsa::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case SgemmIsa::kAvx512: return __builtin_cpu_supports("avx512f");
+  }
+  return false;
+}
+
+SgemmIsa DefaultSgemmIsa() {
+  static const SgemmIsa isa = [] {
+    // QUANTKIT_ISA (the int8 kernels' override) caps the float kernels too: ref -> portable,
+    // avx2 -> avx2; avx512vnni (or unset) -> the best this CPU has.
+    const char* env = std::getenv("QUANTKIT_ISA");
+    const std::string cap = env ? env : "";
+    if (cap == "ref") return SgemmIsa::kPortable;
+    if (cap != "avx2" && SgemmIsaSupported(SgemmIsa::kAvx512)) return SgemmIsa::kAvx512;
+    if (SgemmIsaSupported(SgemmIsa::kAvx2)) return SgemmIsa::kAvx2;
+    return SgemmIsa::kPortable;
+  }();
+  return isa;
+}
+
+void SgemmForceIsa(SgemmIsa isa) {
+  g_forced_isa.store(SgemmIsaSupported(isa) ? static_cast<int>(isa) : -1);
+}
+void SgemmResetIsa() { g_forced_isa.store(-1); }
 
 const char* SgemmKernelName() { return SelectImpl().name; }
 
@@ -737,12 +882,11 @@ void Sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 }
 
 SgemmPackedA::SgemmPackedA(const float* A, int64_t lda, int64_t M, int64_t K) : rows_(M), depth_(K) {
-  const GemmImpl& selected = SelectImpl();
+  isa_ = SelectedIsa();
   // (Not for short K: there the per-tile store dominates, and 4-row tiles are more tiles.)
-  const bool four_rows = &selected == &kAvx2Impl && M % 6 != 0 && M % 4 == 0 && M <= 48 && K >= 64;
-  const GemmImpl& impl = four_rows ? kAvx2Impl4Rows : selected;
-  portable_ = &impl == &kPortableImpl;
-  four_rows_ = four_rows;
+  const int64_t mr = ImplFor(isa_).mr;
+  four_rows_ = isa_ != SgemmIsa::kPortable && M % mr != 0 && M % 4 == 0 && M <= 48 && K >= 64;
+  const GemmImpl& impl = ImplFor(isa_, four_rows_);
   padded_rows_ = RoundUp(std::max<int64_t>(M, 1), impl.mr);
   data_.assign(static_cast<size_t>(padded_rows_ * K), 0.f);
   for (int64_t pc = 0; pc < K; pc += kKC) {
@@ -752,7 +896,7 @@ SgemmPackedA::SgemmPackedA(const float* A, int64_t lda, int64_t M, int64_t K) : 
 
 namespace {
 const GemmImpl& PackedImpl(const SgemmPackedA& a) {
-  return a.portable() ? kPortableImpl : a.four_rows() ? kAvx2Impl4Rows : kAvx2Impl;
+  return ImplFor(a.isa(), a.four_rows());
 }
 
 // A is packed already; each task packs B for its columns (a convolution's im2col: a load and a
@@ -826,7 +970,7 @@ void SgemmPackedB::Free::operator()(float* p) const { std::free(p); }
 
 SgemmPackedB::SgemmPackedB(bool trans, const float* B, int64_t ldb, int64_t K, int64_t N) : depth_(K), cols_(N) {
   const GemmImpl& impl = SelectImpl();
-  portable_ = &impl == &kPortableImpl;
+  isa_ = SelectedIsa();
   // Blocks of kNC columns (each a multiple of NR wide but the last, rounded up), kKC rows each.
   int64_t floats = 0;
   for (int64_t jb = 0; jb < N; jb += kNC) floats += K * RoundUp(std::min(kNC, N - jb), impl.nr);
@@ -849,7 +993,7 @@ void SgemmWithPackedB(bool trans_a, int64_t M, float alpha, const float* A, int6
     ScaleC(M, N, beta, C, ldc);
     return;
   }
-  const GemmImpl& impl = b.portable() ? kPortableImpl : kAvx2Impl;
+  const GemmImpl& impl = ImplFor(b.isa());
   // B is packed already: only A's packing is repeated per task (a row split shares B's panels).
   const TaskGrid grid = ChooseGrid(impl, M, N, K, pool ? pool->num_threads() : 1, 0.5, 0.0);
   RunGrid(grid, M, N, pool, [&](int64_t, int64_t i0, int64_t m, int64_t j0, int64_t n) {
@@ -892,8 +1036,8 @@ __attribute__((target("avx2,fma"))) void SgemvGroup64Avx2(const float* x, const 
 void SgemvWithPackedB(const float* x, const SgemmPackedB& b, float beta, float* y, ThreadPool* pool) {
   const int64_t N = b.cols(), K = b.depth();
   if (N <= 0) return;
-  const int64_t nr = b.portable() ? kPortableImpl.nr : kAvx2Impl.nr;
-  const bool avx2 = !b.portable() && nr == 16;
+  const int64_t nr = ImplFor(b.isa()).nr;
+  const bool avx2 = b.isa() != SgemmIsa::kPortable && nr == 16;
   // Tasks of 64 columns inside one kNC block (kNC is a multiple of 64).
   const int64_t groups = (N + 63) / 64;
   auto body = [&](int64_t g0, int64_t g1) {

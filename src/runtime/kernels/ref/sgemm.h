@@ -1,8 +1,8 @@
 // Single-precision GEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major.
 // op(A) = A^T when trans_a (then A is stored [K, M] with leading dimension lda), likewise for B.
 // beta == 0 means C is write-only (its old contents, even NaN, are ignored). Blocked and packed
-// (Goto-style) with a register-blocked micro-kernel chosen at run time (AVX2+FMA 6x16, or a
-// portable one). Splits large problems over `pool` (may be null: single-threaded).
+// (Goto-style) with a register-blocked micro-kernel chosen at run time (AVX-512 8x32, AVX2+FMA
+// 6x16, or a portable one). Splits large problems over `pool` (may be null: single-threaded).
 #pragma once
 
 #include <cstdint>
@@ -25,12 +25,20 @@ void SgemmNaive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                 int64_t ldc);
 
-// Name of the micro-kernel Sgemm uses on this machine ("avx2_fma_6x16", "generic_4x8").
+// Name of the micro-kernel Sgemm uses on this machine ("avx512f_8x32", "avx2_fma_6x16", "generic_4x8").
 const char* SgemmKernelName();
 
-// Testing hook: when true, Sgemm (and SgemmPackedA built afterwards) use the portable
-// micro-kernel even if AVX2 is available.
-void SgemmForcePortable(bool force);
+// The float micro-kernels. AVX2 and AVX-512 compute every sum the same way (one FMA per term, in
+// k order, same blocking): the same bits. The portable one rounds each product: close, not equal.
+enum class SgemmIsa { kPortable, kAvx2, kAvx512 };
+const char* SgemmIsaName(SgemmIsa isa);
+bool SgemmIsaSupported(SgemmIsa isa);
+// The best this CPU supports, capped by QUANTKIT_ISA (ref: portable; avx2: AVX2).
+SgemmIsa DefaultSgemmIsa();
+// Testing hooks: Sgemm (and packed operands built afterwards) use `isa` if this CPU supports it;
+// reset returns to the default.
+void SgemmForceIsa(SgemmIsa isa);
+void SgemmResetIsa();
 
 // ---- GEMM with a constant left operand packed once (convolution weights) -------------------------
 //
@@ -49,13 +57,14 @@ class SgemmPackedA {
   int64_t rows() const { return rows_; }
   int64_t depth() const { return depth_; }
   int64_t padded_rows() const { return padded_rows_; }
-  bool portable() const { return portable_; }
-  bool four_rows() const { return four_rows_; }  // AVX2 tiles of 4 rows (few rows, a multiple of 4)
+  SgemmIsa isa() const { return isa_; }
+  bool four_rows() const { return four_rows_; }  // tiles of 4 rows (few rows, a multiple of 4)
   const float* data() const { return data_.data(); }
 
  private:
   int64_t rows_ = 0, depth_ = 0, padded_rows_ = 0;
-  bool portable_ = false, four_rows_ = false;
+  SgemmIsa isa_ = SgemmIsa::kPortable;
+  bool four_rows_ = false;
   std::vector<float> data_;
 };
 
@@ -106,7 +115,7 @@ class SgemmPackedB {
 
   int64_t depth() const { return depth_; }
   int64_t cols() const { return cols_; }
-  bool portable() const { return portable_; }
+  SgemmIsa isa() const { return isa_; }
   const float* data() const { return data_.get(); }
 
  private:
@@ -114,7 +123,7 @@ class SgemmPackedB {
     void operator()(float* p) const;
   };
   int64_t depth_ = 0, cols_ = 0;
-  bool portable_ = false;
+  SgemmIsa isa_ = SgemmIsa::kPortable;
   std::unique_ptr<float[], Free> data_;  // 64-byte aligned: the micro-kernel loads B slivers aligned
 };
 
