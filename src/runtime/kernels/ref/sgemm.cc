@@ -301,28 +301,39 @@ __attribute__((target("avx2,fma"))) void MicroKernelAvx2Taps(int64_t kc, const f
 // NV = 2 covers two adjacent 16-column slivers: packed, the second starts 16 * kc floats after the
 // first; read in place (kTaps), 16 floats after it. Every sum is the AVX2 kernel's: one FMA per
 // term in k order from zero, then fma(acc, alpha, bias): the same bits on either ISA.
-// One k of the tile: B row bk (NV slivers `second` floats apart) times the R values at ak.
-template <int R, int NV, bool kTaps>
-__attribute__((target("avx512f"), always_inline)) inline void Avx512Step(__m512 (&acc)[R][NV], const float* ak,
-                                                                         const float* bk, int64_t second) {
-  __m512 bv[NV];
-  bv[0] = kTaps ? _mm512_loadu_ps(bk) : _mm512_load_ps(bk);
-  if constexpr (NV == 2) bv[1] = kTaps ? _mm512_loadu_ps(bk + second) : _mm512_load_ps(bk + second);
-  for (int r = 0; r < R; ++r) {
-    const __m512 av = _mm512_set1_ps(ak[r]);
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
-  }
-}
-
 template <int R, int NV, bool kTaps>
 __attribute__((target("avx512f"), always_inline)) inline void MicroKernelAvx512Body(
     int64_t kc, const float* a, const float* b, const int64_t* taps, float* c, int64_t ldc, const TileEpilogue& epi) {
   static_assert((R == 4 || R == 8) && (NV == 1 || NV == 2), "4 or 8 rows, 1 or 2 slivers");
-  __m512 acc[R][NV];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  // Named accumulators (as the AVX2 kernel): GCC keeps them in registers; an array of __m512
+  // passed around ends up shuffled through the stack.
+  __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+  __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
+  __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+  __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
   const int64_t second = kTaps ? 16 : 16 * kc;
-#define QK_SGEMM512_STEP(AK, BK) Avx512Step<R, NV, kTaps>(acc, (AK), (BK), second)
+#define QK_SGEMM512_ROW(A, r)                                \
+  {                                                          \
+    const __m512 av = _mm512_set1_ps((A)[r]);                \
+    c##r##0 = _mm512_fmadd_ps(av, b0, c##r##0);              \
+    if constexpr (NV == 2) c##r##1 = _mm512_fmadd_ps(av, b1, c##r##1); \
+  }
+#define QK_SGEMM512_STEP(A, B)                                                                      \
+  {                                                                                                 \
+    const float* bk = (B);                                                                          \
+    const __m512 b0 = kTaps ? _mm512_loadu_ps(bk) : _mm512_load_ps(bk);                             \
+    const __m512 b1 = NV == 1 ? b0 : kTaps ? _mm512_loadu_ps(bk + second) : _mm512_load_ps(bk + second); \
+    QK_SGEMM512_ROW(A, 0)                                                                           \
+    QK_SGEMM512_ROW(A, 1)                                                                           \
+    QK_SGEMM512_ROW(A, 2)                                                                           \
+    QK_SGEMM512_ROW(A, 3)                                                                           \
+    if constexpr (R == 8) {                                                                         \
+      QK_SGEMM512_ROW(A, 4)                                                                         \
+      QK_SGEMM512_ROW(A, 5)                                                                         \
+      QK_SGEMM512_ROW(A, 6)                                                                         \
+      QK_SGEMM512_ROW(A, 7)                                                                         \
+    }                                                                                               \
+  }
   int64_t k = 0;
   if constexpr (kTaps) {
     for (; k + 4 <= kc; k += 4) {
@@ -347,6 +358,9 @@ __attribute__((target("avx512f"), always_inline)) inline void MicroKernelAvx512B
     for (; k < kc; ++k, a += R, b += 16) QK_SGEMM512_STEP(a, b);
   }
 #undef QK_SGEMM512_STEP
+#undef QK_SGEMM512_ROW
+  const __m512 acc[8][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
+                            {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
   const __m512 va = _mm512_set1_ps(epi.alpha);
   const __m512 vb = _mm512_set1_ps(epi.beta);
   const __m512 lo = _mm512_set1_ps(epi.lo), hi = _mm512_set1_ps(epi.hi);
