@@ -186,6 +186,7 @@ Command AddBenchCommand(CLI::App& app) {
     bool json = false;
     bool no_optimize = false;
     bool profile = false;
+    bool verbose = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "ONNX model file")->required();
@@ -201,6 +202,7 @@ Command AddBenchCommand(CLI::App& app) {
   cmd->add_flag("--no-optimize", a->no_optimize, "Skip graph passes (constant folding, BN folding, ...)");
   cmd->add_flag("--profile", a->profile,
                 "After the timed runs, time every node over a few more runs: time per op type and the slowest nodes");
+  cmd->add_flag("--verbose", a->verbose, "Log the micro-kernels chosen for this CPU (and why the others were not)");
   AddMemoryLimitOption(cmd);
   return {cmd, [a]() -> int {
             std::vector<std::pair<std::string, Tensor>> feeds;
@@ -221,6 +223,7 @@ Command AddBenchCommand(CLI::App& app) {
             SessionOptions opts;
             opts.threads = a->threads;
             opts.optimize = !a->no_optimize;
+            opts.verbose = a->verbose;
             auto session_or = Session::Create(std::move(model).value(), opts);
             if (!session_or.ok()) return ReportError(session_or.status().WithContext(a->model));
             const Session& session = **session_or;

@@ -11,6 +11,7 @@
 #include "passes/passes.h"
 #include "runtime/buffer_pool.h"
 #include "runtime/kernels/qgemm.h"
+#include "runtime/kernels/ref/sgemm.h"
 #include "runtime/plan.h"
 
 namespace quantkit {
@@ -41,7 +42,10 @@ StatusOr<std::unique_ptr<Session>> Session::Create(Model model, const SessionOpt
     QK_RETURN_IF_ERROR(passes::TopologicalSort(m.graph));
   }
   QK_RETURN_IF_ERROR(VerifyGraph(m.graph));
-  if (options.verbose) std::fputs(kernels::DescribeQGemmIsaChoice().c_str(), stderr);
+  if (options.verbose) {
+    std::fputs(kernels::DescribeQGemmIsaChoice().c_str(), stderr);
+    std::fprintf(stderr, "fp32 gemm  %s (best supported, capped by QUANTKIT_ISA)\n", kernels::SgemmKernelName());
+  }
   QK_ASSIGN_OR_RETURN(impl->plan, rt::Plan::Build(m.graph, m, nullptr));
   impl->threads = std::make_unique<ThreadPool>(options.threads);
   impl->pool = std::make_unique<rt::BufferPool>(options.max_memory_bytes ? options.max_memory_bytes
