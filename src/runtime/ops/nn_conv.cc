@@ -166,6 +166,68 @@ bool UseTapsGemm(const ConvGeometry& g2, int64_t Mg) {
   return Mg * dropped <= kTapsWasteLimit * out_w;
 }
 
+// Small output maps (a 7x7 ResNet stage: 49 columns computed as 64, with the taps' padding
+// columns 61) waste a quarter of the GEMM in its column tiles, and each weight is used only once per
+// column. Transposed, C^T [pixels, M] = im2col^T [pixels, K] * W^T [K, M]: rows are the pixels
+// (8-row tiles: 49 as 56), columns the output channels (full 32-wide tiles), weights packed once as B.
+constexpr int64_t kSmallMapPixels = 64;
+bool UseTransposedConv(int64_t out_size, int64_t Mg, int64_t group) {
+  return group == 1 && out_size >= 8 && out_size <= kSmallMapPixels && Mg >= 32;
+}
+
+// The same sums as ConvPackedFloat (same K blocks, one FMA per term in k order, the bias as the
+// first block's addend, the Clip last), so the same bits: C is prefilled with the bias (beta 1;
+// beta 0 without one), then transposed into NCHW and clamped.
+Status ConvTransposedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M,
+                           const float* x, const float* bias, float* y, const ConvActivation& act,
+                           const kernels::SgemmPackedB& wt) {
+  const int64_t ksize = g.KernelSize(), in_size = g.InSize(), out_size = g.OutSize(), kdim = C * ksize;
+  const bool pointwise = g.IsPointwise();
+  // Not pointwise: the im2col matrix from phase planes (kernels::FillPhasePlane: padding and
+  // stride phases laid out, so each tap row of an output row is one contiguous copy).
+  const ConvGeometry g2 = As2D(g);
+  const kernels::ConvPanelPlanes planes = kernels::ConvPanelPlanesFor(g2);
+  const int64_t col_floats = pointwise ? 0 : kdim * out_size + C * planes.plane_floats;
+  QK_ASSIGN_OR_RETURN(Tensor scratch, ctx.Scratch(DType::kFloat32, out_size * M + col_floats, "transposed conv"));
+  float* ct = scratch.data<float>();  // C^T [out_size, M]
+  float* col = ct + out_size * M;     // im2col [kdim, out_size]
+  float* plane = col + kdim * out_size;
+  const int64_t kw = g2.kernel[1], oh = g2.out[0], ow = g2.out[1];
+  ThreadPool* pool = ctx.thread_pool();
+  for (int64_t n = 0; n < N; ++n) {
+    const float* xn = x + n * C * in_size;
+    const float* a = xn;  // op(A) = A^T with A [kdim, out_size]: the input itself when pointwise
+    if (!pointwise) {
+      for (int64_t c = 0; c < C; ++c) {
+        float* pc = plane + c * planes.plane_floats;
+        kernels::FillPhasePlane(g2, planes.rows, planes.phase_len, xn + c * in_size, pc);
+        for (int64_t t = 0; t < ksize; ++t) {
+          const int64_t ky = t / kw, kx = t % kw, dx = kx * g2.dilation[1];
+          const float* src = pc + ky * g2.dilation[0] * planes.row_len + (dx % g2.stride[1]) * planes.phase_len +
+                             dx / g2.stride[1];
+          float* dst = col + (c * ksize + t) * out_size;
+          for (int64_t oy = 0; oy < oh; ++oy) {
+            std::copy(src + oy * g2.stride[0] * planes.row_len, src + oy * g2.stride[0] * planes.row_len + ow,
+                      dst + oy * ow);
+          }
+        }
+      }
+      a = col;
+    }
+    if (bias) {
+      for (int64_t p = 0; p < out_size; ++p) std::copy(bias, bias + M, ct + p * M);
+    }
+    kernels::SgemmWithPackedB(/*trans_a=*/true, out_size, 1.f, a, out_size, wt, bias ? 1.f : 0.f, ct, M, pool);
+    float* yn = y + n * M * out_size;
+    for (int64_t m = 0; m < M; ++m) {
+      float* row = yn + m * out_size;
+      for (int64_t p = 0; p < out_size; ++p) row[p] = ct[p * M + m];
+    }
+    ClampRows(act, yn, M, out_size, out_size);
+  }
+  return Status::Ok();
+}
+
 // Float 1-D / 2-D convolution as packed GEMMs per (image, group): weights packed once (or now,
 // when not constant), im2col values written straight into the GEMM's panels, bias and the fused
 // activation applied in the micro-kernel's store.
@@ -252,7 +314,7 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
 template <typename T>
 Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M, int64_t group,
                    const T* x, const T* w, const T* bias, T* y, const ConvActivation& act,
-                   const PackedConvWeights* prepacked = nullptr) {
+                   const PackedConvWeights* prepacked = nullptr, const kernels::SgemmPackedB* transposed = nullptr) {
   const int64_t Cg = C / group, Mg = M / group;
   const int64_t ksize = g.KernelSize(), in_size = g.InSize(), out_size = g.OutSize();
   const int64_t kdim = Cg * ksize;
@@ -307,6 +369,10 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
   }
 
   if constexpr (std::is_same_v<T, float>) {
+    if (transposed && g.nd <= 2 && UseTransposedConv(out_size, Mg, group) && transposed->depth() == kdim &&
+        transposed->cols() == M) {
+      return ConvTransposedFloat(ctx, g, N, C, M, x, bias, y, act, *transposed);
+    }
     if (g.nd <= 2) return ConvPackedFloat(ctx, g, N, C, M, group, x, w, bias, y, act, prepacked);
   }
 
@@ -411,8 +477,18 @@ class ConvKernel final : public OpKernel {
     }
     if (x->dtype() == DType::kFloat32) {
       QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
+      const kernels::SgemmPackedB* transposed = nullptr;
+      if (packed_ && g.nd <= 2 && UseTransposedConv(g.OutSize(), M / group_, group_)) {
+        // W^T packed on the first run with a small map (shapes are known only then); runs may be
+        // concurrent, hence once.
+        std::call_once(transposed_once_, [&] {
+          transposed_ = std::make_unique<kernels::SgemmPackedB>(true, w->data<float>(), w->numel() / M,
+                                                                w->numel() / M, M);
+        });
+        transposed = transposed_.get();
+      }
       return ConvCompute<float>(ctx, g, N, C, M, group_, x->data<float>(), w->data<float>(),
-                                b ? b->data<float>() : nullptr, y->data<float>(), act_, packed_.get());
+                                b ? b->data<float>() : nullptr, y->data<float>(), act_, packed_.get(), transposed);
     }
     Allocator* alloc = ctx.allocator();
     QK_ASSIGN_OR_RETURN(const Tensor xf, ToFloat32IfHalf(ctx, *x, "float32 X"));
@@ -432,6 +508,8 @@ class ConvKernel final : public OpKernel {
   int64_t group_ = 1;
   ConvActivation act_;
   std::unique_ptr<PackedConvWeights> packed_;  // constant float32 weights, packed at creation
+  std::once_flag transposed_once_;
+  std::unique_ptr<kernels::SgemmPackedB> transposed_;  // W^T for small maps (ConvTransposedFloat)
 };
 
 // --------------------------------------------------------------------------- ConvTranspose
