@@ -733,6 +733,39 @@ TEST(Gemm, AttributesAndBroadcastC) {
   EXPECT_FALSE(RunOp("Gemm", {}, {a, b}, 1).ok());
 }
 
+// One row times a constant B (a classifier head at batch 1) streams the packed B
+// (kernels::SgemvWithPackedB): Gemm with transA / transB, C and beta (alpha 1), and MatMul.
+TEST(Gemm, OneRowWithConstantBStreamsThePackedWeights) {
+  std::mt19937 rng(47);
+  const int64_t K = 300, N = 1000;
+  for (int t = 0; t < 4; ++t) {
+    const bool ta = t & 1, tb = t & 2;
+    const Tensor a = RandomTensor(ta ? Shape{K, 1} : Shape{1, K}, rng);
+    const Tensor b = RandomTensor(tb ? Shape{N, K} : Shape{K, N}, rng);
+    const Tensor c = RandomTensor({N}, rng);
+    const float beta = t == 3 ? 0.f : 0.75f;
+    auto y = MustRun("Gemm", {IntAttr("transA", ta), IntAttr("transB", tb), FloatAttr("beta", beta)}, {a, b, c}, 1, 2,
+                     {1, 2});
+    ASSERT_EQ(y.size(), 1u);
+    Tensor want(DType::kFloat32, {1, N});
+    for (int64_t j = 0; j < N; ++j) {
+      double sum = beta * c.data<float>()[j];
+      for (int64_t k = 0; k < K; ++k) sum += double(a.data<float>()[k]) * b.data<float>()[tb ? j * K + k : k * N + j];
+      want.data<float>()[j] = static_cast<float>(sum);
+    }
+    ExpectClose(y[0], want, 1e-5, "Gemm one row, transA " + std::to_string(ta) + " transB " + std::to_string(tb));
+  }
+  const Tensor a = RandomTensor({1, K}, rng), b = RandomTensor({K, N}, rng);
+  auto y = MustRun("MatMul", {}, {a, b}, 1, 2, {1});
+  Tensor want(DType::kFloat32, {1, N});
+  for (int64_t j = 0; j < N; ++j) {
+    double sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += double(a.data<float>()[k]) * b.data<float>()[k * N + j];
+    want.data<float>()[j] = static_cast<float>(sum);
+  }
+  ExpectClose(y[0], want, 1e-5, "MatMul one row");
+}
+
 TEST(MatMul, BatchedBroadcastAndVectors) {
   std::mt19937 rng(9);
   auto naive = [](const Tensor& a, const Tensor& b, int64_t batch, int64_t M, int64_t K, int64_t N, bool bcast_a,

@@ -78,10 +78,10 @@ std::unique_ptr<kernels::SgemmPackedB> PackConstantB(const Tensor& b, bool trans
   return std::make_unique<kernels::SgemmPackedB>(trans, b.data<float>(), b.dim(1), K, N);
 }
 
-// The packed B is used for this call: it is this input (constant: the same tensor every run)
-// and the product has more than one row (one row runs Sgemm's matrix-vector loop on B itself).
-bool UsePackedB(const kernels::SgemmPackedB* packed, const Tensor* b, int64_t M, int64_t K, int64_t N) {
-  return packed && b->dtype() == DType::kFloat32 && M > 1 && packed->depth() == K && packed->cols() == N;
+// The packed B is used for this call: it is this input (constant: the same tensor every run).
+// One row (a classifier head at batch 1) streams it with kernels::SgemvWithPackedB.
+bool UsePackedB(const kernels::SgemmPackedB* packed, const Tensor* b, int64_t K, int64_t N) {
+  return packed && b->dtype() == DType::kFloat32 && packed->depth() == K && packed->cols() == N;
 }
 
 class GemmKernel final : public OpKernel {
@@ -145,7 +145,11 @@ class GemmKernel final : public OpKernel {
           }
         }
         if constexpr (std::is_same_v<T, float>) {
-          if (UsePackedB(packed_b_.get(), in[1], M, K, N)) {
+          if (UsePackedB(packed_b_.get(), in[1], K, N)) {
+            if (M == 1 && alpha_ == 1.f) {  // y = a B + beta C (C already in y); A [1, K] or [K, 1]: contiguous
+              kernels::SgemvWithPackedB(in[0]->data<float>(), *packed_b_, ct ? beta_ : 0.f, yd, ctx.thread_pool());
+              return Status::Ok();
+            }
             kernels::SgemmWithPackedB(trans_a_, M, alpha_, in[0]->data<float>(), in[0]->dim(1), *packed_b_,
                                       ct ? beta_ : 0.f, yd, N, ctx.thread_pool());
             return Status::Ok();
@@ -199,8 +203,12 @@ Status MatMulCompute(KernelContext& ctx, const kernels::SgemmPackedB* packed_b) 
       if (nbatch == 0 || M == 0 || N == 0) return Status::Ok();
       if (nb_b == 1) {  // B is one matrix: all of A's rows in one GEMM
         if constexpr (std::is_same_v<T, float>) {
-          if (b->rank() == 2 && UsePackedB(packed_b, in[1], nbatch * M, K, N)) {
-            kernels::SgemmWithPackedB(false, nbatch * M, 1.f, ad, K, *packed_b, 0.f, yd, N, pool);
+          if (b->rank() == 2 && UsePackedB(packed_b, in[1], K, N)) {
+            if (nbatch * M == 1) {
+              kernels::SgemvWithPackedB(ad, *packed_b, 0.f, yd, pool);
+            } else {
+              kernels::SgemmWithPackedB(false, nbatch * M, 1.f, ad, K, *packed_b, 0.f, yd, N, pool);
+            }
             return Status::Ok();
           }
         }
