@@ -1,9 +1,11 @@
 // The float depthwise kernel gives the same bits on every ISA build, and the values of the
 // reference loop (kernels::DepthwiseConv2DChannel<float>, which skips padding taps where the
 // kernel adds w * 0: equal as floats, +0 vs -0 aside): strides 1-3 (stride-phase plane),
-// dilation, pads, kernels wider than the input, narrow outputs and wide ones (blocks of 32, tails).
+// dilation, pads, kernels wider than the input, narrow outputs and wide ones (blocks of 32 / 64,
+// tails), with and without a fused Clip; the avx512 build is 16 wide.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -43,23 +45,29 @@ TEST(DepthwiseFloat, EveryIsaSameBitsAndTheReferenceValues) {
     for (auto& v : x) v = normal(rng);
     for (auto& v : w) v = normal(rng);
     const int64_t n = g.out[0] * g.out[1];
-    std::vector<float> want(static_cast<size_t>(n));
-    kernels::DepthwiseConv2DChannel<float>(g, x.data(), w.data(), 0.375f, want.data());
-    std::vector<float> first;
-    for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni}) {
-      if (!kernels::QGemmIsaSupported(isa)) continue;
-      std::vector<float> plane(static_cast<size_t>(kernels::DepthwiseFloatPlaneElems(g)), std::nanf(""));
-      std::vector<float> got(static_cast<size_t>(n) + 8, -1.f);
-      kernels::DepthwiseConv2DFloat(g, x.data(), w.data(), 0.375f, got.data(), plane.data(), isa);
-      for (int64_t i = 0; i < n; ++i) {
-        ASSERT_EQ(got[i], want[i]) << kernels::QGemmIsaName(isa) << " W=" << c.W << " stride " << c.sw << " element "
-                                   << i;
+    const float lo_hi[2] = {-0.5f, 0.75f};
+    for (const float* clamp : {static_cast<const float*>(nullptr), lo_hi}) {  // without and with a fused Clip
+      std::vector<float> want(static_cast<size_t>(n));
+      kernels::DepthwiseConv2DChannel<float>(g, x.data(), w.data(), 0.375f, want.data());
+      if (clamp) {
+        for (float& v : want) v = std::min(std::max(v, clamp[0]), clamp[1]);
       }
-      for (int64_t i = n; i < n + 8; ++i) ASSERT_EQ(got[i], -1.f) << "wrote past the output";
-      if (first.empty()) {
-        first = got;
-      } else {
-        ASSERT_EQ(std::memcmp(first.data(), got.data(), got.size() * sizeof(float)), 0) << kernels::QGemmIsaName(isa);
+      std::vector<float> first;
+      for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni}) {
+        if (!kernels::QGemmIsaSupported(isa)) continue;
+        std::vector<float> plane(static_cast<size_t>(kernels::DepthwiseFloatPlaneElems(g)), std::nanf(""));
+        std::vector<float> got(static_cast<size_t>(n) + 16, -1.f);
+        kernels::DepthwiseConv2DFloat(g, x.data(), w.data(), 0.375f, got.data(), plane.data(), isa, clamp);
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(got[i], want[i]) << kernels::QGemmIsaName(isa) << " W=" << c.W << " stride " << c.sw
+                                     << " element " << i << (clamp ? " clamped" : "");
+        }
+        for (int64_t i = n; i < n + 16; ++i) ASSERT_EQ(got[i], -1.f) << "wrote past the output";
+        if (first.empty()) {
+          first = got;
+        } else {
+          ASSERT_EQ(std::memcmp(first.data(), got.data(), got.size() * sizeof(float)), 0) << kernels::QGemmIsaName(isa);
+        }
       }
     }
   }

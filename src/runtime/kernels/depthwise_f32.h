@@ -3,8 +3,8 @@
 // one multiply and one add each (no FMA). Padding taps add w * 0, as the im2col GEMM path does
 // (so Inf/NaN weights give NaN there, and a -0 sum can become +0): otherwise the same values as
 // kernels::DepthwiseConv2DChannel<float>, which skips them. The channel is first copied into a
-// padded, stride-phase-split `plane` so every tap reads consecutive floats; the portable and
-// avx2 builds give the same bits.
+// padded, stride-phase-split `plane` so every tap reads consecutive floats; the portable, avx2
+// and avx512 builds give the same bits.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +17,9 @@ namespace quantkit::kernels {
 // Floats of `plane` scratch DepthwiseConv2DFloat needs.
 int64_t DepthwiseFloatPlaneElems(const ConvGeometry& g);
 
-// g: nd == 2. isa kRef: the portable build; otherwise the avx2 build.
+// g: nd == 2. isa kRef: the portable build (8 wide); kAvx2: ymm; kAvx512Vnni: zmm (16 wide; only
+// avx512f is used). clamp_lo_hi (or null): a fused Clip, min(max(y, lo), hi), applied before the store.
 void DepthwiseConv2DFloat(const ConvGeometry& g, const float* x, const float* w, float bias, float* y, float* plane,
-                          QGemmIsa isa);
+                          QGemmIsa isa, const float* clamp_lo_hi = nullptr);
 
 }  // namespace quantkit::kernels

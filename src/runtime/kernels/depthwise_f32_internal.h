@@ -1,7 +1,8 @@
 // Body of DepthwiseConv2DFloat (depthwise_f32.h), always inlined into the portable build
-// (depthwise_f32.cc) and the avx2 build (x86/depthwise_f32_avx2.cc). Written once with 8-wide
-// GCC vectors: the portable build runs them as SSE pairs, the avx2 build as ymm; both do the same
-// IEEE multiplies and adds in the same order (no FMA contraction: -ffp-contract=off).
+// (depthwise_f32.cc), the avx2 build and the avx512 build (x86/depthwise_f32_avx2.cc). Written
+// once over GCC vectors: 8 wide for the portable build (SSE pairs) and avx2 (ymm), 16 wide for
+// avx512 (zmm); all do the same IEEE multiplies and adds in the same order per output (no FMA
+// contraction: -ffp-contract=off), so the same bits.
 #pragma once
 
 #include <algorithm>
@@ -13,15 +14,15 @@
 namespace quantkit::kernels::depthwise_f32 {
 
 // The channel's phase plane (kernels::FillPhasePlane): every tap of consecutive output columns
-// reads consecutive floats. Each phase holds the output width rounded up to 8 (plus the taps'
-// reach), so 8-wide loads never leave the plane.
+// reads consecutive floats. Each phase holds the output width rounded up to 16 (plus the taps'
+// reach), so 8- and 16-wide loads never leave the plane.
 struct PlaneLayout {
   int64_t rows = 0, phase_len = 0, row_len = 0, out_cols = 0;
 };
 
 inline PlaneLayout Layout(const ConvGeometry& g) {
   PlaneLayout l;
-  l.out_cols = (g.out[1] + 7) / 8 * 8;
+  l.out_cols = (g.out[1] + 15) / 16 * 16;
   l.rows = (g.out[0] - 1) * g.stride[0] + (g.kernel[0] - 1) * g.dilation[0] + 1;
   l.phase_len = l.out_cols + (g.kernel[1] - 1) * g.dilation[1] / g.stride[1];
   l.row_len = l.phase_len * g.stride[1];
@@ -29,30 +30,48 @@ inline PlaneLayout Layout(const ConvGeometry& g) {
 }
 
 typedef float v8f __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
 
-// acc += w * p[0..8): one multiply and one add per lane (vectors by reference: no ABI concerns
+// The fused Clip (com.quantkit::FusedConv): y = min(max(y, lo), hi), the Clip kernel's expression.
+struct Clamp {
+  bool on = false;
+  float lo = 0.f, hi = 0.f;
+};
+
+// acc += w * p[0..L): one multiply and one add per lane (vectors by reference: no ABI concerns
 // in the portable build).
-__attribute__((always_inline)) inline void MulAdd8(v8f& acc, float w, const float* p) {
-  v8f v;
+template <typename VT>
+__attribute__((always_inline)) inline void MulAdd(VT& acc, float w, const float* p) {
+  VT v;
   std::memcpy(&v, p, sizeof(v));
   acc += w * v;
 }
 
-// Output rows computed together in the columns after the 32-wide blocks: about 4 independent
+// v = std::min(std::max(v, lo), hi) per lane: NaN and -0 pass as in the Clip kernel (in place:
+// vectors by reference, no ABI concerns).
+template <typename VT>
+__attribute__((always_inline)) inline void ApplyClamp(VT& v, const Clamp& c) {
+  if (!c.on) return;
+  const VT m = v < c.lo ? VT{} + c.lo : v;
+  v = c.hi < m ? VT{} + c.hi : m;
+}
+
+// Output rows computed together in the columns after the wide blocks: about 4 independent
 // accumulators in flight (one alone waits on each add's latency).
 constexpr int64_t RowsPerBlock(int64_t vectors) { return vectors >= 3 ? 1 : vectors == 2 ? 2 : 4; }
 
-// Columns [first, ow) of output rows [oy, oy + rows): V vectors of 8 per row, rows up to 4 / V at
-// once. A row's last vector may run past ow into the following rows, which are all stored after
-// it (the caller stores the 32-wide blocks after this); only a vector that would run past the
+// Columns [first, ow) of output rows [oy, oy + rows): V vectors of L floats per row, rows up to
+// 4 / V at once. A row's last vector may run past ow into the following rows, which are all stored
+// after it (the caller stores the wide blocks after this); only a vector that would run past the
 // end of the plane is stored partially.
-template <int V>
+template <typename VT, int V>
 __attribute__((always_inline)) inline void RestBlock(const float* plane, const PlaneLayout& l, int64_t sh,
-                                                     const int64_t* off, int64_t taps, const float* w, const v8f& vbias,
-                                                     int64_t oy, int64_t rows, int64_t first, int64_t ow, int64_t oh,
-                                                     float* y) {
+                                                     const int64_t* off, int64_t taps, const float* w, const VT& vbias,
+                                                     const Clamp& clamp, int64_t oy, int64_t rows, int64_t first,
+                                                     int64_t ow, int64_t oh, float* y) {
+  constexpr int L = sizeof(VT) / sizeof(float);
   constexpr int kMaxRows = 4;
-  v8f acc[kMaxRows][V];
+  VT acc[kMaxRows][V];
   const float* row[kMaxRows];
   for (int r = 0; r < kMaxRows; ++r) {
     row[r] = plane + (oy + std::min<int64_t>(r, rows - 1)) * sh * l.row_len + first;
@@ -62,13 +81,13 @@ __attribute__((always_inline)) inline void RestBlock(const float* plane, const P
     for (int64_t t = 0; t < taps; ++t) {
       const float wt = w[t];
       for (int r = 0; r < RowsPerBlock(V); ++r)
-        for (int v = 0; v < V; ++v) MulAdd8(acc[r][v], wt, row[r] + off[t] + 8 * v);
+        for (int v = 0; v < V; ++v) MulAdd(acc[r][v], wt, row[r] + off[t] + L * v);
     }
   } else {
     for (int64_t t = 0; t < taps; ++t) {
       const float wt = w[t];
       for (int r = 0; r < rows; ++r)
-        for (int v = 0; v < V; ++v) MulAdd8(acc[r][v], wt, row[r] + off[t] + 8 * v);
+        for (int v = 0; v < V; ++v) MulAdd(acc[r][v], wt, row[r] + off[t] + L * v);
     }
   }
   const int64_t plane_end = oh * ow;
@@ -77,27 +96,31 @@ __attribute__((always_inline)) inline void RestBlock(const float* plane, const P
     float* yr = y + start;
     const int64_t n = ow - first;
     for (int v = 0; v < V; ++v) {
-      if (8 * v + 8 <= n || start + 8 * v + 8 <= plane_end) {
-        std::memcpy(yr + 8 * v, &acc[r][v], sizeof(v8f));
+      VT out = acc[r][v];
+      ApplyClamp(out, clamp);
+      if (L * v + L <= n || start + L * v + L <= plane_end) {
+        std::memcpy(yr + L * v, &out, sizeof(VT));
       } else {
-        std::memcpy(yr + 8 * v, &acc[r][v], sizeof(float) * static_cast<size_t>(n - 8 * v));
+        std::memcpy(yr + L * v, &out, sizeof(float) * static_cast<size_t>(n - L * v));
       }
     }
   }
 }
 
+template <typename VT>
 __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const float* x, const float* w, float bias,
-                                               float* y, float* plane) {
+                                               const Clamp& clamp, float* y, float* plane) {
+  constexpr int L = sizeof(VT) / sizeof(float);
   const int64_t kh = g.kernel[0], kw = g.kernel[1];
   const int64_t oh = g.out[0], ow = g.out[1], sh = g.stride[0], sw = g.stride[1];
   const int64_t dh = g.dilation[0], dw = g.dilation[1];
   const PlaneLayout l = Layout(g);
 
-  // 1. The padded, phase-split plane (its rows hold the output width rounded up to 8).
+  // 1. The padded, phase-split plane (its rows hold the output width rounded up to 16).
   FillPhasePlane(g, l.rows, l.phase_len, x, plane);
 
-  // 2. Each output row: bias, then every tap in order (ky, kx), 32 columns at a time in
-  // registers, then 8 at a time; the last partial 8 are stored through a small buffer.
+  // 2. Each output row: bias, then every tap in order (ky, kx), 4 vectors at a time in
+  // registers, then up to 4 vectors in blocks of rows; partial vectors stored partially.
   constexpr int64_t kStackTaps = 64;
   const int64_t taps = kh * kw;
   int64_t stack_off[kStackTaps];
@@ -112,36 +135,40 @@ __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const floa
       off[ky * kw + kx] = ky * dh * l.row_len + (kx * dw) % sw * l.phase_len + (kx * dw) / sw;
     }
   }
-  const v8f vbias = {bias, bias, bias, bias, bias, bias, bias, bias};
-  const int64_t wide = ow / 32 * 32;  // columns done 32 at a time; the rest in blocks of V vectors
-  const int64_t rest_vectors = (ow - wide + 7) / 8;
+  const VT vbias = VT{} + bias;
+  const int64_t wide = ow / (4 * L) * (4 * L);  // columns done 4 vectors at a time; the rest in blocks
+  const int64_t rest_vectors = (ow - wide + L - 1) / L;
   for (int64_t oy = 0; oy < oh;) {
     const int64_t rows = std::min(RowsPerBlock(rest_vectors), oh - oy);
     switch (rest_vectors) {
-      case 1: RestBlock<1>(plane, l, sh, off, taps, w, vbias, oy, rows, wide, ow, oh, y); break;
-      case 2: RestBlock<2>(plane, l, sh, off, taps, w, vbias, oy, rows, wide, ow, oh, y); break;
-      case 3: RestBlock<3>(plane, l, sh, off, taps, w, vbias, oy, rows, wide, ow, oh, y); break;
-      case 4: RestBlock<4>(plane, l, sh, off, taps, w, vbias, oy, rows, wide, ow, oh, y); break;
+      case 1: RestBlock<VT, 1>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
+      case 2: RestBlock<VT, 2>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
+      case 3: RestBlock<VT, 3>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
+      case 4: RestBlock<VT, 4>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
       default: break;
     }
     if (wide > 0) {
       for (int64_t rr = 0; rr < rows; ++rr) {
         const float* row = plane + (oy + rr) * sh * l.row_len;
         float* yr = y + (oy + rr) * ow;
-        for (int64_t ox = 0; ox < wide; ox += 32) {
-          v8f a0 = vbias, a1 = vbias, a2 = vbias, a3 = vbias;
+        for (int64_t ox = 0; ox < wide; ox += 4 * L) {
+          VT a0 = vbias, a1 = vbias, a2 = vbias, a3 = vbias;
           for (int64_t t = 0; t < taps; ++t) {
             const float* s = row + off[t] + ox;
             const float wt = w[t];
-            MulAdd8(a0, wt, s);
-            MulAdd8(a1, wt, s + 8);
-            MulAdd8(a2, wt, s + 16);
-            MulAdd8(a3, wt, s + 24);
+            MulAdd(a0, wt, s);
+            MulAdd(a1, wt, s + L);
+            MulAdd(a2, wt, s + 2 * L);
+            MulAdd(a3, wt, s + 3 * L);
           }
+          ApplyClamp(a0, clamp);
+          ApplyClamp(a1, clamp);
+          ApplyClamp(a2, clamp);
+          ApplyClamp(a3, clamp);
           std::memcpy(yr + ox, &a0, sizeof(a0));
-          std::memcpy(yr + ox + 8, &a1, sizeof(a1));
-          std::memcpy(yr + ox + 16, &a2, sizeof(a2));
-          std::memcpy(yr + ox + 24, &a3, sizeof(a3));
+          std::memcpy(yr + ox + L, &a1, sizeof(a1));
+          std::memcpy(yr + ox + 2 * L, &a2, sizeof(a2));
+          std::memcpy(yr + ox + 3 * L, &a3, sizeof(a3));
         }
       }
     }
@@ -149,6 +176,9 @@ __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const floa
   }
 }
 
-void RunAvx2(const ConvGeometry& g, const float* x, const float* w, float bias, float* y, float* plane);
+void RunAvx2(const ConvGeometry& g, const float* x, const float* w, float bias, const Clamp& clamp, float* y,
+             float* plane);
+void RunAvx512(const ConvGeometry& g, const float* x, const float* w, float bias, const Clamp& clamp, float* y,
+               float* plane);
 
 }  // namespace quantkit::kernels::depthwise_f32

@@ -349,14 +349,15 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
       }
       for (int64_t t = b; t < e; ++t) {
         const int64_t c = t % C;
-        if constexpr (std::is_same_v<T, float>) {
+        if constexpr (std::is_same_v<T, float>) {  // the fused Clip in the kernel's store
+          const float lo_hi[2] = {act.lo, act.hi};
           kernels::DepthwiseConv2DFloat(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : 0.f, y + t * out_size,
-                                        plane.data<float>(), isa);
+                                        plane.data<float>(), isa, act.on ? lo_hi : nullptr);
         } else {
           kernels::DepthwiseConv2DChannel<T>(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : T(0),
                                              y + t * out_size);
+          ClampRows(act, y + t * out_size, 1, out_size, out_size);
         }
-        ClampRows(act, y + t * out_size, 1, out_size, out_size);
       }
     };
     const int64_t per = std::max<int64_t>(1, out_size * ksize);
