@@ -306,6 +306,14 @@ namespace {
 // or, for the avx2 words with contiguous kernel rows (dilation_w 1, KW <= 8), one 8-byte load per
 // (channel, kh) run (FillConvRunsAvx2). Pixels whose window reaches into the padding take the
 // per-row loop below.
+bool CpuHasAvx2() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return has;
+}
+
 // The bytes form of qgemm::FillConvRunsAvx2: each run of `run` (<= 8) taps is one 8-byte load
 // and store (the next run's store overwrites the excess; the last one's lands in the row's
 // padding, the next row or the storage's slack), summed with psadbw on the run's bytes only.
@@ -349,6 +357,7 @@ void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, 
   // Runs: every KW-th tap offset starts one (tap_offsets is (c, kh, kw) ordered).
   constexpr bool kWords = std::is_same_v<E, int16_t>;
   const bool use_runs = s.dilation_w == 1 && s.KW <= 8;
+  const bool three_runs = !kWords && CpuHasAvx2();
   const int64_t segments = s.C * s.KH, input_bytes = s.C * s.H * s.W;
   thread_local std::vector<int64_t> run_offsets;
   if (use_runs) {
@@ -378,7 +387,13 @@ void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, 
         int64_t fast = segments;  // as above, for the bytes (8-byte loads and stores)
         const int64_t corner_offset = ih0 * s.W + iw0;
         while (fast > 0 && corner_offset + run_offsets[fast - 1] + 8 > input_bytes) --fast;
-        sum = FillConvRunsBytes(corner, run_offsets.data(), fast, static_cast<int>(s.KW), flip, need_sums, dst);
+        int64_t grouped = 0;  // 3-wide kernels on a CPU with avx2: three runs per 16-byte store
+        if (s.KW == 3 && three_runs) {
+          grouped = fast / 3 * 3;
+          sum = qgemm::FillConvRuns3Bytes(corner, run_offsets.data(), grouped / 3, flip, need_sums, dst);
+        }
+        sum += FillConvRunsBytes(corner, run_offsets.data() + grouped, fast - grouped, static_cast<int>(s.KW), flip,
+                                 need_sums, dst + grouped * 3);
         k = fast * s.KW;
       }
       for (; k < K; ++k) {

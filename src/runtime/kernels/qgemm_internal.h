@@ -34,6 +34,12 @@ struct MicroKernel {
 uint32_t FillConvRunsAvx2(const uint8_t* corner, const int64_t* seg_offsets, int64_t segments, int run, uint8_t flip,
                           bool sum, int16_t* dst);
 
+// The bytes layout's packing (VNNI) for 3-byte runs, `groups` groups of three runs: each group's
+// 9 bytes (value ^ flip) written with one 16-byte store (7 bytes of excess past the group, as
+// FillConvRunsAvx2's). Returns the sum of the values written (0 when `sum` is false). avx2 build.
+uint32_t FillConvRuns3Bytes(const uint8_t* corner, const int64_t* seg_offsets, int64_t groups, uint8_t flip, bool sum,
+                            uint8_t* dst);
+
 // The epilogue's avx2 build (qgemm_epilogue.h), in x86/qgemm_avx2.cc.
 void EpilogueAvx2(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0, int rows,
                   int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr);
