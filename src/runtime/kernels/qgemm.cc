@@ -306,14 +306,6 @@ namespace {
 // or, for the avx2 words with contiguous kernel rows (dilation_w 1, KW <= 8), one 8-byte load per
 // (channel, kh) run (FillConvRunsAvx2). Pixels whose window reaches into the padding take the
 // per-row loop below.
-bool CpuHasAvx2() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return has;
-}
-
 // The bytes form of qgemm::FillConvRunsAvx2: each run of `run` (<= 8) taps is one 8-byte load
 // and store (the next run's store overwrites the excess; the last one's lands in the row's
 // padding, the next row or the storage's slack), summed with psadbw on the run's bytes only.
@@ -357,7 +349,7 @@ void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, 
   // Runs: every KW-th tap offset starts one (tap_offsets is (c, kh, kw) ordered).
   constexpr bool kWords = std::is_same_v<E, int16_t>;
   const bool use_runs = s.dilation_w == 1 && s.KW <= 8;
-  const bool three_runs = !kWords && CpuHasAvx2();
+  const bool three_runs = !kWords && QGemmIsaSupported(QGemmIsa::kAvx2);
   const int64_t segments = s.C * s.KH, input_bytes = s.C * s.H * s.W;
   thread_local std::vector<int64_t> run_offsets;
   if (use_runs) {

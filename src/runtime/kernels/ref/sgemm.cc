@@ -100,14 +100,6 @@ __attribute__((target("avx2"))) void PackA8Avx2(const float* const* rows, int64_
     for (int i = 0; i < 8; ++i) d[k * 8 + i] = rows[i][k];
 }
 
-bool CpuHasAvx2() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return has;
-}
-
 // Packs op(A)[i0 : i0+mc, k0 : k0+kc] into MR-row slivers: dst[sliver][k][r].
 template <int MR>
 void PackA(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
@@ -131,7 +123,7 @@ void PackA(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc, int6
       const float* rows[MR];
       for (int r = 0; r < MR; ++r) rows[r] = A + (i0 + ir + std::min<int64_t>(r, m - 1)) * lda + k0;
       bool transpose8 = false;
-      if constexpr (MR == 8) transpose8 = m == MR && CpuHasAvx2();
+      if constexpr (MR == 8) transpose8 = m == MR && SgemmIsaSupported(SgemmIsa::kAvx2);
       if (transpose8) {
         PackA8Avx2(rows, kc, d);
       } else if (m == MR) {
