@@ -193,7 +193,11 @@ function parseArgs(argv) {
         break;
       }
       case '--json': opts.json = true; break;
-      case '--profile': opts.profile = val(); break;
+      case '--profile': {
+        opts.profile = val();
+        if (!opts.profile) throw new UsageError('--profile needs a file name prefix');
+        break;
+      }
       case '-h': case '--help': opts.help = true; break;
       default:
         if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
@@ -206,6 +210,7 @@ function parseArgs(argv) {
   if (!opts.outputDir && !opts.repeat) throw new UsageError('missing --output-dir DIR');
   if (opts.carries.length && !opts.data) throw new UsageError('--carry needs --data');
   if (opts.data && (opts.repeat || !opts.outputDir)) throw new UsageError('--data needs --output-dir and no --repeat');
+  if (opts.profile && !opts.repeat) throw new UsageError('--profile profiles the timed runs: it needs --repeat');
   if (opts.warmup === null) opts.warmup = opts.repeat && opts.warmupMs === null ? 1 : 0;
   return opts;
 }

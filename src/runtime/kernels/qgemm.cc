@@ -297,15 +297,6 @@ void PackQActivationsTransposed(const void* a, bool a_is_signed, int64_t M, int6
 
 namespace {
 
-// The rows of PackQActivationsConv2D in the element type the kernel reads (uint8 bytes, or the
-// avx2 kernel's int16 words), with the row sums taken from the values as they are written: the
-// sums never re-read the rows (re-reading many small fresh stores with vector loads stalls).
-//
-// A pixel whose window lies inside the image (most of them) reads its K taps at fixed offsets
-// from the window's corner (`tap_offsets`, the same for every such pixel): one tight gather loop,
-// or, for the avx2 words with contiguous kernel rows (dilation_w 1, KW <= 8), one 8-byte load per
-// (channel, kh) run (FillConvRunsAvx2). Pixels whose window reaches into the padding take the
-// per-row loop below.
 // The bytes form of qgemm::FillConvRunsAvx2: each run of `run` (<= 8) taps is one 8-byte load
 // and store (the next run's store overwrites the excess; the last one's lands in the row's
 // padding, the next row or the storage's slack), summed with psadbw on the run's bytes only.
@@ -336,6 +327,16 @@ uint32_t FillConvRunsBytes(const uint8_t* corner, const int64_t* seg_offsets, in
   return static_cast<uint32_t>(total);
 }
 
+// The rows of PackQActivationsConv2D in the element type the kernel reads (uint8 bytes, or the
+// avx2 kernel's int16 words), with the row sums taken from the values as they are written: the
+// sums never re-read the rows (re-reading many small fresh stores with vector loads stalls).
+//
+// A pixel whose window lies inside the image (most of them) reads its K taps at fixed offsets
+// from the window's corner (`tap_offsets`, the same for every such pixel): one tight gather loop,
+// or, with contiguous kernel rows (dilation_w 1, KW <= 8), one 8-byte load per (channel, kh) run
+// (FillConvRunsAvx2 for the avx2 words; FillConvRunsBytes for the bytes, three 3-byte runs per
+// store with qgemm::FillConvRuns3Bytes). Pixels whose window reaches into the padding take the
+// per-row loop below.
 template <typename E>
 void FillConvRows(const uint8_t* x, const QConv2DShape& s, int64_t first_pixel, int64_t pixels, uint8_t flip,
                   uint8_t pad, int64_t kp, bool need_sums, E* rows, int32_t* row_sums) {

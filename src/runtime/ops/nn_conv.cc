@@ -187,11 +187,11 @@ Status ConvTransposedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N,
   // stride phases laid out, so each tap row of an output row is one contiguous copy).
   const ConvGeometry g2 = As2D(g);
   const kernels::ConvPanelPlanes planes = kernels::ConvPanelPlanesFor(g2);
-  const int64_t col_floats = pointwise ? 0 : kdim * out_size + C * planes.plane_floats;
+  const int64_t col_floats = pointwise ? 0 : kdim * out_size + planes.plane_floats;
   QK_ASSIGN_OR_RETURN(Tensor scratch, ctx.Scratch(DType::kFloat32, out_size * M + col_floats, "transposed conv"));
   float* ct = scratch.data<float>();  // C^T [out_size, M]
   float* col = ct + out_size * M;     // im2col [kdim, out_size]
-  float* plane = col + kdim * out_size;
+  float* plane = col + kdim * out_size;  // one channel's phase plane at a time
   const int64_t kw = g2.kernel[1], oh = g2.out[0], ow = g2.out[1];
   ThreadPool* pool = ctx.thread_pool();
   for (int64_t n = 0; n < N; ++n) {
@@ -199,12 +199,9 @@ Status ConvTransposedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N,
     const float* a = xn;  // op(A) = A^T with A [kdim, out_size]: the input itself when pointwise
     if (!pointwise) {
       for (int64_t c = 0; c < C; ++c) {
-        float* pc = plane + c * planes.plane_floats;
-        kernels::FillPhasePlane(g2, planes.rows, planes.phase_len, xn + c * in_size, pc);
+        kernels::FillPhasePlane(g2, planes.rows, planes.phase_len, xn + c * in_size, plane);
         for (int64_t t = 0; t < ksize; ++t) {
-          const int64_t ky = t / kw, kx = t % kw, dx = kx * g2.dilation[1];
-          const float* src = pc + ky * g2.dilation[0] * planes.row_len + (dx % g2.stride[1]) * planes.phase_len +
-                             dx / g2.stride[1];
+          const float* src = plane + kernels::PhasePlaneTapOffset(g2, planes, t / kw, t % kw);
           float* dst = col + (c * ksize + t) * out_size;
           for (int64_t oy = 0; oy < oh; ++oy) {
             std::copy(src + oy * g2.stride[0] * planes.row_len, src + oy * g2.stride[0] * planes.row_len + ow,

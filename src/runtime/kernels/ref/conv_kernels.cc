@@ -153,15 +153,14 @@ namespace {
 template <int NR>
 void Im2ColPanelNr(const ConvGeometry& g, const ConvPanelPlanes& l, const float* x, int64_t k0, int64_t kc, int64_t p0,
                    int64_t np, float* dst) {
-  const int64_t kw = g.kernel[1], ow = g.out[1], sh = g.stride[0], sw = g.stride[1];
-  const int64_t dh = g.dilation[0], dw = g.dilation[1], ksize = g.kernel[0] * kw;
+  const int64_t kw = g.kernel[1], ow = g.out[1], sh = g.stride[0], ksize = g.kernel[0] * kw;
   constexpr int64_t kTapBlock = 256;
   int64_t tap[kTapBlock];  // offset of each panel row's tap from its output position's origin
   for (int64_t pc = 0; pc < kc; pc += kTapBlock) {
     const int64_t rows = std::min(kTapBlock, kc - pc);
     for (int64_t r = 0; r < rows; ++r) {
-      const int64_t k = k0 + pc + r, c = k / ksize, t = k % ksize, kx = t % kw;
-      tap[r] = c * l.plane_floats + (t / kw) * dh * l.row_len + (kx * dw) % sw * l.phase_len + (kx * dw) / sw;
+      const int64_t k = k0 + pc + r, c = k / ksize, t = k % ksize;
+      tap[r] = c * l.plane_floats + PhasePlaneTapOffset(g, l, t / kw, t % kw);
     }
     for (int64_t q0 = 0; q0 < np; q0 += NR) {
       const int n = static_cast<int>(std::min<int64_t>(NR, np - q0));

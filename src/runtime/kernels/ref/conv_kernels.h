@@ -44,6 +44,13 @@ struct ConvPanelPlanes {
 constexpr int64_t kConvPanelMargin = 16;
 ConvPanelPlanes ConvPanelPlanesFor(const ConvGeometry& g);
 
+// Offset of tap (ky, kx) of output (0, 0) in a channel's phase plane; output (oy, ox) adds
+// oy * stride_h * row_len + ox.
+inline int64_t PhasePlaneTapOffset(const ConvGeometry& g, const ConvPanelPlanes& l, int64_t ky, int64_t kx) {
+  const int64_t dx = kx * g.dilation[1];
+  return ky * g.dilation[0] * l.row_len + dx % g.stride[1] * l.phase_len + dx / g.stride[1];
+}
+
 // The im2col matrix of a 2-D convolution over phase planes (planes: the group's first channel),
 // rows k = c * KH * KW + ky * KW + kx in [k0, k0+kc), output positions [p0, p0+np), written in
 // the packed GEMM panel layout (kernels::SgemmPanelPacker): element (k, p) at

@@ -122,9 +122,8 @@ void PackA(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc, int6
     } else {  // op(A)(i, k) = A[i * lda + k]
       const float* rows[MR];
       for (int r = 0; r < MR; ++r) rows[r] = A + (i0 + ir + std::min<int64_t>(r, m - 1)) * lda + k0;
-      bool transpose8 = false;
-      if constexpr (MR == 8) transpose8 = m == MR && SgemmIsaSupported(SgemmIsa::kAvx2);
-      if (transpose8) {
+      // 8-row slivers belong to the AVX-512 kernel, which is only chosen on CPUs with AVX2.
+      if (MR == 8 && m == MR) {
         PackA8Avx2(rows, kc, d);
       } else if (m == MR) {
         for (int64_t k = 0; k < kc; ++k)
@@ -881,7 +880,8 @@ bool SgemmIsaSupported(SgemmIsa isa) {
   switch (isa) {
     case SgemmIsa::kPortable: return true;
     case SgemmIsa::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case SgemmIsa::kAvx512: return __builtin_cpu_supports("avx512f");
+    // The AVX-512 build also runs the AVX2 packers and matrix-vector loops.
+    case SgemmIsa::kAvx512: return __builtin_cpu_supports("avx512f") && SgemmIsaSupported(SgemmIsa::kAvx2);
   }
   return false;
 }
