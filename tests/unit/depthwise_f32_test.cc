@@ -53,7 +53,7 @@ TEST(DepthwiseFloat, EveryIsaSameBitsAndTheReferenceValues) {
         for (float& v : want) v = std::min(std::max(v, clamp[0]), clamp[1]);
       }
       std::vector<float> first;
-      for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni}) {
+      for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
         if (!kernels::QGemmIsaSupported(isa)) continue;
         std::vector<float> plane(static_cast<size_t>(kernels::DepthwiseFloatPlaneElems(g)), std::nanf(""));
         std::vector<float> got(static_cast<size_t>(n) + 16, -1.f);

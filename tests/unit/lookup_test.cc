@@ -20,7 +20,7 @@ TEST(LookupBytes, EveryIsaEqualsTheTable) {
     std::vector<uint8_t> x_values(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) x_values[i] = static_cast<uint8_t>(i < 256 ? i : rng());  // every code
     testing::GuardedBytes x(x_values);
-    for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni}) {
+    for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
       if (!kernels::QGemmIsaSupported(isa)) continue;
       std::vector<uint8_t> y(static_cast<size_t>(n), 0);
       kernels::LookupBytes(x.data(), n, table.data(), y.data(), isa);

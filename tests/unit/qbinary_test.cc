@@ -49,7 +49,7 @@ TEST(QBinarySpan, EveryIsaEqualsTheDefinition) {
         const uint8_t ra = a[i * step_a], rb = b[i * step_b];
         want[i] = Definition(p, p.a_signed ? static_cast<int8_t>(ra) : ra, p.b_signed ? static_cast<int8_t>(rb) : rb);
       }
-      for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni}) {
+      for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
         if (!kernels::QGemmIsaSupported(isa)) continue;
         std::vector<uint8_t> y(static_cast<size_t>(len));
         kernels::QBinarySpan(p, a.data(), step_a, b.data(), step_b, len, y.data(), isa);

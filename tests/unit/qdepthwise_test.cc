@@ -74,7 +74,7 @@ TEST(QDepthwise, EveryIsaEqualsTheDefinition) {
                                      : rt::quant::Requantize<uint8_t>(acc, multiplier, y_zp);
         want[oh * s.OW + ow] = std::clamp(q, c.y_min, c.y_max);
       }
-    for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni}) {
+    for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
       if (!kernels::QGemmIsaSupported(isa)) continue;
       std::vector<uint8_t> y(want.size(), 0xAA);
       std::vector<int16_t> plane(static_cast<size_t>(kernels::QDepthwisePlaneElems(s)));

@@ -29,7 +29,7 @@ struct Case {
 
 std::vector<QGemmIsa> SupportedIsas() {
   std::vector<QGemmIsa> v;
-  for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni})
+  for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx})
     if (kernels::QGemmIsaSupported(isa)) v.push_back(isa);
   return v;
 }
@@ -65,6 +65,9 @@ TEST(QGemm, EveryIsaMatchesReferenceExactly) {
       {1, 1, 1, false, true, 0, false},      {3, 17, 5, false, true, 255, true},  {9, 33, 7, true, true, -128, true},
       {8, 32, 64, false, false, 128, true},  {13, 50, 129, true, false, 127, false}, {2, 16, 1000, false, true, 255, false},
       {70, 45, 33, false, true, 3, true},    {1, 200, 300, true, true, 0, true},   {17, 1, 19, false, false, 0, false},
+      // Shapes for 16-row x 64-k tiles (amx): one exact tile, row and k tails, K past the 512 block.
+      {16, 16, 64, false, true, 255, true},  {37, 48, 200, true, true, -3, true},  {64, 33, 1100, false, true, 7, true},
+      {48, 17, 130, true, false, 0, false},
   };
   ThreadPool pool(2);
   for (const Case& c : cases) {

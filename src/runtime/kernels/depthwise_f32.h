@@ -17,7 +17,7 @@ namespace quantkit::kernels {
 // Floats of `plane` scratch DepthwiseConv2DFloat needs.
 int64_t DepthwiseFloatPlaneElems(const ConvGeometry& g);
 
-// g: nd == 2. isa kRef: the portable build (8 wide); kAvx2: ymm; kAvx512Vnni: zmm (16 wide; only
+// g: nd == 2. isa kRef: the portable build (8 wide); kAvx2: ymm; kAvx512Vnni and kAmx: zmm (16 wide; only
 // avx512f is used). clamp_lo_hi (or null): a fused Clip, min(max(y, lo), hi), applied before the store.
 void DepthwiseConv2DFloat(const ConvGeometry& g, const float* x, const float* w, float bias, float* y, float* plane,
                           QGemmIsa isa, const float* clamp_lo_hi = nullptr);

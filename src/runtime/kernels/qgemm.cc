@@ -6,6 +6,11 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <fmt/format.h>
 
@@ -31,9 +36,38 @@ const char* QGemmIsaName(QGemmIsa isa) {
     case QGemmIsa::kRef: return "ref";
     case QGemmIsa::kAvx2: return "avx2";
     case QGemmIsa::kAvx512Vnni: return "avx512vnni";
+    case QGemmIsa::kAmx: return "amx";
   }
   return "?";
 }
+
+namespace {
+
+// AMX needs the CPU's AMX-TILE and AMX-INT8 (CPUID leaf 7), the OS saving tile state (XCR0 bits
+// 17-18), and Linux's per-process permission to use the tile data (arch_prctl
+// ARCH_REQ_XCOMP_PERM; refused e.g. when a thread's signal stack is too small for the larger
+// signal frame). Asked once.
+bool AmxUsable() {
+#if defined(__x86_64__) && defined(__linux__)
+  static const bool usable = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool tile = (edx >> 24) & 1, int8 = (edx >> 25) & 1;
+    if (!tile || !int8) return false;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !((ecx >> 27) & 1)) return false;  // OSXSAVE
+    uint32_t xcr0_lo = 0, xcr0_hi = 0;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & (3u << 17)) != (3u << 17)) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return usable;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
 
 bool QGemmIsaSupported(QGemmIsa isa) {
   __builtin_cpu_init();
@@ -43,6 +77,7 @@ bool QGemmIsaSupported(QGemmIsa isa) {
     case QGemmIsa::kAvx512Vnni:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vnni");
+    case QGemmIsa::kAmx: return QGemmIsaSupported(QGemmIsa::kAvx512Vnni) && AmxUsable();  // tails run VNNI
   }
   return false;
 }
@@ -57,7 +92,7 @@ struct IsaChoice {
 const IsaChoice& Choice() {
   static const IsaChoice choice = [] {
     IsaChoice c;
-    const QGemmIsa order[] = {QGemmIsa::kAvx512Vnni, QGemmIsa::kAvx2, QGemmIsa::kRef};
+    const QGemmIsa order[] = {QGemmIsa::kAmx, QGemmIsa::kAvx512Vnni, QGemmIsa::kAvx2, QGemmIsa::kRef};
     const char* env = std::getenv("QUANTKIT_ISA");
     const std::string forced = env ? env : "";
     bool chosen = false;
@@ -84,6 +119,7 @@ const IsaChoice& Choice() {
 
 qgemm::MicroKernel KernelFor(QGemmIsa isa) {
   switch (isa) {
+    case QGemmIsa::kAmx: return qgemm::AmxMicroKernel();
     case QGemmIsa::kAvx512Vnni: return qgemm::Avx512VnniMicroKernel();
     case QGemmIsa::kAvx2: return qgemm::Avx2MicroKernel();
     case QGemmIsa::kRef: break;
@@ -459,9 +495,6 @@ void PackQActivationsFromFloat(const float* x, int64_t M, int64_t K, int64_t ldx
 
 namespace {
 
-// K block of the GEMM driver (a multiple of kKStep): 512 k of a 16-column int16 panel is 16 KiB, so
-// a panel block and a tile's 6 activation rows (6 KiB) fit in L1 however long K is.
-constexpr int64_t kKBlock = 512;
 
 // Once per 64-row block (qgemm_epilogue.h): the portable build here, the avx2 build in
 // x86/qgemm_avx2.cc; the same integer and float operations, so the same results.
@@ -500,17 +533,24 @@ void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutp
       const int64_t n0 = first_panel * kPanelCols;
       const int64_t cols = std::min<int64_t>(block_panels * kPanelCols, N - n0);
       const int64_t m_begin = rb * rows_per_block, m_end = std::min(M, m_begin + rows_per_block);
-      // Per kernel call's panels, K in blocks, so one block of those weight panels stays in L1
-      // while the row block's tiles pass over it; the raw sums accumulate across blocks.
-      for (int64_t p = 0; p < block_panels; p += kernel.max_panels) {
-        const int panels = static_cast<int>(std::min<int64_t>(kernel.max_panels, block_panels - p));
-        for (int64_t k0 = 0; k0 < b.k_padded; k0 += kKBlock) {
-          const int64_t kc = std::min(kKBlock, b.k_padded - k0);
-          for (int64_t m0 = m_begin; m0 < m_end; m0 += kernel.max_rows) {
-            const int rows = static_cast<int>(std::min<int64_t>(kernel.max_rows, m_end - m0));
-            kernel.fn(a, m0, rows, b, first_panel + p, panels, k0, kc, k0 > 0,
-                      raw.data() + (m0 - m_begin) * ldr + p * kPanelCols, ldr);
-          }
+      // K in blocks of the kernel's k_block (raw sums accumulate across blocks), so the data one
+      // block's calls reuse stays in L1: with weights reused most (panels outer) one kernel call's
+      // panels while the row block's tiles pass over them; with activations reused most (the
+      // amx kernel: rows outer) one call's rows while every panel group of the unit passes.
+      for (int64_t k0 = 0; k0 < b.k_padded; k0 += kernel.k_block) {
+        const int64_t kc = std::min(kernel.k_block, b.k_padded - k0);
+        auto call = [&](int64_t p, int64_t m0) {
+          const int panels = static_cast<int>(std::min<int64_t>(kernel.max_panels, block_panels - p));
+          const int rows = static_cast<int>(std::min<int64_t>(kernel.max_rows, m_end - m0));
+          kernel.fn(a, m0, rows, b, first_panel + p, panels, k0, kc, k0 > 0,
+                    raw.data() + (m0 - m_begin) * ldr + p * kPanelCols, ldr);
+        };
+        if (kernel.rows_outer) {
+          for (int64_t m0 = m_begin; m0 < m_end; m0 += kernel.max_rows)
+            for (int64_t p = 0; p < block_panels; p += kernel.max_panels) call(p, m0);
+        } else {
+          for (int64_t p = 0; p < block_panels; p += kernel.max_panels)
+            for (int64_t m0 = m_begin; m0 < m_end; m0 += kernel.max_rows) call(p, m0);
         }
       }
       epilogue(a, b, out, m_begin, static_cast<int>(m_end - m_begin), n0, cols, raw.data(), ldr);

@@ -10,7 +10,9 @@
 //   acc = sum a*b' - a_zp * colsum(b') + (shift - b_zp[n]) * (rowsum(a) - K * a_zp).
 // int8 activations are turned into uint8 by adding 128 (and 128 to their zero point).
 //
-// Micro-kernels (chosen once from CPUID, override with QUANTKIT_ISA=ref|avx2|avx512vnni):
+// Micro-kernels (chosen once from CPUID, override with QUANTKIT_ISA=ref|avx2|avx512vnni|amx):
+//   amx:        tdpbusd on 16 x 64 tiles (the same exact u8 x s8 products as vpdpbusd), on the
+//               avx512vnni layout; row and k tails run the avx512vnni kernel.
 //   avx512vnni: vpdpbusd (u8 x s8, 4 products summed into int32 without saturation).
 //   avx2:       weights pre-widened to int16 and multiplied with vpmaddwd (exact); never
 //               vpmaddubsw, whose int16 pair sums saturate (255*127*2 > 32767).
@@ -31,7 +33,7 @@ class ThreadPool;
 
 namespace quantkit::kernels {
 
-enum class QGemmIsa { kRef, kAvx2, kAvx512Vnni };
+enum class QGemmIsa { kRef, kAvx2, kAvx512Vnni, kAmx };
 const char* QGemmIsaName(QGemmIsa isa);
 // The ISA used by default on this machine (CPUID, or QUANTKIT_ISA if set and supported).
 QGemmIsa DefaultQGemmIsa();
@@ -47,7 +49,7 @@ struct PackedQWeights {
   int64_t K = 0, N = 0;
   int64_t k_padded = 0;   // K rounded up to the kernel's k step
   int64_t n_panels = 0;   // N / 16 rounded up
-  std::vector<int8_t> bytes;            // ref / avx512vnni layout (panels of 16 columns x 4 k)
+  std::vector<int8_t> bytes;            // ref / avx512vnni / amx layout (panels of 16 columns x 4 k)
   std::vector<int16_t> words;           // avx2 layout (panels of 16 columns x 2 k, int16)
   std::vector<int32_t> col_sums;        // sum_k b'[k, n]
   std::vector<int32_t> col_offset;      // shift - b_zp[n]

@@ -22,6 +22,11 @@ struct MicroKernel {
   MicroKernelFn fn = nullptr;
   int max_rows = 0;
   int max_panels = 0;
+  // K per call (a multiple of kKStep; the driver blocks K by it and accumulates), and the driver's
+  // loop order within a block: rows outer (a call's activation rows reused from L1 by every panel
+  // group) or panels outer (a call's weight panels reused by every row tile).
+  int64_t k_block = 512;
+  bool rows_outer = false;
 };
 
 // Conv packing for the avx2 kernel, one output pixel whose window lies inside the image: its taps
@@ -47,5 +52,6 @@ void EpilogueAvx2(const PackedQActivations& a, const PackedQWeights& b, const QG
 MicroKernel RefMicroKernel();
 MicroKernel Avx2MicroKernel();
 MicroKernel Avx512VnniMicroKernel();
+MicroKernel AmxMicroKernel();
 
 }  // namespace quantkit::kernels::qgemm

@@ -889,7 +889,7 @@ bool SgemmIsaSupported(SgemmIsa isa) {
 SgemmIsa DefaultSgemmIsa() {
   static const SgemmIsa isa = [] {
     // QUANTKIT_ISA (the int8 kernels' override) caps the float kernels too: ref -> portable,
-    // avx2 -> avx2; avx512vnni (or unset) -> the best this CPU has.
+    // avx2 -> avx2; avx512vnni, amx (or unset) -> the best this CPU has.
     const char* env = std::getenv("QUANTKIT_ISA");
     const std::string cap = env ? env : "";
     if (cap == "ref") return SgemmIsa::kPortable;
