@@ -142,6 +142,9 @@ std::shared_ptr<const PackedQWeights> PackQWeights(const void* b, bool b_is_sign
   p->K = K;
   p->N = N;
   p->k_padded = RoundUp(std::max<int64_t>(K, 1), kKStep);
+  // amx: K padded to whole 64-k tiles (zeros) when that costs at most half again, so no k tail is
+  // left to the VNNI kernel (ResNet's first conv: K 147 -> 192, not 128 by tiles + 20 by VNNI).
+  if (p->isa == QGemmIsa::kAmx && RoundUp(K, 64) * 2 <= p->k_padded * 3) p->k_padded = RoundUp(K, 64);
   p->n_panels = (N + kPanelCols - 1) / kPanelCols;
   const int32_t shift = b_is_signed ? 0 : 128;
   auto stored = [&](int64_t k, int64_t n) -> int32_t {  // b' = b - shift, in [-128, 127]
@@ -512,7 +515,9 @@ void EpilogueRef(const PackedQActivations& a, const PackedQWeights& b, const QGe
 
 void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, ThreadPool* pool) {
   const qgemm::MicroKernel kernel = KernelFor(b.isa);
-  const auto epilogue = b.isa == QGemmIsa::kRef ? &EpilogueRef : &qgemm::EpilogueAvx2;
+  const auto epilogue = b.isa == QGemmIsa::kRef    ? &EpilogueRef
+                        : b.isa == QGemmIsa::kAvx2 ? &qgemm::EpilogueAvx2
+                                                   : &qgemm::EpilogueAvx512;
   const int64_t M = a.M, N = b.N;
   if (M == 0 || N == 0) return;
   // Work unit: a block of panels (columns) x a block of rows. Columns outermost keep a weight

@@ -45,9 +45,12 @@ uint32_t FillConvRunsAvx2(const uint8_t* corner, const int64_t* seg_offsets, int
 uint32_t FillConvRuns3Bytes(const uint8_t* corner, const int64_t* seg_offsets, int64_t groups, uint8_t flip, bool sum,
                             uint8_t* dst);
 
-// The epilogue's avx2 build (qgemm_epilogue.h), in x86/qgemm_avx2.cc.
+// The epilogue's avx2 build (qgemm_epilogue.h), in x86/qgemm_avx2.cc, and its AVX-512 build (for
+// the avx512vnni and amx kernels) in x86/qgemm_avx512vnni.cc.
 void EpilogueAvx2(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0, int rows,
                   int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr);
+void EpilogueAvx512(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, int64_t m0,
+                    int rows, int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr);
 
 MicroKernel RefMicroKernel();
 MicroKernel Avx2MicroKernel();

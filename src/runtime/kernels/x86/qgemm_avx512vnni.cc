@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "runtime/kernels/qgemm_epilogue.h"
 #include "runtime/kernels/qgemm_internal.h"
 
 namespace quantkit::kernels::qgemm {
@@ -104,7 +105,39 @@ void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWei
   return Rows<1>(a, lda, rows, w, panel_elems, k_groups, accumulate, c, ldc);
 }
 
+// RequantizeRowPortable 16 columns per zmm, the same float operations in the same order as the
+// avx2 build (RequantizeEight there: int32 to float, one multiply, NaN to 0, clamp, vcvtps2dq
+// under the default round-half-even mode, add the zero point), so the same bytes; the low byte of
+// each result stored by vpmovdb, the last columns under a mask.
+QK_VNNI_TARGET void RequantizeRowAvx512(const int32_t* acc, int64_t cols, const int32_t* bias, const float* mult,
+                                        int64_t mult_step, float lo, float hi, int32_t zp, uint8_t* qrow) {
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  const __m512i vzp = _mm512_set1_epi32(zp);
+  const __m512 mult_one = _mm512_set1_ps(mult[0]);
+  for (int64_t j = 0; j < cols; j += 16) {
+    const __mmask16 live = cols - j >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (cols - j)) - 1);
+    __m512i v = _mm512_maskz_loadu_epi32(live, acc + j);
+    if (bias) v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(live, bias + j));
+    const __m512 m = mult_step ? _mm512_maskz_loadu_ps(live, mult + j) : mult_one;
+    // The zero-masked forms with every lane set: GCC 12 warns (falsely) about the plain forms'
+    // undefined pass-through source.
+    constexpr __mmask16 all = 0xFFFF;
+    __m512 r = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(all, v), m);
+    r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(r, r, _CMP_ORD_Q), r);  // NaN -> 0
+    r = _mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, r, vlo), vhi);
+    const __m512i q = _mm512_add_epi32(_mm512_maskz_cvtps_epi32(all, r), vzp);
+    _mm512_mask_cvtepi32_storeu_epi8(qrow + j, live, q);
+  }
+}
+
 }  // namespace
+
+// The epilogue built for AVX-512 (qgemm_epilogue.h: the zero-point corrections vectorised 16 wide,
+// the requantization above); the same integer and float operations as the other builds.
+QK_VNNI_TARGET void EpilogueAvx512(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out,
+                                   int64_t m0, int rows, int64_t n0, int64_t cols, const int32_t* raw, int64_t ldr) {
+  Epilogue<&RequantizeRowAvx512>(a, b, out, m0, rows, n0, cols, raw, ldr);
+}
 
 MicroKernel Avx512VnniMicroKernel() { return {&Kernel, 8, 2}; }
 
