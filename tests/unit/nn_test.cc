@@ -885,6 +885,7 @@ TEST(MaxPool, RowMaxPathEqualsGenericLoop) {
       {{3, 2}, {2, 3}, {1, 0, 2, 1}, {2, 1}, 1, {1, 1, 11, 10}},  // H dilation, ceil, uneven pads
       {{5, 5}, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0, {1, 1, 3, 4}},    // windows reaching past both sides
       {{3}, {2}, {1, 1}, {1}, 1, {2, 3, 15}},                     // 1-D
+      {{3, 3}, {2, 2}, {0, 0, 0, 0}, {1, 1}, 1, {1, 2, 9, 12}},   // stem shape, no pad, a partial last window
   };
   std::normal_distribution<float> normal;
   for (DType dt : {DType::kUInt8, DType::kInt8, DType::kFloat32}) {

@@ -1,5 +1,5 @@
 // The body of QBinarySpan (qbinary.h), always inlined into the portable build (qbinary.cc) and
-// the avx2 build (x86/qbinary_avx2.cc).
+// the avx2 and AVX-512 builds (x86/qbinary_avx2.cc, x86/qbinary_avx512.cc).
 #pragma once
 
 #include <algorithm>
@@ -71,5 +71,7 @@ __attribute__((always_inline)) inline void Dispatch(const QBinaryParams& p, cons
 }
 
 void SpanAvx2(const QBinaryParams& p, const void* a, int64_t step_a, const void* b, int64_t step_b, int64_t n, void* y);
+void SpanAvx512(const QBinaryParams& p, const void* a, int64_t step_a, const void* b, int64_t step_b, int64_t n,
+                void* y);
 
 }  // namespace quantkit::kernels::qbinary

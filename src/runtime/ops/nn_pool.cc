@@ -135,7 +135,29 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max)
         }
         continue;
       }
+      // 8-bit 3-wide stride-2 windows (ResNet's stem pool): the outputs whose window lies inside
+      // the row in a loop that vectorizes (no NaNs, so the order of the maxima is free).
+      int64_t fast_lo = 0, fast_hi = 0;
+      if constexpr (sizeof(T) == 1) {
+        if (W.kernel == 3 && W.stride == 2 && W.dilation == 1) {
+          fast_lo = W.out;
+          for (int64_t ow = 0; ow < W.out; ++ow) {
+            if (W.lo[ow] == 0 && W.hi[ow] == 3) {
+              fast_lo = std::min(fast_lo, ow);
+              fast_hi = ow + 1;
+            }
+          }
+          const T* m = row_max.data() - W.pad_begin;
+          for (int64_t ow = fast_lo; ow < fast_hi; ++ow) {
+            const T a = m[2 * ow], b = m[2 * ow + 1], c = m[2 * ow + 2];
+            const T ab = a > b ? a : b;
+            y[ow] = ab > c ? ab : c;
+          }
+        }
+      }
       for (int64_t ow = 0; ow < W.out; ++ow) {
+        if (ow == fast_lo && fast_hi > fast_lo) ow = fast_hi;
+        if (ow >= W.out) break;
         const T* m = row_max.data() + ow * W.stride - W.pad_begin;
         if (W.hi[ow] <= W.lo[ow]) {
           y[ow] = std::numeric_limits<T>::lowest();
