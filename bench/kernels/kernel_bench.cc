@@ -485,6 +485,7 @@ int main(int argc, char** argv) {
   QK_FLAG("avx2") QK_FLAG("fma") QK_FLAG("avx512f") QK_FLAG("avx512bw") QK_FLAG("avx512vl") QK_FLAG("avx512vnni")
 #undef QK_FLAG
   if (HasAvxVnni()) isa_flags += std::string(isa_flags.empty() ? "" : ",") + "avxvnni";
+  if (HasAmx()) isa_flags += std::string(isa_flags.empty() ? "" : ",") + "amx_int8";
   benchmark::AddCustomContext("cpu_isa", isa_flags);
   benchmark::AddCustomContext("qgemm_isa", quantkit::kernels::QGemmIsaName(quantkit::kernels::DefaultQGemmIsa()));
   benchmark::AddCustomContext("sgemm_kernel", quantkit::kernels::SgemmKernelName());

@@ -134,7 +134,9 @@ def _gemm_order(g, default_isa):
 def _int8_peak_for(engine, isa, peaks):
     """The measured peak of the instruction an int8 kernel uses."""
     if engine == "quantkit":
-        return {"avx2": "vpmaddwd_ymm", "avx512vnni": "vpdpbusd_zmm"}.get(isa)
+        return {"avx2": "vpmaddwd_ymm", "avx512vnni": "vpdpbusd_zmm", "amx": "tdpbusd_amx"}.get(isa)
+    if "amx" in (isa or "") and "tdpbusd_amx" in peaks:
+        return "tdpbusd_amx"
     # oneDNN picks its best: zmm VNNI, else AVX-VNNI, else the saturating vpmaddubsw path.
     for p in ("vpdpbusd_zmm", "vpdpbusd_ymm_vex", "vpmaddubsw_ymm"):
         if p in peaks:
@@ -389,12 +391,16 @@ def _target_lines(d):
     def frac_txt(g, peak):
         return _pct(g["gmacs"] / peak) if g and g.get("gmacs") and peak else "–"
 
-    if vnni_peak and m.get("qgemm_isa") == "avx512vnni" and pure and pure.get("gmacs"):
+    if vnni_peak and m.get("qgemm_isa") in ("avx512vnni", "amx") and pure and pure.get("gmacs"):
         f_pure = pure["gmacs"] / vnni_peak
         verdict = "met" if f_pure >= INT8_TARGET else "not met"
+        amx_peak = peaks.get("tdpbusd_amx")
+        amx_txt = (f" The kernel is `amx` (tile multiplies, beyond any vpdpbusd peak): it runs at "
+                   f"{frac_txt(pure, amx_peak)} of the `tdpbusd_amx` probe." if m.get("qgemm_isa") == "amx" and amx_peak
+                   else "")
         lines.append(f"- Issue target int8 >= {INT8_TARGET:.0%} of the measured VNNI peak at {M}x{N}x{K}: **{verdict}** "
                      f"({frac_txt(pure, vnni_peak)} of `vpdpbusd_zmm` for the GEMM alone, "
-                     f"{frac_txt(packed, vnni_peak)} with activation packing).")
+                     f"{frac_txt(packed, vnni_peak)} with activation packing).{amx_txt}")
     elif not m.get("has_vnni") and not vnni_peak:
         avx2_peak = peaks.get("vpmaddwd_ymm")
         lines.append(f"- Issue target int8 >= {INT8_TARGET:.0%} of the VNNI peak: **cannot be checked on this machine** "
