@@ -3,6 +3,9 @@
 // epilogue of the separate ONNX ops (Cast, Mul(a_scale, b_scale), Mul, Add), over odd sizes and
 // edge zero points.
 #include <gtest/gtest.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -309,6 +312,34 @@ TEST(QGemm, IsaChoiceIsLogged) {
   EXPECT_NE(log.find("chosen"), std::string::npos);
   EXPECT_TRUE(kernels::QGemmIsaSupported(kernels::DefaultQGemmIsa()));
 }
+
+#if defined(__x86_64__)
+__attribute__((target("amx-tile"))) void ReleaseTilesLikeAnotherLibrary() { _tile_release(); }
+
+// The tile configuration is per thread and other code in the process (oneDNN, the kernel bench's
+// peak probe) may release it between two GEMMs: the amx kernel must configure the tiles itself
+// for every GEMM, not once per thread (that crashed with SIGILL).
+TEST(QGemm, AmxSurvivesAnotherLibraryReleasingTheTiles) {
+  if (!kernels::QGemmIsaSupported(QGemmIsa::kAmx)) GTEST_SKIP() << "no usable AMX on this machine";
+  std::mt19937 rng(11);
+  const Case c{40, 48, 256, false, true, 9, false};
+  const auto a = RandomBytes(static_cast<size_t>(c.M * c.K), rng);
+  const auto b = RandomBytes(static_cast<size_t>(c.K * c.N), rng);
+  const std::vector<int32_t> want = ReferenceAcc(c, a, b, {0});
+  auto packed = kernels::PackQWeights(b.data(), true, false, c.K, c.N, c.N, {0}, QGemmIsa::kAmx);
+  kernels::PackedQActivations pa;
+  kernels::PackQActivations(a.data(), false, c.M, c.K, c.K, c.a_zp, *packed, &pa);
+  for (int round = 0; round < 2; ++round) {
+    std::vector<int32_t> got(static_cast<size_t>(c.M * c.N));
+    kernels::QGemmOutput out;
+    out.acc = got.data();
+    out.ldc = c.N;
+    kernels::QGemm(pa, *packed, out, nullptr);
+    ASSERT_EQ(got, want) << "round " << round;
+    ReleaseTilesLikeAnotherLibrary();
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace quantkit

@@ -531,6 +531,7 @@ void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutp
   auto run = [&](int64_t begin, int64_t end) {
     constexpr int64_t ldr = qgemm::kMaxEpilogueCols;
     std::vector<int32_t> raw(static_cast<size_t>(qgemm::kRowBlock * ldr));
+    if (kernel.enter) kernel.enter();
     for (int64_t u = begin; u < end; ++u) {
       const int64_t cb = u / row_blocks, rb = u % row_blocks;
       const int64_t first_panel = cb * panels_per_block;
@@ -560,6 +561,7 @@ void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutp
       }
       epilogue(a, b, out, m_begin, static_cast<int>(m_end - m_begin), n0, cols, raw.data(), ldr);
     }
+    if (kernel.leave) kernel.leave();
   };
   const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(b.k_padded);
   if (pool && pool->num_threads() > 1 && macs > 1 << 18 && units > 1) {

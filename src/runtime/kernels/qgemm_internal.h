@@ -27,6 +27,10 @@ struct MicroKernel {
   // group) or panels outer (a call's weight panels reused by every row tile).
   int64_t k_block = 512;
   bool rows_outer = false;
+  // Called by the driver on each thread before its first and after its last kernel call of a
+  // GEMM, if set (amx: load / release the tile configuration).
+  void (*enter)() = nullptr;
+  void (*leave)() = nullptr;
 };
 
 // Conv packing for the avx2 kernel, one output pixel whose window lies inside the image: its taps

@@ -22,8 +22,9 @@ namespace {
 constexpr int kTileRows = 16;
 constexpr int64_t kTileK = 64;  // bytes of k per tile row
 
-// Palette 1, all eight tiles 16 rows x 64 bytes. Tile configuration is per thread (saved and
-// restored with the rest of the register state), so it is loaded once per thread.
+// Palette 1, all eight tiles 16 rows x 64 bytes. The configuration is per thread, and anything
+// else in the process using AMX (oneDNN, another library) may release or change it, so it is
+// loaded every time a GEMM starts on a thread (MicroKernel::enter) and released at the end.
 struct alignas(64) TileConfig {
   uint8_t palette = 1;
   uint8_t start_row = 0;
@@ -32,9 +33,7 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-QK_AMX_TARGET void EnsureTilesConfigured() {
-  thread_local bool configured = false;
-  if (configured) return;
+QK_AMX_TARGET void ConfigureTiles() {
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) {
     cfg.colsb[t] = 64;
@@ -43,8 +42,10 @@ QK_AMX_TARGET void EnsureTilesConfigured() {
   // Not _tile_loadconfig: GCC 12's declares only the first 8 bytes as read, so the stores of the
   // rest of the configuration could be dropped.
   __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
-  configured = true;
 }
+
+// Back to the initial state: the tiles' contents need not be saved on context switches.
+QK_AMX_TARGET void ReleaseTiles() { _tile_release(); }
 
 // RT row tiles (1 or 2) x PT panels (1 or 2) over k in [0, kc) (a multiple of 64) of `a` (row
 // stride lda bytes) and `w` (one panel; the next at + panel_elems). Tile numbers are immediates:
@@ -108,7 +109,6 @@ void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWei
     VnniRows(vnni, pa, m0, 0, rows, b, panel, panels, k0, kc, accumulate, c, ldc);
     return;
   }
-  EnsureTilesConfigured();
   const int64_t lda = pa.lda;
   const uint8_t* a = pa.bytes.data() + m0 * lda + k0;
   const int64_t panel_elems = b.k_padded * kPanelCols;
@@ -134,6 +134,6 @@ void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWei
 // 1024 k: the accumulators stay in tiles for up to 16 steps, and a call's 32 activation rows
 // (32 KiB) stay in L1 while the unit's panel groups stream past (weights from L2: with 2 x 2 tiles
 // each product needs one tile load, as much as L2 delivers, so only one operand may come from it).
-MicroKernel AmxMicroKernel() { return {&Kernel, 2 * kTileRows, 2, 1024, true}; }
+MicroKernel AmxMicroKernel() { return {&Kernel, 2 * kTileRows, 2, 1024, true, &ConfigureTiles, &ReleaseTiles}; }
 
 }  // namespace quantkit::kernels::qgemm
