@@ -10,6 +10,10 @@ void AccumulateRowRef(const int16_t* const* src, const int32_t* w, int64_t taps,
   qdepthwise::AccumulateRowPortable(src, w, taps, n, bias, acc);
 }
 
+void RequantizeRowRef(int32_t* acc, int64_t n, float multiplier, float lo, float hi, int32_t zp, uint8_t* y) {
+  qdepthwise::RequantizeRowPortable(acc, n, multiplier, lo, hi, zp, y);
+}
+
 }  // namespace
 
 int64_t QDepthwisePlaneElems(const QDepthwiseShape& s) {
@@ -23,7 +27,7 @@ void QDepthwiseConv2D(const QDepthwiseShape& s, const QDepthwiseChannel& c, int1
                       QGemmIsa isa) {
   if (s.OH <= 0 || s.OW <= 0) return;
   if (isa != QGemmIsa::kRef) return qdepthwise::RunAvx2(s, c, plane, acc_row);
-  qdepthwise::Dispatch<AccumulateRowRef>(s, c, plane, acc_row);
+  qdepthwise::Dispatch<AccumulateRowRef, RequantizeRowRef>(s, c, plane, acc_row);
 }
 
 }  // namespace quantkit::kernels

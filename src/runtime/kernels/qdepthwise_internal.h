@@ -80,7 +80,21 @@ __attribute__((always_inline)) inline void AccumulateRowPortable(const int16_t* 
 using AccumulateRowFn = void (*)(const int16_t* const* src, const int32_t* w, int64_t taps, int64_t n, int32_t bias,
                                  int32_t* acc);
 
-template <typename TX, typename TY, AccumulateRowFn kAccumulate>
+// One output row requantized and stored: y[i] = ClampRoundAddZero(float(acc[i]) * multiplier, lo,
+// hi, zp) as a byte (int8 keeps its bit pattern). `acc` may be overwritten. The portable version
+// (two loops the compiler vectorizes; one did not); x86/qdepthwise_avx2.cc has an intrinsics one
+// giving the same bytes.
+__attribute__((always_inline)) inline void RequantizeRowPortable(int32_t* __restrict acc, int64_t n, float multiplier,
+                                                                 float lo, float hi, int32_t zp,
+                                                                 uint8_t* __restrict y) {
+  for (int64_t i = 0; i < n; ++i)
+    acc[i] = rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(acc[i]) * multiplier, lo, hi, zp);
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<uint8_t>(acc[i]);
+}
+
+using RequantizeRowFn = void (*)(int32_t* acc, int64_t n, float multiplier, float lo, float hi, int32_t zp, uint8_t* y);
+
+template <typename TX, typename TY, AccumulateRowFn kAccumulate, RequantizeRowFn kRequantize>
 __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane,
                                                int32_t* acc) {
   const PlaneLayout p = Layout(s);
@@ -127,24 +141,19 @@ __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const Q
     const int16_t* row = plane + oh * row_step;
     for (int64_t t = 0; t < taps; ++t) tap_src[t] = row + tap_offset[t];
     kAccumulate(tap_src, w, taps, OW, bias, row_acc);
-    // Requantized in place, then narrowed: two loops the compiler vectorizes (one did not).
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      row_acc[ow] =
-          rt::quant::detail::ClampRoundAddZero<int32_t>(static_cast<float>(row_acc[ow]) * multiplier, lo, hi, y_zp);
-    }
-    for (int64_t ow = 0; ow < OW; ++ow) y[ow] = static_cast<TY>(row_acc[ow]);
+    kRequantize(row_acc, OW, multiplier, lo, hi, y_zp, reinterpret_cast<uint8_t*>(y));
   }
 }
 
-template <AccumulateRowFn kAccumulate>
+template <AccumulateRowFn kAccumulate, RequantizeRowFn kRequantize>
 __attribute__((always_inline)) inline void Dispatch(const QDepthwiseShape& s, const QDepthwiseChannel& c,
                                                     int16_t* plane, int32_t* acc) {
   if (c.x_signed) {
-    if (c.y_signed) return Run<int8_t, int8_t, kAccumulate>(s, c, plane, acc);
-    return Run<int8_t, uint8_t, kAccumulate>(s, c, plane, acc);
+    if (c.y_signed) return Run<int8_t, int8_t, kAccumulate, kRequantize>(s, c, plane, acc);
+    return Run<int8_t, uint8_t, kAccumulate, kRequantize>(s, c, plane, acc);
   }
-  if (c.y_signed) return Run<uint8_t, int8_t, kAccumulate>(s, c, plane, acc);
-  return Run<uint8_t, uint8_t, kAccumulate>(s, c, plane, acc);
+  if (c.y_signed) return Run<uint8_t, int8_t, kAccumulate, kRequantize>(s, c, plane, acc);
+  return Run<uint8_t, uint8_t, kAccumulate, kRequantize>(s, c, plane, acc);
 }
 
 void RunAvx2(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc);

@@ -96,7 +96,22 @@ __attribute__((always_inline)) inline void Epilogue(const PackedQActivations& a,
   const int32_t zp = out.q_zero_point;
   const int32_t q_lo = std::max(out.q_min, out.q_signed ? -128 : 0), q_hi = std::min(out.q_max, out.q_signed ? 127 : 255);
   const float lo = static_cast<float>(q_lo - zp), hi = static_cast<float>(q_hi - zp);
-  for (int r = 0; r < rows; ++r) {
+  if (out.q && !b.needs_row_sums) {
+    // Symmetric weights (no row term): acc + bias = raw + (bias - a_zp * col_sums), the same
+    // integers modulo 2^32, with the correction made once per column for the whole block.
+    uint32_t correction[kMaxEpilogueCols];
+    for (int64_t j = 0; j < cols; ++j) {
+      const uint32_t bias = out.bias_int32 ? static_cast<uint32_t>(out.bias_int32[n0 + j]) : 0u;
+      correction[j] = bias - a_zp * static_cast<uint32_t>(col_sums[j]);
+    }
+    const float* mult = out.multiplier + (out.multiplier_per_col ? n0 : 0);
+    const int64_t mult_step = out.multiplier_per_col ? 1 : 0;
+    for (int r = 0; r < rows; ++r) {
+      kRequantizeRow(raw + r * ldr, cols, reinterpret_cast<const int32_t*>(correction), mult, mult_step, lo, hi, zp,
+                     q_block + r * kMaxEpilogueCols);
+    }
+  }
+  for (int r = 0; r < rows && !(out.q && !b.needs_row_sums); ++r) {
     const int64_t m = m0 + r;
     const uint32_t row_term = static_cast<uint32_t>(a.row_sums[m]) - k_azp;
     const int32_t* src = raw + r * ldr;

@@ -6,7 +6,10 @@
 // columns (the plane and the row buffer have room for the block past the output width).
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "runtime/kernels/qdepthwise_internal.h"
+#include "runtime/kernels/x86/requantize_avx2.h"
 
 namespace quantkit::kernels::qdepthwise {
 namespace {
@@ -42,10 +45,32 @@ QK_AVX2_TARGET void AccumulateRowAvx2(const int16_t* const* src, const int32_t* 
   }
 }
 
+// RequantizeRowPortable 16 columns at a time (requantize_avx2.h: the same operations, so the same
+// bytes). `acc` holds whole blocks of 16 (PaddedOutputCols); the last block's bytes past n are
+// not stored (y's row is followed by the next row or another channel).
+QK_AVX2_TARGET void RequantizeRowAvx2(int32_t* acc, int64_t n, float multiplier, float lo, float hi, int32_t zp,
+                                      uint8_t* y) {
+  const __m256 m = _mm256_set1_ps(multiplier), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m256i vzp = _mm256_set1_epi32(zp);
+  for (int64_t i = 0; i < n; i += kRowBlock) {
+    const __m256i q0 = x86::RequantizeEight(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i)), m, vlo, vhi, vzp);
+    const __m256i q1 =
+        x86::RequantizeEight(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i + 8)), m, vlo, vhi, vzp);
+    const __m128i bytes = x86::LowBytesOfSixteen(q0, q1);
+    if (n - i >= kRowBlock) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), bytes);
+    } else {
+      alignas(16) uint8_t last[kRowBlock];
+      _mm_store_si128(reinterpret_cast<__m128i*>(last), bytes);
+      std::memcpy(y + i, last, static_cast<size_t>(n - i));
+    }
+  }
+}
+
 }  // namespace
 
 QK_AVX2_TARGET void RunAvx2(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc) {
-  Dispatch<AccumulateRowAvx2>(s, c, plane, acc);
+  Dispatch<AccumulateRowAvx2, RequantizeRowAvx2>(s, c, plane, acc);
 }
 
 }  // namespace quantkit::kernels::qdepthwise

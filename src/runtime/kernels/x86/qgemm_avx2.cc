@@ -8,6 +8,7 @@
 
 #include "runtime/kernels/qgemm_epilogue.h"
 #include "runtime/kernels/qgemm_internal.h"
+#include "runtime/kernels/x86/requantize_avx2.h"
 
 namespace quantkit::kernels::qgemm {
 namespace {
@@ -90,25 +91,16 @@ void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWei
   }
 }
 
-// RequantizeRowPortable, 16 columns per step in ymm registers: the same float operations (int32
-// to float, one multiply, NaN to 0, clamp, round half to even, add the zero point), so the same
-// bytes. The clamp as max/min gives the same value after rounding (it may only turn -0 into +0).
-// The rounding is vcvtps2dq under the default rounding mode (to nearest, ties to even): for the
-// clamped values (|r| <= 255) exactly the portable (r + 1.5 * 2^23) - 1.5 * 2^23. The results
-// lie in [-128, 255]; their low bytes are stored.
-QK_AVX2_TARGET inline __m256i RequantizeEight(__m256i v, __m256 m, __m256 vlo, __m256 vhi, __m256i vzp) {
-  __m256 r = _mm256_mul_ps(_mm256_cvtepi32_ps(v), m);
-  r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));  // NaN -> 0
-  r = _mm256_min_ps(_mm256_max_ps(r, vlo), vhi);
-  return _mm256_add_epi32(_mm256_cvtps_epi32(r), vzp);
-}
+// RequantizeRowPortable, 16 columns per step in ymm registers (requantize_avx2.h: the same
+// operations, so the same bytes).
+using x86::LowBytesOfSixteen;
+using x86::RequantizeEight;
 
 QK_AVX2_TARGET void RequantizeRowAvx2(const int32_t* acc, int64_t cols, const int32_t* bias, const float* mult,
                                       int64_t mult_step, float lo, float hi, int32_t zp, uint8_t* qrow) {
   const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
   const __m256i vzp = _mm256_set1_epi32(zp);
   const __m256 mult_one = _mm256_set1_ps(mult[0]);
-  const __m256i low_byte = _mm256_set1_epi16(0xFF);
   int64_t j = 0;
   for (; j + 16 <= cols; j += 16) {
     __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + j));
@@ -120,12 +112,7 @@ QK_AVX2_TARGET void RequantizeRowAvx2(const int32_t* acc, int64_t cols, const in
     const __m256 m0 = mult_step ? _mm256_loadu_ps(mult + j) : mult_one;
     const __m256 m1 = mult_step ? _mm256_loadu_ps(mult + j + 8) : mult_one;
     const __m256i q0 = RequantizeEight(v0, m0, vlo, vhi, vzp), q1 = RequantizeEight(v1, m1, vlo, vhi, vzp);
-    // int32 -> int16 (in range) per 128-bit lane: [q0 0-3, q1 0-3 | q0 4-7, q1 4-7]; low bytes -> uint8.
-    const __m256i words = _mm256_and_si256(_mm256_packs_epi32(q0, q1), low_byte);
-    const __m256i bytes = _mm256_packus_epi16(words, words);  // per lane: 8 bytes, twice
-    // Lane 0 holds columns 0-3, 8-11; lane 1 columns 4-7, 12-15 (4-byte groups): reorder them.
-    const __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 0, 0, 0, 0));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(qrow + j), _mm256_castsi256_si128(ordered));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qrow + j), LowBytesOfSixteen(q0, q1));
   }
   if (j + 8 <= cols) {
     __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + j));
