@@ -469,10 +469,18 @@ bool FusePassThrough(Graph& g, const DefUse& du, size_t i, std::vector<bool>& re
   if (!qs || !qz || qs->numel() != 1 || qz->numel() != 1 || qs->dtype() != DType::kFloat32) return false;
   Node moved = p;
   // The data inputs (all of Concat's, the first of the others) must be dequantized with exactly
-  // the output's parameters.
+  // the output's parameters. A Concat may also take constant float inputs (BlazeFace pads
+  // channels with a block of zeros): Q(Concat(DQ(x), c)) = Concat(x, Q(c)), so c is quantized
+  // once here, with QuantizeLinear's own arithmetic.
   const size_t data_inputs = IsOp(p, "Concat") ? p.inputs.size() : 1;
+  std::vector<std::pair<size_t, const Tensor*>> constants;
   for (size_t k = 0; k < data_inputs; ++k) {
     const int dq = du.Producer(p.Input(k));
+    const Tensor* c = IsOp(p, "Concat") && dq < 0 ? Constant(g, p.Input(k)) : nullptr;
+    if (c && c->dtype() == DType::kFloat32) {
+      constants.emplace_back(k, c);
+      continue;
+    }
     if (dq < 0 || !IsOp(g.nodes[dq], "DequantizeLinear")) return false;
     const Node& d = g.nodes[dq];
     const Tensor *ds = Constant(g, d.Input(1)), *dz = Constant(g, d.Input(2));
@@ -480,6 +488,24 @@ bool FusePassThrough(Graph& g, const DefUse& du, size_t i, std::vector<bool>& re
     if (dz->dtype() != qz->dtype() || ds->data<float>()[0] != qs->data<float>()[0] || dz->GetAsInt64(0) != qz->GetAsInt64(0))
       return false;
     moved.inputs[k] = d.Input(0);
+  }
+  if (constants.size() == data_inputs) return false;  // nothing quantized flows through
+  if (!constants.empty() && !Is8Bit(qz->dtype())) return false;
+  const float scale = qs->data<float>()[0];
+  const int32_t zp = static_cast<int32_t>(qz->GetAsInt64(0));
+  for (const auto& [k, c] : constants) {
+    Tensor cq(qz->dtype(), c->shape());
+    const float* v = c->data<float>();
+    for (int64_t e = 0; e < c->numel(); ++e) {
+      if (qz->dtype() == DType::kInt8) {
+        cq.data<int8_t>()[e] = rt::quant::QuantizeValue<int8_t>(v[e], scale, zp);
+      } else {
+        cq.data<uint8_t>()[e] = rt::quant::QuantizeValue<uint8_t>(v[e], scale, zp);
+      }
+    }
+    const std::string name = g.UniqueName(p.Input(k) + "_quantized");
+    g.AddInitializer(name, std::move(cq));
+    moved.inputs[k] = name;
   }
   moved.outputs = {qn.outputs[0]};
   removed[i] = removed[q] = true;

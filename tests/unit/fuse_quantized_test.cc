@@ -433,6 +433,34 @@ TEST(FuseQuantized, StaticQdqConcatWithSharedScaleRunsOnInt8) {
   ExpectBitIdentical(RunModel(m, {{"A", a}, {"B", b}}, false)[0], RunModel(m, {{"A", a}, {"B", b}}, true)[0]);
 }
 
+// A Concat with a constant float input (BlazeFace pads channels with a block of zeros; here also
+// values that are not on the quantization grid, and one past its range) runs on int8 too: the
+// constant is quantized once, and Q(Concat(DQ(x), c)) = Concat(x, Q(c)) exactly.
+TEST(FuseQuantized, StaticQdqConcatWithAConstantRunsOnInt8) {
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("A", DType::kFloat32, {1, 2, 3}));
+  ValueInfo y;
+  y.name = "Y";
+  g.outputs.push_back(y);
+  g.AddInitializer("s", Tensor::FromVector<float>({0.02f}, {}));
+  g.AddInitializer("z", Tensor::FromVector<uint8_t>({128}, {}));
+  g.AddInitializer("pad", Tensor::FromVector<float>({0.f, 0.f, 0.f, 0.013f, -0.5f, 9.f}, {1, 2, 3}));
+  g.nodes.push_back(MakeNode("QuantizeLinear", {"A", "s", "z"}, {"Aq"}));
+  g.nodes.push_back(MakeNode("DequantizeLinear", {"Aq", "s", "z"}, {"Ad"}));
+  Node cat = MakeNode("Concat", {"Ad", "pad"}, {"c"});
+  cat.attributes.push_back(IntAttr("axis", 1));
+  g.nodes.push_back(cat);
+  g.nodes.push_back(MakeNode("QuantizeLinear", {"c", "s", "z"}, {"cq"}));
+  g.nodes.push_back(MakeNode("DequantizeLinear", {"cq", "s", "z"}, {"Y"}));
+  const Model m = MakeModel(std::move(g), 13);
+  Model lowered = m;
+  ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+  EXPECT_EQ(CountOps(lowered, "QuantizeLinear"), 1) << "only the graph input is quantized";
+  EXPECT_EQ(CountOps(lowered, "DequantizeLinear"), 1) << "one dequantize, after the int8 Concat";
+  const Tensor a = RandomFloats({1, 2, 3}, 53);
+  ExpectBitIdentical(RunModel(m, {{"A", a}}, false)[0], RunModel(m, {{"A", a}}, true)[0]);
+}
+
 }  // namespace
 }  // namespace quantkit
 
