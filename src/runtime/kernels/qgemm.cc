@@ -513,6 +513,8 @@ void EpilogueRef(const PackedQActivations& a, const PackedQWeights& b, const QGe
 
 }  // namespace
 
+int64_t QGemmRowGranule(const PackedQWeights& b) { return KernelFor(b.isa).max_rows; }
+
 void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, ThreadPool* pool) {
   const qgemm::MicroKernel kernel = KernelFor(b.isa);
   const auto epilogue = b.isa == QGemmIsa::kRef    ? &EpilogueRef

@@ -135,6 +135,10 @@ struct QGemmOutput {
   int32_t q_zero_point = 0, q_min = 0, q_max = 255;
 };
 
+// Rows of A the weights' micro-kernel takes per call (avx2 6, avx512vnni 8, amx 32): callers that
+// multiply A in blocks of rows keep blocks a multiple of it (a remainder runs a narrower kernel).
+int64_t QGemmRowGranule(const PackedQWeights& b);
+
 // C = A x B with the epilogue above. A must have been packed for B (same k_padded and ISA).
 void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, ThreadPool* pool);
 

@@ -897,8 +897,9 @@ class QLinearConvKernel final : public OpKernel {
     const bool x_signed = x.dtype() == DType::kInt8;
     const int64_t k_padded = fast_->groups[0]->k_padded;
     // About 192 KiB of packed rows (bytes, plus int16 words on avx2) per block, a multiple of the
-    // micro-kernels' 6 rows.
-    const int64_t block = std::clamp<int64_t>((192 << 10) / (3 * k_padded) / 6 * 6, 6, 6 * 64);
+    // rows the micro-kernel takes per call (amx: 32; a remainder would run the narrower VNNI one).
+    const int64_t granule = kernels::QGemmRowGranule(*fast_->groups[0]);
+    const int64_t block = std::clamp<int64_t>((192 << 10) / (3 * k_padded) / granule * granule, granule, 384);
     const int64_t blocks = (g.out_size + block - 1) / block;
     ThreadPool* pool = ctx.thread_pool();
     const int64_t tasks = g.N * g.group * blocks;
