@@ -76,7 +76,7 @@ bool QGemmIsaSupported(QGemmIsa isa) {
     case QGemmIsa::kAvx2: return __builtin_cpu_supports("avx2");
     case QGemmIsa::kAvx512Vnni:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vnni");
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
     case QGemmIsa::kAmx: return QGemmIsaSupported(QGemmIsa::kAvx512Vnni) && AmxUsable();  // tails run VNNI
   }
   return false;

@@ -11,7 +11,7 @@
 namespace quantkit::kernels::qgemm {
 namespace {
 
-#define QK_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#define QK_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
 // One group of 4 uint8 activations of a row, broadcast to all 16 lanes (one 32-bit load).
 QK_VNNI_TARGET inline __m512i BroadcastQuad(const uint8_t* row, int64_t q) {
@@ -109,24 +109,35 @@ void Kernel(const PackedQActivations& pa, int64_t m0, int rows, const PackedQWei
 // avx2 build (RequantizeEight there: int32 to float, one multiply, NaN to 0, clamp, vcvtps2dq
 // under the default round-half-even mode, add the zero point), so the same bytes; the low byte of
 // each result stored by vpmovdb, the last columns under a mask.
+QK_VNNI_TARGET inline __m128i RequantizeSixteen(__m512i v, __m512 m, __m512 vlo, __m512 vhi, __m512i vzp) {
+  // The zero-masked forms with every lane set: GCC 12 warns (falsely) about the plain forms'
+  // undefined pass-through source.
+  constexpr __mmask16 all = 0xFFFF;
+  __m512 r = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(all, v), m);
+  r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(r, r, _CMP_ORD_Q), r);  // NaN -> 0
+  r = _mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, r, vlo), vhi);
+  // vpmovdb to a register, then a plain store: its masked memory form is several times slower.
+  return _mm512_maskz_cvtepi32_epi8(all, _mm512_add_epi32(_mm512_maskz_cvtps_epi32(all, r), vzp));
+}
+
 QK_VNNI_TARGET void RequantizeRowAvx512(const int32_t* acc, int64_t cols, const int32_t* bias, const float* mult,
                                         int64_t mult_step, float lo, float hi, int32_t zp, uint8_t* qrow) {
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   const __m512i vzp = _mm512_set1_epi32(zp);
   const __m512 mult_one = _mm512_set1_ps(mult[0]);
-  for (int64_t j = 0; j < cols; j += 16) {
-    const __mmask16 live = cols - j >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (cols - j)) - 1);
+  int64_t j = 0;
+  for (; j + 16 <= cols; j += 16) {
+    __m512i v = _mm512_loadu_si512(acc + j);
+    if (bias) v = _mm512_add_epi32(v, _mm512_loadu_si512(bias + j));
+    const __m512 m = mult_step ? _mm512_loadu_ps(mult + j) : mult_one;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qrow + j), RequantizeSixteen(v, m, vlo, vhi, vzp));
+  }
+  if (j < cols) {  // the last columns under a mask
+    const __mmask16 live = static_cast<__mmask16>((1u << (cols - j)) - 1);
     __m512i v = _mm512_maskz_loadu_epi32(live, acc + j);
     if (bias) v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(live, bias + j));
     const __m512 m = mult_step ? _mm512_maskz_loadu_ps(live, mult + j) : mult_one;
-    // The zero-masked forms with every lane set: GCC 12 warns (falsely) about the plain forms'
-    // undefined pass-through source.
-    constexpr __mmask16 all = 0xFFFF;
-    __m512 r = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(all, v), m);
-    r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(r, r, _CMP_ORD_Q), r);  // NaN -> 0
-    r = _mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, r, vlo), vhi);
-    const __m512i q = _mm512_add_epi32(_mm512_maskz_cvtps_epi32(all, r), vzp);
-    _mm512_mask_cvtepi32_storeu_epi8(qrow + j, live, q);
+    _mm_mask_storeu_epi8(qrow + j, live, RequantizeSixteen(v, m, vlo, vhi, vzp));
   }
 }
 
