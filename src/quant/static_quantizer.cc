@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <set>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -83,7 +82,6 @@ class StaticQuantizer {
     EqualizeChannels(du);
     FindElementwiseRoots();
     SelectNodes(du);
-    KeepUnreadOutputsFloat(du);
     ChooseParams(du);
     // Rewrite: weights and biases first (they need the input scale), then one Q/DQ pair per tensor.
     for (size_t i : selected_) QK_RETURN_IF_ERROR(QuantizeWeights(g_.nodes[i], i));
@@ -209,47 +207,6 @@ class StaticQuantizer {
     }
   }
 
-  // A unit's output is quantized for the ops that read it as 8-bit: other selected units, and
-  // the elementwise DAGs (FindElementwiseRoots) that become one lookup. An output that only float
-  // ops (Sigmoid, Softmax, ...) or the graph's outputs read stays float: a Q/DQ pair there would
-  // only add a rounding (the unit itself still runs on 8-bit inputs and weights). Data-movement
-  // and Concat units left so are dropped (they would move float values), which may leave their own
-  // inputs unread as 8-bit: repeated until nothing changes. So BlazeFace's heads (Conv ->
-  // Transpose -> Reshape -> output) and M-LSD's last Conv (-> Slice -> Sigmoid) keep full
-  // precision, and a classifier's logits are float as before.
-  void KeepUnreadOutputsFloat(const DefUse& du) {
-    std::set<size_t> selected(selected_.begin(), selected_.end());
-    // Read by a selected unit, or by a DAG op whose result is (the DAG becomes a lookup from t).
-    std::function<bool(const std::string&)> read_as_8bit = [&](const std::string& t) {
-      for (int c : du.Consumers(t)) {
-        const Node& n = g_.nodes[static_cast<size_t>(c)];
-        if (selected.count(static_cast<size_t>(c))) return true;
-        if (n.outputs.size() == 1 && elementwise_root_.count(n.outputs[0]) && read_as_8bit(n.outputs[0])) return true;
-      }
-      return false;
-    };
-    for (bool changed = true; changed;) {
-      changed = false;
-      for (size_t i : selected_) {
-        if (!selected.count(i) || float_output_.count(i) || read_as_8bit(unit_output_[i])) continue;
-        const Node& n = g_.nodes[i];
-        if (KeepsInputScale(n) || IsOp(n, "Concat")) {
-          selected.erase(i);
-          Skip(n, "its output is read by float ops only");
-        } else {
-          float_output_.insert(i);
-        }
-        changed = true;
-      }
-    }
-    std::erase_if(selected_, [&](size_t i) { return !selected.count(i); });
-    if (!float_output_.empty()) {
-      report_.notes.push_back(fmt::format("{} quantized node(s) keep a float output: only float ops or the graph's "
-                                          "outputs read it, so quantizing it would only add a rounding",
-                                          float_output_.size()));
-    }
-  }
-
   // The part of `t`'s calibrated range that matters when every consumer of t is in the
   // elementwise DAG rooted at t (FindElementwiseRoots): where the DAG's results are constant (a
   // hardswish is 0 for x <= -3, a Clip saturates), values may be clipped at no cost, so the range
@@ -341,7 +298,7 @@ class StaticQuantizer {
         SetParams(out, params_.at(n.Input(0)));
         continue;
       }
-      if (params_.count(out) || float_output_.count(i)) continue;
+      if (params_.count(out)) continue;
       SetParams(out, ActivationParams(UsefulRange(du, out, ranges_.at(out)), options_.activation_type));
     }
   }
@@ -662,7 +619,6 @@ class StaticQuantizer {
   std::vector<size_t> selected_;
   std::map<size_t, std::string> unit_output_;
   std::set<size_t> fused_act_;
-  std::set<size_t> float_output_;  // selected units whose output stays float (KeepUnreadOutputsFloat)
   std::map<std::string, QParams> params_;
   std::map<std::string, std::string> elementwise_root_;  // value -> the one tensor it is a function of
   std::set<std::string> concat_shared_;  // tensors whose parameters a Concat's shared scale fixed
