@@ -14,7 +14,7 @@ void DepthwiseConv2DFloat(const ConvGeometry& g, const float* x, const float* w,
   if (g.out[0] <= 0 || g.out[1] <= 0) return;
   depthwise_f32::Clamp clamp;
   if (clamp_lo_hi) clamp = {true, clamp_lo_hi[0], clamp_lo_hi[1]};
-  if (isa == QGemmIsa::kAvx512Vnni || isa == QGemmIsa::kAmx) return depthwise_f32::RunAvx512(g, x, w, bias, clamp, y, plane);
+  if (QGemmIsaHasAvx512(isa)) return depthwise_f32::RunAvx512(g, x, w, bias, clamp, y, plane);
   if (isa == QGemmIsa::kAvx2) return depthwise_f32::RunAvx2(g, x, w, bias, clamp, y, plane);
   depthwise_f32::Run<depthwise_f32::v8f>(g, x, w, bias, clamp, y, plane);
 }

@@ -517,9 +517,9 @@ int64_t QGemmRowGranule(const PackedQWeights& b) { return KernelFor(b.isa).max_r
 
 void QGemm(const PackedQActivations& a, const PackedQWeights& b, const QGemmOutput& out, ThreadPool* pool) {
   const qgemm::MicroKernel kernel = KernelFor(b.isa);
-  const auto epilogue = b.isa == QGemmIsa::kRef    ? &EpilogueRef
+  const auto epilogue = QGemmIsaHasAvx512(b.isa)   ? &qgemm::EpilogueAvx512
                         : b.isa == QGemmIsa::kAvx2 ? &qgemm::EpilogueAvx2
-                                                   : &qgemm::EpilogueAvx512;
+                                                   : &EpilogueRef;
   const int64_t M = a.M, N = b.N;
   if (M == 0 || N == 0) return;
   // Work unit: a block of panels (columns) x a block of rows. Columns outermost keep a weight

@@ -34,6 +34,9 @@ class ThreadPool;
 namespace quantkit::kernels {
 
 enum class QGemmIsa { kRef, kAvx2, kAvx512Vnni, kAmx };
+// Whether kernels chosen by this ISA level may use AVX-512 (F, BW, VL: avx512vnni and amx imply
+// them), for the ops that take their width from the int8 GEMM's level.
+inline bool QGemmIsaHasAvx512(QGemmIsa isa) { return isa == QGemmIsa::kAvx512Vnni || isa == QGemmIsa::kAmx; }
 const char* QGemmIsaName(QGemmIsa isa);
 // The ISA used by default on this machine (CPUID, or QUANTKIT_ISA if set and supported).
 QGemmIsa DefaultQGemmIsa();

@@ -96,7 +96,8 @@ __attribute__((always_inline)) inline void Epilogue(const PackedQActivations& a,
   const int32_t zp = out.q_zero_point;
   const int32_t q_lo = std::max(out.q_min, out.q_signed ? -128 : 0), q_hi = std::min(out.q_max, out.q_signed ? 127 : 255);
   const float lo = static_cast<float>(q_lo - zp), hi = static_cast<float>(q_hi - zp);
-  if (out.q && !b.needs_row_sums) {
+  const bool fold_corrections = out.q && !b.needs_row_sums;
+  if (fold_corrections) {
     // Symmetric weights (no row term): acc + bias = raw + (bias - a_zp * col_sums), the same
     // integers modulo 2^32, with the correction made once per column for the whole block.
     uint32_t correction[kMaxEpilogueCols];
@@ -111,7 +112,7 @@ __attribute__((always_inline)) inline void Epilogue(const PackedQActivations& a,
                      q_block + r * kMaxEpilogueCols);
     }
   }
-  for (int r = 0; r < rows && !(out.q && !b.needs_row_sums); ++r) {
+  for (int r = 0; r < rows && !fold_corrections; ++r) {  // the general form, row by row
     const int64_t m = m0 + r;
     const uint32_t row_term = static_cast<uint32_t>(a.row_sums[m]) - k_azp;
     const int32_t* src = raw + r * ldr;

@@ -95,6 +95,19 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max)
   const PoolDim &D = g.d[0], &H = g.d[1], &W = g.d[2];
   row_max.resize(static_cast<size_t>(W.in));
   const bool pairs = W.kernel == 2 && W.stride == 2 && W.pad_begin == 0 && W.dilation == 1 && 2 * W.out <= W.in;
+  // 8-bit 3-wide stride-2 windows (ResNet's stem pool): the outputs [fast_lo, fast_hi) whose
+  // window lies inside the row take a loop that vectorizes (no NaNs, so the order of the maxima is
+  // free). The same for every row of the plane.
+  int64_t fast_lo = 0, fast_hi = 0;
+  if (sizeof(T) == 1 && W.kernel == 3 && W.stride == 2 && W.dilation == 1) {
+    fast_lo = W.out;
+    for (int64_t ow = 0; ow < W.out; ++ow) {
+      if (W.lo[ow] == 0 && W.hi[ow] == 3) {
+        fast_lo = std::min(fast_lo, ow);
+        fast_hi = ow + 1;
+      }
+    }
+  }
   for (int64_t od = 0; od < D.out; ++od) {
     const int64_t id = od * D.stride - D.pad_begin + D.lo[od] * D.dilation;  // the one depth tap
     for (int64_t oh = 0; oh < H.out; ++oh, y += W.out) {
@@ -135,25 +148,10 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max)
         }
         continue;
       }
-      // 8-bit 3-wide stride-2 windows (ResNet's stem pool): the outputs whose window lies inside
-      // the row in a loop that vectorizes (no NaNs, so the order of the maxima is free).
-      int64_t fast_lo = 0, fast_hi = 0;
-      if constexpr (sizeof(T) == 1) {
-        if (W.kernel == 3 && W.stride == 2 && W.dilation == 1) {
-          fast_lo = W.out;
-          for (int64_t ow = 0; ow < W.out; ++ow) {
-            if (W.lo[ow] == 0 && W.hi[ow] == 3) {
-              fast_lo = std::min(fast_lo, ow);
-              fast_hi = ow + 1;
-            }
-          }
-          const T* m = row_max.data() - W.pad_begin;
-          for (int64_t ow = fast_lo; ow < fast_hi; ++ow) {
-            const T a = m[2 * ow], b = m[2 * ow + 1], c = m[2 * ow + 2];
-            const T ab = a > b ? a : b;
-            y[ow] = ab > c ? ab : c;
-          }
-        }
+      for (int64_t ow = fast_lo; ow < fast_hi; ++ow) {
+        const T* m = row_max.data() + 2 * ow - W.pad_begin;  // inside the row: the window's first tap
+        const T ab = m[0] > m[1] ? m[0] : m[1];
+        y[ow] = ab > m[2] ? ab : m[2];
       }
       for (int64_t ow = 0; ow < W.out; ++ow) {
         if (ow == fast_lo && fast_hi > fast_lo) ow = fast_hi;
