@@ -6,6 +6,9 @@
 // Not part of OptimizeForInference: the quantizers run that and expect standard ops, and
 // calibration observes the Conv's own output.
 //
+// Then a float Conv / FusedConv whose output feeds only a 2x2, stride-2 MaxPool without padding
+// becomes a FusedConv with max_pool_2x2 = 1 (FuseConvMaxPool below).
+//
 // Also: a decomposed hard-swish, y = x * Clip(x + a, lo, hi) / d (or * m), as exported by
 // PaddlePaddle and TensorFlow (Add, Clip, Mul, Div: four passes over the tensor), becomes one
 // com.quantkit::HardSwishChain that runs the same four float operations per element in one pass
@@ -114,6 +117,55 @@ bool FuseHardSwishChains(Graph& g, const Model& model, std::vector<bool>& remove
   return any;
 }
 
+// A MaxPool that FusedConv can apply itself (its max_pool_2x2 attribute): a 2x2 window, stride
+// 2, no padding or dilation, floor rounding, no Indices output: each output row reads two whole
+// input rows, as kernels::MaxPool2x2RowFloat does in the MaxPool kernel.
+bool IsPlain2x2MaxPool(const Node& n) {
+  if (!n.IsDefaultDomain() || n.op_type != "MaxPool" || n.inputs.size() != 1 || n.outputs.empty()) return false;
+  if (n.outputs.size() > 1 && !n.outputs[1].empty()) return false;
+  const std::string auto_pad = n.AttrString("auto_pad", "NOTSET");
+  const auto all = [](const std::vector<int64_t>& v, int64_t x) {
+    return std::all_of(v.begin(), v.end(), [x](int64_t e) { return e == x; });
+  };
+  const std::vector<int64_t> pads = n.AttrInts("pads"), dilations = n.AttrInts("dilations");
+  return (auto_pad == "NOTSET" || auto_pad == "VALID") && n.AttrInts("kernel_shape") == std::vector<int64_t>{2, 2} &&
+         n.AttrInts("strides") == std::vector<int64_t>{2, 2} && all(pads, 0) && all(dilations, 1) &&
+         n.AttrInt("ceil_mode", 0) == 0;
+}
+
+// A float32 Conv (or FusedConv) of 2-D images whose output feeds only such a MaxPool: the conv
+// pools each image's output while it is in cache (FusedConv max_pool_2x2 = 1) instead of writing
+// the whole tensor and reading it back. The pool takes the same elements, so the same bits.
+bool FuseConvMaxPool(Graph& g, std::vector<bool>& removed) {
+  bool any = false;
+  DefUse du(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& conv = g.nodes[i];
+    const bool fused = conv.domain == rt::kQuantkitDomain && conv.op_type == "FusedConv";
+    if (!(fused || (conv.IsDefaultDomain() && conv.op_type == "Conv")) || conv.outputs.size() != 1) continue;
+    const Tensor* w = g.FindInitializer(conv.Input(1));
+    if (!w || w->dtype() != DType::kFloat32 || w->rank() != 4 || conv.AttrInt("max_pool_2x2", 0) != 0) continue;
+    const int pi = SoleConsumer(g, du, conv.outputs[0]);
+    if (pi < 0 || removed[pi] || !IsPlain2x2MaxPool(g.nodes[pi])) continue;
+    conv.domain = rt::kQuantkitDomain;
+    conv.op_type = "FusedConv";
+    conv.SetAttrInt("max_pool_2x2", 1);
+    conv.outputs[0] = g.nodes[pi].outputs[0];
+    removed[pi] = true;
+    any = true;
+  }
+  return any;
+}
+
+// Drops the removed nodes.
+void Compact(Graph& g, std::vector<bool>& removed) {
+  std::vector<Node> nodes;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!removed[i]) nodes.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(nodes);
+  removed.assign(g.nodes.size(), false);
+}
+
 void Run(Graph& g, const Model& model) {
   for (auto& n : g.nodes)
     for (auto& a : n.attributes) {
@@ -147,11 +199,8 @@ void Run(Graph& g, const Model& model) {
       any = true;
     }
   }
-  if (!any) return;
-  std::vector<Node> nodes;
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    if (!removed[i]) nodes.push_back(std::move(g.nodes[i]));
-  g.nodes = std::move(nodes);
+  if (any) Compact(g, removed);
+  if (FuseConvMaxPool(g, removed)) Compact(g, removed);
 }
 
 }  // namespace

@@ -73,5 +73,41 @@ TEST(DepthwiseFloat, EveryIsaSameBitsAndTheReferenceValues) {
   }
 }
 
+// The phase plane's AVX-512 build writes every float of the plane, the same as the portable one
+// (a plane prefilled with NaN shows any float left unwritten), strides 1 to 3, pads wider than
+// the kernel's reach, rows shorter and longer than a vector, without reading past the input (it
+// ends at a guard page).
+TEST(PhasePlane, Avx512FillEqualsThePortableFill) {
+  if (!kernels::QGemmIsaSupported(QGemmIsa::kAvx512Vnni)) GTEST_SKIP() << "no AVX-512";
+  struct Case {
+    int64_t H, W, KH, KW, sh, sw, dh, dw, ph, pw, pb, pr;
+  };
+  const std::vector<Case> cases = {
+      {10, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {11, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1}, {9, 35, 5, 5, 2, 2, 1, 1, 2, 2, 1, 2},
+      {7, 50, 3, 5, 3, 3, 1, 2, 0, 1, 2, 0},  {1, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},   {112, 112, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+      {28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {6, 33, 3, 3, 2, 2, 1, 1, 0, 0, 0, 0},   {5, 4, 5, 5, 1, 1, 1, 1, 4, 4, 4, 4},
+      {8, 17, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3},
+  };
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  for (const Case& c : cases) {
+    const kernels::ConvGeometry g =
+        testing::Conv2DGeometry(c.H, c.W, c.KH, c.KW, c.sh, c.sw, c.dh, c.dw, c.ph, c.pw, c.pb, c.pr);
+    const kernels::ConvPanelPlanes l = kernels::ConvPanelPlanesFor(g);
+    std::vector<uint8_t> bytes(static_cast<size_t>(c.H * c.W) * sizeof(float));
+    for (size_t i = 0; i < bytes.size(); i += sizeof(float)) {
+      const float v = normal(rng);
+      std::memcpy(&bytes[i], &v, sizeof(v));
+    }
+    testing::GuardedBytes x(bytes);
+    const auto* xf = reinterpret_cast<const float*>(x.data());
+    std::vector<float> want(static_cast<size_t>(l.plane_floats), std::nanf("")), got(want);
+    kernels::phase_plane::FillPortable(g, l.rows, l.phase_len, xf, want.data());
+    kernels::phase_plane::FillAvx512(g, l.rows, l.phase_len, xf, got.data());
+    ASSERT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0) << c.H << "x" << c.W << " stride " << c.sw;
+    for (float v : want) ASSERT_FALSE(std::isnan(v)) << "a float of the plane left unwritten";
+  }
+}
+
 }  // namespace
 }  // namespace quantkit

@@ -1,6 +1,7 @@
 // Session fuses float Conv -> Relu / Clip into com.quantkit::FusedConv, bit-identical to the
 // separate ops (NaN and -0 included), for every conv path (depthwise, pointwise, im2col), Clip
 // bounds from inputs (opset 13) and from attributes (opset 6), and leaves alone what it must.
+// Then Conv [-> Relu] -> 2x2 MaxPool into FusedConv with max_pool_2x2.
 // Likewise a decomposed hard-swish (Add, Clip, Mul, Div or Mul) into com.quantkit::HardSwishChain.
 #include <gtest/gtest.h>
 
@@ -164,6 +165,112 @@ TEST(FuseHardSwishChain, IntermediateNeededElsewhereIsNotFused) {
   const Model m = HardSwishModel(13, false, true, true);
   EXPECT_EQ(CountOp(m, "HardSwishChain"), 0);
   EXPECT_EQ(CountOp(m, "Clip"), 1);
+}
+
+// Conv [-> Relu] -> MaxPool 2x2 / 2 becomes one FusedConv (max_pool_2x2), bit-identical to the
+// separate ops at 1 and 2 threads, for few images (the conv over all threads, then the pool)
+// and many (one image per worker, pooled from cache), through the taps, packed, pointwise,
+// depthwise and small-map (transposed) conv paths, odd sizes (the last row and column dropped),
+// NaN included. MaxPools it cannot take stay separate.
+struct PoolCase {
+  int64_t N, C, M, k, group, H, W;
+  bool relu;
+};
+
+Model ConvPoolModel(const PoolCase& c, const std::vector<Attribute>& pool_attrs, bool conv_output_too = false,
+                    bool with_indices = false) {
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {c.N, c.C, c.H, c.W}));
+  g.AddInitializer("w", RandomFloats({c.M, c.C / c.group, c.k, c.k}, 3));
+  g.AddInitializer("b", RandomFloats({c.M}, 4));
+  Node conv = MakeNode("Conv", {"x", "w", "b"}, {"y"}, "conv");
+  conv.attributes = {IntAttr("group", c.group), IntsAttr("pads", {c.k / 2, c.k / 2, c.k / 2, c.k / 2})};
+  g.nodes.push_back(conv);
+  std::string pooled_input = "y";
+  if (c.relu) {
+    g.nodes.push_back(MakeNode("Relu", {"y"}, {"r"}));
+    pooled_input = "r";
+  }
+  Node pool = MakeNode("MaxPool", {pooled_input}, with_indices ? std::vector<std::string>{"z", "i"}
+                                                                : std::vector<std::string>{"z"});
+  pool.attributes = pool_attrs;
+  g.nodes.push_back(pool);
+  for (const char* name : {"z", "y", "i"}) {
+    if ((name[0] == 'y' && !conv_output_too) || (name[0] == 'i' && !with_indices)) continue;
+    ValueInfo v;
+    v.name = name;
+    g.outputs.push_back(v);
+  }
+  return MakeModel(std::move(g), 13);
+}
+
+std::vector<Attribute> Pool2x2() { return {IntsAttr("kernel_shape", {2, 2}), IntsAttr("strides", {2, 2})}; }
+
+int CountFusedPools(const Model& m) {
+  auto s = Session::Create(m);
+  if (!s.ok()) return -1;
+  int n = 0;
+  for (const Node& node : (*s)->model().graph.nodes) n += node.AttrInt("max_pool_2x2", 0) != 0;
+  return n;
+}
+
+TEST(FuseConvMaxPool, BitIdenticalToSeparateOps) {
+  const std::vector<PoolCase> cases = {
+      {7, 3, 8, 3, 1, 11, 13, true},   // many images: one per worker; taps path
+      {1, 4, 6, 3, 1, 12, 10, false},  // few images, no activation
+      {5, 6, 10, 1, 1, 9, 9, true},    // pointwise
+      {6, 8, 8, 3, 8, 10, 7, true},    // depthwise
+      {3, 16, 32, 3, 1, 8, 8, false},  // 64 output pixels, 32 channels: the transposed small-map conv
+      {2, 4, 6, 3, 2, 2, 3, true},     // grouped; a 2x3 map pools to 1x1
+  };
+  for (const PoolCase& c : cases) {
+    SCOPED_TRACE("N=" + std::to_string(c.N) + " C=" + std::to_string(c.C) + " k=" + std::to_string(c.k) +
+                 " group=" + std::to_string(c.group));
+    const Model m = ConvPoolModel(c, Pool2x2());
+    EXPECT_EQ(CountFusedPools(m), 1);
+    Tensor x = RandomFloats({c.N, c.C, c.H, c.W}, 7, 2.f);
+    x.data<float>()[0] = x.data<float>()[c.W + 1] = std::numeric_limits<float>::quiet_NaN();
+    const auto separate = RunModel(m, {{"x", x}}, false);
+    ASSERT_EQ(separate.size(), 1u);
+    for (int threads : {1, 2}) {
+      SessionOptions opts;
+      opts.threads = threads;
+      auto s = Session::Create(m, opts);
+      ASSERT_TRUE(s.ok()) << s.status().message();
+      std::vector<Tensor> fused;
+      ASSERT_TRUE((*s)->Run({{"x", x}}, &fused).ok());
+      ASSERT_EQ(fused.size(), 1u);
+      ASSERT_EQ(fused[0].shape(), separate[0].shape());
+      int nans = 0;
+      for (int64_t i = 0; i < fused[0].numel(); ++i) {
+        const float a = fused[0].data<float>()[i], b = separate[0].data<float>()[i];
+        nans += std::isnan(b);
+        ASSERT_TRUE(std::memcmp(&a, &b, sizeof(a)) == 0 || (std::isnan(a) && std::isnan(b)))
+            << threads << " threads, element " << i << ": " << a << " " << b;
+      }
+      if (c.C > 1 && c.group == 1) {
+        EXPECT_GT(nans, 0);
+      }
+    }
+  }
+}
+
+TEST(FuseConvMaxPool, OnlyThePlain2x2PoolOfAConvUsedNowhereElse) {
+  const PoolCase c = {2, 3, 4, 3, 1, 8, 8, true};
+  EXPECT_EQ(CountFusedPools(ConvPoolModel(c, Pool2x2(), /*conv_output_too=*/true)), 0);
+  EXPECT_EQ(CountFusedPools(ConvPoolModel(c, Pool2x2(), false, /*with_indices=*/true)), 0);
+  auto with = [](std::vector<Attribute> extra) {
+    std::vector<Attribute> a = Pool2x2();
+    for (auto& e : extra) a.push_back(std::move(e));
+    return a;
+  };
+  EXPECT_EQ(CountFusedPools(ConvPoolModel(c, with({IntsAttr("pads", {0, 0, 1, 1})}))), 0);
+  EXPECT_EQ(CountFusedPools(ConvPoolModel(c, with({IntAttr("ceil_mode", 1)}))), 0);
+  EXPECT_EQ(CountFusedPools(ConvPoolModel(c, with({IntsAttr("dilations", {2, 2})}))), 0);
+  EXPECT_EQ(CountFusedPools(ConvPoolModel(
+                c, {IntsAttr("kernel_shape", {3, 3}), IntsAttr("strides", {2, 2})})),
+            0);
+  EXPECT_EQ(CountFusedPools(ConvPoolModel(c, with({IntsAttr("pads", {0, 0, 0, 0})}))), 1);
 }
 
 }  // namespace

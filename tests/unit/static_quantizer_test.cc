@@ -53,7 +53,9 @@ std::map<std::string, FloatRange> Calibrate(const Model& model, const std::vecto
       it->second.max = std::max(it->second.max, t.data<float>()[i]);
     }
   };
-  auto session = Session::Create(model);
+  SessionOptions opts;
+  opts.optimize = false;  // every tensor observed, as quant::Calibrator does (no fused-away values)
+  auto session = Session::Create(model, opts);
   EXPECT_TRUE(session.ok());
   RunOptions ro;
   ro.observer = [&](const Node& node, size_t index, const Value& v) {

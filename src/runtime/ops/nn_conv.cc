@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "runtime/kernels/depthwise_f32.h"
+#include "runtime/kernels/pool_f32.h"
 #include "runtime/kernels/ref/sgemm.h"
 #include "runtime/kernels/ref/conv_kernels.h"
 #include "runtime/ops/nn_common.h"
@@ -422,9 +423,10 @@ class ConvKernel final : public OpKernel {
     QK_RETURN_IF_ERROR(ParseSpatialAttrs(init.node, false, &k->attrs_));
     k->group_ = init.node.AttrInt("group", 1);
     if (init.node.domain == kQuantkitDomain) {  // FusedConv (passes::FuseConvActivation)
-      k->act_.on = true;
+      k->act_.on = init.node.FindAttr("activation_min") || init.node.FindAttr("activation_max");
       k->act_.lo = init.node.AttrFloat("activation_min", -std::numeric_limits<float>::infinity());
       k->act_.hi = init.node.AttrFloat("activation_max", std::numeric_limits<float>::infinity());
+      k->max_pool_2x2_ = init.node.AttrInt("max_pool_2x2", 0) != 0;
     }
     QK_CHECK_ARG(k->group_ >= 1, "attribute group must be >= 1, got {}", k->group_);
     if (const Tensor* w = init.ConstantInput(1)) {
@@ -474,6 +476,12 @@ class ConvKernel final : public OpKernel {
     QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveGeometry(attrs_, SpatialDims(x->shape()), SpatialDims(w->shape())));
     Shape yshape = {N, M};
     yshape.insert(yshape.end(), g.out.begin(), g.out.end());
+    if (max_pool_2x2_) {
+      QK_CHECK_ARG(x->dtype() == DType::kFloat32 && g.nd == 2 && g.out[0] >= 2 && g.out[1] >= 2,
+                   "the fused 2x2 MaxPool needs a float32 2-D conv output of at least 2x2, got {} {}",
+                   DTypeName(x->dtype()), ShapeToString(yshape));
+      return ComputeWithMaxPool(ctx, g, N, C, M, *x, *w, b);
+    }
 
     if (x->dtype() == DType::kFloat64) {
       QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat64, yshape));
@@ -482,16 +490,7 @@ class ConvKernel final : public OpKernel {
     }
     if (x->dtype() == DType::kFloat32) {
       QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
-      const kernels::SgemmPackedB* transposed = nullptr;
-      if (packed_ && g.nd <= 2 && UseTransposedConv(g.OutSize(), M / group_, group_)) {
-        // W^T packed on the first run with a small map (shapes are known only then); runs may be
-        // concurrent, hence once.
-        std::call_once(transposed_once_, [&] {
-          transposed_ = std::make_unique<kernels::SgemmPackedB>(true, w->data<float>(), w->numel() / M,
-                                                                w->numel() / M, M);
-        });
-        transposed = transposed_.get();
-      }
+      const kernels::SgemmPackedB* transposed = TransposedWeights(g, M, *w);
       return ConvCompute<float>(ctx, g, N, C, M, group_, x->data<float>(), w->data<float>(),
                                 b ? b->data<float>() : nullptr, y->data<float>(), act_, packed_.get(), transposed);
     }
@@ -508,10 +507,78 @@ class ConvKernel final : public OpKernel {
     return SetOutputFromFloat32(ctx, 0, yf, x->dtype());
   }
 
+  // FusedConv max_pool_2x2 (passes::FuseConvActivation): each image's conv output goes to a
+  // scratch map still in cache and is pooled from there (kernels::MaxPool2x2RowFloat, as the
+  // MaxPool kernel's 2x2 row path: the same bits).
+  Status ComputeWithMaxPool(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M,
+                            const Tensor& x, const Tensor& w, const Tensor* b) {
+    const int64_t in_size = g.InSize(), out_size = g.OutSize(), conv_w = g.out[1];
+    const int64_t pooled_h = g.out[0] / 2, pooled_w = conv_w / 2, pooled = pooled_h * pooled_w;
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, Shape{N, M, pooled_h, pooled_w}));
+    const kernels::SgemmPackedB* transposed = TransposedWeights(g, M, w);
+    const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+    const float* bias = b ? b->data<float>() : nullptr;
+    float* yd = y->data<float>();
+    // Pools planes [p0, p1) of `conv` (planes of out_size floats) into the planes of `dst`.
+    auto pool_planes = [&](const float* conv, float* dst, int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        for (int64_t r = 0; r < pooled_h; ++r) {
+          const float* top = conv + p * out_size + 2 * r * conv_w;
+          kernels::MaxPool2x2RowFloat(top, top + conv_w, dst + p * pooled + r * pooled_w, pooled_w, isa);
+        }
+      }
+    };
+    auto conv = [&](int64_t n0, int64_t images, float* out) {
+      return ConvCompute<float>(ctx, g, images, C, M, group_, x.data<float>() + n0 * C * in_size, w.data<float>(), bias,
+                                out, act_, packed_.get(), transposed);
+    };
+    ThreadPool* pool = ctx.thread_pool();
+    const int threads = pool ? pool->num_threads() : 1;
+    if (threads > 1 && N < 2 * threads) {  // few images: the conv uses the threads inside, then pool planes
+      QK_ASSIGN_OR_RETURN(Tensor scratch, ctx.Scratch(DType::kFloat32, N * M * out_size, "conv output before MaxPool"));
+      QK_RETURN_IF_ERROR(conv(0, N, scratch.data<float>()));
+      pool->ParallelFor(N * M, 1, [&](int64_t p0, int64_t p1) { pool_planes(scratch.data<float>(), yd, p0, p1); });
+      return Status::Ok();
+    }
+    // Images in parallel, one at a time per worker (the conv inside runs on that worker).
+    std::mutex mu;
+    Status failed;
+    auto images = [&](int64_t n0, int64_t n1) {
+      Status st;
+      auto scratch = ctx.Scratch(DType::kFloat32, M * out_size, "conv output before MaxPool");
+      if (!scratch.ok()) st = scratch.status();
+      for (int64_t n = n0; n < n1 && st.ok(); ++n) {
+        st = conv(n, 1, scratch.value().data<float>());
+        if (st.ok()) pool_planes(scratch.value().data<float>(), yd + n * M * pooled, 0, M);
+      }
+      if (!st.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (failed.ok()) failed = st;
+      }
+    };
+    if (pool) {
+      pool->ParallelFor(N, 1, images);
+    } else {
+      images(0, N);
+    }
+    return failed;
+  }
+
+  // W^T packed on the first run with a small map (shapes are known only then; runs may be
+  // concurrent, hence once), or null when the transposed conv does not apply.
+  const kernels::SgemmPackedB* TransposedWeights(const ConvGeometry& g, int64_t M, const Tensor& w) {
+    if (!packed_ || g.nd > 2 || !UseTransposedConv(g.OutSize(), M / group_, group_)) return nullptr;
+    std::call_once(transposed_once_, [&] {
+      transposed_ = std::make_unique<kernels::SgemmPackedB>(true, w.data<float>(), w.numel() / M, w.numel() / M, M);
+    });
+    return transposed_.get();
+  }
+
  private:
   SpatialAttrs attrs_;
   int64_t group_ = 1;
   ConvActivation act_;
+  bool max_pool_2x2_ = false;
   std::unique_ptr<PackedConvWeights> packed_;  // constant float32 weights, packed at creation
   std::once_flag transposed_once_;
   std::unique_ptr<kernels::SgemmPackedB> transposed_;  // W^T for small maps (ConvTransposedFloat)

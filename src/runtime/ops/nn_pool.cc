@@ -8,6 +8,7 @@
 #include <memory>
 #include <type_traits>
 
+#include "runtime/kernels/pool_f32.h"
 #include "runtime/ops/nn_common.h"
 #include "runtime/ops/op_util.h"
 
@@ -91,7 +92,7 @@ void MaxPoolPlane(const Pool3& g, const T* x, T* y, int64_t* ind, int64_t ind_ba
 // skipped. So the row max skips NaNs (a NaN is replaced by any later row) and the window's first
 // tap is checked on its own. Only the sign of a zero max may differ when -0 and +0 tie.
 template <typename T>
-void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max) {
+void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max, kernels::QGemmIsa isa) {
   const PoolDim &D = g.d[0], &H = g.d[1], &W = g.d[2];
   row_max.resize(static_cast<size_t>(W.in));
   const bool pairs = W.kernel == 2 && W.stride == 2 && W.pad_begin == 0 && W.dilation == 1 && 2 * W.out <= W.in;
@@ -121,6 +122,10 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max)
         // The usual 2x2 window with both rows inside: the row max and the pair max below in one
         // loop, no row buffer (the same comparisons, so the same values).
         const T* second = x + (id * H.in + ih0 + H.dilation) * W.in;
+        if constexpr (std::is_same_v<T, float>) {
+          kernels::MaxPool2x2RowFloat(first, second, y, W.out, isa);
+          continue;
+        }
         for (int64_t ow = 0; ow < W.out; ++ow) {
           const T a0 = first[2 * ow], a1 = first[2 * ow + 1], b0 = second[2 * ow], b1 = second[2 * ow + 1];
           const T m0 = (b0 > a0 || a0 != a0) ? b0 : a0, m1 = (b1 > a1 || a1 != a1) ? b1 : a1;
@@ -343,13 +348,14 @@ class PoolKernel final : public OpKernel {
     }
     const int64_t work = out_plane * std::max<int64_t>(1, NumElements(g.kernel));
     const bool rows_first = kind_ == PoolKind::kMax && !ind && p3.d[0].kernel == 1 && p3.d[2].dilation == 1;
+    const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
     return Run(ctx, *x, yshape, [&](auto tag, const auto* xd, auto* yd, int64_t*) {
       using T = decltype(tag);
       if constexpr (sizeof(T) == 1 || std::is_floating_point_v<T>) {
         if (rows_first) {
           ParallelPlanes(ctx, planes, work, [&](int64_t i) {
             thread_local std::vector<T> row_max;
-            MaxPoolPlaneRows<T>(p3, xd + i * in_plane, yd + i * out_plane, row_max);
+            MaxPoolPlaneRows<T>(p3, xd + i * in_plane, yd + i * out_plane, row_max, isa);
           });
           return;
         }

@@ -1,6 +1,8 @@
 // im2col / col2im / direct depthwise convolution (see conv_kernels.h).
 #include "runtime/kernels/ref/conv_kernels.h"
 
+#include "runtime/kernels/qgemm.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -109,6 +111,12 @@ void Im2ColChannel(const ConvGeometry& g, const T* x, int64_t p0, int64_t p1, T*
 }
 
 void FillPhasePlane(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst) {
+  static const bool avx512 = QGemmIsaHasAvx512(DefaultQGemmIsa());
+  if (avx512) return phase_plane::FillAvx512(g, rows, phase_len, x, dst);
+  phase_plane::FillPortable(g, rows, phase_len, x, dst);
+}
+
+void phase_plane::FillPortable(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst) {
   const int64_t ih = g.in[0], iw = g.in[1], sw = g.stride[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
   const int64_t row_len = sw * phase_len;
   // Zeros everywhere first (one pass over the plane), then the input rows into place: per row

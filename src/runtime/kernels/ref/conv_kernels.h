@@ -34,6 +34,12 @@ void Im2ColChannel(const ConvGeometry& g, const T* x, int64_t p0, int64_t p1, T*
 // (kx * dw) % sw, index ox + (kx * dw) / sw: consecutive output columns read consecutive floats,
 // every tap inside the plane (zeros where it pads), whatever the strides and dilations.
 void FillPhasePlane(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst);
+// Its builds (the same plane): FillPhasePlane runs the AVX-512 one when the ISA chosen for the
+// process (DefaultQGemmIsa, so QUANTKIT_ISA caps it) has AVX-512, else the portable one.
+namespace phase_plane {
+void FillPortable(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst);
+void FillAvx512(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst);
+}  // namespace phase_plane
 
 // The phase planes the float conv's panel packer reads (g.nd == 2): `plane_floats` per channel,
 // channels back to back, then kConvPanelMargin floats (the packer copies a whole vector from the

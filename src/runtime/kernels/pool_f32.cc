@@ -1,0 +1,17 @@
+#include "runtime/kernels/pool_f32.h"
+
+namespace quantkit::kernels {
+
+void MaxPool2x2RowFloat(const float* a, const float* b, float* y, int64_t n, QGemmIsa isa) {
+  if (QGemmIsaHasAvx512(isa)) return pool_f32::MaxPool2x2RowAvx512(a, b, y, n);
+  for (int64_t i = 0; i < n; ++i) {
+    const float a0 = a[2 * i], a1 = a[2 * i + 1], b0 = b[2 * i], b1 = b[2 * i + 1];
+    // Per column the later row wins if greater or if the earlier is NaN; then the right column
+    // if greater; a NaN first tap overrides all.
+    const float m0 = (b0 > a0 || a0 != a0) ? b0 : a0, m1 = (b1 > a1 || a1 != a1) ? b1 : a1;
+    const float best = m1 > m0 ? m1 : m0;
+    y[i] = a0 != a0 ? a0 : best;
+  }
+}
+
+}  // namespace quantkit::kernels

@@ -1,0 +1,22 @@
+// Float pooling row kernels. The portable loop defines the values; the AVX-512 build
+// (x86/pool_f32_avx512.cc) selects the same elements (max is a selection: no rounding), so the
+// same bits, NaN and signed zeros included.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/kernels/qgemm.h"
+
+namespace quantkit::kernels {
+
+// One output row of a 2x2, stride-2 MaxPool whose two window rows `a` and `b` are inside the
+// input: y[i] = the max of a[2i], a[2i+1], b[2i], b[2i+1] under MaxPool's NaN rule (a NaN first
+// tap a[2i] wins; any other NaN is skipped), for i in [0, n). Reads a and b at [0, 2n).
+// isa: an AVX-512 level runs 16 outputs per step; anything else the portable loop.
+void MaxPool2x2RowFloat(const float* a, const float* b, float* y, int64_t n, QGemmIsa isa);
+
+namespace pool_f32 {
+void MaxPool2x2RowAvx512(const float* a, const float* b, float* y, int64_t n);
+}
+
+}  // namespace quantkit::kernels
