@@ -144,7 +144,10 @@ bool FuseConvMaxPool(Graph& g, std::vector<bool>& removed) {
     const bool fused = conv.domain == rt::kQuantkitDomain && conv.op_type == "FusedConv";
     if (!(fused || (conv.IsDefaultDomain() && conv.op_type == "Conv")) || conv.outputs.size() != 1) continue;
     const Tensor* w = g.FindInitializer(conv.Input(1));
-    if (!w || w->dtype() != DType::kFloat32 || w->rank() != 4 || conv.AttrInt("max_pool_2x2", 0) != 0) continue;
+    if (!w || w->dtype() != DType::kFloat32 || w->rank() != 4 || conv.AttrInt("max_pool_2x2", 0) != 0 ||
+        conv.HasInput(3)) {
+      continue;
+    }
     const int pi = SoleConsumer(g, du, conv.outputs[0]);
     if (pi < 0 || removed[pi] || !IsPlain2x2MaxPool(g.nodes[pi])) continue;
     conv.domain = rt::kQuantkitDomain;
@@ -152,6 +155,53 @@ bool FuseConvMaxPool(Graph& g, std::vector<bool>& removed) {
     conv.SetAttrInt("max_pool_2x2", 1);
     conv.outputs[0] = g.nodes[pi].outputs[0];
     removed[pi] = true;
+    any = true;
+  }
+  return any;
+}
+
+// A float32 Conv whose output feeds only an Add of another float value (a residual branch), that
+// Add's output optionally feeding only a Relu / constant Clip: one FusedConv with the other addend
+// as input 3, y = clamp(conv(x) + r), the Add's one rounding and the Clip's expression (the same
+// bits as the separate ops). The sum is taken while the conv's output is in cache, and the Add's
+// and Relu's passes over the tensor are gone. The fused node reads r, so it may have to move
+// after r's producer: the caller sorts the graph again.
+bool FuseConvResidualAdd(Graph& g, const Model& model, std::vector<bool>& removed) {
+  bool any = false;
+  DefUse du(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& conv = g.nodes[i];
+    if (removed[i] || !conv.IsDefaultDomain() || conv.op_type != "Conv" || conv.outputs.size() != 1 ||
+        conv.inputs.size() > 3) {
+      continue;
+    }
+    const Tensor* w = g.FindInitializer(conv.Input(1));
+    if (!w || w->dtype() != DType::kFloat32) continue;
+    const int ai = SoleConsumer(g, du, conv.outputs[0]);
+    if (ai < 0 || removed[ai]) continue;
+    const Node& add = g.nodes[ai];
+    if (!add.IsDefaultDomain() || add.op_type != "Add" || add.inputs.size() != 2 || add.outputs.size() != 1 ||
+        add.inputs[0] == add.inputs[1]) {
+      continue;
+    }
+    const std::string& r = add.inputs[0] == conv.outputs[0] ? add.inputs[1] : add.inputs[0];
+    // A constant addend is a bias (better folded), not a residual; r's producer must not depend
+    // on the conv's output (it cannot: the Add is the conv's only reader).
+    if (r.empty() || g.IsInitializer(r)) continue;
+    conv.domain = rt::kQuantkitDomain;
+    conv.op_type = "FusedConv";
+    conv.inputs.resize(3);
+    conv.inputs.push_back(r);
+    conv.outputs[0] = add.outputs[0];
+    removed[ai] = true;
+    const int ci = SoleConsumer(g, du, add.outputs[0]);
+    float lo = 0, hi = 0;
+    if (ci >= 0 && !removed[ci] && g.nodes[ci].inputs[0] == add.outputs[0] && ClampOf(g, model, g.nodes[ci], &lo, &hi)) {
+      conv.SetAttrFloat("activation_min", lo);
+      conv.SetAttrFloat("activation_max", hi);
+      conv.outputs[0] = g.nodes[ci].outputs[0];
+      removed[ci] = true;
+    }
     any = true;
   }
   return any;
@@ -166,13 +216,17 @@ void Compact(Graph& g, std::vector<bool>& removed) {
   removed.assign(g.nodes.size(), false);
 }
 
-void Run(Graph& g, const Model& model) {
+Status Run(Graph& g, const Model& model) {
   for (auto& n : g.nodes)
     for (auto& a : n.attributes) {
-      if (a.g) Run(*a.g, model);
-      for (auto& sg : a.graphs) Run(*sg, model);
+      if (a.g) QK_RETURN_IF_ERROR(Run(*a.g, model));
+      for (auto& sg : a.graphs) QK_RETURN_IF_ERROR(Run(*sg, model));
     }
   std::vector<bool> removed(g.nodes.size(), false);
+  if (FuseConvResidualAdd(g, model, removed)) {
+    Compact(g, removed);
+    QK_RETURN_IF_ERROR(TopologicalSort(g));  // the fused nodes now read r
+  }
   bool any = FuseHardSwishChains(g, model, removed);
   {
     DefUse du(g);
@@ -201,12 +255,13 @@ void Run(Graph& g, const Model& model) {
   }
   if (any) Compact(g, removed);
   if (FuseConvMaxPool(g, removed)) Compact(g, removed);
+  return Status::Ok();
 }
 
 }  // namespace
 
 Status FuseConvActivation(Model& model) {
-  Run(model.graph, model);
+  QK_RETURN_IF_ERROR(Run(model.graph, model));
   if (model.OpsetVersion(rt::kQuantkitDomain) == 0) {
     bool used = false;
     for (const auto& n : model.graph.nodes) used |= n.domain == rt::kQuantkitDomain;

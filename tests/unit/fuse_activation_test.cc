@@ -1,7 +1,8 @@
 // Session fuses float Conv -> Relu / Clip into com.quantkit::FusedConv, bit-identical to the
 // separate ops (NaN and -0 included), for every conv path (depthwise, pointwise, im2col), Clip
 // bounds from inputs (opset 13) and from attributes (opset 6), and leaves alone what it must.
-// Then Conv [-> Relu] -> 2x2 MaxPool into FusedConv with max_pool_2x2.
+// Then Conv [-> Relu] -> 2x2 MaxPool into FusedConv with max_pool_2x2, and Conv -> Add [-> Relu]
+// into FusedConv with the residual as input 3.
 // Likewise a decomposed hard-swish (Add, Clip, Mul, Div or Mul) into com.quantkit::HardSwishChain.
 #include <gtest/gtest.h>
 
@@ -271,6 +272,103 @@ TEST(FuseConvMaxPool, OnlyThePlain2x2PoolOfAConvUsedNowhereElse) {
                 c, {IntsAttr("kernel_shape", {3, 3}), IntsAttr("strides", {2, 2})})),
             0);
   EXPECT_EQ(CountFusedPools(ConvPoolModel(c, with({IntsAttr("pads", {0, 0, 0, 0})}))), 1);
+}
+
+// Conv -> Add(., r) [-> Relu] becomes one FusedConv reading r (input 3), bit-identical to the
+// separate ops: r produced after the conv in the original order (the graph is sorted again), r
+// as the Add's first or second input, r broadcast (a per-channel [1, M, 1, 1] graph input, and a
+// larger batch that widens the output), the depthwise, pointwise and 3x3 paths, NaN included.
+struct ResidualCase {
+  int64_t C, M, k, group;
+  bool relu, r_first;
+  Shape r_shape;  // empty: r = a second conv of x, the conv's shape
+};
+
+Model ConvResidualModel(const ResidualCase& c, bool conv_output_too = false) {
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {1, c.C, 9, 10}));
+  g.AddInitializer("w", RandomFloats({c.M, c.C / c.group, c.k, c.k}, 3));
+  g.AddInitializer("b", RandomFloats({c.M}, 4));
+  Node conv = MakeNode("Conv", {"x", "w", "b"}, {"y"}, "conv");
+  conv.attributes = {IntAttr("group", c.group), IntsAttr("pads", {c.k / 2, c.k / 2, c.k / 2, c.k / 2})};
+  g.nodes.push_back(conv);
+  if (c.r_shape.empty()) {  // the shortcut conv comes after the main one, as exporters write it
+    g.AddInitializer("w2", RandomFloats({c.M, c.C, 1, 1}, 5));
+    g.nodes.push_back(MakeNode("Conv", {"x", "w2"}, {"r"}, "shortcut"));
+  } else {
+    g.inputs.push_back(MakeValueInfo("r", DType::kFloat32, c.r_shape));
+  }
+  g.nodes.push_back(MakeNode("Add", c.r_first ? std::vector<std::string>{"r", "y"} : std::vector<std::string>{"y", "r"},
+                             {c.relu ? "s" : "z"}));
+  if (c.relu) g.nodes.push_back(MakeNode("Relu", {"s"}, {"z"}));
+  for (const char* name : {"z", "y"}) {
+    if (name[0] == 'y' && !conv_output_too) continue;
+    ValueInfo v;
+    v.name = name;
+    g.outputs.push_back(v);
+  }
+  return MakeModel(std::move(g), 13);
+}
+
+// Convs with a fused residual, plus 100 per Add or Relu left.
+int CountResidualConvs(const Model& m) {
+  auto s = Session::Create(m);
+  if (!s.ok()) return -1;
+  int n = 0;
+  for (const Node& node : (*s)->model().graph.nodes) n += node.op_type == "FusedConv" && node.HasInput(3);
+  for (const Node& node : (*s)->model().graph.nodes) n += node.op_type == "Add" || node.op_type == "Relu" ? 100 : 0;
+  return n;
+}
+
+TEST(FuseConvResidualAdd, BitIdenticalToSeparateOps) {
+  const std::vector<ResidualCase> cases = {
+      {4, 6, 3, 1, true, false, {}},             // 3x3 (taps) + Relu
+      {6, 8, 1, 1, false, true, {}},             // pointwise, r first, no activation
+      {8, 8, 3, 8, true, false, {}},             // depthwise
+      {4, 6, 3, 1, true, false, {1, 6, 1, 1}},   // r broadcast per channel
+      {4, 6, 3, 1, false, true, {2, 6, 9, 10}},  // r has a larger batch: the output widens
+  };
+  for (const ResidualCase& c : cases) {
+    SCOPED_TRACE("C=" + std::to_string(c.C) + " k=" + std::to_string(c.k) + " group=" + std::to_string(c.group) +
+                 " r " + ShapeToString(c.r_shape));
+    const Model m = ConvResidualModel(c);
+    EXPECT_EQ(CountResidualConvs(m), 1);
+    Tensor x = RandomFloats({1, c.C, 9, 10}, 7, 2.f);
+    x.data<float>()[3] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<std::pair<std::string, Tensor>> inputs = {{"x", x}};
+    if (!c.r_shape.empty()) inputs.emplace_back("r", RandomFloats(c.r_shape, 11, 3.f));
+    const auto separate = RunModel(m, inputs, false);
+    for (int threads : {1, 2}) {
+      SessionOptions opts;
+      opts.threads = threads;
+      auto s = Session::Create(m, opts);
+      ASSERT_TRUE(s.ok()) << s.status().message();
+      std::vector<Tensor> fused;
+      const Status st = (*s)->Run(inputs, &fused);
+      ASSERT_TRUE(st.ok()) << st.message();
+      ASSERT_EQ(fused.size(), 1u);
+      ASSERT_EQ(fused[0].shape(), separate[0].shape());
+      int nans = 0;
+      for (int64_t i = 0; i < fused[0].numel(); ++i) {
+        const float a = fused[0].data<float>()[i], b = separate[0].data<float>()[i];
+        nans += std::isnan(b);
+        ASSERT_TRUE(std::memcmp(&a, &b, sizeof(a)) == 0 || (std::isnan(a) && std::isnan(b)))
+            << threads << " threads, element " << i << ": " << a << " " << b;
+      }
+      EXPECT_GT(nans, 0);
+    }
+  }
+}
+
+TEST(FuseConvResidualAdd, NotWhenTheConvOutputIsNeededOrTheAddendIsConstant) {
+  // y also a graph output: the Add and the Relu stay.
+  EXPECT_EQ(CountResidualConvs(ConvResidualModel({4, 6, 3, 1, true, false, {1, 6, 9, 10}}, /*conv_output_too=*/true)),
+            200);
+  // A constant addend is not a residual (here folded into the conv's bias by the inference passes).
+  Model constant = ConvResidualModel({4, 6, 3, 1, false, false, {1, 6, 1, 1}});
+  constant.graph.inputs.pop_back();
+  constant.graph.AddInitializer("r", RandomFloats({1, 6, 1, 1}, 9));
+  EXPECT_EQ(CountResidualConvs(constant) % 100, 0);
 }
 
 }  // namespace

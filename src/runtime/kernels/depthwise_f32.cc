@@ -15,8 +15,9 @@ void DepthwiseConv2DFloat(const ConvGeometry& g, const float* x, const float* w,
   depthwise_f32::Clamp clamp;
   if (clamp_lo_hi) clamp = {true, clamp_lo_hi[0], clamp_lo_hi[1]};
   if (QGemmIsaHasAvx512(isa)) return depthwise_f32::RunAvx512(g, x, w, bias, clamp, y, plane);
-  if (isa == QGemmIsa::kAvx2) return depthwise_f32::RunAvx2(g, x, w, bias, clamp, y, plane);
-  depthwise_f32::Run<depthwise_f32::v8f>(g, x, w, bias, clamp, y, plane);
+  static const bool fma = __builtin_cpu_supports("fma");
+  if (isa == QGemmIsa::kAvx2 && fma) return depthwise_f32::RunAvx2(g, x, w, bias, clamp, y, plane);
+  depthwise_f32::Run<depthwise_f32::PortableOps>(g, x, w, bias, clamp, y, plane);
 }
 
 }  // namespace quantkit::kernels

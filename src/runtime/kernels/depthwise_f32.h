@@ -1,6 +1,6 @@
 // Float depthwise 2-D convolution, one channel, over the zero-padded input:
 //   y[oy, ox] = bias + sum over taps (ky, kx) in order of w[ky, kx] * xpad[oy*sh + ky*dh, ox*sw + kx*dw]
-// one multiply and one add each (no FMA). Padding taps add w * 0, as the im2col GEMM path does
+// one fused multiply-add each (acc = fma(w, x, acc), from acc = bias). Padding taps add w * 0, as the im2col GEMM path does
 // (so Inf/NaN weights give NaN there, and a -0 sum can become +0): otherwise the same values as
 // kernels::DepthwiseConv2DChannel<float>, which skips them. The channel is first copied into a
 // padded, stride-phase-split `plane` so every tap reads consecutive floats; the portable, avx2

@@ -1,11 +1,12 @@
 // Body of DepthwiseConv2DFloat (depthwise_f32.h), always inlined into the portable build
 // (depthwise_f32.cc), the avx2 build and the avx512 build (x86/depthwise_f32_avx2.cc). Written
 // once over GCC vectors: 8 wide for the portable build (SSE pairs) and avx2 (ymm), 16 wide for
-// avx512 (zmm); all do the same IEEE multiplies and adds in the same order per output (no FMA
-// contraction: -ffp-contract=off), so the same bits.
+// avx512 (zmm); all do the same fused multiply-adds in the same order per output, so the same
+// bits.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -38,14 +39,26 @@ struct Clamp {
   float lo = 0.f, hi = 0.f;
 };
 
-// acc += w * p[0..L): one multiply and one add per lane (vectors by reference: no ABI concerns
-// in the portable build).
-template <typename VT>
-__attribute__((always_inline)) inline void MulAdd(VT& acc, float w, const float* p) {
-  VT v;
-  std::memcpy(&v, p, sizeof(v));
-  acc += w * v;
-}
+// Each build is a policy: its vector type VT and MulAdd(acc, w, p): acc = fma(w, p[0..L), acc)
+// per lane, one rounding (the portable build calls std::fma per lane: slow, but the same bits as
+// the vector builds' FMA instructions). Vectors by reference: no ABI concerns in the portable build.
+struct PortableOps {
+  using VT = v8f;
+  __attribute__((always_inline)) static inline void MulAdd(VT& acc, float w, const float* p) {
+    for (int l = 0; l < 8; ++l) acc[l] = std::fma(w, p[l], acc[l]);
+  }
+};
+// The vector builds: acc + w * v, contracted into one FMA instruction by their functions'
+// fp-contract=fast (x86/depthwise_f32_avx2.cc).
+template <typename V>
+struct VectorOps {
+  using VT = V;
+  __attribute__((always_inline)) static inline void MulAdd(VT& acc, float w, const float* p) {
+    VT v;
+    std::memcpy(&v, p, sizeof(v));
+    acc += w * v;
+  }
+};
 
 // v = std::min(std::max(v, lo), hi) per lane: NaN and -0 pass as in the Clip kernel (in place:
 // vectors by reference, no ABI concerns).
@@ -64,7 +77,7 @@ constexpr int64_t RowsPerBlock(int64_t vectors) { return vectors >= 3 ? 1 : vect
 // 4 / V at once. A row's last vector may run past ow into the following rows, which are all stored
 // after it (the caller stores the wide blocks after this); only a vector that would run past the
 // end of the plane is stored partially.
-template <typename VT, int V>
+template <typename Ops, int V, typename VT = typename Ops::VT>
 __attribute__((always_inline)) inline void RestBlock(const float* plane, const PlaneLayout& l, int64_t sh,
                                                      const int64_t* off, int64_t taps, const float* w, const VT& vbias,
                                                      const Clamp& clamp, int64_t oy, int64_t rows, int64_t first,
@@ -81,13 +94,13 @@ __attribute__((always_inline)) inline void RestBlock(const float* plane, const P
     for (int64_t t = 0; t < taps; ++t) {
       const float wt = w[t];
       for (int r = 0; r < RowsPerBlock(V); ++r)
-        for (int v = 0; v < V; ++v) MulAdd(acc[r][v], wt, row[r] + off[t] + L * v);
+        for (int v = 0; v < V; ++v) Ops::MulAdd(acc[r][v], wt, row[r] + off[t] + L * v);
     }
   } else {
     for (int64_t t = 0; t < taps; ++t) {
       const float wt = w[t];
       for (int r = 0; r < rows; ++r)
-        for (int v = 0; v < V; ++v) MulAdd(acc[r][v], wt, row[r] + off[t] + L * v);
+        for (int v = 0; v < V; ++v) Ops::MulAdd(acc[r][v], wt, row[r] + off[t] + L * v);
     }
   }
   const int64_t plane_end = oh * ow;
@@ -107,7 +120,7 @@ __attribute__((always_inline)) inline void RestBlock(const float* plane, const P
   }
 }
 
-template <typename VT>
+template <typename Ops, typename VT = typename Ops::VT>
 __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const float* x, const float* w, float bias,
                                                const Clamp& clamp, float* y, float* plane) {
   constexpr int L = sizeof(VT) / sizeof(float);
@@ -141,10 +154,10 @@ __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const floa
   for (int64_t oy = 0; oy < oh;) {
     const int64_t rows = std::min(RowsPerBlock(rest_vectors), oh - oy);
     switch (rest_vectors) {
-      case 1: RestBlock<VT, 1>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
-      case 2: RestBlock<VT, 2>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
-      case 3: RestBlock<VT, 3>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
-      case 4: RestBlock<VT, 4>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
+      case 1: RestBlock<Ops, 1>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
+      case 2: RestBlock<Ops, 2>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
+      case 3: RestBlock<Ops, 3>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
+      case 4: RestBlock<Ops, 4>(plane, l, sh, off, taps, w, vbias, clamp, oy, rows, wide, ow, oh, y); break;
       default: break;
     }
     if (wide > 0) {
@@ -156,10 +169,10 @@ __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const floa
           for (int64_t t = 0; t < taps; ++t) {
             const float* s = row + off[t] + ox;
             const float wt = w[t];
-            MulAdd(a0, wt, s);
-            MulAdd(a1, wt, s + L);
-            MulAdd(a2, wt, s + 2 * L);
-            MulAdd(a3, wt, s + 3 * L);
+            Ops::MulAdd(a0, wt, s);
+            Ops::MulAdd(a1, wt, s + L);
+            Ops::MulAdd(a2, wt, s + 2 * L);
+            Ops::MulAdd(a3, wt, s + 3 * L);
           }
           ApplyClamp(a0, clamp);
           ApplyClamp(a1, clamp);

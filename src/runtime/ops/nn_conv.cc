@@ -476,6 +476,8 @@ class ConvKernel final : public OpKernel {
     QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveGeometry(attrs_, SpatialDims(x->shape()), SpatialDims(w->shape())));
     Shape yshape = {N, M};
     yshape.insert(yshape.end(), g.out.begin(), g.out.end());
+    QK_CHECK_ARG(!ctx.input(3) || x->dtype() == DType::kFloat32, "the fused residual Add needs float32, X has {}",
+                 DTypeName(x->dtype()));
     if (max_pool_2x2_) {
       QK_CHECK_ARG(x->dtype() == DType::kFloat32 && g.nd == 2 && g.out[0] >= 2 && g.out[1] >= 2,
                    "the fused 2x2 MaxPool needs a float32 2-D conv output of at least 2x2, got {} {}",
@@ -489,6 +491,7 @@ class ConvKernel final : public OpKernel {
                                  b ? b->data<double>() : nullptr, y->data<double>(), act_);
     }
     if (x->dtype() == DType::kFloat32) {
+      if (const Tensor* r = ctx.input(3)) return ComputeWithResidual(ctx, g, N, C, M, *x, *w, b, *r, yshape);
       QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
       const kernels::SgemmPackedB* transposed = TransposedWeights(g, M, *w);
       return ConvCompute<float>(ctx, g, N, C, M, group_, x->data<float>(), w->data<float>(),
@@ -562,6 +565,72 @@ class ConvKernel final : public OpKernel {
       images(0, N);
     }
     return failed;
+  }
+
+  // FusedConv with input 3, r (passes::FuseConvActivation: Conv -> Add(., r) [-> Relu / Clip]):
+  // z = clamp(conv(x) + r), the Add's one rounding, then the Clip's expression (the same bits as
+  // the separate ops). r of the conv's shape is added in place over the output; other shapes
+  // broadcast as Add does (the output takes the broadcast shape).
+  Status ComputeWithResidual(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M,
+                             const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& r, const Shape& yshape) {
+    QK_CHECK_ARG(r.dtype() == DType::kFloat32, "input R (the residual addend) has dtype {}, expected float32",
+                 DTypeName(r.dtype()));
+    const ConvActivation none;
+    const float* bias = b ? b->data<float>() : nullptr;
+    const kernels::SgemmPackedB* transposed = TransposedWeights(g, M, w);
+    const float lo = act_.on ? act_.lo : -std::numeric_limits<float>::infinity();
+    const float hi = act_.on ? act_.hi : std::numeric_limits<float>::infinity();
+    const float* rd = r.data<float>();
+    if (r.shape() == yshape) {
+      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
+      float* yd = y->data<float>();
+      QK_RETURN_IF_ERROR(ConvCompute<float>(ctx, g, N, C, M, group_, x.data<float>(), w.data<float>(), bias, yd, none,
+                                            packed_.get(), transposed));
+      auto body = [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) yd[i] = std::min(std::max(yd[i] + rd[i], lo), hi);
+      };
+      const int64_t n = y->numel();
+      if (ThreadPool* pool = ctx.thread_pool(); pool && n >= (int64_t{1} << 16)) {
+        pool->ParallelFor(n, int64_t{1} << 14, body);
+      } else {
+        body(0, n);
+      }
+      return Status::Ok();
+    }
+    QK_ASSIGN_OR_RETURN(const Shape zshape, BroadcastShapes(yshape, r.shape()));
+    QK_ASSIGN_OR_RETURN(Tensor conv, ctx.Scratch(DType::kFloat32, NumElements(yshape), "conv output before the Add"));
+    QK_RETURN_IF_ERROR(ConvCompute<float>(ctx, g, N, C, M, group_, x.data<float>(), w.data<float>(), bias,
+                                          conv.data<float>(), none, packed_.get(), transposed));
+    QK_ASSIGN_OR_RETURN(Tensor * z, ctx.Output(0, DType::kFloat32, zshape));
+    // Row-major strides of each operand over zshape (0 along broadcast dims).
+    const size_t rank = zshape.size();
+    auto strides = [&](const Shape& s) {
+      std::vector<int64_t> st(rank, 0);
+      int64_t step = 1;
+      for (size_t k = 0; k < s.size(); ++k) {
+        const size_t d = s.size() - 1 - k;
+        if (s[d] != 1) st[rank - 1 - k] = step;
+        step *= s[d];
+      }
+      return st;
+    };
+    const std::vector<int64_t> ys = strides(yshape), rs = strides(r.shape());
+    std::vector<int64_t> index(rank, 0);
+    const float* cd = conv.data<float>();
+    float* zd = z->data<float>();
+    for (int64_t i = 0, n = z->numel(); i < n; ++i) {
+      int64_t yi = 0, ri = 0;
+      for (size_t d = 0; d < rank; ++d) {
+        yi += index[d] * ys[d];
+        ri += index[d] * rs[d];
+      }
+      zd[i] = std::min(std::max(cd[yi] + rd[ri], lo), hi);
+      for (size_t d = rank; d-- > 0;) {
+        if (++index[d] < zshape[d]) break;
+        index[d] = 0;
+      }
+    }
+    return Status::Ok();
   }
 
   // W^T packed on the first run with a small map (shapes are known only then; runs may be

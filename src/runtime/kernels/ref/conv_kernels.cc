@@ -4,6 +4,7 @@
 #include "runtime/kernels/qgemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace quantkit::kernels {
@@ -267,10 +268,10 @@ void DepthwiseConv2DChannel(const ConvGeometry& g, const T* x, const T* w, T bia
             const T* xs = xr + (lo[kx] + base);
             T* ys = yr + lo[kx];
             const int64_t n = hi[kx] - lo[kx];
-            for (int64_t i = 0; i < n; ++i) ys[i] += wv * xs[i];
+            for (int64_t i = 0; i < n; ++i) ys[i] = std::fma(wv, xs[i], ys[i]);
           }
         } else {
-          for (int64_t ox = lo[kx]; ox < hi[kx]; ++ox) yr[ox] += wv * xr[ox * sw + base];
+          for (int64_t ox = lo[kx]; ox < hi[kx]; ++ox) yr[ox] = std::fma(wv, xr[ox * sw + base], yr[ox]);
         }
       }
     }

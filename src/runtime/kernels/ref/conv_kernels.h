@@ -71,7 +71,8 @@ template <typename T>
 void Col2ImChannelAdd(const ConvGeometry& g, const T* col, int64_t ldcol, int64_t p0, int64_t p1, T* y);
 
 // Direct 2-D convolution of one channel plane x[ih, iw] with one filter w[kh, kw] plus bias into
-// y[oh, ow] (geometry g with nd == 2). For depthwise convolution.
+// y[oh, ow] (geometry g with nd == 2): from bias, one fused multiply-add (std::fma) per tap inside
+// the input, in (ky, kx) order; padding taps are skipped. For depthwise convolution.
 template <typename T>
 void DepthwiseConv2DChannel(const ConvGeometry& g, const T* x, const T* w, T bias, T* y);
 
