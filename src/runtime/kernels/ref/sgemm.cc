@@ -551,6 +551,17 @@ void PackedBSerial(bool ta, const float* A, int64_t lda, const float* packed_b, 
 // PackedSerial, B read in place. Tiles land in `cbuf` (RoundUp(m, MR) rows of kPackedNC columns,
 // padding rows and columns included: the partial sums between K blocks); after the last K block
 // each tile's valid columns go straight to the output.
+// d[0, n) = s[0, n) for a run of at most 32 floats: two masked zmm moves (the AVX-512 tile's
+// runs; the plain loop below is most of a small conv's copy-out).
+__attribute__((target("avx512f"))) inline void CopyRunAvx512(float* d, const float* s, int64_t n) {
+  const __mmask16 lo = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+  _mm512_mask_storeu_ps(d, lo, _mm512_maskz_loadu_ps(lo, s));
+  if (n > 16) {
+    const __mmask16 hi = n >= 32 ? __mmask16(0xFFFF) : __mmask16((1u << (n - 16)) - 1);
+    _mm512_mask_storeu_ps(d + 16, hi, _mm512_maskz_loadu_ps(hi, s + 16));
+  }
+}
+
 template <int MR, int NR, TapsMicroKernel KERNEL, TapsMicroKernel WIDE>
 void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i0, int64_t m, int64_t j0, int64_t n,
                 const float* base, const int64_t* taps, const SgemmPlaneOutput& out, const SgemmEpilogue& epi,
@@ -602,6 +613,10 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
               for (int q = 0; q < runs; ++q) {
                 float* d = y_row + run_dst[q];
                 const float* src = t_row + run_src[q];
+                if constexpr (WIDE != nullptr && 2 * NR <= 32) {  // only the AVX-512 build has a wide kernel
+                  CopyRunAvx512(d, src, run_len[q]);
+                  continue;
+                }
                 int64_t i = 0;
                 for (; i + 8 <= run_len[q]; i += 8) std::memcpy(d + i, src + i, 8 * sizeof(float));
                 for (; i < run_len[q]; ++i) d[i] = src[i];
