@@ -501,7 +501,7 @@ TEST(Conv, MatchesNaive2D) {
   CheckConv({{3, 2, 4, 4}, 3, 1, {4, 4}, {}, {}, {}}, 1);       // single-threaded, 1x1 output
 }
 
-// Small output maps (8 to 64 pixels, 32+ output channels, constant weights) run transposed:
+// Small output maps (1 to 64 pixels, 32+ output channels, constant weights) run transposed:
 // C^T = im2col^T * W^T with the weights packed as B. The sums are the packed path's (same K
 // blocks, the bias as the first block's addend, the fused Relu last): the same bits as im2col +
 // Sgemm over a bias-prefilled output, for pointwise, strided, padded, dilated and batched convs.
@@ -512,7 +512,10 @@ TEST(Conv, SmallMapsTransposedGiveThePackedPathsBits) {
   };
   const Case cases[] = {{1, 64, 64, 7, 3, 1, 1, 1, true, true},    {2, 40, 48, 8, 1, 1, 0, 1, true, false},
                         {1, 33, 40, 14, 1, 2, 0, 1, false, false}, {1, 20, 32, 9, 3, 2, 1, 1, true, true},
-                        {1, 300, 36, 5, 3, 1, 2, 2, true, false},  {2, 16, 64, 4, 3, 1, 1, 1, false, true}};
+                        {1, 300, 36, 5, 3, 1, 2, 2, true, false},  {2, 16, 64, 4, 3, 1, 1, 1, false, true},
+                        // Maps of 1 to 4 pixels (Silero's last convs): 1x1, 2x2 strided, pointwise 2x2.
+                        {1, 129, 128, 3, 3, 1, 0, 1, true, true},  {2, 64, 64, 4, 3, 2, 1, 1, true, false},
+                        {1, 40, 33, 2, 1, 1, 0, 1, false, false}};
   std::mt19937 rng(43);
   for (const Case& c : cases) {
     const Tensor x = RandomTensor({c.N, c.C, c.H, c.H}, rng), w = RandomTensor({c.M, c.C, c.k, c.k}, rng);
@@ -538,24 +541,29 @@ TEST(Conv, SmallMapsTransposedGiveThePackedPathsBits) {
     const kernels::ConvGeometry geo = testing::Conv2DGeometry(c.H, c.H, c.k, c.k, c.stride, c.stride, c.dil, c.dil,
                                                                c.pad, c.pad, c.pad, c.pad);
     const int64_t P = geo.OutSize(), K = c.C * c.k * c.k;
-    ASSERT_TRUE(P >= 8 && P <= 64) << "not a small map: " << P;
+    ASSERT_TRUE(P >= 1 && P <= 64) << "not a small map: " << P;
     ASSERT_EQ(got[0].numel(), c.N * c.M * P);
-    std::vector<float> col(static_cast<size_t>(K * P));
+    // The reference product has at least 2 columns (a zero one added to a 1-pixel map): Sgemm
+    // runs a one-column product as a GEMV, whose sums the conv paths do not share.
+    const int64_t Q = std::max<int64_t>(P, 2);
+    std::vector<float> col(static_cast<size_t>(K * Q), 0.f);
     for (int64_t n = 0; n < c.N; ++n) {
       for (int64_t ch = 0; ch < c.C; ++ch) {
         kernels::Im2ColChannel<float>(geo, x.data<float>() + (n * c.C + ch) * c.H * c.H, 0, P,
-                                      col.data() + ch * c.k * c.k * P, P);
+                                      col.data() + ch * c.k * c.k * Q, Q);
       }
-      std::vector<float> want(static_cast<size_t>(c.M * P), 0.f);
-      for (int64_t m = 0; m < c.M && c.bias; ++m) std::fill(want.begin() + m * P, want.begin() + (m + 1) * P, b.data<float>()[m]);
-      kernels::Sgemm(false, false, c.M, P, K, 1.f, w.data<float>(), K, col.data(), P, c.bias ? 1.f : 0.f,
-                     want.data(), P, nullptr);
+      std::vector<float> want(static_cast<size_t>(c.M * Q), 0.f);
+      for (int64_t m = 0; m < c.M && c.bias; ++m) std::fill(want.begin() + m * Q, want.begin() + (m + 1) * Q, b.data<float>()[m]);
+      kernels::Sgemm(false, false, c.M, Q, K, 1.f, w.data<float>(), K, col.data(), Q, c.bias ? 1.f : 0.f,
+                     want.data(), Q, nullptr);
       if (c.relu) {
         for (float& v : want) v = std::min(std::max(v, 0.f), std::numeric_limits<float>::infinity());
       }
-      ASSERT_EQ(0, std::memcmp(want.data(), got[0].data<float>() + n * c.M * P, want.size() * sizeof(float)))
-          << "C=" << c.C << " M=" << c.M << " " << c.H << "x" << c.H << " k=" << c.k << " stride=" << c.stride
-          << " image " << n;
+      for (int64_t m = 0; m < c.M; ++m) {
+        ASSERT_EQ(0, std::memcmp(want.data() + m * Q, got[0].data<float>() + (n * c.M + m) * P, P * sizeof(float)))
+            << "C=" << c.C << " M=" << c.M << " " << c.H << "x" << c.H << " k=" << c.k << " stride=" << c.stride
+            << " image " << n << " channel " << m;
+      }
     }
   }
 }
