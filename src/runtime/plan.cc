@@ -106,7 +106,14 @@ StatusOr<std::unique_ptr<Plan>> Plan::Build(const Graph& graph, const Model& mod
     keep.insert(s);
     p.wanted_[s] = true;
   }
-  for (const auto& c : p.constants_) keep.insert(c.first);
+  p.constant_index_.assign(p.num_slots_, -1);
+  p.captured_from_.assign(p.num_slots_, -1);
+  for (const auto& c : p.constants_) {
+    keep.insert(c.first);
+    p.constant_index_[c.first] = static_cast<int>(p.constant_values_.size());
+    p.constant_values_.push_back(Value::FromTensor(c.second));
+  }
+  for (const auto& [local, outer] : p.captures_) p.captured_from_[local] = outer;
   for (const auto& c : p.captures_) keep.insert(c.first);  // owned by the parent frame
   for (size_t i = 0; i < p.steps_.size(); ++i) {
     for (int s : p.steps_[i].out_slots) {  // outputs nobody reads die right away
@@ -145,7 +152,6 @@ Status Plan::Run(RunContext& run, Frame* parent, std::vector<Value> inputs, std:
   frame.parent = parent;
   frame.run = &run;
   frame.slots.resize(num_slots_);
-  for (const auto& c : constants_) frame.slots[c.first] = Value::FromTensor(c.second);
   if (inputs.size() > input_slots_.size()) {
     return InvalidArgument(fmt::format("graph '{}' takes {} inputs, got {}", graph_.name, input_slots_.size(),
                                        inputs.size()));
@@ -160,7 +166,6 @@ Status Plan::Run(RunContext& run, Frame* parent, std::vector<Value> inputs, std:
     }
   }
   if (!captures_.empty() && !parent) return Internal("subgraph run without its enclosing frame");
-  for (const auto& [local, outer] : captures_) frame.slots[local] = parent->slots[outer];
 
   const bool profile = run.profile && !parent;
   for (const Step& st : steps_) {
@@ -187,8 +192,19 @@ Status Plan::Run(RunContext& run, Frame* parent, std::vector<Value> inputs, std:
     for (int slot : st.release_after) frame.slots[slot] = Value{};
   }
   outputs->clear();
-  for (int s : output_slots_) outputs->push_back(frame.slots[s]);
+  for (int s : output_slots_) {
+    const Value* v = frame.Find(s);
+    outputs->push_back(v ? *v : Value{});
+  }
   return Status::Ok();
+}
+
+const Value* Frame::Find(int slot) const {
+  const Value& v = slots[slot];
+  if (v.kind != Value::Kind::kNone) return &v;
+  if (const Value* c = plan->ConstantAt(slot)) return c;
+  const int outer = plan->CapturedFrom(slot);
+  return outer >= 0 && parent ? parent->Find(outer) : nullptr;
 }
 
 KernelContext::KernelContext(const Node& node, Frame& frame, const std::vector<int>& in_slots,
@@ -197,8 +213,7 @@ KernelContext::KernelContext(const Node& node, Frame& frame, const std::vector<i
 
 const Value* KernelContext::input_value(size_t i) const {
   if (i >= in_slots_.size() || in_slots_[i] < 0) return nullptr;
-  const Value& v = frame_.slots[in_slots_[i]];
-  return v.kind == Value::Kind::kNone ? nullptr : &v;
+  return frame_.Find(in_slots_[i]);
 }
 
 const Tensor* KernelContext::input(size_t i) const {

@@ -32,11 +32,16 @@ struct RunContext {
 };
 
 // The live values of one execution of one plan.
+// Constants and values captured from the enclosing graph are not copied into `slots`: Find
+// resolves them from the plan and the parent frame (copying a tensor allocates its shape, and
+// Silero's If branch read ~100 constants per 0.2 ms run).
 struct Frame {
   const Plan* plan = nullptr;
   std::vector<Value> slots;
   Frame* parent = nullptr;
   RunContext* run = nullptr;
+
+  const Value* Find(int slot) const;  // null if the slot holds nothing (yet, or any more)
 };
 
 class Plan {
@@ -49,6 +54,12 @@ class Plan {
   Status Run(RunContext& run, Frame* parent, std::vector<Value> inputs, std::vector<Value>* outputs) const;
 
   int SlotOf(const std::string& value) const;  // -1 if unknown
+  // The initializer held by a slot, or null.
+  const Value* ConstantAt(int slot) const {
+    return constant_index_[slot] < 0 ? nullptr : &constant_values_[constant_index_[slot]];
+  }
+  // The enclosing graph's slot a captured slot reads, or -1.
+  int CapturedFrom(int slot) const { return captured_from_[slot]; }
   const Graph& graph() const { return graph_; }
   const std::vector<std::string>& input_names() const { return input_names_; }
 
@@ -67,6 +78,9 @@ class Plan {
   std::unordered_map<std::string, int> slot_of_;
   int num_slots_ = 0;
   std::vector<std::pair<int, Tensor>> constants_;
+  std::vector<Value> constant_values_;  // constants_ as values, in order
+  std::vector<int> constant_index_;     // per slot: index into constant_values_, or -1
+  std::vector<int> captured_from_;      // per slot: the parent's slot, or -1
   std::vector<std::string> input_names_;
   std::vector<int> input_slots_;
   std::vector<const Tensor*> input_defaults_;  // initializer defaults for graph inputs (or null)
