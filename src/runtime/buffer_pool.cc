@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <new>
 
@@ -40,7 +41,8 @@ std::shared_ptr<Buffer> BufferPool::Allocate(size_t bytes) {
   {
     std::lock_guard<std::mutex> lock(st->mu);
     // Best fit, but do not hand a huge buffer to a tiny tensor (waste > 2x).
-    auto it = st->free.lower_bound(cap);
+    auto it = std::lower_bound(st->free.begin(), st->free.end(), cap,
+                               [](const std::pair<size_t, Buffer*>& e, size_t c) { return e.first < c; });
     if (it != st->free.end() && it->first <= 2 * cap + 4096) {
       buf = it->second;
       st->free.erase(it);
@@ -68,7 +70,10 @@ std::shared_ptr<Buffer> BufferPool::Allocate(size_t bytes) {
   return std::shared_ptr<Buffer>(buf, [st](Buffer* b) {
     std::lock_guard<std::mutex> lock(st->mu);
     st->live_bytes -= b->capacity;
-    st->free.emplace(b->capacity, b);
+    const std::pair<size_t, Buffer*> entry(b->capacity, b);
+    st->free.insert(std::upper_bound(st->free.begin(), st->free.end(), entry,
+                                     [](const auto& x, const auto& y) { return x.first < y.first; }),
+                    entry);
   });
 }
 

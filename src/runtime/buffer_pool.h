@@ -5,7 +5,8 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
+#include <utility>
+#include <vector>
 #include <memory>
 #include <mutex>
 
@@ -45,7 +46,9 @@ class BufferPool final : public Allocator {
  private:
   struct State {
     std::mutex mu;
-    std::multimap<size_t, Buffer*> free;  // capacity -> buffer
+    // (capacity, buffer), sorted by capacity: a vector, so releasing and reusing a buffer does
+    // not allocate a map node each time (a few dozen entries).
+    std::vector<std::pair<size_t, Buffer*>> free;
     uint64_t held_bytes = 0;               // live + free
     uint64_t live_bytes = 0;
     uint64_t peak_live = 0;

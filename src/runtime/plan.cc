@@ -239,7 +239,9 @@ StatusOr<Tensor*> KernelContext::Output(size_t i, DType dtype, const Shape& shap
     return &scratch_.back();
   }
   Value& v = frame_.slots[out_slots_[i]];
-  auto t = Tensor::CreateUninitialized(dtype, shape, allocator(), "output '" + node_.outputs[i] + "'");
+  // The name only for the message: building it for every output was an allocation per output.
+  auto t = Tensor::CreateUninitialized(dtype, shape, allocator(), "output");
+  if (!t.ok()) t = Tensor::CreateUninitialized(dtype, shape, allocator(), "output '" + node_.outputs[i] + "'");
   if (!t.ok()) return t.status();
   v = Value::FromTensor(std::move(t).value());
   return &v.tensor;
