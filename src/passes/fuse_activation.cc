@@ -6,6 +6,9 @@
 // Not part of OptimizeForInference: the quantizers run that and expect standard ops, and
 // calibration observes the Conv's own output.
 //
+// And a MatMul by a constant matrix followed by the Add of a constant vector becomes
+// com.quantkit::FusedMatMul (FuseMatMulBias below).
+//
 // Then a float Conv / FusedConv whose output feeds only a 2x2, stride-2 MaxPool without padding
 // becomes a FusedConv with max_pool_2x2 = 1 (FuseConvMaxPool below).
 //
@@ -207,6 +210,38 @@ bool FuseConvResidualAdd(Graph& g, const Model& model, std::vector<bool>& remove
   return any;
 }
 
+// A MatMul by a constant float32 [K, N] matrix whose output feeds only an Add of a constant
+// float32 [N] vector (a Linear layer as exporters write it): one com.quantkit::FusedMatMul
+// (A, B, bias) that adds the bias to each output row while it is in cache (the Add's one
+// rounding per element: the same bits), instead of a second pass and another tensor.
+bool FuseMatMulBias(Graph& g, std::vector<bool>& removed) {
+  bool any = false;
+  DefUse du(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& mm = g.nodes[i];
+    if (removed[i] || !mm.IsDefaultDomain() || mm.op_type != "MatMul" || mm.inputs.size() != 2 ||
+        mm.outputs.size() != 1) {
+      continue;
+    }
+    const Tensor* b = g.FindInitializer(mm.Input(1));
+    if (!b || b->dtype() != DType::kFloat32 || b->rank() != 2 || g.IsGraphInput(mm.Input(1))) continue;
+    const int ai = SoleConsumer(g, du, mm.outputs[0]);
+    if (ai < 0 || removed[ai]) continue;
+    const Node& add = g.nodes[ai];
+    if (!add.IsDefaultDomain() || add.op_type != "Add" || add.inputs.size() != 2 || add.outputs.size() != 1) continue;
+    const std::string& other = add.inputs[0] == mm.outputs[0] ? add.inputs[1] : add.inputs[0];
+    const Tensor* bias = g.IsGraphInput(other) ? nullptr : g.FindInitializer(other);
+    if (!bias || bias->dtype() != DType::kFloat32 || bias->rank() != 1 || bias->dim(0) != b->dim(1)) continue;
+    mm.domain = rt::kQuantkitDomain;
+    mm.op_type = "FusedMatMul";
+    mm.inputs.push_back(other);
+    mm.outputs[0] = add.outputs[0];
+    removed[ai] = true;
+    any = true;
+  }
+  return any;
+}
+
 // Drops the removed nodes.
 void Compact(Graph& g, std::vector<bool>& removed) {
   std::vector<Node> nodes;
@@ -227,6 +262,7 @@ Status Run(Graph& g, const Model& model) {
     Compact(g, removed);
     QK_RETURN_IF_ERROR(TopologicalSort(g));  // the fused nodes now read r
   }
+  if (FuseMatMulBias(g, removed)) Compact(g, removed);
   bool any = FuseHardSwishChains(g, model, removed);
   {
     DefUse du(g);

@@ -61,6 +61,8 @@ class KernelContext {
   bool output_wanted(size_t i) const;
   // Allocates output i (uninitialised) from the run's pool. Errors (e.g. memory limit) name the value.
   StatusOr<Tensor*> Output(size_t i, DType dtype, const Shape& shape);
+  // Output i as already produced by this Compute (Output or SetOutput), or null.
+  Tensor* produced_output(size_t i);
   // Sets output i to an existing tensor (shares its buffer; used by Reshape, Identity, ...).
   void SetOutput(size_t i, Tensor t);
   void SetOutputValue(size_t i, Value v);

@@ -247,6 +247,12 @@ StatusOr<Tensor*> KernelContext::Output(size_t i, DType dtype, const Shape& shap
   return &v.tensor;
 }
 
+Tensor* KernelContext::produced_output(size_t i) {
+  if (i >= out_slots_.size() || out_slots_[i] < 0) return nullptr;
+  Value& v = frame_.slots[out_slots_[i]];
+  return v.is_tensor() ? &v.tensor : nullptr;
+}
+
 void KernelContext::SetOutput(size_t i, Tensor t) { SetOutputValue(i, Value::FromTensor(std::move(t))); }
 
 void KernelContext::SetOutputValue(size_t i, Value v) {

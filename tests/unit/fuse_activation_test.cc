@@ -2,7 +2,7 @@
 // separate ops (NaN and -0 included), for every conv path (depthwise, pointwise, im2col), Clip
 // bounds from inputs (opset 13) and from attributes (opset 6), and leaves alone what it must.
 // Then Conv [-> Relu] -> 2x2 MaxPool into FusedConv with max_pool_2x2, and Conv -> Add [-> Relu]
-// into FusedConv with the residual as input 3.
+// into FusedConv with the residual as input 3; MatMul -> Add(bias) into FusedMatMul.
 // Likewise a decomposed hard-swish (Add, Clip, Mul, Div or Mul) into com.quantkit::HardSwishChain.
 #include <gtest/gtest.h>
 
@@ -369,6 +369,56 @@ TEST(FuseConvResidualAdd, NotWhenTheConvOutputIsNeededOrTheAddendIsConstant) {
   constant.graph.inputs.pop_back();
   constant.graph.AddInitializer("r", RandomFloats({1, 6, 1, 1}, 9));
   EXPECT_EQ(CountResidualConvs(constant) % 100, 0);
+}
+
+// MatMul by a constant matrix -> Add of a constant vector becomes com.quantkit::FusedMatMul,
+// bit-identical to the separate ops (batched A, the bias as the Add's first or second input, a
+// one-row A (the GEMV path), NaN included); a [1, N] bias or a MatMul output used elsewhere stays.
+Model MatMulBiasModel(const Shape& a_shape, const Shape& bias_shape, bool bias_first, bool mm_output_too = false) {
+  Graph g;
+  const int64_t K = a_shape.back(), N = 7;
+  g.inputs.push_back(MakeValueInfo("a", DType::kFloat32, a_shape));
+  g.AddInitializer("w", RandomFloats({K, N}, 3));
+  g.AddInitializer("bias", RandomFloats(bias_shape, 4));
+  g.nodes.push_back(MakeNode("MatMul", {"a", "w"}, {"y"}, "mm"));
+  g.nodes.push_back(MakeNode("Add", bias_first ? std::vector<std::string>{"bias", "y"} : std::vector<std::string>{"y", "bias"},
+                             {"z"}));
+  for (const char* name : {"z", "y"}) {
+    if (name[0] == 'y' && !mm_output_too) continue;
+    ValueInfo v;
+    v.name = name;
+    g.outputs.push_back(v);
+  }
+  return MakeModel(std::move(g), 13);
+}
+
+TEST(FuseMatMulBias, BitIdenticalToSeparateOps) {
+  for (const Shape& a_shape : {Shape{2, 3, 5}, Shape{1, 40}, Shape{64, 300}}) {
+    for (bool bias_first : {false, true}) {
+      SCOPED_TRACE(ShapeToString(a_shape) + (bias_first ? " Add(bias, y)" : " Add(y, bias)"));
+      const Model m = MatMulBiasModel(a_shape, {7}, bias_first);
+      EXPECT_EQ(CountOp(m, "FusedMatMul"), 1);
+      EXPECT_EQ(CountOp(m, "Add"), 0);
+      Tensor a = RandomFloats(a_shape, 8, 2.f);
+      a.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+      const auto separate = RunModel(m, {{"a", a}}, false);
+      const auto fused = RunModel(m, {{"a", a}}, true);
+      ASSERT_EQ(fused.size(), 1u);
+      ASSERT_EQ(fused[0].shape(), separate[0].shape());
+      int nans = 0;
+      for (int64_t i = 0; i < fused[0].numel(); ++i) {
+        const float x = fused[0].data<float>()[i], y = separate[0].data<float>()[i];
+        nans += std::isnan(y);
+        ASSERT_TRUE(std::memcmp(&x, &y, sizeof(x)) == 0 || (std::isnan(x) && std::isnan(y))) << i << ": " << x << " " << y;
+      }
+      EXPECT_GT(nans, 0);
+    }
+  }
+}
+
+TEST(FuseMatMulBias, OnlyAVectorBiasOfAMatMulUsedNowhereElse) {
+  EXPECT_EQ(CountOp(MatMulBiasModel({3, 5}, {1, 7}, false), "FusedMatMul"), 0);
+  EXPECT_EQ(CountOp(MatMulBiasModel({3, 5}, {7}, false, /*mm_output_too=*/true), "FusedMatMul"), 0);
 }
 
 }  // namespace

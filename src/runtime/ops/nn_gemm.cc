@@ -170,7 +170,24 @@ class GemmKernel final : public OpKernel {
 
 // ---------------------------------------------------------------------------------- MatMul
 
-Status MatMulCompute(KernelContext& ctx, const kernels::SgemmPackedB* packed_b) {
+// y[r, j] += bias[j] over every row of the float output: the Add's one rounding per element
+// (com.quantkit::FusedMatMul, passes::FuseConvActivation), while the rows are still in cache.
+void AddBiasRows(KernelContext& ctx, const float* bias, float* y, int64_t rows, int64_t n) {
+  auto body = [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* row = y + r * n;
+      for (int64_t j = 0; j < n; ++j) row[j] = row[j] + bias[j];
+    }
+  };
+  ThreadPool* pool = ctx.thread_pool();
+  if (pool && rows > 1 && rows * n >= (int64_t{1} << 16)) {
+    pool->ParallelFor(rows, std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(n, 1)), body);
+  } else {
+    body(0, rows);
+  }
+}
+
+Status MatMulCompute(KernelContext& ctx, const kernels::SgemmPackedB* packed_b, const Tensor* bias = nullptr) {
   QK_ASSIGN_OR_RETURN(const Tensor* a, ctx.RequiredInput(0));
   QK_ASSIGN_OR_RETURN(const Tensor* b, ctx.RequiredInput(1));
   if (!IsGemmDType(a->dtype())) {
@@ -192,6 +209,18 @@ Status MatMulCompute(KernelContext& ctx, const kernels::SgemmPackedB* packed_b) 
   if (b->rank() > 1) yshape.push_back(N);
   const int64_t nbatch = NumElements(batch);
   const int64_t nb_b = NumElements(batch_b);
+  if (bias) {
+    QK_CHECK_ARG(a->dtype() == DType::kFloat32 && bias->dtype() == DType::kFloat32 && bias->rank() == 1 &&
+                     bias->dim(0) == N,
+                 "the fused bias has shape {} {}, expected float32 [{}]", DTypeName(bias->dtype()),
+                 ShapeToString(bias->shape()), N);
+    QK_RETURN_IF_ERROR(MatMulCompute(ctx, packed_b));
+    Tensor* y = ctx.produced_output(0);
+    if (y && y->dtype() == DType::kFloat32 && y->numel() > 0) {  // (no output tensor when its value is unwanted)
+      AddBiasRows(ctx, bias->data<float>(), y->data<float>(), y->numel() / N, N);
+    }
+    return Status::Ok();
+  }
 
   return WithHalfConversion(ctx, {a, b}, yshape, [&](const std::vector<const Tensor*>& in, Tensor* y) -> Status {
     return DispatchGemm(in[0]->dtype(), [&](auto tag) -> Status {
@@ -249,7 +278,8 @@ class MatMulKernel final : public OpKernel {
     if (const Tensor* b = init.ConstantInput(1)) k->packed_b_ = PackConstantB(*b, false);
     return std::unique_ptr<OpKernel>(std::move(k));
   }
-  Status Compute(KernelContext& ctx) override { return MatMulCompute(ctx, packed_b_.get()); }
+  // MatMul, or com.quantkit::FusedMatMul (A, B, bias): MatMul then Add of a 1-D bias.
+  Status Compute(KernelContext& ctx) override { return MatMulCompute(ctx, packed_b_.get(), ctx.input(2)); }
 
  private:
   std::unique_ptr<kernels::SgemmPackedB> packed_b_;
@@ -260,6 +290,7 @@ class MatMulKernel final : public OpKernel {
 void RegisterNnGemmOps(KernelRegistry& r) {
   r.Register("", "Gemm", &GemmKernel::Create);
   r.Register("", "MatMul", &MatMulKernel::Create);
+  r.Register(kQuantkitDomain, "FusedMatMul", &MatMulKernel::Create);
 }
 
 }  // namespace quantkit::rt
