@@ -7,7 +7,7 @@
 // calibration observes the Conv's own output.
 //
 // And a MatMul by a constant matrix followed by the Add of a constant vector becomes
-// com.quantkit::FusedMatMul (FuseMatMulBias below).
+// com.quantkit::FusedMatMul (FuseMatMulBias below); the erf GELU's five ops one GeluErfChain.
 //
 // Then a float Conv / FusedConv whose output feeds only a 2x2, stride-2 MaxPool without padding
 // becomes a FusedConv with max_pool_2x2 = 1 (FuseConvMaxPool below).
@@ -210,6 +210,67 @@ bool FuseConvResidualAdd(Graph& g, const Model& model, std::vector<bool>& remove
   return any;
 }
 
+// The erf form of GELU as PyTorch exports it, y = x * (erf(x / c) + 1) * 0.5: Div (or Mul) by a
+// constant, Erf, Add of a constant, Mul by x, Mul (or Div) by a constant, each intermediate used
+// once: one com.quantkit::GeluErfChain running the same five float operations per element in one
+// pass (the Erf op's own vector erf: the same bits).
+bool FuseGeluErfChains(Graph& g, std::vector<bool>& removed) {
+  bool any = false;
+  DefUse du(g);
+  auto is = [](const Node& n, std::initializer_list<const char*> ops) {
+    if (!n.IsDefaultDomain() || n.outputs.size() != 1) return false;
+    for (const char* op : ops)
+      if (n.op_type == op) return true;
+    return false;
+  };
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& pre = g.nodes[i];
+    if (removed[i] || !is(pre, {"Div", "Mul"}) || pre.inputs.size() != 2) continue;
+    const Tensor* c1 = ScalarF32(g, pre.inputs[1]);
+    if (!c1) continue;
+    const std::string x = pre.inputs[0];
+    const int ei = SoleConsumer(g, du, pre.outputs[0]);
+    if (ei < 0 || removed[ei] || !is(g.nodes[ei], {"Erf"})) continue;
+    const int ai = SoleConsumer(g, du, g.nodes[ei].outputs[0]);
+    if (ai < 0 || removed[ai] || !is(g.nodes[ai], {"Add"}) || g.nodes[ai].inputs.size() != 2) continue;
+    const Node& add = g.nodes[ai];
+    const std::string& e = g.nodes[ei].outputs[0];
+    const Tensor* c2 = add.inputs[0] == e ? ScalarF32(g, add.inputs[1]) : ScalarF32(g, add.inputs[0]);
+    if (!c2 || (add.inputs[0] != e && add.inputs[1] != e)) continue;
+    const int mi = SoleConsumer(g, du, add.outputs[0]);
+    if (mi < 0 || removed[mi] || !is(g.nodes[mi], {"Mul"}) || g.nodes[mi].inputs.size() != 2) continue;
+    const Node& mul = g.nodes[mi];
+    if (!((mul.inputs[0] == x && mul.inputs[1] == add.outputs[0]) ||
+          (mul.inputs[1] == x && mul.inputs[0] == add.outputs[0]))) {
+      continue;
+    }
+    const int si = SoleConsumer(g, du, mul.outputs[0]);
+    if (si < 0 || removed[si] || !is(g.nodes[si], {"Mul", "Div"}) || g.nodes[si].inputs.size() != 2 ||
+        g.nodes[si].inputs[0] != mul.outputs[0]) {
+      continue;
+    }
+    const Tensor* c3 = ScalarF32(g, g.nodes[si].inputs[1]);
+    if (!c3) continue;
+    const auto const_rank = static_cast<int64_t>(std::max({c1->rank(), c2->rank(), c3->rank()}));
+    Node fused;
+    fused.name = pre.name.empty() ? g.nodes[si].name : pre.name;
+    fused.domain = rt::kQuantkitDomain;
+    fused.op_type = "GeluErfChain";
+    fused.inputs = {x};
+    fused.outputs = {g.nodes[si].outputs[0]};
+    fused.SetAttrFloat("pre", c1->data<float>()[0]);
+    fused.SetAttrInt("pre_divide", pre.op_type == "Div" ? 1 : 0);
+    fused.SetAttrFloat("add", c2->data<float>()[0]);
+    fused.SetAttrFloat("post", c3->data<float>()[0]);
+    fused.SetAttrInt("post_divide", g.nodes[si].op_type == "Div" ? 1 : 0);
+    fused.SetAttrInt("min_rank", const_rank);
+    removed[ei] = removed[ai] = removed[mi] = removed[si] = true;
+    pre = std::move(fused);
+    any = true;
+  }
+  return any;
+}
+
 // A MatMul by a constant float32 [K, N] matrix whose output feeds only an Add of a constant
 // float32 [N] vector (a Linear layer as exporters write it): one com.quantkit::FusedMatMul
 // (A, B, bias) that adds the bias to each output row while it is in cache (the Add's one
@@ -263,6 +324,7 @@ Status Run(Graph& g, const Model& model) {
     QK_RETURN_IF_ERROR(TopologicalSort(g));  // the fused nodes now read r
   }
   if (FuseMatMulBias(g, removed)) Compact(g, removed);
+  if (FuseGeluErfChains(g, removed)) Compact(g, removed);
   bool any = FuseHardSwishChains(g, model, removed);
   {
     DefUse du(g);

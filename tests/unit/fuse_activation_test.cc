@@ -2,7 +2,8 @@
 // separate ops (NaN and -0 included), for every conv path (depthwise, pointwise, im2col), Clip
 // bounds from inputs (opset 13) and from attributes (opset 6), and leaves alone what it must.
 // Then Conv [-> Relu] -> 2x2 MaxPool into FusedConv with max_pool_2x2, and Conv -> Add [-> Relu]
-// into FusedConv with the residual as input 3; MatMul -> Add(bias) into FusedMatMul.
+// into FusedConv with the residual as input 3; MatMul -> Add(bias) into FusedMatMul;
+// the erf GELU's five ops into GeluErfChain.
 // Likewise a decomposed hard-swish (Add, Clip, Mul, Div or Mul) into com.quantkit::HardSwishChain.
 #include <gtest/gtest.h>
 
@@ -419,6 +420,63 @@ TEST(FuseMatMulBias, BitIdenticalToSeparateOps) {
 TEST(FuseMatMulBias, OnlyAVectorBiasOfAMatMulUsedNowhereElse) {
   EXPECT_EQ(CountOp(MatMulBiasModel({3, 5}, {1, 7}, false), "FusedMatMul"), 0);
   EXPECT_EQ(CountOp(MatMulBiasModel({3, 5}, {7}, false, /*mm_output_too=*/true), "FusedMatMul"), 0);
+}
+
+// The erf GELU as PyTorch exports it (Div or Mul by a constant, Erf, Add, Mul by x, Mul or Div by
+// a constant) becomes com.quantkit::GeluErfChain, bit-identical to the five ops (NaN, infinities,
+// large and tiny values, odd lengths through the vector tail); an intermediate read elsewhere
+// keeps the chain apart.
+Model GeluModel(bool pre_divide, bool post_divide, bool x_second, bool erf_output_too = false) {
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {3, 37}));
+  g.AddInitializer("c1", Tensor::Scalar<float>(pre_divide ? 1.4142135f : 0.70710678f));
+  g.AddInitializer("one", Tensor::Scalar<float>(1.f));
+  g.AddInitializer("c3", Tensor::Scalar<float>(post_divide ? 2.f : 0.5f));
+  g.nodes.push_back(MakeNode(pre_divide ? "Div" : "Mul", {"x", "c1"}, {"t"}, "gelu_pre"));
+  g.nodes.push_back(MakeNode("Erf", {"t"}, {"e"}));
+  g.nodes.push_back(MakeNode("Add", {"e", "one"}, {"a"}));
+  g.nodes.push_back(MakeNode("Mul", x_second ? std::vector<std::string>{"a", "x"} : std::vector<std::string>{"x", "a"}, {"m"}));
+  g.nodes.push_back(MakeNode(post_divide ? "Div" : "Mul", {"m", "c3"}, {"y"}));
+  for (const char* name : {"y", "e"}) {
+    if (name[0] == 'e' && !erf_output_too) continue;
+    ValueInfo v;
+    v.name = name;
+    g.outputs.push_back(v);
+  }
+  return MakeModel(std::move(g), 13);
+}
+
+TEST(FuseGeluErfChain, BitIdenticalToSeparateOps) {
+  for (bool pre_divide : {true, false}) {
+    for (bool post_divide : {false, true}) {
+      for (bool x_second : {false, true}) {
+        SCOPED_TRACE(std::string(pre_divide ? "Div" : "Mul") + (post_divide ? " Div" : " Mul") + (x_second ? " a*x" : " x*a"));
+        const Model m = GeluModel(pre_divide, post_divide, x_second);
+        EXPECT_EQ(CountOp(m, "GeluErfChain"), 1);
+        EXPECT_EQ(CountOp(m, "Erf"), 0);
+        Tensor x = RandomFloats({3, 37}, 12, 4.f);
+        float* xd = x.data<float>();
+        xd[0] = std::numeric_limits<float>::quiet_NaN();
+        xd[1] = std::numeric_limits<float>::infinity();
+        xd[2] = -std::numeric_limits<float>::infinity();
+        xd[3] = 1e30f;
+        xd[4] = -1e-30f;
+        xd[5] = -0.f;
+        const auto fused = RunModel(m, {{"x", x}}, true);
+        const auto separate = RunModel(m, {{"x", x}}, false);
+        ASSERT_EQ(fused.size(), 1u);
+        ASSERT_EQ(fused[0].shape(), separate[0].shape());
+        for (int64_t i = 0; i < fused[0].numel(); ++i) {
+          const float a = fused[0].data<float>()[i], b = separate[0].data<float>()[i];
+          ASSERT_TRUE(std::memcmp(&a, &b, sizeof(a)) == 0 || (std::isnan(a) && std::isnan(b))) << i << ": " << a << " " << b;
+        }
+      }
+    }
+  }
+}
+
+TEST(FuseGeluErfChain, NotWhenAnIntermediateIsReadElsewhere) {
+  EXPECT_EQ(CountOp(GeluModel(true, false, false, /*erf_output_too=*/true), "GeluErfChain"), 0);
 }
 
 }  // namespace

@@ -442,11 +442,53 @@ class HardSwishChainKernel final : public OpKernel {
   int64_t min_rank_;
 };
 
+// com.quantkit::GeluErfChain (passes::FuseConvActivation): t = x / pre (or x * pre), e = Erf(t)
+// (the Erf op's vector erf), a = e + add, m = x * a, y = m * post (or m / post): the five ops'
+// float operations in their order, in one pass.
+class GeluErfChainKernel final : public OpKernel {
+ public:
+  explicit GeluErfChainKernel(const KernelInit& init)
+      : pre_(init.node.AttrFloat("pre", 1.f)),
+        add_(init.node.AttrFloat("add", 1.f)),
+        post_(init.node.AttrFloat("post", 1.f)),
+        pre_divide_(init.node.AttrInt("pre_divide", 1) != 0),
+        post_divide_(init.node.AttrInt("post_divide", 0) != 0),
+        min_rank_(init.node.AttrInt("min_rank", 0)) {}
+
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+    QK_CHECK_ARG(x->dtype() == DType::kFloat32, "input has dtype {}, expected float32", DTypeName(x->dtype()));
+    Shape shape = x->shape();
+    while (static_cast<int64_t>(shape.size()) < min_rank_) shape.insert(shape.begin(), 1);  // [1] constants
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, shape));
+    const float* src = x->data<float>();
+    float* dst = y->data<float>();
+    const float pre = pre_, add = add_, post = post_;
+    const bool pre_divide = pre_divide_, post_divide = post_divide_;
+    ParallelRange(ctx.thread_pool(), x->numel(), kCheapGrain, [&](int64_t b, int64_t e) {
+      simd::Map(src + b, dst + b, e - b, [&](simd::v4f v) {
+        const simd::v4f t = pre_divide ? v / pre : v * pre;
+        const simd::v4f m = v * (simd::Erf(t) + add);
+        return post_divide ? m / post : m * post;
+      });
+    });
+    return Status::Ok();
+  }
+
+ private:
+  float pre_, add_, post_;
+  bool pre_divide_, post_divide_;
+  int64_t min_rank_;
+};
+
 }  // namespace
 
 namespace ew {
 
 void RegisterElementwiseUnaryOps(KernelRegistry& r) {
+  r.Register(kQuantkitDomain, "GeluErfChain", [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+    return std::unique_ptr<OpKernel>(new GeluErfChainKernel(init));
+  });
   r.Register(kQuantkitDomain, "HardSwishChain", [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
     return std::unique_ptr<OpKernel>(new HardSwishChainKernel(init));
   });
