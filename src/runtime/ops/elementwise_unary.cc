@@ -404,6 +404,21 @@ class ClipKernel final : public OpKernel {
   float attr_min_ = 0, attr_max_ = 0;
 };
 
+// The float32 input and output of a fused elementwise chain; constants of shape [1] broadcast a
+// lower-rank x up to `min_rank` dims, as the separate ops would.
+struct ChainIo {
+  const Tensor* x;
+  Tensor* y;
+};
+StatusOr<ChainIo> ChainInputOutput(KernelContext& ctx, int64_t min_rank) {
+  QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+  QK_CHECK_ARG(x->dtype() == DType::kFloat32, "input has dtype {}, expected float32", DTypeName(x->dtype()));
+  Shape shape = x->shape();
+  while (static_cast<int64_t>(shape.size()) < min_rank) shape.insert(shape.begin(), 1);
+  QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, shape));
+  return ChainIo{x, y};
+}
+
 // com.quantkit::HardSwishChain (passes::FuseConvActivation): Add(x, add) -> Clip(clip_min,
 // clip_max) -> Mul(x, .) -> Div(., scale) or Mul(., scale), float32, in one pass: per element the
 // same four operations as those kernels (Clip's expression; products and sums commute exactly).
@@ -418,15 +433,11 @@ class HardSwishChainKernel final : public OpKernel {
         min_rank_(init.node.AttrInt("min_rank", 0)) {}
 
   Status Compute(KernelContext& ctx) override {
-    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
-    QK_CHECK_ARG(x->dtype() == DType::kFloat32, "input has dtype {}, expected float32", DTypeName(x->dtype()));
-    Shape shape = x->shape();
-    while (static_cast<int64_t>(shape.size()) < min_rank_) shape.insert(shape.begin(), 1);  // [1] constants
-    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, shape));
-    const float* src = x->data<float>();
-    float* dst = y->data<float>();
+    QK_ASSIGN_OR_RETURN(const ChainIo io, ChainInputOutput(ctx, min_rank_));
+    const float* src = io.x->data<float>();
+    float* dst = io.y->data<float>();
     const float add = add_, lo = lo_, hi = hi_, scale = scale_;
-    ParallelRange(ctx.thread_pool(), x->numel(), kCheapGrain, [&](int64_t b, int64_t e) {
+    ParallelRange(ctx.thread_pool(), io.x->numel(), kCheapGrain, [&](int64_t b, int64_t e) {
       if (divide_) {
         for (int64_t i = b; i < e; ++i) dst[i] = src[i] * std::min(std::max(src[i] + add, lo), hi) / scale;
       } else {
@@ -456,16 +467,12 @@ class GeluErfChainKernel final : public OpKernel {
         min_rank_(init.node.AttrInt("min_rank", 0)) {}
 
   Status Compute(KernelContext& ctx) override {
-    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
-    QK_CHECK_ARG(x->dtype() == DType::kFloat32, "input has dtype {}, expected float32", DTypeName(x->dtype()));
-    Shape shape = x->shape();
-    while (static_cast<int64_t>(shape.size()) < min_rank_) shape.insert(shape.begin(), 1);  // [1] constants
-    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, shape));
-    const float* src = x->data<float>();
-    float* dst = y->data<float>();
+    QK_ASSIGN_OR_RETURN(const ChainIo io, ChainInputOutput(ctx, min_rank_));
+    const float* src = io.x->data<float>();
+    float* dst = io.y->data<float>();
     const float pre = pre_, add = add_, post = post_;
     const bool pre_divide = pre_divide_, post_divide = post_divide_;
-    ParallelRange(ctx.thread_pool(), x->numel(), kCheapGrain, [&](int64_t b, int64_t e) {
+    ParallelRange(ctx.thread_pool(), io.x->numel(), kCheapGrain, [&](int64_t b, int64_t e) {
       simd::Map(src + b, dst + b, e - b, [&](simd::v4f v) {
         const simd::v4f t = pre_divide ? v / pre : v * pre;
         const simd::v4f m = v * (simd::Erf(t) + add);
