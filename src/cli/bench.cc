@@ -162,11 +162,14 @@ StatusOr<std::pair<nlohmann::json, std::string>> ProfileNodes(const Session& ses
     text += fmt::format("{:<40} {:>6} {:>10.3f} {:>6.1f}%\n", type, v.second, v.first * 1e3, 100 * share);
   }
   text += "slowest nodes\n";
-  for (size_t k = 0; k < nodes.size() && k < 10; ++k) {
+  for (size_t k = 0; k < nodes.size(); ++k) {  // the JSON lists every node, the text the 10 slowest
     const Node* n = nodes[k].first;
     const std::string type = n->IsDefaultDomain() ? n->op_type : n->domain + "::" + n->op_type;
+    const nlohmann::json entry = {{"node", n->name}, {"op_type", type}, {"ms", nodes[k].second * 1e3}};
+    j["nodes"].push_back(entry);
+    if (k >= 10) continue;
     text += fmt::format("  {:>9.3f} ms  {:<28} {}\n", nodes[k].second * 1e3, type, n->name);
-    j["slowest_nodes"].push_back({{"node", n->name}, {"op_type", type}, {"ms", nodes[k].second * 1e3}});
+    j["slowest_nodes"].push_back(entry);
   }
   return std::make_pair(j, text);
 }
