@@ -16,6 +16,7 @@ namespace {
 thread_local bool tls_in_pool_worker = false;
 // Polls before sleeping: about 50-100 microseconds of pause instructions.
 constexpr int kSpinIterations = 4000;
+constexpr int64_t kChunksPerThread = 4;
 }
 
 ThreadPool::ThreadPool(int threads) {
@@ -74,7 +75,11 @@ void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk, const std::function<v
   }
   std::lock_guard<std::mutex> job_lock(job_mu_);
   tls_in_pool_worker = true;  // nested ParallelFor calls from fn run inline
-  const int64_t chunk = std::max(min_chunk, (n + num_threads_ - 1) / num_threads_);
+  // About kChunksPerThread chunks per thread, claimed as threads free up: when one core is slowed
+  // (another process, a noisy VM neighbour), the others take over its remaining chunks instead of
+  // waiting for its half.
+  const int64_t parts = int64_t{num_threads_} * kChunksPerThread;
+  const int64_t chunk = std::max(min_chunk, (n + parts - 1) / parts);
   std::unique_lock<std::mutex> lock(mu_);
   job_ = &fn;
   job_n_ = n;

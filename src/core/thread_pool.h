@@ -21,8 +21,8 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int num_threads() const { return num_threads_; }
-  // Calls fn(begin, end) over [0, n) split into about `num_threads` contiguous chunks of at least
-  // `min_chunk` items. Returns when all are done.
+  // Calls fn(begin, end) over [0, n) split into about 4 * `num_threads` contiguous chunks of at
+  // least `min_chunk` items, each claimed by the next free thread. Returns when all are done.
   void ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
