@@ -515,7 +515,9 @@ TEST(Conv, SmallMapsTransposedGiveThePackedPathsBits) {
                         {1, 300, 36, 5, 3, 1, 2, 2, true, false},  {2, 16, 64, 4, 3, 1, 1, 1, false, true},
                         // Maps of 1 to 4 pixels (Silero's last convs): 1x1, 2x2 strided, pointwise 2x2.
                         {1, 129, 128, 3, 3, 1, 0, 1, true, true},  {2, 64, 64, 4, 3, 2, 1, 1, true, false},
-                        {1, 40, 33, 2, 1, 1, 0, 1, false, false}};
+                        {1, 40, 33, 2, 1, 1, 0, 1, false, false},
+                        // Big enough for the parallel im2col and transposition (run at 2 threads too).
+                        {1, 64, 512, 8, 1, 1, 0, 1, true, false},  {2, 300, 40, 6, 3, 1, 1, 1, true, true}};
   std::mt19937 rng(43);
   for (const Case& c : cases) {
     const Tensor x = RandomTensor({c.N, c.C, c.H, c.H}, rng), w = RandomTensor({c.M, c.C, c.k, c.k}, rng);
@@ -536,33 +538,42 @@ TEST(Conv, SmallMapsTransposedGiveThePackedPathsBits) {
     ValueInfo out;
     out.name = c.relu ? "z" : "y";
     g.outputs.push_back(out);
-    const auto got = testing::RunModel(MakeModel(std::move(g), 13), {{"x", x}});
-    ASSERT_EQ(got.size(), 1u);
-    const kernels::ConvGeometry geo = testing::Conv2DGeometry(c.H, c.H, c.k, c.k, c.stride, c.stride, c.dil, c.dil,
-                                                               c.pad, c.pad, c.pad, c.pad);
-    const int64_t P = geo.OutSize(), K = c.C * c.k * c.k;
-    ASSERT_TRUE(P >= 1 && P <= 64) << "not a small map: " << P;
-    ASSERT_EQ(got[0].numel(), c.N * c.M * P);
-    // The reference product has at least 2 columns (a zero one added to a 1-pixel map): Sgemm
-    // runs a one-column product as a GEMV, whose sums the conv paths do not share.
-    const int64_t Q = std::max<int64_t>(P, 2);
-    std::vector<float> col(static_cast<size_t>(K * Q), 0.f);
-    for (int64_t n = 0; n < c.N; ++n) {
-      for (int64_t ch = 0; ch < c.C; ++ch) {
-        kernels::Im2ColChannel<float>(geo, x.data<float>() + (n * c.C + ch) * c.H * c.H, 0, P,
-                                      col.data() + ch * c.k * c.k * Q, Q);
-      }
-      std::vector<float> want(static_cast<size_t>(c.M * Q), 0.f);
-      for (int64_t m = 0; m < c.M && c.bias; ++m) std::fill(want.begin() + m * Q, want.begin() + (m + 1) * Q, b.data<float>()[m]);
-      kernels::Sgemm(false, false, c.M, Q, K, 1.f, w.data<float>(), K, col.data(), Q, c.bias ? 1.f : 0.f,
-                     want.data(), Q, nullptr);
-      if (c.relu) {
-        for (float& v : want) v = std::min(std::max(v, 0.f), std::numeric_limits<float>::infinity());
-      }
-      for (int64_t m = 0; m < c.M; ++m) {
-        ASSERT_EQ(0, std::memcmp(want.data() + m * Q, got[0].data<float>() + (n * c.M + m) * P, P * sizeof(float)))
-            << "C=" << c.C << " M=" << c.M << " " << c.H << "x" << c.H << " k=" << c.k << " stride=" << c.stride
-            << " image " << n << " channel " << m;
+    const Model model = MakeModel(std::move(g), 13);
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(std::to_string(threads) + " threads");
+      SessionOptions opts;
+      opts.threads = threads;
+      auto session = Session::Create(model, opts);
+      ASSERT_TRUE(session.ok()) << session.status().message();
+      std::vector<Tensor> got;
+      ASSERT_TRUE((*session)->Run({{"x", x}}, &got).ok());
+      ASSERT_EQ(got.size(), 1u);
+      const kernels::ConvGeometry geo = testing::Conv2DGeometry(c.H, c.H, c.k, c.k, c.stride, c.stride, c.dil, c.dil,
+                                                                 c.pad, c.pad, c.pad, c.pad);
+      const int64_t P = geo.OutSize(), K = c.C * c.k * c.k;
+      ASSERT_TRUE(P >= 1 && P <= 64) << "not a small map: " << P;
+      ASSERT_EQ(got[0].numel(), c.N * c.M * P);
+      // The reference product has at least 2 columns (a zero one added to a 1-pixel map): Sgemm
+      // runs a one-column product as a GEMV, whose sums the conv paths do not share.
+      const int64_t Q = std::max<int64_t>(P, 2);
+      std::vector<float> col(static_cast<size_t>(K * Q), 0.f);
+      for (int64_t n = 0; n < c.N; ++n) {
+        for (int64_t ch = 0; ch < c.C; ++ch) {
+          kernels::Im2ColChannel<float>(geo, x.data<float>() + (n * c.C + ch) * c.H * c.H, 0, P,
+                                        col.data() + ch * c.k * c.k * Q, Q);
+        }
+        std::vector<float> want(static_cast<size_t>(c.M * Q), 0.f);
+        for (int64_t m = 0; m < c.M && c.bias; ++m) std::fill(want.begin() + m * Q, want.begin() + (m + 1) * Q, b.data<float>()[m]);
+        kernels::Sgemm(false, false, c.M, Q, K, 1.f, w.data<float>(), K, col.data(), Q, c.bias ? 1.f : 0.f,
+                       want.data(), Q, nullptr);
+        if (c.relu) {
+          for (float& v : want) v = std::min(std::max(v, 0.f), std::numeric_limits<float>::infinity());
+        }
+        for (int64_t m = 0; m < c.M; ++m) {
+          ASSERT_EQ(0, std::memcmp(want.data() + m * Q, got[0].data<float>() + (n * c.M + m) * P, P * sizeof(float)))
+              << "C=" << c.C << " M=" << c.M << " " << c.H << "x" << c.H << " k=" << c.k << " stride=" << c.stride
+              << " image " << n << " channel " << m;
+        }
       }
     }
   }

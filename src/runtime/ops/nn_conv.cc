@@ -3,6 +3,7 @@
 // depthwise 1-D/2-D convs use a direct kernel. ConvTranspose: GEMM into columns + col2im.
 // float16/bfloat16 compute in float32.
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -190,28 +191,40 @@ Status ConvTransposedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N,
   // stride phases laid out, so each tap row of an output row is one contiguous copy).
   const ConvGeometry g2 = As2D(g);
   const kernels::ConvPanelPlanes planes = kernels::ConvPanelPlanesFor(g2);
-  const int64_t col_floats = pointwise ? 0 : kdim * out_size + planes.plane_floats;
+  // Each input channel gets its own phase plane, so the im2col rows are filled in parallel.
+  const int64_t col_floats = pointwise ? 0 : kdim * out_size + C * planes.plane_floats;
   QK_ASSIGN_OR_RETURN(Tensor scratch, ctx.Scratch(DType::kFloat32, out_size * M + col_floats, "transposed conv"));
   float* ct = scratch.data<float>();  // C^T [out_size, M]
   float* col = ct + out_size * M;     // im2col [kdim, out_size]
-  float* plane = col + kdim * out_size;  // one channel's phase plane at a time
+  float* plane0 = col + kdim * out_size;  // the channels' phase planes
   const int64_t kw = g2.kernel[1], oh = g2.out[0], ow = g2.out[1];
   ThreadPool* pool = ctx.thread_pool();
+  // Splits [0, n) over the pool when the work (floats touched) is worth a parallel region.
+  auto maybe_parallel = [&](int64_t n, int64_t work, const std::function<void(int64_t, int64_t)>& fn) {
+    if (pool && n > 1 && work >= (int64_t{1} << 15)) {
+      pool->ParallelFor(n, 1, fn);
+    } else {
+      fn(0, n);
+    }
+  };
   for (int64_t n = 0; n < N; ++n) {
     const float* xn = x + n * C * in_size;
     const float* a = xn;  // op(A) = A^T with A [kdim, out_size]: the input itself when pointwise
     if (!pointwise) {
-      for (int64_t c = 0; c < C; ++c) {
-        kernels::FillPhasePlane(g2, planes.rows, planes.phase_len, xn + c * in_size, plane);
-        for (int64_t t = 0; t < ksize; ++t) {
-          const float* src = plane + kernels::PhasePlaneTapOffset(g2, planes, t / kw, t % kw);
-          float* dst = col + (c * ksize + t) * out_size;
-          for (int64_t oy = 0; oy < oh; ++oy) {
-            std::copy(src + oy * g2.stride[0] * planes.row_len, src + oy * g2.stride[0] * planes.row_len + ow,
-                      dst + oy * ow);
+      maybe_parallel(C, kdim * out_size, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) {
+          float* plane = plane0 + c * planes.plane_floats;
+          kernels::FillPhasePlane(g2, planes.rows, planes.phase_len, xn + c * in_size, plane);
+          for (int64_t t = 0; t < ksize; ++t) {
+            const float* src = plane + kernels::PhasePlaneTapOffset(g2, planes, t / kw, t % kw);
+            float* dst = col + (c * ksize + t) * out_size;
+            for (int64_t oy = 0; oy < oh; ++oy) {
+              std::copy(src + oy * g2.stride[0] * planes.row_len, src + oy * g2.stride[0] * planes.row_len + ow,
+                        dst + oy * ow);
+            }
           }
         }
-      }
+      });
       a = col;
     }
     if (bias) {
@@ -219,10 +232,12 @@ Status ConvTransposedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N,
     }
     kernels::SgemmWithPackedB(/*trans_a=*/true, out_size, 1.f, a, out_size, wt, bias ? 1.f : 0.f, ct, M, pool);
     float* yn = y + n * M * out_size;
-    for (int64_t m = 0; m < M; ++m) {
-      float* row = yn + m * out_size;
-      for (int64_t p = 0; p < out_size; ++p) row[p] = ct[p * M + m];
-    }
+    maybe_parallel(M, M * out_size, [&](int64_t m0, int64_t m1) {
+      for (int64_t m = m0; m < m1; ++m) {
+        float* row = yn + m * out_size;
+        for (int64_t p = 0; p < out_size; ++p) row[p] = ct[p * M + m];
+      }
+    });
     ClampRows(act, yn, M, out_size, out_size);
   }
   return Status::Ok();
