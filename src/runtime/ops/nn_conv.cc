@@ -172,11 +172,12 @@ bool UseTapsGemm(const ConvGeometry& g2, int64_t Mg) {
 // columns 61) waste a quarter of the GEMM in its column tiles, and each weight is used only once per
 // column. Transposed, C^T [pixels, M] = im2col^T [pixels, K] * W^T [K, M]: rows are the pixels
 // (8-row tiles: 49 as 56), columns the output channels (full 32-wide tiles), weights packed once as B.
-// Down to one pixel (Silero's last 1-D convs: 1 to 4 positions were 16-column tiles, and the model
-// 0.14 -> 0.11 ms).
+// Down to one pixel for a few images (Silero's last 1-D convs: 1 to 4 positions were 16-column
+// tiles, and the model 0.14 -> 0.11 ms); a large batch of tiny maps keeps the packed path, whose
+// images run in parallel (here each image is its own small GEMM).
 constexpr int64_t kSmallMapPixels = 64;
-bool UseTransposedConv(int64_t out_size, int64_t Mg, int64_t group) {
-  return group == 1 && out_size >= 1 && out_size <= kSmallMapPixels && Mg >= 32;
+bool UseTransposedConv(int64_t out_size, int64_t Mg, int64_t group, int64_t N) {
+  return group == 1 && out_size <= kSmallMapPixels && Mg >= 32 && (out_size >= 8 || (out_size >= 1 && N <= 4));
 }
 
 // The same sums as ConvPackedFloat (same K blocks, one FMA per term in k order, the bias as the
@@ -392,7 +393,7 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
   }
 
   if constexpr (std::is_same_v<T, float>) {
-    if (transposed && g.nd <= 2 && UseTransposedConv(out_size, Mg, group) && transposed->depth() == kdim &&
+    if (transposed && g.nd <= 2 && UseTransposedConv(out_size, Mg, group, N) && transposed->depth() == kdim &&
         transposed->cols() == M) {
       return ConvTransposedFloat(ctx, g, N, C, M, x, bias, y, act, *transposed);
     }
@@ -653,7 +654,7 @@ class ConvKernel final : public OpKernel {
   // W^T packed on the first run with a small map (shapes are known only then; runs may be
   // concurrent, hence once), or null when the transposed conv does not apply.
   const kernels::SgemmPackedB* TransposedWeights(const ConvGeometry& g, int64_t M, const Tensor& w) {
-    if (!packed_ || g.nd > 2 || !UseTransposedConv(g.OutSize(), M / group_, group_)) return nullptr;
+    if (!packed_ || g.nd > 2 || !UseTransposedConv(g.OutSize(), M / group_, group_, 1)) return nullptr;
     std::call_once(transposed_once_, [&] {
       transposed_ = std::make_unique<kernels::SgemmPackedB>(true, w.data<float>(), w.numel() / M, w.numel() / M, M);
     });
