@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <cmath>
 #include <functional>
 #include <map>
@@ -140,6 +142,7 @@ struct Problem {
   bool lbr = false, input_forget = false;
   int64_t layout = 0;
   bool const_weights = false;
+  int threads = 2;
 
   std::vector<float> x, w, r, b, h0, c0, p;  // layout-0 data
 
@@ -249,7 +252,7 @@ struct Problem {
     }
     SessionOptions opts;
     opts.optimize = false;
-    opts.threads = 2;
+    opts.threads = threads;
     QK_ASSIGN_OR_RETURN(auto session, Session::Create(MakeModel(std::move(g), 14), opts));
     std::vector<Tensor> result;
     QK_RETURN_IF_ERROR(session->Run(feeds, &result));
@@ -431,6 +434,34 @@ TEST(Lstm, ConstantWeightsBatchOneAndEightUsePackedRecurrentWeights) {
       pr.Generate(static_cast<uint32_t>(14 + batch));
       pr.Check();
     }
+  }
+}
+
+// One batch row, constant weights, hidden size a multiple of 64, two threads: each step is one
+// parallel region (blocks of 64 units: their gates' recurrent sums, then their cell update). The
+// same bits as one thread's GEMV-then-update, with peepholes, clip, both directions and a sequence
+// shorter than the input; and the reference values.
+TEST(Lstm, StepSplitOverThreadsGivesOneThreadsBits) {
+  Problem pr;
+  pr.cell = Cell::kLstm;
+  pr.dirs = 2;
+  pr.direction = "bidirectional";
+  pr.S = 7, pr.B = 1, pr.I = 16, pr.H = 128;
+  pr.with_p = true;
+  pr.clip = 2.5f;
+  pr.lens = {5};
+  pr.const_weights = true;
+  pr.ref_acts = {{kSig, kTanh, kTanh}, {kSig, kTanh, kTanh}};
+  pr.Generate(21);
+  pr.Check();
+  auto two = pr.Run();
+  pr.threads = 1;
+  auto one = pr.Run();
+  ASSERT_TRUE(one.ok() && two.ok());
+  ASSERT_EQ(one->size(), two->size());
+  for (size_t o = 0; o < one->size(); ++o) {
+    ASSERT_EQ((*one)[o].shape(), (*two)[o].shape());
+    EXPECT_EQ(std::memcmp((*one)[o].raw_data(), (*two)[o].raw_data(), (*one)[o].nbytes()), 0) << "output " << o;
   }
 }
 

@@ -531,6 +531,56 @@ Status RnnKernel::Compute(KernelContext& ctx) {
     for (int64_t i = 0; i < n; ++i) v[i] = std::clamp(v[i], -clip, clip);
   };
 
+  // The LSTM cell for hidden units [j0, j1): gates g (the recurrent sums) plus the input
+  // projection xr, peepholes, clip, activations; cell state c and the new hidden state h_out
+  // updated there. Every operation is per unit, so any split of the units gives the same bits.
+  auto lstm_cell = [&](const Activation* acts, const float* pi, const float* po, const float* pf, float* g,
+                       const float* xr, float* c, float* h_out, int64_t j0, int64_t j1) {
+    const int64_t n = j1 - j0;
+    float* gi = g + j0;
+    float* go = g + H + j0;
+    float* gf = g + 2 * H + j0;
+    float* gc = g + 3 * H + j0;
+    float* cp = c + j0;
+    for (int64_t q = 0; q < 4; ++q)
+      for (int64_t j = j0; j < j1; ++j) g[q * H + j] += xr[q * H + j];
+    if (has_peep) {
+      for (int64_t j = 0; j < n; ++j) {
+        gi[j] += pi[j0 + j] * cp[j];
+        gf[j] += pf[j0 + j] * cp[j];
+      }
+    }
+    do_clip(gi, n);
+    do_clip(gf, n);
+    do_clip(gc, n);
+    acts[0].Apply(gi, n);
+    if (a_.input_forget) {
+      for (int64_t j = 0; j < n; ++j) gf[j] = 1.0f - gi[j];
+    } else {
+      acts[0].Apply(gf, n);
+    }
+    acts[1].Apply(gc, n);
+    for (int64_t j = 0; j < n; ++j) cp[j] = gf[j] * cp[j] + gi[j] * gc[j];
+    if (has_peep) {
+      for (int64_t j = 0; j < n; ++j) go[j] += po[j0 + j] * cp[j];
+    }
+    do_clip(go, n);
+    acts[0].Apply(go, n);
+    // h(C) into gc (no longer needed).
+    std::copy(cp, cp + n, gc);
+    acts[2].Apply(gc, n);
+    for (int64_t j = 0; j < n; ++j) h_out[j0 + j] = go[j] * gc[j];
+  };
+  // One row, float weights, several threads: each step is one parallel region in which every
+  // worker takes its share of the hidden units (blocks of 64), computes their four gates' recurrent sums
+  // (SgemvColumnsWithPackedB) and then their cell update, writing the new hidden state to a second
+  // buffer (the others still read the old one). Instead of a parallel GEMV, then the cell update on
+  // one thread while the other waits.
+  ThreadPool* const pool = ctx.thread_pool();
+  const bool step_parallel = a_.cell == CellType::kLstm && !pk->quantized && !pk->rt_packed.empty() && Bt == 1 &&
+                             H % 64 == 0 && pool && pool->num_threads() > 1 && H * GH >= (int64_t{1} << 16);
+  std::vector<float> h_next(step_parallel ? static_cast<size_t>(H) : 0);
+
   for (int d = 0; d < D; ++d) {
     const bool reverse = a_.reverse_only || d == 1;
     const float* wt = pk->quantized ? nullptr : pk->wt.data() + d * I * GH;
@@ -563,6 +613,24 @@ Status RnnKernel::Compute(KernelContext& ctx) {
     const float* po = pi + H;
     const float* pf = po + H;
     for (int64_t s = 0; s < S; ++s) {
+      if (step_parallel) {
+        if (s >= lens[0]) continue;  // the row's sequence has ended: nothing to compute
+        const int64_t t = reverse ? lens[0] - 1 - s : s;
+        const float* xr = xw + t * GH;
+        // One fixed share of the units per thread (as SgemvWithPackedB: R stays in the caches).
+        const int64_t blocks = H / 64, shares = std::min<int64_t>(pool->num_threads(), blocks);
+        pool->ParallelFor(shares, 1, [&](int64_t s0, int64_t s1) {
+          const int64_t j0 = s0 * blocks / shares * 64, j1 = s1 * blocks / shares * 64;
+          for (int64_t q = 0; q < 4; ++q) {
+            std::fill(hr + q * H + j0, hr + q * H + j1, 0.0f);
+            kernels::SgemvColumnsWithPackedB(hs, pk->rt_packed[d], 1.f, hr, (q * H + j0) / 64, (q * H + j1) / 64);
+          }
+          lstm_cell(acts, pi, po, pf, hr, xr, cs, h_next.data(), j0, j1);
+        });
+        std::copy(h_next.begin(), h_next.end(), hs);
+        if (want_y) std::copy(hs, hs + H, y_at(t, d, 0));
+        continue;
+      }
       // Recurrent part for all batch rows: hr = H_prev * R^T (GRU without linear_before_reset: only
       // the z and r gates here; the h gate needs r first).
       const int64_t rec_cols = (a_.cell == CellType::kGru && !gru_lbr) ? 2 * H : GH;
@@ -632,38 +700,7 @@ Status RnnKernel::Compute(KernelContext& ctx) {
             break;
           }
           case CellType::kLstm: {
-            float* gi = g;
-            float* go = g + H;
-            float* gf = g + 2 * H;
-            float* gc = g + 3 * H;
-            float* cp = cs + b * H;
-            for (int64_t j = 0; j < GH; ++j) g[j] += xr[j];
-            if (has_peep) {
-              for (int64_t j = 0; j < H; ++j) {
-                gi[j] += pi[j] * cp[j];
-                gf[j] += pf[j] * cp[j];
-              }
-            }
-            do_clip(gi, H);
-            do_clip(gf, H);
-            do_clip(gc, H);
-            acts[0].Apply(gi, H);
-            if (a_.input_forget) {
-              for (int64_t j = 0; j < H; ++j) gf[j] = 1.0f - gi[j];
-            } else {
-              acts[0].Apply(gf, H);
-            }
-            acts[1].Apply(gc, H);
-            for (int64_t j = 0; j < H; ++j) cp[j] = gf[j] * cp[j] + gi[j] * gc[j];
-            if (has_peep) {
-              for (int64_t j = 0; j < H; ++j) go[j] += po[j] * cp[j];
-            }
-            do_clip(go, H);
-            acts[0].Apply(go, H);
-            // h(C) into gc (no longer needed).
-            std::copy(cp, cp + H, gc);
-            acts[2].Apply(gc, H);
-            for (int64_t j = 0; j < H; ++j) hp[j] = go[j] * gc[j];
+            lstm_cell(acts, pi, po, pf, g, xr, cs + b * H, hp, 0, H);
             break;
           }
         }

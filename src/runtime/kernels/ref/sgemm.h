@@ -137,6 +137,9 @@ void SgemmWithPackedB(bool trans_a, int64_t M, float alpha, const float* A, int6
 // contiguous per column block, so the weights stream at memory speed (1.6x the strided row-major
 // loop on a 512 x 2048 LSTM weight). Sums each column in k order (not SgemmWithPackedB's bits).
 void SgemvWithPackedB(const float* x, const SgemmPackedB& b, float beta, float* y, ThreadPool* pool);
+// The same for the column groups [g0, g1) of 64 columns (columns [64 g0, 64 g1)), on the calling
+// thread: each column's sum is SgemvWithPackedB's (a recurrent cell splits its gates this way).
+void SgemvColumnsWithPackedB(const float* x, const SgemmPackedB& b, float beta, float* y, int64_t g0, int64_t g1);
 
 // Floats of `workspace` SgemmPacked needs for N columns with this pool (64-byte aligned).
 int64_t SgemmPackedWorkspace(const SgemmPackedA& a, int64_t N, ThreadPool* pool);
