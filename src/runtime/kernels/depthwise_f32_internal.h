@@ -50,13 +50,19 @@ struct PortableOps {
 };
 // The vector builds: acc + w * v, contracted into one FMA instruction by their functions'
 // fp-contract=fast (x86/depthwise_f32_avx2.cc).
+// clang ignores GCC's optimize attribute, so there the lanes are fused explicitly (llvm.fma, one
+// FMA instruction per lane or per vector in the FMA-enabled functions): the same bits.
 template <typename V>
 struct VectorOps {
   using VT = V;
   __attribute__((always_inline)) static inline void MulAdd(VT& acc, float w, const float* p) {
     VT v;
     std::memcpy(&v, p, sizeof(v));
+#if defined(__clang__)
+    for (int l = 0; l < static_cast<int>(sizeof(VT) / sizeof(float)); ++l) acc[l] = __builtin_fmaf(w, v[l], acc[l]);
+#else
     acc += w * v;
+#endif
   }
 };
 

@@ -5,16 +5,23 @@
 // std::fma does (the exact tests compare the builds bit for bit).
 #include "runtime/kernels/depthwise_f32_internal.h"
 
+// GCC: contraction of the shared body's acc + w * v allowed in these two functions only.
+#if defined(__clang__)
+#define QK_CONTRACT_FMA
+#else
+#define QK_CONTRACT_FMA optimize("fp-contract=fast")
+#endif
+
 namespace quantkit::kernels::depthwise_f32 {
 
-__attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) void RunAvx2(const ConvGeometry& g, const float* x,
+__attribute__((target("avx2,fma"), QK_CONTRACT_FMA)) void RunAvx2(const ConvGeometry& g, const float* x,
                                                                               const float* w, float bias,
                                                                               const Clamp& clamp, float* y,
                                                                               float* plane) {
   Run<VectorOps<v8f>>(g, x, w, bias, clamp, y, plane);
 }
 
-__attribute__((target("avx512f,fma"), optimize("fp-contract=fast"))) void RunAvx512(const ConvGeometry& g,
+__attribute__((target("avx512f,fma"), QK_CONTRACT_FMA)) void RunAvx512(const ConvGeometry& g,
                                                                                    const float* x, const float* w,
                                                                                    float bias, const Clamp& clamp,
                                                                                    float* y, float* plane) {
