@@ -23,8 +23,10 @@ namespace quantkit::kernels {
 namespace {
 
 constexpr int64_t kKC = 256;
-constexpr int64_t kMC = 120;   // multiple of every MR used below (6, 4)
-constexpr int64_t kNC = 3072;  // multiple of every NR used below (16, 8)
+constexpr int64_t kMC = 120;  // multiple of every MR used below (6, 4)
+// A kKC x kNC panel of packed B (512 KB) stays in the L2 cache while every MR-row sliver of the
+// A block (8 KB, in L1) streams it (3072: 1.5 MB, from L3; 1024^3 and 128x3072x768 ~7% slower).
+constexpr int64_t kNC = 512;  // multiple of every NR used below (16, 8), and of 64 (SgemvColumns)
 // SgemmPacked's column block: its A is already packed (nothing to amortize over wide blocks),
 // and a panel this narrow is packed from a small part of a convolution's input, still in cache
 // (3072 columns: 1.35x slower on a 160x160 3x3 conv; 512-1024 all about the same).
@@ -49,6 +51,13 @@ using TapsMicroKernel = void (*)(int64_t kc, const float* a, const float* b, con
 std::atomic<int> g_forced_isa{-1};  // SgemmForceIsa, or -1
 
 inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Rows per A block for `rows` rows: at most kMC, split evenly (128 rows: 2 x 64, not 120 + 8, so
+// no block streams the whole B panel for a few rows).
+inline int64_t RowBlock(int64_t rows, int64_t mr) {
+  const int64_t blocks = (rows + kMC - 1) / kMC;
+  return RoundUp((rows + blocks - 1) / blocks, mr);
+}
 
 // Per-thread packing buffers, grown on demand and reused across calls.
 class PackBuffer {
@@ -344,6 +353,11 @@ __attribute__((target("avx512f"), always_inline)) inline void MicroKernelAvx512B
   __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
   __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
   const int64_t second = kTaps ? 16 : 16 * kc;
+  // The tile's C rows, read by the epilogue after this K block (a large C is long out of cache).
+  for (int r = 0; r < R; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    if constexpr (NV == 2) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
+  }
 #define QK_SGEMM512_ROW(A, r)                                \
   {                                                          \
     const __m512 av = _mm512_set1_ps((A)[r]);                \
@@ -432,21 +446,23 @@ __attribute__((target("avx512f"))) void MicroKernelAvx512Taps(int64_t kc, const 
 // C[0:mc, 0:nc] = the packed A block (mc rows, kc deep) times the packed B panel (kc x nc), with
 // `epi` (its bias, if any, points at row 0 of the block). Partial tiles go through `tile`. WIDE
 // (when given) computes MR x 2NR tiles from two adjacent slivers; a last odd sliver takes KERNEL.
+// Rows outer: one A sliver stays in L1 while the B panel streams from L2 (B slivers of 32 KB
+// did not stay in L1 with the A block streaming past them).
 template <int MR, int NR, MicroKernel KERNEL, MicroKernel WIDE = nullptr>
 void MacroKernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp, float* C, int64_t ldc,
                  const TileEpilogue& epi) {
   alignas(64) float tile[MR * 2 * NR];
-  for (int64_t jr = 0; jr < nc;) {
-    bool wide = false;
-    if constexpr (WIDE != nullptr) wide = jr + 2 * NR <= nc;
-    const MicroKernel kernel = wide ? WIDE : KERNEL;
-    const int64_t width = wide ? 2 * NR : NR;
-    const int64_t n = std::min<int64_t>(width, nc - jr);
-    for (int64_t ir = 0; ir < mc; ir += MR) {
-      const int64_t m = std::min<int64_t>(MR, mc - ir);
+  for (int64_t ir = 0; ir < mc; ir += MR) {
+    const int64_t m = std::min<int64_t>(MR, mc - ir);
+    TileEpilogue e = epi;
+    if (e.bias) e.bias += ir;
+    for (int64_t jr = 0; jr < nc;) {
+      bool wide = false;
+      if constexpr (WIDE != nullptr) wide = jr + 2 * NR <= nc;
+      const MicroKernel kernel = wide ? WIDE : KERNEL;
+      const int64_t width = wide ? 2 * NR : NR;
+      const int64_t n = std::min<int64_t>(width, nc - jr);
       float* c = C + ir * ldc + jr;
-      TileEpilogue e = epi;
-      if (e.bias) e.bias += ir;
       if (m == MR && n == width) {
         kernel(kc, ap + ir * kc, bp + jr * kc, c, ldc, e);
       } else {
@@ -459,8 +475,8 @@ void MacroKernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, const floa
           }
         }
       }
+      jr += width;
     }
-    jr += width;
   }
 }
 
@@ -470,6 +486,7 @@ void GemmSerial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
   static_assert(kMC % MR == 0 && kNC % NR == 0, "block sizes must be multiples of the tile");
   float* bp = tls_pack_b.Get(static_cast<size_t>(std::min(kKC, K) * RoundUp(std::min(kNC, N), NR)));
   float* ap = tls_pack_a.Get(static_cast<size_t>(RoundUp(std::min(kMC, M), MR) * std::min(kKC, K)));
+  const int64_t block_m = RowBlock(M, MR);
   for (int64_t jc = 0; jc < N; jc += kNC) {
     const int64_t nc = std::min(kNC, N - jc);
     for (int64_t pc = 0; pc < K; pc += kKC) {
@@ -478,8 +495,8 @@ void GemmSerial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
       epi.alpha = alpha;
       epi.beta = pc == 0 ? beta : 1.f;
       PackB<NR>(tb, B, ldb, pc, kc, jc, nc, bp);
-      for (int64_t ic = 0; ic < M; ic += kMC) {
-        const int64_t mc = std::min(kMC, M - ic);
+      for (int64_t ic = 0; ic < M; ic += block_m) {
+        const int64_t mc = std::min(block_m, M - ic);
         PackA<MR>(ta, A, lda, ic, mc, pc, kc, ap);
         MacroKernel<MR, NR, KERNEL, WIDE>(mc, nc, kc, ap, bp, C + ic * ldc + jc, ldc, epi);
       }
@@ -513,8 +530,8 @@ void PackedSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t
       TileEpilogue e = BlockEpilogue(epi, pc, kc, K);
       // Block pc of the packed A: padded_rows x kc, MR-row slivers (PackA's layout).
       const float* block = packed_a + pc * padded_rows;
-      for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
-        const int64_t mc = std::min(kMC, i0 + m - ic);
+      for (int64_t ic = i0; ic < i0 + m; ic += RowBlock(m, MR)) {
+        const int64_t mc = std::min(RowBlock(m, MR), i0 + m - ic);
         e.bias = pc == 0 && epi.bias ? epi.bias + ic : nullptr;
         MacroKernel<MR, NR, KERNEL, WIDE>(mc, nc, kc, block + ic * kc, bp, C + ic * ldc + jc, ldc, e);
       }
@@ -538,8 +555,8 @@ void PackedBSerial(bool ta, const float* A, int64_t lda, const float* packed_b, 
       TileEpilogue epi;
       epi.alpha = alpha;
       epi.beta = pc == 0 ? beta : 1.f;
-      for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
-        const int64_t mc = std::min(kMC, i0 + m - ic);
+      for (int64_t ic = i0; ic < i0 + m; ic += RowBlock(m, MR)) {
+        const int64_t mc = std::min(RowBlock(m, MR), i0 + m - ic);
         PackA<MR>(ta, A, lda, ic, mc, pc, kc, ap);
         MacroKernel<MR, NR, KERNEL, WIDE>(mc, nc, kc, ap, panel, C + ic * ldc + cb, ldc, epi);
       }
@@ -574,8 +591,8 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
       const bool last = pc + kc == K;
       TileEpilogue e = BlockEpilogue(epi, pc, kc, K);
       const float* block = packed_a + pc * padded_rows;
-      for (int64_t ic = i0; ic < i0 + m; ic += kMC) {
-        const int64_t mc = std::min(kMC, i0 + m - ic);
+      for (int64_t ic = i0; ic < i0 + m; ic += RowBlock(m, MR)) {
+        const int64_t mc = std::min(RowBlock(m, MR), i0 + m - ic);
         for (int64_t jr = 0; jr < nc;) {
           bool wide = false;  // two slivers at once (as MacroKernel)
           if constexpr (WIDE != nullptr) wide = jr + 2 * NR <= nc;
