@@ -564,13 +564,15 @@ void PackedBSerial(bool ta, const float* A, int64_t lda, const float* packed_b, 
   }
 }
 
-// Rows [i0, i0+m) and columns [j0, j0+n) of SgemmPackedTaps: the blocking, sums and epilogue of
-// PackedSerial, B read in place. Tiles land in `cbuf` (RoundUp(m, MR) rows of kPackedNC columns,
-// padding rows and columns included: the partial sums between K blocks); after the last K block
-// each tile's valid columns go straight to the output.
-// d[0, n) = s[0, n) for a run of at most 32 floats: two masked zmm moves (the AVX-512 tile's
-// runs; the plain loop below is most of a small conv's copy-out).
-__attribute__((target("avx512f"))) inline void CopyRunAvx512(float* d, const float* s, int64_t n) {
+// d[0, n) = s[0, n) for a run of at most 32 floats (one output row's part of a tile).
+using CopyRunFn = void (*)(float* d, const float* s, int64_t n);
+inline void CopyRunPortable(float* d, const float* s, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) std::memcpy(d + i, s + i, 8 * sizeof(float));
+  for (; i < n; ++i) d[i] = s[i];
+}
+// Two masked zmm moves (the plain loop above was most of a small conv's copy-out).
+__attribute__((target("avx512f"))) void CopyRunAvx512(float* d, const float* s, int64_t n) {
   const __mmask16 lo = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
   _mm512_mask_storeu_ps(d, lo, _mm512_maskz_loadu_ps(lo, s));
   if (n > 16) {
@@ -579,7 +581,12 @@ __attribute__((target("avx512f"))) inline void CopyRunAvx512(float* d, const flo
   }
 }
 
-template <int MR, int NR, TapsMicroKernel KERNEL, TapsMicroKernel WIDE>
+// Rows [i0, i0+m) and columns [j0, j0+n) of SgemmPackedTaps: the blocking, sums and epilogue of
+// PackedSerial, B read in place. Tiles land in `cbuf` (RoundUp(m, MR) rows of kPackedNC columns,
+// padding rows and columns included: the partial sums between K blocks); after the last K block
+// each tile's valid columns go straight to the output, by COPY. Rows outer, as MacroKernel (one
+// A sliver in L1, the tap rows from L2; ResNet-18's 3x3 convs time the same either way).
+template <int MR, int NR, TapsMicroKernel KERNEL, TapsMicroKernel WIDE, CopyRunFn COPY>
 void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i0, int64_t m, int64_t j0, int64_t n,
                 const float* base, const int64_t* taps, const SgemmPlaneOutput& out, const SgemmEpilogue& epi,
                 float* cbuf) {
@@ -593,54 +600,36 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
       const float* block = packed_a + pc * padded_rows;
       for (int64_t ic = i0; ic < i0 + m; ic += RowBlock(m, MR)) {
         const int64_t mc = std::min(RowBlock(m, MR), i0 + m - ic);
-        for (int64_t jr = 0; jr < nc;) {
-          bool wide = false;  // two slivers at once (as MacroKernel)
-          if constexpr (WIDE != nullptr) wide = jr + 2 * NR <= nc;
-          const TapsMicroKernel kernel = wide ? WIDE : KERNEL;
-          const int64_t width = wide ? 2 * NR : NR;
-          // After the last K block each tile goes to the output at once, from L1: its columns
-          // j (j / row_len, j % row_len) with j % row_len < out_w, as runs along output rows.
-          int runs = 0;
-          int64_t run_src[2 * NR + 1], run_dst[2 * NR + 1], run_len[2 * NR + 1];
-          if (last) {
-            for (int64_t j = jc + jr; j < std::min(jc + jr + width, jc + nc);) {
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          e.bias = pc == 0 && epi.bias ? epi.bias + ic + ir : nullptr;
+          float edge_bias[MR] = {};  // a partial tile's rows past the last have no bias to read
+          if (e.bias && ir + MR > mc) {
+            std::copy(e.bias, e.bias + (mc - ir), edge_bias);
+            e.bias = edge_bias;
+          }
+          float* tile = cbuf + (ic - i0 + ir) * ldb;
+          const int64_t rows = std::min<int64_t>(MR, mc - ir);
+          for (int64_t jr = 0; jr < nc;) {
+            bool wide = false;  // two slivers at once (as MacroKernel)
+            if constexpr (WIDE != nullptr) wide = jr + 2 * NR <= nc;
+            const TapsMicroKernel kernel = wide ? WIDE : KERNEL;
+            const int64_t width = wide ? 2 * NR : NR;
+            kernel(kc, block + (ic + ir) * kc, base + jc + jr, taps + pc, tile + jr, ldb, e);
+            // After the last K block the tile goes to the output at once, from L1: its columns
+            // j (j / row_len, j % row_len) with j % row_len < out_w, as runs along output rows.
+            for (int64_t j = jc + jr; last && j < std::min(jc + jr + width, jc + nc);) {
               const int64_t oy = j / out.row_len, ox = j % out.row_len;
               const int64_t len = std::min(out.row_len - ox, jc + jr + width - j);
               if (ox < out.out_w) {
-                run_src[runs] = j - jc;
-                run_dst[runs] = oy * out.out_w + ox;
-                run_len[runs] = std::min(std::min(len, out.out_w - ox), jc + nc - j);
-                ++runs;
+                const int64_t run = std::min(std::min(len, out.out_w - ox), jc + nc - j);
+                for (int64_t r = 0; r < rows; ++r) {
+                  COPY(out.y + (ic + ir + r) * out.ldy + oy * out.out_w + ox, tile + r * ldb + (j - jc), run);
+                }
               }
               j += len;
             }
+            jr += width;
           }
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            e.bias = pc == 0 && epi.bias ? epi.bias + ic + ir : nullptr;
-            float edge_bias[MR] = {};  // a partial tile's rows past the last have no bias to read
-            if (e.bias && ir + MR > mc) {
-              std::copy(e.bias, e.bias + (mc - ir), edge_bias);
-              e.bias = edge_bias;
-            }
-            float* tile = cbuf + (ic - i0 + ir) * ldb;
-            kernel(kc, block + (ic + ir) * kc, base + jc + jr, taps + pc, tile + jr, ldb, e);
-            for (int64_t r = 0; r < std::min<int64_t>(MR, mc - ir); ++r) {
-              float* y_row = out.y + (ic + ir + r) * out.ldy;
-              const float* t_row = tile + r * ldb;
-              for (int q = 0; q < runs; ++q) {
-                float* d = y_row + run_dst[q];
-                const float* src = t_row + run_src[q];
-                if constexpr (WIDE != nullptr && 2 * NR <= 32) {  // only the AVX-512 build has a wide kernel
-                  CopyRunAvx512(d, src, run_len[q]);
-                  continue;
-                }
-                int64_t i = 0;
-                for (; i + 8 <= run_len[q]; i += 8) std::memcpy(d + i, src + i, 8 * sizeof(float));
-                for (; i < run_len[q]; ++i) d[i] = src[i];
-              }
-            }
-          }
-          jr += width;
         }
       }
     }
@@ -670,20 +659,20 @@ struct GemmImpl {
 };
 
 template <int MR, int NR, MicroKernel KERNEL, TapsMicroKernel TAPS_KERNEL, MicroKernel WIDE = nullptr,
-          TapsMicroKernel WIDE_TAPS = nullptr>
+          TapsMicroKernel WIDE_TAPS = nullptr, CopyRunFn COPY = &CopyRunPortable>
 constexpr GemmImpl MakeImpl(const char* name) {
   return {MR,         NR, &GemmSerial<MR, NR, KERNEL, WIDE>, &PackedSerial<MR, NR, KERNEL, WIDE>, &PackA<MR>,
-          &PackedBSerial<MR, NR, KERNEL, WIDE>, &PackB<NR>, &TapsSerial<MR, NR, TAPS_KERNEL, WIDE_TAPS>, name};
+          &PackedBSerial<MR, NR, KERNEL, WIDE>, &PackB<NR>, &TapsSerial<MR, NR, TAPS_KERNEL, WIDE_TAPS, COPY>, name};
 }
 // AVX-512: 8 x 32 tiles (16 accumulators) over pairs of the same 16-column slivers as AVX2, so
 // packed B, in-place rows and their margins are shared; an odd last sliver takes 8 x 16.
 constexpr GemmImpl kAvx512Impl =
     MakeImpl<8, 16, &MicroKernelAvx512<8, 1>, &MicroKernelAvx512Taps<8, 1>, &MicroKernelAvx512<8, 2>,
-             &MicroKernelAvx512Taps<8, 2>>("avx512f_8x32");
+             &MicroKernelAvx512Taps<8, 2>, &CopyRunAvx512>("avx512f_8x32");
 // For a packed A of 4 to 44 rows, a multiple of 4 but not of 8 (4, 12, 20, 28, 36, 44).
 constexpr GemmImpl kAvx512Impl4Rows =
     MakeImpl<4, 16, &MicroKernelAvx512<4, 1>, &MicroKernelAvx512Taps<4, 1>, &MicroKernelAvx512<4, 2>,
-             &MicroKernelAvx512Taps<4, 2>>("avx512f_4x32");
+             &MicroKernelAvx512Taps<4, 2>, &CopyRunAvx512>("avx512f_4x32");
 constexpr GemmImpl kAvx2Impl = MakeImpl<6, 16, &MicroKernelAvx2<6>, &MicroKernelAvx2Taps<6>>("avx2_fma_6x16");
 // For a packed A of 16 to 48 rows, a multiple of 4 but not of 6 (16, 20, 28, 32, 40, 44): 6-row
 // tiles would compute 2 to 4 padding rows (12% more for 32).
