@@ -899,6 +899,7 @@ TEST(MaxPool, RowMaxPathEqualsGenericLoop) {
   };
   const std::vector<Geo> geos = {
       {{3, 3}, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0, {1, 3, 13, 17}},  // resnet stem
+      {{3, 3}, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0, {1, 2, 7, 75}},   // stem, rows of 16-wide steps and a tail
       {{2, 2}, {2, 2}, {0, 0, 0, 0}, {1, 1}, 0, {2, 2, 8, 9}},
       {{3, 3}, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0, {1, 2, 5, 6}},
       {{3, 2}, {2, 3}, {1, 0, 2, 1}, {2, 1}, 1, {1, 1, 11, 10}},  // H dilation, ceil, uneven pads

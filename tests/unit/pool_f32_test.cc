@@ -1,9 +1,11 @@
-// The float 2x2 MaxPool row kernel gives the same bits on every ISA build (a selection, so
-// NaN payloads and the sign of tied zeros too), for every row length through the 16-wide
-// step and its masked tail, with both rows ending at a guard page (no read past 2n floats).
+// The float MaxPool row kernels (2x2, and 3-wide stride 2) give the same bits on every ISA build
+// (a selection, so NaN payloads and the sign of tied zeros too), for every row length through the
+// 16-wide step and its masked tail, with their rows ending at a guard page (no read past the end).
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
+#include <memory>
 #include <random>
 
 #include "runtime/kernels/pool_f32.h"
@@ -61,6 +63,57 @@ TEST(MaxPool2x2RowFloat, EveryIsaSameBitsAsThePortableLoop) {
       ASSERT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
           << kernels::QGemmIsaName(isa) << " n=" << n;
       for (size_t i = want.size(); i < got.size(); ++i) ASSERT_EQ(got[i], 7.f) << "stored past n=" << n;
+    }
+  }
+}
+
+TEST(MaxPool3Stride2RowFloat, EveryIsaSameBitsAsThePortableLoop) {
+  std::mt19937 rng(29);
+  std::normal_distribution<float> normal;
+  const float nan_a = std::nanf("1"), nan_b = std::nanf("2");
+  auto value = [&] {  // NaNs (two payloads), both zeros and ties are frequent
+    switch (rng() % 8) {
+      case 0: return nan_a;
+      case 1: return nan_b;
+      case 2: return 0.f;
+      case 3: return -0.f;
+      case 4: return 1.f;
+      default: return normal(rng);
+    }
+  };
+  for (int64_t nrows : {1, 2, 3}) {
+    for (int64_t n : {1, 2, 7, 8, 15, 16, 17, 31, 32, 33, 55, 112}) {
+      std::vector<std::vector<float>> rows(static_cast<size_t>(nrows), std::vector<float>(static_cast<size_t>(2 * n + 1)));
+      std::vector<std::unique_ptr<testing::GuardedBytes>> guarded;  // neither copied nor moved
+      for (auto& row : rows) {
+        for (auto& v : row) v = value();
+        guarded.push_back(std::make_unique<testing::GuardedBytes>(AsBytes(row)));
+      }
+      const float* ptrs[3] = {};
+      for (size_t r = 0; r < rows.size(); ++r) ptrs[r] = reinterpret_cast<const float*>(guarded[r]->data());
+      std::vector<float> want(static_cast<size_t>(n));
+      kernels::MaxPool3Stride2RowFloat(ptrs, nrows, want.data(), n, QGemmIsa::kRef);
+      for (int64_t i = 0; i < n; ++i) {  // the rule, spelled out: a NaN first tap, else the max skipping NaNs
+        const float tap = rows[0][2 * i];
+        float best = std::numeric_limits<float>::quiet_NaN();
+        for (int64_t c = 2 * i; c < 2 * i + 3; ++c)
+          for (const auto& row : rows)
+            if (std::isnan(best) || row[c] > best) best = row[c];
+        const float got = want[i];
+        if (std::isnan(tap)) {
+          EXPECT_EQ(std::memcmp(&got, &tap, sizeof(float)), 0) << "n=" << n << " i=" << i;
+        } else {
+          EXPECT_TRUE(got == best || (std::isnan(got) && std::isnan(best))) << "n=" << n << " i=" << i;
+        }
+      }
+      for (QGemmIsa isa : {QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
+        if (!kernels::QGemmIsaSupported(isa)) continue;
+        std::vector<float> got(static_cast<size_t>(n) + 16, 7.f);
+        kernels::MaxPool3Stride2RowFloat(ptrs, nrows, got.data(), n, isa);
+        ASSERT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+            << kernels::QGemmIsaName(isa) << " rows=" << nrows << " n=" << n;
+        for (size_t i = want.size(); i < got.size(); ++i) ASSERT_EQ(got[i], 7.f) << "stored past n=" << n;
+      }
     }
   }
 }

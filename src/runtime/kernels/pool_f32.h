@@ -15,8 +15,16 @@ namespace quantkit::kernels {
 // isa: an AVX-512 level runs 16 outputs per step; anything else the portable loop.
 void MaxPool2x2RowFloat(const float* a, const float* b, float* y, int64_t n, QGemmIsa isa);
 
+// Outputs [0, n) of a 3-wide, stride-2 MaxPool row (ResNet's stem) whose windows lie inside the
+// row, from the window's `rows` input rows (1 to 3), each at output 0's first column. Per column
+// c, m[c] = rows[0][c], replaced by each later row's value where that is greater or m[c] is NaN;
+// then y[i] = rows[0][2i] if that is NaN, else m[2i], replaced by m[2i+1] then m[2i+2] where
+// greater (MaxPool's rule: a NaN first tap wins, other NaNs are skipped). Reads [0, 2n] of each row.
+void MaxPool3Stride2RowFloat(const float* const* rows, int64_t nrows, float* y, int64_t n, QGemmIsa isa);
+
 namespace pool_f32 {
 void MaxPool2x2RowAvx512(const float* a, const float* b, float* y, int64_t n);
+void MaxPool3Stride2RowAvx512(const float* const* rows, int64_t nrows, float* y, int64_t n);
 }
 
 }  // namespace quantkit::kernels

@@ -96,11 +96,11 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max,
   const PoolDim &D = g.d[0], &H = g.d[1], &W = g.d[2];
   row_max.resize(static_cast<size_t>(W.in));
   const bool pairs = W.kernel == 2 && W.stride == 2 && W.pad_begin == 0 && W.dilation == 1 && 2 * W.out <= W.in;
-  // 8-bit 3-wide stride-2 windows (ResNet's stem pool): the outputs [fast_lo, fast_hi) whose
-  // window lies inside the row take a loop that vectorizes (no NaNs, so the order of the maxima is
-  // free). The same for every row of the plane.
+  // 3-wide stride-2 windows (ResNet's stem pool): the outputs [fast_lo, fast_hi) whose window
+  // lies inside the row take a vector loop (8-bit: no NaNs, so the order of the maxima is free;
+  // float: kernels::MaxPool3Stride2RowFloat, the selections below). The same for every row.
   int64_t fast_lo = 0, fast_hi = 0;
-  if (sizeof(T) == 1 && W.kernel == 3 && W.stride == 2 && W.dilation == 1) {
+  if ((sizeof(T) == 1 || std::is_same_v<T, float>) && W.kernel == 3 && W.stride == 2 && W.dilation == 1) {
     fast_lo = W.out;
     for (int64_t ow = 0; ow < W.out; ++ow) {
       if (W.lo[ow] == 0 && W.hi[ow] == 3) {
@@ -134,6 +134,43 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max,
         }
         continue;
       }
+      if constexpr (std::is_same_v<T, float>) {
+        if (fast_hi > fast_lo && H.hi[oh] - H.lo[oh] <= 3) {
+          // 3-wide stride-2 windows over at most 3 rows: the row max taken per window column as
+          // it is needed (kernels::MaxPool3Stride2RowFloat), no row buffer.
+          const float* rows[3];
+          int64_t nrows = 0;
+          for (int64_t kh = H.lo[oh]; kh < H.hi[oh]; ++kh) {
+            rows[nrows++] = x + (id * H.in + oh * H.stride - H.pad_begin + kh * H.dilation) * W.in;
+          }
+          const int64_t col = 2 * fast_lo - W.pad_begin;  // inside the row: the window's first tap
+          const float* at_col[3] = {rows[0] + col, nrows > 1 ? rows[1] + col : nullptr,
+                                    nrows > 2 ? rows[2] + col : nullptr};
+          kernels::MaxPool3Stride2RowFloat(at_col, nrows, y + fast_lo, fast_hi - fast_lo, isa);
+          auto column_max = [&](int64_t c) {  // the row max below, for one column
+            float m = rows[0][c];
+            for (int64_t r = 1; r < nrows; ++r) m = (rows[r][c] > m || m != m) ? rows[r][c] : m;
+            return m;
+          };
+          for (int64_t ow = 0; ow < W.out; ++ow) {  // the edge windows, as the generic loop below
+            if (ow == fast_lo) ow = fast_hi;
+            if (ow >= W.out) break;
+            const int64_t base = ow * W.stride - W.pad_begin;
+            if (W.hi[ow] <= W.lo[ow]) {
+              y[ow] = std::numeric_limits<float>::lowest();
+              continue;
+            }
+            const float first_tap = rows[0][base + W.lo[ow]];
+            float best = column_max(base + W.lo[ow]);
+            for (int64_t kw = W.lo[ow] + 1; kw < W.hi[ow]; ++kw) {
+              const float v = column_max(base + kw);
+              best = v > best ? v : best;
+            }
+            y[ow] = first_tap != first_tap ? first_tap : best;
+          }
+          continue;
+        }
+      }
       std::copy(first, first + W.in, row_max.begin());
       for (int64_t kh = H.lo[oh] + 1; kh < H.hi[oh]; ++kh) {
         const T* r = x + (id * H.in + oh * H.stride - H.pad_begin + kh * H.dilation) * W.in;
@@ -153,13 +190,15 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max,
         }
         continue;
       }
-      for (int64_t ow = fast_lo; ow < fast_hi; ++ow) {
+      // Float windows here span more than 3 rows: all outputs by the loop below.
+      const int64_t skip_lo = sizeof(T) == 1 ? fast_lo : 0, skip_hi = sizeof(T) == 1 ? fast_hi : 0;
+      for (int64_t ow = skip_lo; ow < skip_hi; ++ow) {
         const T* m = row_max.data() + 2 * ow - W.pad_begin;  // inside the row: the window's first tap
         const T ab = m[0] > m[1] ? m[0] : m[1];
         y[ow] = ab > m[2] ? ab : m[2];
       }
       for (int64_t ow = 0; ow < W.out; ++ow) {
-        if (ow == fast_lo && fast_hi > fast_lo) ow = fast_hi;
+        if (ow == skip_lo && skip_hi > skip_lo) ow = skip_hi;
         if (ow >= W.out) break;
         const T* m = row_max.data() + ow * W.stride - W.pad_begin;
         if (W.hi[ow] <= W.lo[ow]) {
