@@ -215,32 +215,42 @@ TEST(ScratchMemory, FusedDynamicMatMulPackedActivationsCountAgainstTheLimit) {
 // Float Conv copies its input into phase planes (zero padding, column phases), then packs its
 // im2col values straight into GEMM panels (256 x 768 floats at most per task).
 TEST(ScratchMemory, FloatConvPlanesAndPanelsCountAgainstTheLimit) {
-  auto conv_model = [](int64_t N, int64_t C, int64_t H, bool pad, int64_t stride = 1) {
+  // k x k kernels, padded by k / 2 when `pad`. The 3x3 stride-1 convs of 16 channels on these maps
+  // run as Winograd (their scratch: the tiles); the taps path is exercised with 5x5 kernels.
+  auto conv_model = [](int64_t N, int64_t C, int64_t H, bool pad, int64_t stride = 1, int64_t k = 3) {
     Graph g;
     g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {N, C, H, H}));
-    g.AddInitializer("w", RandomFloats({C, C, 3, 3}, 7, 0.2f));
+    g.AddInitializer("w", RandomFloats({C, C, k, k}, 7, 0.2f));
     g.AddInitializer("b", RandomFloats({C}, 8));
     g.outputs.push_back(Output("y"));
     Node conv = MakeNode("Conv", {"x", "w", "b"}, {"y"}, "conv");
-    if (pad) conv.attributes.push_back(IntsAttr("pads", {1, 1, 1, 1}));
+    if (pad) conv.attributes.push_back(IntsAttr("pads", {k / 2, k / 2, k / 2, k / 2}));
     if (stride != 1) conv.attributes.push_back(IntsAttr("strides", {stride, stride}));
     g.nodes.push_back(conv);
     return MakeModel(std::move(g), 13);
   };
   // Each (image, group) task's scratch holds its channels' phase planes and its GEMM workspace.
-  {  // [1, 16, 128, 128] padded: output 1 MiB; planes 16 x 130 x 130 floats = 1.03 MiB.
-    const Model m = conv_model(1, 16, 128, true);
+  {  // [1, 16, 128, 128], 5x5 padded: output 1 MiB; planes 16 x 132 x 132 floats = 1.06 MiB.
+    const Model m = conv_model(1, 16, 128, true, 1, 5);
     const Feeds feeds = {{"x", RandomFloats({1, 16, 128, 128}, 9)}};
     for (int threads : {1, 2}) {
       CheckLimits(m, feeds, 2 * kMiB, 32 * kMiB, "Conv node 'conv'", "conv planes and tile rows", false, threads);
     }
   }
-  {  // [1, 16, 128, 128] unpadded, stride 1 (B read in place): output 1016064 bytes, planes 1048640;
-     // the tiles' rows, 16 x 768 floats = 49152 bytes per task.
-    const Model m = conv_model(1, 16, 128, false);
+  {  // [1, 16, 128, 128] 5x5 unpadded, stride 1 (B read in place): output 984064 bytes, planes
+     // 1048576 and a margin; the tiles' rows, 16 x 768 floats = 49152 bytes per task.
+    const Model m = conv_model(1, 16, 128, false, 1, 5);
     const Feeds feeds = {{"x", RandomFloats({1, 16, 128, 128}, 9)}};
     for (int threads : {1, 2}) {
-      CheckLimits(m, feeds, 2090000, 32 * kMiB, "Conv node 'conv'", "conv planes and tile rows", false, threads);
+      CheckLimits(m, feeds, 2000000, 32 * kMiB, "Conv node 'conv'", "conv planes and tile rows", false, threads);
+    }
+  }
+  {  // [1, 16, 128, 128] 3x3 padded, Winograd: output 1 MiB; per task a block of 8 rows of 64 tiles,
+     // their 16 x (16 + 16) x 512 transformed floats (1 MiB) and the GEMM panel.
+    const Model m = conv_model(1, 16, 128, true);
+    const Feeds feeds = {{"x", RandomFloats({1, 16, 128, 128}, 9)}};
+    for (int threads : {1, 2}) {
+      CheckLimits(m, feeds, 2 * kMiB, 32 * kMiB, "Conv node 'conv'", "Winograd tiles", false, threads);
     }
   }
   {  // Stride 2 (im2col panels): output 254016 bytes, planes 1040448; a panel of 144 x 768 floats =
@@ -251,9 +261,9 @@ TEST(ScratchMemory, FloatConvPlanesAndPanelsCountAgainstTheLimit) {
       CheckLimits(m, feeds, 1400 * kKiB, 32 * kMiB, "Conv node 'conv'", "conv planes and panel", false, threads);
     }
   }
-  {  // [8, 8, 32, 32] on two threads: images run in parallel, each worker with one image's planes
-     // (8 x 34 x 34 floats, 37 KiB) and its tile rows (one worker may run them all); output 262144.
-    const Model m = conv_model(8, 8, 32, true);
+  {  // [8, 8, 32, 32] 5x5 on two threads: images run in parallel, each worker with one image's planes
+     // (8 x 36 x 36 floats, 41 KiB) and its tile rows (one worker may run them all); output 262144.
+    const Model m = conv_model(8, 8, 32, true, 1, 5);
     const Feeds feeds = {{"x", RandomFloats({8, 8, 32, 32}, 10)}};
     const auto two =
         CheckLimits(m, feeds, 300 * kKiB, 8 * kMiB, "Conv node 'conv'", "conv planes and tile rows", false, 2);

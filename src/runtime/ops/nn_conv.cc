@@ -13,6 +13,7 @@
 #include "runtime/kernels/pool_f32.h"
 #include "runtime/kernels/ref/sgemm.h"
 #include "runtime/kernels/ref/conv_kernels.h"
+#include "runtime/kernels/winograd_f32.h"
 #include "runtime/ops/nn_common.h"
 #include "runtime/ops/op_util.h"
 
@@ -180,6 +181,105 @@ bool UseTransposedConv(int64_t out_size, int64_t Mg, int64_t group, int64_t N) {
   return group == 1 && out_size <= kSmallMapPixels && Mg >= 32 && (out_size >= 8 || (out_size >= 1 && N <= 4));
 }
 
+// Winograd F(2x2, 3x3) (kernels/winograd_f32.h): 16 GEMMs of [M, C] x [C, tiles] instead of
+// one of [M, 9C] x [9C, pixels], 2.25x fewer multiply-adds, for float 3x3 stride-1 convs whose
+// maps have enough 2x2 tiles to amortise the transformed weights (16 M C floats, 1.8x the
+// originals, read once per GEMM column) and the transforms. Not the direct convolution's bits:
+// its own fixed order (docs/arithmetic.md), the same on every ISA and thread count.
+constexpr int64_t kWinogradMinTiles = 64;  // a 16x16 output map
+constexpr int64_t kWinogradMinChannels = 8;
+bool UseWinograd(const ConvGeometry& g, int64_t C, int64_t M, int64_t group) {
+  if (g.nd != 2 || group != 1 || C < kWinogradMinChannels || M < kWinogradMinChannels) return false;
+  for (int d = 0; d < 2; ++d) {
+    if (g.kernel[d] != 3 || g.stride[d] != 1 || g.dilation[d] != 1) return false;
+  }
+  return (g.out[0] + 1) / 2 * ((g.out[1] + 1) / 2) >= kWinogradMinTiles;
+}
+
+// The 16 transformed weight matrices U[p] = (G w G^T)[p], [M, C] each, packed.
+using WinogradWeights = std::vector<kernels::SgemmPackedA>;
+WinogradWeights MakeWinogradWeights(const float* w, int64_t M, int64_t C) {
+  std::vector<float> u(static_cast<size_t>(kernels::kWinogradPositions * M * C));
+  kernels::WinogradF23TransformWeights(w, M, C, u.data());
+  WinogradWeights packed;
+  packed.reserve(kernels::kWinogradPositions);
+  for (int p = 0; p < kernels::kWinogradPositions; ++p) packed.emplace_back(u.data() + p * M * C, C, M, C);
+  return packed;
+}
+
+// Blocks of tile rows, each transformed, multiplied and transformed back by one thread with its
+// tiles' V and GEMM results in its L2 cache (whole maps went to memory and back: 3.2 MB each for a
+// 64-channel 56x56 conv, slower than the direct conv).
+constexpr int64_t kWinogradBlockBytes = int64_t{1} << 20;
+Status ConvWinogradFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M, const float* x,
+                         const float* bias, float* y, const ConvActivation& act, const WinogradWeights& u) {
+  kernels::WinogradF23Shape s;
+  s.in_h = g.in[0];
+  s.in_w = g.in[1];
+  s.out_h = g.out[0];
+  s.out_w = g.out[1];
+  s.pad_top = g.pad_begin[0];
+  s.pad_left = g.pad_begin[1];
+  const int64_t P = kernels::kWinogradPositions, tiles_h = s.TilesH(), tiles_w = s.TilesW();
+  ThreadPool* pool = ctx.thread_pool();
+  const int threads = pool ? pool->num_threads() : 1;
+  // Tile rows per block: within the cache budget, at least 2 blocks per thread to balance, and
+  // preferably a multiple of 16 tiles (the GEMM's column slivers).
+  const int64_t row_bytes = P * (C + M) * tiles_w * static_cast<int64_t>(sizeof(float));
+  int64_t rows = std::clamp<int64_t>(kWinogradBlockBytes / row_bytes, 1, tiles_h);
+  if (threads > 1) rows = std::min(rows, std::max<int64_t>(1, (tiles_h + 2 * threads - 1) / (2 * threads)));
+  for (int64_t r = rows; r > rows / 2; --r) {
+    if (r * tiles_w % 16 == 0) {
+      rows = r;
+      break;
+    }
+  }
+  const int64_t blocks = (tiles_h + rows - 1) / rows, tb = rows * tiles_w;  // tiles per full block
+  const int64_t workspace = kernels::SgemmPackedWorkspace(u[0], tb, nullptr);
+  const int64_t rowbuf = kernels::WinogradF23RowBufferFloats(s);
+  const int64_t per_task = P * (C + M) * tb + workspace + rowbuf + 16;
+  const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+  const kernels::SgemmEpilogue plain;
+  auto block = [&](int64_t task, float* scratch) {
+    const int64_t n = task / blocks, ty0 = task % blocks * rows, ty1 = std::min(tiles_h, ty0 + rows);
+    const int64_t T = (ty1 - ty0) * tiles_w;
+    float* v = scratch;             // [16][C][T]
+    float* mm = v + P * C * T;      // [16][M][T]
+    float* row_buf = mm + P * M * T;
+    float* panel = row_buf + rowbuf;  // the GEMM's B panel, 64-byte aligned
+    panel = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(panel) + 63) & ~uintptr_t{63});
+    kernels::WinogradF23TransformInput(s, x + n * C * s.in_h * s.in_w, C, ty0, ty1, v, row_buf, isa);
+    for (int64_t p = 0; p < P; ++p) {
+      const float* vp = v + p * C * T;
+      const kernels::SgemmPanelPacker pack = [vp, T](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr,
+                                                     float* dst) {
+        kernels::SgemmPackRows(vp, T, k0, kc, j0, nc, nr, dst);
+      };
+      kernels::SgemmPacked(u[static_cast<size_t>(p)], T, pack, mm + p * M * T, T, plain, nullptr, panel);
+    }
+    kernels::WinogradF23TransformOutput(s, mm, M, ty0, ty1, bias, act.on, act.lo, act.hi,
+                                        y + n * M * s.out_h * s.out_w, row_buf, isa);
+  };
+  const int64_t tasks = N * blocks;
+  if (!pool || tasks == 1) {
+    QK_ASSIGN_OR_RETURN(Tensor scratch, ctx.Scratch(DType::kFloat32, per_task, "Winograd tiles"));
+    for (int64_t t = 0; t < tasks; ++t) block(t, scratch.data<float>());
+    return Status::Ok();
+  }
+  std::mutex mu;
+  Status failed;
+  pool->ParallelFor(tasks, 1, [&](int64_t b, int64_t e) {
+    auto scratch = ctx.Scratch(DType::kFloat32, per_task, "Winograd tiles");
+    if (!scratch.ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (failed.ok()) failed = scratch.status();
+      return;
+    }
+    for (int64_t t = b; t < e; ++t) block(t, scratch.value().data<float>());
+  });
+  return failed;
+}
+
 // The same sums as ConvPackedFloat (same K blocks, one FMA per term in k order, the bias as the
 // first block's addend, the Clip last), so the same bits: C is prefilled with the bias (beta 1;
 // beta 0 without one), then transposed into NCHW and clamped.
@@ -337,7 +437,8 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
 template <typename T>
 Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M, int64_t group,
                    const T* x, const T* w, const T* bias, T* y, const ConvActivation& act,
-                   const PackedConvWeights* prepacked = nullptr, const kernels::SgemmPackedB* transposed = nullptr) {
+                   const PackedConvWeights* prepacked = nullptr, const kernels::SgemmPackedB* transposed = nullptr,
+                   const WinogradWeights* winograd = nullptr) {
   const int64_t Cg = C / group, Mg = M / group;
   const int64_t ksize = g.KernelSize(), in_size = g.InSize(), out_size = g.OutSize();
   const int64_t kdim = Cg * ksize;
@@ -393,6 +494,7 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
   }
 
   if constexpr (std::is_same_v<T, float>) {
+    if (winograd && UseWinograd(g, C, M, group)) return ConvWinogradFloat(ctx, g, N, C, M, x, bias, y, act, *winograd);
     if (transposed && g.nd <= 2 && UseTransposedConv(out_size, Mg, group, N) && transposed->depth() == kdim &&
         transposed->cols() == M) {
       return ConvTransposedFloat(ctx, g, N, C, M, x, bias, y, act, *transposed);
@@ -513,7 +615,8 @@ class ConvKernel final : public OpKernel {
       QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
       const kernels::SgemmPackedB* transposed = TransposedWeights(g, M, *w);
       return ConvCompute<float>(ctx, g, N, C, M, group_, x->data<float>(), w->data<float>(),
-                                b ? b->data<float>() : nullptr, y->data<float>(), act_, packed_.get(), transposed);
+                                b ? b->data<float>() : nullptr, y->data<float>(), act_, packed_.get(), transposed,
+                                WinogradFor(g, C, M, *w));
     }
     Allocator* alloc = ctx.allocator();
     QK_ASSIGN_OR_RETURN(const Tensor xf, ToFloat32IfHalf(ctx, *x, "float32 X"));
@@ -537,6 +640,7 @@ class ConvKernel final : public OpKernel {
     const int64_t pooled_h = g.out[0] / 2, pooled_w = conv_w / 2, pooled = pooled_h * pooled_w;
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, Shape{N, M, pooled_h, pooled_w}));
     const kernels::SgemmPackedB* transposed = TransposedWeights(g, M, w);
+    const WinogradWeights* winograd = WinogradFor(g, C, M, w);
     const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
     const float* bias = b ? b->data<float>() : nullptr;
     float* yd = y->data<float>();
@@ -551,7 +655,7 @@ class ConvKernel final : public OpKernel {
     };
     auto conv = [&](int64_t n0, int64_t images, float* out) {
       return ConvCompute<float>(ctx, g, images, C, M, group_, x.data<float>() + n0 * C * in_size, w.data<float>(), bias,
-                                out, act_, packed_.get(), transposed);
+                                out, act_, packed_.get(), transposed, winograd);
     };
     ThreadPool* pool = ctx.thread_pool();
     const int threads = pool ? pool->num_threads() : 1;
@@ -596,6 +700,7 @@ class ConvKernel final : public OpKernel {
     const ConvActivation none;
     const float* bias = b ? b->data<float>() : nullptr;
     const kernels::SgemmPackedB* transposed = TransposedWeights(g, M, w);
+    const WinogradWeights* winograd = WinogradFor(g, C, M, w);
     const float lo = act_.on ? act_.lo : -std::numeric_limits<float>::infinity();
     const float hi = act_.on ? act_.hi : std::numeric_limits<float>::infinity();
     const float* rd = r.data<float>();
@@ -603,7 +708,7 @@ class ConvKernel final : public OpKernel {
       QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
       float* yd = y->data<float>();
       QK_RETURN_IF_ERROR(ConvCompute<float>(ctx, g, N, C, M, group_, x.data<float>(), w.data<float>(), bias, yd, none,
-                                            packed_.get(), transposed));
+                                            packed_.get(), transposed, winograd));
       auto body = [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) yd[i] = std::min(std::max(yd[i] + rd[i], lo), hi);
       };
@@ -618,7 +723,7 @@ class ConvKernel final : public OpKernel {
     QK_ASSIGN_OR_RETURN(const Shape zshape, BroadcastShapes(yshape, r.shape()));
     QK_ASSIGN_OR_RETURN(Tensor conv, ctx.Scratch(DType::kFloat32, NumElements(yshape), "conv output before the Add"));
     QK_RETURN_IF_ERROR(ConvCompute<float>(ctx, g, N, C, M, group_, x.data<float>(), w.data<float>(), bias,
-                                          conv.data<float>(), none, packed_.get(), transposed));
+                                          conv.data<float>(), none, packed_.get(), transposed, winograd));
     QK_ASSIGN_OR_RETURN(Tensor * z, ctx.Output(0, DType::kFloat32, zshape));
     // Row-major strides of each operand over zshape (0 along broadcast dims).
     const size_t rank = zshape.size();
@@ -651,6 +756,16 @@ class ConvKernel final : public OpKernel {
     return Status::Ok();
   }
 
+  // The Winograd-transformed weights, made on the first run whose geometry takes that path (runs
+  // may be concurrent, hence once), or null.
+  const WinogradWeights* WinogradFor(const ConvGeometry& g, int64_t C, int64_t M, const Tensor& w) {
+    if (!packed_ || !UseWinograd(g, C, M, group_)) return nullptr;
+    std::call_once(winograd_once_, [&] {
+      winograd_ = std::make_unique<WinogradWeights>(MakeWinogradWeights(w.data<float>(), M, C));
+    });
+    return winograd_.get();
+  }
+
   // W^T packed on the first run with a small map (shapes are known only then; runs may be
   // concurrent, hence once), or null when the transposed conv does not apply.
   const kernels::SgemmPackedB* TransposedWeights(const ConvGeometry& g, int64_t M, const Tensor& w) {
@@ -669,6 +784,8 @@ class ConvKernel final : public OpKernel {
   std::unique_ptr<PackedConvWeights> packed_;  // constant float32 weights, packed at creation
   std::once_flag transposed_once_;
   std::unique_ptr<kernels::SgemmPackedB> transposed_;  // W^T for small maps (ConvTransposedFloat)
+  std::once_flag winograd_once_;
+  std::unique_ptr<WinogradWeights> winograd_;  // for 3x3 stride-1 maps (ConvWinogradFloat)
 };
 
 // --------------------------------------------------------------------------- ConvTranspose
