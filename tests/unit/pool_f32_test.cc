@@ -22,20 +22,29 @@ std::vector<uint8_t> AsBytes(const std::vector<float>& v) {
   return b;
 }
 
-TEST(MaxPool2x2RowFloat, EveryIsaSameBitsAsThePortableLoop) {
-  std::mt19937 rng(23);
-  std::normal_distribution<float> normal;
-  const float nan_a = std::nanf("1"), nan_b = std::nanf("2");
-  auto value = [&] {  // NaNs (two payloads), both zeros and ties are frequent
-    switch (rng() % 8) {
-      case 0: return nan_a;
-      case 1: return nan_b;
+// Pool inputs where NaNs (two payloads), both zeros and ties are frequent.
+class PoolValues {
+ public:
+  explicit PoolValues(std::mt19937& rng) : rng_(rng) {}
+  float operator()() {
+    switch (rng_() % 8) {
+      case 0: return std::nanf("1");
+      case 1: return std::nanf("2");
       case 2: return 0.f;
       case 3: return -0.f;
       case 4: return 1.f;
-      default: return normal(rng);
+      default: return normal_(rng_);
     }
-  };
+  }
+
+ private:
+  std::mt19937& rng_;
+  std::normal_distribution<float> normal_;
+};
+
+TEST(MaxPool2x2RowFloat, EveryIsaSameBitsAsThePortableLoop) {
+  std::mt19937 rng(23);
+  PoolValues value(rng);
   for (int64_t n : {1, 2, 7, 8, 9, 14, 15, 16, 17, 31, 32, 33, 56, 112}) {
     std::vector<float> a(static_cast<size_t>(2 * n)), b(a.size());
     for (auto& v : a) v = value();
@@ -69,18 +78,7 @@ TEST(MaxPool2x2RowFloat, EveryIsaSameBitsAsThePortableLoop) {
 
 TEST(MaxPool3Stride2RowFloat, EveryIsaSameBitsAsThePortableLoop) {
   std::mt19937 rng(29);
-  std::normal_distribution<float> normal;
-  const float nan_a = std::nanf("1"), nan_b = std::nanf("2");
-  auto value = [&] {  // NaNs (two payloads), both zeros and ties are frequent
-    switch (rng() % 8) {
-      case 0: return nan_a;
-      case 1: return nan_b;
-      case 2: return 0.f;
-      case 3: return -0.f;
-      case 4: return 1.f;
-      default: return normal(rng);
-    }
-  };
+  PoolValues value(rng);
   for (int64_t nrows : {1, 2, 3}) {
     for (int64_t n : {1, 2, 7, 8, 15, 16, 17, 31, 32, 33, 55, 112}) {
       std::vector<std::vector<float>> rows(static_cast<size_t>(nrows), std::vector<float>(static_cast<size_t>(2 * n + 1)));
