@@ -501,19 +501,21 @@ TEST(Conv, MatchesNaive2D) {
   CheckConv({{3, 2, 4, 4}, 3, 1, {4, 4}, {}, {}, {}}, 1);       // single-threaded, 1x1 output
 }
 
-// 3x3 stride-1 convs with constant weights and at least 64 tiles of 2x2 outputs run as Winograd
-// F(2x2, 3x3) (kernels/winograd_f32.h): close to the direct convolution (uneven pads, odd sizes,
-// a batch, a fused Relu), and the same bits on 1 and 2 threads (blocks of tile rows per thread).
+// 3x3 stride-1 convs (32+ channels each side) with constant weights and at least 64 tiles of 2x2 outputs run as Winograd
+// F(2x2, 3x3) (kernels/winograd_f32.h), and so do maps of 36+ tiles with 64+ in the batch:
+// close to the direct convolution (uneven pads, odd sizes, a batch of small maps, a fused Relu),
+// and the same bits on 1 and 2 threads (blocks of tile rows, or of images, per thread).
 TEST(Conv, Winograd3x3MatchesNaiveAndThreadCounts) {
-  CheckConv({{1, 8, 16, 16}, 16, 1, {3, 3}, {}, {}, {1, 1, 1, 1}}, 2, true);
-  CheckConv({{1, 9, 21, 19}, 12, 1, {3, 3}, {}, {}, {1, 0, 2, 1}}, 2, true);  // 22x18 output
-  CheckConv({{2, 8, 17, 17}, 8, 1, {3, 3}, {}, {}, {}, false}, 1, true);      // 15x15 per image
+  CheckConv({{1, 32, 16, 16}, 32, 1, {3, 3}, {}, {}, {1, 1, 1, 1}}, 2, true);
+  CheckConv({{1, 33, 21, 19}, 40, 1, {3, 3}, {}, {}, {1, 0, 2, 1}}, 2, true);  // 22x18 output
+  CheckConv({{2, 32, 17, 17}, 32, 1, {3, 3}, {}, {}, {}, false}, 1, true);    // 15x15 per image
+  CheckConv({{9, 32, 14, 14}, 32, 1, {3, 3}, {}, {}, {1, 1, 1, 1}}, 2, true);  // 14x14 maps side by side
   std::mt19937 rng(47);
-  const Tensor x = RandomTensor({2, 16, 30, 27}, rng), w = RandomTensor({24, 16, 3, 3}, rng);
-  const Tensor b = RandomTensor({24}, rng);
+  const Tensor x = RandomTensor({2, 32, 30, 27}, rng), w = RandomTensor({40, 32, 3, 3}, rng);
+  const Tensor b = RandomTensor({40}, rng);
   // Conv -> Relu, fused by the session into FusedConv: the Relu in the output transform.
   Graph g;
-  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {2, 16, 30, 27}));
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {2, 32, 30, 27}));
   g.AddInitializer("w", w);
   g.AddInitializer("b", b);
   Node conv = MakeNode("Conv", {"x", "w", "b"}, {"y"});
@@ -533,12 +535,12 @@ TEST(Conv, Winograd3x3MatchesNaiveAndThreadCounts) {
     runs.emplace_back();
     ASSERT_TRUE((*session)->Run({{"x", x}}, &runs.back()).ok());
   }
-  ASSERT_EQ(runs[0][0].numel(), 2 * 24 * 30 * 27);
+  ASSERT_EQ(runs[0][0].numel(), 2 * 40 * 30 * 27);
   EXPECT_EQ(0, std::memcmp(runs[0][0].data<float>(), runs[1][0].data<float>(), runs[0][0].numel() * sizeof(float)));
-  ConvCase c{{2, 16, 30, 27}, 24, 1, {3, 3}, {}, {}, {1, 1, 1, 1}};
+  ConvCase c{{2, 32, 30, 27}, 40, 1, {3, 3}, {}, {}, {1, 1, 1, 1}};
   Tensor want = NaiveConv(x, w, &b, c, ConvOutSpatial(c));
   for (int64_t i = 0; i < want.numel(); ++i) want.data<float>()[i] = std::max(want.data<float>()[i], 0.f);
-  ExpectClose(runs[0][0], want, 1e-4, "FusedConv Relu 2x16x30x27");
+  ExpectClose(runs[0][0], want, 1e-4, "FusedConv Relu 2x32x30x27");
 }
 
 // Small output maps (1 to 64 pixels, 32+ output channels, constant weights) run transposed:

@@ -215,8 +215,8 @@ TEST(ScratchMemory, FusedDynamicMatMulPackedActivationsCountAgainstTheLimit) {
 // Float Conv copies its input into phase planes (zero padding, column phases), then packs its
 // im2col values straight into GEMM panels (256 x 768 floats at most per task).
 TEST(ScratchMemory, FloatConvPlanesAndPanelsCountAgainstTheLimit) {
-  // k x k kernels, padded by k / 2 when `pad`. The 3x3 stride-1 convs of 16 channels on these maps
-  // run as Winograd (their scratch: the tiles); the taps path is exercised with 5x5 kernels.
+  // k x k kernels, padded by k / 2 when `pad`. 3x3 stride-1 convs of 32 channels on these maps run
+  // as Winograd (their scratch: the tiles); the taps path is exercised with 5x5 kernels.
   auto conv_model = [](int64_t N, int64_t C, int64_t H, bool pad, int64_t stride = 1, int64_t k = 3) {
     Graph g;
     g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {N, C, H, H}));
@@ -245,12 +245,12 @@ TEST(ScratchMemory, FloatConvPlanesAndPanelsCountAgainstTheLimit) {
       CheckLimits(m, feeds, 2000000, 32 * kMiB, "Conv node 'conv'", "conv planes and tile rows", false, threads);
     }
   }
-  {  // [1, 16, 128, 128] 3x3 padded, Winograd: output 1 MiB; per task a block of 8 rows of 64 tiles,
-     // their 16 x (16 + 16) x 512 transformed floats (1 MiB) and the GEMM panel.
-    const Model m = conv_model(1, 16, 128, true);
-    const Feeds feeds = {{"x", RandomFloats({1, 16, 128, 128}, 9)}};
+  {  // [1, 32, 128, 128] 3x3 padded, Winograd: output 2 MiB; per task a block of 4 rows of 64 tiles,
+     // their 16 x (32 + 32) x 256 transformed floats (1 MiB) and the GEMM panel.
+    const Model m = conv_model(1, 32, 128, true);
+    const Feeds feeds = {{"x", RandomFloats({1, 32, 128, 128}, 9)}};
     for (int threads : {1, 2}) {
-      CheckLimits(m, feeds, 2 * kMiB, 32 * kMiB, "Conv node 'conv'", "Winograd tiles", false, threads);
+      CheckLimits(m, feeds, 3 * kMiB, 32 * kMiB, "Conv node 'conv'", "Winograd tiles", false, threads);
     }
   }
   {  // Stride 2 (im2col panels): output 254016 bytes, planes 1040448; a panel of 144 x 768 floats =

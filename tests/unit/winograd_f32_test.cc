@@ -1,5 +1,6 @@
 // Winograd F(2x2, 3x3): the transforms with the 16 products in double give the direct
-// convolution (to float rounding), for odd output sizes, uneven pads and blocks of tile rows; and
+// convolution (to float rounding), for odd output sizes, uneven pads and blocks of tile rows;
+// images side by side in a block give each image's own values; and
 // each transform's AVX-512 build gives the baseline build's bits (NaN passing the Clip
 // included), reading no further than the input's last float (guard page).
 #include <gtest/gtest.h>
@@ -68,7 +69,7 @@ TEST(WinogradF23, TransformsAndProductsGiveTheDirectConvolution) {
     for (int64_t ty0 = 0; ty0 < s.TilesH(); ty0 += 2) {
       const int64_t ty1 = std::min(s.TilesH(), ty0 + 2), T = (ty1 - ty0) * s.TilesW();
       std::vector<float> v(static_cast<size_t>(16 * c.C * T)), mm(static_cast<size_t>(16 * c.M * T));
-      kernels::WinogradF23TransformInput(s, px, c.C, ty0, ty1, v.data(), row_buf.data(), QGemmIsa::kRef);
+      kernels::WinogradF23TransformInput(s, px, c.C, ty0, ty1, T, 0, v.data(), row_buf.data(), QGemmIsa::kRef);
       for (int p = 0; p < 16; ++p) {
         for (int64_t m = 0; m < c.M; ++m) {
           for (int64_t t = 0; t < T; ++t) {
@@ -80,7 +81,7 @@ TEST(WinogradF23, TransformsAndProductsGiveTheDirectConvolution) {
           }
         }
       }
-      kernels::WinogradF23TransformOutput(s, mm.data(), c.M, ty0, ty1, bias.data(), false, 0.f, 0.f, y.data(),
+      kernels::WinogradF23TransformOutput(s, mm.data(), c.M, ty0, ty1, T, 0, bias.data(), false, 0.f, 0.f, y.data(),
                                           row_buf.data(), QGemmIsa::kRef);
     }
     for (int64_t m = 0; m < c.M; ++m) {
@@ -121,8 +122,8 @@ TEST(WinogradF23, Avx512TransformsGiveTheBaselineBits) {
     std::vector<float> row_buf(static_cast<size_t>(kernels::WinogradF23RowBufferFloats(s)));
     const int64_t ty0 = s.TilesH() > 1 ? 1 : 0, ty1 = s.TilesH(), T = (ty1 - ty0) * s.TilesW();
     std::vector<float> want(static_cast<size_t>(16 * c.C * T)), got(want.size());
-    kernels::WinogradF23TransformInput(s, px, c.C, ty0, ty1, want.data(), row_buf.data(), QGemmIsa::kRef);
-    kernels::WinogradF23TransformInput(s, px, c.C, ty0, ty1, got.data(), row_buf.data(), QGemmIsa::kAvx512Vnni);
+    kernels::WinogradF23TransformInput(s, px, c.C, ty0, ty1, T, 0, want.data(), row_buf.data(), QGemmIsa::kRef);
+    kernels::WinogradF23TransformInput(s, px, c.C, ty0, ty1, T, 0, got.data(), row_buf.data(), QGemmIsa::kAvx512Vnni);
     ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << "input, C=" << c.C;
     // Output: GEMM results with NaNs and signed zeros, a bias and a Clip.
     std::vector<float> mm(static_cast<size_t>(16 * c.M * T));
@@ -134,15 +135,59 @@ TEST(WinogradF23, Avx512TransformsGiveTheBaselineBits) {
     for (auto& v : bias) v = normal(rng);
     for (bool clamp : {false, true}) {
       std::vector<float> y_ref(static_cast<size_t>(c.M * s.out_h * s.out_w), 5.f), y_avx(y_ref);
-      kernels::WinogradF23TransformOutput(s, mm.data(), c.M, ty0, ty1, bias.data(), clamp, -0.5f, 1.5f, y_ref.data(),
-                                          row_buf.data(), QGemmIsa::kRef);
-      kernels::WinogradF23TransformOutput(s, mm.data(), c.M, ty0, ty1, bias.data(), clamp, -0.5f, 1.5f, y_avx.data(),
-                                          row_buf.data(), QGemmIsa::kAvx512Vnni);
+      kernels::WinogradF23TransformOutput(s, mm.data(), c.M, ty0, ty1, T, 0, bias.data(), clamp, -0.5f, 1.5f,
+                                          y_ref.data(), row_buf.data(), QGemmIsa::kRef);
+      kernels::WinogradF23TransformOutput(s, mm.data(), c.M, ty0, ty1, T, 0, bias.data(), clamp, -0.5f, 1.5f,
+                                          y_avx.data(), row_buf.data(), QGemmIsa::kAvx512Vnni);
       ASSERT_EQ(0, std::memcmp(y_ref.data(), y_avx.data(), y_ref.size() * sizeof(float)))
           << "output, C=" << c.C << " clamp=" << clamp;
       // Rows above ty0's outputs are untouched.
       for (int64_t i = 0; i < 2 * ty0 * s.out_w; ++i) ASSERT_EQ(y_ref[i], 5.f);
     }
+  }
+}
+
+// Several small maps side by side in one block (rows of ld tiles, each image from column t0)
+// give each image's own transform, bit for bit.
+TEST(WinogradF23, ImagesSideBySideGiveEachImagesValues) {
+  std::mt19937 rng(41);
+  std::normal_distribution<float> normal;
+  const Case c = {4, 5, 9, 11, 1, 1, 1, 1};
+  const WinogradF23Shape s = ShapeOf(c);
+  const int64_t T = s.Tiles(), images = 3, ld = images * T;
+  std::vector<float> x(static_cast<size_t>(images * c.C * c.in_h * c.in_w));
+  for (auto& v : x) v = normal(rng);
+  std::vector<float> row_buf(static_cast<size_t>(kernels::WinogradF23RowBufferFloats(s)));
+  std::vector<float> together(static_cast<size_t>(16 * c.C * ld)), alone(static_cast<size_t>(16 * c.C * T));
+  for (int64_t n = 0; n < images; ++n) {
+    kernels::WinogradF23TransformInput(s, x.data() + n * c.C * c.in_h * c.in_w, c.C, 0, s.TilesH(), ld, n * T,
+                                       together.data(), row_buf.data(), kernels::DefaultQGemmIsa());
+  }
+  for (int64_t n = 0; n < images; ++n) {
+    kernels::WinogradF23TransformInput(s, x.data() + n * c.C * c.in_h * c.in_w, c.C, 0, s.TilesH(), T, 0,
+                                       alone.data(), row_buf.data(), kernels::DefaultQGemmIsa());
+    for (int64_t row = 0; row < 16 * c.C; ++row) {
+      ASSERT_EQ(0, std::memcmp(alone.data() + row * T, together.data() + row * ld + n * T, T * sizeof(float)))
+          << "image " << n << " row " << row;
+    }
+  }
+  // Output: each image's slice of the GEMM results gives its own map.
+  std::vector<float> mm(static_cast<size_t>(16 * c.M * ld)), bias(static_cast<size_t>(c.M));
+  for (auto& v : mm) v = normal(rng);
+  for (auto& v : bias) v = normal(rng);
+  const int64_t out = c.M * s.out_h * s.out_w;
+  std::vector<float> y(static_cast<size_t>(images * out)), y_alone(static_cast<size_t>(out)), mm_alone(alone.size() / c.C * c.M);
+  for (int64_t n = 0; n < images; ++n) {
+    kernels::WinogradF23TransformOutput(s, mm.data(), c.M, 0, s.TilesH(), ld, n * T, bias.data(), true, 0.f, 2.f,
+                                        y.data() + n * out, row_buf.data(), kernels::DefaultQGemmIsa());
+  }
+  for (int64_t n = 0; n < images; ++n) {
+    for (int64_t row = 0; row < 16 * c.M; ++row) {
+      std::memcpy(mm_alone.data() + row * T, mm.data() + row * ld + n * T, T * sizeof(float));
+    }
+    kernels::WinogradF23TransformOutput(s, mm_alone.data(), c.M, 0, s.TilesH(), T, 0, bias.data(), true, 0.f, 2.f,
+                                        y_alone.data(), row_buf.data(), kernels::DefaultQGemmIsa());
+    ASSERT_EQ(0, std::memcmp(y_alone.data(), y.data() + n * out, out * sizeof(float))) << "image " << n;
   }
 }
 

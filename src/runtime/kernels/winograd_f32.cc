@@ -62,8 +62,8 @@ QK_WINO_INLINE void EveryOther(const float* __restrict src, float* __restrict ds
 }
 
 QK_WINO_INLINE void TransformInputBody(const WinogradF23Shape& s, const float* x, int64_t C, int64_t ty0, int64_t ty1,
-                                       float* v, float* row_buf) {
-  const int64_t tiles_w = s.TilesW(), T = (ty1 - ty0) * tiles_w, plane = C * T;
+                                       int64_t ld, int64_t t0, float* v, float* row_buf) {
+  const int64_t tiles_w = s.TilesW(), plane = C * ld;
   const int64_t half = tiles_w + 1;  // even (or odd) padded columns the tiles of a row read
   float* even[4];
   float* odd[4];
@@ -96,7 +96,7 @@ QK_WINO_INLINE void TransformInputBody(const WinogradF23Shape& s, const float* x
       }
       // B^T d (rows d0 - d2, d1 + d2, d2 - d1, d1 - d3), then (B^T d) B per tile (columns
       // t0 - t2, t1 + t2, t2 - t1, t1 - t3 of its 4 columns).
-      float* out = v + c * T + (ty - ty0) * tiles_w;
+      float* out = v + c * ld + t0 + (ty - ty0) * tiles_w;
       float* o[16];
       for (int p = 0; p < 16; ++p) o[p] = out + p * plane;
       TileColumns<false>(even[0], even[2], odd[0], odd[2], o[0], o[1], o[2], o[3], tiles_w);
@@ -144,9 +144,9 @@ QK_WINO_INLINE void Interleave(const float* __restrict even, const float* __rest
 }
 
 QK_WINO_INLINE void TransformOutputBody(const WinogradF23Shape& s, const float* mm, int64_t M, int64_t ty0,
-                                        int64_t ty1, const float* bias, bool clamp, float lo, float hi, float* y,
-                                        float* row_buf) {
-  const int64_t tiles_w = s.TilesW(), T = (ty1 - ty0) * tiles_w, plane = M * T;
+                                        int64_t ty1, int64_t ld, int64_t t0, const float* bias, bool clamp, float lo,
+                                        float hi, float* y, float* row_buf) {
+  const int64_t tiles_w = s.TilesW(), plane = M * ld;
   const int64_t full_w = s.out_w / 2;  // tiles with both output columns inside
   float* r00 = row_buf;
   float* r01 = r00 + tiles_w;
@@ -155,7 +155,7 @@ QK_WINO_INLINE void TransformOutputBody(const WinogradF23Shape& s, const float* 
   for (int64_t m = 0; m < M; ++m) {
     float* ym = y + m * s.out_h * s.out_w;
     for (int64_t ty = ty0; ty < ty1; ++ty) {
-      const float* in = mm + m * T + (ty - ty0) * tiles_w;
+      const float* in = mm + m * ld + t0 + (ty - ty0) * tiles_w;
       const float b = bias ? bias[m] : 0.f;
       if (bias && clamp) {
         OutputTiles<true, true>(in, plane, tiles_w, b, lo, hi, r00, r01, r10, r11);
@@ -179,28 +179,30 @@ QK_WINO_INLINE void TransformOutputBody(const WinogradF23Shape& s, const float* 
 }
 
 __attribute__((target("avx512f"))) void TransformInputAvx512(const WinogradF23Shape& s, const float* x, int64_t C,
-                                                             int64_t ty0, int64_t ty1, float* v, float* row_buf) {
-  TransformInputBody(s, x, C, ty0, ty1, v, row_buf);
+                                                             int64_t ty0, int64_t ty1, int64_t ld, int64_t t0, float* v,
+                                                             float* row_buf) {
+  TransformInputBody(s, x, C, ty0, ty1, ld, t0, v, row_buf);
 }
 __attribute__((target("avx512f"))) void TransformOutputAvx512(const WinogradF23Shape& s, const float* mm, int64_t M,
-                                                              int64_t ty0, int64_t ty1, const float* bias, bool clamp,
-                                                              float lo, float hi, float* y, float* row_buf) {
-  TransformOutputBody(s, mm, M, ty0, ty1, bias, clamp, lo, hi, y, row_buf);
+                                                              int64_t ty0, int64_t ty1, int64_t ld, int64_t t0,
+                                                              const float* bias, bool clamp, float lo, float hi,
+                                                              float* y, float* row_buf) {
+  TransformOutputBody(s, mm, M, ty0, ty1, ld, t0, bias, clamp, lo, hi, y, row_buf);
 }
 
 }  // namespace
 
 void WinogradF23TransformInput(const WinogradF23Shape& s, const float* x, int64_t C, int64_t ty0, int64_t ty1,
-                               float* v, float* row_buf, QGemmIsa isa) {
-  if (QGemmIsaHasAvx512(isa)) return TransformInputAvx512(s, x, C, ty0, ty1, v, row_buf);
-  TransformInputBody(s, x, C, ty0, ty1, v, row_buf);
+                               int64_t ld, int64_t t0, float* v, float* row_buf, QGemmIsa isa) {
+  if (QGemmIsaHasAvx512(isa)) return TransformInputAvx512(s, x, C, ty0, ty1, ld, t0, v, row_buf);
+  TransformInputBody(s, x, C, ty0, ty1, ld, t0, v, row_buf);
 }
 
 void WinogradF23TransformOutput(const WinogradF23Shape& s, const float* mm, int64_t M, int64_t ty0, int64_t ty1,
-                                const float* bias, bool clamp, float lo, float hi, float* y, float* row_buf,
-                                QGemmIsa isa) {
-  if (QGemmIsaHasAvx512(isa)) return TransformOutputAvx512(s, mm, M, ty0, ty1, bias, clamp, lo, hi, y, row_buf);
-  TransformOutputBody(s, mm, M, ty0, ty1, bias, clamp, lo, hi, y, row_buf);
+                                int64_t ld, int64_t t0, const float* bias, bool clamp, float lo, float hi, float* y,
+                                float* row_buf, QGemmIsa isa) {
+  if (QGemmIsaHasAvx512(isa)) return TransformOutputAvx512(s, mm, M, ty0, ty1, ld, t0, bias, clamp, lo, hi, y, row_buf);
+  TransformOutputBody(s, mm, M, ty0, ty1, ld, t0, bias, clamp, lo, hi, y, row_buf);
 }
 
 }  // namespace quantkit::kernels

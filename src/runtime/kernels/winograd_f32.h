@@ -29,20 +29,21 @@ struct WinogradF23Shape {
   int64_t Tiles() const { return TilesH() * TilesW(); }
 };
 
-// The rows of tiles [ty0, ty1) of one image x [C, in_h, in_w], every channel: with T = (ty1 - ty0)
-// * TilesW() tiles (row-major from ty0), v[p * C * T + c * T + t] = (B^T d B)[p] for the
+// The rows of tiles [ty0, ty1) of one image x [C, in_h, in_w], every channel, into columns
+// [t0, t0 + (ty1 - ty0) * TilesW()) of rows of `ld` tiles (tiles row-major from ty0; a block may
+// hold several images side by side): v[p * C * ld + c * ld + t0 + t] = (B^T d B)[p] for the
 // zero-padded 4x4 input patch d of tile t. `row_buf` holds WinogradF23RowBufferFloats(s) floats.
 // isa: an AVX-512 level runs the AVX-512 build of the same loops (the same bits), else the
 // baseline one.
 int64_t WinogradF23RowBufferFloats(const WinogradF23Shape& s);
 void WinogradF23TransformInput(const WinogradF23Shape& s, const float* x, int64_t C, int64_t ty0, int64_t ty1,
-                               float* v, float* row_buf, QGemmIsa isa);
+                               int64_t ld, int64_t t0, float* v, float* row_buf, QGemmIsa isa);
 
 // The same rows of tiles of one image y [M, out_h, out_w], every channel, from the 16 GEMM
-// results mm[p * M * T + m * T + t]: y = A^T mm A (the 2x2 block, clipped at the output's edge),
-// plus bias[m] when given, then min(max(y, lo), hi) when clamp. `row_buf` as above.
+// results mm[p * M * ld + m * ld + t0 + t]: y = A^T mm A (the 2x2 block, clipped at the output's
+// edge), plus bias[m] when given, then min(max(y, lo), hi) when clamp. `row_buf` as above.
 void WinogradF23TransformOutput(const WinogradF23Shape& s, const float* mm, int64_t M, int64_t ty0, int64_t ty1,
-                                const float* bias, bool clamp, float lo, float hi, float* y, float* row_buf,
-                                QGemmIsa isa);
+                                int64_t ld, int64_t t0, const float* bias, bool clamp, float lo, float hi, float* y,
+                                float* row_buf, QGemmIsa isa);
 
 }  // namespace quantkit::kernels

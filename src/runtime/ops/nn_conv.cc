@@ -182,18 +182,21 @@ bool UseTransposedConv(int64_t out_size, int64_t Mg, int64_t group, int64_t N) {
 }
 
 // Winograd F(2x2, 3x3) (kernels/winograd_f32.h): 16 GEMMs of [M, C] x [C, tiles] instead of
-// one of [M, 9C] x [9C, pixels], 2.25x fewer multiply-adds, for float 3x3 stride-1 convs whose
-// maps have enough 2x2 tiles to amortise the transformed weights (16 M C floats, 1.8x the
-// originals, read once per GEMM column) and the transforms. Not the direct convolution's bits:
-// its own fixed order (docs/arithmetic.md), the same on every ISA and thread count.
-constexpr int64_t kWinogradMinTiles = 64;  // a 16x16 output map
-constexpr int64_t kWinogradMinChannels = 8;
-bool UseWinograd(const ConvGeometry& g, int64_t C, int64_t M, int64_t group) {
+// one of [M, 9C] x [9C, pixels], 2.25x fewer multiply-adds, for float 3x3 stride-1 convs with
+// enough 2x2 tiles to amortise the transformed weights (16 M C floats, 1.8x the originals, read
+// once per GEMM column) and the transforms: 64 in all, and 36 per image (a 7x7 map would compute
+// 64 outputs for 49). Not the direct convolution's bits: its own fixed order
+// (docs/arithmetic.md), the same on every ISA and thread count.
+constexpr int64_t kWinogradMinTiles = 64;       // a 16x16 output map, or several images
+constexpr int64_t kWinogradMinImageTiles = 36;  // an 11x11 output map
+constexpr int64_t kWinogradMinChannels = 32;
+bool UseWinograd(const ConvGeometry& g, int64_t N, int64_t C, int64_t M, int64_t group) {
   if (g.nd != 2 || group != 1 || C < kWinogradMinChannels || M < kWinogradMinChannels) return false;
   for (int d = 0; d < 2; ++d) {
     if (g.kernel[d] != 3 || g.stride[d] != 1 || g.dilation[d] != 1) return false;
   }
-  return (g.out[0] + 1) / 2 * ((g.out[1] + 1) / 2) >= kWinogradMinTiles;
+  const int64_t tiles = (g.out[0] + 1) / 2 * ((g.out[1] + 1) / 2);
+  return tiles >= kWinogradMinImageTiles && N * tiles >= kWinogradMinTiles;
 }
 
 // The 16 transformed weight matrices U[p] = (G w G^T)[p], [M, C] each, packed.
@@ -223,32 +226,44 @@ Status ConvWinogradFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, i
   const int64_t P = kernels::kWinogradPositions, tiles_h = s.TilesH(), tiles_w = s.TilesW();
   ThreadPool* pool = ctx.thread_pool();
   const int threads = pool ? pool->num_threads() : 1;
-  // Tile rows per block: within the cache budget, at least 2 blocks per thread to balance, and
-  // preferably a multiple of 16 tiles (the GEMM's column slivers).
+  // A block is either a few rows of tiles of one large map, or several small maps side by side
+  // (Fashion-MNIST's 14x14 at batch 500): within the cache budget, at least 2 blocks per thread
+  // to balance, and rows preferably a multiple of 16 tiles (the GEMM's column slivers).
   const int64_t row_bytes = P * (C + M) * tiles_w * static_cast<int64_t>(sizeof(float));
-  int64_t rows = std::clamp<int64_t>(kWinogradBlockBytes / row_bytes, 1, tiles_h);
-  if (threads > 1) rows = std::min(rows, std::max<int64_t>(1, (tiles_h + 2 * threads - 1) / (2 * threads)));
-  for (int64_t r = rows; r > rows / 2; --r) {
+  int64_t rows = std::clamp<int64_t>(kWinogradBlockBytes / row_bytes, 1, tiles_h), images = 1;
+  if (rows == tiles_h) {
+    images = std::clamp<int64_t>(kWinogradBlockBytes / (row_bytes * tiles_h), 1, N);
+    if (threads > 1) images = std::min(images, std::max<int64_t>(1, (N + 2 * threads - 1) / (2 * threads)));
+  }
+  if (images == 1 && threads > 1 && N < 2 * threads) {
+    rows = std::min(rows, std::max<int64_t>(1, (tiles_h * N + 2 * threads - 1) / (2 * threads)));
+  }
+  for (int64_t r = rows; r > rows / 2 && rows < tiles_h; --r) {
     if (r * tiles_w % 16 == 0) {
       rows = r;
       break;
     }
   }
-  const int64_t blocks = (tiles_h + rows - 1) / rows, tb = rows * tiles_w;  // tiles per full block
+  const int64_t row_blocks = (tiles_h + rows - 1) / rows, image_blocks = (N + images - 1) / images;
+  const int64_t tb = images * rows * tiles_w;  // tiles in the largest block
   const int64_t workspace = kernels::SgemmPackedWorkspace(u[0], tb, nullptr);
   const int64_t rowbuf = kernels::WinogradF23RowBufferFloats(s);
   const int64_t per_task = P * (C + M) * tb + workspace + rowbuf + 16;
   const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
   const kernels::SgemmEpilogue plain;
+  const int64_t in_size = C * s.in_h * s.in_w, out_size = M * s.out_h * s.out_w;
   auto block = [&](int64_t task, float* scratch) {
-    const int64_t n = task / blocks, ty0 = task % blocks * rows, ty1 = std::min(tiles_h, ty0 + rows);
-    const int64_t T = (ty1 - ty0) * tiles_w;
+    const int64_t n0 = task / row_blocks * images, n1 = std::min(N, n0 + images);
+    const int64_t ty0 = task % row_blocks * rows, ty1 = std::min(tiles_h, ty0 + rows);
+    const int64_t per_image = (ty1 - ty0) * tiles_w, T = (n1 - n0) * per_image;
     float* v = scratch;             // [16][C][T]
     float* mm = v + P * C * T;      // [16][M][T]
     float* row_buf = mm + P * M * T;
     float* panel = row_buf + rowbuf;  // the GEMM's B panel, 64-byte aligned
     panel = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(panel) + 63) & ~uintptr_t{63});
-    kernels::WinogradF23TransformInput(s, x + n * C * s.in_h * s.in_w, C, ty0, ty1, v, row_buf, isa);
+    for (int64_t n = n0; n < n1; ++n) {
+      kernels::WinogradF23TransformInput(s, x + n * in_size, C, ty0, ty1, T, (n - n0) * per_image, v, row_buf, isa);
+    }
     for (int64_t p = 0; p < P; ++p) {
       const float* vp = v + p * C * T;
       const kernels::SgemmPanelPacker pack = [vp, T](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr,
@@ -257,10 +272,12 @@ Status ConvWinogradFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, i
       };
       kernels::SgemmPacked(u[static_cast<size_t>(p)], T, pack, mm + p * M * T, T, plain, nullptr, panel);
     }
-    kernels::WinogradF23TransformOutput(s, mm, M, ty0, ty1, bias, act.on, act.lo, act.hi,
-                                        y + n * M * s.out_h * s.out_w, row_buf, isa);
+    for (int64_t n = n0; n < n1; ++n) {
+      kernels::WinogradF23TransformOutput(s, mm, M, ty0, ty1, T, (n - n0) * per_image, bias, act.on, act.lo, act.hi,
+                                          y + n * out_size, row_buf, isa);
+    }
   };
-  const int64_t tasks = N * blocks;
+  const int64_t tasks = image_blocks * row_blocks;
   if (!pool || tasks == 1) {
     QK_ASSIGN_OR_RETURN(Tensor scratch, ctx.Scratch(DType::kFloat32, per_task, "Winograd tiles"));
     for (int64_t t = 0; t < tasks; ++t) block(t, scratch.data<float>());
@@ -494,7 +511,7 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
   }
 
   if constexpr (std::is_same_v<T, float>) {
-    if (winograd && UseWinograd(g, C, M, group)) return ConvWinogradFloat(ctx, g, N, C, M, x, bias, y, act, *winograd);
+    if (winograd && UseWinograd(g, N, C, M, group)) return ConvWinogradFloat(ctx, g, N, C, M, x, bias, y, act, *winograd);
     if (transposed && g.nd <= 2 && UseTransposedConv(out_size, Mg, group, N) && transposed->depth() == kdim &&
         transposed->cols() == M) {
       return ConvTransposedFloat(ctx, g, N, C, M, x, bias, y, act, *transposed);
@@ -616,7 +633,7 @@ class ConvKernel final : public OpKernel {
       const kernels::SgemmPackedB* transposed = TransposedWeights(g, M, *w);
       return ConvCompute<float>(ctx, g, N, C, M, group_, x->data<float>(), w->data<float>(),
                                 b ? b->data<float>() : nullptr, y->data<float>(), act_, packed_.get(), transposed,
-                                WinogradFor(g, C, M, *w));
+                                WinogradFor(g, N, C, M, *w));
     }
     Allocator* alloc = ctx.allocator();
     QK_ASSIGN_OR_RETURN(const Tensor xf, ToFloat32IfHalf(ctx, *x, "float32 X"));
@@ -640,7 +657,7 @@ class ConvKernel final : public OpKernel {
     const int64_t pooled_h = g.out[0] / 2, pooled_w = conv_w / 2, pooled = pooled_h * pooled_w;
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, Shape{N, M, pooled_h, pooled_w}));
     const kernels::SgemmPackedB* transposed = TransposedWeights(g, M, w);
-    const WinogradWeights* winograd = WinogradFor(g, C, M, w);
+    const WinogradWeights* winograd = WinogradFor(g, N, C, M, w);
     const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
     const float* bias = b ? b->data<float>() : nullptr;
     float* yd = y->data<float>();
@@ -700,7 +717,7 @@ class ConvKernel final : public OpKernel {
     const ConvActivation none;
     const float* bias = b ? b->data<float>() : nullptr;
     const kernels::SgemmPackedB* transposed = TransposedWeights(g, M, w);
-    const WinogradWeights* winograd = WinogradFor(g, C, M, w);
+    const WinogradWeights* winograd = WinogradFor(g, N, C, M, w);
     const float lo = act_.on ? act_.lo : -std::numeric_limits<float>::infinity();
     const float hi = act_.on ? act_.hi : std::numeric_limits<float>::infinity();
     const float* rd = r.data<float>();
@@ -758,8 +775,8 @@ class ConvKernel final : public OpKernel {
 
   // The Winograd-transformed weights, made on the first run whose geometry takes that path (runs
   // may be concurrent, hence once), or null.
-  const WinogradWeights* WinogradFor(const ConvGeometry& g, int64_t C, int64_t M, const Tensor& w) {
-    if (!packed_ || !UseWinograd(g, C, M, group_)) return nullptr;
+  const WinogradWeights* WinogradFor(const ConvGeometry& g, int64_t N, int64_t C, int64_t M, const Tensor& w) {
+    if (!packed_ || !UseWinograd(g, N, C, M, group_)) return nullptr;
     std::call_once(winograd_once_, [&] {
       winograd_ = std::make_unique<WinogradWeights>(MakeWinogradWeights(w.data<float>(), M, C));
     });
