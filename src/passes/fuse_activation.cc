@@ -1,21 +1,22 @@
-// Pass (runtime only, run by Session after OptimizeForInference): a float Conv whose output feeds
-// only a Relu or a Clip with constant bounds becomes one com.quantkit::FusedConv with attributes
-// activation_min / activation_max (Relu: 0 and +inf). The convolution clamps each block of its
-// output while it is in cache, instead of a second pass over the whole tensor. Exact: the kernel
-// applies the Clip kernel's expression (Relu is Clip(0, +inf) bit for bit, NaN and -0 included).
-// Not part of OptimizeForInference: the quantizers run that and expect standard ops, and
-// calibration observes the Conv's own output.
-//
-// And a MatMul by a constant matrix followed by the Add of a constant vector becomes
-// com.quantkit::FusedMatMul (FuseMatMulBias below); the erf GELU's five ops one GeluErfChain.
-//
-// Then a float Conv / FusedConv whose output feeds only a 2x2, stride-2 MaxPool without padding
-// becomes a FusedConv with max_pool_2x2 = 1 (FuseConvMaxPool below).
-//
-// Also: a decomposed hard-swish, y = x * Clip(x + a, lo, hi) / d (or * m), as exported by
-// PaddlePaddle and TensorFlow (Add, Clip, Mul, Div: four passes over the tensor), becomes one
-// com.quantkit::HardSwishChain that runs the same four float operations per element in one pass
-// (the same bits).
+// Pass (runtime only, run by Session after OptimizeForInference): float fusions that keep the
+// separate ops' float operations in their order, so the same bits. Not part of
+// OptimizeForInference: the quantizers run that and expect standard ops, and calibration observes
+// each op's own output. In the order Run applies them:
+// 1. A float Conv whose output feeds only an Add with another tensor (a residual), optionally
+//    then a Relu / Clip, becomes a FusedConv with the addend as input 3: z = clamp(conv + r) in
+//    one pass over the conv's output (FuseConvResidualAdd); the graph is sorted again, as the
+//    fused node now reads the other branch.
+// 2. A MatMul by a constant matrix followed by the Add of a constant vector becomes
+//    com.quantkit::FusedMatMul (FuseMatMulBias); the erf GELU's five ops one GeluErfChain.
+// 3. A decomposed hard-swish, y = x * Clip(x + a, lo, hi) / d (or * m), as exported by
+//    PaddlePaddle and TensorFlow (Add, Clip, Mul, Div: four passes over the tensor), becomes one
+//    com.quantkit::HardSwishChain that runs the same four float operations per element in one pass.
+// 4. A float Conv whose output feeds only a Relu or a Clip with constant bounds becomes one
+//    com.quantkit::FusedConv with attributes activation_min / activation_max (Relu: 0 and +inf):
+//    the convolution clamps each block of its output while it is in cache, with the Clip kernel's
+//    expression (Relu is Clip(0, +inf) bit for bit, NaN and -0 included).
+// 5. A float Conv / FusedConv whose output feeds only a 2x2, stride-2 MaxPool without padding
+//    becomes a FusedConv with max_pool_2x2 = 1 (FuseConvMaxPool).
 #include <algorithm>
 #include <limits>
 

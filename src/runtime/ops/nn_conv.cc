@@ -3,6 +3,7 @@
 // depthwise 1-D/2-D convs use a direct kernel. ConvTranspose: GEMM into columns + col2im.
 // float16/bfloat16 compute in float32.
 #include <algorithm>
+#include <array>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "runtime/kernels/ref/sgemm.h"
 #include "runtime/kernels/ref/conv_kernels.h"
 #include "runtime/kernels/winograd_f32.h"
+#include "runtime/ops/elementwise_util.h"
 #include "runtime/ops/nn_common.h"
 #include "runtime/ops/op_util.h"
 
@@ -737,39 +739,20 @@ class ConvKernel final : public OpKernel {
       }
       return Status::Ok();
     }
-    QK_ASSIGN_OR_RETURN(const Shape zshape, BroadcastShapes(yshape, r.shape()));
+    // An addend that broadcasts: the conv output first, then Add's broadcast runs (ew::BcastPlan).
+    QK_ASSIGN_OR_RETURN(const ew::BcastPlan<2> plan, ew::MakeBcastPlan<2>({&yshape, &r.shape()}));
     QK_ASSIGN_OR_RETURN(Tensor conv, ctx.Scratch(DType::kFloat32, NumElements(yshape), "conv output before the Add"));
     QK_RETURN_IF_ERROR(ConvCompute<float>(ctx, g, N, C, M, group_, x.data<float>(), w.data<float>(), bias,
                                           conv.data<float>(), none, packed_.get(), transposed, winograd));
-    QK_ASSIGN_OR_RETURN(Tensor * z, ctx.Output(0, DType::kFloat32, zshape));
-    // Row-major strides of each operand over zshape (0 along broadcast dims).
-    const size_t rank = zshape.size();
-    auto strides = [&](const Shape& s) {
-      std::vector<int64_t> st(rank, 0);
-      int64_t step = 1;
-      for (size_t k = 0; k < s.size(); ++k) {
-        const size_t d = s.size() - 1 - k;
-        if (s[d] != 1) st[rank - 1 - k] = step;
-        step *= s[d];
-      }
-      return st;
-    };
-    const std::vector<int64_t> ys = strides(yshape), rs = strides(r.shape());
-    std::vector<int64_t> index(rank, 0);
+    QK_ASSIGN_OR_RETURN(Tensor * z, ctx.Output(0, DType::kFloat32, plan.out_shape));
     const float* cd = conv.data<float>();
     float* zd = z->data<float>();
-    for (int64_t i = 0, n = z->numel(); i < n; ++i) {
-      int64_t yi = 0, ri = 0;
-      for (size_t d = 0; d < rank; ++d) {
-        yi += index[d] * ys[d];
-        ri += index[d] * rs[d];
-      }
-      zd[i] = std::min(std::max(cd[yi] + rd[ri], lo), hi);
-      for (size_t d = rank; d-- > 0;) {
-        if (++index[d] < zshape[d]) break;
-        index[d] = 0;
-      }
-    }
+    ew::ForEachRun(plan, ctx.thread_pool(), ew::kCheapGrain,
+                   [&](int64_t out, const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& step) {
+                     for (int64_t i = 0; i < len; ++i) {
+                       zd[out + i] = std::min(std::max(cd[off[0] + i * step[0]] + rd[off[1] + i * step[1]], lo), hi);
+                     }
+                   });
     return Status::Ok();
   }
 
