@@ -9,6 +9,7 @@
 #include <string>
 #include <type_traits>
 
+#include "runtime/kernels/qgemm.h"
 #include "runtime/ops/elementwise_util.h"
 #include "runtime/ops/op_util.h"
 #include "runtime/ops/ops.h"
@@ -472,17 +473,44 @@ class GeluErfChainKernel final : public OpKernel {
     float* dst = io.y->data<float>();
     const float pre = pre_, add = add_, post = post_;
     const bool pre_divide = pre_divide_, post_divide = post_divide_;
+    const bool wide = kernels::QGemmIsaHasAvx512(kernels::DefaultQGemmIsa());
     ParallelRange(ctx.thread_pool(), io.x->numel(), kCheapGrain, [&](int64_t b, int64_t e) {
-      simd::Map(src + b, dst + b, e - b, [&](simd::v4f v) {
-        const simd::v4f t = pre_divide ? v / pre : v * pre;
-        const simd::v4f m = v * (simd::Erf(t) + add);
-        return post_divide ? m / post : m * post;
+      const int64_t done = wide ? ChainAvx512(src + b, dst + b, e - b, pre, add, post, pre_divide, post_divide) : 0;
+      simd::Map(src + b + done, dst + b + done, e - b - done, [&](simd::v4f v) {
+        simd::v4f y;
+        Chain(v, pre, add, post, pre_divide, post_divide, y);
+        return y;
       });
     });
     return Status::Ok();
   }
 
  private:
+  // The chain on a vector of any width (the same operations per lane, so the same bits; vectors by
+  // reference, as simd::ErfV).
+  template <typename V>
+  __attribute__((always_inline)) static inline void Chain(const V& v, float pre, float add, float post,
+                                                          bool pre_divide, bool post_divide, V& y) {
+    const V t = pre_divide ? v / pre : v * pre;
+    V e;
+    simd::ErfV(t, e);
+    const V m = v * (e + add);
+    y = post_divide ? m / post : m * post;
+  }
+  // 16 at a time with AVX-512 (GELU is 16% of the INT8 encoder's time); returns how many it did.
+  __attribute__((target("avx512f"))) static int64_t ChainAvx512(const float* src, float* dst, int64_t n, float pre,
+                                                               float add, float post, bool pre_divide,
+                                                               bool post_divide) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      simd::v16f v, y;
+      std::memcpy(&v, src + i, sizeof v);
+      Chain(v, pre, add, post, pre_divide, post_divide, y);
+      std::memcpy(dst + i, &y, sizeof y);
+    }
+    return i;
+  }
+
   float pre_, add_, post_;
   bool pre_divide_, post_divide_;
   int64_t min_rank_;

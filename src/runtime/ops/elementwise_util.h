@@ -143,24 +143,38 @@ inline v4f Tanh(v4f x) {
   return KeepNaN(x, ax < 0.55f ? small : big);
 }
 
-// erf: rational approximation x P(x^2) / Q(x^2) on [-4, 4] (Eigen's coefficients).
-inline v4f Erf(v4f x) {
-  const v4f xc = Min(Max(x, Splat(-4.0f)), Splat(4.0f));
-  const v4f x2 = xc * xc;
-  v4f p = Splat(-2.72614225801306e-10f);
+// 16 floats: the AVX-512 builds of the vector math (the same operations per lane as v4f's).
+typedef float v16f __attribute__((vector_size(64)));
+
+// erf: rational approximation x P(x^2) / Q(x^2) on [-4, 4] (Eigen's coefficients). Generic over
+// the vector width V (v4f, v16f): each lane sees the same operations, so the same bits. Vectors
+// by reference: a 64-byte vector passed by value outside AVX-512 code would change the ABI.
+template <typename V>
+__attribute__((always_inline)) inline void ErfV(const V& x, V& out) {
+  const V zero = {};
+  const V lo = zero - 4.0f, hi = zero + 4.0f;
+  const V xc = x > lo ? x : lo;     // Max(x, -4), as Max above
+  const V xcc = xc < hi ? xc : hi;  // Min(., 4), as Min above
+  const V x2 = xcc * xcc;
+  V p = zero + -2.72614225801306e-10f;
   p = p * x2 + 2.77068142495902e-08f;
   p = p * x2 - 2.10102402082508e-06f;
   p = p * x2 - 5.69250639462346e-05f;
   p = p * x2 - 7.34990630326855e-04f;
   p = p * x2 - 2.95459980854025e-03f;
   p = p * x2 - 1.60960333262415e-02f;
-  p = p * xc;
-  v4f q = Splat(-1.45660718464996e-05f);
+  p = p * xcc;
+  V q = zero + -1.45660718464996e-05f;
   q = q * x2 - 2.13374055278905e-04f;
   q = q * x2 - 1.68282697438203e-03f;
   q = q * x2 - 7.37332916720468e-03f;
   q = q * x2 - 1.42647390514189e-02f;
-  return KeepNaN(x, p / q);
+  out = x == x ? p / q : x;  // KeepNaN
+}
+inline v4f Erf(v4f x) {
+  v4f y;
+  ErfV(x, y);
+  return y;
 }
 
 inline v4f Sigmoid(v4f x) { return 1.0f / (1.0f + Exp(-x)); }
