@@ -16,11 +16,7 @@ void MaxPool2x2RowFloat(const float* a, const float* b, float* y, int64_t n, QGe
 
 void MaxPool3Stride2RowFloat(const float* const* rows, int64_t nrows, float* y, int64_t n, QGemmIsa isa) {
   if (QGemmIsaHasAvx512(isa)) return pool_f32::MaxPool3Stride2RowAvx512(rows, nrows, y, n);
-  auto column_max = [&](int64_t c) {
-    float m = rows[0][c];
-    for (int64_t r = 1; r < nrows; ++r) m = (rows[r][c] > m || m != m) ? rows[r][c] : m;
-    return m;
-  };
+  auto column_max = [&](int64_t c) { return MaxPoolColumnMax(rows, nrows, c); };
   for (int64_t i = 0; i < n; ++i) {
     float best = column_max(2 * i);
     const float m1 = column_max(2 * i + 1), m2 = column_max(2 * i + 2);

@@ -22,6 +22,13 @@ void MaxPool2x2RowFloat(const float* a, const float* b, float* y, int64_t n, QGe
 // greater (MaxPool's rule: a NaN first tap wins, other NaNs are skipped). Reads [0, 2n] of each row.
 void MaxPool3Stride2RowFloat(const float* const* rows, int64_t nrows, float* y, int64_t n, QGemmIsa isa);
 
+// m[c] of the above for one column (the portable loop's, and the MaxPool op's edge windows').
+inline float MaxPoolColumnMax(const float* const* rows, int64_t nrows, int64_t c) {
+  float m = rows[0][c];
+  for (int64_t r = 1; r < nrows; ++r) m = (rows[r][c] > m || m != m) ? rows[r][c] : m;
+  return m;
+}
+
 namespace pool_f32 {
 void MaxPool2x2RowAvx512(const float* a, const float* b, float* y, int64_t n);
 void MaxPool3Stride2RowAvx512(const float* const* rows, int64_t nrows, float* y, int64_t n);

@@ -147,11 +147,7 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max,
           const float* at_col[3] = {rows[0] + col, nrows > 1 ? rows[1] + col : nullptr,
                                     nrows > 2 ? rows[2] + col : nullptr};
           kernels::MaxPool3Stride2RowFloat(at_col, nrows, y + fast_lo, fast_hi - fast_lo, isa);
-          auto column_max = [&](int64_t c) {  // the row max below, for one column
-            float m = rows[0][c];
-            for (int64_t r = 1; r < nrows; ++r) m = (rows[r][c] > m || m != m) ? rows[r][c] : m;
-            return m;
-          };
+          auto column_max = [&](int64_t c) { return kernels::MaxPoolColumnMax(rows, nrows, c); };
           for (int64_t ow = 0; ow < W.out; ++ow) {  // the edge windows, as the generic loop below
             if (ow == fast_lo) ow = fast_hi;
             if (ow >= W.out) break;
