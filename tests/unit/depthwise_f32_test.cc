@@ -73,6 +73,64 @@ TEST(DepthwiseFloat, EveryIsaSameBitsAndTheReferenceValues) {
   }
 }
 
+// The channel-lane path (several channels per call, one per vector lane) gives each channel the
+// bits of the per-channel kernel at every ISA: full and partial lane groups, strides, dilation,
+// uneven pads, a 5x5 kernel, with and without a fused Clip, a NaN weight (padding taps' w * 0);
+// nothing written past the channels' planes.
+TEST(DepthwiseFloat, ChannelLanesEqualThePerChannelKernel) {
+  struct Case {
+    int64_t C, H, W, KH, KW, sh, sw, dh, dw, ph, pw, pb, pr;
+  };
+  const std::vector<Case> cases = {
+      {16, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {35, 14, 14, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1},
+      {5, 9, 11, 5, 5, 2, 2, 1, 1, 2, 2, 1, 2}, {20, 6, 8, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},
+      {9, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  {17, 1, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+      {8, 12, 15, 3, 5, 3, 2, 1, 1, 1, 2, 0, 1},
+  };
+  std::mt19937 rng(23);
+  std::normal_distribution<float> normal;
+  for (const Case& c : cases) {
+    const ConvGeometry g = testing::Conv2DGeometry(c.H, c.W, c.KH, c.KW, c.sh, c.sw, c.dh, c.dw, c.ph, c.pw, c.pb, c.pr);
+    ASSERT_TRUE(kernels::DepthwiseFloatUseChannels(g)) << c.H << "x" << c.W;
+    const int64_t in_size = c.H * c.W, out_size = g.out[0] * g.out[1], taps = c.KH * c.KW;
+    std::vector<float> x(static_cast<size_t>(c.C * in_size)), w(static_cast<size_t>(c.C * taps)), bias(c.C);
+    for (auto& v : x) v = normal(rng);
+    for (auto& v : w) v = normal(rng);
+    for (auto& v : bias) v = normal(rng);
+    w[static_cast<size_t>(taps)] = std::nanf("");  // channel 1's first tap: NaN, also where it reads padding
+    const float lo_hi[2] = {-0.5f, 0.75f};
+    for (const float* clamp : {static_cast<const float*>(nullptr), lo_hi}) {
+      for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni}) {
+        if (!kernels::QGemmIsaSupported(isa)) continue;
+        // The per-channel kernel, channel by channel.
+        std::vector<float> want(static_cast<size_t>(c.C * out_size));
+        std::vector<float> plane(static_cast<size_t>(kernels::DepthwiseFloatPlaneElems(g)));
+        std::vector<float> want_pad(static_cast<size_t>(out_size) + 16);
+        for (int64_t ch = 0; ch < c.C; ++ch) {
+          kernels::DepthwiseConv2DFloat(g, x.data() + ch * in_size, w.data() + ch * taps, bias[ch], want_pad.data(),
+                                        plane.data(), isa, clamp);
+          std::copy_n(want_pad.begin(), out_size, want.begin() + ch * out_size);
+        }
+        // Lane groups, the last one partial; a margin after the output must stay untouched.
+        const int lanes = kernels::DepthwiseFloatChannelLanes(isa);
+        std::vector<float> got(static_cast<size_t>(c.C * out_size) + 16, -1.f);
+        std::vector<float> scratch(static_cast<size_t>(kernels::DepthwiseFloatChannelScratchElems(g, lanes)),
+                                   std::nanf(""));
+        for (int64_t c0 = 0; c0 < c.C; c0 += lanes) {
+          kernels::DepthwiseConv2DFloatChannels(g, x.data() + c0 * in_size, in_size, w.data() + c0 * taps,
+                                                bias.data() + c0, std::min<int64_t>(lanes, c.C - c0),
+                                                got.data() + c0 * out_size, out_size, scratch.data(), isa, clamp);
+        }
+        ASSERT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0)
+            << kernels::QGemmIsaName(isa) << " C=" << c.C << " " << c.H << "x" << c.W << (clamp ? " clamped" : "");
+        for (size_t i = want.size(); i < got.size(); ++i) ASSERT_EQ(got[i], -1.f) << "wrote past the output";
+      }
+    }
+  }
+  // Wider outputs stay on the per-channel planes.
+  EXPECT_FALSE(kernels::DepthwiseFloatUseChannels(testing::Conv2DGeometry(14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)));
+}
+
 // The phase plane's AVX-512 build writes every float of the plane, the same as the portable one
 // (a plane prefilled with NaN shows any float left unwritten), strides 1 to 3, pads wider than
 // the kernel's reach, rows shorter and longer than a vector, without reading past the input (it

@@ -22,4 +22,17 @@ int64_t DepthwiseFloatPlaneElems(const ConvGeometry& g);
 void DepthwiseConv2DFloat(const ConvGeometry& g, const float* x, const float* w, float bias, float* y, float* plane,
                           QGemmIsa isa, const float* clamp_lo_hi = nullptr);
 
+// Small maps, several channels per call, one per vector lane (the same bits as
+// DepthwiseConv2DFloat channel by channel). Channels per call at this ISA (16 for avx512, else 8):
+int DepthwiseFloatChannelLanes(QGemmIsa isa);
+// Whether the output is narrow enough for DepthwiseConv2DFloatChannels to be the faster path.
+bool DepthwiseFloatUseChannels(const ConvGeometry& g);
+// Floats of `scratch` DepthwiseConv2DFloatChannels needs with `lanes` channels per call.
+int64_t DepthwiseFloatChannelScratchElems(const ConvGeometry& g, int lanes);
+// `channels` (<= DepthwiseFloatChannelLanes(isa)) consecutive channels: channel c reads
+// x + c * x_stride, weights w + c * taps and bias[c] (bias may be null: 0), writes y + c * y_stride.
+void DepthwiseConv2DFloatChannels(const ConvGeometry& g, const float* x, int64_t x_stride, const float* w,
+                                  const float* bias, int64_t channels, float* y, int64_t y_stride, float* scratch,
+                                  QGemmIsa isa, const float* clamp_lo_hi = nullptr);
+
 }  // namespace quantkit::kernels

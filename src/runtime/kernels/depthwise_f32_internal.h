@@ -47,6 +47,10 @@ struct PortableOps {
   __attribute__((always_inline)) static inline void MulAdd(VT& acc, float w, const float* p) {
     for (int l = 0; l < 8; ++l) acc[l] = std::fma(w, p[l], acc[l]);
   }
+  // Per-lane weights (RunChannels: one channel per lane).
+  __attribute__((always_inline)) static inline void MulAddV(VT& acc, const VT& w, const float* p) {
+    for (int l = 0; l < 8; ++l) acc[l] = std::fma(w[l], p[l], acc[l]);
+  }
 };
 // The vector builds: acc + w * v, contracted into one FMA instruction by their functions'
 // fp-contract=fast (x86/depthwise_f32_avx2.cc).
@@ -60,6 +64,15 @@ struct VectorOps {
     std::memcpy(&v, p, sizeof(v));
 #if defined(__clang__)
     for (int l = 0; l < static_cast<int>(sizeof(VT) / sizeof(float)); ++l) acc[l] = __builtin_fmaf(w, v[l], acc[l]);
+#else
+    acc += w * v;
+#endif
+  }
+  __attribute__((always_inline)) static inline void MulAddV(VT& acc, const VT& w, const float* p) {
+    VT v;
+    std::memcpy(&v, p, sizeof(v));
+#if defined(__clang__)
+    for (int l = 0; l < static_cast<int>(sizeof(VT) / sizeof(float)); ++l) acc[l] = __builtin_fmaf(w[l], v[l], acc[l]);
 #else
     acc += w * v;
 #endif
@@ -194,6 +207,84 @@ __attribute__((always_inline)) inline void Run(const ConvGeometry& g, const floa
     oy += rows;
   }
 }
+
+// Small maps, L channels at a time (one per vector lane): the channels' zero-padded inputs
+// interleaved ([row][col][lane]), every output a vector of L channels (bias, then the taps in
+// order (ky, kx), one fused multiply-add each: per output the same operations as Run, so the
+// same bits), then back to the channels' planes. On a 7x7 map Run fills under half of a 16-wide
+// vector per row, and each channel's plane costs more than its products.
+struct ChannelsLayout {
+  int64_t rows = 0, cols = 0;
+};
+inline ChannelsLayout LayoutChannels(const ConvGeometry& g) {
+  return {(g.out[0] - 1) * g.stride[0] + (g.kernel[0] - 1) * g.dilation[0] + 1,
+          (g.out[1] - 1) * g.stride[1] + (g.kernel[1] - 1) * g.dilation[1] + 1};
+}
+inline int64_t ChannelsScratchElems(const ConvGeometry& g, int lanes) {
+  const ChannelsLayout l = LayoutChannels(g);
+  return (l.rows * l.cols + g.out[0] * g.out[1] + g.kernel[0] * g.kernel[1]) * lanes;
+}
+
+template <typename Ops, typename VT = typename Ops::VT>
+__attribute__((always_inline)) inline void RunChannels(const ConvGeometry& g, const float* x, int64_t x_stride,
+                                                       const float* w, const float* bias, int64_t channels,
+                                                       const Clamp& clamp, float* y, int64_t y_stride,
+                                                       float* scratch) {
+  constexpr int L = sizeof(VT) / sizeof(float);
+  const int64_t kh = g.kernel[0], kw = g.kernel[1], taps = kh * kw;
+  const int64_t oh = g.out[0], ow = g.out[1], sh = g.stride[0], sw = g.stride[1];
+  const int64_t dh = g.dilation[0], dw = g.dilation[1];
+  const int64_t ih = g.in[0], iw = g.in[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
+  const ChannelsLayout l = LayoutChannels(g);
+  float* in = scratch;                    // [rows][cols][L]
+  float* out = in + l.rows * l.cols * L;  // [oh * ow][L]
+  float* wv = out + oh * ow * L;          // [taps][L]
+  // 1. Interleave: zeros (padding, unused lanes), then position by position, the channels inner
+  // (the interleaved rows written in order, the channels' rows read as L sequential streams).
+  std::memset(in, 0, static_cast<size_t>(l.rows * l.cols * L) * sizeof(float));
+  std::memset(wv, 0, static_cast<size_t>(taps * L) * sizeof(float));
+  const int64_t r_lo = std::max<int64_t>(0, ph), r_hi = std::min(l.rows, ih + ph);
+  const int64_t c_lo = std::max<int64_t>(0, pw), c_hi = std::min(l.cols, iw + pw);
+  for (int64_t r = r_lo; r < r_hi; ++r) {
+    const float* src = x + (r - ph) * iw - pw;
+    float* d = in + r * l.cols * L;
+    for (int64_t c = c_lo; c < c_hi; ++c) {
+      for (int64_t ch = 0; ch < channels; ++ch) d[c * L + ch] = src[ch * x_stride + c];
+    }
+  }
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    for (int64_t t = 0; t < taps; ++t) wv[t * L + ch] = w[ch * taps + t];
+  }
+  VT vbias{};
+  for (int64_t ch = 0; ch < channels; ++ch) vbias[ch] = bias ? bias[ch] : 0.f;
+  // 2. Every output position: L channels at once.
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      VT acc = vbias;
+      const float* base = in + (oy * sh * l.cols + ox * sw) * L;
+      for (int64_t ky = 0; ky < kh; ++ky) {
+        const float* row = base + ky * dh * l.cols * L;
+        for (int64_t kx = 0; kx < kw; ++kx) {
+          VT wt;
+          std::memcpy(&wt, wv + (ky * kw + kx) * L, sizeof(VT));
+          Ops::MulAddV(acc, wt, row + kx * dw * L);
+        }
+      }
+      ApplyClamp(acc, clamp);
+      std::memcpy(out + (oy * ow + ox) * L, &acc, sizeof(VT));
+    }
+  }
+  // 3. Back to the channels' planes.
+  const int64_t n = oh * ow;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t ch = 0; ch < channels; ++ch) y[ch * y_stride + i] = out[i * L + ch];
+  }
+}
+
+void RunChannelsAvx2(const ConvGeometry& g, const float* x, int64_t x_stride, const float* w, const float* bias,
+                     int64_t channels, const Clamp& clamp, float* y, int64_t y_stride, float* scratch);
+void RunChannelsAvx512(const ConvGeometry& g, const float* x, int64_t x_stride, const float* w, const float* bias,
+                       int64_t channels, const Clamp& clamp, float* y, int64_t y_stride, float* scratch);
 
 void RunAvx2(const ConvGeometry& g, const float* x, const float* w, float bias, const Clamp& clamp, float* y,
              float* plane);

@@ -453,6 +453,43 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
       });
 }
 
+// Float depthwise on small maps: blocks of kernels::DepthwiseFloatChannelLanes channels of one
+// image per task (one channel per vector lane; the same bits as the per-channel kernel).
+Status DepthwiseChannelsFloat(KernelContext& ctx, const ConvGeometry& g2, int64_t N, int64_t C, const float* x,
+                              const float* w, const float* bias, float* y, const ConvActivation& act) {
+  const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+  const int lanes = kernels::DepthwiseFloatChannelLanes(isa);
+  const int64_t in_size = g2.in[0] * g2.in[1], out_size = g2.out[0] * g2.out[1];
+  const int64_t ksize = g2.kernel[0] * g2.kernel[1];
+  const int64_t blocks_per_image = (C + lanes - 1) / lanes;
+  const float lo_hi[2] = {act.lo, act.hi};
+  std::mutex mu;
+  Status failed;
+  auto body = [&](int64_t b, int64_t e) {
+    auto s = ctx.Scratch(DType::kFloat32, kernels::DepthwiseFloatChannelScratchElems(g2, lanes), "depthwise channels");
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (failed.ok()) failed = s.status();
+      return;
+    }
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t n = t / blocks_per_image, c0 = (t % blocks_per_image) * lanes;
+      const int64_t first = n * C + c0;
+      kernels::DepthwiseConv2DFloatChannels(g2, x + first * in_size, in_size, w + c0 * ksize, bias ? bias + c0 : nullptr,
+                                            std::min<int64_t>(lanes, C - c0), y + first * out_size, out_size,
+                                            s.value().data<float>(), isa, act.on ? lo_hi : nullptr);
+    }
+  };
+  const int64_t tasks = N * blocks_per_image;
+  if (ThreadPool* pool = ctx.thread_pool()) {
+    const int64_t per = std::max<int64_t>(1, out_size * ksize * lanes);
+    pool->ParallelFor(tasks, std::max<int64_t>(1, (int64_t{1} << 15) / per), body);
+  } else {
+    body(0, tasks);
+  }
+  return failed;
+}
+
 template <typename T>
 Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M, int64_t group,
                    const T* x, const T* w, const T* bias, T* y, const ConvActivation& act,
@@ -473,6 +510,9 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
 
   if (IsDepthwise(C, M, group) && (g.nd == 1 || g.nd == 2)) {  // depthwise: direct kernel
     const ConvGeometry g2 = As2D(g);
+    if constexpr (std::is_same_v<T, float>) {
+      if (kernels::DepthwiseFloatUseChannels(g2)) return DepthwiseChannelsFloat(ctx, g2, N, C, x, w, bias, y, act);
+    }
     // float: kernels/depthwise_f32 (a zero-padded, stride-phase plane per worker, from the run's
     // pool); double: the reference loop.
     const int64_t plane_elems = std::is_same_v<T, float> ? kernels::DepthwiseFloatPlaneElems(g2) : 0;

@@ -28,4 +28,16 @@ __attribute__((target("avx512f,fma"), QK_CONTRACT_FMA)) void RunAvx512(const Con
   Run<VectorOps<v16f>>(g, x, w, bias, clamp, y, plane);
 }
 
+__attribute__((target("avx2,fma"), QK_CONTRACT_FMA)) void RunChannelsAvx2(
+    const ConvGeometry& g, const float* x, int64_t x_stride, const float* w, const float* bias, int64_t channels,
+    const Clamp& clamp, float* y, int64_t y_stride, float* scratch) {
+  RunChannels<VectorOps<v8f>>(g, x, x_stride, w, bias, channels, clamp, y, y_stride, scratch);
+}
+
+__attribute__((target("avx512f,fma"), QK_CONTRACT_FMA)) void RunChannelsAvx512(
+    const ConvGeometry& g, const float* x, int64_t x_stride, const float* w, const float* bias, int64_t channels,
+    const Clamp& clamp, float* y, int64_t y_stride, float* scratch) {
+  RunChannels<VectorOps<v16f>>(g, x, x_stride, w, bias, channels, clamp, y, y_stride, scratch);
+}
+
 }  // namespace quantkit::kernels::depthwise_f32

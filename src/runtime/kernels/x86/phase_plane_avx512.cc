@@ -31,13 +31,21 @@ __attribute__((target("avx512f"), always_inline)) inline void Copy(float* d, con
   }
 }
 
-// d[i] = s[2 * i] for i < n: reads s[0 .. 2n - 1) only.
-__attribute__((target("avx512f"), always_inline)) inline void GatherEven(float* d, const float* s, int64_t n) {
+// d[i] = s[2 * i] for i < n: reads s[0 .. 2n - 1) only, or whole vectors below `end` (the end
+// of the channel's plane): plain loads where they stay inside it.
+__attribute__((target("avx512f"), always_inline)) inline void GatherEven(float* d, const float* s, int64_t n,
+                                                                        const float* end) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   for (int64_t i = 0; i < n; i += 16) {
-    const int64_t src_left = 2 * (n - i) - 1;  // source floats still needed
-    const __m512 lo = _mm512_maskz_loadu_ps(FirstLanes(src_left), s + 2 * i);
-    const __m512 hi = _mm512_maskz_loadu_ps(src_left > 16 ? FirstLanes(src_left - 16) : __mmask16(0), s + 2 * i + 16);
+    __m512 lo, hi;
+    if (s + 2 * i + 32 <= end) {
+      lo = _mm512_loadu_ps(s + 2 * i);
+      hi = _mm512_loadu_ps(s + 2 * i + 16);
+    } else {
+      const int64_t src_left = 2 * (n - i) - 1;  // source floats still needed
+      lo = _mm512_maskz_loadu_ps(FirstLanes(src_left), s + 2 * i);
+      hi = _mm512_maskz_loadu_ps(src_left > 16 ? FirstLanes(src_left - 16) : __mmask16(0), s + 2 * i + 16);
+    }
     _mm512_mask_storeu_ps(d + i, FirstLanes(n - i), _mm512_permutex2var_ps(lo, even, hi));
   }
 }
@@ -48,23 +56,36 @@ __attribute__((target("avx512f"))) void FillAvx512(const ConvGeometry& g, int64_
                                                    const float* x, float* dst) {
   const int64_t ih = g.in[0], iw = g.in[1], sw = g.stride[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
   const int64_t row_len = sw * phase_len;
+  const float* x_end = x + ih * iw;
   const int64_t r_begin = std::clamp<int64_t>(ph, 0, rows), r_end = std::clamp(ih + ph, r_begin, rows);
+  // Per phase p: index i holds input column i * sw - first, inside the row for i in [i_lo, i_hi);
+  // the same for every row, so computed once (the divisions per row and phase were most of the
+  // fill's time on small maps).
+  struct Phase {
+    int64_t first, i_lo, i_hi;
+  };
+  auto phase_of = [&](int64_t p) {
+    const int64_t first = pw - p;
+    const int64_t i_lo = std::clamp<int64_t>(first <= 0 ? 0 : (first + sw - 1) / sw, 0, phase_len);
+    const int64_t i_hi = std::clamp<int64_t>(iw + first > 0 ? (iw + first + sw - 1) / sw : 0, i_lo, phase_len);
+    return Phase{first, i_lo, i_hi};
+  };
+  constexpr int64_t kMaxPhases = 8;
+  Phase phase[kMaxPhases];
+  for (int64_t p = 0; p < std::min(sw, kMaxPhases); ++p) phase[p] = phase_of(p);
   Zero(dst, r_begin * row_len);
   for (int64_t r = r_begin; r < r_end; ++r) {
     const float* src_row = x + (r - ph) * iw;
     for (int64_t p = 0; p < sw; ++p) {
       float* d = dst + r * row_len + p * phase_len;
-      // index i of phase p holds input column i * sw - first: inside the row for i in [i_lo, i_hi)
-      const int64_t first = pw - p;
-      const int64_t i_lo = std::clamp<int64_t>(first <= 0 ? 0 : (first + sw - 1) / sw, 0, phase_len);
-      const int64_t i_hi = std::clamp<int64_t>(iw + first > 0 ? (iw + first + sw - 1) / sw : 0, i_lo, phase_len);
-      const int64_t n = i_hi - i_lo;
+      const Phase ps = p < kMaxPhases ? phase[p] : phase_of(p);
+      const int64_t i_lo = ps.i_lo, i_hi = ps.i_hi, n = i_hi - i_lo;
       Zero(d, i_lo);
-      const float* src = src_row + i_lo * sw - first;
+      const float* src = src_row + i_lo * sw - ps.first;
       if (sw == 1) {
         Copy(d + i_lo, src, n);
       } else if (sw == 2) {
-        GatherEven(d + i_lo, src, n);
+        GatherEven(d + i_lo, src, n, x_end);
       } else {
         for (int64_t i = 0; i < n; ++i) d[i_lo + i] = src[i * sw];
       }
