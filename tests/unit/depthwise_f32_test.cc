@@ -75,8 +75,9 @@ TEST(DepthwiseFloat, EveryIsaSameBitsAndTheReferenceValues) {
 
 // The channel-lane path (several channels per call, one per vector lane) gives each channel the
 // bits of the per-channel kernel at every ISA: full and partial lane groups, strides, dilation,
-// uneven pads, a 5x5 kernel, with and without a fused Clip, a NaN weight (padding taps' w * 0);
-// nothing written past the channels' planes.
+// uneven pads, a 5x5 kernel, maps up to 64 wide (the AVX-512 build's 16 x 16 transposes, column
+// tails), with and without a fused Clip, a NaN weight (padding taps' w * 0); nothing read past
+// the input (a guard page) or written past the channels' planes.
 TEST(DepthwiseFloat, ChannelLanesEqualThePerChannelKernel) {
   struct Case {
     int64_t C, H, W, KH, KW, sh, sw, dh, dw, ph, pw, pb, pr;
@@ -86,15 +87,21 @@ TEST(DepthwiseFloat, ChannelLanesEqualThePerChannelKernel) {
       {5, 9, 11, 5, 5, 2, 2, 1, 1, 2, 2, 1, 2}, {20, 6, 8, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},
       {9, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  {17, 1, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
       {8, 12, 15, 3, 5, 3, 2, 1, 1, 1, 2, 0, 1},
+      // Wider maps (the AVX-512 build's width): 16-column blocks with tails, odd widths, stride 2.
+      {19, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {16, 57, 45, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+      {3, 20, 37, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2},  {33, 9, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
   };
   std::mt19937 rng(23);
   std::normal_distribution<float> normal;
   for (const Case& c : cases) {
     const ConvGeometry g = testing::Conv2DGeometry(c.H, c.W, c.KH, c.KW, c.sh, c.sw, c.dh, c.dw, c.ph, c.pw, c.pb, c.pr);
-    ASSERT_TRUE(kernels::DepthwiseFloatUseChannels(g)) << c.H << "x" << c.W;
     const int64_t in_size = c.H * c.W, out_size = g.out[0] * g.out[1], taps = c.KH * c.KW;
     std::vector<float> x(static_cast<size_t>(c.C * in_size)), w(static_cast<size_t>(c.C * taps)), bias(c.C);
     for (auto& v : x) v = normal(rng);
+    std::vector<uint8_t> x_bytes(x.size() * sizeof(float));
+    std::memcpy(x_bytes.data(), x.data(), x_bytes.size());
+    testing::GuardedBytes guarded_x(x_bytes);  // the channels end at a guard page: no over-read
+    const auto* xg = reinterpret_cast<const float*>(guarded_x.data());
     for (auto& v : w) v = normal(rng);
     for (auto& v : bias) v = normal(rng);
     w[static_cast<size_t>(taps)] = std::nanf("");  // channel 1's first tap: NaN, also where it reads padding
@@ -117,7 +124,7 @@ TEST(DepthwiseFloat, ChannelLanesEqualThePerChannelKernel) {
         std::vector<float> scratch(static_cast<size_t>(kernels::DepthwiseFloatChannelScratchElems(g, lanes)),
                                    std::nanf(""));
         for (int64_t c0 = 0; c0 < c.C; c0 += lanes) {
-          kernels::DepthwiseConv2DFloatChannels(g, x.data() + c0 * in_size, in_size, w.data() + c0 * taps,
+          kernels::DepthwiseConv2DFloatChannels(g, xg + c0 * in_size, in_size, w.data() + c0 * taps,
                                                 bias.data() + c0, std::min<int64_t>(lanes, c.C - c0),
                                                 got.data() + c0 * out_size, out_size, scratch.data(), isa, clamp);
         }
@@ -127,8 +134,14 @@ TEST(DepthwiseFloat, ChannelLanesEqualThePerChannelKernel) {
       }
     }
   }
-  // Wider outputs stay on the per-channel planes.
-  EXPECT_FALSE(kernels::DepthwiseFloatUseChannels(testing::Conv2DGeometry(14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)));
+  // Which widths take it: up to 64 on AVX-512 (register transposes), up to 8 elsewhere.
+  const ConvGeometry at7 = testing::Conv2DGeometry(7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+  const ConvGeometry at14 = testing::Conv2DGeometry(14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+  const ConvGeometry at112 = testing::Conv2DGeometry(112, 112, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+  EXPECT_TRUE(kernels::DepthwiseFloatUseChannels(at7, QGemmIsa::kRef));
+  EXPECT_FALSE(kernels::DepthwiseFloatUseChannels(at14, QGemmIsa::kAvx2));
+  EXPECT_TRUE(kernels::DepthwiseFloatUseChannels(at14, QGemmIsa::kAvx512Vnni));
+  EXPECT_FALSE(kernels::DepthwiseFloatUseChannels(at112, QGemmIsa::kAvx512Vnni));
 }
 
 // The phase plane's AVX-512 build writes every float of the plane, the same as the portable one

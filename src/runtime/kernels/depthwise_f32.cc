@@ -4,9 +4,12 @@
 
 namespace quantkit::kernels {
 
-// Output widths up to this take the channel-lane path (DepthwiseFloatUseChannels): faster on 7x7
-// outputs (960 channels 0.155 -> 0.085 ms, 576 at stride 2 0.19 -> 0.09 ms), slower from 14 (its
-// lane-by-lane interleave then costs more than the per-channel planes).
+// Output widths up to these take the channel-lane path (DepthwiseFloatUseChannels), minimums
+// over 1-thread runs against the per-channel planes. AVX-512 (16 x 16 register transposes):
+// 960 channels 7x7 0.143 -> 0.046 ms, 576 at 14 -> 7 stride 2 0.18 -> 0.037, 576 at 14x14
+// 0.15 -> 0.086, 144 at 56x56 0.38 -> 0.31, 96 at 112 -> 56 stride 2 0.55 -> 0.49; slower at
+// 112x112 (0.28 -> 0.33). The other builds move lane by lane: about even at 7x7, slower from 14.
+constexpr int64_t kMaxChannelsWidthAvx512 = 64;
 constexpr int64_t kMaxChannelsWidth = 8;
 
 int64_t DepthwiseFloatPlaneElems(const ConvGeometry& g) {
@@ -27,7 +30,9 @@ void DepthwiseConv2DFloat(const ConvGeometry& g, const float* x, const float* w,
 
 int DepthwiseFloatChannelLanes(QGemmIsa isa) { return QGemmIsaHasAvx512(isa) ? 16 : 8; }
 
-bool DepthwiseFloatUseChannels(const ConvGeometry& g) { return g.nd == 2 && g.out[1] <= kMaxChannelsWidth; }
+bool DepthwiseFloatUseChannels(const ConvGeometry& g, QGemmIsa isa) {
+  return g.nd == 2 && g.out[1] <= (QGemmIsaHasAvx512(isa) ? kMaxChannelsWidthAvx512 : kMaxChannelsWidth);
+}
 
 int64_t DepthwiseFloatChannelScratchElems(const ConvGeometry& g, int lanes) {
   return depthwise_f32::ChannelsScratchElems(g, lanes);

@@ -25,8 +25,8 @@ void DepthwiseConv2DFloat(const ConvGeometry& g, const float* x, const float* w,
 // Small maps, several channels per call, one per vector lane (the same bits as
 // DepthwiseConv2DFloat channel by channel). Channels per call at this ISA (16 for avx512, else 8):
 int DepthwiseFloatChannelLanes(QGemmIsa isa);
-// Whether the output is narrow enough for DepthwiseConv2DFloatChannels to be the faster path.
-bool DepthwiseFloatUseChannels(const ConvGeometry& g);
+// Whether the output is narrow enough for DepthwiseConv2DFloatChannels to be the faster path at isa.
+bool DepthwiseFloatUseChannels(const ConvGeometry& g, QGemmIsa isa);
 // Floats of `scratch` DepthwiseConv2DFloatChannels needs with `lanes` channels per call.
 int64_t DepthwiseFloatChannelScratchElems(const ConvGeometry& g, int lanes);
 // `channels` (<= DepthwiseFloatChannelLanes(isa)) consecutive channels: channel c reads

@@ -225,60 +225,98 @@ inline int64_t ChannelsScratchElems(const ConvGeometry& g, int lanes) {
   return (l.rows * l.cols + g.out[0] * g.out[1] + g.kernel[0] * g.kernel[1]) * lanes;
 }
 
-template <typename Ops, typename VT = typename Ops::VT>
+// Moves data between the channels' planes and the interleaved layout, lane by lane (the
+// portable and avx2 builds; the avx512 build transposes 16 x 16 blocks in registers instead).
+// Interleave: input row `src_row` (channel c's at src_row + c * x_stride) into the interleaved
+// row `d` ([cols][L]), padded columns [c_lo, c_hi) from input columns [c_lo - pw, c_hi - pw)
+// (others stay as they are: zero). Deinterleave: n positions of `out` ([n][L]) to the planes.
+template <int L>
+struct LaneMover {
+  __attribute__((always_inline)) static inline void Interleave(const float* src_row, int64_t x_stride,
+                                                               int64_t channels, int64_t c_lo, int64_t c_hi,
+                                                               int64_t pw, float* d) {
+    for (int64_t c = c_lo; c < c_hi; ++c) {
+      for (int64_t ch = 0; ch < channels; ++ch) d[c * L + ch] = src_row[ch * x_stride + c - pw];
+    }
+  }
+  __attribute__((always_inline)) static inline void Deinterleave(const float* out, int64_t n, int64_t channels,
+                                                                 float* y, int64_t y_stride) {
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t ch = 0; ch < channels; ++ch) y[ch * y_stride + i] = out[i * L + ch];
+    }
+  }
+};
+
+// Q output positions (oy, ox .. ox+Q-1) of RunChannels: L channels each, bias then every tap.
+template <typename Ops, int Q, typename VT = typename Ops::VT>
+__attribute__((always_inline)) inline void ChannelPositions(const ChannelsLayout& l, const ConvGeometry& g,
+                                                            const float* in, const float* wv, const VT& vbias,
+                                                            const Clamp& clamp, int64_t oy, int64_t ox, float* out) {
+  constexpr int L = sizeof(VT) / sizeof(float);
+  const int64_t kh = g.kernel[0], kw = g.kernel[1], sw = g.stride[1];
+  VT acc[Q];
+  for (int q = 0; q < Q; ++q) acc[q] = vbias;
+  const float* base = in + (oy * g.stride[0] * l.cols + ox * sw) * L;
+  for (int64_t ky = 0; ky < kh; ++ky) {
+    const float* row = base + ky * g.dilation[0] * l.cols * L;
+    for (int64_t kx = 0; kx < kw; ++kx) {
+      VT wt;
+      std::memcpy(&wt, wv + (ky * kw + kx) * L, sizeof(VT));
+      const float* p = row + kx * g.dilation[1] * L;
+      for (int q = 0; q < Q; ++q) Ops::MulAddV(acc[q], wt, p + q * sw * L);
+    }
+  }
+  for (int q = 0; q < Q; ++q) {
+    ApplyClamp(acc[q], clamp);
+    std::memcpy(out + (oy * g.out[1] + ox + q) * L, &acc[q], sizeof(VT));
+  }
+}
+
+template <typename Ops, typename Mover = LaneMover<sizeof(typename Ops::VT) / sizeof(float)>,
+          typename VT = typename Ops::VT>
 __attribute__((always_inline)) inline void RunChannels(const ConvGeometry& g, const float* x, int64_t x_stride,
                                                        const float* w, const float* bias, int64_t channels,
                                                        const Clamp& clamp, float* y, int64_t y_stride,
                                                        float* scratch) {
   constexpr int L = sizeof(VT) / sizeof(float);
-  const int64_t kh = g.kernel[0], kw = g.kernel[1], taps = kh * kw;
-  const int64_t oh = g.out[0], ow = g.out[1], sh = g.stride[0], sw = g.stride[1];
-  const int64_t dh = g.dilation[0], dw = g.dilation[1];
+  const int64_t taps = g.kernel[0] * g.kernel[1];
+  const int64_t oh = g.out[0], ow = g.out[1];
   const int64_t ih = g.in[0], iw = g.in[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
   const ChannelsLayout l = LayoutChannels(g);
   float* in = scratch;                    // [rows][cols][L]
   float* out = in + l.rows * l.cols * L;  // [oh * ow][L]
   float* wv = out + oh * ow * L;          // [taps][L]
-  // 1. Interleave: zeros (padding, unused lanes), then position by position, the channels inner
-  // (the interleaved rows written in order, the channels' rows read as L sequential streams).
-  std::memset(in, 0, static_cast<size_t>(l.rows * l.cols * L) * sizeof(float));
-  std::memset(wv, 0, static_cast<size_t>(taps * L) * sizeof(float));
+  // 1. Interleave: zeros (padding, unused lanes), then the input rows.
   const int64_t r_lo = std::max<int64_t>(0, ph), r_hi = std::min(l.rows, ih + ph);
   const int64_t c_lo = std::max<int64_t>(0, pw), c_hi = std::min(l.cols, iw + pw);
-  for (int64_t r = r_lo; r < r_hi; ++r) {
-    const float* src = x + (r - ph) * iw - pw;
-    float* d = in + r * l.cols * L;
-    for (int64_t c = c_lo; c < c_hi; ++c) {
-      for (int64_t ch = 0; ch < channels; ++ch) d[c * L + ch] = src[ch * x_stride + c];
+  const int64_t row_floats = l.cols * L;
+  for (int64_t r = 0; r < l.rows; ++r) {
+    float* d = in + r * row_floats;
+    if (r < r_lo || r >= r_hi || c_lo >= c_hi) {
+      std::memset(d, 0, static_cast<size_t>(row_floats) * sizeof(float));
+      continue;
     }
+    std::memset(d, 0, static_cast<size_t>(c_lo * L) * sizeof(float));
+    std::memset(d + c_hi * L, 0, static_cast<size_t>((l.cols - c_hi) * L) * sizeof(float));
+    if (channels < L) {  // unused lanes: zero
+      for (int64_t c = c_lo; c < c_hi; ++c) std::memset(d + c * L + channels, 0, (L - channels) * sizeof(float));
+    }
+    Mover::Interleave(x + (r - ph) * iw, x_stride, channels, c_lo, c_hi, pw, d);
   }
+  std::memset(wv, 0, static_cast<size_t>(taps * L) * sizeof(float));
   for (int64_t ch = 0; ch < channels; ++ch) {
     for (int64_t t = 0; t < taps; ++t) wv[t * L + ch] = w[ch * taps + t];
   }
   VT vbias{};
   for (int64_t ch = 0; ch < channels; ++ch) vbias[ch] = bias ? bias[ch] : 0.f;
-  // 2. Every output position: L channels at once.
+  // 2. Every output position: L channels at once, 4 positions side by side (independent chains).
   for (int64_t oy = 0; oy < oh; ++oy) {
-    for (int64_t ox = 0; ox < ow; ++ox) {
-      VT acc = vbias;
-      const float* base = in + (oy * sh * l.cols + ox * sw) * L;
-      for (int64_t ky = 0; ky < kh; ++ky) {
-        const float* row = base + ky * dh * l.cols * L;
-        for (int64_t kx = 0; kx < kw; ++kx) {
-          VT wt;
-          std::memcpy(&wt, wv + (ky * kw + kx) * L, sizeof(VT));
-          Ops::MulAddV(acc, wt, row + kx * dw * L);
-        }
-      }
-      ApplyClamp(acc, clamp);
-      std::memcpy(out + (oy * ow + ox) * L, &acc, sizeof(VT));
-    }
+    int64_t ox = 0;
+    for (; ox + 4 <= ow; ox += 4) ChannelPositions<Ops, 4>(l, g, in, wv, vbias, clamp, oy, ox, out);
+    for (; ox < ow; ++ox) ChannelPositions<Ops, 1>(l, g, in, wv, vbias, clamp, oy, ox, out);
   }
   // 3. Back to the channels' planes.
-  const int64_t n = oh * ow;
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t ch = 0; ch < channels; ++ch) y[ch * y_stride + i] = out[i * L + ch];
-  }
+  Mover::Deinterleave(out, oh * ow, channels, y, y_stride);
 }
 
 void RunChannelsAvx2(const ConvGeometry& g, const float* x, int64_t x_stride, const float* w, const float* bias,

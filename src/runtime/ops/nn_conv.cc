@@ -511,7 +511,7 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
   if (IsDepthwise(C, M, group) && (g.nd == 1 || g.nd == 2)) {  // depthwise: direct kernel
     const ConvGeometry g2 = As2D(g);
     if constexpr (std::is_same_v<T, float>) {
-      if (kernels::DepthwiseFloatUseChannels(g2)) return DepthwiseChannelsFloat(ctx, g2, N, C, x, w, bias, y, act);
+      if (kernels::DepthwiseFloatUseChannels(g2, kernels::DefaultQGemmIsa())) return DepthwiseChannelsFloat(ctx, g2, N, C, x, w, bias, y, act);
     }
     // float: kernels/depthwise_f32 (a zero-padded, stride-phase plane per worker, from the run's
     // pool); double: the reference loop.
