@@ -13,6 +13,7 @@
 #include "runtime/kernels/depthwise_f32.h"
 #include "runtime/kernels/pool_f32.h"
 #include "runtime/kernels/ref/sgemm.h"
+#include "runtime/kernels/transpose_f32.h"
 #include "runtime/kernels/ref/conv_kernels.h"
 #include "runtime/kernels/winograd_f32.h"
 #include "runtime/ops/elementwise_util.h"
@@ -318,6 +319,7 @@ Status ConvTransposedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N,
   float* col = ct + out_size * M;     // im2col [kdim, out_size]
   float* plane0 = col + kdim * out_size;  // the channels' phase planes
   const int64_t kw = g2.kernel[1], oh = g2.out[0], ow = g2.out[1];
+  const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
   ThreadPool* pool = ctx.thread_pool();
   // Splits [0, n) over the pool when the work (floats touched) is worth a parallel region.
   auto maybe_parallel = [&](int64_t n, int64_t work, const std::function<void(int64_t, int64_t)>& fn) {
@@ -351,14 +353,14 @@ Status ConvTransposedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N,
       for (int64_t p = 0; p < out_size; ++p) std::copy(bias, bias + M, ct + p * M);
     }
     kernels::SgemmWithPackedB(/*trans_a=*/true, out_size, 1.f, a, out_size, wt, bias ? 1.f : 0.f, ct, M, pool);
+    // Back to NCHW with the Clip (kernels::TransposeFloat), blocks of 16 channels per task.
     float* yn = y + n * M * out_size;
-    maybe_parallel(M, M * out_size, [&](int64_t m0, int64_t m1) {
-      for (int64_t m = m0; m < m1; ++m) {
-        float* row = yn + m * out_size;
-        for (int64_t p = 0; p < out_size; ++p) row[p] = ct[p * M + m];
-      }
+    const float lo_hi[2] = {act.lo, act.hi};
+    maybe_parallel((M + 15) / 16, M * out_size, [&](int64_t b0, int64_t b1) {
+      const int64_t m0 = b0 * 16, m1 = std::min(M, b1 * 16);
+      kernels::TransposeFloat(ct + m0, out_size, m1 - m0, M, yn + m0 * out_size, out_size, act.on ? lo_hi : nullptr,
+                              isa);
     });
-    ClampRows(act, yn, M, out_size, out_size);
   }
   return Status::Ok();
 }
