@@ -505,6 +505,18 @@ TEST(Conv, MatchesNaive2D) {
 // F(2x2, 3x3) (kernels/winograd_f32.h), and so do maps of 36+ tiles with 64+ in the batch:
 // close to the direct convolution (uneven pads, odd sizes, a batch of small maps, a fused Relu),
 // and the same bits on 1 and 2 threads (blocks of tile rows, or of images, per thread).
+// Pointwise convs with fewer output than input channels (at most 32) and a multiple of 16 pixels
+// read their input planes in place (SgemmPackedTaps, no panel packing): groups, batches, K
+// deeper than one K block, 1 and 2 threads.
+TEST(Conv, PointwiseInPlaceMatchesNaive) {
+  for (int threads : {1, 2}) {
+    CheckConv({{2, 48, 8, 8}, 24, 1, {1, 1}, {}, {}, {}}, threads, true);
+    CheckConv({{1, 64, 16, 8}, 32, 2, {1, 1}, {}, {}, {}}, threads, true);
+    CheckConv({{1, 300, 12, 16}, 20, 1, {1, 1}, {}, {}, {}, false}, threads, true);
+    CheckConv({{3, 40, 8, 8}, 8, 1, {1, 1}, {}, {}, {}}, threads, false);
+  }
+}
+
 TEST(Conv, Winograd3x3MatchesNaiveAndThreadCounts) {
   CheckConv({{1, 32, 16, 16}, 32, 1, {3, 3}, {}, {}, {1, 1, 1, 1}}, 2, true);
   CheckConv({{1, 33, 21, 19}, 40, 1, {3, 3}, {}, {}, {1, 0, 2, 1}}, 2, true);  // 22x18 output

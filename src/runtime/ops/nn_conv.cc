@@ -172,6 +172,14 @@ bool UseTapsGemm(const ConvGeometry& g2, int64_t Mg) {
   return Mg * dropped <= kTapsWasteLimit * out_w;
 }
 
+// A pointwise conv with fewer output than input channels reads its input planes in place as
+// B's rows (SgemmPackedTaps) instead of packing them: packing costs a pass over K x pixels for
+// only M rows of products, the taps path's copy-out one over M x pixels. Only when the pixels are
+// a multiple of 16: the taps GEMM reads up to 15 floats past the last row (past the tensor).
+bool UsePointwiseTaps(int64_t Mg, int64_t kdim, int64_t out_size) {
+  return Mg <= 32 && Mg < kdim && out_size % 16 == 0 && out_size >= 64;
+}
+
 // Small output maps (a 7x7 ResNet stage: 49 columns computed as 64, with the taps' padding
 // columns 61) waste a quarter of the GEMM in its column tiles, and each weight is used only once per
 // column. Transposed, C^T [pixels, M] = im2col^T [pixels, K] * W^T [K, M]: rows are the pixels
@@ -427,6 +435,21 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
           kernels::SgemmPackedTaps((*prepacked)[gi], cols, scratch, taps.data(), out, GroupEpilogue(bias, gi * Mg, act),
                                    tp, scratch + plane_scratch);
         });
+  }
+  if (pointwise && UsePointwiseTaps(Mg, kdim, out_size)) {
+    // The input's channel planes are B's rows as they are: no panel packing (kernels::SgemmPackedTaps).
+    std::vector<int64_t> taps(static_cast<size_t>(kdim));
+    for (int64_t k = 0; k < kdim; ++k) taps[k] = k * in_size;
+    const int64_t workspace = kernels::SgemmPackedTapsWorkspace((*prepacked)[0], out_size, ctx.thread_pool());
+    return ForEachBatchGroup<float>(ctx, N, group, flops, workspace, "conv tile rows",
+                                    [&](int64_t n, int64_t gi, ThreadPool* tp, float* scratch) {
+                                      kernels::SgemmPlaneOutput out;
+                                      out.y = y + (n * M + gi * Mg) * out_size;
+                                      out.ldy = out.row_len = out.out_w = out_size;
+                                      kernels::SgemmPackedTaps((*prepacked)[gi], out_size, x + (n * C + gi * Cg) * in_size,
+                                                               taps.data(), out, GroupEpilogue(bias, gi * Mg, act), tp,
+                                                               scratch);
+                                    });
   }
   const int64_t workspace = kernels::SgemmPackedWorkspace((*prepacked)[0], out_size, ctx.thread_pool());
   // The panel workspace must be 64-byte aligned: the planes before it are rounded up to 16 floats.
