@@ -506,8 +506,9 @@ TEST(Conv, MatchesNaive2D) {
 // close to the direct convolution (uneven pads, odd sizes, a batch of small maps, a fused Relu),
 // and the same bits on 1 and 2 threads (blocks of tile rows, or of images, per thread).
 // Pointwise convs with fewer output than input channels (at most 32) and a multiple of 16 pixels
-// read their input planes in place (SgemmPackedTaps, no panel packing): groups, batches, K
-// deeper than one K block, 1 and 2 threads.
+// read their input planes in place on one thread (SgemmPackedTaps, no panel packing), and pack
+// panels on two: groups, batches, K deeper than one K block; both close to the naive conv and
+// (below) bit-identical to each other.
 TEST(Conv, PointwiseInPlaceMatchesNaive) {
   for (int threads : {1, 2}) {
     CheckConv({{2, 48, 8, 8}, 24, 1, {1, 1}, {}, {}, {}}, threads, true);
@@ -515,6 +516,13 @@ TEST(Conv, PointwiseInPlaceMatchesNaive) {
     CheckConv({{1, 300, 12, 16}, 20, 1, {1, 1}, {}, {}, {}, false}, threads, true);
     CheckConv({{3, 40, 8, 8}, 8, 1, {1, 1}, {}, {}, {}}, threads, false);
   }
+  std::mt19937 rng(53);
+  const Tensor x = RandomTensor({2, 300, 12, 16}, rng), w = RandomTensor({20, 300, 1, 1}, rng);
+  const Tensor b = RandomTensor({20}, rng);
+  const auto one = MustRun("Conv", {IntsAttr("kernel_shape", {1, 1})}, {x, w, b}, 1, 1, {1, 2});
+  const auto two = MustRun("Conv", {IntsAttr("kernel_shape", {1, 1})}, {x, w, b}, 1, 2, {1, 2});
+  ASSERT_EQ(one[0].numel(), two[0].numel());
+  EXPECT_EQ(0, std::memcmp(one[0].data<float>(), two[0].data<float>(), one[0].numel() * sizeof(float)));
 }
 
 TEST(Conv, Winograd3x3MatchesNaiveAndThreadCounts) {
