@@ -75,8 +75,8 @@ TEST(DepthwiseFloat, EveryIsaSameBitsAndTheReferenceValues) {
 
 // The channel-lane path (several channels per call, one per vector lane) gives each channel the
 // bits of the per-channel kernel at every ISA: full and partial lane groups, strides, dilation,
-// uneven pads, a 5x5 kernel, maps up to 64 wide (the AVX-512 build's 16 x 16 transposes, column
-// tails), with and without a fused Clip, a NaN weight (padding taps' w * 0); nothing read past
+// uneven pads, a 5x5 kernel, maps up to 150 wide (the AVX-512 build's 16 x 16 transposes, column
+// tails; several bands of output rows), with and without a fused Clip, a NaN weight (padding taps' w * 0); nothing read past
 // the input (a guard page) or written past the channels' planes.
 TEST(DepthwiseFloat, ChannelLanesEqualThePerChannelKernel) {
   struct Case {
@@ -90,6 +90,9 @@ TEST(DepthwiseFloat, ChannelLanesEqualThePerChannelKernel) {
       // Wider maps (the AVX-512 build's width): 16-column blocks with tails, odd widths, stride 2.
       {19, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {16, 57, 45, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
       {3, 20, 37, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2},  {33, 9, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+      // Maps taken in bands of output rows (the interleaved rows of a band stay in cache).
+      {5, 64, 150, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {7, 61, 130, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+      {2, 45, 100, 5, 5, 1, 1, 2, 2, 4, 4, 4, 4},
   };
   std::mt19937 rng(23);
   std::normal_distribution<float> normal;
