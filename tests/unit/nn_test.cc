@@ -399,6 +399,60 @@ TEST(SgemmIsas, Avx512GivesAvx2sBits) {
   }
 }
 
+// SgemmPacked's fused residual (a conv's Add in the epilogue): the bits of the GEMM with its bias,
+// then the Add, then the Clip as separate passes, at every ISA, 1 and 2 threads, with partial
+// tiles, several K blocks, K = 0, and row strides wider than N (every tile's residual offset).
+TEST(Sgemm, PackedResidualEqualsTheSeparateAdd) {
+  std::mt19937 rng(43);
+  ThreadPool pool(2);
+  struct Shape3 {
+    int64_t M, N, K;
+  };
+  const Shape3 shapes[] = {{4, 32, 70}, {37, 129, 600}, {16, 15, 9}, {64, 800, 33}, {9, 20, 0}};
+  for (const Shape3& sh : shapes) {
+    const int64_t ld = sh.N + 3;
+    const std::vector<float> A = RandomVec(static_cast<size_t>(std::max<int64_t>(1, sh.M * sh.K)), rng);
+    const std::vector<float> B = RandomVec(static_cast<size_t>(std::max<int64_t>(1, sh.K * sh.N)), rng);
+    const std::vector<float> bias = RandomVec(static_cast<size_t>(sh.M), rng);
+    const std::vector<float> r = RandomVec(static_cast<size_t>(sh.M * ld), rng);
+    const float lo = -0.75f, hi = 0.5f;
+    for (kernels::SgemmIsa isa : {kernels::SgemmIsa::kPortable, kernels::SgemmIsa::kAvx2, kernels::SgemmIsa::kAvx512}) {
+      if (!kernels::SgemmIsaSupported(isa)) continue;
+      kernels::SgemmForceIsa(isa);
+      for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool}) {
+        const kernels::SgemmPackedA pa(A.data(), sh.K, sh.M, sh.K);
+        std::vector<float> ws(static_cast<size_t>(kernels::SgemmPackedWorkspace(pa, sh.N, tp)) + 16);
+        float* aligned = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
+        auto packer = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
+          kernels::SgemmPackRows(B.data(), sh.N, k0, kc, j0, nc, nr, dst);
+        };
+        kernels::SgemmEpilogue plain;
+        plain.bias = bias.data();
+        std::vector<float> want(static_cast<size_t>(sh.M * ld), 9.f);
+        kernels::SgemmPacked(pa, sh.N, packer, want.data(), ld, plain, tp, aligned);
+        for (int64_t i = 0; i < sh.M; ++i) {
+          for (int64_t j = 0; j < sh.N; ++j) {
+            float& v = want[i * ld + j];
+            v = std::min(std::max(v + r[i * ld + j], lo), hi);
+          }
+        }
+        kernels::SgemmEpilogue fused = plain;
+        fused.clamp = true;
+        fused.lo = lo;
+        fused.hi = hi;
+        fused.residual = r.data();
+        fused.ldr = ld;
+        std::vector<float> got(want.size(), 9.f);
+        kernels::SgemmPacked(pa, sh.N, packer, got.data(), ld, fused, tp, aligned);
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+            << kernels::SgemmIsaName(isa) << " M=" << sh.M << " N=" << sh.N << " K=" << sh.K << " threads "
+            << (tp ? 2 : 1);
+      }
+      kernels::SgemmResetIsa();
+    }
+  }
+}
+
 TEST(Sgemm, KZeroScalesC) {
   std::vector<float> C = {1, 2, 3, 4};
   kernels::Sgemm(false, false, 2, 2, 0, 1.f, nullptr, 1, nullptr, 2, 2.f, C.data(), 2, nullptr);

@@ -380,8 +380,12 @@ Status ConvTransposedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N,
 // when not constant), im2col values written straight into the GEMM's panels, bias and the fused
 // activation applied in the micro-kernel's store.
 Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M, int64_t group,
-                       const float* x, const float* w, const float* bias, float* y, const ConvActivation& act,
-                       const PackedConvWeights* prepacked) {
+                       const float* x, const float* w, const float* bias, float* y, const ConvActivation& act_in,
+                       const PackedConvWeights* prepacked, const float* residual, bool* residual_added) {
+  // With a residual, only the packed path below adds it (and then clamps) in its epilogue; the
+  // taps paths compute the conv alone and leave the Add and Clip to the caller.
+  const ConvActivation none;
+  const ConvActivation& act = residual ? none : act_in;
   const ConvGeometry g2 = As2D(g);
   const int64_t Cg = C / group, Mg = M / group;
   const int64_t kdim = Cg * g.KernelSize(), in_size = g.InSize(), out_size = g.OutSize();
@@ -456,12 +460,17 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
                                     });
   }
   const int64_t workspace = kernels::SgemmPackedWorkspace((*prepacked)[0], out_size, ctx.thread_pool());
+  if (residual) *residual_added = true;
   // The panel workspace must be 64-byte aligned: the planes before it are rounded up to 16 floats.
   const int64_t planes_rounded = (plane_scratch + 15) / 16 * 16;
   return ForEachBatchGroup<float>(
       ctx, N, group, flops, planes_rounded + workspace + 16, "conv planes and panel",
       [&](int64_t n, int64_t gi, ThreadPool* tp, float* scratch) {
-        const kernels::SgemmEpilogue epi = GroupEpilogue(bias, gi * Mg, act);
+        kernels::SgemmEpilogue epi = GroupEpilogue(bias, gi * Mg, act_in);
+        if (residual) {
+          epi.residual = residual + (n * M + gi * Mg) * out_size;
+          epi.ldr = out_size;
+        }
         kernels::SgemmPanelPacker pack;
         if (pointwise) {
           const float* xg = x + (n * C + gi * Cg) * in_size;
@@ -521,9 +530,15 @@ Status DepthwiseChannelsFloat(KernelContext& ctx, const ConvGeometry& g2, int64_
 
 template <typename T>
 Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M, int64_t group,
-                   const T* x, const T* w, const T* bias, T* y, const ConvActivation& act,
+                   const T* x, const T* w, const T* bias, T* y, const ConvActivation& act_in,
                    const PackedConvWeights* prepacked = nullptr, const kernels::SgemmPackedB* transposed = nullptr,
-                   const WinogradWeights* winograd = nullptr) {
+                   const WinogradWeights* winograd = nullptr, const float* residual = nullptr,
+                   bool* residual_added = nullptr) {
+  // residual (float, y's shape): y = clamp(conv + residual). The packed GEMM path adds it in its
+  // epilogue and sets *residual_added; every other path computes the conv without the Clip and
+  // leaves the Add and Clip to the caller (*residual_added stays false).
+  const ConvActivation none;
+  const ConvActivation& act = residual ? none : act_in;
   const int64_t Cg = C / group, Mg = M / group;
   const int64_t ksize = g.KernelSize(), in_size = g.InSize(), out_size = g.OutSize();
   const int64_t kdim = Cg * ksize;
@@ -587,7 +602,9 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
         transposed->cols() == M) {
       return ConvTransposedFloat(ctx, g, N, C, M, x, bias, y, act, *transposed);
     }
-    if (g.nd <= 2) return ConvPackedFloat(ctx, g, N, C, M, group, x, w, bias, y, act, prepacked);
+    if (g.nd <= 2) {
+      return ConvPackedFloat(ctx, g, N, C, M, group, x, w, bias, y, act_in, prepacked, residual, residual_added);
+    }
   }
 
   const bool pointwise = g.IsPointwise();
@@ -795,8 +812,10 @@ class ConvKernel final : public OpKernel {
     if (r.shape() == yshape) {
       QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
       float* yd = y->data<float>();
-      QK_RETURN_IF_ERROR(ConvCompute<float>(ctx, g, N, C, M, group_, x.data<float>(), w.data<float>(), bias, yd, none,
-                                            packed_.get(), transposed, winograd));
+      bool added = false;  // the packed GEMM path adds r (and clamps) in its epilogue
+      QK_RETURN_IF_ERROR(ConvCompute<float>(ctx, g, N, C, M, group_, x.data<float>(), w.data<float>(), bias, yd, act_,
+                                            packed_.get(), transposed, winograd, rd, &added));
+      if (added) return Status::Ok();
       auto body = [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) yd[i] = std::min(std::max(yd[i] + rd[i], lo), hi);
       };

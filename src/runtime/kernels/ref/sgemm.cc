@@ -34,12 +34,15 @@ constexpr int64_t kPackedNC = 768;
 
 // What a micro-kernel does with its MR x NR sums `acc`, per row r and column j:
 //   c = alpha * acc + beta * c_old   (beta == 0: c_old is not read; alpha * acc + bias[r] when bias)
-// then, when clamp, c = min(max(c, lo), hi) (Clip's expression: NaN and -0 pass through).
+// then, with a residual, c = c + residual[r * ldr + j] (a separate Add's one rounding), then, when
+// clamp, c = min(max(c, lo), hi) (Clip's expression: NaN and -0 pass through).
 struct TileEpilogue {
   float alpha = 1.f, beta = 0.f;
   const float* bias = nullptr;  // MR values (rows of this tile), only with beta == 0
   bool clamp = false;
   float lo = 0.f, hi = 0.f;
+  const float* residual = nullptr;  // this tile's (0, 0) in the addend (row stride ldr), or null
+  int64_t ldr = 0;
 };
 
 using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
@@ -182,13 +185,14 @@ void PackB(bool trans, const float* B, int64_t ldb, int64_t k0, int64_t kc, int6
 typedef float v4f __attribute__((vector_size(16)));
 
 // The epilogue of one value (scalar form of the micro-kernels' vector epilogue; the same roundings).
-inline float EpilogueValue(float acc, float old, int r, const TileEpilogue& epi) {
+inline float EpilogueValue(float acc, float old, int r, int64_t j, const TileEpilogue& epi) {
   float v = acc * epi.alpha;
   if (epi.beta != 0.f) {
     v += old * epi.beta;
   } else if (epi.bias) {
     v += epi.bias[r];
   }
+  if (epi.residual) v += epi.residual[r * epi.ldr + j];
   if (epi.clamp) v = std::min(std::max(v, epi.lo), epi.hi);
   return v;
 }
@@ -224,7 +228,7 @@ void MicroKernelPortableBody(int64_t kc, const float* a, const float* b, const i
     for (int v = 0; v < NV; ++v) {
       for (int l = 0; l < 4; ++l) {
         float& out = cr[v * 4 + l];
-        out = EpilogueValue(acc[r][v][l], epi.beta != 0.f ? out : 0.f, r, epi);
+        out = EpilogueValue(acc[r][v][l], epi.beta != 0.f ? out : 0.f, r, v * 4 + l, epi);
       }
     }
   }
@@ -319,6 +323,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void MicroKernelAvx2Bo
       } else {
         v = _mm256_mul_ps(acc[r][h], va);
       }
+      if (epi.residual) v = _mm256_add_ps(v, _mm256_loadu_ps(epi.residual + r * epi.ldr + 8 * h));
       // max(lo, v) / min(hi, v) return v when v is NaN, and v for -0 vs 0: Clip's std::max/min.
       if (epi.clamp) v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
       _mm256_storeu_ps(cr + 8 * h, v);
@@ -421,6 +426,7 @@ __attribute__((target("avx512f"), always_inline)) inline void MicroKernelAvx512B
       } else {
         out = _mm512_mul_ps(acc[r][v], va);
       }
+      if (epi.residual) out = _mm512_add_ps(out, _mm512_loadu_ps(epi.residual + r * epi.ldr + 16 * v));
       // vmaxps/vminps as the AVX2 kernel (NaN, -0 pass); the zero-masked forms with every lane set
       // avoid GCC 12's false maybe-uninitialized warning on _mm512_max_ps's undefined source.
       if (epi.clamp) out = _mm512_maskz_min_ps(0xFFFF, hi, _mm512_maskz_max_ps(0xFFFF, lo, out));
@@ -463,6 +469,7 @@ void MacroKernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, const floa
       const int64_t width = wide ? 2 * NR : NR;
       const int64_t n = std::min<int64_t>(width, nc - jr);
       float* c = C + ir * ldc + jr;
+      if (epi.residual) e.residual = epi.residual + ir * epi.ldr + jr;
       if (m == MR && n == width) {
         kernel(kc, ap + ir * kc, bp + jr * kc, c, ldc, e);
       } else {
@@ -471,7 +478,7 @@ void MacroKernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, const floa
           float* cr = c + r * ldc;
           const float* tr = tile + r * width;
           for (int64_t j = 0; j < n; ++j) {
-            cr[j] = EpilogueValue(tr[j], e.beta != 0.f ? cr[j] : 0.f, static_cast<int>(r), e);
+            cr[j] = EpilogueValue(tr[j], e.beta != 0.f ? cr[j] : 0.f, static_cast<int>(r), j, e);
           }
         }
       }
@@ -512,6 +519,10 @@ inline TileEpilogue BlockEpilogue(const SgemmEpilogue& epi, int64_t pc, int64_t 
   e.clamp = epi.clamp && pc + kc == K;
   e.lo = epi.lo;
   e.hi = epi.hi;
+  if (pc + kc == K) {
+    e.residual = epi.residual;  // C's (0, 0): offset per block and tile like C
+    e.ldr = epi.ldr;
+  }
   return e;
 }
 
@@ -533,7 +544,9 @@ void PackedSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t
       for (int64_t ic = i0; ic < i0 + m; ic += RowBlock(m, MR)) {
         const int64_t mc = std::min(RowBlock(m, MR), i0 + m - ic);
         e.bias = pc == 0 && epi.bias ? epi.bias + ic : nullptr;
-        MacroKernel<MR, NR, KERNEL, WIDE>(mc, nc, kc, block + ic * kc, bp, C + ic * ldc + jc, ldc, e);
+        TileEpilogue eb = e;
+        if (eb.residual) eb.residual += ic * eb.ldr + jc;
+        MacroKernel<MR, NR, KERNEL, WIDE>(mc, nc, kc, block + ic * kc, bp, C + ic * ldc + jc, ldc, eb);
       }
     }
   }
@@ -597,6 +610,7 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
       const int64_t kc = std::min(kKC, K - pc);
       const bool last = pc + kc == K;
       TileEpilogue e = BlockEpilogue(epi, pc, kc, K);
+      e.residual = nullptr;  // not supported here (the tile rows are not the output's layout)
       const float* block = packed_a + pc * padded_rows;
       for (int64_t ic = i0; ic < i0 + m; ic += RowBlock(m, MR)) {
         const int64_t mc = std::min(RowBlock(m, MR), i0 + m - ic);
@@ -996,7 +1010,8 @@ void SgemmPacked(const SgemmPackedA& a, int64_t N, const SgemmPanelPacker& pack_
       e.clamp = epi.clamp;
       e.lo = epi.lo;
       e.hi = epi.hi;
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = EpilogueValue(0.f, 0.f, 0, e);
+      e.residual = epi.residual ? epi.residual + i * epi.ldr : nullptr;
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = EpilogueValue(0.f, 0.f, 0, j, e);
     }
     return;
   }
