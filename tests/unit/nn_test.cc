@@ -16,6 +16,11 @@
 namespace quantkit {
 namespace {
 
+// A GEMM problem size: C is M x N, K deep.
+struct Shape3 {
+  int64_t M, N, K;
+};
+
 using testing::MakeModel;
 using testing::MakeNode;
 using testing::IntAttr;
@@ -256,9 +261,6 @@ TEST_P(SgemmTest, PackedConvPanelsEqualIm2ColPlusSgemm) {
 TEST_P(SgemmTest, PackedBEqualsSgemm) {
   std::mt19937 rng(23);
   ThreadPool pool(2);
-  struct Shape3 {
-    int64_t M, N, K;
-  };
   const Shape3 shapes[] = {{2, 16, 3}, {7, 33, 300}, {128, 100, 513}, {13, 3100, 40}, {64, 6200, 17}};
   const std::pair<float, float> ab[] = {{1.f, 0.f}, {0.5f, 1.f}, {-2.f, 0.25f}};
   int i = 0;
@@ -333,9 +335,6 @@ TEST(SgemmIsas, Avx512GivesAvx2sBits) {
   if (!kernels::SgemmIsaSupported(kernels::SgemmIsa::kAvx512)) GTEST_SKIP() << "this CPU lacks AVX-512";
   std::mt19937 rng(41);
   ThreadPool pool(2);
-  struct Shape3 {
-    int64_t M, N, K;
-  };
   const Shape3 shapes[] = {{4, 32, 70},   {12, 48, 300},  {16, 15, 9},   {20, 100, 64}, {37, 800, 129},
                            {64, 31, 520}, {8, 16, 1},     {130, 70, 600}, {3, 33, 65}};
   for (const Shape3& sh : shapes) {
@@ -405,9 +404,6 @@ TEST(SgemmIsas, Avx512GivesAvx2sBits) {
 TEST(Sgemm, PackedResidualEqualsTheSeparateAdd) {
   std::mt19937 rng(43);
   ThreadPool pool(2);
-  struct Shape3 {
-    int64_t M, N, K;
-  };
   const Shape3 shapes[] = {{4, 32, 70}, {37, 129, 600}, {16, 15, 9}, {64, 800, 33}, {9, 20, 0}};
   for (const Shape3& sh : shapes) {
     const int64_t ld = sh.N + 3;
