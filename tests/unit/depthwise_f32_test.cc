@@ -76,8 +76,8 @@ TEST(DepthwiseFloat, EveryIsaSameBitsAndTheReferenceValues) {
 // The channel-lane path (several channels per call, one per vector lane) gives each channel the
 // bits of the per-channel kernel at every ISA: full and partial lane groups, strides, dilation,
 // uneven pads, a 5x5 kernel, maps up to 150 wide (the AVX-512 build's 16 x 16 transposes, column
-// tails; several bands of output rows), with and without a fused Clip, a NaN weight (padding taps' w * 0); nothing read past
-// the input (a guard page) or written past the channels' planes.
+// tails; several bands of output rows), with and without a fused Clip, a NaN weight (padding
+// taps' w * 0); nothing read past the input (a guard page) or written past the channels' planes.
 TEST(DepthwiseFloat, ChannelLanesEqualThePerChannelKernel) {
   struct Case {
     int64_t C, H, W, KH, KW, sh, sw, dh, dw, ph, pw, pb, pr;
@@ -97,7 +97,8 @@ TEST(DepthwiseFloat, ChannelLanesEqualThePerChannelKernel) {
   std::mt19937 rng(23);
   std::normal_distribution<float> normal;
   for (const Case& c : cases) {
-    const ConvGeometry g = testing::Conv2DGeometry(c.H, c.W, c.KH, c.KW, c.sh, c.sw, c.dh, c.dw, c.ph, c.pw, c.pb, c.pr);
+    const ConvGeometry g =
+        testing::Conv2DGeometry(c.H, c.W, c.KH, c.KW, c.sh, c.sw, c.dh, c.dw, c.ph, c.pw, c.pb, c.pr);
     const int64_t in_size = c.H * c.W, out_size = g.out[0] * g.out[1], taps = c.KH * c.KW;
     std::vector<float> x(static_cast<size_t>(c.C * in_size)), w(static_cast<size_t>(c.C * taps)), bias(c.C);
     for (auto& v : x) v = normal(rng);

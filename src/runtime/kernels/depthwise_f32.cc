@@ -8,7 +8,7 @@ namespace quantkit::kernels {
 // over 1-thread runs against the per-channel planes. AVX-512 (16 x 16 register transposes):
 // 960 channels 7x7 0.143 -> 0.046 ms, 576 at 14 -> 7 stride 2 0.18 -> 0.037, 576 at 14x14
 // 0.15 -> 0.086, 144 at 56x56 0.38 -> 0.31, 96 at 112 -> 56 stride 2 0.55 -> 0.49; slower at
-// 112x112 (0.28 -> 0.33). The other builds move lane by lane: about even at 7x7, slower from 14.
+// 112x112 (0.28 -> 0.33). The other builds transpose lane by lane: about even at 7x7, slower from 14.
 constexpr int64_t kMaxChannelsWidthAvx512 = 64;
 constexpr int64_t kMaxChannelsWidth = 8;
 
@@ -51,8 +51,8 @@ void DepthwiseConv2DFloatChannels(const ConvGeometry& g, const float* x, int64_t
   if (isa == QGemmIsa::kAvx2 && fma) {
     return depthwise_f32::RunChannelsAvx2(g, x, x_stride, w, bias, channels, clamp, y, y_stride, scratch);
   }
-  depthwise_f32::RunChannels<depthwise_f32::PortableOps>(g, x, x_stride, w, bias, channels, clamp, y, y_stride,
-                                                         scratch);
+  depthwise_f32::RunChannels<depthwise_f32::PortableOps, &transpose_f32::TransposePortable>(
+      g, x, x_stride, w, bias, channels, clamp, y, y_stride, scratch);
 }
 
 }  // namespace quantkit::kernels

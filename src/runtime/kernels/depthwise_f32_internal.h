@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/kernels/depthwise_f32.h"
+#include "runtime/kernels/transpose_f32.h"
 
 namespace quantkit::kernels::depthwise_f32 {
 
@@ -236,28 +237,6 @@ inline int64_t ChannelsScratchElems(const ConvGeometry& g, int lanes) {
   return (l.band_rows * l.cols + l.band * g.out[1] + g.kernel[0] * g.kernel[1]) * lanes;
 }
 
-// Moves data between the channels' planes and the interleaved layout, lane by lane (the
-// portable and avx2 builds; the avx512 build transposes 16 x 16 blocks in registers instead).
-// Interleave: input row `src_row` (channel c's at src_row + c * x_stride) into the interleaved
-// row `d` ([cols][L]), padded columns [c_lo, c_hi) from input columns [c_lo - pw, c_hi - pw)
-// (others stay as they are: zero). Deinterleave: n positions of `out` ([n][L]) to the planes.
-template <int L>
-struct LaneMover {
-  __attribute__((always_inline)) static inline void Interleave(const float* src_row, int64_t x_stride,
-                                                               int64_t channels, int64_t c_lo, int64_t c_hi,
-                                                               int64_t pw, float* d) {
-    for (int64_t c = c_lo; c < c_hi; ++c) {
-      for (int64_t ch = 0; ch < channels; ++ch) d[c * L + ch] = src_row[ch * x_stride + c - pw];
-    }
-  }
-  __attribute__((always_inline)) static inline void Deinterleave(const float* out, int64_t n, int64_t channels,
-                                                                 float* y, int64_t y_stride) {
-    for (int64_t i = 0; i < n; ++i) {
-      for (int64_t ch = 0; ch < channels; ++ch) y[ch * y_stride + i] = out[i * L + ch];
-    }
-  }
-};
-
 // Q output positions (row oy of the band, ox .. ox+Q-1) of RunChannels: L channels each, bias then
 // every tap.
 template <typename Ops, int Q, typename VT = typename Ops::VT>
@@ -284,8 +263,11 @@ __attribute__((always_inline)) inline void ChannelPositions(const ChannelsLayout
   }
 }
 
-template <typename Ops, typename Mover = LaneMover<sizeof(typename Ops::VT) / sizeof(float)>,
-          typename VT = typename Ops::VT>
+// TRANSPOSE moves the data between the channels' planes and the interleaved layout
+// (kernels::TransposeFloat's builds: data movement only, the same values either way).
+using TransposeFn = void (*)(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd,
+                             const float* clamp_lo_hi);
+template <typename Ops, TransposeFn TRANSPOSE, typename VT = typename Ops::VT>
 __attribute__((always_inline)) inline void RunChannels(const ConvGeometry& g, const float* x, int64_t x_stride,
                                                        const float* w, const float* bias, int64_t channels,
                                                        const Clamp& clamp, float* y, int64_t y_stride,
@@ -323,7 +305,8 @@ __attribute__((always_inline)) inline void RunChannels(const ConvGeometry& g, co
       if (channels < L) {  // unused lanes: zero
         for (int64_t c = c_lo; c < c_hi; ++c) std::memset(d + c * L + channels, 0, (L - channels) * sizeof(float));
       }
-      Mover::Interleave(x + (r - ph) * iw, x_stride, channels, c_lo, c_hi, pw, d);
+      // Columns [c_lo, c_hi) of the channels' row r - ph into lanes [0, channels) of d.
+      TRANSPOSE(x + (r - ph) * iw + c_lo - pw, channels, c_hi - c_lo, x_stride, d + c_lo * L, L, nullptr);
     }
     // 2. Every output position of the band: L channels at once, 4 positions side by side.
     for (int64_t by = 0; by < rows; ++by) {
@@ -332,7 +315,7 @@ __attribute__((always_inline)) inline void RunChannels(const ConvGeometry& g, co
       for (; ox < ow; ++ox) ChannelPositions<Ops, 1>(l, g, in, wv, vbias, clamp, by, ox, out);
     }
     // 3. Back to the channels' planes.
-    Mover::Deinterleave(out, rows * ow, channels, y + oy0 * ow, y_stride);
+    TRANSPOSE(out, rows * ow, channels, L, y + oy0 * ow, y_stride, nullptr);
   }
 }
 

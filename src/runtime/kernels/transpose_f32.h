@@ -1,7 +1,8 @@
 // A float matrix transposed, with an optional Clip on the way:
 //   dst[j * ldd + i] = min(max(src[i * lds + j], lo), hi)   for i < rows, j < cols
 // (Clip's expression: NaN and -0 pass through; no clamp when clamp_lo_hi is null). The AVX-512
-// build moves 16 x 16 blocks through registers; every build gives the same values.
+// build moves 16 x 16 blocks through registers; every build gives the same values. Used by the
+// small-map conv (C^T back to NCHW) and the depthwise channel lanes (interleave and back).
 #pragma once
 
 #include <cstdint>

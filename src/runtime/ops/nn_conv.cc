@@ -12,9 +12,9 @@
 
 #include "runtime/kernels/depthwise_f32.h"
 #include "runtime/kernels/pool_f32.h"
+#include "runtime/kernels/ref/conv_kernels.h"
 #include "runtime/kernels/ref/sgemm.h"
 #include "runtime/kernels/transpose_f32.h"
-#include "runtime/kernels/ref/conv_kernels.h"
 #include "runtime/kernels/winograd_f32.h"
 #include "runtime/ops/elementwise_util.h"
 #include "runtime/ops/nn_common.h"
@@ -61,6 +61,36 @@ Status CheckAttrRank(const SpatialAttrs& a, size_t nd) {
   return Status::Ok();
 }
 
+// Runs fn(b, e, scratch) over chunks [b, e) of [0, n) (on the pool when there is one, chunks of at
+// least min_chunk), each chunk with `scratch_elems` of T from the run's pool (null when 0), so it
+// counts against the memory limit; a refusal in a worker is returned as the error (the other
+// chunks finish).
+template <typename T, typename F>
+Status ParallelWithScratch(KernelContext& ctx, int64_t n, int64_t min_chunk, int64_t scratch_elems,
+                           const char* scratch_name, F&& fn) {
+  std::mutex mu;
+  Status failed;
+  auto body = [&](int64_t b, int64_t e) {
+    Tensor scratch;
+    if (scratch_elems > 0) {
+      auto s = ctx.Scratch(DTypeOf<T>::value, scratch_elems, scratch_name);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (failed.ok()) failed = s.status();
+        return;
+      }
+      scratch = std::move(s).value();
+    }
+    fn(b, e, scratch_elems > 0 ? scratch.data<T>() : nullptr);
+  };
+  if (ThreadPool* pool = ctx.thread_pool()) {
+    pool->ParallelFor(n, min_chunk, body);
+  } else {
+    body(0, n);
+  }
+  return failed;
+}
+
 // Runs fn(n, g, pool_for_inner, scratch) for every (batch, group): either sequentially with the
 // pool used inside, or in parallel over (batch, group) with single-threaded inner work. The
 // scratch (`scratch_elems` of T per running thread) comes from the run's pool, so it counts against
@@ -72,23 +102,9 @@ Status ForEachBatchGroup(KernelContext& ctx, int64_t N, int64_t group, double fl
   const int64_t tasks = N * group;
   const int threads = pool ? pool->num_threads() : 1;
   if (tasks > 1 && threads > 1 && flops_per_task < kSmallGroupFlops) {
-    std::mutex mu;
-    Status failed;
-    pool->ParallelFor(tasks, 1, [&](int64_t b, int64_t e) {
-      Tensor scratch;
-      if (scratch_elems > 0) {
-        auto s = ctx.Scratch(DTypeOf<T>::value, scratch_elems, scratch_name);
-        if (!s.ok()) {
-          std::lock_guard<std::mutex> lock(mu);
-          if (failed.ok()) failed = s.status();
-          return;
-        }
-        scratch = std::move(s).value();
-      }
-      T* col = scratch_elems > 0 ? scratch.data<T>() : nullptr;
+    return ParallelWithScratch<T>(ctx, tasks, 1, scratch_elems, scratch_name, [&](int64_t b, int64_t e, T* col) {
       for (int64_t t = b; t < e; ++t) fn(t / group, t % group, static_cast<ThreadPool*>(nullptr), col);
     });
-    return failed;
   }
   Tensor scratch;
   if (scratch_elems > 0) {
@@ -449,15 +465,14 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
     std::vector<int64_t> taps(static_cast<size_t>(kdim));
     for (int64_t k = 0; k < kdim; ++k) taps[k] = k * in_size;
     const int64_t workspace = kernels::SgemmPackedTapsWorkspace((*prepacked)[0], out_size, ctx.thread_pool());
-    return ForEachBatchGroup<float>(ctx, N, group, flops, workspace, "conv tile rows",
-                                    [&](int64_t n, int64_t gi, ThreadPool* tp, float* scratch) {
-                                      kernels::SgemmPlaneOutput out;
-                                      out.y = y + (n * M + gi * Mg) * out_size;
-                                      out.ldy = out.row_len = out.out_w = out_size;
-                                      kernels::SgemmPackedTaps((*prepacked)[gi], out_size, x + (n * C + gi * Cg) * in_size,
-                                                               taps.data(), out, GroupEpilogue(bias, gi * Mg, act), tp,
-                                                               scratch);
-                                    });
+    return ForEachBatchGroup<float>(
+        ctx, N, group, flops, workspace, "conv tile rows", [&](int64_t n, int64_t gi, ThreadPool* tp, float* scratch) {
+          kernels::SgemmPlaneOutput out;
+          out.y = y + (n * M + gi * Mg) * out_size;
+          out.ldy = out.row_len = out.out_w = out_size;
+          kernels::SgemmPackedTaps((*prepacked)[gi], out_size, x + (n * C + gi * Cg) * in_size, taps.data(), out,
+                                   GroupEpilogue(bias, gi * Mg, act), tp, scratch);
+        });
   }
   const int64_t workspace = kernels::SgemmPackedWorkspace((*prepacked)[0], out_size, ctx.thread_pool());
   if (residual) *residual_added = true;
@@ -501,31 +516,20 @@ Status DepthwiseChannelsFloat(KernelContext& ctx, const ConvGeometry& g2, int64_
   const int64_t ksize = g2.kernel[0] * g2.kernel[1];
   const int64_t blocks_per_image = (C + lanes - 1) / lanes;
   const float lo_hi[2] = {act.lo, act.hi};
-  std::mutex mu;
-  Status failed;
-  auto body = [&](int64_t b, int64_t e) {
-    auto s = ctx.Scratch(DType::kFloat32, kernels::DepthwiseFloatChannelScratchElems(g2, lanes), "depthwise channels");
-    if (!s.ok()) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (failed.ok()) failed = s.status();
-      return;
-    }
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t n = t / blocks_per_image, c0 = (t % blocks_per_image) * lanes;
-      const int64_t first = n * C + c0;
-      kernels::DepthwiseConv2DFloatChannels(g2, x + first * in_size, in_size, w + c0 * ksize, bias ? bias + c0 : nullptr,
-                                            std::min<int64_t>(lanes, C - c0), y + first * out_size, out_size,
-                                            s.value().data<float>(), isa, act.on ? lo_hi : nullptr);
-    }
-  };
-  const int64_t tasks = N * blocks_per_image;
-  if (ThreadPool* pool = ctx.thread_pool()) {
-    const int64_t per = std::max<int64_t>(1, out_size * ksize * lanes);
-    pool->ParallelFor(tasks, std::max<int64_t>(1, (int64_t{1} << 15) / per), body);
-  } else {
-    body(0, tasks);
-  }
-  return failed;
+  const int64_t per = std::max<int64_t>(1, out_size * ksize * lanes);
+  return ParallelWithScratch<float>(
+      ctx, N * blocks_per_image, std::max<int64_t>(1, (int64_t{1} << 15) / per),
+      kernels::DepthwiseFloatChannelScratchElems(g2, lanes), "depthwise channels",
+      [&](int64_t b, int64_t e, float* scratch) {
+        for (int64_t t = b; t < e; ++t) {
+          const int64_t n = t / blocks_per_image, c0 = (t % blocks_per_image) * lanes;
+          const int64_t first = n * C + c0;
+          kernels::DepthwiseConv2DFloatChannels(g2, x + first * in_size, in_size, w + c0 * ksize,
+                                                bias ? bias + c0 : nullptr, std::min<int64_t>(lanes, C - c0),
+                                                y + first * out_size, out_size, scratch, isa,
+                                                act.on ? lo_hi : nullptr);
+        }
+      });
 }
 
 template <typename T>
@@ -543,7 +547,6 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
   const int64_t ksize = g.KernelSize(), in_size = g.InSize(), out_size = g.OutSize();
   const int64_t kdim = Cg * ksize;
   if (N == 0 || M == 0 || out_size == 0) return Status::Ok();
-  ThreadPool* pool = ctx.thread_pool();
   if (kdim == 0) {  // no input channels: the output is the bias
     for (int64_t n = 0; n < N; ++n) {
       FillRows(y + n * M * out_size, M, out_size, out_size, bias);
@@ -555,49 +558,37 @@ Status ConvCompute(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t
   if (IsDepthwise(C, M, group) && (g.nd == 1 || g.nd == 2)) {  // depthwise: direct kernel
     const ConvGeometry g2 = As2D(g);
     if constexpr (std::is_same_v<T, float>) {
-      if (kernels::DepthwiseFloatUseChannels(g2, kernels::DefaultQGemmIsa())) return DepthwiseChannelsFloat(ctx, g2, N, C, x, w, bias, y, act);
+      if (kernels::DepthwiseFloatUseChannels(g2, kernels::DefaultQGemmIsa())) {
+        return DepthwiseChannelsFloat(ctx, g2, N, C, x, w, bias, y, act);
+      }
     }
     // float: kernels/depthwise_f32 (a zero-padded, stride-phase plane per worker, from the run's
     // pool); double: the reference loop.
     const int64_t plane_elems = std::is_same_v<T, float> ? kernels::DepthwiseFloatPlaneElems(g2) : 0;
     const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
-    std::mutex mu;
-    Status failed;
-    auto body = [&](int64_t b, int64_t e) {
-      Tensor plane;
-      if (plane_elems > 0) {
-        auto s = ctx.Scratch(DType::kFloat32, plane_elems, "depthwise plane");
-        if (!s.ok()) {
-          std::lock_guard<std::mutex> lock(mu);
-          if (failed.ok()) failed = s.status();
-          return;
-        }
-        plane = std::move(s).value();
-      }
-      for (int64_t t = b; t < e; ++t) {
-        const int64_t c = t % C;
-        if constexpr (std::is_same_v<T, float>) {  // the fused Clip in the kernel's store
-          const float lo_hi[2] = {act.lo, act.hi};
-          kernels::DepthwiseConv2DFloat(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : 0.f, y + t * out_size,
-                                        plane.data<float>(), isa, act.on ? lo_hi : nullptr);
-        } else {
-          kernels::DepthwiseConv2DChannel<T>(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : T(0),
-                                             y + t * out_size);
-          ClampRows(act, y + t * out_size, 1, out_size, out_size);
-        }
-      }
-    };
     const int64_t per = std::max<int64_t>(1, out_size * ksize);
-    if (pool) {
-      pool->ParallelFor(N * C, std::max<int64_t>(1, (int64_t{1} << 15) / per), body);
-    } else {
-      body(0, N * C);
-    }
-    return failed;
+    return ParallelWithScratch<float>(
+        ctx, N * C, std::max<int64_t>(1, (int64_t{1} << 15) / per), plane_elems, "depthwise plane",
+        [&](int64_t b, int64_t e, float* plane) {
+          for (int64_t t = b; t < e; ++t) {
+            const int64_t c = t % C;
+            if constexpr (std::is_same_v<T, float>) {  // the fused Clip in the kernel's store
+              const float lo_hi[2] = {act.lo, act.hi};
+              kernels::DepthwiseConv2DFloat(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : 0.f,
+                                            y + t * out_size, plane, isa, act.on ? lo_hi : nullptr);
+            } else {
+              kernels::DepthwiseConv2DChannel<T>(g2, x + t * in_size, w + c * ksize, bias ? bias[c] : T(0),
+                                                 y + t * out_size);
+              ClampRows(act, y + t * out_size, 1, out_size, out_size);
+            }
+          }
+        });
   }
 
   if constexpr (std::is_same_v<T, float>) {
-    if (winograd && UseWinograd(g, N, C, M, group)) return ConvWinogradFloat(ctx, g, N, C, M, x, bias, y, act, *winograd);
+    if (winograd && UseWinograd(g, N, C, M, group)) {
+      return ConvWinogradFloat(ctx, g, N, C, M, x, bias, y, act, *winograd);
+    }
     if (transposed && g.nd <= 2 && UseTransposedConv(out_size, Mg, group, N) && transposed->depth() == kdim &&
         transposed->cols() == M) {
       return ConvTransposedFloat(ctx, g, N, C, M, x, bias, y, act, *transposed);

@@ -117,19 +117,25 @@ void FillPhasePlane(const ConvGeometry& g, int64_t rows, int64_t phase_len, cons
   phase_plane::FillPortable(g, rows, phase_len, x, dst);
 }
 
+phase_plane::PhaseColumns phase_plane::ColumnsOfPhase(const ConvGeometry& g, int64_t p, int64_t phase_len) {
+  const int64_t iw = g.in[1], sw = g.stride[1];
+  PhaseColumns c;
+  c.first = g.pad_begin[1] - p;
+  c.i_lo = std::clamp<int64_t>(c.first <= 0 ? 0 : (c.first + sw - 1) / sw, 0, phase_len);
+  c.i_hi = std::clamp<int64_t>(iw + c.first > 0 ? (iw + c.first + sw - 1) / sw : 0, c.i_lo, phase_len);
+  return c;
+}
+
 void phase_plane::FillPortable(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst) {
-  const int64_t ih = g.in[0], iw = g.in[1], sw = g.stride[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
+  const int64_t ih = g.in[0], iw = g.in[1], sw = g.stride[1], ph = g.pad_begin[0];
   const int64_t row_len = sw * phase_len;
   // Zeros everywhere first (one pass over the plane), then the input rows into place: per row
   // only copies, no small fills (called for every channel of every conv, rows are often short).
   std::memset(dst, 0, static_cast<size_t>(rows * row_len) * sizeof(float));
   const int64_t r_begin = std::max<int64_t>(0, ph), r_end = std::min(rows, ih + ph);
   for (int64_t p = 0; p < sw; ++p) {
-    // index i of phase p holds input column i * sw - first: inside the row for i in [i_lo, i_hi)
-    const int64_t first = pw - p;
-    const int64_t i_lo = std::clamp<int64_t>(first <= 0 ? 0 : (first + sw - 1) / sw, 0, phase_len);
-    const int64_t i_hi = std::clamp<int64_t>(iw + first > 0 ? (iw + first + sw - 1) / sw : 0, i_lo, phase_len);
-    const int64_t n = i_hi - i_lo;
+    const PhaseColumns pc = ColumnsOfPhase(g, p, phase_len);
+    const int64_t first = pc.first, i_lo = pc.i_lo, n = pc.i_hi - pc.i_lo;
     if (n <= 0) continue;
     for (int64_t r = r_begin; r < r_end; ++r) {
       float* d = dst + r * row_len + p * phase_len + i_lo;

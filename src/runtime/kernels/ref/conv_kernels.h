@@ -37,6 +37,12 @@ void FillPhasePlane(const ConvGeometry& g, int64_t rows, int64_t phase_len, cons
 // Its builds (the same plane): FillPhasePlane runs the AVX-512 one when the ISA chosen for the
 // process (DefaultQGemmIsa, so QUANTKIT_ISA caps it) has AVX-512, else the portable one.
 namespace phase_plane {
+// Phase p of a padded row: index i holds input column i * stride_w - first, inside the input row
+// for i in [i_lo, i_hi) (the same for every row).
+struct PhaseColumns {
+  int64_t first = 0, i_lo = 0, i_hi = 0;
+};
+PhaseColumns ColumnsOfPhase(const ConvGeometry& g, int64_t p, int64_t phase_len);
 void FillPortable(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst);
 void FillAvx512(const ConvGeometry& g, int64_t rows, int64_t phase_len, const float* x, float* dst);
 }  // namespace phase_plane

@@ -54,31 +54,21 @@ __attribute__((target("avx512f"), always_inline)) inline void GatherEven(float* 
 
 __attribute__((target("avx512f"))) void FillAvx512(const ConvGeometry& g, int64_t rows, int64_t phase_len,
                                                    const float* x, float* dst) {
-  const int64_t ih = g.in[0], iw = g.in[1], sw = g.stride[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
+  const int64_t ih = g.in[0], iw = g.in[1], sw = g.stride[1], ph = g.pad_begin[0];
   const int64_t row_len = sw * phase_len;
   const float* x_end = x + ih * iw;
   const int64_t r_begin = std::clamp<int64_t>(ph, 0, rows), r_end = std::clamp(ih + ph, r_begin, rows);
-  // Per phase p: index i holds input column i * sw - first, inside the row for i in [i_lo, i_hi);
-  // the same for every row, so computed once (the divisions per row and phase were most of the
-  // fill's time on small maps).
-  struct Phase {
-    int64_t first, i_lo, i_hi;
-  };
-  auto phase_of = [&](int64_t p) {
-    const int64_t first = pw - p;
-    const int64_t i_lo = std::clamp<int64_t>(first <= 0 ? 0 : (first + sw - 1) / sw, 0, phase_len);
-    const int64_t i_hi = std::clamp<int64_t>(iw + first > 0 ? (iw + first + sw - 1) / sw : 0, i_lo, phase_len);
-    return Phase{first, i_lo, i_hi};
-  };
+  // The phases' column ranges are the same for every row: computed once (per row and phase, their
+  // divisions were most of the fill's time on small maps).
   constexpr int64_t kMaxPhases = 8;
-  Phase phase[kMaxPhases];
-  for (int64_t p = 0; p < std::min(sw, kMaxPhases); ++p) phase[p] = phase_of(p);
+  PhaseColumns phase[kMaxPhases];
+  for (int64_t p = 0; p < std::min(sw, kMaxPhases); ++p) phase[p] = ColumnsOfPhase(g, p, phase_len);
   Zero(dst, r_begin * row_len);
   for (int64_t r = r_begin; r < r_end; ++r) {
     const float* src_row = x + (r - ph) * iw;
     for (int64_t p = 0; p < sw; ++p) {
       float* d = dst + r * row_len + p * phase_len;
-      const Phase ps = p < kMaxPhases ? phase[p] : phase_of(p);
+      const PhaseColumns ps = p < kMaxPhases ? phase[p] : ColumnsOfPhase(g, p, phase_len);
       const int64_t i_lo = ps.i_lo, i_hi = ps.i_hi, n = i_hi - i_lo;
       Zero(d, i_lo);
       const float* src = src_row + i_lo * sw - ps.first;
