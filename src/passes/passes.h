@@ -44,6 +44,10 @@ bool IsElementwiseLookupOp(const Node& n);
 // Runtime only (Session, after OptimizeForInference): float Conv -> Relu | Clip (constant bounds)
 // becomes com.quantkit::FusedConv, which clamps its output blocks while they are in cache.
 Status FuseConvActivation(Model& model);
+// Runtime only (Session, after FuseConvActivation, when kernels::ConvNchwcSupported): float
+// convs with channel counts multiple of 16 that read each other's outputs keep them in NCHW16c
+// (5-D) between them, with reorders only where other ops read them (block_channels.cc).
+Status BlockConvChannels(Model& model);
 // ONNX's shape inference, then quantkit's own propagation for what it leaves unknown.
 Status InferShapes(Model& model);
 Status UpgradeOpset(Model& model, int64_t target_version = 13);  // default domain, opset >= 7 to <= 13; see upgrade_opset.cc

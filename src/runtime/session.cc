@@ -6,15 +6,26 @@
 #include <algorithm>
 #include <cstdio>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "core/thread_pool.h"
 #include "passes/passes.h"
 #include "runtime/buffer_pool.h"
+#include "runtime/kernels/conv_nchwc.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/kernels/ref/sgemm.h"
 #include "runtime/plan.h"
 
 namespace quantkit {
+namespace {
+// QUANTKIT_LAYOUT=nchw keeps every tensor in NCHW (passes::BlockConvChannels off): for A/B runs
+// and for isolating a layout problem.
+bool BlockedLayoutAllowed() {
+  const char* v = std::getenv("QUANTKIT_LAYOUT");
+  return !v || std::string(v) != "nchw";
+}
+}  // namespace
 
 struct Session::Impl {
   Model model;
@@ -38,6 +49,9 @@ StatusOr<std::unique_ptr<Session>> Session::Create(Model model, const SessionOpt
   if (options.optimize) {
     QK_RETURN_IF_ERROR(passes::OptimizeForInference(m));
     QK_RETURN_IF_ERROR(passes::FuseConvActivation(m));
+    if (kernels::ConvNchwcSupported(kernels::DefaultQGemmIsa()) && BlockedLayoutAllowed()) {
+      QK_RETURN_IF_ERROR(passes::BlockConvChannels(m));
+    }
   } else {
     QK_RETURN_IF_ERROR(passes::TopologicalSort(m.graph));
   }

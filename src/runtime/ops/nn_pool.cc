@@ -287,13 +287,60 @@ void GlobalPoolPlane(PoolKind kind, int64_t p, const T* x, int64_t n, T* y) {
   }
 }
 
+// NCHW16c planes (passes::BlockConvChannels): 16 channels per pixel, each lane computed as the
+// plain kernels above compute one channel, so the same values.
+// MaxPool: MaxPoolPlane's rule per lane (the window's first tap, then a later tap when greater:
+// a NaN first tap wins, later NaNs are skipped).
+void MaxPoolBlockedPlane(const Pool3& g, const float* x, float* y) {
+  constexpr int64_t B = 16;
+  const PoolDim &H = g.d[1], &W = g.d[2];
+  for (int64_t oh = 0; oh < H.out; ++oh) {
+    for (int64_t ow = 0; ow < W.out; ++ow, y += B) {
+      float best[B];
+      bool first = true;
+      for (int64_t kh = H.lo[oh]; kh < H.hi[oh]; ++kh) {
+        const int64_t ih = oh * H.stride - H.pad_begin + kh * H.dilation;
+        for (int64_t kw = W.lo[ow]; kw < W.hi[ow]; ++kw) {
+          const float* v = x + (ih * W.in + ow * W.stride - W.pad_begin + kw * W.dilation) * B;
+          if (first) {
+            std::copy(v, v + B, best);
+            first = false;
+            continue;
+          }
+          for (int64_t j = 0; j < B; ++j) best[j] = v[j] > best[j] ? v[j] : best[j];
+        }
+      }
+      if (first) std::fill(best, best + B, std::numeric_limits<float>::lowest());
+      std::copy(best, best + B, y);
+    }
+  }
+}
+
+// GlobalAveragePool: GlobalPoolPlane's order per lane (eight running sums combined pairwise, the
+// tail, then the division); y holds the 16 channels' results.
+void GlobalAverageBlockedPlane(const float* x, int64_t n, float* y) {
+  constexpr int64_t B = 16;
+  float part[8][B] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j)
+      for (int64_t c = 0; c < B; ++c) part[j][c] += x[(i + j) * B + c];
+  for (int64_t c = 0; c < B; ++c) {
+    float sum = ((part[0][c] + part[1][c]) + (part[2][c] + part[3][c])) +
+                ((part[4][c] + part[5][c]) + (part[6][c] + part[7][c]));
+    for (int64_t t = i; t < n; ++t) sum += x[t * B + c];
+    y[c] = n > 0 ? sum / static_cast<float>(n) : 0.f;
+  }
+}
+
 class PoolKernel final : public OpKernel {
  public:
-  PoolKernel(PoolKind kind, bool global) : kind_(kind), global_(global) {}
+  PoolKernel(PoolKind kind, bool global, bool blocked) : kind_(kind), global_(global), blocked_(blocked) {}
 
-  static KernelFactory Factory(PoolKind kind, bool global) {
-    return [kind, global](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
-      auto k = std::make_unique<PoolKernel>(kind, global);
+  // blocked: the NCHW16c forms (com.quantkit::NchwcMaxPool, NchwcGlobalAveragePool), float32.
+  static KernelFactory Factory(PoolKind kind, bool global, bool blocked = false) {
+    return [kind, global, blocked](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+      auto k = std::make_unique<PoolKernel>(kind, global, blocked);
       const Node& node = init.node;
       if (!global) {
         QK_RETURN_IF_ERROR(ParseSpatialAttrs(node, true, &k->attrs_));
@@ -325,6 +372,7 @@ class PoolKernel final : public OpKernel {
 
   Status Compute(KernelContext& ctx) override {
     QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+    if (blocked_) return ComputeBlocked(ctx, *x);
     const DType dt = x->dtype();
     const bool int_ok = kind_ == PoolKind::kMax && (dt == DType::kInt8 || dt == DType::kUInt8);
     if (dt != DType::kFloat32 && dt != DType::kFloat64 && !IsHalf(dt) && !int_ok) {
@@ -407,6 +455,45 @@ class PoolKernel final : public OpKernel {
   }
 
  private:
+  // x [N, C/16, H, W, 16] float32: MaxPool to the same layout, GlobalAveragePool to [N, C, 1, 1].
+  Status ComputeBlocked(KernelContext& ctx, const Tensor& x) {
+    constexpr int64_t B = 16;
+    QK_CHECK_ARG(x.dtype() == DType::kFloat32 && x.rank() == 5 && x.dim(4) == B,
+                 "input X must be a float32 NCHW16c tensor [N, C/16, H, W, 16], got {} {}", DTypeName(x.dtype()),
+                 ShapeToString(x.shape()));
+    const int64_t planes = x.dim(0) * x.dim(1), in_plane = x.dim(2) * x.dim(3) * B;
+    const float* xd = x.data<float>();
+    if (global_) {
+      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, Shape{x.dim(0), x.dim(1) * B, 1, 1}));
+      float* yd = y->data<float>();
+      ParallelPlanes(ctx, planes, in_plane,
+                     [&](int64_t i) { GlobalAverageBlockedPlane(xd + i * in_plane, in_plane / B, yd + i * B); });
+      return Status::Ok();
+    }
+    QK_CHECK_ARG(attrs_.kernel_shape.size() == 2, "NchwcMaxPool needs a 2-D kernel_shape, got {} dims",
+                 attrs_.kernel_shape.size());
+    const std::vector<int64_t> in = {x.dim(2), x.dim(3)};
+    QK_ASSIGN_OR_RETURN(kernels::ConvGeometry g, ResolveGeometry(attrs_, in, attrs_.kernel_shape));
+    Pool3 p3;
+    for (int d = 0; d < 2; ++d) {
+      PoolDim& pd = p3.d[1 + d];
+      pd.in = g.in[d];
+      pd.out = g.out[d];
+      pd.kernel = g.kernel[d];
+      pd.stride = g.stride[d];
+      pd.dilation = g.dilation[d];
+      pd.pad_begin = g.pad_begin[d];
+      pd.Prepare(0);  // padded_count is for AveragePool only
+    }
+    p3.d[0].Prepare(0);
+    const int64_t out_plane = g.out[0] * g.out[1] * B;
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, Shape{x.dim(0), x.dim(1), g.out[0], g.out[1], B}));
+    float* yd = y->data<float>();
+    ParallelPlanes(ctx, planes, out_plane * g.kernel[0] * g.kernel[1],
+                   [&](int64_t i) { MaxPoolBlockedPlane(p3, xd + i * in_plane, yd + i * out_plane); });
+    return Status::Ok();
+  }
+
   template <typename F>
   static void ParallelPlanes(KernelContext& ctx, int64_t planes, int64_t work_per_plane, F&& fn) {
     ThreadPool* pool = ctx.thread_pool();
@@ -445,6 +532,7 @@ class PoolKernel final : public OpKernel {
 
   PoolKind kind_;
   bool global_;
+  bool blocked_;
   SpatialAttrs attrs_;
   bool count_include_pad_ = false;
   int64_t storage_order_ = 0;
@@ -460,6 +548,8 @@ void RegisterNnPoolOps(KernelRegistry& r) {
   r.Register("", "GlobalMaxPool", PoolKernel::Factory(PoolKind::kMax, true));
   r.Register("", "GlobalAveragePool", PoolKernel::Factory(PoolKind::kAverage, true));
   r.Register("", "GlobalLpPool", PoolKernel::Factory(PoolKind::kLp, true));
+  r.Register(kQuantkitDomain, "NchwcMaxPool", PoolKernel::Factory(PoolKind::kMax, false, true));
+  r.Register(kQuantkitDomain, "NchwcGlobalAveragePool", PoolKernel::Factory(PoolKind::kAverage, true, true));
 }
 
 }  // namespace quantkit::rt

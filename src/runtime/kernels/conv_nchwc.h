@@ -1,0 +1,73 @@
+// Float 2-D convolution (group 1) in the channel-blocked layout NCHW16c: a tensor [N, C, H, W]
+// with C a multiple of 16 is stored as [N, C/16, H, W, 16], so the 16 channels of one pixel are
+// one AVX-512 vector. The direct kernel reads the input in place (no im2col, no packing): each
+// output pixel's 16-channel vectors accumulate broadcast input values times 16-wide weight rows.
+//
+// Arithmetic, per output (channel o, pixel oy, ox), the same on every build and thread count:
+//   acc = 0; for input block cb, tap row kh, tap column kw (taps outside the input are skipped),
+//   input channel i of the block: acc = fma(x, w, acc)
+//   y = acc + bias[o]; with a residual r (same layout as y): y = y + r; then the Clip (min(max(y,
+//   lo), hi), NaN and -0 pass).
+// Not the bits of the im2col / Winograd paths (their own orders): a conv takes this path by its
+// geometry and the ISA only (kernels::ConvNchwcSupported), never by thread count.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "runtime/kernels/qgemm.h"
+#include "runtime/kernels/ref/conv_kernels.h"
+
+namespace quantkit::kernels {
+
+constexpr int64_t kNchwcBlock = 16;
+
+// The AVX-512 kernel is the fast one; other ISAs keep the NCHW paths (the portable build exists
+// as the reference the tests compare against).
+bool ConvNchwcSupported(QGemmIsa isa);
+
+// Output blocks per kernel call (weights of 4 x 16 output channels in flight).
+constexpr int64_t kNchwcOutputBlocksPerGroup = 4;
+
+// Weights [M, C, KH, KW] (M and C multiples of 16) to groups of 4 output blocks (the last one
+// `fb` = 1..4 blocks): [group][C/16][KH][KW][16 in][fb * 16 out], so one input channel's weight
+// rows for the group are consecutive. Group g starts at 4 g * C * KH * KW * 16 floats.
+int64_t NchwcWeightOffset(int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ob, int64_t cb, int64_t kh,
+                          int64_t kw, int64_t i, int64_t o);
+void PackNchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, float* dst);
+
+// PackNchwcWeights' layout in 64-byte aligned memory (the kernel's aligned loads), made once.
+class NchwcWeights {
+ public:
+  NchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW);
+  const float* data() const { return data_.get(); }
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float, Free> data_;
+};
+
+struct NchwcConvArgs {
+  const ConvGeometry* g = nullptr;  // nd == 2
+  int64_t C = 0, M = 0;             // multiples of 16
+  const float* x = nullptr;         // one image, [C/16][IH][IW][16]
+  const float* w = nullptr;         // PackNchwcWeights
+  const float* bias = nullptr;      // M values, or null
+  const float* residual = nullptr;  // y's layout, or null
+  float* y = nullptr;               // one image, [M/16][OH][OW][16]
+  const float* clamp_lo_hi = nullptr;
+};
+
+// Output rows [oy0, oy1) of output-block group `group` (blocks 4 * group .. + 4, fewer at the end).
+void ConvNchwcRows(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1, QGemmIsa isa);
+
+namespace conv_nchwc {
+void RowsPortable(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1);
+void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1);
+// Output columns [lo, hi) whose taps all fall inside the input row (the rest are the borders).
+void InteriorColumns(const ConvGeometry& g, int64_t* lo, int64_t* hi);
+}  // namespace conv_nchwc
+
+}  // namespace quantkit::kernels

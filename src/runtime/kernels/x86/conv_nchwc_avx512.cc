@@ -1,0 +1,170 @@
+// AVX-512 build of kernels::ConvNchwcRows: FB output blocks (16 channels each) x P output pixels
+// of one row in 16 * FB * P accumulators (4 x 6 = 24 registers); per input channel, FB weight rows
+// and P broadcast input values. Interior pixels (every tap inside the input row) run P = 6 at a
+// time without bounds checks; border pixels one at a time, skipping the taps outside. Both skip
+// the taps of rows outside the input, so every pixel gets the portable build's sum.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "runtime/kernels/conv_nchwc.h"
+
+namespace quantkit::kernels::conv_nchwc {
+namespace {
+
+constexpr int64_t B = kNchwcBlock;
+
+struct Row {
+  const ConvGeometry* g;
+  const float* x;         // image, [Cb][IH][IW][16]
+  const float* w;         // the group's weights: [Cb][KH][KW][16 in][FB * 16 out]
+  int64_t cb0, cb1;       // the input blocks of this pass
+  bool first, last;       // first pass: the sums start at 0 (else from y); last: the epilogue
+  int64_t oy;
+  const float* bias;      // first channel of the group, or null
+  const float* residual;  // row oy of the group's first block, or null
+  float* y;               // row oy of the group's first block
+  int64_t y_ob;           // floats between output blocks of y
+  const float* clamp;
+};
+
+// SW: the column stride when 1 or 2 (every input and weight address a constant offset from two
+// base pointers), 0 for any stride (read from the geometry).
+template <int FB, int P, bool kBorder, int SW>
+__attribute__((target("avx512f"))) void Pixels(const Row& r, int64_t ox0) {
+  const ConvGeometry& g = *r.g;
+  const int64_t IH = g.in[0], IW = g.in[1], KH = g.kernel[0], KW = g.kernel[1];
+  const int64_t sh = g.stride[0], sw = SW > 0 ? SW : g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
+  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
+  __m512 acc[FB][P];
+#pragma GCC unroll 4
+  for (int f = 0; f < FB; ++f)
+#pragma GCC unroll 6
+    for (int p = 0; p < P; ++p) {
+      acc[f][p] = r.first ? _mm512_setzero_ps() : _mm512_loadu_ps(r.y + f * r.y_ob + (ox0 + p) * B);
+    }
+  const int64_t xstep = sw * B;  // floats between the P pixels' inputs
+  for (int64_t cb = r.cb0; cb < r.cb1; ++cb) {
+    const float* xc = r.x + cb * IH * IW * B;
+    const float* wc = r.w + cb * KH * KW * B * FB * B;
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      const int64_t iy = r.oy * sh - ph + kh * dh;
+      if (iy < 0 || iy >= IH) continue;
+      const float* xr = xc + iy * IW * B;
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        const int64_t ix = ox0 * sw - pw + kw * dw;
+        if constexpr (kBorder) {
+          if (ix < 0 || ix >= IW) continue;
+        }
+        const float* xp = xr + ix * B;
+        const float* wt = wc + (kh * KW + kw) * B * FB * B;
+#pragma GCC unroll 16
+        for (int i = 0; i < B; ++i) {
+          __m512 wv[FB];
+#pragma GCC unroll 4
+          for (int f = 0; f < FB; ++f) wv[f] = _mm512_load_ps(wt + (i * FB + f) * B);
+#pragma GCC unroll 6
+          for (int p = 0; p < P; ++p) {
+            const __m512 xv = _mm512_set1_ps(xp[p * xstep + i]);
+#pragma GCC unroll 4
+            for (int f = 0; f < FB; ++f) acc[f][p] = _mm512_fmadd_ps(xv, wv[f], acc[f][p]);
+          }
+        }
+      }
+    }
+  }
+  if (!r.last) {  // the partial sums, continued by the next pass (stored exactly)
+#pragma GCC unroll 4
+    for (int f = 0; f < FB; ++f)
+#pragma GCC unroll 6
+      for (int p = 0; p < P; ++p) _mm512_storeu_ps(r.y + f * r.y_ob + (ox0 + p) * B, acc[f][p]);
+    return;
+  }
+  constexpr __mmask16 kAll = 0xFFFF;
+  const __m512 lo = _mm512_set1_ps(r.clamp ? r.clamp[0] : 0.f), hi = _mm512_set1_ps(r.clamp ? r.clamp[1] : 0.f);
+#pragma GCC unroll 4
+  for (int f = 0; f < FB; ++f) {
+    const __m512 bv = r.bias ? _mm512_loadu_ps(r.bias + f * B) : _mm512_setzero_ps();
+#pragma GCC unroll 6
+    for (int p = 0; p < P; ++p) {
+      const int64_t at = f * r.y_ob + (ox0 + p) * B;
+      __m512 v = _mm512_add_ps(acc[f][p], bv);
+      if (r.residual) v = _mm512_add_ps(v, _mm512_loadu_ps(r.residual + at));
+      if (r.clamp) v = _mm512_maskz_min_ps(kAll, hi, _mm512_maskz_max_ps(kAll, lo, v));
+      _mm512_storeu_ps(r.y + at, v);
+    }
+  }
+}
+
+using PixelsFn = void (*)(const Row&, int64_t);
+
+template <int FB, int SW>
+PixelsFn InteriorFn(int p) {
+  switch (p) {
+    case 1: return &Pixels<FB, 1, false, SW>;
+    case 2: return &Pixels<FB, 2, false, SW>;
+    case 3: return &Pixels<FB, 3, false, SW>;
+    case 4: return &Pixels<FB, 4, false, SW>;
+    case 5: return &Pixels<FB, 5, false, SW>;
+    default: return &Pixels<FB, 6, false, SW>;
+  }
+}
+
+template <int FB, int SW>
+void RowOf(const Row& r, int64_t lo, int64_t hi, int64_t ow) {
+  for (int64_t ox = 0; ox < lo; ++ox) Pixels<FB, 1, true, SW>(r, ox);
+  int64_t ox = lo;
+  for (; ox + 6 <= hi; ox += 6) Pixels<FB, 6, false, SW>(r, ox);
+  if (ox < hi) InteriorFn<FB, SW>(static_cast<int>(hi - ox))(r, ox);
+  for (ox = hi; ox < ow; ++ox) Pixels<FB, 1, true, SW>(r, ox);
+}
+
+template <int FB>
+void RowOfStride(const Row& r, int64_t lo, int64_t hi, int64_t ow) {
+  switch (r.g->stride[1]) {
+    case 1: return RowOf<FB, 1>(r, lo, hi, ow);
+    case 2: return RowOf<FB, 2>(r, lo, hi, ow);
+    default: return RowOf<FB, 0>(r, lo, hi, ow);
+  }
+}
+
+}  // namespace
+
+void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
+  const ConvGeometry& g = *a.g;
+  const int64_t OH = g.out[0], OW = g.out[1], Cb = a.C / B, Mb = a.M / B;
+  const int64_t ob0 = group * kNchwcOutputBlocksPerGroup;
+  const int64_t fb = std::min(Mb - ob0, kNchwcOutputBlocksPerGroup);
+  int64_t lo = 0, hi = 0;
+  InteriorColumns(g, &lo, &hi);
+  Row r;
+  r.g = &g;
+  r.x = a.x;
+  r.w = a.w + ob0 * Cb * g.kernel[0] * g.kernel[1] * B * B;
+  r.bias = a.bias ? a.bias + ob0 * B : nullptr;
+  r.y_ob = OH * OW * B;
+  r.clamp = a.clamp_lo_hi;
+  // Passes over the input blocks whose weights (KH KW 16 x 16 fb floats per block) fill about a
+  // third of L1, so they stay there across the rows' pixels; the sums go to y between passes.
+  const int64_t block_bytes = g.kernel[0] * g.kernel[1] * B * B * fb * 4;
+  const int64_t per_pass = std::max<int64_t>(1, (16 << 10) / block_bytes);
+  for (int64_t cb0 = 0; cb0 < Cb; cb0 += per_pass) {
+    r.cb0 = cb0;
+    r.cb1 = std::min(Cb, cb0 + per_pass);
+    r.first = cb0 == 0;
+    r.last = r.cb1 == Cb;
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      r.oy = oy;
+      r.y = a.y + ob0 * r.y_ob + oy * OW * B;
+      r.residual = a.residual ? a.residual + ob0 * r.y_ob + oy * OW * B : nullptr;
+      switch (fb) {
+        case 1: RowOfStride<1>(r, lo, hi, OW); break;
+        case 2: RowOfStride<2>(r, lo, hi, OW); break;
+        case 3: RowOfStride<3>(r, lo, hi, OW); break;
+        default: RowOfStride<4>(r, lo, hi, OW); break;
+      }
+    }
+  }
+}
+
+}  // namespace quantkit::kernels::conv_nchwc

@@ -1,0 +1,283 @@
+// The NCHW16c direct conv (kernels/conv_nchwc) and the layout pass (passes::BlockConvChannels):
+// - the AVX-512 rows give the portable build's bits for every tail (1 to 4 output blocks, 1 to 6
+//   interior pixels, left and right borders), strides 1, 2 (constant-offset builds) and 3 (the
+//   generic one), dilation, asymmetric pads, several input-block passes, bias / residual / Clip,
+//   NaN inputs; nothing read past the input or the residual (guard pages) or written past y;
+// - the portable build matches a naive double-precision conv;
+// - a model whose convs the pass blocks (a MaxPool, a residual, a GlobalAveragePool, a blocked
+//   tensor that is also a graph output) gives the NCHW graph's values, the same bits at 1 and 2
+//   threads, and the reorders appear only at the edges; a lone conv stays NCHW.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
+#include "passes/passes.h"
+#include "quantkit/session.h"
+#include "runtime/kernels/conv_nchwc.h"
+#include "test_util.h"
+
+namespace quantkit {
+namespace {
+
+using kernels::ConvGeometry;
+using testing::IntsAttr;
+using testing::MakeNode;
+using testing::MakeValueInfo;
+
+constexpr int64_t B = kernels::kNchwcBlock;
+
+struct KernelCase {
+  int64_t C, M, H, W, KH, KW, sh, sw, dh, dw, pt, pl, pb, pr;
+};
+
+std::vector<float> Normal(size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> nd;
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+// y (blocked) = conv of x (blocked) with w [M, C, KH, KW], in double.
+double NaiveAt(const ConvGeometry& g, const KernelCase& c, const std::vector<float>& xb, const std::vector<float>& w,
+               int64_t o, int64_t oy, int64_t ox) {
+  double s = 0;
+  for (int64_t ci = 0; ci < c.C; ++ci)
+    for (int64_t kh = 0; kh < c.KH; ++kh)
+      for (int64_t kw = 0; kw < c.KW; ++kw) {
+        const int64_t iy = oy * g.stride[0] - g.pad_begin[0] + kh * g.dilation[0];
+        const int64_t ix = ox * g.stride[1] - g.pad_begin[1] + kw * g.dilation[1];
+        if (iy < 0 || iy >= c.H || ix < 0 || ix >= c.W) continue;
+        s += static_cast<double>(xb[(((ci / B) * c.H + iy) * c.W + ix) * B + ci % B]) *
+             w[((o * c.C + ci) * c.KH + kh) * c.KW + kw];
+      }
+  return s;
+}
+
+TEST(ConvNchwc, Avx512RowsGiveThePortableBitsAndTheNaiveValues) {
+  const std::vector<KernelCase> cases = {
+      {32, 64, 9, 23, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 4 blocks: one group; 21 interior = 3 x 6 + 3
+      {16, 64, 6, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 11 interior = 6 + 5, then the right border
+      {16, 80, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},    // 5 blocks: groups of 4 and 1
+      {48, 48, 8, 17, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},   // 3 blocks, pointwise, 17 = 2 x 6 + 5
+      {16, 32, 12, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},  // stride 2
+      {32, 16, 11, 20, 5, 5, 3, 3, 1, 1, 2, 2, 1, 2},  // stride 3 (generic build), 5x5, asymmetric pads
+      {16, 48, 10, 16, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},  // dilation 2
+      {16, 16, 3, 4, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2},    // every pixel a border pixel
+      {160, 32, 6, 10, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},  // 10 input blocks: several passes (16 KB each)
+      {64, 64, 5, 9, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1},    // 4 blocks of 36 KB: one input block per pass
+  };
+  std::mt19937 rng(5);
+  for (const KernelCase& c : cases) {
+    const ConvGeometry g = testing::Conv2DGeometry(c.H, c.W, c.KH, c.KW, c.sh, c.sw, c.dh, c.dw, c.pt, c.pl, c.pb, c.pr);
+    SCOPED_TRACE("C=" + std::to_string(c.C) + " M=" + std::to_string(c.M) + " " + std::to_string(c.H) + "x" +
+                 std::to_string(c.W) + " k=" + std::to_string(c.KH) + " stride=" + std::to_string(c.sw));
+    const int64_t OH = g.out[0], OW = g.out[1], y_elems = c.M * OH * OW;
+    std::vector<float> xb = Normal(static_cast<size_t>(c.C * c.H * c.W), rng);
+    xb[5] = std::nanf("");  // a NaN input reaches the outputs that read it, in both builds
+    const std::vector<float> w = Normal(static_cast<size_t>(c.M * c.C * c.KH * c.KW), rng);
+    const std::vector<float> bias = Normal(static_cast<size_t>(c.M), rng);
+    const std::vector<float> residual = Normal(static_cast<size_t>(y_elems), rng);
+    const kernels::NchwcWeights packed(w.data(), c.M, c.C, c.KH, c.KW);
+    auto bytes_of = [](const std::vector<float>& v) {
+      std::vector<uint8_t> b(v.size() * sizeof(float));
+      std::memcpy(b.data(), v.data(), b.size());
+      return b;
+    };
+    testing::GuardedBytes gx(bytes_of(xb)), gr(bytes_of(residual));  // no read past either
+    const float lo_hi[2] = {-0.75f, 1.5f};
+    const int64_t groups = (c.M / B + 3) / 4;
+    for (int variant = 0; variant < 3; ++variant) {  // plain; bias + Clip; bias + residual + Clip
+      kernels::NchwcConvArgs a;
+      a.g = &g;
+      a.C = c.C;
+      a.M = c.M;
+      a.x = reinterpret_cast<const float*>(gx.data());
+      a.w = packed.data();
+      a.bias = variant > 0 ? bias.data() : nullptr;
+      a.residual = variant == 2 ? reinterpret_cast<const float*>(gr.data()) : nullptr;
+      a.clamp_lo_hi = variant > 0 ? lo_hi : nullptr;
+      std::vector<float> want(static_cast<size_t>(y_elems) + 16, -7.f), got(want.size(), -7.f);
+      a.y = want.data();
+      for (int64_t grp = 0; grp < groups; ++grp) kernels::conv_nchwc::RowsPortable(a, grp, 0, OH);
+      if (kernels::ConvNchwcSupported(kernels::QGemmIsa::kAvx512Vnni) &&
+          kernels::QGemmIsaSupported(kernels::QGemmIsa::kAvx512Vnni)) {
+        a.y = got.data();
+        for (int64_t grp = 0; grp < groups; ++grp) {  // rows split as the runtime's tasks may split them
+          kernels::conv_nchwc::RowsAvx512(a, grp, 0, OH / 2);
+          kernels::conv_nchwc::RowsAvx512(a, grp, OH / 2, OH);
+        }
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << "variant " << variant;
+      }
+      for (int64_t i = y_elems; i < y_elems + 16; ++i) ASSERT_EQ(want[i], -7.f) << "written past y";
+      if (variant != 0) continue;
+      int nans = 0;
+      for (int64_t o = 0; o < c.M; ++o)
+        for (int64_t oy = 0; oy < OH; ++oy)
+          for (int64_t ox = 0; ox < OW; ++ox) {
+            const float v = want[(((o / B) * OH + oy) * OW + ox) * B + o % B];
+            const double ref = NaiveAt(g, c, xb, w, o, oy, ox);
+            if (std::isnan(ref)) {
+              ASSERT_TRUE(std::isnan(v));
+              ++nans;
+              continue;
+            }
+            ASSERT_NEAR(v, ref, 1e-4 * (1 + std::fabs(ref))) << "o=" << o << " oy=" << oy << " ox=" << ox;
+          }
+      EXPECT_GT(nans, 0);
+    }
+  }
+}
+
+ValueInfo Untyped(const std::string& name) {
+  ValueInfo v;
+  v.name = name;
+  v.dtype = DType::kFloat32;
+  return v;
+}
+
+// ResNet-like: conv -> conv (+ residual) -> MaxPool -> conv -> GlobalAveragePool, with the first
+// conv's output also a graph output, and a lone eligible conv on a side branch.
+Model BlockedModel() {
+  std::mt19937 rng(9);
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {2, 16, 13, 11}));
+  auto conv = [&](const std::string& name, const std::string& in, int64_t C, int64_t M, int64_t k, int64_t s,
+                  const std::string& out, const std::string& residual = "") {
+    g.AddInitializer(name + "_w", Tensor::FromVector<float>(Normal(static_cast<size_t>(M * C * k * k), rng),
+                                                           {M, C, k, k}));
+    g.AddInitializer(name + "_b", Tensor::FromVector<float>(Normal(static_cast<size_t>(M), rng), {M}));
+    Node n = MakeNode("Conv", {in, name + "_w", name + "_b"}, {residual.empty() ? out : out + "_c"});
+    n.name = name;
+    n.attributes = {IntsAttr("kernel_shape", {k, k}), IntsAttr("strides", {s, s}),
+                    IntsAttr("pads", {k / 2, k / 2, k / 2, k / 2})};
+    g.nodes.push_back(n);
+    if (!residual.empty()) g.nodes.push_back(MakeNode("Add", {out + "_c", residual}, {out}));
+  };
+  conv("c1", "x", 16, 32, 3, 1, "a");  // + Relu: FusedConv, its output a graph output and read twice by c2
+  g.nodes.push_back(MakeNode("Relu", {"a"}, {"a_relu"}));
+  conv("c2", "a_relu", 32, 32, 3, 1, "b", "a_relu");
+  Node pool = MakeNode("MaxPool", {"b"}, {"p"});
+  pool.attributes = {IntsAttr("kernel_shape", {3, 3}), IntsAttr("strides", {2, 2}), IntsAttr("pads", {1, 1, 1, 1})};
+  g.nodes.push_back(pool);
+  conv("c3", "p", 32, 48, 1, 1, "d");
+  g.nodes.push_back(MakeNode("GlobalAveragePool", {"d"}, {"gap"}));
+  conv("lone", "x", 16, 16, 3, 2, "side");  // no eligible neighbour: stays NCHW
+  g.nodes.push_back(MakeNode("Sigmoid", {"side"}, {"side_s"}));
+  for (const char* out : {"gap", "a_relu", "side_s"}) g.outputs.push_back(Untyped(out));
+  return testing::MakeModel(std::move(g), 13);
+}
+
+std::vector<Tensor> RunThreads(const Model& m, const Tensor& x, int threads) {
+  SessionOptions opts;
+  opts.threads = threads;
+  auto s = Session::Create(m, opts);
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  std::vector<Tensor> out;
+  if (s.ok()) {
+    EXPECT_TRUE((*s)->Run({{"x", x}}, &out).ok());
+  }
+  return out;
+}
+
+TEST(BlockConvChannels, BlockedGraphGivesTheNchwValues) {
+  const Model m = BlockedModel();
+  Model blocked = m;
+  ASSERT_TRUE(passes::OptimizeForInference(blocked).ok());
+  ASSERT_TRUE(passes::FuseConvActivation(blocked).ok());
+  ASSERT_TRUE(passes::BlockConvChannels(blocked).ok());
+  std::map<std::string, int> ops;
+  for (const Node& n : blocked.graph.nodes) {
+    ++ops[n.op_type];
+    if (n.name == "lone") {
+      EXPECT_EQ(n.AttrInt("nchwc", 0), 0) << "a lone conv stays NCHW";
+    } else if (n.name == "c1" || n.name == "c2" || n.name == "c3") {
+      EXPECT_EQ(n.AttrInt("nchwc", 0), 1) << n.name;
+    }
+  }
+  EXPECT_EQ(ops["ToNchwc"], 1);    // x, read by c1 (the lone conv reads x as NCHW)
+  EXPECT_EQ(ops["FromNchwc"], 1);  // a_relu: a graph output (c2 reads the blocked tensor)
+  EXPECT_EQ(ops["NchwcMaxPool"], 1);
+  EXPECT_EQ(ops["NchwcGlobalAveragePool"], 1);
+  ASSERT_TRUE(VerifyGraph(blocked.graph).ok());
+
+  const Tensor x = testing::RandomFloats({2, 16, 13, 11}, 3);
+  std::vector<Tensor> nchw;
+  {
+    ASSERT_EQ(setenv("QUANTKIT_LAYOUT", "nchw", 1), 0);
+    nchw = RunThreads(m, x, 1);
+    unsetenv("QUANTKIT_LAYOUT");
+  }
+  const std::vector<Tensor> one = RunThreads(m, x, 1), two = RunThreads(m, x, 2);
+  ASSERT_EQ(one.size(), 3u);
+  ASSERT_EQ(nchw.size(), 3u);
+  ASSERT_EQ(two.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(one[i].shape(), nchw[i].shape()) << i;
+    EXPECT_LT(testing::MaxAbsDiff(one[i], nchw[i]), 1e-4f) << "output " << i;
+    EXPECT_EQ(0, std::memcmp(one[i].data<float>(), two[i].data<float>(), one[i].numel() * sizeof(float)))
+        << "output " << i << ": 1 and 2 threads";
+  }
+}
+
+TEST(BlockConvChannels, ReordersAndBlockedPoolsMatchThePlainOps) {
+  // ToNchwc -> NchwcMaxPool -> FromNchwc, and ToNchwc -> NchwcGlobalAveragePool, against the
+  // plain MaxPool and GlobalAveragePool: GlobalAveragePool's sums in the same order (the same
+  // bits), MaxPool's selections (the same values).
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {2, 32, 9, 10}));
+  Node to = MakeNode("ToNchwc", {"x"}, {"xb"});
+  to.domain = "com.quantkit";
+  Node pool = MakeNode("NchwcMaxPool", {"xb"}, {"pb"});
+  pool.domain = "com.quantkit";
+  pool.attributes = {IntsAttr("kernel_shape", {3, 2}), IntsAttr("strides", {2, 1}), IntsAttr("pads", {1, 0, 1, 1})};
+  Node from = MakeNode("FromNchwc", {"pb"}, {"p"});
+  from.domain = "com.quantkit";
+  Node gap = MakeNode("NchwcGlobalAveragePool", {"xb"}, {"gap"});
+  gap.domain = "com.quantkit";
+  Node plain_pool = MakeNode("MaxPool", {"x"}, {"p_plain"});
+  plain_pool.attributes = pool.attributes;
+  Node plain_gap = MakeNode("GlobalAveragePool", {"x"}, {"gap_plain"});
+  g.nodes = {to, pool, from, gap, plain_pool, plain_gap};
+  for (const char* out : {"p", "gap", "p_plain", "gap_plain", "xb"}) g.outputs.push_back(Untyped(out));
+  const Model m = testing::MakeModel(std::move(g), 13);
+  Tensor x = testing::RandomFloats({2, 32, 9, 10}, 4);
+  x.data<float>()[17] = std::nanf("");
+  const std::vector<Tensor> out = testing::RunModel(m, {{"x", x}}, false);
+  ASSERT_EQ(out.size(), 5u);
+  EXPECT_EQ(out[4].shape(), (Shape{2, 2, 9, 10, 16}));
+  for (int64_t n = 0; n < 2; ++n)  // the blocked layout itself
+    for (int64_t c = 0; c < 32; ++c)
+      for (int64_t p = 0; p < 90; ++p) {
+        const float a = x.data<float>()[(n * 32 + c) * 90 + p], b = out[4].data<float>()[((n * 2 + c / 16) * 90 + p) * 16 + c % 16];
+        ASSERT_TRUE(std::memcmp(&a, &b, 4) == 0) << n << " " << c << " " << p;
+      }
+  ASSERT_EQ(out[0].shape(), out[2].shape());
+  for (int64_t i = 0; i < out[0].numel(); ++i) {
+    const float a = out[0].data<float>()[i], b = out[2].data<float>()[i];
+    ASSERT_TRUE((std::isnan(a) && std::isnan(b)) || a == b) << i;
+  }
+  ASSERT_EQ(out[1].shape(), out[3].shape());
+  EXPECT_EQ(0, std::memcmp(out[1].data<float>(), out[3].data<float>(), out[1].numel() * sizeof(float)));
+}
+
+TEST(BlockConvChannels, BadBlockedInputsAreClearErrors) {
+  Graph g;
+  g.inputs.push_back(Untyped("x"));
+  Node to = MakeNode("ToNchwc", {"x"}, {"y"});
+  to.domain = "com.quantkit";
+  g.nodes = {to};
+  g.outputs.push_back(Untyped("y"));
+  const Model m = testing::MakeModel(std::move(g), 13);
+  auto s = Session::Create(m);
+  ASSERT_TRUE(s.ok());
+  std::vector<Tensor> out;
+  const Status st = (*s)->Run({{"x", testing::RandomFloats({1, 24, 3, 3}, 1)}}, &out);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("multiple of 16"), std::string::npos) << st.message();
+}
+
+}  // namespace
+}  // namespace quantkit
