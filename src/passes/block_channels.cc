@@ -5,9 +5,11 @@
 // reordered in between; tensors go back to NCHW only where another op reads them.
 //
 // - A Conv / FusedConv with constant float weights [M, C, KH, KW], group 1, M and C multiples of
-//   16 and no fused MaxPool is eligible; it is blocked when it has a blocked neighbour (another
-//   eligible conv reads its output, or its input comes from one, directly or through a MaxPool):
-//   a lone conv would pay a reorder on both sides for nothing.
+//   16 and no fused MaxPool is eligible (the Fashion CNN's convs with their fused 2x2 MaxPool,
+//   blocked with a separate NchwcMaxPool, were no faster: 60 ms either way). Eligible convs that
+//   read each other's outputs (directly or through a MaxPool) form components; a component is
+//   blocked when its convs' work outweighs the reorders at its edges (a lone conv would pay a
+//   reorder on both sides for nothing).
 // - A blocked conv becomes FusedConv with attribute nchwc = 1: input 0, its residual (input 3)
 //   and its output are blocked.
 // - A MaxPool (no Indices output) reading a blocked tensor becomes com.quantkit::NchwcMaxPool; a
@@ -66,15 +68,73 @@ Status BlockConvChannels(Model& model) {
     if (p >= 0 && IsPlainMaxPool(g.nodes[p])) p = du.Producer(g.nodes[p].inputs[0]);
     return p >= 0 && eligible[p] ? p : -1;
   };
-  std::vector<bool> blocked(n, false);
+  // Components: eligible convs joined where one reads another's output (input 0 or the residual,
+  // directly or through a MaxPool).
+  std::vector<int> parent(n);
+  for (int i = 0; i < n; ++i) parent[i] = i;
+  auto find = [&](int i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+  };
+  std::vector<bool> linked(n, false);
   for (int i = 0; i < n; ++i) {
     if (!eligible[i]) continue;
     const Node& c = g.nodes[i];
     for (size_t slot : {size_t{0}, size_t{3}}) {
       if (!c.HasInput(slot)) continue;
       const int src = conv_source(c.inputs[slot]);
-      if (src >= 0) blocked[i] = blocked[src] = true;
+      if (src < 0) continue;
+      parent[find(i)] = find(src);
+      linked[i] = linked[src] = true;
     }
+  }
+  // Per component: the work of its convs (M C KH KW multiply-adds per output pixel) and the
+  // channels of the tensors that would be reordered at its edges (read by a member but made
+  // outside; made by a member, or by a MaxPool of one, and read by another op or a graph output).
+  // A component is blocked when the work is at least kWorkPerReorderedChannel per reordered
+  // channel (per pixel, sizes ignored): MobileNet-style blocks, where every depthwise conv between
+  // two pointwise ones needs a reorder on both sides, were slower blocked (MobileNetV2 9.0 -> 9.8
+  // ms, M-LSD 155 -> 173 ms at one thread); ResNets (one reorder of 64 channels, 20-50 convs)
+  // are far above it.
+  constexpr double kWorkPerReorderedChannel = 200;
+  std::unordered_map<int, double> work, reordered;
+  std::unordered_set<std::string> counted;
+  auto member_reads = [&](int root, int consumer, const std::string& v) {
+    if (consumer < 0 || !eligible[consumer] || !linked[consumer] || find(consumer) != root) return false;
+    const Node& c = g.nodes[consumer];
+    return c.Input(0) == v || c.Input(3) == v;
+  };
+  auto count_outputs = [&](int root, const std::string& v, double channels, bool pools_blocked) {
+    bool plain_reader = g.IsGraphOutput(v);
+    for (int k : du.Consumers(v)) {
+      const Node& c = g.nodes[k];
+      if (member_reads(root, k, v)) continue;
+      if (pools_blocked && c.Input(0) == v && (IsPlainMaxPool(c) || IsGlobalAveragePool(c))) continue;
+      plain_reader = true;
+    }
+    if (plain_reader && counted.insert(v).second) reordered[root] += channels;
+  };
+  for (int i = 0; i < n; ++i) {
+    if (!eligible[i] || !linked[i]) continue;
+    const int root = find(i);
+    const Node& c = g.nodes[i];
+    const Tensor* w = g.FindInitializer(c.inputs[1]);
+    work[root] += static_cast<double>(w->numel());
+    for (size_t slot : {size_t{0}, size_t{3}}) {
+      if (!c.HasInput(slot)) continue;
+      const int src = conv_source(c.inputs[slot]);
+      if ((src < 0 || find(src) != root) && counted.insert(c.inputs[slot]).second) {
+        reordered[root] += static_cast<double>(slot == 0 ? w->dim(1) : w->dim(0));
+      }
+    }
+    count_outputs(root, c.outputs[0], static_cast<double>(w->dim(0)), true);
+    for (int k : du.Consumers(c.outputs[0])) {
+      if (IsPlainMaxPool(g.nodes[k])) count_outputs(root, g.nodes[k].outputs[0], static_cast<double>(w->dim(0)), false);
+    }
+  }
+  std::vector<bool> blocked(n, false);
+  for (int i = 0; i < n; ++i) {
+    blocked[i] = eligible[i] && linked[i] && work[find(i)] >= kWorkPerReorderedChannel * reordered[find(i)];
   }
   bool any = false;
   for (int i = 0; i < n; ++i) any = any || blocked[i];

@@ -222,6 +222,26 @@ TEST(BlockConvChannels, BlockedGraphGivesTheNchwValues) {
   }
 }
 
+// Two linked 1x1 convs whose outputs other ops also read: 1024 multiply-adds per pixel against 64
+// reordered channels, below the pass's threshold: nothing is blocked.
+TEST(BlockConvChannels, LightComponentsStayNchw) {
+  std::mt19937 rng(2);
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {1, 16, 5, 5}));
+  g.AddInitializer("w1", Tensor::FromVector<float>(Normal(32 * 16, rng), {32, 16, 1, 1}));
+  g.AddInitializer("w2", Tensor::FromVector<float>(Normal(16 * 32, rng), {16, 32, 1, 1}));
+  g.nodes.push_back(MakeNode("Conv", {"x", "w1"}, {"a"}));
+  g.nodes.push_back(MakeNode("Sigmoid", {"a"}, {"a_s"}));
+  g.nodes.push_back(MakeNode("Conv", {"a", "w2"}, {"b"}));
+  g.outputs = {Untyped("a_s"), Untyped("b")};
+  Model m = testing::MakeModel(std::move(g), 13);
+  ASSERT_TRUE(passes::BlockConvChannels(m).ok());
+  for (const Node& n : m.graph.nodes) {
+    EXPECT_EQ(n.AttrInt("nchwc", 0), 0) << n.Describe();
+    EXPECT_TRUE(n.op_type == "Conv" || n.op_type == "Sigmoid") << n.op_type;
+  }
+}
+
 TEST(BlockConvChannels, ReordersAndBlockedPoolsMatchThePlainOps) {
   // ToNchwc -> NchwcMaxPool -> FromNchwc, and ToNchwc -> NchwcGlobalAveragePool, against the
   // plain MaxPool and GlobalAveragePool: GlobalAveragePool's sums in the same order (the same

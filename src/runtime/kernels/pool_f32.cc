@@ -1,5 +1,8 @@
 #include "runtime/kernels/pool_f32.h"
 
+#include <algorithm>
+#include <limits>
+
 namespace quantkit::kernels {
 
 void MaxPool2x2RowFloat(const float* a, const float* b, float* y, int64_t n, QGemmIsa isa) {
@@ -25,6 +28,29 @@ void MaxPool3Stride2RowFloat(const float* const* rows, int64_t nrows, float* y, 
     const float first_tap = rows[0][2 * i];
     y[i] = first_tap != first_tap ? first_tap : best;
   }
+}
+
+void pool_f32::MaxPoolBlockedRowPortable(const float* const* rows, int64_t nrows, const int64_t* k_lo,
+                                         const int64_t* k_hi, int64_t stride, int64_t pad, int64_t dil, float* y,
+                                         int64_t n) {
+  constexpr int64_t B = 16;
+  for (int64_t i = 0; i < n; ++i, y += B) {
+    bool first = true;
+    for (int64_t r = 0; r < nrows; ++r) {
+      for (int64_t k = k_lo[i]; k < k_hi[i]; ++k) {
+        const float* v = rows[r] + (i * stride - pad + k * dil) * B;
+        for (int64_t j = 0; j < B; ++j) y[j] = first || v[j] > y[j] ? v[j] : y[j];
+        first = false;
+      }
+    }
+    if (first) std::fill(y, y + B, std::numeric_limits<float>::lowest());
+  }
+}
+
+void MaxPoolBlockedRowFloat(const float* const* rows, int64_t nrows, const int64_t* k_lo, const int64_t* k_hi,
+                            int64_t stride, int64_t pad, int64_t dil, float* y, int64_t n, QGemmIsa isa) {
+  if (QGemmIsaHasAvx512(isa)) return pool_f32::MaxPoolBlockedRowAvx512(rows, nrows, k_lo, k_hi, stride, pad, dil, y, n);
+  pool_f32::MaxPoolBlockedRowPortable(rows, nrows, k_lo, k_hi, stride, pad, dil, y, n);
 }
 
 }  // namespace quantkit::kernels

@@ -29,7 +29,19 @@ inline float MaxPoolColumnMax(const float* const* rows, int64_t nrows, int64_t c
   return m;
 }
 
+// One output row of a MaxPool over NCHW16c pixels (16 channels per pixel): for output i in
+// [0, n), the window's taps are rows[r][(i * stride - pad + k * dil) * 16 + lane] for r < nrows
+// and k in [k_lo[i], k_hi[i]), taken in that order: the first tap, then each later one where it
+// is greater (MaxPool's rule per lane: a NaN first tap wins, other NaNs are skipped). A window
+// with no taps gives the lowest float.
+void MaxPoolBlockedRowFloat(const float* const* rows, int64_t nrows, const int64_t* k_lo, const int64_t* k_hi,
+                            int64_t stride, int64_t pad, int64_t dil, float* y, int64_t n, QGemmIsa isa);
+
 namespace pool_f32 {
+void MaxPoolBlockedRowPortable(const float* const* rows, int64_t nrows, const int64_t* k_lo, const int64_t* k_hi,
+                               int64_t stride, int64_t pad, int64_t dil, float* y, int64_t n);
+void MaxPoolBlockedRowAvx512(const float* const* rows, int64_t nrows, const int64_t* k_lo, const int64_t* k_hi,
+                             int64_t stride, int64_t pad, int64_t dil, float* y, int64_t n);
 void MaxPool2x2RowAvx512(const float* a, const float* b, float* y, int64_t n);
 void MaxPool3Stride2RowAvx512(const float* const* rows, int64_t nrows, float* y, int64_t n);
 }

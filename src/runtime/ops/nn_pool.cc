@@ -289,30 +289,18 @@ void GlobalPoolPlane(PoolKind kind, int64_t p, const T* x, int64_t n, T* y) {
 
 // NCHW16c planes (passes::BlockConvChannels): 16 channels per pixel, each lane computed as the
 // plain kernels above compute one channel, so the same values.
-// MaxPool: MaxPoolPlane's rule per lane (the window's first tap, then a later tap when greater:
-// a NaN first tap wins, later NaNs are skipped).
-void MaxPoolBlockedPlane(const Pool3& g, const float* x, float* y) {
+// MaxPool: MaxPoolPlane's rule per lane (kernels::MaxPoolBlockedRowFloat).
+void MaxPoolBlockedPlane(const Pool3& g, const float* x, float* y, kernels::QGemmIsa isa) {
   constexpr int64_t B = 16;
   const PoolDim &H = g.d[1], &W = g.d[2];
-  for (int64_t oh = 0; oh < H.out; ++oh) {
-    for (int64_t ow = 0; ow < W.out; ++ow, y += B) {
-      float best[B];
-      bool first = true;
-      for (int64_t kh = H.lo[oh]; kh < H.hi[oh]; ++kh) {
-        const int64_t ih = oh * H.stride - H.pad_begin + kh * H.dilation;
-        for (int64_t kw = W.lo[ow]; kw < W.hi[ow]; ++kw) {
-          const float* v = x + (ih * W.in + ow * W.stride - W.pad_begin + kw * W.dilation) * B;
-          if (first) {
-            std::copy(v, v + B, best);
-            first = false;
-            continue;
-          }
-          for (int64_t j = 0; j < B; ++j) best[j] = v[j] > best[j] ? v[j] : best[j];
-        }
-      }
-      if (first) std::fill(best, best + B, std::numeric_limits<float>::lowest());
-      std::copy(best, best + B, y);
+  std::vector<const float*> rows(static_cast<size_t>(std::max<int64_t>(H.kernel, 1)));
+  for (int64_t oh = 0; oh < H.out; ++oh, y += W.out * B) {
+    int64_t nrows = 0;
+    for (int64_t kh = H.lo[oh]; kh < H.hi[oh]; ++kh) {
+      rows[nrows++] = x + (oh * H.stride - H.pad_begin + kh * H.dilation) * W.in * B;
     }
+    kernels::MaxPoolBlockedRowFloat(rows.data(), nrows, W.lo.data(), W.hi.data(), W.stride, W.pad_begin, W.dilation, y,
+                                    W.out, isa);
   }
 }
 
@@ -489,8 +477,9 @@ class PoolKernel final : public OpKernel {
     const int64_t out_plane = g.out[0] * g.out[1] * B;
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, Shape{x.dim(0), x.dim(1), g.out[0], g.out[1], B}));
     float* yd = y->data<float>();
+    const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
     ParallelPlanes(ctx, planes, out_plane * g.kernel[0] * g.kernel[1],
-                   [&](int64_t i) { MaxPoolBlockedPlane(p3, xd + i * in_plane, yd + i * out_plane); });
+                   [&](int64_t i) { MaxPoolBlockedPlane(p3, xd + i * in_plane, yd + i * out_plane, isa); });
     return Status::Ok();
   }
 

@@ -3,6 +3,8 @@
 // loads and stores.
 #include <immintrin.h>
 
+#include <limits>
+
 #include <algorithm>
 
 #include "runtime/kernels/pool_f32.h"
@@ -75,6 +77,29 @@ __attribute__((target("avx512f"))) void MaxPool3Stride2RowAvx512(const float* co
     const __m512 tap = _mm512_permutex2var_ps(first_lo, even, first_hi);
     const __m512 out = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(tap, tap, _CMP_UNORD_Q), best, tap);
     _mm512_mask_storeu_ps(y + i, FirstLanes(left), out);
+  }
+}
+
+// MaxPoolBlockedRowFloat: one pixel's 16 channels per vector; vmaxps(v, best) is v > best ? v :
+// best, the portable selection.
+__attribute__((target("avx512f"))) void MaxPoolBlockedRowAvx512(const float* const* rows, int64_t nrows,
+                                                               const int64_t* k_lo, const int64_t* k_hi,
+                                                               int64_t stride, int64_t pad, int64_t dil, float* y,
+                                                               int64_t n) {
+  constexpr int64_t B = 16;
+  for (int64_t i = 0; i < n; ++i, y += B) {
+    if (nrows == 0 || k_hi[i] <= k_lo[i]) {
+      _mm512_storeu_ps(y, _mm512_set1_ps(std::numeric_limits<float>::lowest()));
+      continue;
+    }
+    const int64_t base = i * stride - pad;
+    __m512 best = _mm512_loadu_ps(rows[0] + (base + k_lo[i] * dil) * B);
+    for (int64_t r = 0; r < nrows; ++r) {
+      for (int64_t k = r == 0 ? k_lo[i] + 1 : k_lo[i]; k < k_hi[i]; ++k) {
+        best = _mm512_maskz_max_ps(0xFFFF, _mm512_loadu_ps(rows[r] + (base + k * dil) * B), best);
+      }
+    }
+    _mm512_storeu_ps(y, best);
   }
 }
 
