@@ -222,6 +222,64 @@ TEST(BlockConvChannels, BlockedGraphGivesTheNchwValues) {
   }
 }
 
+// Fashion-CNN-like: two 3x3 convs, each with Relu and a 2x2 MaxPool (FuseConvMaxPool), blocked:
+// the conv computes each pooled row's two conv rows in a scratch and pools them. Odd maps (13x11:
+// the last conv row and column are dropped by the pool), a batch of 3, NaN inputs.
+TEST(BlockConvChannels, BlockedConvWithFusedMaxPoolGivesTheNchwValues) {
+  std::mt19937 rng(4);
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {3, 16, 13, 11}));
+  const std::vector<Attribute> pool = {IntsAttr("kernel_shape", {2, 2}), IntsAttr("strides", {2, 2})};
+  std::string in = "x";
+  int64_t C = 16;
+  for (int i = 0; i < 2; ++i) {
+    const std::string k = std::to_string(i);
+    g.AddInitializer("w" + k, Tensor::FromVector<float>(Normal(static_cast<size_t>(32 * C * 9), rng), {32, C, 3, 3}));
+    g.AddInitializer("b" + k, Tensor::FromVector<float>(Normal(32, rng), {32}));
+    Node conv = MakeNode("Conv", {in, "w" + k, "b" + k}, {"c" + k});
+    conv.attributes = {IntsAttr("kernel_shape", {3, 3}), IntsAttr("pads", {1, 1, 1, 1})};
+    g.nodes.push_back(conv);
+    g.nodes.push_back(MakeNode("Relu", {"c" + k}, {"r" + k}));
+    Node p = MakeNode("MaxPool", {"r" + k}, {"p" + k});
+    p.attributes = pool;
+    g.nodes.push_back(p);
+    in = "p" + k;
+    C = 32;
+  }
+  g.outputs = {Untyped("p1")};
+  const Model m = testing::MakeModel(std::move(g), 13);
+  Model opt = m;
+  ASSERT_TRUE(passes::OptimizeForInference(opt).ok());
+  ASSERT_TRUE(passes::FuseConvActivation(opt).ok());
+  ASSERT_TRUE(passes::BlockConvChannels(opt).ok());
+  int blocked_pooled = 0;
+  for (const Node& n : opt.graph.nodes) blocked_pooled += n.AttrInt("nchwc", 0) == 1 && n.AttrInt("max_pool_2x2", 0) == 1;
+  EXPECT_EQ(blocked_pooled, 2);
+  Tensor x = testing::RandomFloats({3, 16, 13, 11}, 6);
+  x.data<float>()[40] = std::nanf("");
+  std::vector<Tensor> nchw;
+  ASSERT_EQ(setenv("QUANTKIT_LAYOUT", "nchw", 1), 0);
+  nchw = RunThreads(m, x, 1);
+  unsetenv("QUANTKIT_LAYOUT");
+  const std::vector<Tensor> one = RunThreads(m, x, 1), two = RunThreads(m, x, 2);
+  ASSERT_EQ(one.size(), 1u);
+  ASSERT_EQ(nchw.size(), 1u);
+  ASSERT_EQ(one[0].shape(), (Shape{3, 32, 3, 2}));
+  ASSERT_EQ(one[0].shape(), nchw[0].shape());
+  int nans = 0;
+  for (int64_t i = 0; i < one[0].numel(); ++i) {
+    const float a = one[0].data<float>()[i], b = nchw[0].data<float>()[i];
+    if (std::isnan(b)) {
+      EXPECT_TRUE(std::isnan(a)) << i;
+      ++nans;
+      continue;
+    }
+    EXPECT_NEAR(a, b, 1e-4f * (1 + std::fabs(b))) << i;
+  }
+  EXPECT_GT(nans, 0);
+  EXPECT_EQ(0, std::memcmp(one[0].data<float>(), two[0].data<float>(), one[0].numel() * sizeof(float)));
+}
+
 // Two linked 1x1 convs whose outputs other ops also read: 1024 multiply-adds per pixel against 64
 // reordered channels, below the pass's threshold: nothing is blocked.
 TEST(BlockConvChannels, LightComponentsStayNchw) {

@@ -81,7 +81,8 @@ void conv_nchwc::RowsPortable(const NchwcConvArgs& a, int64_t group, int64_t oy0
           float v = acc + (a.bias ? a.bias[ob * B + o] : 0.f);
           if (a.residual) v = v + a.residual[at];
           if (a.clamp_lo_hi) v = std::min(std::max(v, a.clamp_lo_hi[0]), a.clamp_lo_hi[1]);
-          a.y[at] = v;
+          const int64_t y_ob = a.y_block_stride > 0 ? a.y_block_stride : OH * OW * B;
+          a.y[ob * y_ob + ((oy - a.y_row0) * OW + ox) * B + o] = v;
         }
       }
     }

@@ -56,8 +56,11 @@ struct NchwcConvArgs {
   const float* w = nullptr;         // PackNchwcWeights
   const float* bias = nullptr;      // M values, or null
   const float* residual = nullptr;  // y's layout, or null
-  float* y = nullptr;               // one image, [M/16][OH][OW][16]
+  float* y = nullptr;               // one image, [M/16][OH][OW][16] (or the rows below)
   const float* clamp_lo_hi = nullptr;
+  // y holds output rows [y_row0, ...) only, y_block_stride floats per output block (0: OH OW 16,
+  // the whole image); the residual keeps the whole image's layout.
+  int64_t y_row0 = 0, y_block_stride = 0;
 };
 
 // Output rows [oy0, oy1) of output-block group `group` (blocks 4 * group .. + 4, fewer at the end).

@@ -938,6 +938,11 @@ class ConvKernel final : public OpKernel {
     QK_CHECK_ARG(!r || (r->dtype() == DType::kFloat32 && r->shape() == yshape),
                  "the residual R must be a float32 NCHW16c tensor of the output's shape {}, got {}",
                  ShapeToString(yshape), r ? ShapeToString(r->shape()) : "");
+    if (max_pool_2x2_) {
+      QK_CHECK_ARG(g.out[0] >= 2 && g.out[1] >= 2, "the fused 2x2 MaxPool needs a conv output of at least 2x2, got {}",
+                   ShapeToString(yshape));
+      return ComputeBlockedPooled(ctx, x, w, b, r, g);
+    }
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
     if (N == 0 || g.OutSize() == 0) return Status::Ok();
     std::call_once(nchwc_once_, [&] {
@@ -974,6 +979,55 @@ class ConvKernel final : public OpKernel {
       rows(0, tasks);
     }
     return Status::Ok();
+  }
+
+  // ComputeBlocked with max_pool_2x2: each task computes the two conv rows of one pooled row of
+  // one output-block group into a scratch (in cache) and pools them
+  // (kernels::MaxPoolBlockedRowFloat: the MaxPool op's selections, the same values as the conv
+  // and a separate NchwcMaxPool). y [N, M/16, OH/2, OW/2, 16].
+  Status ComputeBlockedPooled(KernelContext& ctx, const Tensor& x, const Tensor& w, const Tensor* b, const Tensor* r,
+                              const ConvGeometry& g) {
+    constexpr int64_t B = kernels::kNchwcBlock;
+    const int64_t N = x.dim(0), C = w.dim(1), M = w.dim(0), OH = g.out[0], OW = g.out[1];
+    const int64_t PH = OH / 2, PW = OW / 2;
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, Shape{N, M / B, PH, PW, B}));
+    if (N == 0) return Status::Ok();
+    std::call_once(nchwc_once_, [&] {
+      nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1]);
+    });
+    const int64_t in_size = g.InSize() * C, conv_size = OH * OW * M, pooled_size = PH * PW * M;
+    const float lo_hi[2] = {act_.lo, act_.hi};
+    constexpr int64_t kGroup = kernels::kNchwcOutputBlocksPerGroup;
+    const int64_t groups = (M / B + kGroup - 1) / kGroup, per_image = groups * PH;
+    const std::vector<int64_t> k_lo(static_cast<size_t>(PW), 0), k_hi(static_cast<size_t>(PW), 2);
+    const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+    const int64_t scratch_block = 2 * OW * B;  // two conv rows of one output block
+    return ParallelWithScratch<float>(
+        ctx, N * per_image, 1, M / B * scratch_block, "blocked conv rows before MaxPool",
+        [&](int64_t t0, int64_t t1, float* rows) {
+          for (int64_t t = t0; t < t1; ++t) {
+            const int64_t n = t / per_image, group = t % per_image / PH, py = t % PH;
+            kernels::NchwcConvArgs a;
+            a.g = &g;
+            a.C = C;
+            a.M = M;
+            a.x = x.data<float>() + n * in_size;
+            a.w = nchwc_weights_->data();
+            a.bias = b ? b->data<float>() : nullptr;
+            a.residual = r ? r->data<float>() + n * conv_size : nullptr;
+            a.y = rows;
+            a.y_row0 = 2 * py;
+            a.y_block_stride = scratch_block;
+            a.clamp_lo_hi = act_.on ? lo_hi : nullptr;
+            kernels::ConvNchwcRows(a, group, 2 * py, 2 * py + 2, isa);
+            const int64_t ob1 = std::min(M / B, (group + 1) * kGroup);
+            for (int64_t ob = group * kGroup; ob < ob1; ++ob) {
+              const float* pair[2] = {rows + ob * scratch_block, rows + ob * scratch_block + OW * B};
+              kernels::MaxPoolBlockedRowFloat(pair, 2, k_lo.data(), k_hi.data(), 2, 0, 1,
+                                              y->data<float>() + n * pooled_size + (ob * PH + py) * PW * B, PW, isa);
+            }
+          }
+        });
   }
 
   // The NCHW16c weights, made on the first run that takes the direct blocked conv, or null.

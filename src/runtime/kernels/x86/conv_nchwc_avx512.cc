@@ -25,6 +25,7 @@ struct Row {
   const float* residual;  // row oy of the group's first block, or null
   float* y;               // row oy of the group's first block
   int64_t y_ob;           // floats between output blocks of y
+  int64_t res_ob;         // and of the residual
   const float* clamp;
 };
 
@@ -89,7 +90,7 @@ __attribute__((target("avx512f"))) void Pixels(const Row& r, int64_t ox0) {
     for (int p = 0; p < P; ++p) {
       const int64_t at = f * r.y_ob + (ox0 + p) * B;
       __m512 v = _mm512_add_ps(acc[f][p], bv);
-      if (r.residual) v = _mm512_add_ps(v, _mm512_loadu_ps(r.residual + at));
+      if (r.residual) v = _mm512_add_ps(v, _mm512_loadu_ps(r.residual + f * r.res_ob + (ox0 + p) * B));
       if (r.clamp) v = _mm512_maskz_min_ps(kAll, hi, _mm512_maskz_max_ps(kAll, lo, v));
       _mm512_storeu_ps(r.y + at, v);
     }
@@ -142,7 +143,8 @@ void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1)
   r.x = a.x;
   r.w = a.w + ob0 * Cb * g.kernel[0] * g.kernel[1] * B * B;
   r.bias = a.bias ? a.bias + ob0 * B : nullptr;
-  r.y_ob = OH * OW * B;
+  r.y_ob = a.y_block_stride > 0 ? a.y_block_stride : OH * OW * B;
+  r.res_ob = OH * OW * B;  // the residual keeps the whole image's layout
   r.clamp = a.clamp_lo_hi;
   // Passes over the input blocks whose weights (KH KW 16 x 16 fb floats per block) fill about a
   // third of L1, so they stay there across the rows' pixels; the sums go to y between passes.
@@ -155,8 +157,8 @@ void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1)
     r.last = r.cb1 == Cb;
     for (int64_t oy = oy0; oy < oy1; ++oy) {
       r.oy = oy;
-      r.y = a.y + ob0 * r.y_ob + oy * OW * B;
-      r.residual = a.residual ? a.residual + ob0 * r.y_ob + oy * OW * B : nullptr;
+      r.y = a.y + ob0 * r.y_ob + (oy - a.y_row0) * OW * B;
+      r.residual = a.residual ? a.residual + ob0 * r.res_ob + oy * OW * B : nullptr;
       switch (fb) {
         case 1: RowOfStride<1>(r, lo, hi, OW); break;
         case 2: RowOfStride<2>(r, lo, hi, OW); break;
