@@ -6,12 +6,14 @@
 //
 // - A Conv / FusedConv with constant float weights [M, C, KH, KW], group 1, M and C multiples of
 //   16 is eligible (with a fused 2x2 MaxPool too: the blocked conv pools its rows in cache; with
-//   a separate NchwcMaxPool the Fashion CNN was no faster, 60 ms either way). Eligible convs that
+//   a separate NchwcMaxPool the Fashion CNN was no faster, 60 ms either way); so is one with at
+//   most 8 input channels (a network's first conv), which reads its input as NCHW (nchwc = 2)
+//   and writes the blocked layout, so no reorder precedes the blocked region. Eligible convs that
 //   read each other's outputs (directly or through a MaxPool) form components; a component is
 //   blocked when its convs' work outweighs the reorders at its edges (a lone conv would pay a
 //   reorder on both sides for nothing).
-// - A blocked conv becomes FusedConv with attribute nchwc = 1: input 0, its residual (input 3)
-//   and its output are blocked.
+// - A blocked conv becomes FusedConv with attribute nchwc = 1 (or 2): input 0 (unless 2), its
+//   residual (input 3) and its output are blocked.
 // - A MaxPool (no Indices output) reading a blocked tensor becomes com.quantkit::NchwcMaxPool; a
 //   GlobalAveragePool com.quantkit::NchwcGlobalAveragePool, whose [N, C, 1, 1] output is plain.
 // - com.quantkit::ToNchwc / FromNchwc nodes convert at the edges: one per tensor, shared by its
@@ -29,19 +31,25 @@ namespace {
 
 constexpr int64_t kBlock = 16;
 
-bool IsFloatConv(const Graph& g, const Node& n) {
+// What the blocked conv can take of node n: kNot, kBlockedInput (both channel counts multiples
+// of 16), or kPlainInput (a network's first conv: at most 8 input channels, read as NCHW).
+enum ConvKind { kNot = 0, kBlockedInput = 1, kPlainInput = 2 };
+constexpr int64_t kMaxPlainInputChannels = 8;
+ConvKind FloatConvKind(const Graph& g, const Node& n) {
   const bool conv = (n.IsDefaultDomain() && n.op_type == "Conv") ||
                     (n.domain == rt::kQuantkitDomain && n.op_type == "FusedConv");
-  if (!conv || n.outputs.size() != 1 || !n.HasInput(0) || !n.HasInput(1)) return false;
-  if (n.AttrInt("group", 1) != 1 || n.AttrInt("nchwc", 0) != 0) return false;
-  if (g.IsGraphInput(n.inputs[1])) return false;
+  if (!conv || n.outputs.size() != 1 || !n.HasInput(0) || !n.HasInput(1)) return kNot;
+  if (n.AttrInt("group", 1) != 1 || n.AttrInt("nchwc", 0) != 0) return kNot;
+  if (g.IsGraphInput(n.inputs[1])) return kNot;
   const Tensor* w = g.FindInitializer(n.inputs[1]);
-  if (!w || w->dtype() != DType::kFloat32 || w->rank() != 4) return false;
+  if (!w || w->dtype() != DType::kFloat32 || w->rank() != 4) return kNot;
   if (n.HasInput(2)) {
     const Tensor* b = g.FindInitializer(n.inputs[2]);
-    if (!b || b->dtype() != DType::kFloat32 || g.IsGraphInput(n.inputs[2])) return false;
+    if (!b || b->dtype() != DType::kFloat32 || g.IsGraphInput(n.inputs[2])) return kNot;
   }
-  return w->dim(0) % kBlock == 0 && w->dim(1) % kBlock == 0 && w->dim(0) > 0 && w->dim(1) > 0;
+  if (w->dim(0) <= 0 || w->dim(1) <= 0 || w->dim(0) % kBlock != 0) return kNot;
+  if (w->dim(1) % kBlock == 0) return kBlockedInput;
+  return w->dim(1) <= kMaxPlainInputChannels ? kPlainInput : kNot;
 }
 
 bool IsPlainMaxPool(const Node& n) {
@@ -60,8 +68,16 @@ Status BlockConvChannels(Model& model) {
   Graph& g = model.graph;
   const int n = static_cast<int>(g.nodes.size());
   DefUse du(g);
+  std::vector<ConvKind> kind(n, kNot);
   std::vector<bool> eligible(n, false);
-  for (int i = 0; i < n; ++i) eligible[i] = IsFloatConv(g, g.nodes[i]);
+  for (int i = 0; i < n; ++i) {
+    kind[i] = FloatConvKind(g, g.nodes[i]);
+    eligible[i] = kind[i] != kNot;
+  }
+  // The inputs a blocked conv reads blocked: 0 (unless plain) and the residual, 3.
+  auto blocked_slots = [&](int i) {
+    return kind[i] == kPlainInput ? std::vector<size_t>{3} : std::vector<size_t>{0, 3};
+  };
   // The eligible convs feeding value v, directly or through one MaxPool.
   auto conv_source = [&](const std::string& v) {
     int p = du.Producer(v);
@@ -80,7 +96,7 @@ Status BlockConvChannels(Model& model) {
   for (int i = 0; i < n; ++i) {
     if (!eligible[i]) continue;
     const Node& c = g.nodes[i];
-    for (size_t slot : {size_t{0}, size_t{3}}) {
+    for (size_t slot : blocked_slots(i)) {
       if (!c.HasInput(slot)) continue;
       const int src = conv_source(c.inputs[slot]);
       if (src < 0) continue;
@@ -102,7 +118,7 @@ Status BlockConvChannels(Model& model) {
   auto member_reads = [&](int root, int consumer, const std::string& v) {
     if (consumer < 0 || !eligible[consumer] || !linked[consumer] || find(consumer) != root) return false;
     const Node& c = g.nodes[consumer];
-    return c.Input(0) == v || c.Input(3) == v;
+    return (kind[consumer] != kPlainInput && c.Input(0) == v) || c.Input(3) == v;
   };
   auto count_outputs = [&](int root, const std::string& v, double channels, bool pools_blocked) {
     bool plain_reader = g.IsGraphOutput(v);
@@ -120,7 +136,7 @@ Status BlockConvChannels(Model& model) {
     const Node& c = g.nodes[i];
     const Tensor* w = g.FindInitializer(c.inputs[1]);
     work[root] += static_cast<double>(w->numel());
-    for (size_t slot : {size_t{0}, size_t{3}}) {
+    for (size_t slot : blocked_slots(i)) {
       if (!c.HasInput(slot)) continue;
       const int src = conv_source(c.inputs[slot]);
       if ((src < 0 || find(src) != root) && counted.insert(c.inputs[slot]).second) {
@@ -174,13 +190,13 @@ Status BlockConvChannels(Model& model) {
   for (int i = 0; i < n; ++i) {
     Node& node = g.nodes[i];
     if (blocked[i]) {
-      block_input(node, 0);
+      if (kind[i] == kBlockedInput) block_input(node, 0);
       if (node.HasInput(3)) block_input(node, 3);
       if (node.op_type == "Conv") {
         node.op_type = "FusedConv";
         node.domain = rt::kQuantkitDomain;
       }
-      node.SetAttrInt("nchwc", 1);
+      node.SetAttrInt("nchwc", kind[i] == kBlockedInput ? 1 : 2);
       block_output(node);
       continue;
     }

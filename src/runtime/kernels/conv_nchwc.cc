@@ -9,34 +9,34 @@ namespace quantkit::kernels {
 
 bool ConvNchwcSupported(QGemmIsa isa) { return QGemmIsaHasAvx512(isa); }
 
-int64_t NchwcWeightOffset(int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ob, int64_t cb, int64_t kh,
-                          int64_t kw, int64_t i, int64_t o) {
+int64_t NchwcWeightOffset(int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib, int64_t ob, int64_t cb,
+                          int64_t kh, int64_t kw, int64_t i, int64_t o) {
   constexpr int64_t B = kNchwcBlock;
   const int64_t ob0 = ob / kNchwcOutputBlocksPerGroup * kNchwcOutputBlocksPerGroup;
   const int64_t fb = std::min(M / B - ob0, kNchwcOutputBlocksPerGroup);
-  return ob0 * C * KH * KW * B + (((cb * KH + kh) * KW + kw) * B + i) * fb * B + (ob - ob0) * B + o;
+  return ob0 * C * KH * KW * B + (((cb * KH + kh) * KW + kw) * ib + i) * fb * B + (ob - ob0) * B + o;
 }
 
-void PackNchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, float* dst) {
+void PackNchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib, float* dst) {
   constexpr int64_t B = kNchwcBlock;
   for (int64_t ob = 0; ob < M / B; ++ob)
-    for (int64_t cb = 0; cb < C / B; ++cb)
+    for (int64_t cb = 0; cb < C / ib; ++cb)
       for (int64_t kh = 0; kh < KH; ++kh)
         for (int64_t kw = 0; kw < KW; ++kw)
-          for (int64_t i = 0; i < B; ++i)
+          for (int64_t i = 0; i < ib; ++i)
             for (int64_t o = 0; o < B; ++o) {
-              dst[NchwcWeightOffset(M, C, KH, KW, ob, cb, kh, kw, i, o)] =
-                  w[(((ob * B + o) * C + cb * B + i) * KH + kh) * KW + kw];
+              dst[NchwcWeightOffset(M, C, KH, KW, ib, ob, cb, kh, kw, i, o)] =
+                  w[(((ob * B + o) * C + cb * ib + i) * KH + kh) * KW + kw];
             }
 }
 
 void NchwcWeights::Free::operator()(float* p) const { std::free(p); }
 
-NchwcWeights::NchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW) {
+NchwcWeights::NchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib) {
   const size_t floats = static_cast<size_t>(std::max<int64_t>(M * C * KH * KW, 16));
   data_.reset(static_cast<float*>(std::aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64)));
   if (!data_) throw std::bad_alloc();
-  PackNchwcWeights(w, M, C, KH, KW, data_.get());
+  PackNchwcWeights(w, M, C, KH, KW, ib, data_.get());
 }
 
 void conv_nchwc::InteriorColumns(const ConvGeometry& g, int64_t* lo, int64_t* hi) {
@@ -56,7 +56,8 @@ void conv_nchwc::RowsPortable(const NchwcConvArgs& a, int64_t group, int64_t oy0
   constexpr int64_t B = kNchwcBlock;
   const ConvGeometry& g = *a.g;
   const int64_t IH = g.in[0], IW = g.in[1], OH = g.out[0], OW = g.out[1];
-  const int64_t KH = g.kernel[0], KW = g.kernel[1], Cb = a.C / B, Mb = a.M / B;
+  const int64_t ib = a.plain_input ? 1 : B;
+  const int64_t KH = g.kernel[0], KW = g.kernel[1], Cb = a.C / ib, Mb = a.M / B;
   const int64_t ob0 = group * kNchwcOutputBlocksPerGroup, ob1 = std::min(Mb, ob0 + kNchwcOutputBlocksPerGroup);
   for (int64_t ob = ob0; ob < ob1; ++ob) {
     for (int64_t oy = oy0; oy < oy1; ++oy) {
@@ -70,9 +71,9 @@ void conv_nchwc::RowsPortable(const NchwcConvArgs& a, int64_t group, int64_t oy0
               for (int64_t kw = 0; kw < KW; ++kw) {
                 const int64_t ix = ox * g.stride[1] - g.pad_begin[1] + kw * g.dilation[1];
                 if (ix < 0 || ix >= IW) continue;
-                const float* xp = a.x + ((cb * IH + iy) * IW + ix) * B;
-                for (int64_t i = 0; i < B; ++i) {
-                  acc = std::fma(xp[i], a.w[NchwcWeightOffset(a.M, a.C, KH, KW, ob, cb, kh, kw, i, o)], acc);
+                const float* xp = a.x + ((cb * IH + iy) * IW + ix) * ib;
+                for (int64_t i = 0; i < ib; ++i) {
+                  acc = std::fma(xp[i], a.w[NchwcWeightOffset(a.M, a.C, KH, KW, ib, ob, cb, kh, kw, i, o)], acc);
                 }
               }
             }

@@ -29,17 +29,19 @@ bool ConvNchwcSupported(QGemmIsa isa);
 // Output blocks per kernel call (weights of 4 x 16 output channels in flight).
 constexpr int64_t kNchwcOutputBlocksPerGroup = 4;
 
-// Weights [M, C, KH, KW] (M and C multiples of 16) to groups of 4 output blocks (the last one
-// `fb` = 1..4 blocks): [group][C/16][KH][KW][16 in][fb * 16 out], so one input channel's weight
-// rows for the group are consecutive. Group g starts at 4 g * C * KH * KW * 16 floats.
-int64_t NchwcWeightOffset(int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ob, int64_t cb, int64_t kh,
-                          int64_t kw, int64_t i, int64_t o);
-void PackNchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, float* dst);
+// Input blocks: 16 channels ([N, C/16, H, W, 16], C a multiple of 16), or 1 for an NCHW input of
+// any channel count (a network's first conv: its output blocked, its input read in place).
+// Weights [M, C, KH, KW] (M a multiple of 16) to groups of 4 output blocks (the last one `fb` =
+// 1..4 blocks): [group][C/ib][KH][KW][ib in][fb * 16 out], so one input channel's weight rows for
+// the group are consecutive. Group g starts at 4 g * C * KH * KW * 16 floats.
+int64_t NchwcWeightOffset(int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib, int64_t ob, int64_t cb,
+                          int64_t kh, int64_t kw, int64_t i, int64_t o);
+void PackNchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib, float* dst);
 
 // PackNchwcWeights' layout in 64-byte aligned memory (the kernel's aligned loads), made once.
 class NchwcWeights {
  public:
-  NchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW);
+  NchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib);
   const float* data() const { return data_.get(); }
 
  private:
@@ -51,7 +53,8 @@ class NchwcWeights {
 
 struct NchwcConvArgs {
   const ConvGeometry* g = nullptr;  // nd == 2
-  int64_t C = 0, M = 0;             // multiples of 16
+  int64_t C = 0, M = 0;             // M a multiple of 16; C of 16 unless plain_input
+  bool plain_input = false;         // x is [C][IH][IW] (input blocks of 1 channel)
   const float* x = nullptr;         // one image, [C/16][IH][IW][16]
   const float* w = nullptr;         // PackNchwcWeights
   const float* bias = nullptr;      // M values, or null

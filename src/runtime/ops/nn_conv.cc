@@ -712,7 +712,9 @@ class ConvKernel final : public OpKernel {
       k->act_.lo = init.node.AttrFloat("activation_min", -std::numeric_limits<float>::infinity());
       k->act_.hi = init.node.AttrFloat("activation_max", std::numeric_limits<float>::infinity());
       k->max_pool_2x2_ = init.node.AttrInt("max_pool_2x2", 0) != 0;
-      k->nchwc_ = init.node.AttrInt("nchwc", 0) != 0;  // passes::BlockConvChannels
+      // passes::BlockConvChannels: 1 = NCHW16c input and output, 2 = NCHW input, NCHW16c output
+      k->nchwc_ = init.node.AttrInt("nchwc", 0) != 0;
+      k->nchwc_plain_input_ = init.node.AttrInt("nchwc", 0) == 2;
     }
     QK_CHECK_ARG(k->group_ >= 1, "attribute group must be >= 1, got {}", k->group_);
     if (const Tensor* w = init.ConstantInput(1)) {
@@ -922,10 +924,16 @@ class ConvKernel final : public OpKernel {
   // float32 weights [M, C, KH, KW], the residual (input 3) and y [N, M/16, OH, OW, 16].
   Status ComputeBlocked(KernelContext& ctx, const Tensor& x, const Tensor& w, const Tensor* b) {
     constexpr int64_t B = kernels::kNchwcBlock;
-    QK_CHECK_ARG(x.dtype() == DType::kFloat32 && x.rank() == 5 && x.dim(4) == B,
-                 "input X must be a float32 NCHW16c tensor [N, C/16, H, W, 16], got {} {}", DTypeName(x.dtype()),
-                 ShapeToString(x.shape()));
-    QK_CHECK_ARG(w.dtype() == DType::kFloat32 && w.rank() == 4 && group_ == 1 && w.dim(1) == x.dim(1) * B &&
+    if (nchwc_plain_input_) {
+      QK_CHECK_ARG(x.dtype() == DType::kFloat32 && x.rank() == 4, "input X must be a float32 [N, C, H, W], got {} {}",
+                   DTypeName(x.dtype()), ShapeToString(x.shape()));
+    } else {
+      QK_CHECK_ARG(x.dtype() == DType::kFloat32 && x.rank() == 5 && x.dim(4) == B,
+                   "input X must be a float32 NCHW16c tensor [N, C/16, H, W, 16], got {} {}", DTypeName(x.dtype()),
+                   ShapeToString(x.shape()));
+    }
+    const int64_t x_channels = nchwc_plain_input_ ? x.dim(1) : x.dim(1) * B;
+    QK_CHECK_ARG(w.dtype() == DType::kFloat32 && w.rank() == 4 && group_ == 1 && w.dim(1) == x_channels &&
                      w.dim(0) % B == 0,
                  "weight W {} {} does not fit the blocked input {} (group {})", DTypeName(w.dtype()),
                  ShapeToString(w.shape()), ShapeToString(x.shape()), group_);
@@ -946,7 +954,8 @@ class ConvKernel final : public OpKernel {
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
     if (N == 0 || g.OutSize() == 0) return Status::Ok();
     std::call_once(nchwc_once_, [&] {
-      nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1]);
+      nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1],
+                                                               nchwc_plain_input_ ? 1 : B);
     });
     const int64_t in_size = g.InSize() * C, out_size = g.OutSize() * M, OH = g.out[0];
     const float lo_hi[2] = {act_.lo, act_.hi};
@@ -961,6 +970,7 @@ class ConvKernel final : public OpKernel {
         a.g = &g;
         a.C = C;
         a.M = M;
+        a.plain_input = nchwc_plain_input_;
         a.x = x.data<float>() + n * in_size;
         a.w = nchwc_weights_->data();
         a.bias = b ? b->data<float>() : nullptr;
@@ -993,7 +1003,8 @@ class ConvKernel final : public OpKernel {
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, Shape{N, M / B, PH, PW, B}));
     if (N == 0) return Status::Ok();
     std::call_once(nchwc_once_, [&] {
-      nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1]);
+      nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1],
+                                                               nchwc_plain_input_ ? 1 : B);
     });
     const int64_t in_size = g.InSize() * C, conv_size = OH * OW * M, pooled_size = PH * PW * M;
     const float lo_hi[2] = {act_.lo, act_.hi};
@@ -1011,6 +1022,7 @@ class ConvKernel final : public OpKernel {
             a.g = &g;
             a.C = C;
             a.M = M;
+            a.plain_input = nchwc_plain_input_;
             a.x = x.data<float>() + n * in_size;
             a.w = nchwc_weights_->data();
             a.bias = b ? b->data<float>() : nullptr;
@@ -1034,7 +1046,8 @@ class ConvKernel final : public OpKernel {
   const kernels::NchwcWeights* NchwcFor(const ConvGeometry& g, int64_t C, int64_t M, const Tensor& w) {
     if (!packed_ || !UseNchwcConv(g, C, M, group_)) return nullptr;
     std::call_once(nchwc_once_, [&] {
-      nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1]);
+      nchwc_weights_ =
+          std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1], kernels::kNchwcBlock);
     });
     return nchwc_weights_.get();
   }
@@ -1061,7 +1074,8 @@ class ConvKernel final : public OpKernel {
   std::unique_ptr<WinogradWeights> winograd_;  // for 3x3 stride-1 maps (ConvWinogradFloat)
   std::once_flag nchwc_once_;
   std::unique_ptr<kernels::NchwcWeights> nchwc_weights_;  // channel-blocked direct conv (both layouts)
-  bool nchwc_ = false;  // NCHW16c input and output (ComputeBlocked)
+  bool nchwc_ = false;              // NCHW16c output (ComputeBlocked), and input unless:
+  bool nchwc_plain_input_ = false;  // the input is NCHW (a network's first conv)
 };
 
 // ------------------------------------------------------------- NCHW <-> NCHW16c (layout edges)

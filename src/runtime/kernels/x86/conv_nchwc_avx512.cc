@@ -16,8 +16,8 @@ constexpr int64_t B = kNchwcBlock;
 
 struct Row {
   const ConvGeometry* g;
-  const float* x;         // image, [Cb][IH][IW][16]
-  const float* w;         // the group's weights: [Cb][KH][KW][16 in][FB * 16 out]
+  const float* x;         // image, [Cb][IH][IW][IB] (IB = 16, or 1: NCHW)
+  const float* w;         // the group's weights: [Cb][KH][KW][IB in][FB * 16 out]
   int64_t cb0, cb1;       // the input blocks of this pass
   bool first, last;       // first pass: the sums start at 0 (else from y); last: the epilogue
   int64_t oy;
@@ -31,7 +31,7 @@ struct Row {
 
 // SW: the column stride when 1 or 2 (every input and weight address a constant offset from two
 // base pointers), 0 for any stride (read from the geometry).
-template <int FB, int P, bool kBorder, int SW>
+template <int FB, int P, bool kBorder, int SW, int IB>
 __attribute__((target("avx512f"))) void Pixels(const Row& r, int64_t ox0) {
   const ConvGeometry& g = *r.g;
   const int64_t IH = g.in[0], IW = g.in[1], KH = g.kernel[0], KW = g.kernel[1];
@@ -44,23 +44,23 @@ __attribute__((target("avx512f"))) void Pixels(const Row& r, int64_t ox0) {
     for (int p = 0; p < P; ++p) {
       acc[f][p] = r.first ? _mm512_setzero_ps() : _mm512_loadu_ps(r.y + f * r.y_ob + (ox0 + p) * B);
     }
-  const int64_t xstep = sw * B;  // floats between the P pixels' inputs
+  const int64_t xstep = sw * IB;  // floats between the P pixels' inputs
   for (int64_t cb = r.cb0; cb < r.cb1; ++cb) {
-    const float* xc = r.x + cb * IH * IW * B;
-    const float* wc = r.w + cb * KH * KW * B * FB * B;
+    const float* xc = r.x + cb * IH * IW * IB;
+    const float* wc = r.w + cb * KH * KW * IB * FB * B;
     for (int64_t kh = 0; kh < KH; ++kh) {
       const int64_t iy = r.oy * sh - ph + kh * dh;
       if (iy < 0 || iy >= IH) continue;
-      const float* xr = xc + iy * IW * B;
+      const float* xr = xc + iy * IW * IB;
       for (int64_t kw = 0; kw < KW; ++kw) {
         const int64_t ix = ox0 * sw - pw + kw * dw;
         if constexpr (kBorder) {
           if (ix < 0 || ix >= IW) continue;
         }
-        const float* xp = xr + ix * B;
-        const float* wt = wc + (kh * KW + kw) * B * FB * B;
+        const float* xp = xr + ix * IB;
+        const float* wt = wc + (kh * KW + kw) * IB * FB * B;
 #pragma GCC unroll 16
-        for (int i = 0; i < B; ++i) {
+        for (int i = 0; i < IB; ++i) {
           __m512 wv[FB];
 #pragma GCC unroll 4
           for (int f = 0; f < FB; ++f) wv[f] = _mm512_load_ps(wt + (i * FB + f) * B);
@@ -99,33 +99,43 @@ __attribute__((target("avx512f"))) void Pixels(const Row& r, int64_t ox0) {
 
 using PixelsFn = void (*)(const Row&, int64_t);
 
-template <int FB, int SW>
+template <int FB, int SW, int IB>
 PixelsFn InteriorFn(int p) {
   switch (p) {
-    case 1: return &Pixels<FB, 1, false, SW>;
-    case 2: return &Pixels<FB, 2, false, SW>;
-    case 3: return &Pixels<FB, 3, false, SW>;
-    case 4: return &Pixels<FB, 4, false, SW>;
-    case 5: return &Pixels<FB, 5, false, SW>;
-    default: return &Pixels<FB, 6, false, SW>;
+    case 1: return &Pixels<FB, 1, false, SW, IB>;
+    case 2: return &Pixels<FB, 2, false, SW, IB>;
+    case 3: return &Pixels<FB, 3, false, SW, IB>;
+    case 4: return &Pixels<FB, 4, false, SW, IB>;
+    case 5: return &Pixels<FB, 5, false, SW, IB>;
+    default: return &Pixels<FB, 6, false, SW, IB>;
   }
 }
 
-template <int FB, int SW>
+template <int FB, int SW, int IB>
 void RowOf(const Row& r, int64_t lo, int64_t hi, int64_t ow) {
-  for (int64_t ox = 0; ox < lo; ++ox) Pixels<FB, 1, true, SW>(r, ox);
+  for (int64_t ox = 0; ox < lo; ++ox) Pixels<FB, 1, true, SW, IB>(r, ox);
   int64_t ox = lo;
-  for (; ox + 6 <= hi; ox += 6) Pixels<FB, 6, false, SW>(r, ox);
-  if (ox < hi) InteriorFn<FB, SW>(static_cast<int>(hi - ox))(r, ox);
-  for (ox = hi; ox < ow; ++ox) Pixels<FB, 1, true, SW>(r, ox);
+  for (; ox + 6 <= hi; ox += 6) Pixels<FB, 6, false, SW, IB>(r, ox);
+  if (ox < hi) InteriorFn<FB, SW, IB>(static_cast<int>(hi - ox))(r, ox);
+  for (ox = hi; ox < ow; ++ox) Pixels<FB, 1, true, SW, IB>(r, ox);
 }
 
-template <int FB>
+template <int FB, int IB>
 void RowOfStride(const Row& r, int64_t lo, int64_t hi, int64_t ow) {
   switch (r.g->stride[1]) {
-    case 1: return RowOf<FB, 1>(r, lo, hi, ow);
-    case 2: return RowOf<FB, 2>(r, lo, hi, ow);
-    default: return RowOf<FB, 0>(r, lo, hi, ow);
+    case 1: return RowOf<FB, 1, IB>(r, lo, hi, ow);
+    case 2: return RowOf<FB, 2, IB>(r, lo, hi, ow);
+    default: return RowOf<FB, 0, IB>(r, lo, hi, ow);
+  }
+}
+
+template <int IB>
+void RowOfGroup(const Row& r, int64_t fb, int64_t lo, int64_t hi, int64_t ow) {
+  switch (fb) {
+    case 1: return RowOfStride<1, IB>(r, lo, hi, ow);
+    case 2: return RowOfStride<2, IB>(r, lo, hi, ow);
+    case 3: return RowOfStride<3, IB>(r, lo, hi, ow);
+    default: return RowOfStride<4, IB>(r, lo, hi, ow);
   }
 }
 
@@ -133,7 +143,8 @@ void RowOfStride(const Row& r, int64_t lo, int64_t hi, int64_t ow) {
 
 void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
   const ConvGeometry& g = *a.g;
-  const int64_t OH = g.out[0], OW = g.out[1], Cb = a.C / B, Mb = a.M / B;
+  const int64_t ib = a.plain_input ? 1 : B;  // channels per input block
+  const int64_t OH = g.out[0], OW = g.out[1], Cb = a.C / ib, Mb = a.M / B;
   const int64_t ob0 = group * kNchwcOutputBlocksPerGroup;
   const int64_t fb = std::min(Mb - ob0, kNchwcOutputBlocksPerGroup);
   int64_t lo = 0, hi = 0;
@@ -141,14 +152,14 @@ void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1)
   Row r;
   r.g = &g;
   r.x = a.x;
-  r.w = a.w + ob0 * Cb * g.kernel[0] * g.kernel[1] * B * B;
+  r.w = a.w + ob0 * a.C * g.kernel[0] * g.kernel[1] * B;
   r.bias = a.bias ? a.bias + ob0 * B : nullptr;
   r.y_ob = a.y_block_stride > 0 ? a.y_block_stride : OH * OW * B;
   r.res_ob = OH * OW * B;  // the residual keeps the whole image's layout
   r.clamp = a.clamp_lo_hi;
   // Passes over the input blocks whose weights (KH KW 16 x 16 fb floats per block) fill about a
   // third of L1, so they stay there across the rows' pixels; the sums go to y between passes.
-  const int64_t block_bytes = g.kernel[0] * g.kernel[1] * B * B * fb * 4;
+  const int64_t block_bytes = g.kernel[0] * g.kernel[1] * ib * B * fb * 4;
   const int64_t per_pass = std::max<int64_t>(1, (16 << 10) / block_bytes);
   for (int64_t cb0 = 0; cb0 < Cb; cb0 += per_pass) {
     r.cb0 = cb0;
@@ -159,11 +170,10 @@ void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1)
       r.oy = oy;
       r.y = a.y + ob0 * r.y_ob + (oy - a.y_row0) * OW * B;
       r.residual = a.residual ? a.residual + ob0 * r.res_ob + oy * OW * B : nullptr;
-      switch (fb) {
-        case 1: RowOfStride<1>(r, lo, hi, OW); break;
-        case 2: RowOfStride<2>(r, lo, hi, OW); break;
-        case 3: RowOfStride<3>(r, lo, hi, OW); break;
-        default: RowOfStride<4>(r, lo, hi, OW); break;
+      if (a.plain_input) {
+        RowOfGroup<1>(r, fb, lo, hi, OW);
+      } else {
+        RowOfGroup<B>(r, fb, lo, hi, OW);
       }
     }
   }
