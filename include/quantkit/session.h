@@ -57,6 +57,10 @@ struct SessionOptions {
   uint64_t max_memory_bytes = 0;  // 0 = default (half of physical memory)
   bool optimize = true;           // run the inference graph passes (fold constants, BN, ...) first
   bool verbose = false;           // log planning decisions to stderr
+  // With optimize: let passes::BlockConvChannels keep float convs' activations in NCHW16c (on
+  // AVX-512). Off for runs that observe intermediate tensors by name (those tensors would be
+  // renamed and blocked); QUANTKIT_LAYOUT=nchw in the environment turns it off too.
+  bool blocked_layout = true;
 };
 
 class Session {

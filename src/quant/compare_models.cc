@@ -17,7 +17,8 @@ namespace quantkit::quant {
 
 namespace {
 
-StatusOr<std::unique_ptr<Session>> OpenSession(const std::string& path, int threads, bool optimize = true,
+// observed: the run's intermediate tensors are compared by name (no blocked layout).
+StatusOr<std::unique_ptr<Session>> OpenSession(const std::string& path, int threads, bool optimize, bool observed,
                                                Model* copy = nullptr) {
   auto model = LoadModel(path);
   if (!model.ok()) return model.status();
@@ -25,6 +26,7 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const std::string& path, int thre
   SessionOptions opts;
   opts.threads = threads;
   opts.optimize = optimize;
+  opts.blocked_layout = !observed;
   auto s = Session::Create(std::move(model).value(), opts);
   if (!s.ok()) return s.status().WithContext(path);
   return s;
@@ -108,10 +110,12 @@ class TensorMatcher {
 
 StatusOr<ModelComparison> CompareModels(const std::string& reference_path, const std::string& candidate_path,
                                         const std::string& data_dir, const CompareOptions& options) {
-  QK_ASSIGN_OR_RETURN(std::unique_ptr<Session> ref, OpenSession(reference_path, options.threads));
+  QK_ASSIGN_OR_RETURN(std::unique_ptr<Session> ref,
+                      OpenSession(reference_path, options.threads, /*optimize=*/true, options.per_tensor));
   Model candidate_model;
   QK_ASSIGN_OR_RETURN(std::unique_ptr<Session> cand,
-                      OpenSession(candidate_path, options.threads, /*optimize=*/!options.per_tensor, &candidate_model));
+                      OpenSession(candidate_path, options.threads, /*optimize=*/!options.per_tensor,
+                                  options.per_tensor, &candidate_model));
   const auto& ref_out = ref->outputs();
   if (ref_out.size() != cand->outputs().size()) {
     return InvalidArgument(fmt::format("the models have {} and {} outputs", ref_out.size(), cand->outputs().size()));

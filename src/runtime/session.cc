@@ -49,7 +49,8 @@ StatusOr<std::unique_ptr<Session>> Session::Create(Model model, const SessionOpt
   if (options.optimize) {
     QK_RETURN_IF_ERROR(passes::OptimizeForInference(m));
     QK_RETURN_IF_ERROR(passes::FuseConvActivation(m));
-    if (kernels::ConvNchwcSupported(kernels::DefaultQGemmIsa()) && BlockedLayoutAllowed()) {
+    if (options.blocked_layout && kernels::ConvNchwcSupported(kernels::DefaultQGemmIsa()) &&
+        BlockedLayoutAllowed()) {
       QK_RETURN_IF_ERROR(passes::BlockConvChannels(m));
     }
   } else {

@@ -176,9 +176,10 @@ Model BlockedModel() {
   return testing::MakeModel(std::move(g), 13);
 }
 
-std::vector<Tensor> RunThreads(const Model& m, const Tensor& x, int threads) {
+std::vector<Tensor> RunThreads(const Model& m, const Tensor& x, int threads, bool blocked_layout = true) {
   SessionOptions opts;
   opts.threads = threads;
+  opts.blocked_layout = blocked_layout;
   auto s = Session::Create(m, opts);
   EXPECT_TRUE(s.ok()) << s.status().message();
   std::vector<Tensor> out;
@@ -210,12 +211,7 @@ TEST(BlockConvChannels, BlockedGraphGivesTheNchwValues) {
   ASSERT_TRUE(VerifyGraph(blocked.graph).ok());
 
   const Tensor x = testing::RandomFloats({2, 16, 13, 11}, 3);
-  std::vector<Tensor> nchw;
-  {
-    ASSERT_EQ(setenv("QUANTKIT_LAYOUT", "nchw", 1), 0);
-    nchw = RunThreads(m, x, 1);
-    unsetenv("QUANTKIT_LAYOUT");
-  }
+  const std::vector<Tensor> nchw = RunThreads(m, x, 1, /*blocked_layout=*/false);
   const std::vector<Tensor> one = RunThreads(m, x, 1), two = RunThreads(m, x, 2);
   ASSERT_EQ(one.size(), 3u);
   ASSERT_EQ(nchw.size(), 3u);
@@ -269,10 +265,7 @@ TEST(BlockConvChannels, BlockedConvWithFusedMaxPoolGivesTheNchwValues) {
   EXPECT_EQ(reorders, 0);
   Tensor x = testing::RandomFloats({3, 1, 13, 11}, 6);
   x.data<float>()[40] = std::nanf("");
-  std::vector<Tensor> nchw;
-  ASSERT_EQ(setenv("QUANTKIT_LAYOUT", "nchw", 1), 0);
-  nchw = RunThreads(m, x, 1);
-  unsetenv("QUANTKIT_LAYOUT");
+  const std::vector<Tensor> nchw = RunThreads(m, x, 1, /*blocked_layout=*/false);
   const std::vector<Tensor> one = RunThreads(m, x, 1), two = RunThreads(m, x, 2);
   ASSERT_EQ(one.size(), 1u);
   ASSERT_EQ(nchw.size(), 1u);
