@@ -957,7 +957,7 @@ class ConvKernel final : public OpKernel {
       nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1],
                                                                nchwc_plain_input_ ? 1 : B);
     });
-    const int64_t in_size = g.InSize() * C, out_size = g.OutSize() * M, OH = g.out[0];
+    const int64_t out_size = g.OutSize() * M, OH = g.out[0];
     const float lo_hi[2] = {act_.lo, act_.hi};
     const int64_t groups = (M / B + kernels::kNchwcOutputBlocksPerGroup - 1) / kernels::kNchwcOutputBlocksPerGroup;
     const int64_t per_image = groups * OH;
@@ -966,17 +966,8 @@ class ConvKernel final : public OpKernel {
       for (int64_t t = t0; t < t1;) {  // rows of one image and group at a time
         const int64_t n = t / per_image, group = t % per_image / OH, oy0 = t % OH;
         const int64_t oy1 = std::min(OH, oy0 + (t1 - t));
-        kernels::NchwcConvArgs a;
-        a.g = &g;
-        a.C = C;
-        a.M = M;
-        a.plain_input = nchwc_plain_input_;
-        a.x = x.data<float>() + n * in_size;
-        a.w = nchwc_weights_->data();
-        a.bias = b ? b->data<float>() : nullptr;
-        a.residual = r ? r->data<float>() + n * out_size : nullptr;
+        kernels::NchwcConvArgs a = BlockedArgs(g, C, M, x, b, r, n, lo_hi);
         a.y = y->data<float>() + n * out_size;
-        a.clamp_lo_hi = act_.on ? lo_hi : nullptr;
         kernels::ConvNchwcRows(a, group, oy0, oy1, isa);
         t += oy1 - oy0;
       }
@@ -989,6 +980,23 @@ class ConvKernel final : public OpKernel {
       rows(0, tasks);
     }
     return Status::Ok();
+  }
+
+  // The blocked kernel's arguments for image n (all but y): x [N, C/16, H, W, 16] (or [N, C, H,
+  // W]), the weights, bias, residual (the conv output's layout), and the fused Clip from lo_hi.
+  kernels::NchwcConvArgs BlockedArgs(const ConvGeometry& g, int64_t C, int64_t M, const Tensor& x, const Tensor* b,
+                                     const Tensor* r, int64_t n, const float* lo_hi) const {
+    kernels::NchwcConvArgs a;
+    a.g = &g;
+    a.C = C;
+    a.M = M;
+    a.plain_input = nchwc_plain_input_;
+    a.x = x.data<float>() + n * a.C * g.InSize();
+    a.w = nchwc_weights_->data();
+    a.bias = b ? b->data<float>() : nullptr;
+    a.residual = r ? r->data<float>() + n * a.M * g.OutSize() : nullptr;
+    a.clamp_lo_hi = act_.on ? lo_hi : nullptr;
+    return a;
   }
 
   // ComputeBlocked with max_pool_2x2: each task computes the two conv rows of one pooled row of
@@ -1006,7 +1014,7 @@ class ConvKernel final : public OpKernel {
       nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1],
                                                                nchwc_plain_input_ ? 1 : B);
     });
-    const int64_t in_size = g.InSize() * C, conv_size = OH * OW * M, pooled_size = PH * PW * M;
+    const int64_t pooled_size = PH * PW * M;
     const float lo_hi[2] = {act_.lo, act_.hi};
     constexpr int64_t kGroup = kernels::kNchwcOutputBlocksPerGroup;
     const int64_t groups = (M / B + kGroup - 1) / kGroup, per_image = groups * PH;
@@ -1018,19 +1026,10 @@ class ConvKernel final : public OpKernel {
         [&](int64_t t0, int64_t t1, float* rows) {
           for (int64_t t = t0; t < t1; ++t) {
             const int64_t n = t / per_image, group = t % per_image / PH, py = t % PH;
-            kernels::NchwcConvArgs a;
-            a.g = &g;
-            a.C = C;
-            a.M = M;
-            a.plain_input = nchwc_plain_input_;
-            a.x = x.data<float>() + n * in_size;
-            a.w = nchwc_weights_->data();
-            a.bias = b ? b->data<float>() : nullptr;
-            a.residual = r ? r->data<float>() + n * conv_size : nullptr;
+            kernels::NchwcConvArgs a = BlockedArgs(g, C, M, x, b, r, n, lo_hi);
             a.y = rows;
             a.y_row0 = 2 * py;
             a.y_block_stride = scratch_block;
-            a.clamp_lo_hi = act_.on ? lo_hi : nullptr;
             kernels::ConvNchwcRows(a, group, 2 * py, 2 * py + 2, isa);
             const int64_t ob1 = std::min(M / B, (group + 1) * kGroup);
             for (int64_t ob = group * kGroup; ob < ob1; ++ob) {

@@ -39,6 +39,18 @@ struct PoolDim {
   }
 };
 
+// Spatial dim d of a resolved pooling geometry (Prepare still to be called).
+PoolDim PoolDimOf(const kernels::ConvGeometry& g, size_t d) {
+  PoolDim pd;
+  pd.in = g.in[d];
+  pd.out = g.out[d];
+  pd.kernel = g.kernel[d];
+  pd.stride = g.stride[d];
+  pd.dilation = g.dilation[d];
+  pd.pad_begin = g.pad_begin[d];
+  return pd;
+}
+
 struct Pool3 {
   PoolDim d[3];
   int64_t InPlane() const { return d[0].in * d[1].in * d[2].in; }
@@ -386,15 +398,7 @@ class PoolKernel final : public OpKernel {
                  attrs_.kernel_shape.size());
     QK_ASSIGN_OR_RETURN(kernels::ConvGeometry g, ResolveGeometry(attrs_, in, attrs_.kernel_shape));
     Pool3 p3;
-    for (size_t i = 0; i < nd; ++i) {
-      PoolDim& pd = p3.d[3 - nd + i];
-      pd.in = g.in[i];
-      pd.out = g.out[i];
-      pd.kernel = g.kernel[i];
-      pd.stride = g.stride[i];
-      pd.dilation = g.dilation[i];
-      pd.pad_begin = g.pad_begin[i];
-    }
+    for (size_t i = 0; i < nd; ++i) p3.d[3 - nd + i] = PoolDimOf(g, i);
     for (size_t i = 0; i < 3; ++i) {
       int64_t pad_end = 0;
       if (i + nd >= 3) {  // a real spatial dim (the leading ones are padding dims of size 1)
@@ -464,14 +468,8 @@ class PoolKernel final : public OpKernel {
     QK_ASSIGN_OR_RETURN(kernels::ConvGeometry g, ResolveGeometry(attrs_, in, attrs_.kernel_shape));
     Pool3 p3;
     for (int d = 0; d < 2; ++d) {
-      PoolDim& pd = p3.d[1 + d];
-      pd.in = g.in[d];
-      pd.out = g.out[d];
-      pd.kernel = g.kernel[d];
-      pd.stride = g.stride[d];
-      pd.dilation = g.dilation[d];
-      pd.pad_begin = g.pad_begin[d];
-      pd.Prepare(0);  // padded_count is for AveragePool only
+      p3.d[1 + d] = PoolDimOf(g, d);
+      p3.d[1 + d].Prepare(0);  // padded_count is for AveragePool only
     }
     p3.d[0].Prepare(0);
     const int64_t out_plane = g.out[0] * g.out[1] * B;
