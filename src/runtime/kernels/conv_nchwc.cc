@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "runtime/kernels/transpose_f32.h"
+
 namespace quantkit::kernels {
 
 bool ConvNchwcSupported(QGemmIsa isa) { return QGemmIsaHasAvx512(isa); }
@@ -88,6 +90,14 @@ void conv_nchwc::RowsPortable(const NchwcConvArgs& a, int64_t group, int64_t oy0
       }
     }
   }
+}
+
+void BlockToNchwc(const float* src, int64_t plane, float* dst, QGemmIsa isa) {
+  TransposeFloat(src, kNchwcBlock, plane, plane, dst, kNchwcBlock, nullptr, isa);
+}
+
+void BlockFromNchwc(const float* src, int64_t plane, float* dst, QGemmIsa isa) {
+  TransposeFloat(src, plane, kNchwcBlock, kNchwcBlock, dst, plane, nullptr, isa);
 }
 
 void ConvNchwcRows(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1, QGemmIsa isa) {

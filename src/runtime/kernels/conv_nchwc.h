@@ -66,6 +66,16 @@ struct NchwcConvArgs {
   int64_t y_row0 = 0, y_block_stride = 0;
 };
 
+// Output-block groups of M output channels (M / 16 blocks, 4 per group).
+inline int64_t NchwcGroups(int64_t M) {
+  return (M / kNchwcBlock + kNchwcOutputBlocksPerGroup - 1) / kNchwcOutputBlocksPerGroup;
+}
+
+// One 16-channel block of `plane` pixels between the layouts: [16][plane] (NCHW) to [plane][16]
+// (NCHW16c) and back, through kernels::TransposeFloat (16 x 16 register blocks on AVX-512).
+void BlockToNchwc(const float* src, int64_t plane, float* dst, QGemmIsa isa);
+void BlockFromNchwc(const float* src, int64_t plane, float* dst, QGemmIsa isa);
+
 // Output rows [oy0, oy1) of output-block group `group` (blocks 4 * group .. + 4, fewer at the end).
 void ConvNchwcRows(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1, QGemmIsa isa);
 

@@ -254,12 +254,11 @@ Status ConvNchwcFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int6
   a.bias = bias;
   a.y = yb;
   a.clamp_lo_hi = act.on ? lo_hi : nullptr;
-  const int64_t groups = (M / B + kernels::kNchwcOutputBlocksPerGroup - 1) / kernels::kNchwcOutputBlocksPerGroup;
+  const int64_t groups = kernels::NchwcGroups(M);
   for (int64_t n = 0; n < N; ++n) {
     run(C / B, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t cb = c0; cb < c1; ++cb) {
-        kernels::TransposeFloat(x + (n * C + cb * B) * in_size, B, in_size, in_size, xb + cb * in_size * B, B, nullptr,
-                                isa);
+        kernels::BlockToNchwc(x + (n * C + cb * B) * in_size, in_size, xb + cb * in_size * B, isa);
       }
     });
     run(groups * OH, 1, [&](int64_t t0, int64_t t1) {
@@ -271,8 +270,7 @@ Status ConvNchwcFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int6
     });
     run(M / B, 1, [&](int64_t m0, int64_t m1) {
       for (int64_t mb = m0; mb < m1; ++mb) {
-        kernels::TransposeFloat(yb + mb * out_size * B, out_size, B, B, y + (n * M + mb * B) * out_size, out_size,
-                                nullptr, isa);
+        kernels::BlockFromNchwc(yb + mb * out_size * B, out_size, y + (n * M + mb * B) * out_size, isa);
       }
     });
   }
@@ -953,13 +951,10 @@ class ConvKernel final : public OpKernel {
     }
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
     if (N == 0 || g.OutSize() == 0) return Status::Ok();
-    std::call_once(nchwc_once_, [&] {
-      nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1],
-                                                               nchwc_plain_input_ ? 1 : B);
-    });
+    BlockedWeights(w);
     const int64_t out_size = g.OutSize() * M, OH = g.out[0];
     const float lo_hi[2] = {act_.lo, act_.hi};
-    const int64_t groups = (M / B + kernels::kNchwcOutputBlocksPerGroup - 1) / kernels::kNchwcOutputBlocksPerGroup;
+    const int64_t groups = kernels::NchwcGroups(M);
     const int64_t per_image = groups * OH;
     const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
     auto rows = [&](int64_t t0, int64_t t1) {
@@ -1010,14 +1005,11 @@ class ConvKernel final : public OpKernel {
     const int64_t PH = OH / 2, PW = OW / 2;
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, Shape{N, M / B, PH, PW, B}));
     if (N == 0) return Status::Ok();
-    std::call_once(nchwc_once_, [&] {
-      nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1],
-                                                               nchwc_plain_input_ ? 1 : B);
-    });
+    BlockedWeights(w);
     const int64_t pooled_size = PH * PW * M;
     const float lo_hi[2] = {act_.lo, act_.hi};
     constexpr int64_t kGroup = kernels::kNchwcOutputBlocksPerGroup;
-    const int64_t groups = (M / B + kGroup - 1) / kGroup, per_image = groups * PH;
+    const int64_t groups = kernels::NchwcGroups(M), per_image = groups * PH;
     const std::vector<int64_t> k_lo(static_cast<size_t>(PW), 0), k_hi(static_cast<size_t>(PW), 2);
     const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
     const int64_t scratch_block = 2 * OW * B;  // two conv rows of one output block
@@ -1044,11 +1036,17 @@ class ConvKernel final : public OpKernel {
   // The NCHW16c weights, made on the first run that takes the direct blocked conv, or null.
   const kernels::NchwcWeights* NchwcFor(const ConvGeometry& g, int64_t C, int64_t M, const Tensor& w) {
     if (!packed_ || !UseNchwcConv(g, C, M, group_)) return nullptr;
+    return &BlockedWeights(w);
+  }
+
+  // The weights [M, C, KH, KW] in the blocked kernel's layout (input blocks of 16 channels, or of
+  // one for an NCHW input), packed on the first run that needs them (runs may be concurrent).
+  const kernels::NchwcWeights& BlockedWeights(const Tensor& w) {
     std::call_once(nchwc_once_, [&] {
-      nchwc_weights_ =
-          std::make_unique<kernels::NchwcWeights>(w.data<float>(), M, C, g.kernel[0], g.kernel[1], kernels::kNchwcBlock);
+      nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), w.dim(0), w.dim(1), w.dim(2), w.dim(3),
+                                                               nchwc_plain_input_ ? 1 : kernels::kNchwcBlock);
     });
-    return nchwc_weights_.get();
+    return *nchwc_weights_;
   }
 
   // W^T packed on the first run with a small map (shapes are known only then; runs may be
@@ -1109,9 +1107,9 @@ class NchwcReorderKernel final : public OpKernel {
         const float* src = xd + i * plane * B;
         float* dst = yd + i * plane * B;
         if (to_blocked_) {
-          kernels::TransposeFloat(src, B, plane, plane, dst, B, nullptr, isa);
+          kernels::BlockToNchwc(src, plane, dst, isa);
         } else {
-          kernels::TransposeFloat(src, plane, B, B, dst, plane, nullptr, isa);
+          kernels::BlockFromNchwc(src, plane, dst, isa);
         }
       }
     };
