@@ -19,9 +19,12 @@
 // - com.quantkit::ToNchwc / FromNchwc nodes convert at the edges: one per tensor, shared by its
 //   readers; a blocked tensor that is also a graph output or read by any other op keeps its name
 //   for the plain copy.
+#include <algorithm>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+
+#include <fmt/format.h>
 
 #include "passes/passes.h"
 #include "runtime/kernel.h"
@@ -31,15 +34,17 @@ namespace {
 
 constexpr int64_t kBlock = 16;
 
-// What the blocked conv can take of node n: kNot, kBlockedInput (both channel counts multiples
-// of 16), or kPlainInput (a network's first conv: at most 8 input channels, read as NCHW).
-enum ConvKind { kNot = 0, kBlockedInput = 1, kPlainInput = 2 };
+// What the blocked conv can take of node n: kNot, kBlockedInput, kPlainInput (a network's first
+// conv: at most 8 input channels, read as NCHW), or kDepthwise (group = C = M; no residual, no
+// fused pool). Channel counts that are not multiples of 16 are padded (PadToBlocks).
+enum ConvKind { kNot = 0, kBlockedInput = 1, kPlainInput = 2, kDepthwise = 3 };
 constexpr int64_t kMaxPlainInputChannels = 8;
 ConvKind FloatConvKind(const Graph& g, const Node& n) {
   const bool conv = (n.IsDefaultDomain() && n.op_type == "Conv") ||
                     (n.domain == rt::kQuantkitDomain && n.op_type == "FusedConv");
   if (!conv || n.outputs.size() != 1 || !n.HasInput(0) || !n.HasInput(1)) return kNot;
-  if (n.AttrInt("group", 1) != 1 || n.AttrInt("nchwc", 0) != 0) return kNot;
+  if (n.AttrInt("nchwc", 0) != 0) return kNot;
+  const int64_t group = n.AttrInt("group", 1);
   if (g.IsGraphInput(n.inputs[1])) return kNot;
   const Tensor* w = g.FindInitializer(n.inputs[1]);
   if (!w || w->dtype() != DType::kFloat32 || w->rank() != 4) return kNot;
@@ -47,9 +52,43 @@ ConvKind FloatConvKind(const Graph& g, const Node& n) {
     const Tensor* b = g.FindInitializer(n.inputs[2]);
     if (!b || b->dtype() != DType::kFloat32 || g.IsGraphInput(n.inputs[2])) return kNot;
   }
-  if (w->dim(0) <= 0 || w->dim(1) <= 0 || w->dim(0) % kBlock != 0) return kNot;
-  if (w->dim(1) % kBlock == 0) return kBlockedInput;
-  return w->dim(1) <= kMaxPlainInputChannels ? kPlainInput : kNot;
+  if (w->dim(0) <= 0 || w->dim(1) <= 0) return kNot;
+  if (group != 1) {
+    const bool depthwise = group == w->dim(0) && w->dim(1) == 1 && !n.HasInput(3) && n.AttrInt("max_pool_2x2", 0) == 0;
+    return depthwise ? kDepthwise : kNot;
+  }
+  return w->dim(1) % kBlock != 0 && w->dim(1) <= kMaxPlainInputChannels ? kPlainInput : kBlockedInput;
+}
+
+int64_t RoundUpToBlock(int64_t c) { return (c + kBlock - 1) / kBlock * kBlock; }
+
+// A blocked tensor of C channels holds RoundUpToBlock(C), the padding 0 where ToNchwc makes it.
+// A conv whose channel counts are not multiples of 16 gets a copy of its weights with zero rows
+// for the padded output channels (and zero bias: they compute Clip(0 (+ residual padding))) and
+// zero columns for the padded input channels (so whatever those hold adds x * 0: exact for any
+// finite x; the padding stays finite as long as the inputs are). A depthwise conv's group becomes
+// the padded count.
+void PadToBlocks(Graph& g, Node& node, ConvKind kind) {
+  const Tensor& w = *g.FindInitializer(node.inputs[1]);
+  const int64_t M = w.dim(0), C = w.dim(1), taps = w.dim(2) * w.dim(3);
+  const int64_t Mp = RoundUpToBlock(M), Cp = kind == kBlockedInput ? RoundUpToBlock(C) : C;
+  if (Mp == M && Cp == C) return;
+  std::vector<float> wp(static_cast<size_t>(Mp * Cp * taps), 0.f);
+  const float* wd = w.data<float>();
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t c = 0; c < C; ++c) std::copy_n(wd + (m * C + c) * taps, taps, wp.begin() + (m * Cp + c) * taps);
+  const std::string wname = g.UniqueName(node.inputs[1] + "_padded");
+  g.AddInitializer(wname, Tensor::FromVector<float>(wp, {Mp, Cp, w.dim(2), w.dim(3)}));
+  node.inputs[1] = wname;
+  if (node.HasInput(2)) {
+    const Tensor& b = *g.FindInitializer(node.inputs[2]);
+    std::vector<float> bp(static_cast<size_t>(Mp), 0.f);
+    std::copy_n(b.data<float>(), M, bp.begin());
+    const std::string bname = g.UniqueName(node.inputs[2] + "_padded");
+    g.AddInitializer(bname, Tensor::FromVector<float>(bp, {Mp}));
+    node.inputs[2] = bname;
+  }
+  if (kind == kDepthwise) node.SetAttrInt("group", Mp);
 }
 
 bool IsPlainMaxPool(const Node& n) {
@@ -64,7 +103,7 @@ bool IsGlobalAveragePool(const Node& n) {
 
 }  // namespace
 
-Status BlockConvChannels(Model& model) {
+Status BlockConvChannels(Model& model, std::string* report) {
   Graph& g = model.graph;
   const int n = static_cast<int>(g.nodes.size());
   DefUse du(g);
@@ -140,7 +179,7 @@ Status BlockConvChannels(Model& model) {
       if (!c.HasInput(slot)) continue;
       const int src = conv_source(c.inputs[slot]);
       if ((src < 0 || find(src) != root) && counted.insert(c.inputs[slot]).second) {
-        reordered[root] += static_cast<double>(slot == 0 ? w->dim(1) : w->dim(0));
+        reordered[root] += static_cast<double>(slot == 0 && kind[i] != kDepthwise ? w->dim(1) : w->dim(0));
       }
     }
     count_outputs(root, c.outputs[0], static_cast<double>(w->dim(0)), true);
@@ -152,11 +191,23 @@ Status BlockConvChannels(Model& model) {
   for (int i = 0; i < n; ++i) {
     blocked[i] = eligible[i] && linked[i] && work[find(i)] >= kWorkPerReorderedChannel * reordered[find(i)];
   }
+  if (report) {
+    std::unordered_map<int, int> members;
+    for (int i = 0; i < n; ++i)
+      if (eligible[i] && linked[i]) ++members[find(i)];
+    for (int i = 0; i < n; ++i) {
+      if (!eligible[i] || !linked[i] || find(i) != i) continue;
+      *report += fmt::format("layout     {} convs from '{}': {}, work {:.3g} {} {} x {:.0f} reordered channels\n",
+                             members[i], g.nodes[i].name, blocked[i] ? "NCHW16c" : "NCHW",
+                             work[i], blocked[i] ? ">=" : "<", kWorkPerReorderedChannel, reordered[i]);
+    }
+  }
   bool any = false;
   for (int i = 0; i < n; ++i) any = any || blocked[i];
   if (!any) return Status::Ok();
 
   std::unordered_map<std::string, std::string> blocked_name;  // plain name -> its blocked tensor
+  std::unordered_map<std::string, int64_t> channels;          // plain name -> its channels (unpadded)
   std::unordered_map<std::string, std::string> to_blocked;    // plain tensor -> its ToNchwc copy
   std::unordered_set<std::string> needs_plain;                // blocked tensors read as plain
   std::vector<Node> added;
@@ -179,8 +230,9 @@ Status BlockConvChannels(Model& model) {
     }
     node.inputs[slot] = it->second;
   };
-  auto block_output = [&](Node& node) {
+  auto block_output = [&](Node& node, int64_t c) {
     const std::string v = node.outputs[0];
+    channels[v] = c;
     const std::string b = g.UniqueName(v + "_nchwc16");
     blocked_name[v] = b;
     node.outputs[0] = b;
@@ -190,26 +242,30 @@ Status BlockConvChannels(Model& model) {
   for (int i = 0; i < n; ++i) {
     Node& node = g.nodes[i];
     if (blocked[i]) {
-      if (kind[i] == kBlockedInput) block_input(node, 0);
+      const int64_t out_channels = g.FindInitializer(node.inputs[1])->dim(0);
+      PadToBlocks(g, node, kind[i]);
+      if (kind[i] != kPlainInput) block_input(node, 0);
       if (node.HasInput(3)) block_input(node, 3);
       if (node.op_type == "Conv") {
         node.op_type = "FusedConv";
         node.domain = rt::kQuantkitDomain;
       }
-      node.SetAttrInt("nchwc", kind[i] == kBlockedInput ? 1 : 2);
-      block_output(node);
+      node.SetAttrInt("nchwc", kind[i] == kPlainInput ? 2 : 1);
+      block_output(node, out_channels);
       continue;
     }
     const bool reads_blocked = !node.inputs.empty() && blocked_name.count(node.inputs[0]) != 0;
     if (reads_blocked && IsPlainMaxPool(node)) {
+      const int64_t c = channels[node.inputs[0]];
       node.inputs[0] = blocked_name[node.inputs[0]];
       node.op_type = "NchwcMaxPool";
       node.domain = rt::kQuantkitDomain;
       node.outputs.resize(1);
-      block_output(node);
+      block_output(node, c);
       continue;
     }
     if (reads_blocked && IsGlobalAveragePool(node)) {
+      node.SetAttrInt("channels", channels[node.inputs[0]]);
       node.inputs[0] = blocked_name[node.inputs[0]];
       node.op_type = "NchwcGlobalAveragePool";
       node.domain = rt::kQuantkitDomain;
@@ -228,6 +284,7 @@ Status BlockConvChannels(Model& model) {
     r.domain = rt::kQuantkitDomain;
     r.inputs = {blocked_name[v]};
     r.outputs = {v};
+    r.SetAttrInt("channels", channels[v]);
     added.push_back(std::move(r));
   }
   for (Node& r : added) g.nodes.push_back(std::move(r));

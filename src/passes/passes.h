@@ -46,8 +46,9 @@ bool IsElementwiseLookupOp(const Node& n);
 Status FuseConvActivation(Model& model);
 // Runtime only (Session, after FuseConvActivation, when kernels::ConvNchwcSupported): float
 // convs with channel counts multiple of 16 that read each other's outputs keep them in NCHW16c
-// (5-D) between them, with reorders only where other ops read them (block_channels.cc).
-Status BlockConvChannels(Model& model);
+// (5-D) between them, with reorders only where other ops read them (block_channels.cc). report
+// (optional): one line per component of eligible convs, blocked or not and why.
+Status BlockConvChannels(Model& model, std::string* report = nullptr);
 // ONNX's shape inference, then quantkit's own propagation for what it leaves unknown.
 Status InferShapes(Model& model);
 Status UpgradeOpset(Model& model, int64_t target_version = 13);  // default domain, opset >= 7 to <= 13; see upgrade_opset.cc

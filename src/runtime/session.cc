@@ -51,7 +51,9 @@ StatusOr<std::unique_ptr<Session>> Session::Create(Model model, const SessionOpt
     QK_RETURN_IF_ERROR(passes::FuseConvActivation(m));
     if (options.blocked_layout && kernels::ConvNchwcSupported(kernels::DefaultQGemmIsa()) &&
         BlockedLayoutAllowed()) {
-      QK_RETURN_IF_ERROR(passes::BlockConvChannels(m));
+      std::string layout;
+      QK_RETURN_IF_ERROR(passes::BlockConvChannels(m, options.verbose ? &layout : nullptr));
+      if (options.verbose) std::fputs(layout.c_str(), stderr);
     }
   } else {
     QK_RETURN_IF_ERROR(passes::TopologicalSort(m.graph));

@@ -12,17 +12,20 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <random>
 
 #include "passes/passes.h"
 #include "quantkit/session.h"
 #include "runtime/kernels/conv_nchwc.h"
+#include "runtime/kernels/depthwise_f32.h"
 #include "test_util.h"
 
 namespace quantkit {
 namespace {
 
 using kernels::ConvGeometry;
+using testing::IntAttr;
 using testing::IntsAttr;
 using testing::MakeNode;
 using testing::MakeValueInfo;
@@ -357,9 +360,196 @@ TEST(BlockConvChannels, BadBlockedInputsAreClearErrors) {
   auto s = Session::Create(m);
   ASSERT_TRUE(s.ok());
   std::vector<Tensor> out;
-  const Status st = (*s)->Run({{"x", testing::RandomFloats({1, 24, 3, 3}, 1)}}, &out);
+  const Status st = (*s)->Run({{"x", testing::RandomFloats({1, 24, 3}, 1)}}, &out);
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("multiple of 16"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("must be [N, C, H, W]"), std::string::npos) << st.message();
+
+  Graph g2;  // a FromNchwc whose channels do not fit the blocks
+  g2.inputs.push_back(Untyped("x"));
+  Node to2 = MakeNode("ToNchwc", {"x"}, {"xb"});
+  to2.domain = "com.quantkit";
+  Node from = MakeNode("FromNchwc", {"xb"}, {"y"});
+  from.domain = "com.quantkit";
+  from.attributes = {IntAttr("channels", 40)};
+  g2.nodes = {to2, from};
+  g2.outputs.push_back(Untyped("y"));
+  auto s2 = Session::Create(testing::MakeModel(std::move(g2), 13));
+  ASSERT_TRUE(s2.ok());
+  const Status st2 = (*s2)->Run({{"x", testing::RandomFloats({1, 24, 3, 3}, 1)}}, &out);
+  ASSERT_FALSE(st2.ok());
+  EXPECT_NE(st2.message().find("channels 40 does not fit"), std::string::npos) << st2.message();
+}
+
+// Depthwise rows: the AVX-512 build gives the portable build's bits, and both give the NCHW
+// depthwise kernel's (kernels::DepthwiseConv2DFloat) bits channel by channel: 3x3 strides 1 and
+// 2, 5x5 with asymmetric pads, stride 3 (the generic build), dilation, maps narrower than the
+// kernel (all border), bias / Clip, a NaN input; nothing read past x (guard page) or written past y.
+TEST(ConvNchwc, DepthwiseRowsGiveTheNchwDepthwiseBits) {
+  struct Case {
+    int64_t C, H, W, KH, KW, sh, sw, dh, dw, pt, pl, pb, pr;
+  };
+  const std::vector<Case> cases = {
+      {32, 9, 23, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  // 21 interior = 2 x 8 + 5
+      {16, 12, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},  // stride 2
+      {48, 10, 17, 5, 5, 1, 1, 1, 1, 2, 1, 2, 3},  // 5x5, asymmetric pads
+      {16, 11, 20, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1},  // stride 3
+      {16, 10, 16, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},  // dilation 2
+      {16, 3, 2, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2},    // every pixel a border pixel
+      {16, 14, 14, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1},  // TF-style padding (bottom / right only)
+  };
+  std::mt19937 rng(8);
+  for (const Case& c : cases) {
+    const ConvGeometry g = testing::Conv2DGeometry(c.H, c.W, c.KH, c.KW, c.sh, c.sw, c.dh, c.dw, c.pt, c.pl, c.pb, c.pr);
+    SCOPED_TRACE("C=" + std::to_string(c.C) + " " + std::to_string(c.H) + "x" + std::to_string(c.W) +
+                 " k=" + std::to_string(c.KH) + " stride=" + std::to_string(c.sw));
+    const int64_t OH = g.out[0], OW = g.out[1], taps = c.KH * c.KW, y_elems = c.C * OH * OW;
+    std::vector<float> x = Normal(static_cast<size_t>(c.C * c.H * c.W), rng);  // NCHW
+    x[7] = std::nanf("");
+    const std::vector<float> w = Normal(static_cast<size_t>(c.C * taps), rng);
+    const std::vector<float> bias = Normal(static_cast<size_t>(c.C), rng);
+    std::vector<float> xb(x.size());
+    for (int64_t cb = 0; cb < c.C / B; ++cb) kernels::BlockToNchwc(x.data() + cb * B * c.H * c.W, c.H * c.W, xb.data() + cb * B * c.H * c.W, kernels::QGemmIsa::kRef);
+    std::vector<uint8_t> xbytes(xb.size() * sizeof(float));
+    std::memcpy(xbytes.data(), xb.data(), xbytes.size());
+    testing::GuardedBytes gx(xbytes);
+    const kernels::NchwcWeights packed(kernels::NchwcWeights::Depthwise{}, w.data(), c.C, c.KH, c.KW);
+    const float lo_hi[2] = {-0.5f, 1.25f};
+    for (int variant = 0; variant < 2; ++variant) {  // plain; bias + Clip
+      kernels::NchwcDepthwiseArgs a;
+      a.g = &g;
+      a.x = reinterpret_cast<const float*>(gx.data());
+      a.w = packed.data();
+      a.bias = variant ? bias.data() : nullptr;
+      a.clamp_lo_hi = variant ? lo_hi : nullptr;
+      std::vector<float> want(static_cast<size_t>(y_elems) + 16, -7.f), got(want.size(), -7.f);
+      a.y = want.data();
+      for (int64_t cb = 0; cb < c.C / B; ++cb) kernels::conv_nchwc::DepthwiseRowsPortable(a, cb, 0, OH);
+      if (kernels::QGemmIsaSupported(kernels::QGemmIsa::kAvx512Vnni)) {
+        a.y = got.data();
+        for (int64_t cb = 0; cb < c.C / B; ++cb) {
+          kernels::conv_nchwc::DepthwiseRowsAvx512(a, cb, 0, OH / 2);
+          kernels::conv_nchwc::DepthwiseRowsAvx512(a, cb, OH / 2, OH);
+        }
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << "variant " << variant;
+      }
+      for (int64_t i = y_elems; i < y_elems + 16; ++i) ASSERT_EQ(want[i], -7.f) << "written past y";
+      std::vector<float> plane(static_cast<size_t>(kernels::DepthwiseFloatPlaneElems(g)));
+      std::vector<float> nchw(static_cast<size_t>(OH * OW));
+      int nans = 0;
+      for (int64_t ch = 0; ch < c.C; ++ch) {
+        kernels::DepthwiseConv2DFloat(g, x.data() + ch * c.H * c.W, w.data() + ch * taps, variant ? bias[ch] : 0.f,
+                                      nchw.data(), plane.data(), kernels::QGemmIsa::kRef, a.clamp_lo_hi);
+        for (int64_t p = 0; p < OH * OW; ++p) {
+          const float v = want[((ch / B) * OH * OW + p) * B + ch % B];
+          nans += std::isnan(v);
+          ASSERT_TRUE(std::memcmp(&v, &nchw[p], sizeof(float)) == 0 || (std::isnan(v) && std::isnan(nchw[p])))
+              << "channel " << ch << " pixel " << p << ": " << v << " vs " << nchw[p];
+        }
+      }
+      EXPECT_GT(nans, 0);
+    }
+  }
+}
+
+// MobileNetV2-like, every conv blocked: an NCHW-input stem (3 -> 32, stride 2), depthwise convs
+// with Clip (ReLU6), pointwise convs to 24 channels (padded to 32) with a residual Add, an
+// expansion to 72 channels (padded to 80), a padded blocked tensor (24 channels) that is also a
+// graph output, and a GlobalAveragePool of 24 channels. The blocked run gives the NCHW run's values, the same
+// bits at 1 and 2 threads, with no reorder but the graph output's.
+TEST(BlockConvChannels, DepthwiseAndPaddedChannelsGiveTheNchwValues) {
+  std::mt19937 rng(12);
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {2, 3, 17, 15}));
+  auto conv = [&](const std::string& name, const std::string& in, int64_t C, int64_t M, int64_t k, int64_t s,
+                  int64_t group, bool relu6, const std::string& out) {
+    g.AddInitializer(name + "_w", Tensor::FromVector<float>(Normal(static_cast<size_t>(M * C / group * k * k), rng),
+                                                           {M, C / group, k, k}));
+    g.AddInitializer(name + "_b", Tensor::FromVector<float>(Normal(static_cast<size_t>(M), rng), {M}));
+    Node n = MakeNode("Conv", {in, name + "_w", name + "_b"}, {relu6 ? out + "_c" : out});
+    n.name = name;
+    n.attributes = {IntsAttr("kernel_shape", {k, k}), IntsAttr("strides", {s, s}),
+                    IntsAttr("pads", {k / 2, k / 2, k / 2, k / 2}), IntAttr("group", group)};
+    g.nodes.push_back(n);
+    if (relu6) {
+      g.AddInitializer(name + "_lo", Tensor::Scalar<float>(0.f));
+      g.AddInitializer(name + "_hi", Tensor::Scalar<float>(6.f));
+      g.nodes.push_back(MakeNode("Clip", {out + "_c", name + "_lo", name + "_hi"}, {out}));
+    }
+  };
+  conv("stem", "x", 3, 32, 3, 2, 1, true, "s");
+  conv("dw1", "s", 32, 32, 3, 1, 32, true, "d1");
+  conv("pw1", "d1", 32, 24, 1, 1, 1, false, "p1");  // 24 channels: padded
+  conv("ex2", "p1", 24, 72, 1, 1, 1, true, "e2");
+  conv("dw2", "e2", 72, 72, 3, 1, 72, true, "d2");   // a padded depthwise conv
+  conv("pw2", "d2", 72, 24, 1, 1, 1, false, "p2c");
+  g.nodes.push_back(MakeNode("Add", {"p2c", "p1"}, {"p2"}));  // the residual (FuseConvActivation)
+  g.nodes.push_back(MakeNode("GlobalAveragePool", {"p2"}, {"gap"}));
+  for (const char* out : {"gap", "p1"}) g.outputs.push_back(Untyped(out));
+  const Model m = testing::MakeModel(std::move(g), 13);
+  Model opt = m;
+  ASSERT_TRUE(passes::OptimizeForInference(opt).ok());
+  ASSERT_TRUE(passes::FuseConvActivation(opt).ok());
+  ASSERT_TRUE(passes::BlockConvChannels(opt).ok());
+  std::map<std::string, int> ops;
+  int blocked = 0;
+  for (const Node& n : opt.graph.nodes) {
+    ++ops[n.op_type];
+    blocked += n.AttrInt("nchwc", 0) != 0;
+    if (n.op_type == "FromNchwc") EXPECT_EQ(n.AttrInt("channels", 0), 24);
+  }
+  EXPECT_EQ(blocked, 6);
+  EXPECT_EQ(ops["ToNchwc"], 0);
+  EXPECT_EQ(ops["FromNchwc"], 1);  // p1, a graph output
+  EXPECT_EQ(ops["NchwcGlobalAveragePool"], 1);
+  ASSERT_TRUE(VerifyGraph(opt.graph).ok());
+
+  const Tensor x = testing::RandomFloats({2, 3, 17, 15}, 7);
+  const std::vector<Tensor> nchw = RunThreads(m, x, 1, /*blocked_layout=*/false);
+  const std::vector<Tensor> one = RunThreads(m, x, 1), two = RunThreads(m, x, 2);
+  ASSERT_EQ(one.size(), 2u);
+  ASSERT_EQ(nchw.size(), 2u);
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(one[0].shape(), (Shape{2, 24, 1, 1}));
+  EXPECT_EQ(one[1].shape(), (Shape{2, 24, 9, 8}));
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_EQ(one[i].shape(), nchw[i].shape()) << i;
+    EXPECT_LT(testing::MaxAbsDiff(one[i], nchw[i]), 1e-4f) << "output " << i;
+    EXPECT_EQ(0, std::memcmp(one[i].data<float>(), two[i].data<float>(), one[i].numel() * sizeof(float)))
+        << "output " << i << ": 1 and 2 threads";
+  }
+}
+
+// A partial last block: ToNchwc pads 20 channels to 32 with zeros, FromNchwc (channels = 20)
+// and NchwcGlobalAveragePool (channels = 20) drop the padding again.
+TEST(BlockConvChannels, PartialBlocksArePaddedAndDropped) {
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {2, 20, 5, 7}));
+  Node to = MakeNode("ToNchwc", {"x"}, {"xb"});
+  to.domain = "com.quantkit";
+  Node from = MakeNode("FromNchwc", {"xb"}, {"back"});
+  from.domain = "com.quantkit";
+  from.attributes = {IntAttr("channels", 20)};
+  Node gap = MakeNode("NchwcGlobalAveragePool", {"xb"}, {"gap"});
+  gap.domain = "com.quantkit";
+  gap.attributes = {IntAttr("channels", 20)};
+  Node plain_gap = MakeNode("GlobalAveragePool", {"x"}, {"gap_plain"});
+  g.nodes = {to, from, gap, plain_gap};
+  for (const char* out : {"xb", "back", "gap", "gap_plain"}) g.outputs.push_back(Untyped(out));
+  const Model m = testing::MakeModel(std::move(g), 13);
+  const Tensor x = testing::RandomFloats({2, 20, 5, 7}, 5);
+  const std::vector<Tensor> out = testing::RunModel(m, {{"x", x}}, false);
+  ASSERT_EQ(out.size(), 4u);
+  ASSERT_EQ(out[0].shape(), (Shape{2, 2, 5, 7, 16}));
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t c = 0; c < 32; ++c)
+      for (int64_t p = 0; p < 35; ++p) {
+        const float b = out[0].data<float>()[((n * 2 + c / 16) * 35 + p) * 16 + c % 16];
+        ASSERT_EQ(b, c < 20 ? x.data<float>()[(n * 20 + c) * 35 + p] : 0.f) << n << " " << c << " " << p;
+      }
+  ASSERT_EQ(out[1].shape(), x.shape());
+  EXPECT_EQ(0, std::memcmp(out[1].data<float>(), x.data<float>(), x.numel() * sizeof(float)));
+  ASSERT_EQ(out[2].shape(), (Shape{2, 20, 1, 1}));
+  EXPECT_EQ(0, std::memcmp(out[2].data<float>(), out[3].data<float>(), out[2].numel() * sizeof(float)));
 }
 
 }  // namespace

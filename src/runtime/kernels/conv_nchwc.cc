@@ -34,11 +34,27 @@ void PackNchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t 
 
 void NchwcWeights::Free::operator()(float* p) const { std::free(p); }
 
-NchwcWeights::NchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib) {
-  const size_t floats = static_cast<size_t>(std::max<int64_t>(M * C * KH * KW, 16));
-  data_.reset(static_cast<float*>(std::aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64)));
+void PackNchwcDepthwiseWeights(const float* w, int64_t C, int64_t KH, int64_t KW, float* dst) {
+  constexpr int64_t B = kNchwcBlock;
+  for (int64_t cb = 0; cb < C / B; ++cb)
+    for (int64_t t = 0; t < KH * KW; ++t)
+      for (int64_t c = 0; c < B; ++c) dst[(cb * KH * KW + t) * B + c] = w[(cb * B + c) * KH * KW + t];
+}
+
+void NchwcWeights::Allocate(int64_t floats) {
+  const size_t n = static_cast<size_t>(std::max<int64_t>(floats, 16));
+  data_.reset(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64)));
   if (!data_) throw std::bad_alloc();
+}
+
+NchwcWeights::NchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib) {
+  Allocate(M * C * KH * KW);
   PackNchwcWeights(w, M, C, KH, KW, ib, data_.get());
+}
+
+NchwcWeights::NchwcWeights(Depthwise, const float* w, int64_t C, int64_t KH, int64_t KW) {
+  Allocate(C * KH * KW);
+  PackNchwcDepthwiseWeights(w, C, KH, KW, data_.get());
 }
 
 void conv_nchwc::InteriorColumns(const ConvGeometry& g, int64_t* lo, int64_t* hi) {
@@ -90,6 +106,36 @@ void conv_nchwc::RowsPortable(const NchwcConvArgs& a, int64_t group, int64_t oy0
       }
     }
   }
+}
+
+void conv_nchwc::DepthwiseRowsPortable(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1) {
+  constexpr int64_t B = kNchwcBlock;
+  const ConvGeometry& g = *a.g;
+  const int64_t IH = g.in[0], IW = g.in[1], OH = g.out[0], OW = g.out[1], KH = g.kernel[0], KW = g.kernel[1];
+  const float* x = a.x + block * IH * IW * B;
+  const float* w = a.w + block * KH * KW * B;
+  for (int64_t oy = oy0; oy < oy1; ++oy) {
+    for (int64_t ox = 0; ox < OW; ++ox) {
+      for (int64_t c = 0; c < B; ++c) {
+        float acc = a.bias ? a.bias[block * B + c] : 0.f;
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const int64_t iy = oy * g.stride[0] - g.pad_begin[0] + kh * g.dilation[0];
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            const int64_t ix = ox * g.stride[1] - g.pad_begin[1] + kw * g.dilation[1];
+            const bool inside = iy >= 0 && iy < IH && ix >= 0 && ix < IW;
+            acc = std::fma(w[(kh * KW + kw) * B + c], inside ? x[(iy * IW + ix) * B + c] : 0.f, acc);
+          }
+        }
+        if (a.clamp_lo_hi) acc = std::min(std::max(acc, a.clamp_lo_hi[0]), a.clamp_lo_hi[1]);
+        a.y[((block * OH + oy) * OW + ox) * B + c] = acc;
+      }
+    }
+  }
+}
+
+void NchwcDepthwiseRows(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1, QGemmIsa isa) {
+  if (ConvNchwcSupported(isa)) return conv_nchwc::DepthwiseRowsAvx512(a, block, oy0, oy1);
+  conv_nchwc::DepthwiseRowsPortable(a, block, oy0, oy1);
 }
 
 void BlockToNchwc(const float* src, int64_t plane, float* dst, QGemmIsa isa) {

@@ -38,13 +38,21 @@ int64_t NchwcWeightOffset(int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t 
                           int64_t kh, int64_t kw, int64_t i, int64_t o);
 void PackNchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib, float* dst);
 
-// PackNchwcWeights' layout in 64-byte aligned memory (the kernel's aligned loads), made once.
+// Depthwise weights [C, 1, KH, KW] (C a multiple of 16) to [C/16][KH][KW][16]: one vector per
+// block and tap.
+void PackNchwcDepthwiseWeights(const float* w, int64_t C, int64_t KH, int64_t KW, float* dst);
+
+// PackNchwcWeights' (or PackNchwcDepthwiseWeights') layout in 64-byte aligned memory (the
+// kernels' aligned loads), made once.
 class NchwcWeights {
  public:
   NchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib);
+  struct Depthwise {};
+  NchwcWeights(Depthwise, const float* w, int64_t C, int64_t KH, int64_t KW);
   const float* data() const { return data_.get(); }
 
  private:
+  void Allocate(int64_t floats);
   struct Free {
     void operator()(float* p) const;
   };
@@ -79,7 +87,25 @@ void BlockFromNchwc(const float* src, int64_t plane, float* dst, QGemmIsa isa);
 // Output rows [oy0, oy1) of output-block group `group` (blocks 4 * group .. + 4, fewer at the end).
 void ConvNchwcRows(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1, QGemmIsa isa);
 
+// Depthwise conv (group = C = M) on NCHW16c tensors: the 16 channels of a block are the lanes
+// of one vector. The NCHW depthwise kernels' arithmetic (kernels/depthwise_f32.h), so the same
+// bits as DepthwiseConv2DFloat: acc = bias; per tap (kh, kw) in order acc = fma(w, x, acc), taps
+// in the padding with x = 0; then the Clip.
+struct NchwcDepthwiseArgs {
+  const ConvGeometry* g = nullptr;  // nd == 2
+  const float* x = nullptr;         // one image, [C/16][IH][IW][16]
+  const float* w = nullptr;         // PackNchwcDepthwiseWeights
+  const float* bias = nullptr;      // C values, or null
+  float* y = nullptr;               // one image, [C/16][OH][OW][16]
+  const float* clamp_lo_hi = nullptr;
+};
+
+// Output rows [oy0, oy1) of channel block `block`.
+void NchwcDepthwiseRows(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1, QGemmIsa isa);
+
 namespace conv_nchwc {
+void DepthwiseRowsPortable(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1);
+void DepthwiseRowsAvx512(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1);
 void RowsPortable(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1);
 void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1);
 // Output columns [lo, hi) whose taps all fall inside the input row (the rest are the borders).

@@ -931,6 +931,7 @@ class ConvKernel final : public OpKernel {
                    ShapeToString(x.shape()));
     }
     const int64_t x_channels = nchwc_plain_input_ ? x.dim(1) : x.dim(1) * B;
+    if (group_ != 1 && !nchwc_plain_input_) return ComputeBlockedDepthwise(ctx, x, w, b, x_channels);
     QK_CHECK_ARG(w.dtype() == DType::kFloat32 && w.rank() == 4 && group_ == 1 && w.dim(1) == x_channels &&
                      w.dim(0) % B == 0,
                  "weight W {} {} does not fit the blocked input {} (group {})", DTypeName(w.dtype()),
@@ -964,6 +965,49 @@ class ConvKernel final : public OpKernel {
         kernels::NchwcConvArgs a = BlockedArgs(g, C, M, x, b, r, n, lo_hi);
         a.y = y->data<float>() + n * out_size;
         kernels::ConvNchwcRows(a, group, oy0, oy1, isa);
+        t += oy1 - oy0;
+      }
+    };
+    ThreadPool* pool = ctx.thread_pool();
+    const int64_t tasks = N * per_image;
+    if (pool && tasks > 1) {
+      pool->ParallelFor(tasks, 1, rows);
+    } else {
+      rows(0, tasks);
+    }
+    return Status::Ok();
+  }
+
+  // ComputeBlocked of a depthwise conv (group = C = M, no residual, no fused pool): tasks of
+  // output rows of one channel block (kernels::NchwcDepthwiseRows).
+  Status ComputeBlockedDepthwise(KernelContext& ctx, const Tensor& x, const Tensor& w, const Tensor* b, int64_t C) {
+    constexpr int64_t B = kernels::kNchwcBlock;
+    QK_CHECK_ARG(w.dtype() == DType::kFloat32 && w.rank() == 4 && group_ == C && w.dim(0) == C && w.dim(1) == 1,
+                 "depthwise weight W {} {} does not fit the blocked input {} (group {})", DTypeName(w.dtype()),
+                 ShapeToString(w.shape()), ShapeToString(x.shape()), group_);
+    QK_CHECK_ARG(!b || (b->dtype() == DType::kFloat32 && b->rank() == 1 && b->dim(0) == C),
+                 "bias B has shape {}, expected [{}]", b ? ShapeToString(b->shape()) : "", C);
+    QK_CHECK_ARG(!ctx.input(3) && !max_pool_2x2_, "a blocked depthwise conv takes no residual and no fused pool");
+    const int64_t N = x.dim(0);
+    QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveGeometry(attrs_, {x.dim(2), x.dim(3)}, {w.dim(2), w.dim(3)}));
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, {N, C / B, g.out[0], g.out[1], B}));
+    if (N == 0 || g.OutSize() == 0) return Status::Ok();
+    const float* packed = BlockedWeights(w).data();
+    const float lo_hi[2] = {act_.lo, act_.hi};
+    const int64_t OH = g.out[0], blocks = C / B, per_image = blocks * OH;
+    const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+    auto rows = [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1;) {  // rows of one image and block at a time
+        const int64_t n = t / per_image, block = t % per_image / OH, oy0 = t % OH;
+        const int64_t oy1 = std::min(OH, oy0 + (t1 - t));
+        kernels::NchwcDepthwiseArgs a;
+        a.g = &g;
+        a.x = x.data<float>() + n * C * g.InSize();
+        a.w = packed;
+        a.bias = b ? b->data<float>() : nullptr;
+        a.y = y->data<float>() + n * C * g.OutSize();
+        a.clamp_lo_hi = act_.on ? lo_hi : nullptr;
+        kernels::NchwcDepthwiseRows(a, block, oy0, oy1, isa);
         t += oy1 - oy0;
       }
     };
@@ -1043,6 +1087,11 @@ class ConvKernel final : public OpKernel {
   // one for an NCHW input), packed on the first run that needs them (runs may be concurrent).
   const kernels::NchwcWeights& BlockedWeights(const Tensor& w) {
     std::call_once(nchwc_once_, [&] {
+      if (group_ != 1) {  // depthwise
+        nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(kernels::NchwcWeights::Depthwise{}, w.data<float>(),
+                                                                 w.dim(0), w.dim(2), w.dim(3));
+        return;
+      }
       nchwc_weights_ = std::make_unique<kernels::NchwcWeights>(w.data<float>(), w.dim(0), w.dim(1), w.dim(2), w.dim(3),
                                                                nchwc_plain_input_ ? 1 : kernels::kNchwcBlock);
     });
@@ -1077,39 +1126,58 @@ class ConvKernel final : public OpKernel {
 
 // ------------------------------------------------------------- NCHW <-> NCHW16c (layout edges)
 
-// com.quantkit::ToNchwc: float32 [N, C, H, W] (C a multiple of 16) -> [N, C/16, H, W, 16];
-// com.quantkit::FromNchwc the inverse (passes::BlockConvChannels). 16 x 16 blocks through
-// registers (kernels::TransposeFloat), one per channel block and image in parallel.
+// com.quantkit::ToNchwc: float32 [N, C, H, W] -> [N, ceil(C/16), H, W, 16], the last block's
+// missing channels 0; com.quantkit::FromNchwc the inverse, to attribute `channels` (default all
+// of the blocks') (passes::BlockConvChannels). 16 x 16 blocks through registers
+// (kernels::TransposeFloat), one per channel block and image in parallel; a partial last block
+// element by element.
 class NchwcReorderKernel final : public OpKernel {
  public:
-  explicit NchwcReorderKernel(bool to_blocked) : to_blocked_(to_blocked) {}
+  NchwcReorderKernel(bool to_blocked, int64_t channels) : to_blocked_(to_blocked), channels_(channels) {}
 
   Status Compute(KernelContext& ctx) override {
     constexpr int64_t B = kernels::kNchwcBlock;
     QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
     QK_CHECK_ARG(x->dtype() == DType::kFloat32, "input X must be float32, got {}", DTypeName(x->dtype()));
     if (to_blocked_) {
-      QK_CHECK_ARG(x->rank() == 4 && x->dim(1) % B == 0, "input X must be [N, C, H, W] with C a multiple of 16, got {}",
-                   ShapeToString(x->shape()));
+      QK_CHECK_ARG(x->rank() == 4, "input X must be [N, C, H, W], got {}", ShapeToString(x->shape()));
     } else {
       QK_CHECK_ARG(x->rank() == 5 && x->dim(4) == B, "input X must be NCHW16c [N, C/16, H, W, 16], got {}",
                    ShapeToString(x->shape()));
     }
-    const int64_t N = x->dim(0), Cb = to_blocked_ ? x->dim(1) / B : x->dim(1), H = x->dim(2), W = x->dim(3);
-    const Shape yshape = to_blocked_ ? Shape{N, Cb, H, W, B} : Shape{N, Cb * B, H, W};
+    const int64_t N = x->dim(0), H = x->dim(2), W = x->dim(3);
+    const int64_t C = to_blocked_ ? x->dim(1) : channels_ >= 0 ? channels_ : x->dim(1) * B;
+    const int64_t Cb = to_blocked_ ? (C + B - 1) / B : x->dim(1);
+    QK_CHECK_ARG(to_blocked_ || (C <= Cb * B && C > (Cb - 1) * B),
+                 "attribute channels {} does not fit the blocked input {}", C, ShapeToString(x->shape()));
+    const Shape yshape = to_blocked_ ? Shape{N, Cb, H, W, B} : Shape{N, C, H, W};
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, yshape));
     const int64_t plane = H * W;
     const float* xd = x->data<float>();
     float* yd = y->data<float>();
     const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
     auto blocks = [&](int64_t b0, int64_t b1) {
-      for (int64_t i = b0; i < b1; ++i) {  // block i = n * Cb + cb: the same offset in both layouts
-        const float* src = xd + i * plane * B;
-        float* dst = yd + i * plane * B;
+      for (int64_t i = b0; i < b1; ++i) {  // block cb of image n
+        const int64_t n = i / Cb, c0 = i % Cb * B, valid = std::min(B, C - c0);
+        const int64_t blocked_at = i * plane * B, plain_at = (n * C + c0) * plane;
         if (to_blocked_) {
-          kernels::BlockToNchwc(src, plane, dst, isa);
+          const float* src = xd + plain_at;
+          float* dst = yd + blocked_at;
+          if (valid == B) {
+            kernels::BlockToNchwc(src, plane, dst, isa);
+            continue;
+          }
+          for (int64_t p = 0; p < plane; ++p)
+            for (int64_t c = 0; c < B; ++c) dst[p * B + c] = c < valid ? src[c * plane + p] : 0.f;
         } else {
-          kernels::BlockFromNchwc(src, plane, dst, isa);
+          const float* src = xd + blocked_at;
+          float* dst = yd + plain_at;
+          if (valid == B) {
+            kernels::BlockFromNchwc(src, plane, dst, isa);
+            continue;
+          }
+          for (int64_t c = 0; c < valid; ++c)
+            for (int64_t p = 0; p < plane; ++p) dst[c * plane + p] = src[p * B + c];
         }
       }
     };
@@ -1124,6 +1192,7 @@ class NchwcReorderKernel final : public OpKernel {
 
  private:
   bool to_blocked_;
+  int64_t channels_;
 };
 
 // --------------------------------------------------------------------------- ConvTranspose
@@ -1299,10 +1368,10 @@ void RegisterNnConvOps(KernelRegistry& r) {
   r.Register("", "Conv", &ConvKernel::Create);
   r.Register(kQuantkitDomain, "FusedConv", &ConvKernel::Create);
   r.Register(kQuantkitDomain, "ToNchwc", [](const KernelInit&) -> StatusOr<std::unique_ptr<OpKernel>> {
-    return std::unique_ptr<OpKernel>(std::make_unique<NchwcReorderKernel>(true));
+    return std::unique_ptr<OpKernel>(std::make_unique<NchwcReorderKernel>(true, -1));
   });
-  r.Register(kQuantkitDomain, "FromNchwc", [](const KernelInit&) -> StatusOr<std::unique_ptr<OpKernel>> {
-    return std::unique_ptr<OpKernel>(std::make_unique<NchwcReorderKernel>(false));
+  r.Register(kQuantkitDomain, "FromNchwc", [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+    return std::unique_ptr<OpKernel>(std::make_unique<NchwcReorderKernel>(false, init.node.AttrInt("channels", -1)));
   });
   r.Register("", "ConvTranspose", &ConvTransposeKernel::Create);
 }

@@ -360,6 +360,8 @@ class PoolKernel final : public OpKernel {
         QK_CHECK_ARG(k->storage_order_ == 0 || k->storage_order_ == 1, "attribute storage_order must be 0 or 1, got {}",
                      k->storage_order_);
       }
+      // NchwcGlobalAveragePool: the channels of the plain output (the last block's padding dropped).
+      k->channels_ = node.AttrInt("channels", -1);
       if (kind == PoolKind::kLp) {
         // LpPool-1 had a float p; later opsets an int.
         const Attribute* pa = node.FindAttr("p");
@@ -456,10 +458,18 @@ class PoolKernel final : public OpKernel {
     const int64_t planes = x.dim(0) * x.dim(1), in_plane = x.dim(2) * x.dim(3) * B;
     const float* xd = x.data<float>();
     if (global_) {
-      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, Shape{x.dim(0), x.dim(1) * B, 1, 1}));
+      const int64_t C = channels_ >= 0 ? channels_ : x.dim(1) * B;
+      QK_CHECK_ARG(C <= x.dim(1) * B && C > (x.dim(1) - 1) * B, "attribute channels {} does not fit the blocked input {}",
+                   C, ShapeToString(x.shape()));
+      QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, Shape{x.dim(0), C, 1, 1}));
       float* yd = y->data<float>();
-      ParallelPlanes(ctx, planes, in_plane,
-                     [&](int64_t i) { GlobalAverageBlockedPlane(xd + i * in_plane, in_plane / B, yd + i * B); });
+      const int64_t Cb = x.dim(1);
+      ParallelPlanes(ctx, planes, in_plane, [&](int64_t i) {
+        float means[B];
+        GlobalAverageBlockedPlane(xd + i * in_plane, in_plane / B, means);
+        const int64_t n = i / Cb, c0 = i % Cb * B;
+        std::copy(means, means + std::min(B, C - c0), yd + n * C + c0);
+      });
       return Status::Ok();
     }
     QK_CHECK_ARG(attrs_.kernel_shape.size() == 2, "NchwcMaxPool needs a 2-D kernel_shape, got {} dims",
@@ -524,6 +534,7 @@ class PoolKernel final : public OpKernel {
   bool count_include_pad_ = false;
   int64_t storage_order_ = 0;
   int64_t p_ = 2;
+  int64_t channels_ = -1;
 };
 
 }  // namespace

@@ -180,3 +180,113 @@ void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1)
 }
 
 }  // namespace quantkit::kernels::conv_nchwc
+
+// ------------------------------------------------------------------- depthwise, NCHW16c
+
+namespace quantkit::kernels::conv_nchwc {
+namespace {
+
+struct DepthwiseRow {
+  const ConvGeometry* g;
+  const float* x;      // the block's image, [IH][IW][16]
+  const float* w;      // the block's taps, [KH][KW][16]
+  const float* bias;   // the block's 16 values, or null
+  const float* clamp;  // lo, hi, or null
+  int64_t oy;
+  float* y;  // row oy of the block
+};
+
+// P output pixels of one row from ox0, each tap one vector FMA per pixel in (kh, kw) order. Rows
+// outside the input add w * 0 (as the NCHW kernels' zero padding); kBorder: columns outside too
+// (checked per pixel), else every column is inside. SW: the column stride if 1 or 2, 0 for any.
+template <int P, bool kBorder, int SW>
+__attribute__((target("avx512f"))) void DepthwisePixels(const DepthwiseRow& r, int64_t ox0) {
+  const ConvGeometry& g = *r.g;
+  const int64_t IH = g.in[0], IW = g.in[1], KH = g.kernel[0], KW = g.kernel[1];
+  const int64_t sh = g.stride[0], sw = SW > 0 ? SW : g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
+  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 bv = r.bias ? _mm512_loadu_ps(r.bias) : zero;
+  __m512 acc[P];
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) acc[p] = bv;
+  for (int64_t kh = 0; kh < KH; ++kh) {
+    const int64_t iy = r.oy * sh - ph + kh * dh;
+    const bool row_inside = iy >= 0 && iy < IH;
+    const float* xr = row_inside ? r.x + iy * IW * B : r.x;
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      const __m512 wv = _mm512_load_ps(r.w + (kh * KW + kw) * B);
+      const int64_t ix = ox0 * sw - pw + kw * dw;
+      if (!row_inside) {
+#pragma GCC unroll 8
+        for (int p = 0; p < P; ++p) acc[p] = _mm512_fmadd_ps(wv, zero, acc[p]);
+        continue;
+      }
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p) {
+        const int64_t at = ix + p * sw;
+        __m512 xv;
+        if constexpr (kBorder) {
+          xv = at >= 0 && at < IW ? _mm512_loadu_ps(xr + at * B) : zero;
+        } else {
+          xv = _mm512_loadu_ps(xr + at * B);
+        }
+        acc[p] = _mm512_fmadd_ps(wv, xv, acc[p]);
+      }
+    }
+  }
+  constexpr __mmask16 kAll = 0xFFFF;
+  const __m512 lo = _mm512_set1_ps(r.clamp ? r.clamp[0] : 0.f), hi = _mm512_set1_ps(r.clamp ? r.clamp[1] : 0.f);
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) {
+    __m512 v = acc[p];
+    if (r.clamp) v = _mm512_maskz_min_ps(kAll, hi, _mm512_maskz_max_ps(kAll, lo, v));
+    _mm512_storeu_ps(r.y + (ox0 + p) * B, v);
+  }
+}
+
+constexpr int kDepthwisePixels = 8;
+
+template <int SW>
+void DepthwiseRowOf(const DepthwiseRow& r, int64_t lo, int64_t hi, int64_t ow) {
+  for (int64_t ox = 0; ox < lo; ++ox) DepthwisePixels<1, true, SW>(r, ox);
+  int64_t ox = lo;
+  for (; ox + kDepthwisePixels <= hi; ox += kDepthwisePixels) DepthwisePixels<kDepthwisePixels, false, SW>(r, ox);
+  switch (hi - ox) {
+    case 7: DepthwisePixels<7, false, SW>(r, ox); break;
+    case 6: DepthwisePixels<6, false, SW>(r, ox); break;
+    case 5: DepthwisePixels<5, false, SW>(r, ox); break;
+    case 4: DepthwisePixels<4, false, SW>(r, ox); break;
+    case 3: DepthwisePixels<3, false, SW>(r, ox); break;
+    case 2: DepthwisePixels<2, false, SW>(r, ox); break;
+    case 1: DepthwisePixels<1, false, SW>(r, ox); break;
+    default: break;
+  }
+  for (ox = hi; ox < ow; ++ox) DepthwisePixels<1, true, SW>(r, ox);
+}
+
+}  // namespace
+
+void DepthwiseRowsAvx512(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1) {
+  const ConvGeometry& g = *a.g;
+  const int64_t OH = g.out[0], OW = g.out[1];
+  int64_t lo = 0, hi = 0;
+  InteriorColumns(g, &lo, &hi);
+  DepthwiseRow r;
+  r.g = &g;
+  r.x = a.x + block * g.in[0] * g.in[1] * B;
+  r.w = a.w + block * g.kernel[0] * g.kernel[1] * B;
+  r.bias = a.bias ? a.bias + block * B : nullptr;
+  r.clamp = a.clamp_lo_hi;
+  for (int64_t oy = oy0; oy < oy1; ++oy) {
+    r.oy = oy;
+    r.y = a.y + (block * OH + oy) * OW * B;
+    switch (g.stride[1]) {
+      case 1: DepthwiseRowOf<1>(r, lo, hi, OW); break;
+      case 2: DepthwiseRowOf<2>(r, lo, hi, OW); break;
+      default: DepthwiseRowOf<0>(r, lo, hi, OW); break;
+    }
+  }
+}
+
+}  // namespace quantkit::kernels::conv_nchwc
