@@ -17,6 +17,11 @@
 //    expression (Relu is Clip(0, +inf) bit for bit, NaN and -0 included).
 // 5. A float Conv / FusedConv whose output feeds only a 2x2, stride-2 MaxPool without padding
 //    becomes a FusedConv with max_pool_2x2 = 1 (FuseConvMaxPool).
+// First of all (FusePadIntoConv): a zero, constant-mode Pad of the spatial dims whose output only
+// float 2-D Convs read (TensorFlow exports pad explicitly before stride-2 convs) is dropped and
+// its pads added to each Conv's: the same taps read zeros (the values of the separate ops; a
+// kernel that skips padding taps can turn a -0 sum into +0, nothing else), one pass over the
+// tensor less, and the convs link up for the blocked layout (passes::BlockConvChannels).
 #include <algorithm>
 #include <limits>
 
@@ -305,6 +310,64 @@ bool FuseMatMulBias(Graph& g, std::vector<bool>& removed) {
 }
 
 // Drops the removed nodes.
+// The spatial pads [h_begin, w_begin, h_end, w_end] of a zero, constant-mode Pad of a 4-D tensor
+// that pads neither N nor C, or false.
+bool ZeroSpatialPads(const Graph& g, const Model& model, const Node& pad, std::vector<int64_t>* spatial) {
+  if (!pad.IsDefaultDomain() || pad.op_type != "Pad" || pad.outputs.size() != 1 || pad.inputs.empty()) return false;
+  if (pad.AttrString("mode", "constant") != "constant") return false;
+  std::vector<int64_t> pads;
+  if (model.OpsetVersion("") < 11) {
+    if (pad.AttrFloat("value", 0.f) != 0.f) return false;
+    pads = pad.AttrInts("pads");
+  } else {
+    if (pad.inputs.size() > 3 || pad.Input(1).empty() || g.IsGraphInput(pad.Input(1))) return false;
+    const Tensor* p = g.FindInitializer(pad.Input(1));
+    if (!p || p->dtype() != DType::kInt64) return false;
+    pads.assign(p->data<int64_t>(), p->data<int64_t>() + p->numel());
+    if (!pad.Input(2).empty()) {
+      const Tensor* v = ScalarF32(g, pad.Input(2));
+      if (!v || v->data<float>()[0] != 0.f) return false;
+    }
+  }
+  if (pads.size() != 8 || pads[0] != 0 || pads[1] != 0 || pads[4] != 0 || pads[5] != 0) return false;
+  for (int64_t p : pads)
+    if (p < 0) return false;
+  *spatial = {pads[2], pads[3], pads[6], pads[7]};
+  return true;
+}
+
+bool FusePadIntoConv(Graph& g, const Model& model, std::vector<bool>& removed) {
+  bool any = false;
+  DefUse du(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& pad = g.nodes[i];
+    std::vector<int64_t> spatial;
+    if (removed[i] || !ZeroSpatialPads(g, model, pad, &spatial) || g.IsGraphOutput(pad.outputs[0])) continue;
+    const auto& readers = du.Consumers(pad.outputs[0]);
+    bool all_convs = !readers.empty();
+    for (int r : readers) {
+      const Node& c = g.nodes[r];
+      const Tensor* w = c.HasInput(1) ? g.FindInitializer(c.inputs[1]) : nullptr;
+      all_convs = all_convs && !removed[r] && c.IsDefaultDomain() && c.op_type == "Conv" && c.Input(0) == pad.outputs[0] &&
+                  c.Input(1) != pad.outputs[0] && c.Input(2) != pad.outputs[0] && w && w->dtype() == DType::kFloat32 &&
+                  w->rank() == 4 && c.AttrString("auto_pad", "NOTSET") == "NOTSET" &&
+                  (c.AttrInts("pads").empty() || c.AttrInts("pads").size() == 4);
+    }
+    if (!all_convs) continue;
+    for (int r : readers) {
+      Node& c = g.nodes[r];
+      std::vector<int64_t> pads = c.AttrInts("pads");
+      if (pads.empty()) pads.assign(4, 0);
+      for (int d = 0; d < 4; ++d) pads[d] += spatial[d];
+      c.SetAttrInts("pads", pads);
+      c.inputs[0] = pad.inputs[0];
+    }
+    removed[i] = true;
+    any = true;
+  }
+  return any;
+}
+
 void Compact(Graph& g, std::vector<bool>& removed) {
   std::vector<Node> nodes;
   for (size_t i = 0; i < g.nodes.size(); ++i)
@@ -320,6 +383,7 @@ Status Run(Graph& g, const Model& model) {
       for (auto& sg : a.graphs) QK_RETURN_IF_ERROR(Run(*sg, model));
     }
   std::vector<bool> removed(g.nodes.size(), false);
+  if (FusePadIntoConv(g, model, removed)) Compact(g, removed);
   if (FuseConvResidualAdd(g, model, removed)) {
     Compact(g, removed);
     QK_RETURN_IF_ERROR(TopologicalSort(g));  // the fused nodes now read r

@@ -5,6 +5,7 @@
 // into FusedConv with the residual as input 3; MatMul -> Add(bias) into FusedMatMul;
 // the erf GELU's five ops into GeluErfChain.
 // Likewise a decomposed hard-swish (Add, Clip, Mul, Div or Mul) into com.quantkit::HardSwishChain.
+// A zero spatial Pad read only by Convs goes into their pads.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -449,6 +450,86 @@ TEST(FuseGeluErfChain, BitIdenticalToSeparateOps) {
 
 TEST(FuseGeluErfChain, NotWhenAnIntermediateIsReadElsewhere) {
   EXPECT_EQ(CountOp(GeluModel(true, false, false, /*erf_output_too=*/true), "GeluErfChain"), 0);
+}
+
+// x -> Pad -> {depthwise stride-2 Conv, 3x3 Conv}, as TensorFlow exports SAME padding of
+// stride-2 convs: the Pad's spatial pads move into both convs (opset 13: pads from an input; opset
+// 10: from the attribute) with the separate ops' values, NaN included.
+Model PadConvModel(int opset, std::vector<int64_t> pads, float value, bool pad_read_elsewhere) {
+  Graph g;
+  g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {1, 16, 9, 11}));
+  g.AddInitializer("wd", RandomFloats({16, 1, 3, 3}, 3));
+  g.AddInitializer("w", RandomFloats({8, 16, 3, 3}, 4));
+  g.AddInitializer("b", RandomFloats({8}, 5));
+  Node pad = MakeNode("Pad", {"x"}, {"xp"}, "pad");
+  if (opset >= 11) {
+    g.AddInitializer("pads", Tensor::FromVector<int64_t>(pads, {8}));
+    g.AddInitializer("value", Tensor::Scalar<float>(value));
+    pad.inputs = {"x", "pads", "value"};
+  } else {
+    pad.attributes = {IntsAttr("pads", pads), testing::FloatAttr("value", value)};
+  }
+  g.nodes.push_back(pad);
+  Node dw = MakeNode("Conv", {"xp", "wd"}, {"yd"}, "dw");
+  dw.attributes = {IntAttr("group", 16), IntsAttr("strides", {2, 2})};
+  Node conv = MakeNode("Conv", {"xp", "w", "b"}, {"y"}, "conv");
+  conv.attributes = {IntsAttr("pads", {1, 0, 0, 1})};
+  g.nodes.push_back(dw);
+  g.nodes.push_back(conv);
+  for (const char* out : {"yd", "y"}) {
+    ValueInfo v;
+    v.name = out;
+    g.outputs.push_back(v);
+  }
+  if (pad_read_elsewhere) {
+    g.nodes.push_back(MakeNode("Relu", {"xp"}, {"r"}));
+    ValueInfo v;
+    v.name = "r";
+    g.outputs.push_back(v);
+  }
+  return MakeModel(std::move(g), opset);
+}
+
+int CountPads(const Model& m) {
+  auto s = Session::Create(m);
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  int pads = 0;
+  if (s.ok())
+    for (const Node& n : (*s)->model().graph.nodes) pads += n.op_type == "Pad";
+  return pads;
+}
+
+TEST(FusePadIntoConv, SameValuesAsTheSeparatePad) {
+  for (int opset : {10, 13}) {
+    for (const std::vector<int64_t>& pads :
+         {std::vector<int64_t>{0, 0, 0, 0, 0, 0, 1, 1}, std::vector<int64_t>{0, 0, 2, 1, 0, 0, 0, 3}}) {
+      SCOPED_TRACE("opset " + std::to_string(opset) + " pads " + std::to_string(pads[2]) + std::to_string(pads[3]) +
+                   std::to_string(pads[6]) + std::to_string(pads[7]));
+      const Model m = PadConvModel(opset, pads, 0.f, false);
+      EXPECT_EQ(CountPads(m), 0);
+      Tensor x = RandomFloats({1, 16, 9, 11}, 7, 2.f);
+      x.data<float>()[12] = std::numeric_limits<float>::quiet_NaN();
+      const auto fused = RunModel(m, {{"x", x}}, true), separate = RunModel(m, {{"x", x}}, false);
+      ASSERT_EQ(fused.size(), 2u);
+      ASSERT_EQ(separate.size(), 2u);
+      int nans = 0;
+      for (size_t o = 0; o < 2; ++o) {
+        ASSERT_EQ(fused[o].shape(), separate[o].shape()) << o;
+        for (int64_t i = 0; i < fused[o].numel(); ++i) {
+          const float a = fused[o].data<float>()[i], b = separate[o].data<float>()[i];
+          nans += std::isnan(b);
+          ASSERT_TRUE(a == b || (std::isnan(a) && std::isnan(b))) << o << " " << i << ": " << a << " vs " << b;
+        }
+      }
+      EXPECT_GT(nans, 0);
+    }
+  }
+}
+
+TEST(FusePadIntoConv, NotANonZeroNegativeOrSharedPad) {
+  EXPECT_EQ(CountPads(PadConvModel(13, {0, 0, 1, 1, 0, 0, 1, 1}, 0.5f, false)), 1);  // pads with 0.5
+  EXPECT_EQ(CountPads(PadConvModel(13, {0, 0, -1, 0, 0, 0, 1, 1}, 0.f, false)), 1);  // crops a row
+  EXPECT_EQ(CountPads(PadConvModel(10, {0, 0, 1, 1, 0, 0, 1, 1}, 0.f, true)), 1);   // a Relu reads it too
 }
 
 }  // namespace
