@@ -29,6 +29,43 @@ struct Row {
   const float* clamp;
 };
 
+// The sums of pixels ox(0) .. ox(P-1): 0 on the first pass, else the partial sums in y.
+template <int FB, int P, typename Ox>
+__attribute__((target("avx512f"), always_inline)) inline void StartSums(const Row& r, __m512 (&acc)[FB][P], Ox ox) {
+#pragma GCC unroll 4
+  for (int f = 0; f < FB; ++f)
+#pragma GCC unroll 6
+    for (int p = 0; p < P; ++p) {
+      acc[f][p] = r.first ? _mm512_setzero_ps() : _mm512_loadu_ps(r.y + f * r.y_ob + ox(p) * B);
+    }
+}
+
+// After a pass: the partial sums to y, or on the last pass y = sum + bias (+ residual), clamped.
+template <int FB, int P, typename Ox>
+__attribute__((target("avx512f"), always_inline)) inline void FinishSums(const Row& r, __m512 (&acc)[FB][P], Ox ox) {
+  if (!r.last) {  // the partial sums, continued by the next pass (stored exactly)
+#pragma GCC unroll 4
+    for (int f = 0; f < FB; ++f)
+#pragma GCC unroll 6
+      for (int p = 0; p < P; ++p) _mm512_storeu_ps(r.y + f * r.y_ob + ox(p) * B, acc[f][p]);
+    return;
+  }
+  constexpr __mmask16 kAll = 0xFFFF;
+  const __m512 lo = _mm512_set1_ps(r.clamp ? r.clamp[0] : 0.f), hi = _mm512_set1_ps(r.clamp ? r.clamp[1] : 0.f);
+#pragma GCC unroll 4
+  for (int f = 0; f < FB; ++f) {
+    const __m512 bv = r.bias ? _mm512_loadu_ps(r.bias + f * B) : _mm512_setzero_ps();
+#pragma GCC unroll 6
+    for (int p = 0; p < P; ++p) {
+      const int64_t at = f * r.y_ob + ox(p) * B;
+      __m512 v = _mm512_add_ps(acc[f][p], bv);
+      if (r.residual) v = _mm512_add_ps(v, _mm512_loadu_ps(r.residual + f * r.res_ob + ox(p) * B));
+      if (r.clamp) v = _mm512_maskz_min_ps(kAll, hi, _mm512_maskz_max_ps(kAll, lo, v));
+      _mm512_storeu_ps(r.y + at, v);
+    }
+  }
+}
+
 // SW: the column stride when 1 or 2 (every input and weight address a constant offset from two
 // base pointers), 0 for any stride (read from the geometry).
 template <int FB, int P, bool kBorder, int SW, int IB>
@@ -38,12 +75,8 @@ __attribute__((target("avx512f"))) void Pixels(const Row& r, int64_t ox0) {
   const int64_t sh = g.stride[0], sw = SW > 0 ? SW : g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
   const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
   __m512 acc[FB][P];
-#pragma GCC unroll 4
-  for (int f = 0; f < FB; ++f)
-#pragma GCC unroll 6
-    for (int p = 0; p < P; ++p) {
-      acc[f][p] = r.first ? _mm512_setzero_ps() : _mm512_loadu_ps(r.y + f * r.y_ob + (ox0 + p) * B);
-    }
+  const auto ox = [ox0](int p) { return ox0 + p; };
+  StartSums<FB, P>(r, acc, ox);
   const int64_t xstep = sw * IB;  // floats between the P pixels' inputs
   for (int64_t cb = r.cb0; cb < r.cb1; ++cb) {
     const float* xc = r.x + cb * IH * IW * IB;
@@ -74,27 +107,67 @@ __attribute__((target("avx512f"))) void Pixels(const Row& r, int64_t ox0) {
       }
     }
   }
-  if (!r.last) {  // the partial sums, continued by the next pass (stored exactly)
+  FinishSums<FB, P>(r, acc, ox);
+}
+
+// The taps of one (input block, kh, kw) for two border pixels, kValid: which of them read a
+// column inside the input (the others skip the tap, as the portable build).
+template <int FB, int IB, unsigned kValid>
+__attribute__((target("avx512f"), always_inline)) inline void PairTap(__m512 (&acc)[FB][2], const float* x0,
+                                                                      const float* x1, const float* wt) {
+#pragma GCC unroll 16
+  for (int i = 0; i < IB; ++i) {
+    __m512 wv[FB];
 #pragma GCC unroll 4
-    for (int f = 0; f < FB; ++f)
-#pragma GCC unroll 6
-      for (int p = 0; p < P; ++p) _mm512_storeu_ps(r.y + f * r.y_ob + (ox0 + p) * B, acc[f][p]);
-    return;
-  }
-  constexpr __mmask16 kAll = 0xFFFF;
-  const __m512 lo = _mm512_set1_ps(r.clamp ? r.clamp[0] : 0.f), hi = _mm512_set1_ps(r.clamp ? r.clamp[1] : 0.f);
+    for (int f = 0; f < FB; ++f) wv[f] = _mm512_load_ps(wt + (i * FB + f) * B);
+    if constexpr (kValid & 1) {
+      const __m512 xv = _mm512_set1_ps(x0[i]);
 #pragma GCC unroll 4
-  for (int f = 0; f < FB; ++f) {
-    const __m512 bv = r.bias ? _mm512_loadu_ps(r.bias + f * B) : _mm512_setzero_ps();
-#pragma GCC unroll 6
-    for (int p = 0; p < P; ++p) {
-      const int64_t at = f * r.y_ob + (ox0 + p) * B;
-      __m512 v = _mm512_add_ps(acc[f][p], bv);
-      if (r.residual) v = _mm512_add_ps(v, _mm512_loadu_ps(r.residual + f * r.res_ob + (ox0 + p) * B));
-      if (r.clamp) v = _mm512_maskz_min_ps(kAll, hi, _mm512_maskz_max_ps(kAll, lo, v));
-      _mm512_storeu_ps(r.y + at, v);
+      for (int f = 0; f < FB; ++f) acc[f][0] = _mm512_fmadd_ps(xv, wv[f], acc[f][0]);
+    }
+    if constexpr (kValid & 2) {
+      const __m512 xv = _mm512_set1_ps(x1[i]);
+#pragma GCC unroll 4
+      for (int f = 0; f < FB; ++f) acc[f][1] = _mm512_fmadd_ps(xv, wv[f], acc[f][1]);
     }
   }
+}
+
+// Two border pixels (anywhere in the row) at once, each skipping its own taps outside the input:
+// 2 FB accumulators in flight, where one pixel alone (FB) leaves the FMA latency exposed (a 7-wide
+// map has 2 border pixels in 7). The portable build's sums.
+template <int FB, int IB>
+__attribute__((target("avx512f"))) void BorderPair(const Row& r, int64_t ox_a, int64_t ox_b) {
+  const ConvGeometry& g = *r.g;
+  const int64_t IH = g.in[0], IW = g.in[1], KH = g.kernel[0], KW = g.kernel[1];
+  const int64_t sh = g.stride[0], sw = g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
+  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
+  __m512 acc[FB][2];
+  const auto ox = [ox_a, ox_b](int p) { return p == 0 ? ox_a : ox_b; };
+  StartSums<FB, 2>(r, acc, ox);
+  for (int64_t cb = r.cb0; cb < r.cb1; ++cb) {
+    const float* xc = r.x + cb * IH * IW * IB;
+    const float* wc = r.w + cb * KH * KW * IB * FB * B;
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      const int64_t iy = r.oy * sh - ph + kh * dh;
+      if (iy < 0 || iy >= IH) continue;
+      const float* xr = xc + iy * IW * IB;
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        const int64_t ia = ox_a * sw - pw + kw * dw, ib = ox_b * sw - pw + kw * dw;
+        const unsigned valid = (ia >= 0 && ia < IW ? 1u : 0u) | (ib >= 0 && ib < IW ? 2u : 0u);
+        const float* x0 = xr + (valid & 1 ? ia : 0) * IB;
+        const float* x1 = xr + (valid & 2 ? ib : 0) * IB;
+        const float* wt = wc + (kh * KW + kw) * IB * FB * B;
+        switch (valid) {
+          case 3: PairTap<FB, IB, 3>(acc, x0, x1, wt); break;
+          case 2: PairTap<FB, IB, 2>(acc, x0, x1, wt); break;
+          case 1: PairTap<FB, IB, 1>(acc, x0, x1, wt); break;
+          default: break;
+        }
+      }
+    }
+  }
+  FinishSums<FB, 2>(r, acc, ox);
 }
 
 using PixelsFn = void (*)(const Row&, int64_t);
@@ -113,11 +186,22 @@ PixelsFn InteriorFn(int p) {
 
 template <int FB, int SW, int IB>
 void RowOf(const Row& r, int64_t lo, int64_t hi, int64_t ow) {
-  for (int64_t ox = 0; ox < lo; ++ox) Pixels<FB, 1, true, SW, IB>(r, ox);
   int64_t ox = lo;
   for (; ox + 6 <= hi; ox += 6) Pixels<FB, 6, false, SW, IB>(r, ox);
   if (ox < hi) InteriorFn<FB, SW, IB>(static_cast<int>(hi - ox))(r, ox);
-  for (ox = hi; ox < ow; ++ox) Pixels<FB, 1, true, SW, IB>(r, ox);
+  // The border pixels [0, lo) and [hi, ow) in pairs (a left one with a right one where both exist).
+  int64_t pending = -1;
+  auto border = [&](int64_t b) {
+    if (pending < 0) {
+      pending = b;
+      return;
+    }
+    BorderPair<FB, IB>(r, pending, b);
+    pending = -1;
+  };
+  for (int64_t b = 0; b < lo; ++b) border(b);
+  for (int64_t b = hi; b < ow; ++b) border(b);
+  if (pending >= 0) Pixels<FB, 1, true, SW, IB>(r, pending);
 }
 
 template <int FB, int IB>
