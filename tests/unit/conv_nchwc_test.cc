@@ -192,6 +192,24 @@ std::vector<Tensor> RunThreads(const Model& m, const Tensor& x, int threads, boo
   return out;
 }
 
+// Runs m on x blocked at 1 and 2 threads and in NCHW: `outputs` outputs, the blocked ones within
+// 1e-4 of the NCHW ones, the same bits at 1 and 2 threads. Returns the 1-thread blocked outputs.
+std::vector<Tensor> ExpectNchwValuesAndThreadBits(const Model& m, const Tensor& x, size_t outputs) {
+  const std::vector<Tensor> nchw = RunThreads(m, x, 1, /*blocked_layout=*/false);
+  const std::vector<Tensor> one = RunThreads(m, x, 1), two = RunThreads(m, x, 2);
+  EXPECT_EQ(one.size(), outputs);
+  EXPECT_EQ(nchw.size(), outputs);
+  EXPECT_EQ(two.size(), outputs);
+  for (size_t i = 0; i < outputs && i < one.size() && i < nchw.size() && i < two.size(); ++i) {
+    EXPECT_EQ(one[i].shape(), nchw[i].shape()) << i;
+    if (one[i].shape() != nchw[i].shape()) continue;
+    EXPECT_LT(testing::MaxAbsDiff(one[i], nchw[i]), 1e-4f) << "output " << i;
+    EXPECT_EQ(0, std::memcmp(one[i].data<float>(), two[i].data<float>(), one[i].numel() * sizeof(float)))
+        << "output " << i << ": 1 and 2 threads";
+  }
+  return one;
+}
+
 TEST(BlockConvChannels, BlockedGraphGivesTheNchwValues) {
   const Model m = BlockedModel();
   Model blocked = m;
@@ -213,18 +231,7 @@ TEST(BlockConvChannels, BlockedGraphGivesTheNchwValues) {
   EXPECT_EQ(ops["NchwcGlobalAveragePool"], 1);
   ASSERT_TRUE(VerifyGraph(blocked.graph).ok());
 
-  const Tensor x = testing::RandomFloats({2, 16, 13, 11}, 3);
-  const std::vector<Tensor> nchw = RunThreads(m, x, 1, /*blocked_layout=*/false);
-  const std::vector<Tensor> one = RunThreads(m, x, 1), two = RunThreads(m, x, 2);
-  ASSERT_EQ(one.size(), 3u);
-  ASSERT_EQ(nchw.size(), 3u);
-  ASSERT_EQ(two.size(), 3u);
-  for (size_t i = 0; i < 3; ++i) {
-    ASSERT_EQ(one[i].shape(), nchw[i].shape()) << i;
-    EXPECT_LT(testing::MaxAbsDiff(one[i], nchw[i]), 1e-4f) << "output " << i;
-    EXPECT_EQ(0, std::memcmp(one[i].data<float>(), two[i].data<float>(), one[i].numel() * sizeof(float)))
-        << "output " << i << ": 1 and 2 threads";
-  }
+  ExpectNchwValuesAndThreadBits(m, testing::RandomFloats({2, 16, 13, 11}, 3), 3);
 }
 
 // Fashion-CNN-like: a 1-channel input, two 3x3 convs, each with Relu and a 2x2 MaxPool
@@ -495,7 +502,9 @@ TEST(BlockConvChannels, DepthwiseAndPaddedChannelsGiveTheNchwValues) {
   for (const Node& n : opt.graph.nodes) {
     ++ops[n.op_type];
     blocked += n.AttrInt("nchwc", 0) != 0;
-    if (n.op_type == "FromNchwc") EXPECT_EQ(n.AttrInt("channels", 0), 24);
+    if (n.op_type == "FromNchwc") {
+      EXPECT_EQ(n.AttrInt("channels", 0), 24);
+    }
   }
   EXPECT_EQ(blocked, 6);
   EXPECT_EQ(ops["ToNchwc"], 0);
@@ -503,20 +512,10 @@ TEST(BlockConvChannels, DepthwiseAndPaddedChannelsGiveTheNchwValues) {
   EXPECT_EQ(ops["NchwcGlobalAveragePool"], 1);
   ASSERT_TRUE(VerifyGraph(opt.graph).ok());
 
-  const Tensor x = testing::RandomFloats({2, 3, 17, 15}, 7);
-  const std::vector<Tensor> nchw = RunThreads(m, x, 1, /*blocked_layout=*/false);
-  const std::vector<Tensor> one = RunThreads(m, x, 1), two = RunThreads(m, x, 2);
+  const std::vector<Tensor> one = ExpectNchwValuesAndThreadBits(m, testing::RandomFloats({2, 3, 17, 15}, 7), 2);
   ASSERT_EQ(one.size(), 2u);
-  ASSERT_EQ(nchw.size(), 2u);
-  ASSERT_EQ(two.size(), 2u);
   EXPECT_EQ(one[0].shape(), (Shape{2, 24, 1, 1}));
   EXPECT_EQ(one[1].shape(), (Shape{2, 24, 9, 8}));
-  for (size_t i = 0; i < 2; ++i) {
-    ASSERT_EQ(one[i].shape(), nchw[i].shape()) << i;
-    EXPECT_LT(testing::MaxAbsDiff(one[i], nchw[i]), 1e-4f) << "output " << i;
-    EXPECT_EQ(0, std::memcmp(one[i].data<float>(), two[i].data<float>(), one[i].numel() * sizeof(float)))
-        << "output " << i << ": 1 and 2 threads";
-  }
 }
 
 // A partial last block: ToNchwc pads 20 channels to 32 with zeros, FromNchwc (channels = 20)

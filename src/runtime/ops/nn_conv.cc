@@ -955,16 +955,25 @@ class ConvKernel final : public OpKernel {
     BlockedWeights(w);
     const int64_t out_size = g.OutSize() * M, OH = g.out[0];
     const float lo_hi[2] = {act_.lo, act_.hi};
-    const int64_t groups = kernels::NchwcGroups(M);
-    const int64_t per_image = groups * OH;
     const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+    ForEachRowRun(ctx, N, kernels::NchwcGroups(M), OH, [&](int64_t n, int64_t group, int64_t oy0, int64_t oy1) {
+      kernels::NchwcConvArgs a = BlockedArgs(g, C, M, x, b, r, n, lo_hi);
+      a.y = y->data<float>() + n * out_size;
+      kernels::ConvNchwcRows(a, group, oy0, oy1, isa);
+    });
+    return Status::Ok();
+  }
+
+  // fn(n, unit, oy0, oy1) over the output rows [0, OH) of `units` units (output-block groups or
+  // channel blocks) of N images: one task per row, runs of consecutive rows of one image and unit
+  // per call, in parallel when there is more than one row.
+  template <typename F>
+  static void ForEachRowRun(KernelContext& ctx, int64_t N, int64_t units, int64_t OH, F&& fn) {
+    const int64_t per_image = units * OH;
     auto rows = [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1;) {  // rows of one image and group at a time
-        const int64_t n = t / per_image, group = t % per_image / OH, oy0 = t % OH;
-        const int64_t oy1 = std::min(OH, oy0 + (t1 - t));
-        kernels::NchwcConvArgs a = BlockedArgs(g, C, M, x, b, r, n, lo_hi);
-        a.y = y->data<float>() + n * out_size;
-        kernels::ConvNchwcRows(a, group, oy0, oy1, isa);
+      for (int64_t t = t0; t < t1;) {
+        const int64_t oy0 = t % OH, oy1 = std::min(OH, oy0 + (t1 - t));
+        fn(t / per_image, t % per_image / OH, oy0, oy1);
         t += oy1 - oy0;
       }
     };
@@ -975,7 +984,6 @@ class ConvKernel final : public OpKernel {
     } else {
       rows(0, tasks);
     }
-    return Status::Ok();
   }
 
   // ComputeBlocked of a depthwise conv (group = C = M, no residual, no fused pool): tasks of
@@ -994,30 +1002,17 @@ class ConvKernel final : public OpKernel {
     if (N == 0 || g.OutSize() == 0) return Status::Ok();
     const float* packed = BlockedWeights(w).data();
     const float lo_hi[2] = {act_.lo, act_.hi};
-    const int64_t OH = g.out[0], blocks = C / B, per_image = blocks * OH;
     const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
-    auto rows = [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1;) {  // rows of one image and block at a time
-        const int64_t n = t / per_image, block = t % per_image / OH, oy0 = t % OH;
-        const int64_t oy1 = std::min(OH, oy0 + (t1 - t));
-        kernels::NchwcDepthwiseArgs a;
-        a.g = &g;
-        a.x = x.data<float>() + n * C * g.InSize();
-        a.w = packed;
-        a.bias = b ? b->data<float>() : nullptr;
-        a.y = y->data<float>() + n * C * g.OutSize();
-        a.clamp_lo_hi = act_.on ? lo_hi : nullptr;
-        kernels::NchwcDepthwiseRows(a, block, oy0, oy1, isa);
-        t += oy1 - oy0;
-      }
-    };
-    ThreadPool* pool = ctx.thread_pool();
-    const int64_t tasks = N * per_image;
-    if (pool && tasks > 1) {
-      pool->ParallelFor(tasks, 1, rows);
-    } else {
-      rows(0, tasks);
-    }
+    ForEachRowRun(ctx, N, C / B, g.out[0], [&](int64_t n, int64_t block, int64_t oy0, int64_t oy1) {
+      kernels::NchwcDepthwiseArgs a;
+      a.g = &g;
+      a.x = x.data<float>() + n * C * g.InSize();
+      a.w = packed;
+      a.bias = b ? b->data<float>() : nullptr;
+      a.y = y->data<float>() + n * C * g.OutSize();
+      a.clamp_lo_hi = act_.on ? lo_hi : nullptr;
+      kernels::NchwcDepthwiseRows(a, block, oy0, oy1, isa);
+    });
     return Status::Ok();
   }
 
