@@ -62,12 +62,15 @@ def time_once(engine, model, inputs, threads, min_time_ms, warmup_ms, timeout=12
 
 def time_interleaved(models, inputs, threads, rounds, min_time_ms, warmup_ms):
     """Latency of several (engine, model) pairs, interleaved: round 1 runs each pair once, then round
-    2, ... so background load hits all of them alike. models: {key: (engine, model path)}.
+    2 in the reverse order, and so on, so background load and drift over the rounds hit all of them
+    alike (in a fixed order, the pair timed last in each round got the machine as the load after
+    the previous ones left it). models: {key: (engine, model path)}.
     Returns {key: {"median_ms", "p90_ms", "min_ms", "runs"} or {"error"}} over the pooled runs."""
     samples = {k: [] for k in models}
     errors = {}
-    for _ in range(rounds):
-        for key, (engine, model) in models.items():
+    for r in range(rounds):
+        order = list(models.items())
+        for key, (engine, model) in (order if r % 2 == 0 else order[::-1]):
             if key in errors:
                 continue
             try:

@@ -408,7 +408,7 @@ def write(path, results):
              f"{meta['cores']} cores, {meta['memory_gb']:.0f} GiB; {meta['os']}")
     L.append(f"- quantkit {meta['quantkit_version']} (git {meta['git']}), onnxruntime-node {meta['ort_version']}, "
              f"PyTorch {meta.get('torch_version', '-')}")
-    L.append(f"- latency: median of all timed runs of {meta['rounds']} interleaved rounds per engine "
+    L.append(f"- latency: median of all timed runs of {meta['rounds']} interleaved rounds per engine, every other round in reverse order "
              f"(each round one process: session, {meta['warmup_ms']} ms warm-up, >= {meta['min_time_ms']} ms of runs); "
              f"`quantkit bench` and `node tools/ort_run.js --repeat`; {'quick mode (small data sets)' if meta['quick'] else 'full data sets'}")
     if meta.get("note"):
