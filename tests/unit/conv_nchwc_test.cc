@@ -65,7 +65,9 @@ TEST(ConvNchwc, Avx512RowsGiveThePortableBitsAndTheNaiveValues) {
       {32, 64, 9, 23, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 4 blocks: one group; 21 interior = 3 x 6 + 3
       {16, 64, 6, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 11 interior = 6 + 5, then the right border
       {16, 80, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},    // 5 blocks: groups of 4 and 1
-      {48, 48, 8, 17, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},   // 3 blocks, pointwise, 17 = 2 x 6 + 5
+      {48, 48, 8, 17, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},   // 3 blocks, pointwise: rows as one span, 68 = 11 x 6 + 2
+      {32, 80, 7, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},    // pointwise 7x7: spans of 21 and 28 pixels, groups of 4 and 1
+      {32, 32, 7, 7, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},    // 1x1 with padding: row by row, every border pixel
       {16, 32, 12, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},  // stride 2
       {32, 16, 11, 20, 5, 5, 3, 3, 1, 1, 2, 2, 1, 2},  // stride 3 (generic build), 5x5, asymmetric pads
       {16, 48, 10, 16, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},  // dilation 2
@@ -76,6 +78,7 @@ TEST(ConvNchwc, Avx512RowsGiveThePortableBitsAndTheNaiveValues) {
       {3, 64, 21, 30, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, true},
       {1, 16, 9, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, true},
       {5, 48, 8, 13, 3, 3, 3, 3, 1, 1, 1, 0, 1, 2, true},
+      {3, 16, 5, 9, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, true},  // a pointwise NCHW-input conv: one span
   };
   std::mt19937 rng(5);
   for (const KernelCase& c : cases) {

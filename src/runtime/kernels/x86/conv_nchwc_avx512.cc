@@ -245,11 +245,28 @@ void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1)
   // third of L1, so they stay there across the rows' pixels; the sums go to y between passes.
   const int64_t block_bytes = g.kernel[0] * g.kernel[1] * ib * B * fb * 4;
   const int64_t per_pass = std::max<int64_t>(1, (16 << 10) / block_bytes);
+  // A 1x1, stride-1, unpadded conv maps pixel p of the rows [oy0, oy1) to input pixel p of the
+  // same rows: the rows are one span, 6 pixels at a time across row ends (a 7-wide row alone
+  // would leave one pixel of 7 to a 4-accumulator call).
+  const bool span = g.kernel[0] == 1 && g.kernel[1] == 1 && g.stride[0] == 1 && g.stride[1] == 1 &&
+                    OH == g.in[0] && OW == g.in[1] && a.y_block_stride == 0;
   for (int64_t cb0 = 0; cb0 < Cb; cb0 += per_pass) {
     r.cb0 = cb0;
     r.cb1 = std::min(Cb, cb0 + per_pass);
     r.first = cb0 == 0;
     r.last = r.cb1 == Cb;
+    if (span) {
+      const int64_t pixels = (oy1 - oy0) * OW;
+      r.oy = oy0;
+      r.y = a.y + ob0 * r.y_ob + (oy0 - a.y_row0) * OW * B;
+      r.residual = a.residual ? a.residual + ob0 * r.res_ob + oy0 * OW * B : nullptr;
+      if (a.plain_input) {
+        RowOfGroup<1>(r, fb, 0, pixels, pixels);
+      } else {
+        RowOfGroup<B>(r, fb, 0, pixels, pixels);
+      }
+      continue;
+    }
     for (int64_t oy = oy0; oy < oy1; ++oy) {
       r.oy = oy;
       r.y = a.y + ob0 * r.y_ob + (oy - a.y_row0) * OW * B;
