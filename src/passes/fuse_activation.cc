@@ -309,7 +309,6 @@ bool FuseMatMulBias(Graph& g, std::vector<bool>& removed) {
   return any;
 }
 
-// Drops the removed nodes.
 // The spatial pads [h_begin, w_begin, h_end, w_end] of a zero, constant-mode Pad of a 4-D tensor
 // that pads neither N nor C, or false.
 bool ZeroSpatialPads(const Graph& g, const Model& model, const Node& pad, std::vector<int64_t>* spatial) {
@@ -336,6 +335,7 @@ bool ZeroSpatialPads(const Graph& g, const Model& model, const Node& pad, std::v
   return true;
 }
 
+// Pads whose readers are all such Convs go into the Convs' pads (see the file comment).
 bool FusePadIntoConv(Graph& g, const Model& model, std::vector<bool>& removed) {
   bool any = false;
   DefUse du(g);
@@ -368,6 +368,7 @@ bool FusePadIntoConv(Graph& g, const Model& model, std::vector<bool>& removed) {
   return any;
 }
 
+// Drops the removed nodes.
 void Compact(Graph& g, std::vector<bool>& removed) {
   std::vector<Node> nodes;
   for (size_t i = 0; i < g.nodes.size(); ++i)
