@@ -65,6 +65,10 @@ TEST(ConvNchwc, Avx512RowsGiveThePortableBitsAndTheNaiveValues) {
       {32, 64, 9, 23, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 4 blocks: one group; 21 interior = 3 x 6 + 3
       {16, 64, 6, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 11 interior = 6 + 5, then the right border
       {16, 80, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},    // 5 blocks: groups of 4 and 1
+      {16, 16, 4, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 1 block: 35 interior = 2 x 16 + 3
+      {32, 32, 5, 30, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 2 blocks: 28 interior = 2 x 12 + 4
+      {16, 48, 4, 21, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 3 blocks: 19 interior = 2 x 8 + 3
+      {32, 16, 7, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},    // pointwise, 1 block: a span of 49 = 3 x 16 + 1
       {48, 48, 8, 17, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},   // 3 blocks, pointwise: rows as one span, 68 = 11 x 6 + 2
       {32, 80, 7, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},    // pointwise 7x7: spans of 21 and 28 pixels, groups of 4 and 1
       {32, 32, 7, 7, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},    // 1x1 with padding: row by row, every border pixel

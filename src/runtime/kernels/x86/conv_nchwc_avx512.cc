@@ -1,11 +1,13 @@
 // AVX-512 build of kernels::ConvNchwcRows: FB output blocks (16 channels each) x P output pixels
-// of one row in 16 * FB * P accumulators (4 x 6 = 24 registers); per input channel, FB weight rows
-// and P broadcast input values. Interior pixels (every tap inside the input row) run P = 6 at a
-// time without bounds checks; border pixels one at a time, skipping the taps outside. Both skip
-// the taps of rows outside the input, so every pixel gets the portable build's sum.
+// of one row in 16 * FB * P accumulators (4 x 6, 3 x 8, 2 x 12 or 1 x 16 registers); per input
+// channel, FB weight rows and P broadcast input values. Interior pixels (every tap inside the
+// input row) run P at a time without bounds checks; border pixels two at a time, each skipping
+// its own taps outside. All skip the taps of rows outside the input, so every pixel gets the
+// portable build's sum.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "runtime/kernels/conv_nchwc.h"
 
@@ -34,7 +36,7 @@ template <int FB, int P, typename Ox>
 __attribute__((target("avx512f"), always_inline)) inline void StartSums(const Row& r, __m512 (&acc)[FB][P], Ox ox) {
 #pragma GCC unroll 4
   for (int f = 0; f < FB; ++f)
-#pragma GCC unroll 6
+#pragma GCC unroll 16
     for (int p = 0; p < P; ++p) {
       acc[f][p] = r.first ? _mm512_setzero_ps() : _mm512_loadu_ps(r.y + f * r.y_ob + ox(p) * B);
     }
@@ -46,7 +48,7 @@ __attribute__((target("avx512f"), always_inline)) inline void FinishSums(const R
   if (!r.last) {  // the partial sums, continued by the next pass (stored exactly)
 #pragma GCC unroll 4
     for (int f = 0; f < FB; ++f)
-#pragma GCC unroll 6
+#pragma GCC unroll 16
       for (int p = 0; p < P; ++p) _mm512_storeu_ps(r.y + f * r.y_ob + ox(p) * B, acc[f][p]);
     return;
   }
@@ -55,7 +57,7 @@ __attribute__((target("avx512f"), always_inline)) inline void FinishSums(const R
 #pragma GCC unroll 4
   for (int f = 0; f < FB; ++f) {
     const __m512 bv = r.bias ? _mm512_loadu_ps(r.bias + f * B) : _mm512_setzero_ps();
-#pragma GCC unroll 6
+#pragma GCC unroll 16
     for (int p = 0; p < P; ++p) {
       const int64_t at = f * r.y_ob + ox(p) * B;
       __m512 v = _mm512_add_ps(acc[f][p], bv);
@@ -97,7 +99,7 @@ __attribute__((target("avx512f"))) void Pixels(const Row& r, int64_t ox0) {
           __m512 wv[FB];
 #pragma GCC unroll 4
           for (int f = 0; f < FB; ++f) wv[f] = _mm512_load_ps(wt + (i * FB + f) * B);
-#pragma GCC unroll 6
+#pragma GCC unroll 16
           for (int p = 0; p < P; ++p) {
             const __m512 xv = _mm512_set1_ps(xp[p * xstep + i]);
 #pragma GCC unroll 4
@@ -172,22 +174,27 @@ __attribute__((target("avx512f"))) void BorderPair(const Row& r, int64_t ox_a, i
 
 using PixelsFn = void (*)(const Row&, int64_t);
 
+// Interior pixels per call for FB output blocks: about 24 accumulators (FB * P), so that the FMA
+// latency stays hidden and each weight vector is reused P times.
+constexpr int MaxPixels(int FB) { return FB == 1 ? 16 : FB == 2 ? 12 : FB == 3 ? 8 : 6; }
+
+template <int FB, int SW, int IB, int... Ps>
+PixelsFn InteriorFnOf(int p, std::integer_sequence<int, Ps...>) {
+  static constexpr PixelsFn kByCount[] = {&Pixels<FB, Ps + 1, false, SW, IB>...};
+  return kByCount[p - 1];
+}
+
+// The interior kernel for p = 1 .. MaxPixels(FB) pixels.
 template <int FB, int SW, int IB>
 PixelsFn InteriorFn(int p) {
-  switch (p) {
-    case 1: return &Pixels<FB, 1, false, SW, IB>;
-    case 2: return &Pixels<FB, 2, false, SW, IB>;
-    case 3: return &Pixels<FB, 3, false, SW, IB>;
-    case 4: return &Pixels<FB, 4, false, SW, IB>;
-    case 5: return &Pixels<FB, 5, false, SW, IB>;
-    default: return &Pixels<FB, 6, false, SW, IB>;
-  }
+  return InteriorFnOf<FB, SW, IB>(p, std::make_integer_sequence<int, MaxPixels(FB)>{});
 }
 
 template <int FB, int SW, int IB>
 void RowOf(const Row& r, int64_t lo, int64_t hi, int64_t ow) {
+  constexpr int P = MaxPixels(FB);
   int64_t ox = lo;
-  for (; ox + 6 <= hi; ox += 6) Pixels<FB, 6, false, SW, IB>(r, ox);
+  for (; ox + P <= hi; ox += P) Pixels<FB, P, false, SW, IB>(r, ox);
   if (ox < hi) InteriorFn<FB, SW, IB>(static_cast<int>(hi - ox))(r, ox);
   // The border pixels [0, lo) and [hi, ow) in pairs (a left one with a right one where both exist).
   int64_t pending = -1;
