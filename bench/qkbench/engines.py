@@ -65,8 +65,10 @@ def time_interleaved(models, inputs, threads, rounds, min_time_ms, warmup_ms):
     2 in the reverse order, and so on, so background load and drift over the rounds hit all of them
     alike (in a fixed order, the pair timed last in each round got the machine as the load after
     the previous ones left it). models: {key: (engine, model path)}.
-    Returns {key: {"median_ms", "p90_ms", "min_ms", "runs"} or {"error"}} over the pooled runs."""
+    Returns {key: {"median_ms", "p90_ms", "min_ms", "runs", "round_medians_ms"} or {"error"}}: the
+    first four over the pooled runs, the last one per round (report.paired_ratio pairs them)."""
     samples = {k: [] for k in models}
+    round_medians = {k: [] for k in models}
     errors = {}
     for r in range(rounds):
         order = list(models.items())
@@ -74,7 +76,9 @@ def time_interleaved(models, inputs, threads, rounds, min_time_ms, warmup_ms):
             if key in errors:
                 continue
             try:
-                samples[key] += time_once(engine, model, inputs, threads, min_time_ms, warmup_ms)
+                ms = time_once(engine, model, inputs, threads, min_time_ms, warmup_ms)
+                samples[key] += ms
+                round_medians[key].append(float(np.median(ms)))
             except BenchError as e:
                 errors[key] = str(e)
     result = {}
@@ -84,5 +88,5 @@ def time_interleaved(models, inputs, threads, rounds, min_time_ms, warmup_ms):
             continue
         s = np.sort(np.asarray(ms))
         result[key] = {"median_ms": float(np.median(s)), "p90_ms": float(s[min(len(s) - 1, int(np.ceil(0.9 * len(s))) - 1)]),
-                       "min_ms": float(s[0]), "runs": int(len(s))}
+                       "min_ms": float(s[0]), "runs": int(len(s)), "round_medians_ms": round_medians[key]}
     return result

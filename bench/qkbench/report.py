@@ -1,6 +1,7 @@
 """Writes docs/benchmarks.md from the results of one bench run."""
 
 import math
+import statistics
 import os
 
 from . import kernel_bench
@@ -319,9 +320,19 @@ def _targets_section(results, models):
     return L
 
 
-def _median(lat, key):
-    r = (lat or {}).get(key, {})
-    return r.get("median_ms") if "error" not in r else None
+def paired_ratio(lat, num_key, den_key):
+    """num / den latency: the median over rounds of the ratio of the two round medians (pairs timed
+    back to back within a round share the machine's state: this VM's speed swings by up to 1.5x
+    for seconds at a time, which pooled medians of separate rounds pick up). Results without
+    round data: the ratio of the pooled medians."""
+    a, b = (lat or {}).get(num_key, {}), (lat or {}).get(den_key, {})
+    if "error" in a or "error" in b:
+        return None
+    ra, rb = a.get("round_medians_ms") or [], b.get("round_medians_ms") or []
+    if ra and len(ra) == len(rb) and all(x > 0 for x in rb):
+        return statistics.median(x / y for x, y in zip(ra, rb))
+    o, q = a.get("median_ms"), b.get("median_ms")
+    return o / q if o and q else None
 
 
 def _geomean(xs):
@@ -349,20 +360,20 @@ def _speed_section(models, threads):
             row = f"| {name} | {v} |"
             for th in threads:
                 lat = r["latency"].get(str(th), {})
-                o, q = _median(lat, f"ort/{v}"), _median(lat, f"quantkit/{v}")
-                ratio = o / q if o and q else None
+                ratio = paired_ratio(lat, f"ort/{v}", f"quantkit/{v}")
                 if ratio:
                     ratios.setdefault(("fp32" if v == "fp32" else "int8", th), []).append((ratio, name, v))
                 row += f" {_fmt_ms(lat, f'ort/{v}')} | {_fmt_ms(lat, f'quantkit/{v}')} | " + \
                        (f"{ratio:.2f}x |" if ratio else "- |")
-                f32 = _median(lat, "quantkit/fp32")
-                if v != "fp32" and q and f32:
-                    rows_int8_over_fp32[(name, v, th)] = f32 / q
+                over_fp32 = paired_ratio(lat, "quantkit/fp32", f"quantkit/{v}") if v != "fp32" else None
+                if over_fp32:
+                    rows_int8_over_fp32[(name, v, th)] = over_fp32
             L.append(row)
     L.append("")
-    L.append("\"ORT / qk\" is ONNX Runtime's median latency over quantkit's on the same file and input: above "
-             "1.00x quantkit is faster. Both engines run interleaved in the same bench run (see the latency line at "
-             "the top). onnxruntime-node adds a few microseconds per call, which matters only for the Silero frames "
+    L.append("\"ORT / qk\" is ONNX Runtime's latency over quantkit's on the same file and input: above 1.00x "
+             "quantkit is faster. Both engines run interleaved in the same bench run (see the latency line at the "
+             "top), the two back to back in each round; the ratio is the median over the rounds of the ratio of "
+             "their medians in that round (the ms columns: medians of all runs). onnxruntime-node adds a few microseconds per call, which matters only for the Silero frames "
              "(about 0.2 ms).")
     L.append("")
     L.append("| target (issue 6) | threads | met | numbers |")
@@ -474,8 +485,8 @@ def write(path, results):
                        f"{_fmt_db(_main_sqnr(qk))} | {_fmt_agreement(vr.get('agreement'))} | {size} |")
                 for th in threads:
                     lat = r["latency"].get(str(th), {})
-                    a, b = lat.get(f"quantkit/{v}", {}), lat.get("quantkit/fp32", {})
-                    speed = f"{b['median_ms'] / a['median_ms']:.2f}x" if "median_ms" in a and "median_ms" in b else "-"
+                    x = paired_ratio(lat, "quantkit/fp32", f"quantkit/{v}")
+                    speed = f"{x:.2f}x" if x else "-"
                     row += f" {_fmt_ms(lat, f'quantkit/{v}')} | {speed} |"
                 L.append(row)
         L.append("")

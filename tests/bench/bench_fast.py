@@ -68,6 +68,21 @@ def main():
               abs(ev["quantkit"]["value"] - ev["ort"]["value"]) <= 1 / 200 + 1e-12,
               f"quantkit {ev['quantkit']['value']:.3f}, ORT {ev['ort']['value']:.3f} (floor {FASHION_TOP1_FLOOR})")
 
+        # ----------------------------------------------- paired latency ratios (bench/qkbench/report)
+        from qkbench.report import paired_ratio  # noqa: E402
+        lat = {"a": {"median_ms": 10.0, "round_medians_ms": [10.0, 20.0, 10.0, 10.0]},
+               "b": {"median_ms": 4.0, "round_medians_ms": [5.0, 5.0, 10.0, 5.0]}}
+        pooled = {k: {"median_ms": v["median_ms"]} for k, v in lat.items()}
+        got = (paired_ratio(lat, "a", "b"), paired_ratio(pooled, "a", "b"), paired_ratio({"a": {"error": "x"}}, "a", "b"))
+        check("paired ratio", got == (2.0, 2.5, None),
+              f"median of per-round ratios 2, 4, 1, 2 -> {got[0]}; pooled medians 10 / 4 -> {got[1]}; error -> {got[2]}")
+        lat = engines.time_interleaved({"quantkit/fp32": ("quantkit", fashion.path), "ort/fp32": ("ort", fashion.path)},
+                                       fashion.timing_inputs(es), 1, 2, 100, 50)
+        rounds = [len(lat[k].get("round_medians_ms", [])) for k in ("quantkit/fp32", "ort/fp32")]
+        ratio = paired_ratio(lat, "ort/fp32", "quantkit/fp32")
+        check("interleaved timing rounds", rounds == [2, 2] and ratio is not None and 0.1 < ratio < 10,
+              f"round medians per engine {rounds}, ORT / qk {ratio}")
+
         # ------------------------------------------------ Silero v5, 5 s, state carried frame by frame
         vad = select(["silero_v5"])[0]
         fixed, carries = vad.state_inputs()
