@@ -525,6 +525,57 @@ TEST(ConvInteger, GroupsStridesDilationsPerChannelWeightZeroPoints) {
   EXPECT_EQ(Values<int32_t>((*out)[0]), want);
 }
 
+// Constant weights run the int8 GEMM path (the packed weights of QLinearConv, writing the int32
+// accumulators); the sums must be the exact integers, for uint8 and int8 x, with and without a
+// weight zero point, pointwise, padded 2-D, grouped and strided, against the naive reference and
+// against the same op with the weights fed as inputs (the reference IntegerConv).
+TEST(ConvInteger, ConstantWeightsTakeTheGemmPathExactly) {
+  struct Case {
+    int64_t N, C, H, W, M, k, group, stride, pad, dil;
+    bool x_signed, weight_zp;
+  };
+  const std::vector<Case> cases = {
+      {1, 40, 9, 11, 70, 3, 1, 1, 1, 1, false, true},   // padded 3x3, per-channel zero points
+      {2, 33, 8, 8, 17, 1, 1, 1, 0, 1, false, false},   // pointwise, no weight zero point
+      {1, 24, 13, 10, 48, 3, 1, 2, 1, 1, true, true},   // int8 x, stride 2
+      {1, 16, 7, 9, 32, 3, 4, 1, 2, 2, false, true},    // 4 groups, dilation 2, pad 2
+      {1, 64, 14, 14, 96, 1, 1, 2, 0, 1, false, true},  // strided 1x1 (a ResNet downsample)
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "C " << c.C << " M " << c.M << " k " << c.k << " group " << c.group
+                                      << " stride " << c.stride << " x_signed " << c.x_signed);
+    const int64_t cg = c.C / c.group;
+    std::vector<int32_t> xv(c.N * c.C * c.H * c.W), wv(c.M * cg * c.k * c.k), zw(c.weight_zp ? c.M : 1, 0);
+    for (size_t i = 0; i < xv.size(); ++i) xv[i] = static_cast<int32_t>((i * 53 + 7) % 256) - (c.x_signed ? 128 : 0);
+    for (size_t i = 0; i < wv.size(); ++i) wv[i] = static_cast<int32_t>((i * 29 + 3) % 256) - 128;
+    if (c.weight_zp) {
+      for (size_t m = 0; m < zw.size(); ++m) zw[m] = static_cast<int32_t>((m * 37) % 256) - 128;
+    }
+    const int32_t zx = c.x_signed ? -3 : 131;
+    Tensor x = c.x_signed ? Tensor::FromVector<int8_t>(std::vector<int8_t>(xv.begin(), xv.end()), {c.N, c.C, c.H, c.W})
+                          : Tensor::FromVector<uint8_t>(std::vector<uint8_t>(xv.begin(), xv.end()), {c.N, c.C, c.H, c.W});
+    Tensor zx_t = c.x_signed ? Tensor::Scalar<int8_t>(static_cast<int8_t>(zx)) : Tensor::Scalar<uint8_t>(static_cast<uint8_t>(zx));
+    std::vector<std::pair<std::string, Tensor>> ins = {
+        {"x", x}, {"w", Tensor::FromVector<int8_t>(std::vector<int8_t>(wv.begin(), wv.end()), {c.M, cg, c.k, c.k})},
+        {"zx", zx_t}};
+    if (c.weight_zp) ins.push_back({"zw", Tensor::FromVector<int8_t>(std::vector<int8_t>(zw.begin(), zw.end()), {c.M})});
+    OneOp op{"ConvInteger", ins, 1,
+             {IntAttr("group", c.group), IntsAttr("strides", {c.stride, c.stride}),
+              IntsAttr("pads", {c.pad, c.pad, c.pad, c.pad}), IntsAttr("dilations", {c.dil, c.dil})}};
+    int64_t oh, ow;
+    const auto want = NaiveConv2D(xv, wv, c.N, c.C, c.H, c.W, c.M, c.k, c.k, c.group, c.stride, c.pad, c.dil, zx, zw,
+                                  &oh, &ow);
+    auto fed = op.Run();
+    ASSERT_TRUE(fed.ok()) << fed.status().message();
+    EXPECT_EQ(Values<int32_t>((*fed)[0]), want);
+    op.constants = {"w", "zw"};
+    auto packed = op.Run();
+    ASSERT_TRUE(packed.ok()) << packed.status().message();
+    EXPECT_EQ((*packed)[0].shape(), (Shape{c.N, c.M, oh, ow}));
+    EXPECT_EQ(Values<int32_t>((*packed)[0]), want);
+  }
+}
+
 TEST(ConvInteger, SameUpperPaddingAnd1D) {
   // 1-D: x [1, 1, 5], w [1, 1, 2], SAME_UPPER, stride 1 -> out 5, pad end 1.
   OneOp op{"ConvInteger", {{"x", Tensor::FromVector<uint8_t>({1, 2, 3, 4, 5}, {1, 1, 5})},

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <type_traits>
@@ -679,24 +680,6 @@ Status IntegerConv(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, c
   return Status::Ok();
 }
 
-class ConvIntegerKernel final : public OpKernel {
- public:
-  ConvIntegerKernel(ConvAttrs a, PackedOperand packed) : a_(std::move(a)), packed_(std::move(packed)) {}
-  Status Compute(KernelContext& ctx) override {
-    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
-    QK_ASSIGN_OR_RETURN(const Tensor* w, ctx.RequiredInput(1));
-    QK_CHECK_ARG(Is8Bit(x->dtype()) && Is8Bit(w->dtype()), "x and w must be uint8 or int8 (got {} and {})",
-                 DTypeName(x->dtype()), DTypeName(w->dtype()));
-    QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveConv(a_, x->shape(), w->shape()));
-    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kInt32, g.out_shape));
-    return IntegerConv(ctx, g, *x, *w, ctx.input(2), ctx.input(3), packed_.get(), y->data<int32_t>());
-  }
-
- private:
-  ConvAttrs a_;
-  PackedOperand packed_;  // zero-point corrected constant weights (or null)
-};
-
 // Constant QLinearConv weights packed for the int8 GEMM kernels, one block per group:
 // B = W_g^T [Cg * k_size, Mg].
 struct FastConvWeights {
@@ -706,16 +689,25 @@ struct FastConvWeights {
   std::vector<int32_t> depthwise;
 };
 
-std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const ConvAttrs& a) {
-  const Tensor* w = init.ConstantInput(3);
-  const Tensor* w_zp = init.ConstantInput(5);
-  if (!w || !Is8Bit(w->dtype()) || w->rank() < 3 || !w_zp || w_zp->dtype() != w->dtype()) return std::nullopt;
+// w_idx / w_zp_idx: the weight's and its zero point's inputs (QLinearConv 3 and 5, ConvInteger
+// 1 and 3; ConvInteger's zero point is optional, 0 when absent). `depthwise`: a depthwise conv
+// gets the direct kernel's weights (QLinearConv's requantizing kernel), else one GEMM per channel.
+std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const ConvAttrs& a, size_t w_idx,
+                                                   size_t w_zp_idx, bool depthwise) {
+  const Tensor* w = init.ConstantInput(w_idx);
+  const Tensor* w_zp = init.ConstantInput(w_zp_idx);
+  const bool zp_absent = w_zp_idx >= init.node.inputs.size() || init.node.inputs[w_zp_idx].empty();
+  if (!w || !Is8Bit(w->dtype()) || w->rank() < 3 || (!w_zp && !zp_absent) || (w_zp && w_zp->dtype() != w->dtype())) {
+    return std::nullopt;
+  }
   const int64_t M = w->dim(0);
-  if (M % a.group != 0 || !(w_zp->numel() == 1 || (w_zp->rank() == 1 && w_zp->dim(0) == M))) return std::nullopt;
+  if (M % a.group != 0 || (w_zp && !(w_zp->numel() == 1 || (w_zp->rank() == 1 && w_zp->dim(0) == M)))) {
+    return std::nullopt;
+  }
   const int64_t Mg = M / a.group, KK = w->numel() / M;
-  const std::vector<int32_t> zps = ReadZeroPoints(*w_zp);
+  const std::vector<int32_t> zps = w_zp ? ReadZeroPoints(*w_zp) : std::vector<int32_t>{0};
   FastConvWeights f;
-  if (a.group == M && KK == w->numel() / M && w->dim(1) == 1 && w->rank() == 4) {
+  if (depthwise && a.group == M && KK == w->numel() / M && w->dim(1) == 1 && w->rank() == 4) {
     f.depthwise.resize(static_cast<size_t>(M * KK));
     for (int64_t m = 0; m < M; ++m)
       for (int64_t k = 0; k < KK; ++k)
@@ -731,6 +723,186 @@ std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const
   }
   return f;
 }
+
+// The GEMM output of image n, group grp, from output pixel `first` on (rows are output pixels,
+// columns the group's output channels, written transposed: NCHW).
+using ConvOutputFor = std::function<kernels::QGemmOutput(int64_t n, int64_t grp, int64_t first)>;
+
+Status RunBlockedConv(KernelContext& ctx, const FastConvWeights& fast, const ConvGeometry& g,
+                      const kernels::QConv2DShape* shape2d, const Tensor& x, int32_t x_zp,
+                      const ConvOutputFor& output_for);
+
+// The integer GEMM path of a convolution with packed constant weights (QLinearConv, ConvInteger).
+// Pointwise and 2-D: RunBlockedConv. Otherwise (1-D, 3-D) im2col (pad = the input zero point) into
+// A^T = [Cg * k_size, output pixels], int8 GEMM against the packed weights, requantized (bias,
+// multiplier, zero point, clamp) straight into NCHW.
+Status RunFastConv(KernelContext& ctx, const FastConvWeights& fast, const ConvGeometry& g, const Tensor& x,
+                   int32_t x_zp, const ConvOutputFor& output_for) {
+  const bool x_signed = x.dtype() == DType::kInt8;
+  const int64_t KK = g.Cg * g.k_size;
+  bool pointwise = true;
+  for (size_t d = 0; d < g.nd; ++d) {
+    pointwise = pointwise && g.k_sp[d] == 1 && g.stride[d] == 1 && g.pad_begin[d] == 0 && g.out_sp[d] == g.in_sp[d];
+  }
+  // Pointwise and 2-D convolutions pack blocks of pixels straight from the image; others go
+  // through an im2col matrix.
+  const bool direct_2d = !pointwise && g.nd == 2;
+  kernels::QConv2DShape shape2d;
+  if (direct_2d) {
+    shape2d = {g.Cg,       g.in_sp[0], g.in_sp[1], g.k_sp[0],  g.k_sp[1],      g.out_sp[0],    g.out_sp[1],
+               g.stride[0], g.stride[1], g.dil[0],   g.dil[1],   g.pad_begin[0], g.pad_begin[1]};
+  }
+  if (direct_2d || pointwise) {
+    return RunBlockedConv(ctx, fast, g, direct_2d ? &shape2d : nullptr, x, x_zp, output_for);
+  }
+  // Scratch from the run's pool, reused for every image and group: the im2col matrix and the
+  // packed activations.
+  QK_ASSIGN_OR_RETURN(Tensor col, ctx.Scratch(DType::kUInt8, KK * g.out_size, "im2col"));
+  kernels::PackedQActivations packed;
+  int64_t packed_bytes = 0;
+  for (const auto& w : fast.groups) {
+    packed_bytes = std::max(packed_bytes, kernels::PackedQActivationsBytes(g.out_size, *w));
+  }
+  QK_ASSIGN_OR_RETURN(packed.storage, ctx.Scratch(DType::kUInt8, packed_bytes, "packed activations"));
+  const auto* xb = static_cast<const uint8_t*>(x.raw_data());
+  for (int64_t n = 0; n < g.N; ++n) {
+    for (int64_t grp = 0; grp < g.group; ++grp) {
+      const kernels::PackedQWeights& w = *fast.groups[grp];
+      Im2Col<uint8_t>(g, xb + (n * g.C + grp * g.Cg) * g.in_size, col.data<uint8_t>(), static_cast<uint8_t>(x_zp));
+      kernels::PackQActivationsTransposed(col.data<uint8_t>(), x_signed, g.out_size, KK, g.out_size, x_zp, w, &packed);
+      const kernels::QGemmOutput out = output_for(n, grp, 0);
+      kernels::QGemm(packed, w, out, ctx.thread_pool());
+    }
+  }
+  return Status::Ok();
+}
+
+// Dense 2-D (`shape2d` set) or pointwise convolution in blocks of output pixels: each worker
+// packs a block straight from the image (PackQActivationsConv2D; for pointwise the block of
+// every channel, PackQActivationsTransposed) into its own cache-sized buffer and multiplies it
+// at once, so the packed rows are read back from cache and the packing runs in parallel too.
+Status RunBlockedConv(KernelContext& ctx, const FastConvWeights& fast, const ConvGeometry& g,
+                      const kernels::QConv2DShape* shape2d, const Tensor& x, int32_t x_zp,
+                      const ConvOutputFor& output_for) {
+  const bool x_signed = x.dtype() == DType::kInt8;
+  const int64_t k_padded = fast.groups[0]->k_padded;
+  // About 192 KiB of packed rows (bytes, plus int16 words on avx2) per block, a multiple of the
+  // rows the micro-kernel takes per call (amx: 32; a remainder would run the narrower VNNI one).
+  const int64_t granule = kernels::QGemmRowGranule(*fast.groups[0]);
+  const int64_t block = std::clamp<int64_t>((192 << 10) / (3 * k_padded) / granule * granule, granule, 384);
+  const int64_t blocks = (g.out_size + block - 1) / block;
+  ThreadPool* pool = ctx.thread_pool();
+  const int64_t tasks = g.N * g.group * blocks;
+  // Fewer blocks than threads (small maps: 7x7 is one block): one worker packs, and the GEMM
+  // splits its columns (output channels) over the pool instead.
+  const bool split_columns = pool && pool->num_threads() > tasks;
+  const int64_t workers = split_columns ? 1 : std::min<int64_t>(pool ? pool->num_threads() : 1, tasks);
+  std::vector<kernels::PackedQActivations> packed(static_cast<size_t>(workers));
+  for (auto& p : packed) {
+    int64_t bytes = 0;
+    for (const auto& w : fast.groups) bytes = std::max(bytes, kernels::PackedQActivationsBytes(block, *w));
+    QK_ASSIGN_OR_RETURN(p.storage, ctx.Scratch(DType::kUInt8, bytes, "packed activations"));
+  }
+  const auto* xb = static_cast<const uint8_t*>(x.raw_data());
+  // A padded 2-D convolution first copies the input into planes that hold the padding (the zero
+  // point's byte) and everything the windows reach: then every output pixel takes the packer's
+  // fast path (taps at fixed offsets, one load per kernel row), none the per-tap border loop.
+  kernels::QConv2DShape shape;
+  int64_t in_plane = g.in_size;
+  Tensor padded;
+  if (shape2d) {
+    shape = *shape2d;
+    const int64_t Hp = std::max(shape.pad_top + shape.H, (shape.OH - 1) * shape.stride_h + (shape.KH - 1) * shape.dilation_h + 1);
+    const int64_t Wp = std::max(shape.pad_left + shape.W, (shape.OW - 1) * shape.stride_w + (shape.KW - 1) * shape.dilation_w + 1);
+    if (Hp != shape.H || Wp != shape.W) {
+      const int64_t planes = g.N * g.C;
+      QK_ASSIGN_OR_RETURN(padded, ctx.Scratch(DType::kUInt8, planes * Hp * Wp, "padded input"));
+      auto* pb = padded.data<uint8_t>();
+      const auto pad = static_cast<uint8_t>(x_zp);  // the stored byte of the zero point (int8: its bit pattern)
+      const kernels::QConv2DShape src = shape;
+      auto copy = [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {
+          uint8_t* dst = pb + p * Hp * Wp;
+          const uint8_t* from = xb + p * g.in_size;
+          std::memset(dst, pad, static_cast<size_t>(Hp * Wp));
+          for (int64_t h = 0; h < src.H; ++h) {
+            std::memcpy(dst + (h + src.pad_top) * Wp + src.pad_left, from + h * src.W, static_cast<size_t>(src.W));
+          }
+        }
+      };
+      if (pool) {
+        pool->ParallelFor(planes, 1, copy);
+      } else {
+        copy(0, planes);
+      }
+      xb = pb;
+      in_plane = Hp * Wp;
+      shape.H = Hp, shape.W = Wp, shape.pad_top = 0, shape.pad_left = 0;
+    }
+  }
+  std::atomic<int64_t> next_task{0};
+  auto run = [&](int64_t worker) {  // worker owns packed[worker]; tasks taken in order as workers free up
+    for (int64_t t = next_task.fetch_add(1); t < tasks; t = next_task.fetch_add(1)) {
+      const int64_t b = t % blocks, ng = t / blocks, n = ng / g.group, grp = ng % g.group;
+      const kernels::PackedQWeights& w = *fast.groups[grp];
+      const int64_t first = b * block, rows = std::min(block, g.out_size - first);
+      const uint8_t* xg = xb + (n * g.C + grp * g.Cg) * in_plane;
+      if (shape2d) {
+        kernels::PackQActivationsConv2D(xg, x_signed, shape, first, rows, x_zp, w, &packed[worker]);
+      } else {
+        kernels::PackQActivationsTransposed(xg + first, x_signed, rows, g.Cg, g.in_size, x_zp, w, &packed[worker]);
+      }
+      // Pixel rows [first, first + rows): element (m, c) at c * out_size + first + m.
+      const kernels::QGemmOutput out = output_for(n, grp, first);
+      kernels::QGemm(packed[worker], w, out, split_columns ? pool : nullptr);
+    }
+  };
+  if (workers > 1) {
+    pool->ParallelFor(workers, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) run(k);
+    });
+  } else {
+    run(0);
+  }
+  return Status::Ok();
+}
+
+
+// ConvInteger: the exact int32 sums of (x - x_zp)(w - w_zp). With constant weights, the int8 GEMM
+// path of QLinearConv (RunFastConv) writing the accumulators; else the reference IntegerConv.
+class ConvIntegerKernel final : public OpKernel {
+ public:
+  ConvIntegerKernel(ConvAttrs a, PackedOperand packed, std::optional<FastConvWeights> fast)
+      : a_(std::move(a)), packed_(std::move(packed)), fast_(std::move(fast)) {}
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+    QK_ASSIGN_OR_RETURN(const Tensor* w, ctx.RequiredInput(1));
+    QK_CHECK_ARG(Is8Bit(x->dtype()) && Is8Bit(w->dtype()), "x and w must be uint8 or int8 (got {} and {})",
+                 DTypeName(x->dtype()), DTypeName(w->dtype()));
+    QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveConv(a_, x->shape(), w->shape()));
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kInt32, g.out_shape));
+    const Tensor* x_zp = ctx.input(2);
+    if (fast_ && fast_->depthwise.empty() && fast_->groups.size() == static_cast<size_t>(g.group) &&
+        fast_->groups[0]->N == g.Mg && fast_->groups[0]->K == g.Cg * g.k_size &&
+        (!x_zp || (x_zp->numel() == 1 && x_zp->dtype() == x->dtype()))) {
+      int32_t* acc = y->data<int32_t>();
+      return RunFastConv(ctx, *fast_, g, *x, x_zp ? static_cast<int32_t>(x_zp->GetAsInt64(0)) : 0,
+                         [&](int64_t n, int64_t grp, int64_t first) {
+                           kernels::QGemmOutput out;
+                           out.acc = acc + (n * g.M + grp * g.Mg) * g.out_size + first;
+                           out.ldc = g.out_size;
+                           out.transpose = true;
+                           return out;
+                         });
+    }
+    return IntegerConv(ctx, g, *x, *w, x_zp, ctx.input(3), packed_.get(), y->data<int32_t>());
+  }
+
+ private:
+  ConvAttrs a_;
+  PackedOperand packed_;  // zero-point corrected constant weights for IntegerConv (or null)
+  std::optional<FastConvWeights> fast_;
+};
 
 // QLinearConv, and com.quantkit::QLinearConv (the same plus attributes q_min / q_max: a Relu or
 // Clip fused as a clamp of the quantized output).
@@ -791,8 +963,12 @@ class QLinearConvKernel final : public OpKernel {
     }
     if (fast_ && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
         fast_->groups[0]->K == g.Cg * g.k_size) {
-      return RunFast(ctx, g, x, in[2] ? static_cast<int32_t>(in[2]->GetAsInt64(0)) : 0, mult, bd, yz, y_signed, lo,
-                     hi, y);
+      auto* yb = static_cast<uint8_t*>(y->raw_data());
+      return RunFastConv(ctx, *fast_, g, x, in[2] ? static_cast<int32_t>(in[2]->GetAsInt64(0)) : 0,
+                         [&](int64_t n, int64_t grp, int64_t first) {
+                           return RequantizedNchwOutput(g, yb + (n * g.M + grp * g.Mg) * g.out_size + first, grp, mult,
+                                                        bd, yz, y_signed, lo, hi);
+                         });
     }
     const int64_t total = NumElements(g.out_shape);
     QK_ASSIGN_OR_RETURN(Tensor acc_t, ctx.Scratch(DType::kInt32, total, "int32 accumulator"));
@@ -821,53 +997,6 @@ class QLinearConvKernel final : public OpKernel {
   }
 
  private:
-  // Pointwise and 2-D: RunBlocked. Otherwise (1-D, 3-D) im2col (pad = the input zero point) into
-  // A^T = [Cg * k_size, output pixels], int8 GEMM against the packed weights, requantized (bias,
-  // multiplier, zero point, clamp) straight into NCHW.
-  Status RunFast(KernelContext& ctx, const ConvGeometry& g, const Tensor& x, int32_t x_zp,
-                 const std::vector<float>& mult, const int32_t* bias, int32_t y_zp, bool y_signed, int32_t lo,
-                 int32_t hi, Tensor* y) const {
-    const bool x_signed = x.dtype() == DType::kInt8;
-    const int64_t KK = g.Cg * g.k_size;
-    bool pointwise = true;
-    for (size_t d = 0; d < g.nd; ++d) {
-      pointwise = pointwise && g.k_sp[d] == 1 && g.stride[d] == 1 && g.pad_begin[d] == 0 && g.out_sp[d] == g.in_sp[d];
-    }
-    // Pointwise and 2-D convolutions pack blocks of pixels straight from the image; others go
-    // through an im2col matrix.
-    const bool direct_2d = !pointwise && g.nd == 2;
-    kernels::QConv2DShape shape2d;
-    if (direct_2d) {
-      shape2d = {g.Cg,       g.in_sp[0], g.in_sp[1], g.k_sp[0],  g.k_sp[1],      g.out_sp[0],    g.out_sp[1],
-                 g.stride[0], g.stride[1], g.dil[0],   g.dil[1],   g.pad_begin[0], g.pad_begin[1]};
-    }
-    if (direct_2d || pointwise) {
-      return RunBlocked(ctx, g, direct_2d ? &shape2d : nullptr, x, x_zp, mult, bias, y_zp, y_signed, lo, hi, y);
-    }
-    // Scratch from the run's pool, reused for every image and group: the im2col matrix and the
-    // packed activations.
-    QK_ASSIGN_OR_RETURN(Tensor col, ctx.Scratch(DType::kUInt8, KK * g.out_size, "im2col"));
-    kernels::PackedQActivations packed;
-    int64_t packed_bytes = 0;
-    for (const auto& w : fast_->groups) {
-      packed_bytes = std::max(packed_bytes, kernels::PackedQActivationsBytes(g.out_size, *w));
-    }
-    QK_ASSIGN_OR_RETURN(packed.storage, ctx.Scratch(DType::kUInt8, packed_bytes, "packed activations"));
-    const auto* xb = static_cast<const uint8_t*>(x.raw_data());
-    auto* yb = static_cast<uint8_t*>(y->raw_data());
-    for (int64_t n = 0; n < g.N; ++n) {
-      for (int64_t grp = 0; grp < g.group; ++grp) {
-        const kernels::PackedQWeights& w = *fast_->groups[grp];
-        Im2Col<uint8_t>(g, xb + (n * g.C + grp * g.Cg) * g.in_size, col.data<uint8_t>(), static_cast<uint8_t>(x_zp));
-        kernels::PackQActivationsTransposed(col.data<uint8_t>(), x_signed, g.out_size, KK, g.out_size, x_zp, w, &packed);
-        const kernels::QGemmOutput out =
-            RequantizedNchwOutput(g, yb + (n * g.M + grp * g.Mg) * g.out_size, grp, mult, bias, y_zp, y_signed, lo, hi);
-        kernels::QGemm(packed, w, out, ctx.thread_pool());
-      }
-    }
-    return Status::Ok();
-  }
-
   // The GEMM epilogue of a group: rows are output pixels, columns the group's output channels,
   // written transposed (NCHW) from `y` on, requantized with the group's bias and multipliers.
   static kernels::QGemmOutput RequantizedNchwOutput(const ConvGeometry& g, uint8_t* y, int64_t grp,
@@ -885,98 +1014,6 @@ class QLinearConvKernel final : public OpKernel {
     out.q_min = lo;
     out.q_max = hi;
     return out;
-  }
-
-  // Dense 2-D (`shape2d` set) or pointwise convolution in blocks of output pixels: each worker
-  // packs a block straight from the image (PackQActivationsConv2D; for pointwise the block of
-  // every channel, PackQActivationsTransposed) into its own cache-sized buffer and multiplies it
-  // at once, so the packed rows are read back from cache and the packing runs in parallel too.
-  Status RunBlocked(KernelContext& ctx, const ConvGeometry& g, const kernels::QConv2DShape* shape2d, const Tensor& x,
-                    int32_t x_zp, const std::vector<float>& mult, const int32_t* bias, int32_t y_zp, bool y_signed,
-                    int32_t lo, int32_t hi, Tensor* y) const {
-    const bool x_signed = x.dtype() == DType::kInt8;
-    const int64_t k_padded = fast_->groups[0]->k_padded;
-    // About 192 KiB of packed rows (bytes, plus int16 words on avx2) per block, a multiple of the
-    // rows the micro-kernel takes per call (amx: 32; a remainder would run the narrower VNNI one).
-    const int64_t granule = kernels::QGemmRowGranule(*fast_->groups[0]);
-    const int64_t block = std::clamp<int64_t>((192 << 10) / (3 * k_padded) / granule * granule, granule, 384);
-    const int64_t blocks = (g.out_size + block - 1) / block;
-    ThreadPool* pool = ctx.thread_pool();
-    const int64_t tasks = g.N * g.group * blocks;
-    // Fewer blocks than threads (small maps: 7x7 is one block): one worker packs, and the GEMM
-    // splits its columns (output channels) over the pool instead.
-    const bool split_columns = pool && pool->num_threads() > tasks;
-    const int64_t workers = split_columns ? 1 : std::min<int64_t>(pool ? pool->num_threads() : 1, tasks);
-    std::vector<kernels::PackedQActivations> packed(static_cast<size_t>(workers));
-    for (auto& p : packed) {
-      int64_t bytes = 0;
-      for (const auto& w : fast_->groups) bytes = std::max(bytes, kernels::PackedQActivationsBytes(block, *w));
-      QK_ASSIGN_OR_RETURN(p.storage, ctx.Scratch(DType::kUInt8, bytes, "packed activations"));
-    }
-    const auto* xb = static_cast<const uint8_t*>(x.raw_data());
-    auto* yb = static_cast<uint8_t*>(y->raw_data());
-    // A padded 2-D convolution first copies the input into planes that hold the padding (the zero
-    // point's byte) and everything the windows reach: then every output pixel takes the packer's
-    // fast path (taps at fixed offsets, one load per kernel row), none the per-tap border loop.
-    kernels::QConv2DShape shape;
-    int64_t in_plane = g.in_size;
-    Tensor padded;
-    if (shape2d) {
-      shape = *shape2d;
-      const int64_t Hp = std::max(shape.pad_top + shape.H, (shape.OH - 1) * shape.stride_h + (shape.KH - 1) * shape.dilation_h + 1);
-      const int64_t Wp = std::max(shape.pad_left + shape.W, (shape.OW - 1) * shape.stride_w + (shape.KW - 1) * shape.dilation_w + 1);
-      if (Hp != shape.H || Wp != shape.W) {
-        const int64_t planes = g.N * g.C;
-        QK_ASSIGN_OR_RETURN(padded, ctx.Scratch(DType::kUInt8, planes * Hp * Wp, "padded input"));
-        auto* pb = padded.data<uint8_t>();
-        const auto pad = static_cast<uint8_t>(x_zp);  // the stored byte of the zero point (int8: its bit pattern)
-        const kernels::QConv2DShape src = shape;
-        auto copy = [&](int64_t begin, int64_t end) {
-          for (int64_t p = begin; p < end; ++p) {
-            uint8_t* dst = pb + p * Hp * Wp;
-            const uint8_t* from = xb + p * g.in_size;
-            std::memset(dst, pad, static_cast<size_t>(Hp * Wp));
-            for (int64_t h = 0; h < src.H; ++h) {
-              std::memcpy(dst + (h + src.pad_top) * Wp + src.pad_left, from + h * src.W, static_cast<size_t>(src.W));
-            }
-          }
-        };
-        if (pool) {
-          pool->ParallelFor(planes, 1, copy);
-        } else {
-          copy(0, planes);
-        }
-        xb = pb;
-        in_plane = Hp * Wp;
-        shape.H = Hp, shape.W = Wp, shape.pad_top = 0, shape.pad_left = 0;
-      }
-    }
-    std::atomic<int64_t> next_task{0};
-    auto run = [&](int64_t worker) {  // worker owns packed[worker]; tasks taken in order as workers free up
-      for (int64_t t = next_task.fetch_add(1); t < tasks; t = next_task.fetch_add(1)) {
-        const int64_t b = t % blocks, ng = t / blocks, n = ng / g.group, grp = ng % g.group;
-        const kernels::PackedQWeights& w = *fast_->groups[grp];
-        const int64_t first = b * block, rows = std::min(block, g.out_size - first);
-        const uint8_t* xg = xb + (n * g.C + grp * g.Cg) * in_plane;
-        if (shape2d) {
-          kernels::PackQActivationsConv2D(xg, x_signed, shape, first, rows, x_zp, w, &packed[worker]);
-        } else {
-          kernels::PackQActivationsTransposed(xg + first, x_signed, rows, g.Cg, g.in_size, x_zp, w, &packed[worker]);
-        }
-        // Pixel rows [first, first + rows): element (m, c) at c * out_size + first + m.
-        const kernels::QGemmOutput out = RequantizedNchwOutput(g, yb + (n * g.M + grp * g.Mg) * g.out_size + first, grp,
-                                                               mult, bias, y_zp, y_signed, lo, hi);
-        kernels::QGemm(packed[worker], w, out, split_columns ? pool : nullptr);
-      }
-    };
-    if (workers > 1) {
-      pool->ParallelFor(workers, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) run(k);
-      });
-    } else {
-      run(0);
-    }
-    return Status::Ok();
   }
 
   // Depthwise: kernels::QDepthwiseConv2D per (image, channel), in parallel over them. Each worker
@@ -1030,17 +1067,9 @@ KernelFactory QLinearConvFactory() {
   return [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
     QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
     const int64_t q_min = init.node.AttrInt("q_min", -128), q_max = init.node.AttrInt("q_max", 255);
-    auto fast = PackFastConvWeights(init, a);
+    auto fast = PackFastConvWeights(init, a, 3, 5, /*depthwise=*/true);
     return std::unique_ptr<OpKernel>(
         new QLinearConvKernel(a, fast ? nullptr : PackConstantOperand(init, 3, 5, false), std::move(fast), q_min, q_max));
-  };
-}
-
-template <typename K>
-KernelFactory ConvFactory(size_t w_idx, size_t w_zp_idx) {
-  return [w_idx, w_zp_idx](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
-    QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
-    return std::unique_ptr<OpKernel>(new K(std::move(a), PackConstantOperand(init, w_idx, w_zp_idx, false)));
   };
 }
 
@@ -1076,7 +1105,12 @@ void RegisterQuantOps(KernelRegistry& r) {
   r.RegisterFunction("", "DynamicQuantizeLinear", &DynamicQuantizeLinearFn);
   r.Register("", "MatMulInteger", MatMulFactory(&MatMulIntegerFn, 1, 3));
   r.Register("", "QLinearMatMul", MatMulFactory(&QLinearMatMulFn, 3, 5));
-  r.Register("", "ConvInteger", ConvFactory<ConvIntegerKernel>(1, 3));
+  r.Register("", "ConvInteger", [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+    QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
+    auto fast = PackFastConvWeights(init, a, 1, 3, /*depthwise=*/false);
+    PackedOperand packed = fast ? nullptr : PackConstantOperand(init, 1, 3, false);
+    return std::unique_ptr<OpKernel>(new ConvIntegerKernel(std::move(a), std::move(packed), std::move(fast)));
+  });
   r.Register("", "QLinearConv", QLinearConvFactory());
   r.Register(kQuantkitDomain, "QLinearConv", QLinearConvFactory());
 }
