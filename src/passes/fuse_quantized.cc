@@ -1,6 +1,7 @@
 // Pass: lowers the standard ONNX forms of dynamically quantized MatMul/Gemm to the runtime's fused
 // com.quantkit::MatMulIntegerToFloat (runtime/ops/fused_quant_ops.cc), so they run as one int8
-// GEMM with the rescale and bias in its epilogue:
+// GEMM with the rescale and bias in its epilogue (ConvInteger likewise to ConvIntegerToFloat,
+// runtime/ops/quant_ops.cc):
 //
 //  integer-ops form (what quantkit and ONNX Runtime's quantize_dynamic write):
 //    MatMulInteger(A_q, B_q, a_zp, b_zp) -> Cast(float) -> Mul(., S) [-> Add(., bias)]
@@ -126,6 +127,87 @@ bool FuseIntegerOps(Graph& g, const DefUse& du, size_t i, std::vector<bool>& rem
   f.inputs = {mm.Input(0), a_scale, mm.Input(2), mm.Input(1), b_scale, mm.Input(3), bias};
   f.outputs = {out};
   removed[i] = true;
+  fused.push_back(std::move(f));
+  return true;
+}
+
+// A constant float32 of one element, or of M elements along axis 1 of a rank-`rank` tensor
+// (broadcast from the right: [1, M, 1, 1], [M, 1, 1]), as a per-output-channel conv parameter.
+bool IsChannelParam(const Tensor* t, int64_t M, size_t rank) {
+  if (!t || t->dtype() != DType::kFloat32) return false;
+  if (t->numel() == 1) return true;
+  if (t->numel() != M || t->rank() > rank || t->rank() + 1 < rank) return false;
+  const size_t channel = 1 - (rank - t->rank());  // axis 1 of the output, in t's dims
+  for (size_t k = 0; k < t->rank(); ++k)
+    if (t->dim(k) != (k == channel ? M : 1)) return false;
+  return true;
+}
+
+// `name` as a 1-D [numel] initializer (the fused kernels index per-channel values directly).
+std::string Flattened(Graph& g, const std::string& name) {
+  const Tensor* t = Constant(g, name);
+  if (t->rank() == 1) return name;
+  const std::string flat = g.UniqueName(name + "_flat");
+  g.AddInitializer(flat, Tensor::FromVector<float>(t->ToFloatVector(), {t->numel()}));
+  return flat;
+}
+
+// The dynamic Conv form: ConvInteger(x_q, W_q, x_zp, w_zp) -> Cast(float) -> Mul(., S) [-> Add(.,
+// bias)] with S = Mul(a_scale, w_scale), W_q / w_zp / w_scale / bias constants (w_scale and bias
+// per tensor or per output channel on axis 1) ==> com.quantkit::ConvIntegerToFloat: the int8 GEMM
+// path of the conv with the rescale and bias in its epilogue. The same int32 sums and the same
+// float32 operations in the same order (Cast, a_scale * w_scale, product, + bias): bit-identical.
+bool FuseConvIntegerOps(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
+  const Node& conv = g.nodes[i];
+  if (!IsOp(conv, "ConvInteger") || conv.outputs.size() != 1) return false;
+  const Tensor* w = Constant(g, conv.Input(1));
+  if (!w || w->rank() < 3 || !Is8Bit(w->dtype())) return false;
+  const int64_t M = w->dim(0);
+  const size_t rank = w->rank();
+  if (conv.HasInput(3)) {
+    const Tensor* wz = Constant(g, conv.Input(3));
+    if (!wz || wz->dtype() != w->dtype() || !(wz->numel() == 1 || (wz->rank() == 1 && wz->dim(0) == M))) return false;
+  }
+  if (conv.HasInput(2)) {  // x_zero_point: per tensor (DynamicQuantizeLinear's, or a scalar constant)
+    const int p = du.Producer(conv.Input(2));
+    const Tensor* c = Constant(g, conv.Input(2));
+    if (!(c && c->numel() == 1) && !(p >= 0 && IsOp(g.nodes[p], "DynamicQuantizeLinear"))) return false;
+  }
+  const int cast = SoleConsumer(g, du, conv.outputs[0]);
+  if (cast < 0 || !IsOp(g.nodes[cast], "Cast") || g.nodes[cast].AttrInt("to", 0) != static_cast<int64_t>(DType::kFloat32))
+    return false;
+  const std::string cast_out = g.nodes[cast].outputs[0];
+  const int mul = SoleConsumer(g, du, cast_out);
+  if (mul < 0 || !IsOp(g.nodes[mul], "Mul") || g.nodes[mul].outputs.size() != 1) return false;
+  const int smul = du.Producer(OtherInput(g.nodes[mul], cast_out));
+  if (smul < 0 || !IsOp(g.nodes[smul], "Mul") || g.nodes[smul].inputs.size() != 2) return false;
+  std::string a_scale, w_scale;
+  for (const std::string& x : g.nodes[smul].inputs) {
+    if (w_scale.empty() && IsChannelParam(Constant(g, x), M, rank)) {
+      w_scale = x;
+    } else {
+      a_scale = x;
+    }
+  }
+  if (a_scale.empty() || w_scale.empty() || Constant(g, a_scale)) return false;
+  std::string out = g.nodes[mul].outputs[0], bias;
+  const int add = SoleConsumer(g, du, out);
+  if (add >= 0 && IsOp(g.nodes[add], "Add") && g.nodes[add].outputs.size() == 1) {
+    const std::string b = OtherInput(g.nodes[add], out);
+    if (!b.empty() && IsChannelParam(Constant(g, b), M, rank)) {
+      bias = Flattened(g, b);
+      removed[add] = true;
+      out = g.nodes[add].outputs[0];
+    }
+  }
+  removed[cast] = removed[mul] = removed[i] = true;
+  Node f;
+  f.op_type = "ConvIntegerToFloat";
+  f.domain = rt::kQuantkitDomain;
+  f.name = g.UniqueName((conv.name.empty() ? std::string("conv") : conv.name) + "_fused_int8");
+  f.attributes = conv.attributes;
+  f.inputs = {conv.Input(0), a_scale, conv.Input(2), conv.Input(1), Flattened(g, w_scale), conv.Input(3), bias};
+  f.outputs = {out};
   fused.push_back(std::move(f));
   return true;
 }
@@ -720,8 +802,8 @@ Status FuseGraph(Graph& g, const Model& model, Target target) {
       continue;
     }
     if (FuseQuantizedRnn(g, du, i)) continue;
-    if (FuseIntegerOps(g, du, i, removed, fused) || FuseQdqWeights(g, du, i, removed, fused) ||
-        FuseStaticConv(g, du, i, removed, fused, target) || FuseStaticMatMul(g, du, i, removed, fused, target) ||
+    if (FuseIntegerOps(g, du, i, removed, fused) || FuseConvIntegerOps(g, du, i, removed, fused) ||
+        FuseQdqWeights(g, du, i, removed, fused) || FuseStaticConv(g, du, i, removed, fused, target) || FuseStaticMatMul(g, du, i, removed, fused, target) ||
         FuseStaticMatMulFloatOutput(g, du, i, removed, fused) || FuseStaticBinary(g, du, i, removed, fused, target) ||
         FusePassThrough(g, du, i, removed, fused)) {
       replacements.emplace_back(i, std::move(fused.back()));

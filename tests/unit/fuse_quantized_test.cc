@@ -129,6 +129,78 @@ TEST(FuseQuantized, SharedScaleProductOrGraphOutputBlocksOnlyWhatItMust) {
   EXPECT_EQ(CountOps(lowered, "MatMulInteger"), 1);
 }
 
+// The dynamic Conv form quantkit writes (`--op-types Conv`): DynamicQuantizeLinear -> ConvInteger
+// -> Cast -> Mul(Mul(x_scale, w_scale [1, M, 1, 1])) [-> Add(bias [1, M, 1, 1])], lowered to
+// com.quantkit::ConvIntegerToFloat with the same bits: per-channel and per-tensor scales, with and
+// without bias, padded, grouped and pointwise convs.
+TEST(FuseQuantized, DynamicConvFormIsFusedAndBitIdentical) {
+  struct Case {
+    int64_t C, M, k, group, stride, pad;
+    bool per_channel, with_bias;
+  };
+  for (const Case& c : {Case{8, 21, 3, 1, 1, 1, true, true}, Case{12, 16, 1, 1, 1, 0, false, true},
+                        Case{8, 12, 3, 4, 2, 1, true, false}, Case{5, 40, 5, 1, 1, 2, true, true}}) {
+    SCOPED_TRACE(::testing::Message() << "C " << c.C << " M " << c.M << " k " << c.k << " group " << c.group);
+    std::mt19937 rng(11);
+    std::uniform_int_distribution<int> d(-127, 127);
+    std::vector<int8_t> w(static_cast<size_t>(c.M * c.C / c.group * c.k * c.k));
+    for (auto& v : w) v = static_cast<int8_t>(d(rng));
+    const int64_t scales = c.per_channel ? c.M : 1;
+    std::vector<float> s(static_cast<size_t>(scales));
+    for (size_t i = 0; i < s.size(); ++i) s[i] = 0.0007f * static_cast<float>(i + 2);
+    Graph g = WithIo({2, c.C, 11, 9});
+    g.AddInitializer("Wq", Tensor::FromVector<int8_t>(w, {c.M, c.C / c.group, c.k, c.k}));
+    g.AddInitializer("Wz", Tensor::FromVector<int8_t>({0}, {}));
+    g.AddInitializer("Ws", c.per_channel ? Tensor::FromVector<float>(s, {1, c.M, 1, 1}) : Tensor::FromVector<float>(s, {}));
+    g.AddInitializer("bias", RandomFloats({1, c.M, 1, 1}, 8));
+    g.nodes.push_back(MakeNode("DynamicQuantizeLinear", {"X"}, {"Xq", "Xs", "Xz"}));
+    Node conv = MakeNode("ConvInteger", {"Xq", "Wq", "Xz", "Wz"}, {"acc"});
+    conv.attributes = {IntsAttr("kernel_shape", {c.k, c.k}), IntsAttr("pads", {c.pad, c.pad, c.pad, c.pad}),
+                       IntsAttr("strides", {c.stride, c.stride}), IntAttr("group", c.group)};
+    g.nodes.push_back(conv);
+    Node cast = MakeNode("Cast", {"acc"}, {"accf"});
+    cast.attributes.push_back(IntAttr("to", 1));
+    g.nodes.push_back(cast);
+    g.nodes.push_back(MakeNode("Mul", {"Xs", "Ws"}, {"S"}));
+    g.nodes.push_back(MakeNode("Mul", {"accf", "S"}, {c.with_bias ? "y0" : "Y"}));
+    if (c.with_bias) g.nodes.push_back(MakeNode("Add", {"y0", "bias"}, {"Y"}));
+    const Model m = MakeModel(std::move(g), 13);
+    Model lowered = m;
+    ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+    EXPECT_EQ(CountOps(lowered, "ConvIntegerToFloat"), 1);
+    EXPECT_EQ(CountOps(lowered, "ConvInteger"), 0);
+    EXPECT_EQ(CountOps(lowered, "Add"), 0);
+    const Tensor x = RandomFloats({2, c.C, 11, 9}, 5, 2.f);
+    const auto reference = RunModel(m, {{"X", x}}, /*optimize=*/false);
+    const auto fused = RunModel(m, {{"X", x}}, /*optimize=*/true);
+    ASSERT_EQ(fused.size(), 1u);
+    ExpectBitIdentical(reference[0], fused[0]);
+  }
+}
+
+// A bias that is not per channel (here per column, [M] broadcast over the width) stays an Add.
+TEST(FuseQuantized, DynamicConvKeepsAnAddThatIsNotABias) {
+  Graph g = WithIo({1, 4, 6, 6});
+  g.AddInitializer("Wq", Tensor::FromVector<int8_t>(std::vector<int8_t>(6 * 4, 3), {6, 4, 1, 1}));
+  g.AddInitializer("Ws", Tensor::FromVector<float>({0.01f}, {}));
+  g.AddInitializer("cols", RandomFloats({6}, 3));
+  g.nodes.push_back(MakeNode("DynamicQuantizeLinear", {"X"}, {"Xq", "Xs", "Xz"}));
+  g.nodes.push_back(MakeNode("ConvInteger", {"Xq", "Wq", "Xz"}, {"acc"}));
+  Node cast = MakeNode("Cast", {"acc"}, {"accf"});
+  cast.attributes.push_back(IntAttr("to", 1));
+  g.nodes.push_back(cast);
+  g.nodes.push_back(MakeNode("Mul", {"Xs", "Ws"}, {"S"}));
+  g.nodes.push_back(MakeNode("Mul", {"accf", "S"}, {"y0"}));
+  g.nodes.push_back(MakeNode("Add", {"y0", "cols"}, {"Y"}));
+  const Model m = MakeModel(std::move(g), 13);
+  Model lowered = m;
+  ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
+  EXPECT_EQ(CountOps(lowered, "ConvIntegerToFloat"), 1);
+  EXPECT_EQ(CountOps(lowered, "Add"), 1);
+  const Tensor x = RandomFloats({1, 4, 6, 6}, 7);
+  ExpectBitIdentical(RunModel(m, {{"X", x}}, false)[0], RunModel(m, {{"X", x}}, true)[0]);
+}
+
 // Per-row (per-token) int8 activations expressed with standard ops.
 TEST(FuseQuantized, PerRowInt8ActivationsAreFusedAndBitIdentical) {
   const Weights w(kK, kN, kN);

@@ -904,6 +904,72 @@ class ConvIntegerKernel final : public OpKernel {
   std::optional<FastConvWeights> fast_;
 };
 
+// com.quantkit::ConvIntegerToFloat(x_q, a_scale, x_zp, W_q, w_scale, w_zp, bias), the fused dynamic
+// Conv (passes/fuse_quantized.cc): y = float(sum) * (a_scale * w_scale[m]) + bias[m], with the
+// sum of ConvInteger. On the GEMM path the epilogue writes y (the same float32 operations in the
+// same order as Cast -> Mul -> Add); otherwise the reference sums, then that epilogue.
+class ConvIntegerToFloatKernel final : public OpKernel {
+ public:
+  ConvIntegerToFloatKernel(ConvAttrs a, PackedOperand packed, std::optional<FastConvWeights> fast)
+      : a_(std::move(a)), packed_(std::move(packed)), fast_(std::move(fast)) {}
+  Status Compute(KernelContext& ctx) override {
+    QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
+    QK_ASSIGN_OR_RETURN(const Tensor* a_scale, ctx.RequiredInput(1));
+    QK_ASSIGN_OR_RETURN(const Tensor* w, ctx.RequiredInput(3));
+    QK_ASSIGN_OR_RETURN(const Tensor* w_scale, ctx.RequiredInput(4));
+    const Tensor* x_zp = ctx.input(2);
+    const Tensor* bias = ctx.input(6);
+    QK_CHECK_ARG(Is8Bit(x->dtype()) && Is8Bit(w->dtype()), "x and w must be uint8 or int8 (got {} and {})",
+                 DTypeName(x->dtype()), DTypeName(w->dtype()));
+    QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveConv(a_, x->shape(), w->shape()));
+    QK_CHECK_ARG(a_scale->dtype() == DType::kFloat32 && a_scale->numel() == 1, "a_scale must be a float scalar");
+    QK_CHECK_ARG(w_scale->dtype() == DType::kFloat32 && (w_scale->numel() == 1 || w_scale->numel() == g.M),
+                 "w_scale must be a float scalar or have {} values, got shape {}", g.M, ShapeToString(w_scale->shape()));
+    QK_CHECK_ARG(!bias || (bias->dtype() == DType::kFloat32 && bias->numel() == g.M),
+                 "bias must be {} float values, got shape {}", g.M, bias ? ShapeToString(bias->shape()) : "");
+    QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, g.out_shape));
+    const float* sa = a_scale->data<float>();
+    const float* ws = w_scale->data<float>();
+    const bool per_channel = w_scale->numel() > 1;
+    const float* bd = bias ? bias->data<float>() : nullptr;
+    float* yd = y->data<float>();
+    if (fast_ && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
+        fast_->groups[0]->K == g.Cg * g.k_size && (!x_zp || (x_zp->numel() == 1 && x_zp->dtype() == x->dtype()))) {
+      return RunFastConv(ctx, *fast_, g, *x, x_zp ? static_cast<int32_t>(x_zp->GetAsInt64(0)) : 0,
+                         [&](int64_t n, int64_t grp, int64_t first) {
+                           kernels::QGemmOutput out;
+                           out.y = yd + (n * g.M + grp * g.Mg) * g.out_size + first;
+                           out.ldc = g.out_size;
+                           out.transpose = true;
+                           out.a_scale = sa;
+                           out.b_scale = ws + (per_channel ? grp * g.Mg : 0);
+                           out.b_scale_per_col = per_channel;
+                           out.bias = bd ? bd + grp * g.Mg : nullptr;
+                           return out;
+                         });
+    }
+    const int64_t total = NumElements(g.out_shape);
+    QK_ASSIGN_OR_RETURN(Tensor acc_t, ctx.Scratch(DType::kInt32, total, "int32 accumulator"));
+    const int32_t* acc = acc_t.data<int32_t>();
+    QK_RETURN_IF_ERROR(IntegerConv(ctx, g, *x, *w, x_zp, ctx.input(5), packed_.get(), acc_t.data<int32_t>()));
+    for (int64_t nm = 0; nm < g.N * g.M; ++nm) {
+      const int64_t m = nm % g.M;
+      const float scale = sa[0] * ws[per_channel ? m : 0];
+      for (int64_t i = 0; i < g.out_size; ++i) {
+        float v = static_cast<float>(acc[nm * g.out_size + i]) * scale;
+        if (bd) v = v + bd[m];
+        yd[nm * g.out_size + i] = v;
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  ConvAttrs a_;
+  PackedOperand packed_;  // zero-point corrected constant weights for IntegerConv (or null)
+  std::optional<FastConvWeights> fast_;
+};
+
 // QLinearConv, and com.quantkit::QLinearConv (the same plus attributes q_min / q_max: a Relu or
 // Clip fused as a clamp of the quantized output).
 class QLinearConvKernel final : public OpKernel {
@@ -1110,6 +1176,12 @@ void RegisterQuantOps(KernelRegistry& r) {
     auto fast = PackFastConvWeights(init, a, 1, 3, /*depthwise=*/false);
     PackedOperand packed = fast ? nullptr : PackConstantOperand(init, 1, 3, false);
     return std::unique_ptr<OpKernel>(new ConvIntegerKernel(std::move(a), std::move(packed), std::move(fast)));
+  });
+  r.Register(kQuantkitDomain, "ConvIntegerToFloat", [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
+    QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
+    auto fast = PackFastConvWeights(init, a, 3, 5, /*depthwise=*/false);
+    PackedOperand packed = fast ? nullptr : PackConstantOperand(init, 3, 5, false);
+    return std::unique_ptr<OpKernel>(new ConvIntegerToFloatKernel(std::move(a), std::move(packed), std::move(fast)));
   });
   r.Register("", "QLinearConv", QLinearConvFactory());
   r.Register(kQuantkitDomain, "QLinearConv", QLinearConvFactory());
