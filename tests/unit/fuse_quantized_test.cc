@@ -132,14 +132,16 @@ TEST(FuseQuantized, SharedScaleProductOrGraphOutputBlocksOnlyWhatItMust) {
 // The dynamic Conv form quantkit writes (`--op-types Conv`): DynamicQuantizeLinear -> ConvInteger
 // -> Cast -> Mul(Mul(x_scale, w_scale [1, M, 1, 1])) [-> Add(bias [1, M, 1, 1])], lowered to
 // com.quantkit::ConvIntegerToFloat with the same bits: per-channel and per-tensor scales, with and
-// without bias, padded, grouped and pointwise convs.
+// without bias, padded, grouped, pointwise and depthwise convs.
 TEST(FuseQuantized, DynamicConvFormIsFusedAndBitIdentical) {
   struct Case {
     int64_t C, M, k, group, stride, pad;
     bool per_channel, with_bias;
   };
   for (const Case& c : {Case{8, 21, 3, 1, 1, 1, true, true}, Case{12, 16, 1, 1, 1, 0, false, true},
-                        Case{8, 12, 3, 4, 2, 1, true, false}, Case{5, 40, 5, 1, 1, 2, true, true}}) {
+                        Case{8, 12, 3, 4, 2, 1, true, false}, Case{5, 40, 5, 1, 1, 2, true, true},
+                        Case{16, 16, 3, 16, 1, 1, true, true}, Case{8, 8, 5, 8, 2, 2, false, true},
+                        Case{8, 8, 3, 8, 1, 1, true, false}}) {
     SCOPED_TRACE(::testing::Message() << "C " << c.C << " M " << c.M << " k " << c.k << " group " << c.group);
     std::mt19937 rng(11);
     std::uniform_int_distribution<int> d(-127, 127);

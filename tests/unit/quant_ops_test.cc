@@ -527,7 +527,8 @@ TEST(ConvInteger, GroupsStridesDilationsPerChannelWeightZeroPoints) {
 
 // Constant weights run the int8 GEMM path (the packed weights of QLinearConv, writing the int32
 // accumulators); the sums must be the exact integers, for uint8 and int8 x, with and without a
-// weight zero point, pointwise, padded 2-D, grouped and strided, against the naive reference and
+// weight zero point, pointwise, padded 2-D, grouped, strided and depthwise (the direct depthwise
+// kernel), against the naive reference and
 // against the same op with the weights fed as inputs (the reference IntegerConv).
 TEST(ConvInteger, ConstantWeightsTakeTheGemmPathExactly) {
   struct Case {
@@ -540,6 +541,8 @@ TEST(ConvInteger, ConstantWeightsTakeTheGemmPathExactly) {
       {1, 24, 13, 10, 48, 3, 1, 2, 1, 1, true, true},   // int8 x, stride 2
       {1, 16, 7, 9, 32, 3, 4, 1, 2, 2, false, true},    // 4 groups, dilation 2, pad 2
       {1, 64, 14, 14, 96, 1, 1, 2, 0, 1, false, true},  // strided 1x1 (a ResNet downsample)
+      {2, 16, 9, 8, 16, 3, 16, 1, 1, 1, false, true},   // depthwise: the direct kernel, the sums kept
+      {1, 24, 11, 11, 24, 5, 24, 2, 2, 1, true, false},  // depthwise 5x5, stride 2, int8 x
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(::testing::Message() << "C " << c.C << " M " << c.M << " k " << c.k << " group " << c.group

@@ -2,6 +2,7 @@
 // BlazeFace, PP-LCNet), one channel at a time, exact integer arithmetic:
 //   acc[oh, ow] = bias + sum_{kh, kw} (x[ih, iw] - x_zp) * w[kh, kw]        (int32, wrapping)
 //   y[oh, ow]   = clamp(Requantize(acc, multiplier, y_zp), lo, hi)           (quantize.h)
+// (or the sums themselves, or float(acc) * scale [+ bias]: QDepthwiseChannel)
 // with padding taps contributing nothing (they read x_zp). The channel is first copied into an
 // int16 plane of (x - x_zp) with the padding as zeros and the columns split by stride phase, so
 // every tap is a contiguous run of the plane for every stride: the tap loops have no bounds tests
@@ -34,6 +35,13 @@ struct QDepthwiseChannel {
   int32_t y_zero_point = 0, y_min = 0, y_max = 255;  // y_min/y_max: the type's range or a fused Relu/Clip
   void* y = nullptr;                                 // [OH, OW] uint8 or int8
   bool y_signed = false;
+  // Instead of y (ConvInteger and its fused float form, ops/quant_ops.cc): the exact sums
+  // acc_out[oh, ow] = acc, or y_float[oh, ow] = float(acc) * y_scale, then + *y_bias when given
+  // (two float32 operations, as Cast -> Mul -> Add).
+  int32_t* acc_out = nullptr;
+  float* y_float = nullptr;
+  float y_scale = 0;
+  const float* y_bias = nullptr;
 };
 
 // `plane` and `acc_row` are scratch of QDepthwisePlaneElems / QDepthwiseRowElems elements. isa

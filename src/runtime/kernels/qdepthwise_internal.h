@@ -106,6 +106,10 @@ __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const Q
   const int32_t* w = c.w;
   // Restrict: y's byte stores could otherwise alias acc, and the loops below would not vectorize.
   TY* __restrict y = static_cast<TY*>(c.y);
+  int32_t* __restrict acc_out = c.acc_out;
+  float* __restrict y_float = c.y_float;
+  const float y_scale = c.y_scale;
+  const float* y_bias = c.y_bias;
   int32_t* __restrict row_acc = acc;
   const int64_t taps = s.KH * s.KW;
   // Offsets of each tap's run from the start of the plane row of output row 0.
@@ -137,11 +141,22 @@ __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const Q
   }
   // Locals again: with y's byte stores possibly aliasing `s`, the loops would reload its fields.
   const int64_t OH = s.OH, OW = s.OW, row_step = s.stride_h * p.row_len;
-  for (int64_t oh = 0; oh < OH; ++oh, y += OW) {
+  for (int64_t oh = 0; oh < OH; ++oh) {
     const int16_t* row = plane + oh * row_step;
     for (int64_t t = 0; t < taps; ++t) tap_src[t] = row + tap_offset[t];
     kAccumulate(tap_src, w, taps, OW, bias, row_acc);
-    kRequantize(row_acc, OW, multiplier, lo, hi, y_zp, reinterpret_cast<uint8_t*>(y));
+    if (acc_out) {
+      std::memcpy(acc_out + oh * OW, row_acc, static_cast<size_t>(OW) * sizeof(int32_t));
+    } else if (y_float) {
+      float* out = y_float + oh * OW;
+      for (int64_t i = 0; i < OW; ++i) out[i] = static_cast<float>(row_acc[i]) * y_scale;
+      if (y_bias) {
+        const float b = *y_bias;
+        for (int64_t i = 0; i < OW; ++i) out[i] = out[i] + b;
+      }
+    } else {
+      kRequantize(row_acc, OW, multiplier, lo, hi, y_zp, reinterpret_cast<uint8_t*>(y + oh * OW));
+    }
   }
 }
 

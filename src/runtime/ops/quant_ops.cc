@@ -690,10 +690,9 @@ struct FastConvWeights {
 };
 
 // w_idx / w_zp_idx: the weight's and its zero point's inputs (QLinearConv 3 and 5, ConvInteger
-// 1 and 3; ConvInteger's zero point is optional, 0 when absent). `depthwise`: a depthwise conv
-// gets the direct kernel's weights (QLinearConv's requantizing kernel), else one GEMM per channel.
+// 1 and 3; ConvInteger's zero point is optional, 0 when absent).
 std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const ConvAttrs& a, size_t w_idx,
-                                                   size_t w_zp_idx, bool depthwise) {
+                                                   size_t w_zp_idx) {
   const Tensor* w = init.ConstantInput(w_idx);
   const Tensor* w_zp = init.ConstantInput(w_zp_idx);
   const bool zp_absent = w_zp_idx >= init.node.inputs.size() || init.node.inputs[w_zp_idx].empty();
@@ -707,7 +706,7 @@ std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const
   const int64_t Mg = M / a.group, KK = w->numel() / M;
   const std::vector<int32_t> zps = w_zp ? ReadZeroPoints(*w_zp) : std::vector<int32_t>{0};
   FastConvWeights f;
-  if (depthwise && a.group == M && KK == w->numel() / M && w->dim(1) == 1 && w->rank() == 4) {
+  if (a.group == M && KK == w->numel() / M && w->dim(1) == 1 && w->rank() == 4) {
     f.depthwise.resize(static_cast<size_t>(M * KK));
     for (int64_t m = 0; m < M; ++m)
       for (int64_t k = 0; k < KK; ++k)
@@ -868,6 +867,50 @@ Status RunBlockedConv(KernelContext& ctx, const FastConvWeights& fast, const Con
 }
 
 
+// A depthwise 2-D conv (one channel per group) on fast.depthwise: kernels::QDepthwiseConv2D per
+// (image, channel), in parallel. output_for(nm, &c) sets the output fields of channel nm = n * M + m
+// (requantized bytes, the sums, or floats). Each worker takes its plane and row scratch from the
+// run's pool (counted against the memory limit).
+using DepthwiseOutputFor = std::function<void(int64_t nm, kernels::QDepthwiseChannel* c)>;
+
+Status RunDepthwiseConv(KernelContext& ctx, const FastConvWeights& fast, const ConvGeometry& g, const Tensor& x,
+                        int32_t x_zp, const DepthwiseOutputFor& output_for) {
+  kernels::QDepthwiseShape s;
+  s.H = g.in_sp[0], s.W = g.in_sp[1], s.OH = g.out_sp[0], s.OW = g.out_sp[1];
+  s.KH = g.k_sp[0], s.KW = g.k_sp[1], s.stride_h = g.stride[0], s.stride_w = g.stride[1];
+  s.dilation_h = g.dil[0], s.dilation_w = g.dil[1], s.pad_top = g.pad_begin[0], s.pad_left = g.pad_begin[1];
+  const int64_t plane_elems = kernels::QDepthwisePlaneElems(s), row_elems = kernels::QDepthwiseRowElems(s);
+  const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+  const auto* xb = static_cast<const uint8_t*>(x.raw_data());  // int8 or uint8: one byte per element
+  std::mutex mu;
+  Status failed;
+  ctx.thread_pool()->ParallelFor(g.N * g.M, 1, [&](int64_t begin, int64_t end) {
+    auto plane = ctx.Scratch(DType::kInt16, plane_elems, "depthwise plane");
+    auto row = plane.ok() ? ctx.Scratch(DType::kInt32, row_elems, "depthwise row") : plane.status();
+    if (!plane.ok() || !row.ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (failed.ok()) failed = plane.ok() ? row.status() : plane.status();
+      return;
+    }
+    for (int64_t nm = begin; nm < end; ++nm) {
+      kernels::QDepthwiseChannel c;
+      c.x = xb + nm * g.in_size;
+      c.x_signed = x.dtype() == DType::kInt8;
+      c.x_zero_point = x_zp;
+      c.w = fast.depthwise.data() + (nm % g.M) * s.KH * s.KW;
+      output_for(nm, &c);
+      kernels::QDepthwiseConv2D(s, c, plane.value().template data<int16_t>(), row.value().template data<int32_t>(), isa);
+    }
+  });
+  return failed;
+}
+
+// Whether `fast` holds a depthwise conv's weights matching geometry g.
+bool FastDepthwiseFits(const FastConvWeights& fast, const ConvGeometry& g) {
+  return !fast.depthwise.empty() && g.nd == 2 && g.Cg == 1 && g.Mg == 1 &&
+         fast.depthwise.size() == static_cast<size_t>(g.M * g.k_size);
+}
+
 // ConvInteger: the exact int32 sums of (x - x_zp)(w - w_zp). With constant weights, the int8 GEMM
 // path of QLinearConv (RunFastConv) writing the accumulators; else the reference IntegerConv.
 class ConvIntegerKernel final : public OpKernel {
@@ -882,9 +925,14 @@ class ConvIntegerKernel final : public OpKernel {
     QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveConv(a_, x->shape(), w->shape()));
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kInt32, g.out_shape));
     const Tensor* x_zp = ctx.input(2);
-    if (fast_ && fast_->depthwise.empty() && fast_->groups.size() == static_cast<size_t>(g.group) &&
-        fast_->groups[0]->N == g.Mg && fast_->groups[0]->K == g.Cg * g.k_size &&
-        (!x_zp || (x_zp->numel() == 1 && x_zp->dtype() == x->dtype()))) {
+    const bool x_zp_ok = !x_zp || (x_zp->numel() == 1 && x_zp->dtype() == x->dtype());
+    if (fast_ && x_zp_ok && FastDepthwiseFits(*fast_, g)) {
+      int32_t* acc = y->data<int32_t>();
+      return RunDepthwiseConv(ctx, *fast_, g, *x, x_zp ? static_cast<int32_t>(x_zp->GetAsInt64(0)) : 0,
+                              [&](int64_t nm, kernels::QDepthwiseChannel* c) { c->acc_out = acc + nm * g.out_size; });
+    }
+    if (fast_ && x_zp_ok && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
+        fast_->groups[0]->K == g.Cg * g.k_size) {
       int32_t* acc = y->data<int32_t>();
       return RunFastConv(ctx, *fast_, g, *x, x_zp ? static_cast<int32_t>(x_zp->GetAsInt64(0)) : 0,
                          [&](int64_t n, int64_t grp, int64_t first) {
@@ -933,8 +981,18 @@ class ConvIntegerToFloatKernel final : public OpKernel {
     const bool per_channel = w_scale->numel() > 1;
     const float* bd = bias ? bias->data<float>() : nullptr;
     float* yd = y->data<float>();
-    if (fast_ && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
-        fast_->groups[0]->K == g.Cg * g.k_size && (!x_zp || (x_zp->numel() == 1 && x_zp->dtype() == x->dtype()))) {
+    const bool x_zp_ok = !x_zp || (x_zp->numel() == 1 && x_zp->dtype() == x->dtype());
+    if (fast_ && x_zp_ok && FastDepthwiseFits(*fast_, g)) {
+      return RunDepthwiseConv(ctx, *fast_, g, *x, x_zp ? static_cast<int32_t>(x_zp->GetAsInt64(0)) : 0,
+                              [&](int64_t nm, kernels::QDepthwiseChannel* c) {
+                                const int64_t m = nm % g.M;
+                                c->y_float = yd + nm * g.out_size;
+                                c->y_scale = sa[0] * ws[per_channel ? m : 0];
+                                c->y_bias = bd ? bd + m : nullptr;
+                              });
+    }
+    if (fast_ && x_zp_ok && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
+        fast_->groups[0]->K == g.Cg * g.k_size) {
       return RunFastConv(ctx, *fast_, g, *x, x_zp ? static_cast<int32_t>(x_zp->GetAsInt64(0)) : 0,
                          [&](int64_t n, int64_t grp, int64_t first) {
                            kernels::QGemmOutput out;
@@ -1014,18 +1072,19 @@ class QLinearConvKernel final : public OpKernel {
     const int32_t lo = static_cast<int32_t>(std::max<int64_t>(q_min_, y_signed ? -128 : 0));
     const int32_t hi = static_cast<int32_t>(std::min<int64_t>(q_max_, y_signed ? 127 : 255));
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), g.out_shape));
-    if (fast_ && !fast_->depthwise.empty() && g.nd == 2 && g.Cg == 1 && g.Mg == 1 &&
-        fast_->depthwise.size() == static_cast<size_t>(g.M * g.k_size)) {
-      const int32_t x_zp = in[2] ? static_cast<int32_t>(in[2]->GetAsInt64(0)) : 0;
-      return DispatchQuantType(x.dtype(), "x", [&](auto xtag) -> Status {
-        return DispatchQuantType(y_zp.dtype(), "y_zero_point", [&](auto ytag) -> Status {
-          if constexpr (sizeof(xtag) == 1 && sizeof(ytag) == 1) {
-            return RunDepthwise(ctx, g, x.data<decltype(xtag)>(), x_zp, mult, bd, yz, lo, hi, y->data<decltype(ytag)>());
-          } else {
-            return Unimplemented("QLinearConv input and output must be 8-bit");
-          }
-        });
-      });
+    if (fast_ && FastDepthwiseFits(*fast_, g)) {
+      void* yv = y->raw_data();
+      return RunDepthwiseConv(ctx, *fast_, g, x, in[2] ? static_cast<int32_t>(in[2]->GetAsInt64(0)) : 0,
+                              [&](int64_t nm, kernels::QDepthwiseChannel* c) {
+                                const int64_t m = nm % g.M;
+                                c->bias = bd ? bd[m] : 0;
+                                c->multiplier = mult[m];
+                                c->y_zero_point = yz;
+                                c->y_min = lo;
+                                c->y_max = hi;
+                                c->y = static_cast<uint8_t*>(yv) + nm * g.out_size;
+                                c->y_signed = y_signed;
+                              });
     }
     if (fast_ && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
         fast_->groups[0]->K == g.Cg * g.k_size) {
@@ -1082,47 +1141,6 @@ class QLinearConvKernel final : public OpKernel {
     return out;
   }
 
-  // Depthwise: kernels::QDepthwiseConv2D per (image, channel), in parallel over them. Each worker
-  // takes its plane and row scratch from the run's pool (counted against the memory limit).
-  template <typename TX, typename TY>
-  Status RunDepthwise(KernelContext& ctx, const ConvGeometry& g, const TX* x, int32_t x_zp, const std::vector<float>& mult,
-                      const int32_t* bias, int32_t y_zp, int32_t lo, int32_t hi, TY* y) const {
-    kernels::QDepthwiseShape s;
-    s.H = g.in_sp[0], s.W = g.in_sp[1], s.OH = g.out_sp[0], s.OW = g.out_sp[1];
-    s.KH = g.k_sp[0], s.KW = g.k_sp[1], s.stride_h = g.stride[0], s.stride_w = g.stride[1];
-    s.dilation_h = g.dil[0], s.dilation_w = g.dil[1], s.pad_top = g.pad_begin[0], s.pad_left = g.pad_begin[1];
-    const int64_t plane_elems = kernels::QDepthwisePlaneElems(s), row_elems = kernels::QDepthwiseRowElems(s);
-    const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
-    std::mutex mu;
-    Status failed;
-    ctx.thread_pool()->ParallelFor(g.N * g.M, 1, [&](int64_t begin, int64_t end) {
-      auto plane = ctx.Scratch(DType::kInt16, plane_elems, "depthwise plane");
-      auto row = plane.ok() ? ctx.Scratch(DType::kInt32, row_elems, "depthwise row") : plane.status();
-      if (!plane.ok() || !row.ok()) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (failed.ok()) failed = plane.ok() ? row.status() : plane.status();
-        return;
-      }
-      for (int64_t nm = begin; nm < end; ++nm) {
-        const int64_t m = nm % g.M;
-        kernels::QDepthwiseChannel c;
-        c.x = x + nm * g.in_size;
-        c.x_signed = std::is_same_v<TX, int8_t>;
-        c.x_zero_point = x_zp;
-        c.w = fast_->depthwise.data() + m * s.KH * s.KW;
-        c.bias = bias ? bias[m] : 0;
-        c.multiplier = mult[m];
-        c.y_zero_point = y_zp;
-        c.y_min = lo;
-        c.y_max = hi;
-        c.y = y + nm * g.out_size;
-        c.y_signed = std::is_same_v<TY, int8_t>;
-        kernels::QDepthwiseConv2D(s, c, plane.value().template data<int16_t>(), row.value().template data<int32_t>(), isa);
-      }
-    });
-    return failed;
-  }
-
   ConvAttrs a_;
   PackedOperand packed_;  // zero-point corrected constant weights (or null)
   std::optional<FastConvWeights> fast_;
@@ -1133,7 +1151,7 @@ KernelFactory QLinearConvFactory() {
   return [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
     QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
     const int64_t q_min = init.node.AttrInt("q_min", -128), q_max = init.node.AttrInt("q_max", 255);
-    auto fast = PackFastConvWeights(init, a, 3, 5, /*depthwise=*/true);
+    auto fast = PackFastConvWeights(init, a, 3, 5);
     return std::unique_ptr<OpKernel>(
         new QLinearConvKernel(a, fast ? nullptr : PackConstantOperand(init, 3, 5, false), std::move(fast), q_min, q_max));
   };
@@ -1173,13 +1191,13 @@ void RegisterQuantOps(KernelRegistry& r) {
   r.Register("", "QLinearMatMul", MatMulFactory(&QLinearMatMulFn, 3, 5));
   r.Register("", "ConvInteger", [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
     QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
-    auto fast = PackFastConvWeights(init, a, 1, 3, /*depthwise=*/false);
+    auto fast = PackFastConvWeights(init, a, 1, 3);
     PackedOperand packed = fast ? nullptr : PackConstantOperand(init, 1, 3, false);
     return std::unique_ptr<OpKernel>(new ConvIntegerKernel(std::move(a), std::move(packed), std::move(fast)));
   });
   r.Register(kQuantkitDomain, "ConvIntegerToFloat", [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
     QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
-    auto fast = PackFastConvWeights(init, a, 3, 5, /*depthwise=*/false);
+    auto fast = PackFastConvWeights(init, a, 3, 5);
     PackedOperand packed = fast ? nullptr : PackConstantOperand(init, 3, 5, false);
     return std::unique_ptr<OpKernel>(new ConvIntegerToFloatKernel(std::move(a), std::move(packed), std::move(fast)));
   });
