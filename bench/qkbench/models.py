@@ -65,6 +65,7 @@ class ModelSpec:
     static_methods = []        # further range methods, each its own variant "static-<method>"; "int8": int8 weights
     static_args = []           # extra `quantize --mode static` flags of this model's recipe (every static variant)
     dynamic_int8 = False       # also a "dynamic-int8" variant (int8 instead of uint8-symmetric weights)
+    dynamic_conv = False       # also a "dynamic-conv" variant: Conv dynamically quantized too (ConvInteger)
     static_then_dynamic = False  # static for the convolutional part, then dynamic for MatMul/Gemm
     calib_args = []            # extra `quantkit calibrate` arguments
     calib_memory_check = None  # (few, many): calibration peak RSS with few vs many items (entropy)
@@ -237,6 +238,7 @@ class Fashion(ModelSpec):
     unit = "images"
     static = True
     static_methods = ["moving-average", "percentile", "entropy", "mse", "int8"]
+    dynamic_conv = True
     calib_memory_check = (10, 1000)
     inputs = ["image"]
     outputs = ["logits"]
@@ -348,6 +350,7 @@ def all_models():
             _argmax_decisions("logits"), "images' arg-max class", "1x3x224x224", kind="torch"))
         if name != "resnet50":
             specs[-1].static_methods = ["int8"]
+        specs[-1].dynamic_conv = True
     specs.append(LabelFree(
         "encoder", "Transformer encoder (BERT-base size)", os.path.join(t, "encoder.onnx"), ["x"], ["y"],
         lambda q: (data.make_tensor("encoder", [1, 128, 768], 2 if q else 4, 1009, "x"),

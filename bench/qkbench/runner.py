@@ -15,6 +15,8 @@ INT8 variants of a model (`int8_variants`):
                    u8 x s8 kernels saturate on CPUs without VNNI (models listing "int8" in
                    `static_methods`, or with `dynamic_int8`);
   static-reduced   7-bit weights (`--weight-range reduced`), if a model lists "reduced".
+  dynamic-conv     `--mode dynamic --op-types Conv,MatMul,Gemm` (models with `dynamic_conv`: the
+                   conv nets, whose default dynamic file leaves every convolution FP32).
 
 Every INT8 file also runs in ONNX Runtime: `engine_agreement` compares the two engines' outputs, and
 `quantized_tensor_agreement` every quantized activation of the file (on a few samples), to show
@@ -67,6 +69,8 @@ def int8_variants(spec):
     names = ["dynamic"]
     if spec.dynamic_int8:
         names.append("dynamic-int8")
+    if spec.dynamic_conv:
+        names.append("dynamic-conv")
     if spec.static:
         names.append("static")
         names += [f"static-{m}" for m in spec.static_methods]
@@ -128,7 +132,8 @@ def make_variant(spec, variant, es, notes):
     suffix = variant.split("-", 1)[1] if "-" in variant else None
     weight_args = {"int8": ["--weight-type", "int8"], "reduced": ["--weight-range", "reduced"]}.get(suffix, [])
     if variant.startswith("dynamic"):
-        run_cmd([qk, "quantize", spec.path, "-o", out, "--mode", "dynamic"] + spec.quantize_args + weight_args,
+        op_args = ["--op-types", "Conv,MatMul,Gemm"] if suffix == "conv" else []
+        run_cmd([qk, "quantize", spec.path, "-o", out, "--mode", "dynamic"] + spec.quantize_args + weight_args + op_args,
                 timeout=1800, what=what)
         return out
     if "stats" not in notes:
@@ -338,7 +343,8 @@ def bench_model(spec, quick, threads_list, rounds, min_time_ms, warmup_ms, with_
         inputs = spec.timing_inputs(es)
         pairs = {"ort/fp32": ("ort", spec.path), "quantkit/fp32": ("quantkit", spec.path)}
         for v, path in variants.items():
-            if v in ("dynamic", "static"):  # the other static methods differ in scales only, not in speed
+            # The other static methods differ in scales only, not in speed; dynamic-conv runs int8 convs.
+            if v in ("dynamic", "dynamic-conv", "static"):
                 pairs[f"quantkit/{v}"] = ("quantkit", path)
                 pairs[f"ort/{v}"] = ("ort", path)  # the same INT8 file in ONNX Runtime (issue 6's ratio)
         for th in threads_list:

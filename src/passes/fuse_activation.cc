@@ -38,30 +38,6 @@ const Tensor* ScalarF32(const Graph& g, const std::string& name) {
   return t && t->dtype() == DType::kFloat32 && t->numel() == 1 ? t : nullptr;
 }
 
-// The clamp bounds of a Relu / Clip node, or false if it is not a constant clamp.
-bool ClampOf(const Graph& g, const Model& model, const Node& n, float* lo, float* hi) {
-  if (!n.IsDefaultDomain() || n.inputs.empty() || n.outputs.size() != 1) return false;
-  *lo = -std::numeric_limits<float>::infinity();
-  *hi = std::numeric_limits<float>::infinity();
-  if (n.op_type == "Relu") {
-    *lo = 0.f;
-    return true;
-  }
-  if (n.op_type != "Clip") return false;
-  if (model.OpsetVersion("") < 11) {
-    *lo = n.AttrFloat("min", *lo);
-    *hi = n.AttrFloat("max", *hi);
-    return true;
-  }
-  for (size_t i = 1; i < n.inputs.size() && i < 3; ++i) {
-    if (n.inputs[i].empty()) continue;
-    const Tensor* t = ScalarF32(g, n.inputs[i]);
-    if (!t) return false;
-    (i == 1 ? *lo : *hi) = t->data<float>()[0];
-  }
-  return true;
-}
-
 // The only consumer of value v (not a graph output), or -1.
 int SoleConsumer(const Graph& g, const DefUse& du, const std::string& v) {
   const auto& c = du.Consumers(v);
@@ -423,6 +399,30 @@ Status Run(Graph& g, const Model& model) {
 }
 
 }  // namespace
+
+bool ClampOf(const Graph& g, const Model& model, const Node& n, float* lo, float* hi) {
+  if (!n.IsDefaultDomain() || n.inputs.empty() || n.outputs.size() != 1) return false;
+  *lo = -std::numeric_limits<float>::infinity();
+  *hi = std::numeric_limits<float>::infinity();
+  if (n.op_type == "Relu") {
+    *lo = 0.f;
+    return true;
+  }
+  if (n.op_type != "Clip") return false;
+  if (model.OpsetVersion("") < 11) {
+    *lo = n.AttrFloat("min", *lo);
+    *hi = n.AttrFloat("max", *hi);
+    return true;
+  }
+  for (size_t i = 1; i < n.inputs.size() && i < 3; ++i) {
+    if (n.inputs[i].empty()) continue;
+    const Tensor* t = ScalarF32(g, n.inputs[i]);
+    if (!t) return false;
+    (i == 1 ? *lo : *hi) = t->data<float>()[0];
+  }
+  return true;
+}
+
 
 Status FuseConvActivation(Model& model) {
   QK_RETURN_IF_ERROR(Run(model.graph, model));

@@ -154,10 +154,12 @@ std::string Flattened(Graph& g, const std::string& name) {
 
 // The dynamic Conv form: ConvInteger(x_q, W_q, x_zp, w_zp) -> Cast(float) -> Mul(., S) [-> Add(.,
 // bias)] with S = Mul(a_scale, w_scale), W_q / w_zp / w_scale / bias constants (w_scale and bias
-// per tensor or per output channel on axis 1) ==> com.quantkit::ConvIntegerToFloat: the int8 GEMM
-// path of the conv with the rescale and bias in its epilogue. The same int32 sums and the same
+// per tensor or per output channel on axis 1) [-> Relu | constant Clip] ==>
+// com.quantkit::ConvIntegerToFloat: the int8 GEMM path of the conv with the rescale, bias and
+// clamp (attributes clamp_lo / clamp_hi, the Clip kernel's expression) in its epilogue. The same int32 sums and the same
 // float32 operations in the same order (Cast, a_scale * w_scale, product, + bias): bit-identical.
-bool FuseConvIntegerOps(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
+bool FuseConvIntegerOps(Graph& g, const Model& model, const DefUse& du, size_t i, std::vector<bool>& removed,
+                        std::vector<Node>& fused) {
   const Node& conv = g.nodes[i];
   if (!IsOp(conv, "ConvInteger") || conv.outputs.size() != 1) return false;
   const Tensor* w = Constant(g, conv.Input(1));
@@ -200,6 +202,14 @@ bool FuseConvIntegerOps(Graph& g, const DefUse& du, size_t i, std::vector<bool>&
       out = g.nodes[add].outputs[0];
     }
   }
+  // A Relu / constant Clip next: the clamp in the same epilogue.
+  float lo = 0, hi = 0;
+  const int act = SoleConsumer(g, du, out);
+  const bool clamp = act >= 0 && ClampOf(g, model, g.nodes[act], &lo, &hi);
+  if (clamp) {
+    removed[act] = true;
+    out = g.nodes[act].outputs[0];
+  }
   removed[cast] = removed[mul] = removed[i] = true;
   Node f;
   f.op_type = "ConvIntegerToFloat";
@@ -208,6 +218,10 @@ bool FuseConvIntegerOps(Graph& g, const DefUse& du, size_t i, std::vector<bool>&
   f.attributes = conv.attributes;
   f.inputs = {conv.Input(0), a_scale, conv.Input(2), conv.Input(1), Flattened(g, w_scale), conv.Input(3), bias};
   f.outputs = {out};
+  if (clamp) {
+    f.SetAttrFloat("clamp_lo", lo);
+    f.SetAttrFloat("clamp_hi", hi);
+  }
   fused.push_back(std::move(f));
   return true;
 }
@@ -802,7 +816,7 @@ Status FuseGraph(Graph& g, const Model& model, Target target) {
       continue;
     }
     if (FuseQuantizedRnn(g, du, i)) continue;
-    if (FuseIntegerOps(g, du, i, removed, fused) || FuseConvIntegerOps(g, du, i, removed, fused) ||
+    if (FuseIntegerOps(g, du, i, removed, fused) || FuseConvIntegerOps(g, model, du, i, removed, fused) ||
         FuseQdqWeights(g, du, i, removed, fused) || FuseStaticConv(g, du, i, removed, fused, target) || FuseStaticMatMul(g, du, i, removed, fused, target) ||
         FuseStaticMatMulFloatOutput(g, du, i, removed, fused) || FuseStaticBinary(g, du, i, removed, fused, target) ||
         FusePassThrough(g, du, i, removed, fused)) {

@@ -57,4 +57,9 @@ Status UpgradeOpset(Model& model, int64_t target_version = 13);  // default doma
 // fuse quantized ops (before folding would dequantize constant weights), inline constant If, eliminate identities, fold constants, fold BatchNorm, dead nodes.
 Status OptimizeForInference(Model& model);
 
+// The bounds of a Relu (0, +inf) or of a Clip with constant float32 bounds (attributes before
+// opset 11, inputs from 11; absent ones infinite), for passes that fuse it as a clamp with the
+// Clip kernel's expression; false for anything else.
+bool ClampOf(const Graph& g, const Model& model, const Node& n, float* lo, float* hi);
+
 }  // namespace quantkit::passes

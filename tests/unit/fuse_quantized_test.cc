@@ -132,15 +132,18 @@ TEST(FuseQuantized, SharedScaleProductOrGraphOutputBlocksOnlyWhatItMust) {
 // The dynamic Conv form quantkit writes (`--op-types Conv`): DynamicQuantizeLinear -> ConvInteger
 // -> Cast -> Mul(Mul(x_scale, w_scale [1, M, 1, 1])) [-> Add(bias [1, M, 1, 1])], lowered to
 // com.quantkit::ConvIntegerToFloat with the same bits: per-channel and per-tensor scales, with and
-// without bias, padded, grouped, pointwise and depthwise convs.
+// without bias, a following Relu or Clip fused as a clamp, padded, grouped, pointwise and
+// depthwise convs.
 TEST(FuseQuantized, DynamicConvFormIsFusedAndBitIdentical) {
+  enum Act { kNone, kRelu, kClip };
   struct Case {
     int64_t C, M, k, group, stride, pad;
     bool per_channel, with_bias;
+    Act act = kNone;
   };
-  for (const Case& c : {Case{8, 21, 3, 1, 1, 1, true, true}, Case{12, 16, 1, 1, 1, 0, false, true},
-                        Case{8, 12, 3, 4, 2, 1, true, false}, Case{5, 40, 5, 1, 1, 2, true, true},
-                        Case{16, 16, 3, 16, 1, 1, true, true}, Case{8, 8, 5, 8, 2, 2, false, true},
+  for (const Case& c : {Case{8, 21, 3, 1, 1, 1, true, true, kRelu}, Case{12, 16, 1, 1, 1, 0, false, true},
+                        Case{8, 12, 3, 4, 2, 1, true, false, kClip}, Case{5, 40, 5, 1, 1, 2, true, true},
+                        Case{16, 16, 3, 16, 1, 1, true, true, kClip}, Case{8, 8, 5, 8, 2, 2, false, true, kRelu},
                         Case{8, 8, 3, 8, 1, 1, true, false}}) {
     SCOPED_TRACE(::testing::Message() << "C " << c.C << " M " << c.M << " k " << c.k << " group " << c.group);
     std::mt19937 rng(11);
@@ -164,14 +167,22 @@ TEST(FuseQuantized, DynamicConvFormIsFusedAndBitIdentical) {
     cast.attributes.push_back(IntAttr("to", 1));
     g.nodes.push_back(cast);
     g.nodes.push_back(MakeNode("Mul", {"Xs", "Ws"}, {"S"}));
-    g.nodes.push_back(MakeNode("Mul", {"accf", "S"}, {c.with_bias ? "y0" : "Y"}));
-    if (c.with_bias) g.nodes.push_back(MakeNode("Add", {"y0", "bias"}, {"Y"}));
+    const std::string scaled = c.with_bias ? "y0" : c.act == kNone ? "Y" : "y1";
+    g.nodes.push_back(MakeNode("Mul", {"accf", "S"}, {scaled}));
+    if (c.with_bias) g.nodes.push_back(MakeNode("Add", {"y0", "bias"}, {c.act == kNone ? "Y" : "y1"}));
+    if (c.act == kRelu) g.nodes.push_back(MakeNode("Relu", {"y1"}, {"Y"}));
+    if (c.act == kClip) {  // ReLU6 with opset-13 bounds
+      g.AddInitializer("lo", Tensor::FromVector<float>({0.f}, {}));
+      g.AddInitializer("hi", Tensor::FromVector<float>({0.5f}, {}));
+      g.nodes.push_back(MakeNode("Clip", {"y1", "lo", "hi"}, {"Y"}));
+    }
     const Model m = MakeModel(std::move(g), 13);
     Model lowered = m;
     ASSERT_TRUE(passes::OptimizeForInference(lowered).ok());
     EXPECT_EQ(CountOps(lowered, "ConvIntegerToFloat"), 1);
     EXPECT_EQ(CountOps(lowered, "ConvInteger"), 0);
     EXPECT_EQ(CountOps(lowered, "Add"), 0);
+    EXPECT_EQ(CountOps(lowered, "Relu") + CountOps(lowered, "Clip"), 0);
     const Tensor x = RandomFloats({2, c.C, 11, 9}, 5, 2.f);
     const auto reference = RunModel(m, {{"X", x}}, /*optimize=*/false);
     const auto fused = RunModel(m, {{"X", x}}, /*optimize=*/true);

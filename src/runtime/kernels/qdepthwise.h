@@ -37,11 +37,13 @@ struct QDepthwiseChannel {
   bool y_signed = false;
   // Instead of y (ConvInteger and its fused float form, ops/quant_ops.cc): the exact sums
   // acc_out[oh, ow] = acc, or y_float[oh, ow] = float(acc) * y_scale, then + *y_bias when given
-  // (two float32 operations, as Cast -> Mul -> Add).
+  // (two float32 operations, as Cast -> Mul -> Add), then the clamp when y_clamp.
   int32_t* acc_out = nullptr;
   float* y_float = nullptr;
   float y_scale = 0;
   const float* y_bias = nullptr;
+  bool y_clamp = false;  // y_float = min(max(y_float, lo), hi) last (a fused Relu / Clip)
+  float y_clamp_lo = 0, y_clamp_hi = 0;
 };
 
 // `plane` and `acc_row` are scratch of QDepthwisePlaneElems / QDepthwiseRowElems elements. isa

@@ -110,6 +110,8 @@ __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const Q
   float* __restrict y_float = c.y_float;
   const float y_scale = c.y_scale;
   const float* y_bias = c.y_bias;
+  const bool y_clamp = c.y_clamp;
+  const float clamp_lo = c.y_clamp_lo, clamp_hi = c.y_clamp_hi;
   int32_t* __restrict row_acc = acc;
   const int64_t taps = s.KH * s.KW;
   // Offsets of each tap's run from the start of the plane row of output row 0.
@@ -153,6 +155,9 @@ __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const Q
       if (y_bias) {
         const float b = *y_bias;
         for (int64_t i = 0; i < OW; ++i) out[i] = out[i] + b;
+      }
+      if (y_clamp) {
+        for (int64_t i = 0; i < OW; ++i) out[i] = std::min(std::max(out[i], clamp_lo), clamp_hi);
       }
     } else {
       kRequantize(row_acc, OW, multiplier, lo, hi, y_zp, reinterpret_cast<uint8_t*>(y + oh * OW));

@@ -128,6 +128,10 @@ struct QGemmOutput {
   bool b_scale_per_col = false;
   const float* bias = nullptr;  // [N] or null
   bool accumulate = false;      // y[m, n] += (float(acc) * scale(m, n) + bias[n])  (RNN gates)
+  // Float output, without accumulate: then y = min(max(y, clamp_lo), clamp_hi) (a fused Relu /
+  // Clip, the Clip kernel's expression).
+  bool clamp = false;
+  float clamp_lo = 0, clamp_hi = 0;
   // Requantized output: q = clamp(Requantize(acc + bias_int32[n], multiplier[n], q_zero_point),
   // q_min, q_max) with quantize.h's Requantize (float32 product, round half to even, saturate).
   // [q_min, q_max] is the type's range, or narrower for a fused Relu (min = zero point) / Clip.

@@ -132,6 +132,7 @@ __attribute__((always_inline)) inline void Epilogue(const PackedQActivations& a,
         const float scale = sa * out.b_scale[out.b_scale_per_col ? n : 0];
         float y = static_cast<float>(acc[j]) * scale;
         if (out.bias) y = y + out.bias[n];
+        if (out.clamp) y = std::min(std::max(y, out.clamp_lo), out.clamp_hi);
         float& d = dst[at(r, j)];
         d = out.accumulate ? d + y : y;
       }

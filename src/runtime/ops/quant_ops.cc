@@ -952,14 +952,16 @@ class ConvIntegerKernel final : public OpKernel {
   std::optional<FastConvWeights> fast_;
 };
 
-// com.quantkit::ConvIntegerToFloat(x_q, a_scale, x_zp, W_q, w_scale, w_zp, bias), the fused dynamic
-// Conv (passes/fuse_quantized.cc): y = float(sum) * (a_scale * w_scale[m]) + bias[m], with the
-// sum of ConvInteger. On the GEMM path the epilogue writes y (the same float32 operations in the
+// com.quantkit::ConvIntegerToFloat(x_q, a_scale, x_zp, W_q, w_scale, w_zp, bias; clamp_lo, clamp_hi),
+// the fused dynamic Conv (passes/fuse_quantized.cc): y = float(sum) * (a_scale * w_scale[m]) +
+// bias[m], then min(max(y, clamp_lo), clamp_hi) when the clamp attributes are given, with the sum
+// of ConvInteger. On the GEMM path the epilogue writes y (the same float32 operations in the
 // same order as Cast -> Mul -> Add); otherwise the reference sums, then that epilogue.
 class ConvIntegerToFloatKernel final : public OpKernel {
  public:
-  ConvIntegerToFloatKernel(ConvAttrs a, PackedOperand packed, std::optional<FastConvWeights> fast)
-      : a_(std::move(a)), packed_(std::move(packed)), fast_(std::move(fast)) {}
+  ConvIntegerToFloatKernel(ConvAttrs a, PackedOperand packed, std::optional<FastConvWeights> fast, bool clamp,
+                           float lo, float hi)
+      : a_(std::move(a)), packed_(std::move(packed)), fast_(std::move(fast)), clamp_(clamp), lo_(lo), hi_(hi) {}
   Status Compute(KernelContext& ctx) override {
     QK_ASSIGN_OR_RETURN(const Tensor* x, ctx.RequiredInput(0));
     QK_ASSIGN_OR_RETURN(const Tensor* a_scale, ctx.RequiredInput(1));
@@ -989,6 +991,9 @@ class ConvIntegerToFloatKernel final : public OpKernel {
                                 c->y_float = yd + nm * g.out_size;
                                 c->y_scale = sa[0] * ws[per_channel ? m : 0];
                                 c->y_bias = bd ? bd + m : nullptr;
+                                c->y_clamp = clamp_;
+                                c->y_clamp_lo = lo_;
+                                c->y_clamp_hi = hi_;
                               });
     }
     if (fast_ && x_zp_ok && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
@@ -1003,6 +1008,9 @@ class ConvIntegerToFloatKernel final : public OpKernel {
                            out.b_scale = ws + (per_channel ? grp * g.Mg : 0);
                            out.b_scale_per_col = per_channel;
                            out.bias = bd ? bd + grp * g.Mg : nullptr;
+                           out.clamp = clamp_;
+                           out.clamp_lo = lo_;
+                           out.clamp_hi = hi_;
                            return out;
                          });
     }
@@ -1016,6 +1024,7 @@ class ConvIntegerToFloatKernel final : public OpKernel {
       for (int64_t i = 0; i < g.out_size; ++i) {
         float v = static_cast<float>(acc[nm * g.out_size + i]) * scale;
         if (bd) v = v + bd[m];
+        if (clamp_) v = std::min(std::max(v, lo_), hi_);
         yd[nm * g.out_size + i] = v;
       }
     }
@@ -1026,6 +1035,8 @@ class ConvIntegerToFloatKernel final : public OpKernel {
   ConvAttrs a_;
   PackedOperand packed_;  // zero-point corrected constant weights for IntegerConv (or null)
   std::optional<FastConvWeights> fast_;
+  bool clamp_;  // a fused Relu / Clip: y = min(max(y, lo_), hi_)
+  float lo_, hi_;
 };
 
 // QLinearConv, and com.quantkit::QLinearConv (the same plus attributes q_min / q_max: a Relu or
@@ -1199,7 +1210,10 @@ void RegisterQuantOps(KernelRegistry& r) {
     QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
     auto fast = PackFastConvWeights(init, a, 3, 5);
     PackedOperand packed = fast ? nullptr : PackConstantOperand(init, 3, 5, false);
-    return std::unique_ptr<OpKernel>(new ConvIntegerToFloatKernel(std::move(a), std::move(packed), std::move(fast)));
+    const bool clamp = init.node.FindAttr("clamp_lo") != nullptr;
+    const float lo = init.node.AttrFloat("clamp_lo", 0.f), hi = init.node.AttrFloat("clamp_hi", 0.f);
+    return std::unique_ptr<OpKernel>(
+        new ConvIntegerToFloatKernel(std::move(a), std::move(packed), std::move(fast), clamp, lo, hi));
   });
   r.Register("", "QLinearConv", QLinearConvFactory());
   r.Register(kQuantkitDomain, "QLinearConv", QLinearConvFactory());
