@@ -421,6 +421,7 @@ def write(path, results):
              f"PyTorch {meta.get('torch_version', '-')}")
     L.append(f"- latency: median of all timed runs of {meta['rounds']} interleaved rounds per engine, every other round in reverse order "
              f"(each round one process: session, {meta['warmup_ms']} ms warm-up, >= {meta['min_time_ms']} ms of runs); "
+             f"ratios paired per round (the median over rounds of the ratio of the two round medians, bench/README.md); "
              f"`quantkit bench` and `node tools/ort_run.js --repeat`; {'quick mode (small data sets)' if meta['quick'] else 'full data sets'}")
     if meta.get("note"):
         L.append(f"- note: {meta['note']}")

@@ -866,7 +866,6 @@ Status RunBlockedConv(KernelContext& ctx, const FastConvWeights& fast, const Con
   return Status::Ok();
 }
 
-
 // A depthwise 2-D conv (one channel per group) on fast.depthwise: kernels::QDepthwiseConv2D per
 // (image, channel), in parallel. output_for(nm, &c) sets the output fields of channel nm = n * M + m
 // (requantized bytes, the sums, or floats). Each worker takes its plane and row scratch from the
@@ -911,6 +910,19 @@ bool FastDepthwiseFits(const FastConvWeights& fast, const ConvGeometry& g) {
          fast.depthwise.size() == static_cast<size_t>(g.M * g.k_size);
 }
 
+// Whether `fast` holds packed GEMM weights (one block per group) matching geometry g.
+bool FastGemmFits(const FastConvWeights& fast, const ConvGeometry& g) {
+  return fast.groups.size() == static_cast<size_t>(g.group) && fast.groups[0]->N == g.Mg &&
+         fast.groups[0]->K == g.Cg * g.k_size;
+}
+
+// An optional scalar zero point of x's type that the fast paths take (else the reference runs).
+bool FastZeroPointFits(const Tensor* x_zp, const Tensor& x) {
+  return !x_zp || (x_zp->numel() == 1 && x_zp->dtype() == x.dtype());
+}
+
+int32_t ZeroPointOrZero(const Tensor* zp) { return zp ? static_cast<int32_t>(zp->GetAsInt64(0)) : 0; }
+
 // ConvInteger: the exact int32 sums of (x - x_zp)(w - w_zp). With constant weights, the int8 GEMM
 // path of QLinearConv (RunFastConv) writing the accumulators; else the reference IntegerConv.
 class ConvIntegerKernel final : public OpKernel {
@@ -925,16 +937,13 @@ class ConvIntegerKernel final : public OpKernel {
     QK_ASSIGN_OR_RETURN(ConvGeometry g, ResolveConv(a_, x->shape(), w->shape()));
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kInt32, g.out_shape));
     const Tensor* x_zp = ctx.input(2);
-    const bool x_zp_ok = !x_zp || (x_zp->numel() == 1 && x_zp->dtype() == x->dtype());
-    if (fast_ && x_zp_ok && FastDepthwiseFits(*fast_, g)) {
-      int32_t* acc = y->data<int32_t>();
-      return RunDepthwiseConv(ctx, *fast_, g, *x, x_zp ? static_cast<int32_t>(x_zp->GetAsInt64(0)) : 0,
+    int32_t* acc = y->data<int32_t>();
+    if (fast_ && FastZeroPointFits(x_zp, *x) && FastDepthwiseFits(*fast_, g)) {
+      return RunDepthwiseConv(ctx, *fast_, g, *x, ZeroPointOrZero(x_zp),
                               [&](int64_t nm, kernels::QDepthwiseChannel* c) { c->acc_out = acc + nm * g.out_size; });
     }
-    if (fast_ && x_zp_ok && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
-        fast_->groups[0]->K == g.Cg * g.k_size) {
-      int32_t* acc = y->data<int32_t>();
-      return RunFastConv(ctx, *fast_, g, *x, x_zp ? static_cast<int32_t>(x_zp->GetAsInt64(0)) : 0,
+    if (fast_ && FastZeroPointFits(x_zp, *x) && FastGemmFits(*fast_, g)) {
+      return RunFastConv(ctx, *fast_, g, *x, ZeroPointOrZero(x_zp),
                          [&](int64_t n, int64_t grp, int64_t first) {
                            kernels::QGemmOutput out;
                            out.acc = acc + (n * g.M + grp * g.Mg) * g.out_size + first;
@@ -943,7 +952,7 @@ class ConvIntegerKernel final : public OpKernel {
                            return out;
                          });
     }
-    return IntegerConv(ctx, g, *x, *w, x_zp, ctx.input(3), packed_.get(), y->data<int32_t>());
+    return IntegerConv(ctx, g, *x, *w, x_zp, ctx.input(3), packed_.get(), acc);
   }
 
  private:
@@ -983,9 +992,8 @@ class ConvIntegerToFloatKernel final : public OpKernel {
     const bool per_channel = w_scale->numel() > 1;
     const float* bd = bias ? bias->data<float>() : nullptr;
     float* yd = y->data<float>();
-    const bool x_zp_ok = !x_zp || (x_zp->numel() == 1 && x_zp->dtype() == x->dtype());
-    if (fast_ && x_zp_ok && FastDepthwiseFits(*fast_, g)) {
-      return RunDepthwiseConv(ctx, *fast_, g, *x, x_zp ? static_cast<int32_t>(x_zp->GetAsInt64(0)) : 0,
+    if (fast_ && FastZeroPointFits(x_zp, *x) && FastDepthwiseFits(*fast_, g)) {
+      return RunDepthwiseConv(ctx, *fast_, g, *x, ZeroPointOrZero(x_zp),
                               [&](int64_t nm, kernels::QDepthwiseChannel* c) {
                                 const int64_t m = nm % g.M;
                                 c->y_float = yd + nm * g.out_size;
@@ -996,9 +1004,8 @@ class ConvIntegerToFloatKernel final : public OpKernel {
                                 c->y_clamp_hi = hi_;
                               });
     }
-    if (fast_ && x_zp_ok && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
-        fast_->groups[0]->K == g.Cg * g.k_size) {
-      return RunFastConv(ctx, *fast_, g, *x, x_zp ? static_cast<int32_t>(x_zp->GetAsInt64(0)) : 0,
+    if (fast_ && FastZeroPointFits(x_zp, *x) && FastGemmFits(*fast_, g)) {
+      return RunFastConv(ctx, *fast_, g, *x, ZeroPointOrZero(x_zp),
                          [&](int64_t n, int64_t grp, int64_t first) {
                            kernels::QGemmOutput out;
                            out.y = yd + (n * g.M + grp * g.Mg) * g.out_size + first;
@@ -1085,7 +1092,7 @@ class QLinearConvKernel final : public OpKernel {
     QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), g.out_shape));
     if (fast_ && FastDepthwiseFits(*fast_, g)) {
       void* yv = y->raw_data();
-      return RunDepthwiseConv(ctx, *fast_, g, x, in[2] ? static_cast<int32_t>(in[2]->GetAsInt64(0)) : 0,
+      return RunDepthwiseConv(ctx, *fast_, g, x, ZeroPointOrZero(in[2]),
                               [&](int64_t nm, kernels::QDepthwiseChannel* c) {
                                 const int64_t m = nm % g.M;
                                 c->bias = bd ? bd[m] : 0;
@@ -1097,10 +1104,9 @@ class QLinearConvKernel final : public OpKernel {
                                 c->y_signed = y_signed;
                               });
     }
-    if (fast_ && fast_->groups.size() == static_cast<size_t>(g.group) && fast_->groups[0]->N == g.Mg &&
-        fast_->groups[0]->K == g.Cg * g.k_size) {
+    if (fast_ && FastGemmFits(*fast_, g)) {
       auto* yb = static_cast<uint8_t*>(y->raw_data());
-      return RunFastConv(ctx, *fast_, g, x, in[2] ? static_cast<int32_t>(in[2]->GetAsInt64(0)) : 0,
+      return RunFastConv(ctx, *fast_, g, x, ZeroPointOrZero(in[2]),
                          [&](int64_t n, int64_t grp, int64_t first) {
                            return RequantizedNchwOutput(g, yb + (n * g.M + grp * g.Mg) * g.out_size + first, grp, mult,
                                                         bd, yz, y_signed, lo, hi);
