@@ -88,6 +88,30 @@ std::string AbsorbBias(const Graph& g, const DefUse& du, int64_t N, std::string*
   return bias;
 }
 
+// The rescale after an integer op (MatMulInteger, ConvInteger) `op` whose activation zero point
+// (input 2) is per tensor (DynamicQuantizeLinear's, or a scalar constant): op -> Cast(float) ->
+// Mul(., S) with S = Mul(., .) (the caller sorts S's inputs into activation and weight scales).
+struct IntegerRescale {
+  int cast = -1, mul = -1, scale_product = -1;
+};
+bool MatchIntegerRescale(const Graph& g, const DefUse& du, const Node& op, IntegerRescale* r) {
+  if (op.HasInput(2)) {
+    const int p = du.Producer(op.Input(2));
+    const Tensor* c = Constant(g, op.Input(2));
+    if (!(c && c->numel() == 1) && !(p >= 0 && IsOp(g.nodes[p], "DynamicQuantizeLinear"))) return false;
+  }
+  r->cast = SoleConsumer(g, du, op.outputs[0]);
+  if (r->cast < 0 || !IsOp(g.nodes[r->cast], "Cast") ||
+      g.nodes[r->cast].AttrInt("to", 0) != static_cast<int64_t>(DType::kFloat32))
+    return false;
+  const std::string& cast_out = g.nodes[r->cast].outputs[0];
+  r->mul = SoleConsumer(g, du, cast_out);
+  if (r->mul < 0 || !IsOp(g.nodes[r->mul], "Mul") || g.nodes[r->mul].outputs.size() != 1) return false;
+  r->scale_product = du.Producer(OtherInput(g.nodes[r->mul], cast_out));
+  return r->scale_product >= 0 && IsOp(g.nodes[r->scale_product], "Mul") &&
+         g.nodes[r->scale_product].inputs.size() == 2;
+}
+
 // MatMulInteger -> Cast -> Mul(S) [-> Add]. Returns the fused node or nothing.
 bool FuseIntegerOps(Graph& g, const DefUse& du, size_t i, std::vector<bool>& removed, std::vector<Node>& fused) {
   const Node& mm = g.nodes[i];
@@ -96,23 +120,11 @@ bool FuseIntegerOps(Graph& g, const DefUse& du, size_t i, std::vector<bool>& rem
   if (!b || b->rank() != 2 || !Is8Bit(b->dtype())) return false;
   const int64_t N = b->dim(1);
   if (mm.HasInput(3) && !IsColumnParam(Constant(g, mm.Input(3)), N, b->dtype())) return false;
-  if (mm.HasInput(2)) {  // a_zero_point: per tensor only (DynamicQuantizeLinear's, or a scalar constant)
-    const int p = du.Producer(mm.Input(2));
-    const Tensor* c = Constant(g, mm.Input(2));
-    if (!(c && c->numel() == 1) && !(p >= 0 && IsOp(g.nodes[p], "DynamicQuantizeLinear"))) return false;
-  }
-  const int cast = SoleConsumer(g, du, mm.outputs[0]);
-  if (cast < 0 || !IsOp(g.nodes[cast], "Cast") || g.nodes[cast].AttrInt("to", 0) != static_cast<int64_t>(DType::kFloat32))
-    return false;
-  const std::string cast_out = g.nodes[cast].outputs[0];
-  const int mul = SoleConsumer(g, du, cast_out);
-  if (mul < 0 || !IsOp(g.nodes[mul], "Mul") || g.nodes[mul].outputs.size() != 1) return false;
-  const std::string s = OtherInput(g.nodes[mul], cast_out);
-  const int smul = du.Producer(s);
-  if (smul < 0 || !IsOp(g.nodes[smul], "Mul")) return false;
+  IntegerRescale r;
+  if (!MatchIntegerRescale(g, du, mm, &r)) return false;
   std::string a_scale, b_scale;
   for (int k = 0; k < 2; ++k) {
-    const std::string& x = g.nodes[smul].inputs[k];
+    const std::string& x = g.nodes[r.scale_product].inputs[k];
     if (IsColumnParam(Constant(g, x), N, DType::kFloat32) && b_scale.empty()) {
       b_scale = x;
     } else {
@@ -120,8 +132,8 @@ bool FuseIntegerOps(Graph& g, const DefUse& du, size_t i, std::vector<bool>& rem
     }
   }
   if (a_scale.empty() || b_scale.empty() || Constant(g, a_scale)) return false;
-  std::string out = g.nodes[mul].outputs[0];
-  removed[cast] = removed[mul] = true;
+  std::string out = g.nodes[r.mul].outputs[0];
+  removed[r.cast] = removed[r.mul] = true;
   const std::string bias = AbsorbBias(g, du, N, &out, removed);
   Node f = FusedNode(g, mm.name);
   f.inputs = {mm.Input(0), a_scale, mm.Input(2), mm.Input(1), b_scale, mm.Input(3), bias};
@@ -170,21 +182,10 @@ bool FuseConvIntegerOps(Graph& g, const Model& model, const DefUse& du, size_t i
     const Tensor* wz = Constant(g, conv.Input(3));
     if (!wz || wz->dtype() != w->dtype() || !(wz->numel() == 1 || (wz->rank() == 1 && wz->dim(0) == M))) return false;
   }
-  if (conv.HasInput(2)) {  // x_zero_point: per tensor (DynamicQuantizeLinear's, or a scalar constant)
-    const int p = du.Producer(conv.Input(2));
-    const Tensor* c = Constant(g, conv.Input(2));
-    if (!(c && c->numel() == 1) && !(p >= 0 && IsOp(g.nodes[p], "DynamicQuantizeLinear"))) return false;
-  }
-  const int cast = SoleConsumer(g, du, conv.outputs[0]);
-  if (cast < 0 || !IsOp(g.nodes[cast], "Cast") || g.nodes[cast].AttrInt("to", 0) != static_cast<int64_t>(DType::kFloat32))
-    return false;
-  const std::string cast_out = g.nodes[cast].outputs[0];
-  const int mul = SoleConsumer(g, du, cast_out);
-  if (mul < 0 || !IsOp(g.nodes[mul], "Mul") || g.nodes[mul].outputs.size() != 1) return false;
-  const int smul = du.Producer(OtherInput(g.nodes[mul], cast_out));
-  if (smul < 0 || !IsOp(g.nodes[smul], "Mul") || g.nodes[smul].inputs.size() != 2) return false;
+  IntegerRescale r;
+  if (!MatchIntegerRescale(g, du, conv, &r)) return false;
   std::string a_scale, w_scale;
-  for (const std::string& x : g.nodes[smul].inputs) {
+  for (const std::string& x : g.nodes[r.scale_product].inputs) {
     if (w_scale.empty() && IsChannelParam(Constant(g, x), M, rank)) {
       w_scale = x;
     } else {
@@ -192,7 +193,7 @@ bool FuseConvIntegerOps(Graph& g, const Model& model, const DefUse& du, size_t i
     }
   }
   if (a_scale.empty() || w_scale.empty() || Constant(g, a_scale)) return false;
-  std::string out = g.nodes[mul].outputs[0], bias;
+  std::string out = g.nodes[r.mul].outputs[0], bias;
   const int add = SoleConsumer(g, du, out);
   if (add >= 0 && IsOp(g.nodes[add], "Add") && g.nodes[add].outputs.size() == 1) {
     const std::string b = OtherInput(g.nodes[add], out);
@@ -210,7 +211,7 @@ bool FuseConvIntegerOps(Graph& g, const Model& model, const DefUse& du, size_t i
     removed[act] = true;
     out = g.nodes[act].outputs[0];
   }
-  removed[cast] = removed[mul] = removed[i] = true;
+  removed[r.cast] = removed[r.mul] = removed[i] = true;
   Node f;
   f.op_type = "ConvIntegerToFloat";
   f.domain = rt::kQuantkitDomain;
