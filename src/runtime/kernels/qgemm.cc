@@ -111,7 +111,10 @@ const IsaChoice& Choice() {
       }
       c.log += fmt::format("int8 gemm {:<10} {}\n", QGemmIsaName(isa), why);
     }
-    if (!chosen) c.log += fmt::format("int8 gemm: QUANTKIT_ISA={} is unknown or unsupported here; using ref\n", forced);
+    if (!chosen) {
+      c.log += fmt::format("int8 gemm ref        chosen (fallback: QUANTKIT_ISA={} is unknown or unsupported here)\n",
+                           forced);
+    }
     return c;
   }();
   return choice;
