@@ -1,6 +1,7 @@
 // The NCHW16c direct conv (kernels/conv_nchwc) and the layout pass (passes::BlockConvChannels):
-// - the AVX-512 rows give the portable build's bits for every tail (1 to 4 output blocks, 1 to 6
-//   interior pixels, left and right borders), strides 1, 2 (constant-offset builds) and 3 (the
+// - the AVX-512 and AVX2 rows (dense and depthwise, each where the CPU has it) give the portable
+//   build's bits for every tail (1 to 4 output blocks, 1 to 16 interior pixels, left and right
+//   borders, border pairs with one or both pixels outside a tap), strides 1, 2 (constant-offset builds) and 3 (the
 //   generic one), dilation, asymmetric pads, several input-block passes, bias / residual / Clip,
 //   NaN inputs; nothing read past the input or the residual (guard pages) or written past y;
 // - the portable build matches a naive double-precision conv;
@@ -9,6 +10,7 @@
 //   threads, and the reorders appear only at the edges; a lone conv stays NCHW.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -44,6 +46,21 @@ std::vector<float> Normal(size_t n, std::mt19937& rng) {
   return v;
 }
 
+// The SIMD builds of the blocked kernels, each compared with the portable one where the CPU
+// runs it.
+struct SimdBuild {
+  const char* name;
+  bool supported;
+  void (*rows)(const kernels::NchwcConvArgs&, int64_t, int64_t, int64_t);
+  void (*depthwise_rows)(const kernels::NchwcDepthwiseArgs&, int64_t, int64_t, int64_t);
+};
+std::vector<SimdBuild> SimdBuilds() {
+  return {{"avx512", kernels::QGemmIsaSupported(kernels::QGemmIsa::kAvx512Vnni), &kernels::conv_nchwc::RowsAvx512,
+           &kernels::conv_nchwc::DepthwiseRowsAvx512},
+          {"avx2", kernels::QGemmIsaSupported(kernels::QGemmIsa::kAvx2) && __builtin_cpu_supports("fma"),
+           &kernels::conv_nchwc::RowsAvx2, &kernels::conv_nchwc::DepthwiseRowsAvx2}};
+}
+
 // y (blocked) = conv of x (blocked) with w [M, C, KH, KW], in double.
 double NaiveAt(const ConvGeometry& g, const KernelCase& c, const std::vector<float>& xb, const std::vector<float>& w,
                int64_t o, int64_t oy, int64_t ox) {
@@ -60,7 +77,7 @@ double NaiveAt(const ConvGeometry& g, const KernelCase& c, const std::vector<flo
   return s;
 }
 
-TEST(ConvNchwc, Avx512RowsGiveThePortableBitsAndTheNaiveValues) {
+TEST(ConvNchwc, SimdRowsGiveThePortableBitsAndTheNaiveValues) {
   const std::vector<KernelCase> cases = {
       {32, 64, 9, 23, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 4 blocks: one group; 21 interior = 3 x 6 + 3
       {16, 64, 6, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 11 interior = 6 + 5, then the right border
@@ -118,14 +135,16 @@ TEST(ConvNchwc, Avx512RowsGiveThePortableBitsAndTheNaiveValues) {
       std::vector<float> want(static_cast<size_t>(y_elems) + 16, -7.f), got(want.size(), -7.f);
       a.y = want.data();
       for (int64_t grp = 0; grp < groups; ++grp) kernels::conv_nchwc::RowsPortable(a, grp, 0, OH);
-      if (kernels::ConvNchwcSupported(kernels::QGemmIsa::kAvx512Vnni) &&
-          kernels::QGemmIsaSupported(kernels::QGemmIsa::kAvx512Vnni)) {
+      for (const SimdBuild& build : SimdBuilds()) {
+        if (!build.supported) continue;
+        std::fill(got.begin(), got.end(), -7.f);
         a.y = got.data();
         for (int64_t grp = 0; grp < groups; ++grp) {  // rows split as the runtime's tasks may split them
-          kernels::conv_nchwc::RowsAvx512(a, grp, 0, OH / 2);
-          kernels::conv_nchwc::RowsAvx512(a, grp, OH / 2, OH);
+          build.rows(a, grp, 0, OH / 2);
+          build.rows(a, grp, OH / 2, OH);
         }
-        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << "variant " << variant;
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+            << build.name << " variant " << variant;
       }
       for (int64_t i = y_elems; i < y_elems + 16; ++i) ASSERT_EQ(want[i], -7.f) << "written past y";
       if (variant != 0) continue;
@@ -394,7 +413,7 @@ TEST(BlockConvChannels, BadBlockedInputsAreClearErrors) {
   EXPECT_NE(st2.message().find("channels 40 does not fit"), std::string::npos) << st2.message();
 }
 
-// Depthwise rows: the AVX-512 build gives the portable build's bits, and both give the NCHW
+// Depthwise rows: the AVX-512 and AVX2 builds give the portable build's bits, and all give the NCHW
 // depthwise kernel's (kernels::DepthwiseConv2DFloat) bits channel by channel: 3x3 strides 1 and
 // 2, 5x5 with asymmetric pads, stride 3 (the generic build), dilation, maps narrower than the
 // kernel (all border), bias / Clip, a NaN input; nothing read past x (guard page) or written past y.
@@ -438,13 +457,16 @@ TEST(ConvNchwc, DepthwiseRowsGiveTheNchwDepthwiseBits) {
       std::vector<float> want(static_cast<size_t>(y_elems) + 16, -7.f), got(want.size(), -7.f);
       a.y = want.data();
       for (int64_t cb = 0; cb < c.C / B; ++cb) kernels::conv_nchwc::DepthwiseRowsPortable(a, cb, 0, OH);
-      if (kernels::QGemmIsaSupported(kernels::QGemmIsa::kAvx512Vnni)) {
+      for (const SimdBuild& build : SimdBuilds()) {
+        if (!build.supported) continue;
+        std::fill(got.begin(), got.end(), -7.f);
         a.y = got.data();
         for (int64_t cb = 0; cb < c.C / B; ++cb) {
-          kernels::conv_nchwc::DepthwiseRowsAvx512(a, cb, 0, OH / 2);
-          kernels::conv_nchwc::DepthwiseRowsAvx512(a, cb, OH / 2, OH);
+          build.depthwise_rows(a, cb, 0, OH / 2);
+          build.depthwise_rows(a, cb, OH / 2, OH);
         }
-        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << "variant " << variant;
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+            << build.name << " variant " << variant;
       }
       for (int64_t i = y_elems; i < y_elems + 16; ++i) ASSERT_EQ(want[i], -7.f) << "written past y";
       std::vector<float> plane(static_cast<size_t>(kernels::DepthwiseFloatPlaneElems(g)));

@@ -22,8 +22,9 @@ namespace quantkit::kernels {
 
 constexpr int64_t kNchwcBlock = 16;
 
-// The AVX-512 kernel is the fast one; other ISAs keep the NCHW paths (the portable build exists
-// as the reference the tests compare against).
+// The AVX-512 and AVX2 + FMA kernels are the fast ones (the AVX2 build takes a 16-channel block
+// as two 8-float vectors, one output block at a time); other ISAs keep the NCHW paths (the
+// portable build exists as the reference the tests compare against).
 bool ConvNchwcSupported(QGemmIsa isa);
 
 // Output blocks per kernel call (weights of 4 x 16 output channels in flight).
@@ -106,8 +107,10 @@ void NchwcDepthwiseRows(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0,
 namespace conv_nchwc {
 void DepthwiseRowsPortable(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1);
 void DepthwiseRowsAvx512(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1);
+void DepthwiseRowsAvx2(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1);
 void RowsPortable(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1);
 void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1);
+void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1);
 // Output columns [lo, hi) whose taps all fall inside the input row (the rest are the borders).
 void InteriorColumns(const ConvGeometry& g, int64_t* lo, int64_t* hi);
 }  // namespace conv_nchwc

@@ -213,7 +213,7 @@ bool UseTransposedConv(int64_t out_size, int64_t Mg, int64_t group, int64_t N) {
 }
 
 // The direct conv in channel blocks of 16 (kernels/conv_nchwc.h): float 2-D convs with both
-// channel counts multiples of 16, on AVX-512. No im2col or panel packing: the input is read in
+// channel counts multiples of 16, on AVX-512 or AVX2 + FMA. No im2col or panel packing: the input is read in
 // place, 24 accumulators per 4 output blocks x 6 pixels.
 // Here, between NCHW tensors (a conv that passes::BlockConvChannels left plain), only for small
 // output maps of a kernel wider than 1x1, where the reorders cost less than the GEMM path's

@@ -1,0 +1,434 @@
+// AVX2 + FMA build of kernels::ConvNchwcRows and NchwcDepthwiseRows, for CPUs without AVX-512
+// (AMD Zen 2/3, Intel before Skylake-SP). The layout is the same NCHW16c: each 16-channel block
+// is two 8-float vectors. With 16 vector registers, the dense kernel takes one output block at a
+// time: 6 pixels x 2 halves = 12 accumulators, the block's two weight vectors and one broadcast
+// input; the group's blocks run one after another, each re-reading the rows' inputs from cache.
+// Every lane keeps the portable build's order (input block, kh, kw, channel; taps outside the
+// input skipped), so the sums are bit-identical to the portable and AVX-512 builds.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "runtime/kernels/conv_nchwc.h"
+
+namespace quantkit::kernels::conv_nchwc {
+namespace {
+
+constexpr int64_t B = kNchwcBlock;
+
+struct BlockRow {
+  const ConvGeometry* g;
+  const float* x;         // image, [Cb][IH][IW][IB] (IB = 16, or 1: NCHW)
+  const float* w;         // the first output block's weights: row (cb, kh, kw, i) at ((cb KH + kh) KW + kw) IB + i,
+                          // rows WB * 16 floats apart (the group's WB output blocks interleaved)
+  int64_t cb0, cb1;       // the input blocks of this pass
+  bool first, last;       // first pass: the sums start at 0 (else from y); last: the epilogue
+  int64_t oy;
+  const float* bias;      // the first block's 16 values, or null
+  const float* residual;  // row oy of the first block, or null
+  float* y;               // row oy of the first block
+  int64_t y_ob, res_ob;   // floats between output blocks of y and of the residual
+  const float* clamp;
+};
+
+struct Acc16 {
+  __m256 lo, hi;
+};
+
+// The sum of output block j, pixel ox: 0 on the first pass, else the partial sum in y.
+__attribute__((target("avx2,fma"), always_inline)) inline Acc16 StartSum(const BlockRow& r, int j, int64_t ox) {
+  if (r.first) return {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  const float* at = r.y + j * r.y_ob + ox * B;
+  return {_mm256_loadu_ps(at), _mm256_loadu_ps(at + 8)};
+}
+
+// After a pass: the partial sum to y, or on the last pass y = sum + bias (+ residual), clamped
+// (min(max(v, lo), hi) with v as the NaN-passing operand, as the portable std::min/std::max).
+__attribute__((target("avx2,fma"), always_inline)) inline void FinishSum(const BlockRow& r, int j, int64_t ox,
+                                                                         const Acc16& acc) {
+  float* at = r.y + j * r.y_ob + ox * B;
+  if (!r.last) {
+    _mm256_storeu_ps(at, acc.lo);
+    _mm256_storeu_ps(at + 8, acc.hi);
+    return;
+  }
+  __m256 v0 = acc.lo, v1 = acc.hi;
+  if (r.bias) {
+    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(r.bias + j * B));
+    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(r.bias + j * B + 8));
+  } else {
+    v0 = _mm256_add_ps(v0, _mm256_setzero_ps());
+    v1 = _mm256_add_ps(v1, _mm256_setzero_ps());
+  }
+  if (r.residual) {
+    const float* res = r.residual + j * r.res_ob + ox * B;
+    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(res));
+    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(res + 8));
+  }
+  if (r.clamp) {
+    const __m256 lo = _mm256_broadcast_ss(r.clamp), hi = _mm256_broadcast_ss(r.clamp + 1);
+    v0 = _mm256_min_ps(hi, _mm256_max_ps(lo, v0));
+    v1 = _mm256_min_ps(hi, _mm256_max_ps(lo, v1));
+  }
+  _mm256_storeu_ps(at, v0);
+  _mm256_storeu_ps(at + 8, v1);
+}
+
+// One input channel's tap for NP pixels x FBK output blocks (acc[p * FBK + j]): acc += x[p] *
+// w[j], both halves; the blocks' weight vectors are adjacent in the row wt.
+template <int FBK, int NP>
+__attribute__((target("avx2,fma"), always_inline)) inline void Tap(Acc16* acc, const float* wt, const float* xp,
+                                                                   int64_t xstep) {
+  __m256 w[FBK][2];
+#pragma GCC unroll 2
+  for (int j = 0; j < FBK; ++j) {
+    w[j][0] = _mm256_loadu_ps(wt + j * B);
+    w[j][1] = _mm256_loadu_ps(wt + j * B + 8);
+  }
+#pragma GCC unroll 8
+  for (int p = 0; p < NP; ++p) {
+    const __m256 xv = _mm256_broadcast_ss(xp + p * xstep);
+#pragma GCC unroll 2
+    for (int j = 0; j < FBK; ++j) {
+      acc[p * FBK + j].lo = _mm256_fmadd_ps(xv, w[j][0], acc[p * FBK + j].lo);
+      acc[p * FBK + j].hi = _mm256_fmadd_ps(xv, w[j][1], acc[p * FBK + j].hi);
+    }
+  }
+}
+
+// P interior pixels (every tap's column inside the input) of one row from ox0, output block 0
+// of r. SW: the column stride when 1 or 2, 0 for any stride (read from the geometry). WB: the
+// group's output blocks, a constant so that every weight row is a constant offset from one
+// pointer (with a variable stride GCC kept 16 row pointers, spilled, per tap).
+template <int P, int SW, int IB, int WB>
+__attribute__((target("avx2,fma"))) void Pixels(const BlockRow& r, int64_t ox0) {
+  const ConvGeometry& g = *r.g;
+  const int64_t IH = g.in[0], IW = g.in[1], KH = g.kernel[0], KW = g.kernel[1];
+  const int64_t sh = g.stride[0], sw = SW > 0 ? SW : g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
+  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
+  Acc16 acc[P];
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) acc[p] = StartSum(r, 0, ox0 + p);
+  const int64_t xstep = sw * IB;
+  constexpr int64_t w_row = WB * B;
+  for (int64_t cb = r.cb0; cb < r.cb1; ++cb) {
+    const float* xc = r.x + cb * IH * IW * IB;
+    const float* wc = r.w + cb * KH * KW * IB * w_row;
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      const int64_t iy = r.oy * sh - ph + kh * dh;
+      if (iy < 0 || iy >= IH) continue;
+      const float* xp = xc + (iy * IW + ox0 * sw - pw) * IB;
+      const float* wt = wc + kh * KW * IB * w_row;
+      for (int64_t kw = 0; kw < KW; ++kw, xp += dw * IB, wt += IB * w_row) {
+#pragma GCC unroll 16
+        for (int i = 0; i < IB; ++i) Tap<1, P>(acc, wt + i * w_row, xp + i, xstep);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) FinishSum(r, 0, ox0 + p, acc[p]);
+}
+
+// NP (1 or 2) border pixels (anywhere in the row; ox_b unused when NP = 1) x FBK output blocks
+// at once, each pixel skipping its own taps outside the input: with 2 x 2 x 2 = 8 accumulators
+// in flight the FMA latency stays hidden, where one pixel of one block has 2 (a 14-wide map has 2
+// border pixels in 14, a 7-wide one 2 in 7).
+template <int IB, int WB, int FBK, int NP>
+__attribute__((target("avx2,fma"))) void BorderPixels(const BlockRow& r, int64_t ox_a, int64_t ox_b) {
+  const ConvGeometry& g = *r.g;
+  const int64_t IH = g.in[0], IW = g.in[1], KH = g.kernel[0], KW = g.kernel[1];
+  const int64_t sh = g.stride[0], sw = g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
+  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
+  const int64_t oxs[2] = {ox_a, NP == 2 ? ox_b : ox_a};
+  Acc16 acc[NP * FBK];
+#pragma GCC unroll 2
+  for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 2
+    for (int j = 0; j < FBK; ++j) acc[p * FBK + j] = StartSum(r, j, oxs[p]);
+  constexpr int64_t w_row = WB * B;
+  for (int64_t cb = r.cb0; cb < r.cb1; ++cb) {
+    const float* xc = r.x + cb * IH * IW * IB;
+    const float* wc = r.w + cb * KH * KW * IB * w_row;
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      const int64_t iy = r.oy * sh - ph + kh * dh;
+      if (iy < 0 || iy >= IH) continue;
+      const float* xr = xc + iy * IW * IB;
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        const int64_t ia = oxs[0] * sw - pw + kw * dw, ib = oxs[1] * sw - pw + kw * dw;
+        const bool va = ia >= 0 && ia < IW, vb = NP == 2 && ib >= 0 && ib < IW;
+        const float* wt = wc + (kh * KW + kw) * IB * w_row;
+        if constexpr (NP == 2) {
+          if (va && vb) {
+            const float* x0 = xr + ia * IB;
+            const int64_t step = (ib - ia) * IB;
+#pragma GCC unroll 16
+            for (int i = 0; i < IB; ++i) Tap<FBK, 2>(acc, wt + i * w_row, x0 + i, step);
+            continue;
+          }
+        }
+        // Constant offsets into acc only (a computed one would keep the accumulators in memory).
+        if (va) {
+          const float* x0 = xr + ia * IB;
+#pragma GCC unroll 16
+          for (int i = 0; i < IB; ++i) Tap<FBK, 1>(acc, wt + i * w_row, x0 + i, 0);
+        } else if (vb) {
+          const float* x0 = xr + ib * IB;
+#pragma GCC unroll 16
+          for (int i = 0; i < IB; ++i) Tap<FBK, 1>(acc + (NP - 1) * FBK, wt + i * w_row, x0 + i, 0);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 2
+  for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 2
+    for (int j = 0; j < FBK; ++j) FinishSum(r, j, oxs[p], acc[p * FBK + j]);
+}
+
+constexpr int kPixels = 6;
+
+template <int SW, int IB, int WB>
+void InteriorPixels(const BlockRow& r, int64_t ox, int64_t n) {
+  switch (n) {
+    case 6: return Pixels<6, SW, IB, WB>(r, ox);
+    case 5: return Pixels<5, SW, IB, WB>(r, ox);
+    case 4: return Pixels<4, SW, IB, WB>(r, ox);
+    case 3: return Pixels<3, SW, IB, WB>(r, ox);
+    case 2: return Pixels<2, SW, IB, WB>(r, ox);
+    default: return Pixels<1, SW, IB, WB>(r, ox);
+  }
+}
+
+template <int IB, int WB, int FBK>
+void Borders(const BlockRow& r, int64_t lo, int64_t hi, int64_t ow) {
+  // The border pixels [0, lo) and [hi, ow) in pairs (a left one with a right one where both exist).
+  int64_t pending = -1;
+  auto border = [&](int64_t b) {
+    if (pending < 0) {
+      pending = b;
+      return;
+    }
+    BorderPixels<IB, WB, FBK, 2>(r, pending, b);
+    pending = -1;
+  };
+  for (int64_t b = 0; b < lo; ++b) border(b);
+  for (int64_t b = hi; b < ow; ++b) border(b);
+  if (pending >= 0) BorderPixels<IB, WB, FBK, 1>(r, pending, 0);
+}
+
+// One row of output blocks 0 .. nb - 1 (nb = 1 or 2) of r: the interior pixels block by block,
+// split evenly into calls of at most 6 (26 = 6 + 5 + 5 + 5 + 5: no short call with too few
+// accumulators), then the border pixels of both blocks together.
+template <int SW, int IB, int WB>
+void RowOf(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t ow) {
+  const int64_t calls = (hi - lo + kPixels - 1) / kPixels;
+  for (int64_t j = 0; j < nb; ++j) {
+    BlockRow rj = r;
+    rj.w = r.w + j * B;
+    rj.bias = r.bias ? r.bias + j * B : nullptr;
+    rj.y = r.y + j * r.y_ob;
+    rj.residual = r.residual ? r.residual + j * r.res_ob : nullptr;
+    int64_t ox = lo;
+    for (int64_t c = calls; c > 0; --c) {
+      const int64_t n = (hi - ox + c - 1) / c;
+      InteriorPixels<SW, IB, WB>(rj, ox, n);
+      ox += n;
+    }
+  }
+  if (lo == 0 && hi == ow) return;
+  if (nb == 2) return Borders<IB, WB, 2>(r, lo, hi, ow);
+  Borders<IB, WB, 1>(r, lo, hi, ow);
+}
+
+template <int IB, int WB>
+void RowOfStride(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t ow) {
+  switch (r.g->stride[1]) {
+    case 1: return RowOf<1, IB, WB>(r, nb, lo, hi, ow);
+    case 2: return RowOf<2, IB, WB>(r, nb, lo, hi, ow);
+    default: return RowOf<0, IB, WB>(r, nb, lo, hi, ow);
+  }
+}
+
+template <int IB>
+void RowOfGroup(const BlockRow& r, int64_t fb, int64_t nb, int64_t lo, int64_t hi, int64_t ow) {
+  switch (fb) {
+    case 1: return RowOfStride<IB, 1>(r, nb, lo, hi, ow);
+    case 2: return RowOfStride<IB, 2>(r, nb, lo, hi, ow);
+    case 3: return RowOfStride<IB, 3>(r, nb, lo, hi, ow);
+    default: return RowOfStride<IB, 4>(r, nb, lo, hi, ow);
+  }
+}
+
+}  // namespace
+
+void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
+  const ConvGeometry& g = *a.g;
+  const int64_t ib = a.plain_input ? 1 : B;  // channels per input block
+  const int64_t OH = g.out[0], OW = g.out[1], Cb = a.C / ib, Mb = a.M / B;
+  const int64_t ob0 = group * kNchwcOutputBlocksPerGroup;
+  const int64_t fb = std::min(Mb - ob0, kNchwcOutputBlocksPerGroup);
+  int64_t lo = 0, hi = 0;
+  InteriorColumns(g, &lo, &hi);
+  const float* group_w = a.w + ob0 * a.C * g.kernel[0] * g.kernel[1] * B;
+  // Passes over the input blocks whose weights for two output blocks (KH KW 16 x 32 floats per
+  // input block) fill about half of L1; the sums go to y between passes.
+  const int64_t block_bytes = g.kernel[0] * g.kernel[1] * ib * B * 2 * 4;
+  const int64_t per_pass = std::max<int64_t>(1, (16 << 10) / block_bytes);
+  // A 1x1, stride-1, unpadded conv maps pixel p of the rows [oy0, oy1) to input pixel p of the
+  // same rows: the rows are one span, 6 pixels at a time across row ends.
+  const bool span = g.kernel[0] == 1 && g.kernel[1] == 1 && g.stride[0] == 1 && g.stride[1] == 1 &&
+                    OH == g.in[0] && OW == g.in[1] && a.y_block_stride == 0;
+  BlockRow r;
+  r.g = &g;
+  r.x = a.x;
+  r.y_ob = a.y_block_stride > 0 ? a.y_block_stride : OH * OW * B;
+  r.res_ob = OH * OW * B;  // the residual keeps the whole image's layout
+  r.clamp = a.clamp_lo_hi;
+  for (int64_t f = 0; f < fb; f += 2) {  // output blocks two at a time (their border pixels together)
+    const int64_t ob = ob0 + f, nb = std::min<int64_t>(2, fb - f);
+    r.w = group_w + f * B;
+    r.bias = a.bias ? a.bias + ob * B : nullptr;
+    for (int64_t cb0 = 0; cb0 < Cb; cb0 += per_pass) {
+      r.cb0 = cb0;
+      r.cb1 = std::min(Cb, cb0 + per_pass);
+      r.first = cb0 == 0;
+      r.last = r.cb1 == Cb;
+      if (span) {
+        const int64_t pixels = (oy1 - oy0) * OW;
+        r.oy = oy0;
+        r.y = a.y + ob * r.y_ob + (oy0 - a.y_row0) * OW * B;
+        r.residual = a.residual ? a.residual + ob * r.res_ob + oy0 * OW * B : nullptr;
+        if (a.plain_input) {
+          RowOfGroup<1>(r, fb, nb, 0, pixels, pixels);
+        } else {
+          RowOfGroup<B>(r, fb, nb, 0, pixels, pixels);
+        }
+        continue;
+      }
+      for (int64_t oy = oy0; oy < oy1; ++oy) {
+        r.oy = oy;
+        r.y = a.y + ob * r.y_ob + (oy - a.y_row0) * OW * B;
+        r.residual = a.residual ? a.residual + ob * r.res_ob + oy * OW * B : nullptr;
+        if (a.plain_input) {
+          RowOfGroup<1>(r, fb, nb, lo, hi, OW);
+        } else {
+          RowOfGroup<B>(r, fb, nb, lo, hi, OW);
+        }
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------- depthwise, NCHW16c
+
+namespace {
+
+struct DepthwiseRow {
+  const ConvGeometry* g;
+  const float* x;      // the block's image, [IH][IW][16]
+  const float* w;      // the block's taps, [KH][KW][16]
+  const float* bias;   // the block's 16 values, or null
+  const float* clamp;  // lo, hi, or null
+  int64_t oy;
+  float* y;  // row oy of the block
+};
+
+// P output pixels of one row from ox0, each tap one FMA per half and pixel in (kh, kw) order.
+// Rows outside the input add w * 0 (as the NCHW kernels' zero padding); kBorder: columns outside
+// too (checked per pixel). SW: the column stride if 1 or 2, 0 for any.
+template <int P, bool kBorder, int SW>
+__attribute__((target("avx2,fma"))) void DepthwisePixels(const DepthwiseRow& r, int64_t ox0) {
+  const ConvGeometry& g = *r.g;
+  const int64_t IH = g.in[0], IW = g.in[1], KH = g.kernel[0], KW = g.kernel[1];
+  const int64_t sh = g.stride[0], sw = SW > 0 ? SW : g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
+  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 b0 = r.bias ? _mm256_loadu_ps(r.bias) : zero, b1 = r.bias ? _mm256_loadu_ps(r.bias + 8) : zero;
+  Acc16 acc[P];
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) acc[p] = {b0, b1};
+  for (int64_t kh = 0; kh < KH; ++kh) {
+    const int64_t iy = r.oy * sh - ph + kh * dh;
+    const bool row_inside = iy >= 0 && iy < IH;
+    const float* xr = row_inside ? r.x + iy * IW * B : r.x;
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      const float* wt = r.w + (kh * KW + kw) * B;
+      const __m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + 8);
+      const int64_t ix = ox0 * sw - pw + kw * dw;
+      if (!row_inside) {
+#pragma GCC unroll 8
+        for (int p = 0; p < P; ++p) {
+          acc[p].lo = _mm256_fmadd_ps(w0, zero, acc[p].lo);
+          acc[p].hi = _mm256_fmadd_ps(w1, zero, acc[p].hi);
+        }
+        continue;
+      }
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p) {
+        const int64_t at = ix + p * sw;
+        __m256 x0 = zero, x1 = zero;
+        if (!kBorder || (at >= 0 && at < IW)) {
+          x0 = _mm256_loadu_ps(xr + at * B);
+          x1 = _mm256_loadu_ps(xr + at * B + 8);
+        }
+        acc[p].lo = _mm256_fmadd_ps(w0, x0, acc[p].lo);
+        acc[p].hi = _mm256_fmadd_ps(w1, x1, acc[p].hi);
+      }
+    }
+  }
+  const __m256 lo = _mm256_set1_ps(r.clamp ? r.clamp[0] : 0.f), hi = _mm256_set1_ps(r.clamp ? r.clamp[1] : 0.f);
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) {
+    __m256 v0 = acc[p].lo, v1 = acc[p].hi;
+    if (r.clamp) {
+      v0 = _mm256_min_ps(hi, _mm256_max_ps(lo, v0));
+      v1 = _mm256_min_ps(hi, _mm256_max_ps(lo, v1));
+    }
+    _mm256_storeu_ps(r.y + (ox0 + p) * B, v0);
+    _mm256_storeu_ps(r.y + (ox0 + p) * B + 8, v1);
+  }
+}
+
+constexpr int kDepthwisePixels = 6;
+
+template <int SW>
+void DepthwiseRowOf(const DepthwiseRow& r, int64_t lo, int64_t hi, int64_t ow) {
+  for (int64_t ox = 0; ox < lo; ++ox) DepthwisePixels<1, true, SW>(r, ox);
+  int64_t ox = lo;
+  for (; ox + kDepthwisePixels <= hi; ox += kDepthwisePixels) DepthwisePixels<kDepthwisePixels, false, SW>(r, ox);
+  switch (hi - ox) {
+    case 5: DepthwisePixels<5, false, SW>(r, ox); break;
+    case 4: DepthwisePixels<4, false, SW>(r, ox); break;
+    case 3: DepthwisePixels<3, false, SW>(r, ox); break;
+    case 2: DepthwisePixels<2, false, SW>(r, ox); break;
+    case 1: DepthwisePixels<1, false, SW>(r, ox); break;
+    default: break;
+  }
+  for (ox = hi; ox < ow; ++ox) DepthwisePixels<1, true, SW>(r, ox);
+}
+
+}  // namespace
+
+void DepthwiseRowsAvx2(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1) {
+  const ConvGeometry& g = *a.g;
+  const int64_t OH = g.out[0], OW = g.out[1];
+  int64_t lo = 0, hi = 0;
+  InteriorColumns(g, &lo, &hi);
+  DepthwiseRow r;
+  r.g = &g;
+  r.x = a.x + block * g.in[0] * g.in[1] * B;
+  r.w = a.w + block * g.kernel[0] * g.kernel[1] * B;
+  r.bias = a.bias ? a.bias + block * B : nullptr;
+  r.clamp = a.clamp_lo_hi;
+  for (int64_t oy = oy0; oy < oy1; ++oy) {
+    r.oy = oy;
+    r.y = a.y + (block * OH + oy) * OW * B;
+    switch (g.stride[1]) {
+      case 1: DepthwiseRowOf<1>(r, lo, hi, OW); break;
+      case 2: DepthwiseRowOf<2>(r, lo, hi, OW); break;
+      default: DepthwiseRowOf<0>(r, lo, hi, OW); break;
+    }
+  }
+}
+
+}  // namespace quantkit::kernels::conv_nchwc
