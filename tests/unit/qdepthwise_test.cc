@@ -1,10 +1,14 @@
 // The quantized depthwise kernel on every ISA build equals the definition (a direct loop over
 // the taps with quantize.h's scalar Requantize) exactly: strides 1-3, dilation, asymmetric pads,
 // kernels wider than the input, signed and unsigned input and output, a fused clamp, and the
-// input behind a guard page.
+// input behind a guard page. The channel-lane kernel (small maps, 8 channels at once) gives the
+// plane kernel's outputs in every output mode (bytes, sums, floats with bias and clamp) for 1 to
+// 8 channels with their own weights, biases, multipliers and zero points.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <memory>
 #include <random>
 
 #include "runtime/kernels/qdepthwise.h"
@@ -95,6 +99,95 @@ TEST(QDepthwise, EveryIsaEqualsTheDefinition) {
       for (size_t i = 0; i < want.size(); ++i) {
         const int32_t got = c.y_signed ? static_cast<int8_t>(y[i]) : y[i];
         ASSERT_EQ(got, want[i]) << kernels::QGemmIsaName(isa) << " H=" << c.H << " W=" << c.W << " element " << i;
+      }
+    }
+  }
+}
+
+
+TEST(QDepthwise, LanesGiveThePlaneKernelsOutputs) {
+  if (!kernels::QGemmIsaSupported(QGemmIsa::kAvx2)) GTEST_SKIP() << "no AVX2";
+  struct Case {
+    int64_t H, W, KH, KW, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, pad_bottom, pad_right;
+    bool x_signed, y_signed;
+    int channels;
+  };
+  const std::vector<Case> cases = {
+      {7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, false, false, 8},     // MobileNetV2's 7x7
+      {14, 14, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, true, false, 5},    // 14 -> 7, stride 2, 5 channels
+      {14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, false, true, 8},    // 14 wide: 8-column fill + tail
+      {9, 17, 5, 5, 2, 2, 1, 1, 2, 2, 1, 2, true, true, 3},      // 5x5, uneven pads
+      {8, 9, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, false, false, 1},     // dilation, one channel
+      {3, 4, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, true, false, 7},      // kernel larger than the input
+      {6, 16, 2, 3, 1, 3, 1, 1, 0, 1, 1, 1, false, false, 8},    // even taps, stride 3
+  };
+  std::mt19937 rng(9);
+  for (const Case& c : cases) {
+    QDepthwiseShape s;
+    s.H = c.H, s.W = c.W, s.KH = c.KH, s.KW = c.KW, s.stride_h = c.stride_h, s.stride_w = c.stride_w;
+    s.dilation_h = c.dil_h, s.dilation_w = c.dil_w, s.pad_top = c.pad_top, s.pad_left = c.pad_left;
+    s.OH = OutSize(c.H, c.KH, c.stride_h, c.dil_h, c.pad_top, c.pad_bottom);
+    s.OW = OutSize(c.W, c.KW, c.stride_w, c.dil_w, c.pad_left, c.pad_right);
+    ASSERT_TRUE(kernels::QDepthwiseUseLanes(s, QGemmIsa::kAvx2));
+    const int64_t out = s.OH * s.OW, taps = s.KH * s.KW;
+    std::vector<std::unique_ptr<testing::GuardedBytes>> xs;  // each channel behind its own guard page
+    std::vector<std::vector<int32_t>> ws;
+    for (int j = 0; j < c.channels; ++j) {
+      std::vector<uint8_t> v(static_cast<size_t>(c.H * c.W));
+      for (auto& b : v) b = static_cast<uint8_t>(rng() % 4 == 0 ? (rng() % 2 ? 255 : 0) : rng());
+      xs.push_back(std::make_unique<testing::GuardedBytes>(v));
+      std::vector<int32_t> w(static_cast<size_t>(taps));
+      for (auto& x : w) x = static_cast<int32_t>(rng() % 511) - 255;
+      ws.push_back(w);
+    }
+    const float y_bias = 0.75f;
+    for (int mode = 0; mode < 3; ++mode) {  // bytes, sums, floats (+ bias, clamp)
+      SCOPED_TRACE("H=" + std::to_string(c.H) + " W=" + std::to_string(c.W) + " mode " + std::to_string(mode));
+      std::vector<std::vector<uint8_t>> y_want(8), y_got(8);
+      std::vector<std::vector<int32_t>> a_want(8), a_got(8);
+      std::vector<std::vector<float>> f_want(8), f_got(8);
+      auto channel = [&](int j, bool got) {
+        kernels::QDepthwiseChannel ch;
+        ch.x = xs[j]->data();
+        ch.x_signed = c.x_signed;
+        ch.x_zero_point = c.x_signed ? -3 : 128;
+        ch.w = ws[j].data();
+        ch.bias = -900 + 311 * j;
+        ch.multiplier = 0.0021f * static_cast<float>(j + 1);
+        ch.y_zero_point = c.y_signed ? -4 : 119;
+        ch.y_min = c.y_signed ? -100 : 10;
+        ch.y_max = c.y_signed ? 127 : 250;
+        ch.y_signed = c.y_signed;
+        auto& y = got ? y_got[j] : y_want[j];
+        auto& a = got ? a_got[j] : a_want[j];
+        auto& f = got ? f_got[j] : f_want[j];
+        y.assign(static_cast<size_t>(out), 0xAA);
+        a.assign(static_cast<size_t>(out), -1);
+        f.assign(static_cast<size_t>(out), -1.f);
+        if (mode == 0) ch.y = y.data();
+        if (mode == 1) ch.acc_out = a.data();
+        if (mode == 2) {
+          ch.y_float = f.data();
+          ch.y_scale = 0.013f;
+          ch.y_bias = &y_bias;
+          ch.y_clamp = true;
+          ch.y_clamp_lo = -3.f;
+          ch.y_clamp_hi = 6.f;
+        }
+        return ch;
+      };
+      std::vector<int16_t> plane(static_cast<size_t>(kernels::QDepthwisePlaneElems(s)));
+      std::vector<int32_t> row(static_cast<size_t>(kernels::QDepthwiseRowElems(s)));
+      for (int j = 0; j < c.channels; ++j) kernels::QDepthwiseConv2D(s, channel(j, false), plane.data(), row.data(), QGemmIsa::kRef);
+      kernels::QDepthwiseChannel cs[kernels::kQDepthwiseLanes];
+      for (int j = 0; j < c.channels; ++j) cs[j] = channel(j, true);
+      std::vector<int16_t> lane_plane(static_cast<size_t>(kernels::QDepthwiseLanesPlaneElems(s)));
+      std::vector<int32_t> lane_acc(static_cast<size_t>(kernels::QDepthwiseLanesAccElems(s)));
+      kernels::QDepthwiseConv2DLanes(s, cs, c.channels, lane_plane.data(), lane_acc.data(), row.data());
+      for (int j = 0; j < c.channels; ++j) {
+        ASSERT_EQ(y_got[j], y_want[j]) << "channel " << j;
+        ASSERT_EQ(a_got[j], a_want[j]) << "channel " << j;
+        ASSERT_EQ(0, std::memcmp(f_got[j].data(), f_want[j].data(), f_want[j].size() * sizeof(float))) << "channel " << j;
       }
     }
   }

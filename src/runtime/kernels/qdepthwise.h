@@ -51,4 +51,17 @@ struct QDepthwiseChannel {
 void QDepthwiseConv2D(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc_row,
                       QGemmIsa isa);
 
+// Small maps: 8 channels at once with the channels in the lanes (each output pixel one vector
+// multiply-add per tap), where the per-channel planes' fixed costs (fill, whole 16-column blocks
+// for a 7-wide row) dominate. The same outputs as QDepthwiseConv2D channel by channel. All
+// channels share the shape, x's signedness and the output mode; `c` holds n <= 8 of them.
+constexpr int kQDepthwiseLanes = 8;
+bool QDepthwiseUseLanes(const QDepthwiseShape& s, QGemmIsa isa);
+// int16 elements of the lane plane, and int32 elements of the lane accumulators; the row scratch
+// is QDepthwiseRowElems.
+int64_t QDepthwiseLanesPlaneElems(const QDepthwiseShape& s);
+int64_t QDepthwiseLanesAccElems(const QDepthwiseShape& s);
+void QDepthwiseConv2DLanes(const QDepthwiseShape& s, const QDepthwiseChannel* c, int n, int16_t* plane,
+                           int32_t* acc_lanes, int32_t* row);
+
 }  // namespace quantkit::kernels

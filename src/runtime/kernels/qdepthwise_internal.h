@@ -94,24 +94,41 @@ __attribute__((always_inline)) inline void RequantizeRowPortable(int32_t* __rest
 
 using RequantizeRowFn = void (*)(int32_t* acc, int64_t n, float multiplier, float lo, float hi, int32_t zp, uint8_t* y);
 
+// Output row oh of channel c from its accumulators row_acc[0, OW) (whole 16-column blocks for the
+// avx2 requantize): the sums, the floats, or the requantized bytes. Shared by the plane kernel
+// (Run) and the channel-lane kernel (RunLanes), so both give the same outputs.
+template <typename TY, RequantizeRowFn kRequantize>
+__attribute__((always_inline)) inline void FinishRow(const QDepthwiseChannel& c, int64_t oh, int64_t OW,
+                                                     int32_t* __restrict row_acc) {
+  if (c.acc_out) {
+    std::memcpy(c.acc_out + oh * OW, row_acc, static_cast<size_t>(OW) * sizeof(int32_t));
+  } else if (c.y_float) {
+    // Locals: the float stores could alias `c` for the compiler.
+    float* __restrict out = c.y_float + oh * OW;
+    const float y_scale = c.y_scale, clamp_lo = c.y_clamp_lo, clamp_hi = c.y_clamp_hi;
+    for (int64_t i = 0; i < OW; ++i) out[i] = static_cast<float>(row_acc[i]) * y_scale;
+    if (c.y_bias) {
+      const float b = *c.y_bias;
+      for (int64_t i = 0; i < OW; ++i) out[i] = out[i] + b;
+    }
+    if (c.y_clamp) {
+      for (int64_t i = 0; i < OW; ++i) out[i] = std::min(std::max(out[i], clamp_lo), clamp_hi);
+    }
+  } else {
+    const int32_t y_zp = c.y_zero_point;
+    const float lo = static_cast<float>(c.y_min - y_zp), hi = static_cast<float>(c.y_max - y_zp);
+    kRequantize(row_acc, OW, c.multiplier, lo, hi, y_zp, reinterpret_cast<uint8_t*>(static_cast<TY*>(c.y) + oh * OW));
+  }
+}
+
 template <typename TX, typename TY, AccumulateRowFn kAccumulate, RequantizeRowFn kRequantize>
 __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane,
                                                int32_t* acc) {
   const PlaneLayout p = Layout(s);
   FillPlane(s, p, static_cast<const TX*>(c.x), c.x_zero_point, plane);
-  // Locals, not reads of `c` in the loops: the byte stores to y could alias it for the compiler.
-  const int32_t y_zp = c.y_zero_point, bias = c.bias;
-  const float multiplier = c.multiplier;
-  const float lo = static_cast<float>(c.y_min - y_zp), hi = static_cast<float>(c.y_max - y_zp);
+  // Locals, not reads of `c` in the loops: the output stores could alias it for the compiler.
+  const int32_t bias = c.bias;
   const int32_t* w = c.w;
-  // Restrict: y's byte stores could otherwise alias acc, and the loops below would not vectorize.
-  TY* __restrict y = static_cast<TY*>(c.y);
-  int32_t* __restrict acc_out = c.acc_out;
-  float* __restrict y_float = c.y_float;
-  const float y_scale = c.y_scale;
-  const float* y_bias = c.y_bias;
-  const bool y_clamp = c.y_clamp;
-  const float clamp_lo = c.y_clamp_lo, clamp_hi = c.y_clamp_hi;
   int32_t* __restrict row_acc = acc;
   const int64_t taps = s.KH * s.KW;
   // Offsets of each tap's run from the start of the plane row of output row 0.
@@ -147,21 +164,7 @@ __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const Q
     const int16_t* row = plane + oh * row_step;
     for (int64_t t = 0; t < taps; ++t) tap_src[t] = row + tap_offset[t];
     kAccumulate(tap_src, w, taps, OW, bias, row_acc);
-    if (acc_out) {
-      std::memcpy(acc_out + oh * OW, row_acc, static_cast<size_t>(OW) * sizeof(int32_t));
-    } else if (y_float) {
-      float* out = y_float + oh * OW;
-      for (int64_t i = 0; i < OW; ++i) out[i] = static_cast<float>(row_acc[i]) * y_scale;
-      if (y_bias) {
-        const float b = *y_bias;
-        for (int64_t i = 0; i < OW; ++i) out[i] = out[i] + b;
-      }
-      if (y_clamp) {
-        for (int64_t i = 0; i < OW; ++i) out[i] = std::min(std::max(out[i], clamp_lo), clamp_hi);
-      }
-    } else {
-      kRequantize(row_acc, OW, multiplier, lo, hi, y_zp, reinterpret_cast<uint8_t*>(y + oh * OW));
-    }
+    FinishRow<TY, kRequantize>(c, oh, OW, row_acc);
   }
 }
 
@@ -177,5 +180,18 @@ __attribute__((always_inline)) inline void Dispatch(const QDepthwiseShape& s, co
 }
 
 void RunAvx2(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc);
+
+// The channel-lane kernel (qdepthwise.h, QDepthwiseConv2DLanes).
+struct LanesLayout {
+  int64_t rows = 0, cols = 0;  // the padded input: every tap of every output inside
+};
+inline LanesLayout Lanes(const QDepthwiseShape& s) {
+  LanesLayout l;
+  l.rows = std::max(s.pad_top + s.H, (s.OH - 1) * s.stride_h + (s.KH - 1) * s.dilation_h + 1);
+  l.cols = std::max(s.pad_left + s.W, (s.OW - 1) * s.stride_w + (s.KW - 1) * s.dilation_w + 1);
+  return l;
+}
+void RunLanesAvx2(const QDepthwiseShape& s, const QDepthwiseChannel* c, int n, int16_t* plane, int32_t* acc_lanes,
+                  int32_t* row);
 
 }  // namespace quantkit::kernels::qdepthwise

@@ -883,6 +883,37 @@ Status RunDepthwiseConv(KernelContext& ctx, const FastConvWeights& fast, const C
   const auto* xb = static_cast<const uint8_t*>(x.raw_data());  // int8 or uint8: one byte per element
   std::mutex mu;
   Status failed;
+  auto channel = [&](int64_t nm) {
+    kernels::QDepthwiseChannel c;
+    c.x = xb + nm * g.in_size;
+    c.x_signed = x.dtype() == DType::kInt8;
+    c.x_zero_point = x_zp;
+    c.w = fast.depthwise.data() + (nm % g.M) * s.KH * s.KW;
+    output_for(nm, &c);
+    return c;
+  };
+  if (kernels::QDepthwiseUseLanes(s, isa)) {  // small maps: 8 channels per call, in the lanes
+    constexpr int64_t L = kernels::kQDepthwiseLanes;
+    const int64_t lane_plane = kernels::QDepthwiseLanesPlaneElems(s), lane_acc = kernels::QDepthwiseLanesAccElems(s);
+    ctx.thread_pool()->ParallelFor((g.N * g.M + L - 1) / L, 1, [&](int64_t begin, int64_t end) {
+      auto plane = ctx.Scratch(DType::kInt16, lane_plane, "depthwise lane plane");
+      auto acc = plane.ok() ? ctx.Scratch(DType::kInt32, lane_acc, "depthwise lane sums") : plane.status();
+      auto row = acc.ok() ? ctx.Scratch(DType::kInt32, row_elems, "depthwise row") : acc.status();
+      if (!row.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (failed.ok()) failed = row.status();
+        return;
+      }
+      for (int64_t t = begin; t < end; ++t) {
+        kernels::QDepthwiseChannel cs[L];
+        const int n = static_cast<int>(std::min(L, g.N * g.M - t * L));
+        for (int j = 0; j < n; ++j) cs[j] = channel(t * L + j);
+        kernels::QDepthwiseConv2DLanes(s, cs, n, plane.value().template data<int16_t>(),
+                                       acc.value().template data<int32_t>(), row.value().template data<int32_t>());
+      }
+    });
+    return failed;
+  }
   ctx.thread_pool()->ParallelFor(g.N * g.M, 1, [&](int64_t begin, int64_t end) {
     auto plane = ctx.Scratch(DType::kInt16, plane_elems, "depthwise plane");
     auto row = plane.ok() ? ctx.Scratch(DType::kInt32, row_elems, "depthwise row") : plane.status();
@@ -892,12 +923,7 @@ Status RunDepthwiseConv(KernelContext& ctx, const FastConvWeights& fast, const C
       return;
     }
     for (int64_t nm = begin; nm < end; ++nm) {
-      kernels::QDepthwiseChannel c;
-      c.x = xb + nm * g.in_size;
-      c.x_signed = x.dtype() == DType::kInt8;
-      c.x_zero_point = x_zp;
-      c.w = fast.depthwise.data() + (nm % g.M) * s.KH * s.KW;
-      output_for(nm, &c);
+      const kernels::QDepthwiseChannel c = channel(nm);
       kernels::QDepthwiseConv2D(s, c, plane.value().template data<int16_t>(), row.value().template data<int32_t>(), isa);
     }
   });

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "runtime/kernels/qdepthwise_internal.h"
 #include "runtime/kernels/x86/requantize_avx2.h"
@@ -71,6 +72,154 @@ QK_AVX2_TARGET void RequantizeRowAvx2(int32_t* acc, int64_t n, float multiplier,
 
 QK_AVX2_TARGET void RunAvx2(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc) {
   Dispatch<AccumulateRowAvx2, RequantizeRowAvx2>(s, c, plane, acc);
+}
+
+namespace {
+
+// The padded input of n <= 8 channels with the channels in the lanes: plane[(r * cols + col) * 8
+// + j] = x_j - x_zp_j inside the input, 0 in the padding and in lanes j >= n. Eight columns at a
+// time through an 8 x 8 int16 transpose; the row tails one value at a time.
+template <typename TX>
+QK_AVX2_TARGET void FillLanes(const QDepthwiseShape& s, const LanesLayout& l, const QDepthwiseChannel* c, int n,
+                              int16_t* plane) {
+  constexpr int L = kQDepthwiseLanes;
+  std::memset(plane, 0, static_cast<size_t>(l.rows * l.cols * L) * sizeof(int16_t));
+  const int64_t H = s.H, W = s.W, cols = l.cols;
+  const TX* x[L];
+  __m128i zp[L];
+  for (int j = 0; j < L; ++j) {
+    x[j] = static_cast<const TX*>(c[j < n ? j : 0].x);
+    zp[j] = _mm_set1_epi16(static_cast<int16_t>(c[j < n ? j : 0].x_zero_point));
+  }
+  for (int64_t ih = 0; ih < H; ++ih) {
+    int16_t* dst = plane + ((ih + s.pad_top) * cols + s.pad_left) * L;
+    int64_t iw = 0;
+    for (; iw + 8 <= W; iw += 8) {
+      __m128i v[L];
+      for (int j = 0; j < L; ++j) {
+        if (j >= n) {
+          v[j] = _mm_setzero_si128();
+          continue;
+        }
+        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[j] + ih * W + iw));
+        const __m128i w16 = std::is_signed_v<TX> ? _mm_cvtepi8_epi16(b) : _mm_cvtepu8_epi16(b);
+        v[j] = _mm_sub_epi16(w16, zp[j]);
+      }
+      // 8 x 8 int16 transpose: v[j] = channel j's 8 columns -> t[k] = column k's 8 channels.
+      const __m128i a0 = _mm_unpacklo_epi16(v[0], v[1]), a1 = _mm_unpackhi_epi16(v[0], v[1]);
+      const __m128i a2 = _mm_unpacklo_epi16(v[2], v[3]), a3 = _mm_unpackhi_epi16(v[2], v[3]);
+      const __m128i a4 = _mm_unpacklo_epi16(v[4], v[5]), a5 = _mm_unpackhi_epi16(v[4], v[5]);
+      const __m128i a6 = _mm_unpacklo_epi16(v[6], v[7]), a7 = _mm_unpackhi_epi16(v[6], v[7]);
+      const __m128i b0 = _mm_unpacklo_epi32(a0, a2), b1 = _mm_unpackhi_epi32(a0, a2);
+      const __m128i b2 = _mm_unpacklo_epi32(a1, a3), b3 = _mm_unpackhi_epi32(a1, a3);
+      const __m128i b4 = _mm_unpacklo_epi32(a4, a6), b5 = _mm_unpackhi_epi32(a4, a6);
+      const __m128i b6 = _mm_unpacklo_epi32(a5, a7), b7 = _mm_unpackhi_epi32(a5, a7);
+      const __m128i t[L] = {_mm_unpacklo_epi64(b0, b4), _mm_unpackhi_epi64(b0, b4), _mm_unpacklo_epi64(b1, b5),
+                            _mm_unpackhi_epi64(b1, b5), _mm_unpacklo_epi64(b2, b6), _mm_unpackhi_epi64(b2, b6),
+                            _mm_unpacklo_epi64(b3, b7), _mm_unpackhi_epi64(b3, b7)};
+      for (int k = 0; k < L; ++k) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (iw + k) * L), t[k]);
+    }
+    for (; iw < W; ++iw)
+      for (int j = 0; j < n; ++j)
+        dst[iw * L + j] = static_cast<int16_t>(static_cast<int32_t>(x[j][ih * W + iw]) - c[j].x_zero_point);
+  }
+}
+
+}  // namespace
+
+QK_AVX2_TARGET void RunLanesAvx2(const QDepthwiseShape& s, const QDepthwiseChannel* c, int n, int16_t* plane,
+                                 int32_t* acc_lanes, int32_t* row) {
+  const LanesLayout l = Lanes(s);
+  if (c[0].x_signed) {
+    FillLanes<int8_t>(s, l, c, n, plane);
+  } else {
+    FillLanes<uint8_t>(s, l, c, n, plane);
+  }
+  const int64_t taps = s.KH * s.KW;
+  constexpr int64_t kMaxTaps = 64;  // larger kernels take the plane kernel (QDepthwiseUseLanes)
+  alignas(32) int32_t w[kMaxTaps][kQDepthwiseLanes] = {};
+  alignas(32) int32_t bias[kQDepthwiseLanes] = {};
+  int64_t tap_offset[kMaxTaps];
+  for (int j = 0; j < n; ++j) {
+    bias[j] = c[j].bias;
+    for (int64_t t = 0; t < taps; ++t) w[t][j] = c[j].w[t];
+  }
+  for (int64_t kh = 0; kh < s.KH; ++kh)
+    for (int64_t kw = 0; kw < s.KW; ++kw)
+      tap_offset[kh * s.KW + kw] = (kh * s.dilation_h * l.cols + kw * s.dilation_w) * kQDepthwiseLanes;
+  // acc = bias + sum_t x * w per lane, taps in pairs: the two taps' 8 channels interleaved and
+  // multiplied by (w[t], w[t + 1]) with vpmaddwd, which adds the two products in int32 exactly
+  // (each fits, |x - x_zp| <= 255, |w| <= 255, and so does their sum); vpaddd wraps as the plane
+  // kernels' uint32 sums do, so each lane is the same integer.
+  alignas(32) int32_t wpair[kMaxTaps / 2 + 1][2][kQDepthwiseLanes / 2] = {};  // [pair][half][channel in half]
+  const int64_t pairs = (taps + 1) / 2;
+  for (int64_t q = 0; q < pairs; ++q)
+    for (int j = 0; j < kQDepthwiseLanes; ++j) {
+      const uint32_t w0 = static_cast<uint32_t>(w[2 * q][j]) & 0xFFFFu;
+      const uint32_t w1 = 2 * q + 1 < taps ? static_cast<uint32_t>(w[2 * q + 1][j]) : 0u;
+      wpair[q][j / 4][j % 4] = static_cast<int32_t>(w0 | (w1 << 16));
+    }
+  int64_t pair_offset[kMaxTaps + 2];
+  // An odd last tap pairs with tap 0's column and a zero weight.
+  for (int64_t t = 0; t < 2 * pairs; ++t) pair_offset[t] = t < taps ? tap_offset[t] : tap_offset[0];
+  const __m128i bias_lo = _mm_load_si128(reinterpret_cast<const __m128i*>(bias));
+  const __m128i bias_hi = _mm_load_si128(reinterpret_cast<const __m128i*>(bias + 4));
+  const int64_t OH = s.OH, OW = s.OW, sh = s.stride_h, sw = s.stride_w, cols = l.cols;
+  const __m256i vbias = _mm256_set_m128i(bias_hi, bias_lo);
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const int16_t* at = plane + (oh * sh * cols + ow * sw) * kQDepthwiseLanes;
+      __m256i acc = vbias;
+      for (int64_t q = 0; q < pairs; ++q) {
+        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(at + pair_offset[2 * q]));
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(at + pair_offset[2 * q + 1]));
+        // Channels 0-3 in the low 128 bits, 4-7 in the high: each 32-bit lane (x_t, x_t+1).
+        const __m256i x2 = _mm256_set_m128i(_mm_unpackhi_epi16(a, b), _mm_unpacklo_epi16(a, b));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x2, _mm256_load_si256(reinterpret_cast<const __m256i*>(wpair[q]))));
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc_lanes + (oh * OW + ow) * kQDepthwiseLanes), acc);
+    }
+  }
+  if (!c[0].acc_out && !c[0].y_float) {
+    // Requantized bytes: RequantizeEight on the lanes (one channel's multiplier, range and zero
+    // point per lane: the same operations as the plane kernel's row requantize, so the same
+    // bytes), then each channel's bytes to its output.
+    alignas(32) float m[kQDepthwiseLanes] = {}, lo[kQDepthwiseLanes] = {}, hi[kQDepthwiseLanes] = {};
+    alignas(32) int32_t zp[kQDepthwiseLanes] = {};
+    for (int j = 0; j < n; ++j) {
+      m[j] = c[j].multiplier;
+      zp[j] = c[j].y_zero_point;
+      lo[j] = static_cast<float>(c[j].y_min - c[j].y_zero_point);
+      hi[j] = static_cast<float>(c[j].y_max - c[j].y_zero_point);
+    }
+    const __m256 vm = _mm256_load_ps(m), vlo = _mm256_load_ps(lo), vhi = _mm256_load_ps(hi);
+    const __m256i vzp = _mm256_load_si256(reinterpret_cast<const __m256i*>(zp));
+    const int64_t pixels = OH * OW;
+    uint8_t* bytes = reinterpret_cast<uint8_t*>(acc_lanes);  // in place: pixel p's 8 bytes over its sums
+    for (int64_t p = 0; p < pixels; ++p) {
+      const __m256i q = x86::RequantizeEight(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc_lanes + p * kQDepthwiseLanes)), vm, vlo, vhi, vzp);
+      const __m128i b = x86::LowBytesOfSixteen(q, q);  // bytes 0-7: the 8 lanes in order
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(bytes + p * kQDepthwiseLanes), b);
+    }
+    for (int j = 0; j < n; ++j) {
+      uint8_t* y = static_cast<uint8_t*>(c[j].y);  // int8 keeps its bit pattern
+      for (int64_t p = 0; p < pixels; ++p) y[p] = bytes[p * kQDepthwiseLanes + j];
+    }
+    return;
+  }
+  // The sums or floats: each channel's rows out of the lanes, then the plane kernel's epilogue.
+  for (int j = 0; j < n; ++j) {
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const int32_t* src = acc_lanes + oh * OW * kQDepthwiseLanes + j;
+      for (int64_t ow = 0; ow < OW; ++ow) row[ow] = src[ow * kQDepthwiseLanes];
+      if (c[j].y_signed) {
+        FinishRow<int8_t, RequantizeRowAvx2>(c[j], oh, OW, row);
+      } else {
+        FinishRow<uint8_t, RequantizeRowAvx2>(c[j], oh, OW, row);
+      }
+    }
+  }
 }
 
 }  // namespace quantkit::kernels::qdepthwise
