@@ -96,6 +96,7 @@ TEST(ConvNchwc, SimdRowsGiveThePortableBitsAndTheNaiveValues) {
       {160, 32, 6, 10, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},  // 10 input blocks: several passes (16 KB each)
       {64, 64, 5, 9, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1},    // 4 blocks of 36 KB: one input block per pass
       {256, 32, 4, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 16 input blocks: 4 passes of 4 (AVX2, 80 KB)
+      {256, 48, 24, 13, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},  // pointwise, 2 spans of 156 pixels: AVX2 chunks of 126 + 30
       // NCHW input (a network's first conv): ResNet's 7x7 stride-2 stem, the Fashion CNN's 1 channel
       {3, 64, 21, 30, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, true},
       {1, 16, 9, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, true},

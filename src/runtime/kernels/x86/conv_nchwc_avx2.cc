@@ -286,6 +286,37 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
   r.y_ob = a.y_block_stride > 0 ? a.y_block_stride : OH * OW * B;
   r.res_ob = OH * OW * B;  // the residual keeps the whole image's layout
   r.clamp = a.clamp_lo_hi;
+  if (span) {
+    // The rows as one span of pixels, in chunks whose inputs (a pass's input blocks) stay in L2
+    // while all of the group's output blocks read them: ResNet-50's 1x1 convs swept their whole
+    // input (800 KB at 56x56x64) once per output block.
+    const int64_t pixels = (oy1 - oy0) * OW, pass_blocks = std::min(Cb, per_pass);
+    const int64_t chunk = std::max<int64_t>(8 * kPixels, (128 << 10) / (pass_blocks * ib * 4) / kPixels * kPixels);
+    for (int64_t p0 = 0; p0 < pixels; p0 += chunk) {
+      const int64_t n = std::min(chunk, pixels - p0);
+      for (int64_t f = 0; f < fb; f += 2) {
+        const int64_t ob = ob0 + f, nb = std::min<int64_t>(2, fb - f);
+        r.w = group_w + f * B;
+        r.bias = a.bias ? a.bias + ob * B : nullptr;
+        r.oy = oy0;
+        r.x = a.x + p0 * ib;
+        r.y = a.y + ob * r.y_ob + (oy0 - a.y_row0) * OW * B + p0 * B;
+        r.residual = a.residual ? a.residual + ob * r.res_ob + oy0 * OW * B + p0 * B : nullptr;
+        for (int64_t cb0 = 0; cb0 < Cb; cb0 += per_pass) {
+          r.cb0 = cb0;
+          r.cb1 = std::min(Cb, cb0 + per_pass);
+          r.first = cb0 == 0;
+          r.last = r.cb1 == Cb;
+          if (a.plain_input) {
+            RowOfGroup<1>(r, fb, nb, 0, n, n);
+          } else {
+            RowOfGroup<B>(r, fb, nb, 0, n, n);
+          }
+        }
+      }
+    }
+    return;
+  }
   for (int64_t f = 0; f < fb; f += 2) {  // output blocks two at a time (their border pixels together)
     const int64_t ob = ob0 + f, nb = std::min<int64_t>(2, fb - f);
     r.w = group_w + f * B;
@@ -295,18 +326,6 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
       r.cb1 = std::min(Cb, cb0 + per_pass);
       r.first = cb0 == 0;
       r.last = r.cb1 == Cb;
-      if (span) {
-        const int64_t pixels = (oy1 - oy0) * OW;
-        r.oy = oy0;
-        r.y = a.y + ob * r.y_ob + (oy0 - a.y_row0) * OW * B;
-        r.residual = a.residual ? a.residual + ob * r.res_ob + oy0 * OW * B : nullptr;
-        if (a.plain_input) {
-          RowOfGroup<1>(r, fb, nb, 0, pixels, pixels);
-        } else {
-          RowOfGroup<B>(r, fb, nb, 0, pixels, pixels);
-        }
-        continue;
-      }
       for (int64_t oy = oy0; oy < oy1; ++oy) {
         r.oy = oy;
         r.y = a.y + ob * r.y_ob + (oy - a.y_row0) * OW * B;
