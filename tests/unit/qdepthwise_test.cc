@@ -25,6 +25,17 @@ int64_t OutSize(int64_t in, int64_t k, int64_t stride, int64_t dil, int64_t pad_
   return (in + pad_begin + pad_end - ((k - 1) * dil + 1)) / stride + 1;
 }
 
+// The shape of a test case (fields H, W, KH, KW, stride_h/w, dil_h/w, pad_top/left/bottom/right).
+template <typename Case>
+QDepthwiseShape ShapeOf(const Case& c) {
+  QDepthwiseShape s;
+  s.H = c.H, s.W = c.W, s.KH = c.KH, s.KW = c.KW, s.stride_h = c.stride_h, s.stride_w = c.stride_w;
+  s.dilation_h = c.dil_h, s.dilation_w = c.dil_w, s.pad_top = c.pad_top, s.pad_left = c.pad_left;
+  s.OH = OutSize(c.H, c.KH, c.stride_h, c.dil_h, c.pad_top, c.pad_bottom);
+  s.OW = OutSize(c.W, c.KW, c.stride_w, c.dil_w, c.pad_left, c.pad_right);
+  return s;
+}
+
 TEST(QDepthwise, EveryIsaEqualsTheDefinition) {
   struct Case {
     int64_t H, W, KH, KW, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, pad_bottom, pad_right;
@@ -47,11 +58,7 @@ TEST(QDepthwise, EveryIsaEqualsTheDefinition) {
   };
   std::mt19937 rng(5);
   for (const Case& c : cases) {
-    QDepthwiseShape s;
-    s.H = c.H, s.W = c.W, s.KH = c.KH, s.KW = c.KW, s.stride_h = c.stride_h, s.stride_w = c.stride_w;
-    s.dilation_h = c.dil_h, s.dilation_w = c.dil_w, s.pad_top = c.pad_top, s.pad_left = c.pad_left;
-    s.OH = OutSize(c.H, c.KH, c.stride_h, c.dil_h, c.pad_top, c.pad_bottom);
-    s.OW = OutSize(c.W, c.KW, c.stride_w, c.dil_w, c.pad_left, c.pad_right);
+    const QDepthwiseShape s = ShapeOf(c);
     std::vector<uint8_t> x_values(static_cast<size_t>(c.H * c.W));
     for (auto& v : x_values) v = static_cast<uint8_t>(rng() % 4 == 0 ? (rng() % 2 ? 255 : 0) : rng());
     testing::GuardedBytes x(x_values);
@@ -123,11 +130,7 @@ TEST(QDepthwise, LanesGiveThePlaneKernelsOutputs) {
   };
   std::mt19937 rng(9);
   for (const Case& c : cases) {
-    QDepthwiseShape s;
-    s.H = c.H, s.W = c.W, s.KH = c.KH, s.KW = c.KW, s.stride_h = c.stride_h, s.stride_w = c.stride_w;
-    s.dilation_h = c.dil_h, s.dilation_w = c.dil_w, s.pad_top = c.pad_top, s.pad_left = c.pad_left;
-    s.OH = OutSize(c.H, c.KH, c.stride_h, c.dil_h, c.pad_top, c.pad_bottom);
-    s.OW = OutSize(c.W, c.KW, c.stride_w, c.dil_w, c.pad_left, c.pad_right);
+    const QDepthwiseShape s = ShapeOf(c);
     ASSERT_TRUE(kernels::QDepthwiseUseLanes(s, QGemmIsa::kAvx2));
     const int64_t out = s.OH * s.OW, taps = s.KH * s.KW;
     std::vector<std::unique_ptr<testing::GuardedBytes>> xs;  // each channel behind its own guard page

@@ -9,14 +9,7 @@
 
 namespace quantkit::kernels {
 
-namespace {
-bool Avx2Fma(QGemmIsa isa) {
-  static const bool fma = __builtin_cpu_supports("fma");
-  return isa == QGemmIsa::kAvx2 && fma;
-}
-}  // namespace
-
-bool ConvNchwcSupported(QGemmIsa isa) { return QGemmIsaHasAvx512(isa) || Avx2Fma(isa); }
+bool ConvNchwcSupported(QGemmIsa isa) { return QGemmIsaHasAvx512(isa) || QGemmIsaIsAvx2Fma(isa); }
 
 int64_t NchwcWeightOffset(int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib, int64_t ob, int64_t cb,
                           int64_t kh, int64_t kw, int64_t i, int64_t o) {
@@ -142,7 +135,7 @@ void conv_nchwc::DepthwiseRowsPortable(const NchwcDepthwiseArgs& a, int64_t bloc
 
 void NchwcDepthwiseRows(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1, QGemmIsa isa) {
   if (QGemmIsaHasAvx512(isa)) return conv_nchwc::DepthwiseRowsAvx512(a, block, oy0, oy1);
-  if (Avx2Fma(isa)) return conv_nchwc::DepthwiseRowsAvx2(a, block, oy0, oy1);
+  if (QGemmIsaIsAvx2Fma(isa)) return conv_nchwc::DepthwiseRowsAvx2(a, block, oy0, oy1);
   conv_nchwc::DepthwiseRowsPortable(a, block, oy0, oy1);
 }
 
@@ -156,7 +149,7 @@ void BlockFromNchwc(const float* src, int64_t plane, float* dst, QGemmIsa isa) {
 
 void ConvNchwcRows(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1, QGemmIsa isa) {
   if (QGemmIsaHasAvx512(isa)) return conv_nchwc::RowsAvx512(a, group, oy0, oy1);
-  if (Avx2Fma(isa)) return conv_nchwc::RowsAvx2(a, group, oy0, oy1);
+  if (QGemmIsaIsAvx2Fma(isa)) return conv_nchwc::RowsAvx2(a, group, oy0, oy1);
   conv_nchwc::RowsPortable(a, group, oy0, oy1);
 }
 

@@ -23,8 +23,7 @@ void DepthwiseConv2DFloat(const ConvGeometry& g, const float* x, const float* w,
   depthwise_f32::Clamp clamp;
   if (clamp_lo_hi) clamp = {true, clamp_lo_hi[0], clamp_lo_hi[1]};
   if (QGemmIsaHasAvx512(isa)) return depthwise_f32::RunAvx512(g, x, w, bias, clamp, y, plane);
-  static const bool fma = __builtin_cpu_supports("fma");
-  if (isa == QGemmIsa::kAvx2 && fma) return depthwise_f32::RunAvx2(g, x, w, bias, clamp, y, plane);
+  if (QGemmIsaIsAvx2Fma(isa)) return depthwise_f32::RunAvx2(g, x, w, bias, clamp, y, plane);
   depthwise_f32::Run<depthwise_f32::PortableOps>(g, x, w, bias, clamp, y, plane);
 }
 
@@ -47,8 +46,7 @@ void DepthwiseConv2DFloatChannels(const ConvGeometry& g, const float* x, int64_t
   if (QGemmIsaHasAvx512(isa)) {
     return depthwise_f32::RunChannelsAvx512(g, x, x_stride, w, bias, channels, clamp, y, y_stride, scratch);
   }
-  static const bool fma = __builtin_cpu_supports("fma");
-  if (isa == QGemmIsa::kAvx2 && fma) {
+  if (QGemmIsaIsAvx2Fma(isa)) {
     return depthwise_f32::RunChannelsAvx2(g, x, x_stride, w, bias, channels, clamp, y, y_stride, scratch);
   }
   depthwise_f32::RunChannels<depthwise_f32::PortableOps, &transpose_f32::TransposePortable>(

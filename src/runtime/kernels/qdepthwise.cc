@@ -36,7 +36,7 @@ void QDepthwiseConv2D(const QDepthwiseShape& s, const QDepthwiseChannel& c, int1
 constexpr int64_t kLanesMaxWidth = 16;
 
 bool QDepthwiseUseLanes(const QDepthwiseShape& s, QGemmIsa isa) {
-  return isa != QGemmIsa::kRef && s.OW <= kLanesMaxWidth && s.KH * s.KW <= 64;
+  return isa != QGemmIsa::kRef && s.OW <= kLanesMaxWidth && s.KH * s.KW <= qdepthwise::kLanesMaxTaps;
 }
 
 int64_t QDepthwiseLanesPlaneElems(const QDepthwiseShape& s) {

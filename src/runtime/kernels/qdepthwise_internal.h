@@ -181,7 +181,9 @@ __attribute__((always_inline)) inline void Dispatch(const QDepthwiseShape& s, co
 
 void RunAvx2(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc);
 
-// The channel-lane kernel (qdepthwise.h, QDepthwiseConv2DLanes).
+// The channel-lane kernel (qdepthwise.h, QDepthwiseConv2DLanes), for kernels of up to
+// kLanesMaxTaps taps (its tap tables live on the stack).
+constexpr int64_t kLanesMaxTaps = 64;
 struct LanesLayout {
   int64_t rows = 0, cols = 0;  // the padded input: every tap of every output inside
 };

@@ -37,6 +37,11 @@ enum class QGemmIsa { kRef, kAvx2, kAvx512Vnni, kAmx };
 // Whether kernels chosen by this ISA level may use AVX-512 (F, BW, VL: avx512vnni and amx imply
 // them), for the ops that take their width from the int8 GEMM's level.
 inline bool QGemmIsaHasAvx512(QGemmIsa isa) { return isa == QGemmIsa::kAvx512Vnni || isa == QGemmIsa::kAmx; }
+// The avx2 level on a CPU that also has FMA (the float kernels' AVX2 builds need both).
+inline bool QGemmIsaIsAvx2Fma(QGemmIsa isa) {
+  static const bool fma = __builtin_cpu_supports("fma");
+  return isa == QGemmIsa::kAvx2 && fma;
+}
 const char* QGemmIsaName(QGemmIsa isa);
 // The ISA used by default on this machine (CPUID, or QUANTKIT_ISA if set and supported).
 QGemmIsa DefaultQGemmIsa();

@@ -272,7 +272,7 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
   const float* group_w = a.w + ob0 * a.C * g.kernel[0] * g.kernel[1] * B;
   // Passes over the input blocks whose weights for two output blocks (KH KW 16 x 32 floats per
   // input block) take about 80 KB (in L2; the sums go to y between passes): on Zen 3, 3x3 convs
-  // at 56x56 to 7x7 ran at 87-92% of the FMA peak with 16 KB passes, 92-96% with 80 KB (200 KB:
+  // at 56x56 to 7x7 ran at 87-94% of the FMA peak with 16 KB passes, 92-96% with 80 KB (200 KB:
   // slower again), ResNet-50 107.6 -> 102.7 ms at one thread.
   const int64_t block_bytes = g.kernel[0] * g.kernel[1] * ib * B * 2 * 4;
   const int64_t per_pass = std::max<int64_t>(1, (80 << 10) / block_bytes);
@@ -286,6 +286,16 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
   r.y_ob = a.y_block_stride > 0 ? a.y_block_stride : OH * OW * B;
   r.res_ob = OH * OW * B;  // the residual keeps the whole image's layout
   r.clamp = a.clamp_lo_hi;
+  auto start_pass = [&](int64_t cb0) {
+    r.cb0 = cb0;
+    r.cb1 = std::min(Cb, cb0 + per_pass);
+    r.first = cb0 == 0;
+    r.last = r.cb1 == Cb;
+  };
+  auto row = [&](int64_t nb, int64_t row_lo, int64_t row_hi, int64_t row_w) {
+    if (a.plain_input) return RowOfGroup<1>(r, fb, nb, row_lo, row_hi, row_w);
+    RowOfGroup<B>(r, fb, nb, row_lo, row_hi, row_w);
+  };
   if (span) {
     // The rows as one span of pixels, in chunks whose inputs (a pass's input blocks) stay in L2
     // while all of the group's output blocks read them: ResNet-50's 1x1 convs swept their whole
@@ -303,15 +313,8 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
         r.y = a.y + ob * r.y_ob + (oy0 - a.y_row0) * OW * B + p0 * B;
         r.residual = a.residual ? a.residual + ob * r.res_ob + oy0 * OW * B + p0 * B : nullptr;
         for (int64_t cb0 = 0; cb0 < Cb; cb0 += per_pass) {
-          r.cb0 = cb0;
-          r.cb1 = std::min(Cb, cb0 + per_pass);
-          r.first = cb0 == 0;
-          r.last = r.cb1 == Cb;
-          if (a.plain_input) {
-            RowOfGroup<1>(r, fb, nb, 0, n, n);
-          } else {
-            RowOfGroup<B>(r, fb, nb, 0, n, n);
-          }
+          start_pass(cb0);
+          row(nb, 0, n, n);
         }
       }
     }
@@ -322,19 +325,12 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
     r.w = group_w + f * B;
     r.bias = a.bias ? a.bias + ob * B : nullptr;
     for (int64_t cb0 = 0; cb0 < Cb; cb0 += per_pass) {
-      r.cb0 = cb0;
-      r.cb1 = std::min(Cb, cb0 + per_pass);
-      r.first = cb0 == 0;
-      r.last = r.cb1 == Cb;
+      start_pass(cb0);
       for (int64_t oy = oy0; oy < oy1; ++oy) {
         r.oy = oy;
         r.y = a.y + ob * r.y_ob + (oy - a.y_row0) * OW * B;
         r.residual = a.residual ? a.residual + ob * r.res_ob + oy * OW * B : nullptr;
-        if (a.plain_input) {
-          RowOfGroup<1>(r, fb, nb, lo, hi, OW);
-        } else {
-          RowOfGroup<B>(r, fb, nb, lo, hi, OW);
-        }
+        row(nb, lo, hi, OW);
       }
     }
   }

@@ -135,15 +135,10 @@ QK_AVX2_TARGET void RunLanesAvx2(const QDepthwiseShape& s, const QDepthwiseChann
   } else {
     FillLanes<uint8_t>(s, l, c, n, plane);
   }
-  const int64_t taps = s.KH * s.KW;
-  constexpr int64_t kMaxTaps = 64;  // larger kernels take the plane kernel (QDepthwiseUseLanes)
-  alignas(32) int32_t w[kMaxTaps][kQDepthwiseLanes] = {};
+  const int64_t taps = s.KH * s.KW;  // <= kLanesMaxTaps (QDepthwiseUseLanes)
   alignas(32) int32_t bias[kQDepthwiseLanes] = {};
-  int64_t tap_offset[kMaxTaps];
-  for (int j = 0; j < n; ++j) {
-    bias[j] = c[j].bias;
-    for (int64_t t = 0; t < taps; ++t) w[t][j] = c[j].w[t];
-  }
+  for (int j = 0; j < n; ++j) bias[j] = c[j].bias;
+  int64_t tap_offset[kLanesMaxTaps];
   for (int64_t kh = 0; kh < s.KH; ++kh)
     for (int64_t kw = 0; kw < s.KW; ++kw)
       tap_offset[kh * s.KW + kw] = (kh * s.dilation_h * l.cols + kw * s.dilation_w) * kQDepthwiseLanes;
@@ -151,15 +146,16 @@ QK_AVX2_TARGET void RunLanesAvx2(const QDepthwiseShape& s, const QDepthwiseChann
   // multiplied by (w[t], w[t + 1]) with vpmaddwd, which adds the two products in int32 exactly
   // (each fits, |x - x_zp| <= 255, |w| <= 255, and so does their sum); vpaddd wraps as the plane
   // kernels' uint32 sums do, so each lane is the same integer.
-  alignas(32) int32_t wpair[kMaxTaps / 2 + 1][2][kQDepthwiseLanes / 2] = {};  // [pair][half][channel in half]
+  // wpair[q][half][channel in half]: (w[2q], w[2q + 1]) of each channel, 0 in lanes j >= n.
+  alignas(32) int32_t wpair[kLanesMaxTaps / 2 + 1][2][kQDepthwiseLanes / 2] = {};
   const int64_t pairs = (taps + 1) / 2;
-  for (int64_t q = 0; q < pairs; ++q)
-    for (int j = 0; j < kQDepthwiseLanes; ++j) {
-      const uint32_t w0 = static_cast<uint32_t>(w[2 * q][j]) & 0xFFFFu;
-      const uint32_t w1 = 2 * q + 1 < taps ? static_cast<uint32_t>(w[2 * q + 1][j]) : 0u;
+  for (int j = 0; j < n; ++j)
+    for (int64_t q = 0; q < pairs; ++q) {
+      const uint32_t w0 = static_cast<uint32_t>(c[j].w[2 * q]) & 0xFFFFu;
+      const uint32_t w1 = 2 * q + 1 < taps ? static_cast<uint32_t>(c[j].w[2 * q + 1]) : 0u;
       wpair[q][j / 4][j % 4] = static_cast<int32_t>(w0 | (w1 << 16));
     }
-  int64_t pair_offset[kMaxTaps + 2];
+  int64_t pair_offset[kLanesMaxTaps + 2];
   // An odd last tap pairs with tap 0's column and a zero weight.
   for (int64_t t = 0; t < 2 * pairs; ++t) pair_offset[t] = t < taps ? tap_offset[t] : tap_offset[0];
   const __m128i bias_lo = _mm_load_si128(reinterpret_cast<const __m128i*>(bias));
