@@ -61,6 +61,10 @@ struct SessionOptions {
   // AVX-512). Off for runs that observe intermediate tensors by name (those tensors would be
   // renamed and blocked); QUANTKIT_LAYOUT=nchw in the environment turns it off too.
   bool blocked_layout = true;
+  // The most work the blocked layout may add by padding channel counts to blocks of 16 (padded
+  // over real multiply-adds of a component of convs; passes::BlockLayoutOptions). 0: by ISA,
+  // unlimited with AVX-512, 1.25 on AVX2 (two vectors per block: the NCHW kernels win beyond).
+  double max_padded_work = 0;
 };
 
 class Session {

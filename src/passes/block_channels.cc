@@ -11,7 +11,8 @@
 //   and writes the blocked layout, so no reorder precedes the blocked region. Eligible convs that
 //   read each other's outputs (directly or through a MaxPool) form components; a component is
 //   blocked when its convs' work outweighs the reorders at its edges (a lone conv would pay a
-//   reorder on both sides for nothing).
+//   reorder on both sides for nothing) and padding its channel counts to blocks adds at most
+//   options.max_padded_work.
 // - A blocked conv becomes FusedConv with attribute nchwc = 1 (or 2): input 0 (unless 2), its
 //   residual (input 3) and its output are blocked.
 // - A MaxPool (no Indices output) reading a blocked tensor becomes com.quantkit::NchwcMaxPool; a
@@ -103,7 +104,7 @@ bool IsGlobalAveragePool(const Node& n) {
 
 }  // namespace
 
-Status BlockConvChannels(Model& model, std::string* report) {
+Status BlockConvChannels(Model& model, const BlockLayoutOptions& options, std::string* report) {
   Graph& g = model.graph;
   const int n = static_cast<int>(g.nodes.size());
   DefUse du(g);
@@ -153,6 +154,7 @@ Status BlockConvChannels(Model& model, std::string* report) {
   // are far above it.
   constexpr double kWorkPerReorderedChannel = 200;
   std::unordered_map<int, double> work, reordered;
+  std::unordered_map<int, double> macs, padded_macs;  // per image, where shapes are known (else per pixel)
   std::unordered_set<std::string> counted;
   auto member_reads = [&](int root, int consumer, const std::string& v) {
     if (consumer < 0 || !eligible[consumer] || !linked[consumer] || find(consumer) != root) return false;
@@ -175,6 +177,15 @@ Status BlockConvChannels(Model& model, std::string* report) {
     const Node& c = g.nodes[i];
     const Tensor* w = g.FindInitializer(c.inputs[1]);
     work[root] += static_cast<double>(w->numel());
+    double pixels = 1;
+    if (const ValueInfo* out = g.FindValueInfo(c.outputs[0]); out && out->has_shape) {
+      for (size_t d = 2; d < out->shape.size(); ++d) {
+        if (out->shape[d].known()) pixels *= static_cast<double>(out->shape[d].value);
+      }
+    }
+    const int64_t padded_in = kind[i] == kBlockedInput ? RoundUpToBlock(w->dim(1)) : w->dim(1);
+    macs[root] += pixels * static_cast<double>(w->numel());
+    padded_macs[root] += pixels * static_cast<double>(RoundUpToBlock(w->dim(0)) * padded_in * w->dim(2) * w->dim(3));
     for (size_t slot : blocked_slots(i)) {
       if (!c.HasInput(slot)) continue;
       const int src = conv_source(c.inputs[slot]);
@@ -187,19 +198,25 @@ Status BlockConvChannels(Model& model, std::string* report) {
       if (IsPlainMaxPool(g.nodes[k])) count_outputs(root, g.nodes[k].outputs[0], static_cast<double>(w->dim(0)), false);
     }
   }
+  // And when the zero channels that pad its counts to blocks of 16 multiply its work by at most
+  // options.max_padded_work.
+  auto pays = [&](int root) {
+    return work[root] >= kWorkPerReorderedChannel * reordered[root] &&
+           padded_macs[root] <= options.max_padded_work * macs[root];
+  };
   std::vector<bool> blocked(n, false);
-  for (int i = 0; i < n; ++i) {
-    blocked[i] = eligible[i] && linked[i] && work[find(i)] >= kWorkPerReorderedChannel * reordered[find(i)];
-  }
+  for (int i = 0; i < n; ++i) blocked[i] = eligible[i] && linked[i] && pays(find(i));
   if (report) {
     std::unordered_map<int, int> members;
     for (int i = 0; i < n; ++i)
       if (eligible[i] && linked[i]) ++members[find(i)];
     for (int i = 0; i < n; ++i) {
       if (!eligible[i] || !linked[i] || find(i) != i) continue;
-      *report += fmt::format("layout     {} convs from '{}': {}, work {:.3g} {} {} x {:.0f} reordered channels\n",
-                             members[i], g.nodes[i].name, blocked[i] ? "NCHW16c" : "NCHW",
-                             work[i], blocked[i] ? ">=" : "<", kWorkPerReorderedChannel, reordered[i]);
+      *report += fmt::format(
+          "layout     {} convs from '{}': {}, work {:.3g} (vs {} x {:.0f} reordered channels), padded {:.2f}x (limit "
+          "{:.2f}x)\n",
+          members[i], g.nodes[i].name, blocked[i] ? "NCHW16c" : "NCHW", work[i], kWorkPerReorderedChannel,
+          reordered[i], padded_macs[i] / macs[i], options.max_padded_work);
     }
   }
   bool any = false;

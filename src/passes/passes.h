@@ -2,6 +2,7 @@
 // Passes recurse into subgraphs where that is meaningful.
 #pragma once
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -48,7 +49,12 @@ Status FuseConvActivation(Model& model);
 // convs with channel counts multiple of 16 that read each other's outputs keep them in NCHW16c
 // (5-D) between them, with reorders only where other ops read them (block_channels.cc). report
 // (optional): one line per component of eligible convs, blocked or not and why.
-Status BlockConvChannels(Model& model, std::string* report = nullptr);
+struct BlockLayoutOptions {
+  // A component stays NCHW when padding its channel counts to blocks of 16 multiplies its work
+  // (its convs' multiply-adds with the padded counts over those without) by more than this.
+  double max_padded_work = std::numeric_limits<double>::infinity();
+};
+Status BlockConvChannels(Model& model, const BlockLayoutOptions& options = {}, std::string* report = nullptr);
 // ONNX's shape inference, then quantkit's own propagation for what it leaves unknown.
 Status InferShapes(Model& model);
 Status UpgradeOpset(Model& model, int64_t target_version = 13);  // default domain, opset >= 7 to <= 13; see upgrade_opset.cc

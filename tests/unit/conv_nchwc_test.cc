@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <random>
 
@@ -211,6 +212,7 @@ std::vector<Tensor> RunThreads(const Model& m, const Tensor& x, int threads, boo
   SessionOptions opts;
   opts.threads = threads;
   opts.blocked_layout = blocked_layout;
+  opts.max_padded_work = std::numeric_limits<double>::infinity();  // padded components blocked on every ISA
   auto s = Session::Create(m, opts);
   EXPECT_TRUE(s.ok()) << s.status().message();
   std::vector<Tensor> out;
@@ -341,6 +343,47 @@ TEST(BlockConvChannels, LightComponentsStayNchw) {
     EXPECT_EQ(n.AttrInt("nchwc", 0), 0) << n.Describe();
     EXPECT_TRUE(n.op_type == "Conv" || n.op_type == "Sigmoid") << n.op_type;
   }
+}
+
+// Three 3x3 convs of 24 channels (padded to 32: 1.78x the multiply-adds, weighted by each conv's
+// output pixels from the shapes the graph declares): blocked without a limit, NCHW with
+// max_padded_work 1.25 (the AVX2 default), blocked again at 1.8. A 32-channel chain is not padded
+// and stays blocked at 1.25.
+TEST(BlockConvChannels, HeavilyPaddedComponentsStayNchwUnderTheLimit) {
+  auto chain = [](int64_t channels) {
+    std::mt19937 rng(5);
+    Graph g;
+    g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {1, channels, 9, 9}));
+    std::string in = "x";
+    for (int i = 0; i < 3; ++i) {
+      const std::string k = std::to_string(i);
+      g.AddInitializer("w" + k, Tensor::FromVector<float>(Normal(static_cast<size_t>(channels * channels * 9), rng),
+                                                         {channels, channels, 3, 3}));
+      Node conv = MakeNode("Conv", {in, "w" + k}, {"c" + k});
+      conv.attributes = {IntsAttr("kernel_shape", {3, 3}), IntsAttr("pads", {1, 1, 1, 1})};
+      g.nodes.push_back(conv);
+      g.value_info.push_back(MakeValueInfo("c" + k, DType::kFloat32, {1, channels, 9, 9}));
+      in = "c" + k;
+    }
+    g.outputs = {Untyped(in)};
+    return testing::MakeModel(std::move(g), 13);
+  };
+  auto blocked_convs = [](Model m, double limit) {
+    passes::BlockLayoutOptions options;
+    options.max_padded_work = limit;
+    std::string report;
+    EXPECT_TRUE(passes::BlockConvChannels(m, options, &report).ok());
+    int blocked = 0;
+    for (const Node& n : m.graph.nodes) blocked += n.AttrInt("nchwc", 0) != 0;
+    return std::pair{blocked, report};
+  };
+  const Model padded = chain(24);
+  EXPECT_EQ(blocked_convs(padded, std::numeric_limits<double>::infinity()).first, 3);
+  const auto [nchw, report] = blocked_convs(padded, 1.25);
+  EXPECT_EQ(nchw, 0);
+  EXPECT_NE(report.find("padded 1.78x (limit 1.25x)"), std::string::npos) << report;
+  EXPECT_EQ(blocked_convs(padded, 1.8).first, 3);
+  EXPECT_EQ(blocked_convs(chain(32), 1.25).first, 3);
 }
 
 TEST(BlockConvChannels, ReordersAndBlockedPoolsMatchThePlainOps) {
