@@ -243,6 +243,50 @@ TEST(QGemm, Conv2DPackingEqualsIm2ColOnEveryIsa) {
   }
 }
 
+// PackQActivationsTransposed (A stored as A^T, a pointwise conv's NCHW input): the GEMM gives the
+// reference accumulators on every ISA for K around its 16 x 16 byte tiles (a tail of 1 to 15 k,
+// the padding to kKStep, rewritten over an earlier packing) and M around its 16-row tiles; A^T
+// ends at a guard page (lda = M).
+TEST(QGemm, TransposedPackingMatchesReferenceOnEveryIsa) {
+  std::mt19937 rng(17);
+  for (int64_t K : {1, 3, 8, 16, 17, 24, 31, 40, 72}) {
+    for (int64_t M : {1, 15, 16, 33, 48}) {
+      for (bool a_signed : {false, true}) {
+        const int64_t N = 19;
+        const int32_t a_zp = a_signed ? -7 : 131;
+        const auto at_values = RandomBytes(static_cast<size_t>(K * M), rng);  // [K, M]
+        GuardedBytes at(at_values);
+        std::vector<uint8_t> a(static_cast<size_t>(M * K));
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t k = 0; k < K; ++k) a[m * K + k] = at_values[k * M + m];
+        const auto b = RandomBytes(static_cast<size_t>(K * N), rng);
+        // Weights uint8 symmetric (zero point 128: no row sums), or int8 with zero points per
+        // column (the row sums count).
+        const bool b_signed = a_signed;
+        std::vector<int32_t> b_zp(static_cast<size_t>(N), 128);
+        if (b_signed)
+          for (int64_t n = 0; n < N; ++n) b_zp[n] = static_cast<int32_t>(n % 5) - 2;
+        const Case c{M, N, K, a_signed, b_signed, a_zp, true};
+        const std::vector<int32_t> want = ReferenceAcc(c, a, b, b_zp);
+        for (QGemmIsa isa : SupportedIsas()) {
+          auto packed = kernels::PackQWeights(b.data(), b_signed, false, K, N, N, b_zp, isa);
+          // The storage first holds another packing (all 0xFF): the padding must be written again.
+          kernels::PackedQActivations pa;
+          const std::vector<uint8_t> ones(at_values.size(), 0xFF);
+          kernels::PackQActivationsTransposed(ones.data(), a_signed, M, K, M, a_zp, *packed, &pa);
+          kernels::PackQActivationsTransposed(at.data(), a_signed, M, K, M, a_zp, *packed, &pa);
+          std::vector<int32_t> got(want.size(), -1);
+          kernels::QGemmOutput out;
+          out.acc = got.data();
+          out.ldc = N;
+          kernels::QGemm(pa, *packed, out, nullptr);
+          ASSERT_EQ(got, want) << kernels::QGemmIsaName(isa) << " M=" << M << " K=" << K << " signed=" << a_signed;
+        }
+      }
+    }
+  }
+}
+
 TEST(QGemm, FloatEpilogueIsTheSeparateOpsExactly) {
   std::mt19937 rng(11);
   const int64_t M = 5, N = 21, K = 37;

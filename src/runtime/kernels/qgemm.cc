@@ -313,15 +313,36 @@ void PackQActivationsTransposed(const void* a, bool a_is_signed, int64_t M, int6
         tile_sums[j] += static_cast<uint32_t>(_mm_cvtsi128_si32(sad) + _mm_cvtsi128_si32(_mm_srli_si128(sad, 8)));
       }
     }
-    for (int j = 0; j < 16; ++j) {
-      uint32_t sum = tile_sums[j];
-      for (int64_t k = k0; k < K; ++k) {
-        const uint8_t v = static_cast<uint8_t>(src[k * lda + m0 + j] ^ flip);
-        put(m0 + j, k, v);
-        sum += v;
+    if (k0 < K) {
+      // The last K - k0 (< 16) values the same way, the missing k rows zeros: each row then stores
+      // kp - k0 (<= 16) values, its tail and the padding zeros (K with 8 left over, e.g. 24 or 72
+      // channels, went one value at a time: BlazeFace's 24-channel int8 convs spent as long here
+      // as in the GEMM).
+      __m128i x[16];
+      for (int i = 0; i < 16; ++i) {
+        x[i] = k0 + i < K
+                   ? _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (k0 + i) * lda + m0)), flip16)
+                   : zero;
       }
-      sums[m0 + j] = static_cast<int32_t>(sum);
-    }
+      qgemm::Transpose16x16(x);
+      const int64_t n = kp - k0;
+      for (int j = 0; j < 16; ++j) {
+        const int64_t at = (m0 + j) * kp + k0;
+        if (words) {
+          alignas(16) int16_t w[16];
+          _mm_store_si128(reinterpret_cast<__m128i*>(w), _mm_unpacklo_epi8(x[j], zero));
+          _mm_store_si128(reinterpret_cast<__m128i*>(w + 8), _mm_unpackhi_epi8(x[j], zero));
+          std::memcpy(wds + at, w, static_cast<size_t>(n) * sizeof(int16_t));
+        } else {
+          alignas(16) uint8_t v[16];
+          _mm_store_si128(reinterpret_cast<__m128i*>(v), x[j]);
+          std::memcpy(bytes + at, v, static_cast<size_t>(n));
+        }
+        const __m128i sad = _mm_sad_epu8(x[j], zero);
+        tile_sums[j] += static_cast<uint32_t>(_mm_cvtsi128_si32(sad) + _mm_cvtsi128_si32(_mm_srli_si128(sad, 8)));
+      }
+    }  // else K is a multiple of 16, and so of kKStep: no padding
+    for (int j = 0; j < 16; ++j) sums[m0 + j] = static_cast<int32_t>(tile_sums[j]);
   }
 #endif
   for (int64_t m = m0; m < M; ++m) {
@@ -332,9 +353,8 @@ void PackQActivationsTransposed(const void* a, bool a_is_signed, int64_t M, int6
       sum += v;
     }
     sums[m] = static_cast<int32_t>(sum);
-  }
-  for (int64_t m = 0; m < M; ++m)
     for (int64_t k = K; k < kp; ++k) put(m, k, 0);
+  }
 }
 
 namespace {
