@@ -1,5 +1,5 @@
-// QLinearConv's fast path (constant weights: im2col + packed int8 GEMM with the requantize
-// epilogue) must equal the reference path (weights fed at run time: zero-point-corrected int16
+// QLinearConv's fast paths (constant weights: packed int8 GEMM with the requantize epilogue, the
+// depthwise and the direct pointwise kernels) must equal the reference path (weights fed at run time: zero-point-corrected int16
 // im2col GEMM) exactly, over geometries that stress padding, strides, dilation and groups.
 #include <gtest/gtest.h>
 
@@ -68,6 +68,10 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
       // dilation, one output pixel wide.
       {1, 3, 3, 20, 4, 5, 1, 2, 1, 1, true},      {1, 2, 5, 5, 3, 3, 2, 0, 2, 1, false},
       {1, 3, 6, 1, 5, 3, 1, 1, 1, 1, false, 128, 255},
+      // Pointwise on the direct kernel (AVX2, kernels/qpointwise.h): few channels on a large map,
+      // few output channels, a fused Relu; pixel counts with strip tails.
+      {2, 24, 32, 40, 24, 1, 1, 0, 1, 1, false},  {1, 96, 5, 7, 6, 1, 1, 0, 1, 1, true},
+      {1, 24, 33, 33, 20, 1, 1, 0, 1, 1, true, 128, 255},
   };
   std::mt19937 rng(21);
   for (const ConvCase& c : cases) {

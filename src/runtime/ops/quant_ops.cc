@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "runtime/kernels/qdepthwise.h"
+#include "runtime/kernels/qpointwise.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/kernels/ref/quantize.h"
 #include "runtime/ops/op_util.h"
@@ -687,12 +688,15 @@ struct FastConvWeights {
   // Depthwise 2-D convolutions (one input and one output channel per group) run a direct kernel
   // instead of one tiny GEMM per channel: w - w_zp per channel, [M, kh * kw].
   std::vector<int32_t> depthwise;
+  // 1x1 kernels of one group, where the ISA has the direct pointwise kernel (kernels/qpointwise.h).
+  std::shared_ptr<const kernels::QPointwiseWeights> pointwise;
 };
 
 // w_idx / w_zp_idx: the weight's and its zero point's inputs (QLinearConv 3 and 5, ConvInteger
 // 1 and 3; ConvInteger's zero point is optional, 0 when absent).
+// with_pointwise: also fast.pointwise (QLinearConv's requantized output only).
 std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const ConvAttrs& a, size_t w_idx,
-                                                   size_t w_zp_idx) {
+                                                   size_t w_zp_idx, bool with_pointwise = false) {
   const Tensor* w = init.ConstantInput(w_idx);
   const Tensor* w_zp = init.ConstantInput(w_zp_idx);
   const bool zp_absent = w_zp_idx >= init.node.inputs.size() || init.node.inputs[w_zp_idx].empty();
@@ -713,6 +717,10 @@ std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const
         f.depthwise[m * KK + k] =
             static_cast<int32_t>(w->GetAsInt64(m * KK + k)) - zps[zps.size() == 1 ? 0 : static_cast<size_t>(m)];
     return f;
+  }
+  if (with_pointwise && a.group == 1 && KK == w->dim(1) && kernels::QPointwiseSupported(kernels::DefaultQGemmIsa())) {
+    f.pointwise = std::make_shared<const kernels::QPointwiseWeights>(
+        kernels::PackQPointwiseWeights(w->raw_data(), w->dtype() == DType::kInt8, M, KK, zps));
   }
   for (int64_t grp = 0; grp < a.group; ++grp) {
     std::vector<int32_t> gz = zps.size() == 1 ? zps : std::vector<int32_t>(zps.begin() + grp * Mg, zps.begin() + (grp + 1) * Mg);
@@ -930,6 +938,61 @@ Status RunDepthwiseConv(KernelContext& ctx, const FastConvWeights& fast, const C
   return failed;
 }
 
+// A pointwise conv (1x1, stride 1, unpadded, one group) with requantized output on
+// fast.pointwise (kernels/qpointwise.h) where that kernel is the faster one: tasks of 256-pixel
+// runs of one image, each with its panel scratch from the run's pool.
+struct QPointwiseOutput {
+  const int32_t* bias;
+  const float* multiplier;
+  bool y_signed;
+  int32_t y_zero_point, y_min, y_max;
+  void* y;
+};
+
+bool QPointwiseFits(const FastConvWeights& fast, const ConvGeometry& g) {
+  if (!fast.pointwise || g.group != 1 || fast.pointwise->M != g.M || fast.pointwise->K != g.C) return false;
+  for (size_t d = 0; d < g.nd; ++d) {
+    if (g.k_sp[d] != 1 || g.stride[d] != 1 || g.pad_begin[d] != 0 || g.out_sp[d] != g.in_sp[d]) return false;
+  }
+  return kernels::QPointwiseFaster(g.M, g.C, g.out_size);
+}
+
+Status RunQPointwiseConv(KernelContext& ctx, const kernels::QPointwiseWeights& w, const ConvGeometry& g,
+                         const Tensor& x, int32_t x_zp, const QPointwiseOutput& out) {
+  constexpr int64_t kRun = 256;
+  const int64_t runs = (g.out_size + kRun - 1) / kRun, panel_elems = kernels::QPointwisePanelElems(w);
+  const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+  const auto* xb = static_cast<const uint8_t*>(x.raw_data());
+  std::mutex mu;
+  Status failed;
+  ctx.thread_pool()->ParallelFor(g.N * runs, 1, [&](int64_t begin, int64_t end) {
+    auto panel = ctx.Scratch(DType::kInt16, panel_elems, "pointwise panel");
+    if (!panel.ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (failed.ok()) failed = panel.status();
+      return;
+    }
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / runs, p0 = t % runs * kRun;
+      kernels::QPointwiseArgs a;
+      a.w = &w;
+      a.x = xb + n * g.C * g.in_size;
+      a.x_signed = x.dtype() == DType::kInt8;
+      a.x_zero_point = x_zp;
+      a.ld = g.out_size;
+      a.bias = out.bias;
+      a.multiplier = out.multiplier;
+      a.y_signed = out.y_signed;
+      a.y_zero_point = out.y_zero_point;
+      a.y_min = out.y_min;
+      a.y_max = out.y_max;
+      a.y = static_cast<uint8_t*>(out.y) + n * g.M * g.out_size;
+      kernels::QPointwiseConv(a, p0, std::min(g.out_size, p0 + kRun), panel.value().template data<int16_t>(), isa);
+    }
+  });
+  return failed;
+}
+
 // Whether `fast` holds a depthwise conv's weights matching geometry g.
 bool FastDepthwiseFits(const FastConvWeights& fast, const ConvGeometry& g) {
   return !fast.depthwise.empty() && g.nd == 2 && g.Cg == 1 && g.Mg == 1 &&
@@ -1130,6 +1193,10 @@ class QLinearConvKernel final : public OpKernel {
                                 c->y_signed = y_signed;
                               });
     }
+    if (fast_ && QPointwiseFits(*fast_, g)) {
+      return RunQPointwiseConv(ctx, *fast_->pointwise, g, x, ZeroPointOrZero(in[2]),
+                               {bd, mult.data(), y_signed, yz, lo, hi, y->raw_data()});
+    }
     if (fast_ && FastGemmFits(*fast_, g)) {
       auto* yb = static_cast<uint8_t*>(y->raw_data());
       return RunFastConv(ctx, *fast_, g, x, ZeroPointOrZero(in[2]),
@@ -1194,7 +1261,7 @@ KernelFactory QLinearConvFactory() {
   return [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
     QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
     const int64_t q_min = init.node.AttrInt("q_min", -128), q_max = init.node.AttrInt("q_max", 255);
-    auto fast = PackFastConvWeights(init, a, 3, 5);
+    auto fast = PackFastConvWeights(init, a, 3, 5, /*with_pointwise=*/true);
     return std::unique_ptr<OpKernel>(
         new QLinearConvKernel(a, fast ? nullptr : PackConstantOperand(init, 3, 5, false), std::move(fast), q_min, q_max));
   };

@@ -1,0 +1,65 @@
+// Int8 pointwise (1x1, stride 1, unpadded, group 1) convolution straight on NCHW planes, with
+// the weights as the broadcast operand and the input planes as the GEMM's panels:
+//   y[m, p] = clamp(Requantize(sum_k (w[m, k] - w_zp[m]) * (x[k, p] - x_zp) + bias[m],
+//                              multiplier[m], y_zp), y_min, y_max)
+// the integers (modulo 2^32) and the requantization of quantize.h, as the int8 GEMM path
+// (qgemm.h) computes them: the same bytes. That path takes output pixels as rows, so it
+// transposes the input to pack it and the output to store it, and pads the output channels to
+// 16-column panels; here a strip of 16 pixels of every input channel is interleaved in pairs of
+// channels (no transpose), tiles of up to 6 output channels run over it, and each tile's rows go
+// straight to the output planes. On AVX2 only (the VNNI kernels keep the GEMM path).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "runtime/kernels/qgemm.h"
+
+namespace quantkit::kernels {
+
+struct QPointwiseWeights {
+  int64_t M = 0, K = 0, k_pairs = 0;
+  std::vector<int16_t> w;     // [M][2 k_pairs]: w - w_zp, zeros past K
+  std::vector<int32_t> sums;  // [M]: sum over k of (w - w_zp)
+};
+
+// w [M, K] (int8, or uint8 when !w_signed); w_zp: one zero point, or one per output channel.
+QPointwiseWeights PackQPointwiseWeights(const void* w, bool w_signed, int64_t M, int64_t K,
+                                        const std::vector<int32_t>& w_zp);
+
+struct QPointwiseArgs {
+  const QPointwiseWeights* w = nullptr;
+  const void* x = nullptr;  // [K][ld] bytes, int8 when x_signed
+  bool x_signed = false;
+  int32_t x_zero_point = 0;
+  int64_t ld = 0;                    // elements between channel planes (the map's pixels)
+  const int32_t* bias = nullptr;     // [M] or null
+  const float* multiplier = nullptr;  // [M]
+  bool y_signed = false;
+  int32_t y_zero_point = 0, y_min = 0, y_max = 255;  // [y_min, y_max]: the type's range or narrower
+  void* y = nullptr;  // [M][ld] bytes (int8 keeps its bit pattern)
+};
+
+// Whether this ISA runs the direct kernel (AVX2), and the int16 scratch a call needs.
+bool QPointwiseSupported(QGemmIsa isa);
+// Whether the direct kernel beats the GEMM path for M output and K input channels over `pixels`
+// pixels per image. Measured per conv at one thread on Zen 3 (direct / GEMM time): few channels on
+// large maps win (24 x 24 at 128x128 and 64x64: 0.58; MobileNetV2's 16 x 32 at 112x112 0.85,
+// 24 x 144 at 56x56 0.89), so do a few output channels, which the GEMM pads to 16 columns (2 x 96:
+// 0.29, 6 x 96: 0.50); beyond 4096 weights the direct kernel re-reads them from L2 for every
+// 16 pixels and loses (32 x 144 at 28x28: 1.17, 96 x 96 at 16x16: 1.29, 1280 x 320 at 7x7: 2.2).
+bool QPointwiseFaster(int64_t M, int64_t K, int64_t pixels);
+int64_t QPointwisePanelElems(const QPointwiseWeights& w);
+
+// Pixels [p0, p1) of every output channel; panel: QPointwisePanelElems int16 of scratch.
+// kRef: the portable definition (the tests' reference); otherwise the AVX2 kernel.
+void QPointwiseConv(const QPointwiseArgs& a, int64_t p0, int64_t p1, int16_t* panel, QGemmIsa isa);
+
+// The requantizer's bounds, [y_min, y_max] within the type, minus the zero point (as floats).
+void QPointwiseBounds(const QPointwiseArgs& a, float* lo, float* hi);
+
+namespace qpointwise {
+void RunAvx2(const QPointwiseArgs& a, int64_t p0, int64_t p1, int16_t* panel);
+}  // namespace qpointwise
+
+}  // namespace quantkit::kernels

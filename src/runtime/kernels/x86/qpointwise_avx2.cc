@@ -1,0 +1,125 @@
+// AVX2 build of kernels::QPointwiseConv: strips of 16 pixels. Each strip's inputs become a panel
+// of channel pairs, (x[2q, p], x[2q + 1, p]) as int16 for p = 0..15 (two vectors per pair: the
+// 16-byte rows interleaved with punpcklbw/punpckhbw, then widened); tiles of up to 6 output
+// channels broadcast their (w[m, 2q], w[m, 2q + 1]) pair and multiply it with vpmaddwd, which
+// adds the two products in int32 exactly (|w - w_zp| <= 255, 0 <= x <= 255), 12 accumulators per
+// tile; vpaddd wraps as the definition's uint32 sums do. Then acc - x_zp * sum(w) + bias,
+// requantized by RequantizeEight (the GEMM epilogue's operations): the same bytes.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "runtime/kernels/qpointwise.h"
+#include "runtime/kernels/x86/requantize_avx2.h"
+
+namespace quantkit::kernels::qpointwise {
+namespace {
+
+#define QK_AVX2_TARGET __attribute__((target("avx2")))
+
+constexpr int64_t kStrip = 16;
+
+struct Requant {
+  __m256 lo, hi;
+  __m256i zp;
+  uint32_t x_zp;  // of the stored bytes (int8 inputs: + 128)
+};
+
+// The panel of pixels [p, p + n) (n <= 16; the rest zeros), inputs as uint8 (int8 + 128).
+QK_AVX2_TARGET void FillPanel(const QPointwiseArgs& a, int64_t p, int64_t n, int16_t* panel) {
+  const QPointwiseWeights& w = *a.w;
+  const auto* x = static_cast<const uint8_t*>(a.x);
+  const __m128i flip = _mm_set1_epi8(a.x_signed ? static_cast<char>(0x80) : 0);
+  auto row = [&](int64_t k) {
+    if (k >= w.K) return _mm_setzero_si128();  // past K: pairs with a zero weight
+    const uint8_t* src = x + k * a.ld + p;
+    __m128i v;
+    if (n == kStrip) {
+      v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+    } else {
+      alignas(16) uint8_t tail[kStrip] = {};
+      std::memcpy(tail, src, static_cast<size_t>(n));
+      v = _mm_load_si128(reinterpret_cast<const __m128i*>(tail));
+    }
+    return _mm_xor_si128(v, flip);
+  };
+  for (int64_t q = 0; q < w.k_pairs; ++q) {
+    const __m128i r0 = row(2 * q), r1 = row(2 * q + 1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + q * 32), _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(r0, r1)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + q * 32 + 16), _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(r0, r1)));
+  }
+}
+
+// R output channels from m0 over the panel; n pixels of the strip at p are stored.
+template <int R>
+QK_AVX2_TARGET void Tile(const QPointwiseArgs& a, const Requant& rq, const int16_t* panel, int64_t m0, int64_t p,
+                         int64_t n) {
+  const QPointwiseWeights& w = *a.w;
+  const int64_t k_pairs = w.k_pairs, lw = 2 * k_pairs;
+  const int16_t* wr = w.w.data() + m0 * lw;
+  __m256i acc[R][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  for (int64_t q = 0; q < k_pairs; ++q) {
+    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + q * 32));
+    const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + q * 32 + 16));
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, wr + r * lw + 2 * q, sizeof(pair));
+      const __m256i wp = _mm256_set1_epi32(pair);
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(x0, wp));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(x1, wp));
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    const int64_t m = m0 + r;
+    // bias - x_zp * sum(w), wrapping (uint32) as the definition.
+    const uint32_t correction = (a.bias ? static_cast<uint32_t>(a.bias[m]) : 0u) -
+                                rq.x_zp * static_cast<uint32_t>(w.sums[static_cast<size_t>(m)]);
+    const __m256i c = _mm256_set1_epi32(static_cast<int32_t>(correction));
+    const __m256 mult = _mm256_set1_ps(a.multiplier[m]);
+    const __m256i q0 = x86::RequantizeEight(_mm256_add_epi32(acc[r][0], c), mult, rq.lo, rq.hi, rq.zp);
+    const __m256i q1 = x86::RequantizeEight(_mm256_add_epi32(acc[r][1], c), mult, rq.lo, rq.hi, rq.zp);
+    const __m128i bytes = x86::LowBytesOfSixteen(q0, q1);
+    uint8_t* dst = static_cast<uint8_t*>(a.y) + m * a.ld + p;
+    if (n == kStrip) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes);
+    } else {
+      alignas(16) uint8_t tail[kStrip];
+      _mm_store_si128(reinterpret_cast<__m128i*>(tail), bytes);
+      std::memcpy(dst, tail, static_cast<size_t>(n));
+    }
+  }
+}
+
+}  // namespace
+
+QK_AVX2_TARGET void RunAvx2(const QPointwiseArgs& a, int64_t p0, int64_t p1, int16_t* panel) {
+  float lo, hi;
+  QPointwiseBounds(a, &lo, &hi);
+  Requant rq;
+  rq.lo = _mm256_set1_ps(lo);
+  rq.hi = _mm256_set1_ps(hi);
+  rq.zp = _mm256_set1_epi32(a.y_zero_point);
+  rq.x_zp = static_cast<uint32_t>(a.x_zero_point + (a.x_signed ? 128 : 0));
+  const int64_t M = a.w->M;
+  for (int64_t p = p0; p < p1; p += kStrip) {
+    const int64_t n = std::min(kStrip, p1 - p);
+    FillPanel(a, p, n, panel);
+    int64_t m = 0;
+    for (; m + 6 <= M; m += 6) Tile<6>(a, rq, panel, m, p, n);
+    switch (M - m) {
+      case 5: Tile<5>(a, rq, panel, m, p, n); break;
+      case 4: Tile<4>(a, rq, panel, m, p, n); break;
+      case 3: Tile<3>(a, rq, panel, m, p, n); break;
+      case 2: Tile<2>(a, rq, panel, m, p, n); break;
+      case 1: Tile<1>(a, rq, panel, m, p, n); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace quantkit::kernels::qpointwise
