@@ -3,7 +3,10 @@
 // im2col GEMM) exactly, over geometries that stress padding, strides, dilation and groups.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
+
+#include "quantkit/session.h"
 
 #include "test_util.h"
 
@@ -24,7 +27,7 @@ struct ConvCase {
   int64_t q_min = -1000, q_max = 1000;  // com.quantkit clamp when set
 };
 
-std::vector<Tensor> RunConv(const ConvCase& c, bool constant_weights, const std::vector<Tensor>& t) {
+std::vector<Tensor> RunConv(const ConvCase& c, bool constant_weights, const std::vector<Tensor>& t, int threads = 1) {
   Graph g;
   const char* names[9] = {"x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"};
   std::vector<std::pair<std::string, Tensor>> feeds;
@@ -51,7 +54,17 @@ std::vector<Tensor> RunConv(const ConvCase& c, bool constant_weights, const std:
     m.opsets.push_back({"com.quantkit", 1});
   }
   m.graph.nodes.push_back(conv);
-  return RunModel(m, feeds, /*optimize=*/false);
+  if (threads == 1) return RunModel(m, feeds, /*optimize=*/false);
+  SessionOptions opts;
+  opts.optimize = false;
+  opts.threads = threads;
+  auto session = Session::Create(m, opts);
+  EXPECT_TRUE(session.ok()) << session.status().message();
+  std::vector<Tensor> out;
+  if (session.ok()) {
+    EXPECT_TRUE((*session)->Run(feeds, &out).ok());
+  }
+  return out;
 }
 
 TEST(QLinearConvFast, EqualsReferencePathExactly) {
@@ -72,6 +85,7 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
       // few output channels, a fused Relu; pixel counts with strip tails.
       {2, 24, 32, 40, 24, 1, 1, 0, 1, 1, false},  {1, 96, 5, 7, 6, 1, 1, 0, 1, 1, true},
       {1, 24, 33, 33, 20, 1, 1, 0, 1, 1, true, 128, 255},
+      {1, 32, 9, 9, 40, 1, 1, 0, 1, 1, false},  // one 81-pixel run: at 2 threads, shares of channels
   };
   std::mt19937 rng(21);
   for (const ConvCase& c : cases) {
@@ -93,6 +107,9 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
     t[8] = Tensor::FromVector<int32_t>(bias, {c.M});
     const auto fast = RunConv(c, true, t);
     const auto ref = RunConv(c, false, t);
+    const auto fast2 = RunConv(c, true, t, 2);
+    ASSERT_EQ(fast2.size(), 1u);
+    ASSERT_EQ(0, std::memcmp(fast2[0].raw_data(), ref[0].raw_data(), ref[0].nbytes())) << "2 threads, M=" << c.M;
     ASSERT_EQ(fast.size(), 1u);
     ASSERT_EQ(ref.size(), 1u);
     ASSERT_EQ(fast[0].shape(), ref[0].shape());

@@ -3,7 +3,8 @@
 // counts around its 6-row tiles, odd input channel counts (a pair with a zero), pixel ranges
 // around its 16-pixel strips (subranges: nothing written outside [p0, p1)), uint8 and int8
 // inputs, weights and outputs, zero points per channel, a narrowed output range (a fused Relu),
-// bytes at the extremes; the input ends at a guard page.
+// bytes at the extremes, all output channels at once or in shares of 6; the input ends at a guard
+// page.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -92,7 +93,16 @@ TEST(QPointwise, EveryIsaGivesTheRequantizedExactSums) {
       a.y = got.data();
       alignas(32) static int16_t panel[1 << 14];
       ASSERT_LE(kernels::QPointwisePanelElems(pw), 1 << 14);
-      kernels::QPointwiseConv(a, c.p0, c.p1, panel, isa);
+      // All channels at once, and in shares of 6 channels (rows outside a share untouched).
+      if (c.M % 2 == 0) {
+        kernels::QPointwiseConv(a, c.p0, c.p1, panel, isa);
+      } else {
+        for (int64_t m = 0; m < c.M; m += 6) {
+          a.m_begin = m;
+          a.m_end = std::min(c.M, m + 6);
+          kernels::QPointwiseConv(a, c.p0, c.p1, panel, isa);
+        }
+      }
       ASSERT_EQ(want, got) << kernels::QGemmIsaName(isa) << " M" << c.M << " K" << c.K << " pixels " << c.p0 << ".."
                            << c.p1;
     }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 
+#include "runtime/kernels/qpointwise.h"
 #include "test_util.h"
 
 namespace quantkit {
@@ -153,13 +154,23 @@ TEST(QLinearConvThreads, SmallMapSplitsOutputChannelsSameBits) {
 }
 
 TEST(ScratchMemory, QLinearConvPackedActivationsCountAgainstTheLimit) {
-  // Pointwise (no im2col): x [1, 64, 31, 31], 1x1 -> output 60 KiB; packed in blocks of 384 pixels
-  // x 64 channels (25 KiB of bytes; on avx2 also int16 words: 72 KiB), more than the 20 KiB the
-  // tight limit leaves beside the output with either layout. (961 pixels: below the 1024 from
-  // which AVX2 runs such a conv on the direct pointwise kernel, whose panel is 2 KiB.)
+  // Pointwise on the GEMM path (a 7x7 map, 64 output channels): x [1, 512, 7, 7], 1x1 -> output
+  // 3 KiB; packed activations 49 pixels x 512 channels (25 KiB of bytes; on avx2 also int16
+  // words), more than the 16 KiB limit.
   Feeds feeds;
-  const Model m = QLinearConvModel(64, 31, 64, 1, true, &feeds);
-  CheckLimits(m, feeds, 80 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'", "packed activations", false);
+  const Model m = QLinearConvModel(512, 7, 64, 1, true, &feeds);
+  CheckLimits(m, feeds, 16 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'", "packed activations", false);
+}
+
+TEST(ScratchMemory, QLinearConvPointwisePanelCountsAgainstTheLimit) {
+  // Pointwise on AVX2's direct kernel (kernels/qpointwise.h, a 32x32 map): x [1, 64, 32, 32] ->
+  // output 64 KiB; each task's panel is 32 channel pairs x 16 pixels of int16 (2 KiB): a limit
+  // 1 KiB above the output refuses it. Other ISAs take the GEMM path (its packed activations).
+  Feeds feeds;
+  const Model m = QLinearConvModel(64, 32, 64, 1, true, &feeds);
+  const bool direct = kernels::QPointwiseSupported(kernels::DefaultQGemmIsa());
+  CheckLimits(m, feeds, 65 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'", direct ? "pointwise panel" : "packed activations",
+              false);
 }
 
 // y = QLinearMatMul(a [256, 512] uint8, b [512, 64] int8 constant).

@@ -30,7 +30,7 @@ QPointwiseWeights PackQPointwiseWeights(const void* w, bool w_signed, int64_t M,
 bool QPointwiseSupported(QGemmIsa isa) { return isa == QGemmIsa::kAvx2; }
 
 bool QPointwiseFaster(int64_t M, int64_t K, int64_t pixels) {
-  return M <= 8 || (M * K <= 4096 && pixels >= 1024);
+  return M <= 8 || pixels >= 512 || (pixels >= 64 && M * K <= 65536);
 }
 
 int64_t QPointwisePanelElems(const QPointwiseWeights& w) { return w.k_pairs * 32; }
@@ -48,7 +48,8 @@ void RunPortable(const QPointwiseArgs& a, int64_t p0, int64_t p1) {
   const QPointwiseWeights& w = *a.w;
   float lo, hi;
   QPointwiseBounds(a, &lo, &hi);
-  for (int64_t m = 0; m < w.M; ++m) {
+  const int64_t m_end = a.m_end < 0 ? w.M : a.m_end;
+  for (int64_t m = a.m_begin; m < m_end; ++m) {
     const int16_t* wm = w.w.data() + m * 2 * w.k_pairs;
     for (int64_t p = p0; p < p1; ++p) {
       uint32_t acc = a.bias ? static_cast<uint32_t>(a.bias[m]) : 0u;

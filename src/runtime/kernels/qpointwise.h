@@ -38,16 +38,18 @@ struct QPointwiseArgs {
   bool y_signed = false;
   int32_t y_zero_point = 0, y_min = 0, y_max = 255;  // [y_min, y_max]: the type's range or narrower
   void* y = nullptr;  // [M][ld] bytes (int8 keeps its bit pattern)
+  int64_t m_begin = 0, m_end = -1;  // the output channels to compute (-1: through M)
 };
 
 // Whether this ISA runs the direct kernel (AVX2), and the int16 scratch a call needs.
 bool QPointwiseSupported(QGemmIsa isa);
 // Whether the direct kernel beats the GEMM path for M output and K input channels over `pixels`
-// pixels per image. Measured per conv at one thread on Zen 3 (direct / GEMM time): few channels on
-// large maps win (24 x 24 at 128x128 and 64x64: 0.58; MobileNetV2's 16 x 32 at 112x112 0.85,
-// 24 x 144 at 56x56 0.89), so do a few output channels, which the GEMM pads to 16 columns (2 x 96:
-// 0.29, 6 x 96: 0.50); beyond 4096 weights the direct kernel re-reads them from L2 for every
-// 16 pixels and loses (32 x 144 at 28x28: 1.17, 96 x 96 at 16x16: 1.29, 1280 x 320 at 7x7: 2.2).
+// pixels per image. Measured per conv at one thread on Zen 3 (direct / GEMM time): it wins on
+// every map of 512 pixels or more (24 x 24 at 128x128: 0.55, MobileNetV2's 24 x 144 at 56x56 0.58,
+// ResNet-50's 64 x 256 at 56x56 0.85, 128 x 512 at 28x28 0.88) and for a few output channels,
+// which the GEMM pads to 16 columns (2 x 96: 0.29); on 14x14 maps it is even up to 64K weights
+// (MobileNetV2's 576 x 96: 0.9-1.0) and behind beyond (ResNet-50's 1024 x 256: 1.13); on 7x7
+// maps, 3 strips of 16 and a 1-pixel one, it loses (1280 x 320: 1.22).
 bool QPointwiseFaster(int64_t M, int64_t K, int64_t pixels);
 int64_t QPointwisePanelElems(const QPointwiseWeights& w);
 

@@ -51,48 +51,69 @@ QK_AVX2_TARGET void FillPanel(const QPointwiseArgs& a, int64_t p, int64_t n, int
   }
 }
 
-// R output channels from m0 over the panel; n pixels of the strip at p are stored.
+// Row m's epilogue: acc - x_zp * sum(w) + bias, requantized, n bytes stored at pixel p. Not
+// inlined into the tile, whose loop then kept its accumulators on the stack (GCC 12).
+__attribute__((target("avx2"), noinline)) void StoreRow(const QPointwiseArgs& a, const Requant& rq, int64_t m, __m256i acc0, __m256i acc1,
+                                    int64_t p, int64_t n) {
+  // bias - x_zp * sum(w), wrapping (uint32) as the definition.
+  const uint32_t correction = (a.bias ? static_cast<uint32_t>(a.bias[m]) : 0u) -
+                              rq.x_zp * static_cast<uint32_t>(a.w->sums[static_cast<size_t>(m)]);
+  const __m256i c = _mm256_set1_epi32(static_cast<int32_t>(correction));
+  const __m256 mult = _mm256_set1_ps(a.multiplier[m]);
+  const __m256i q0 = x86::RequantizeEight(_mm256_add_epi32(acc0, c), mult, rq.lo, rq.hi, rq.zp);
+  const __m256i q1 = x86::RequantizeEight(_mm256_add_epi32(acc1, c), mult, rq.lo, rq.hi, rq.zp);
+  const __m128i bytes = x86::LowBytesOfSixteen(q0, q1);
+  uint8_t* dst = static_cast<uint8_t*>(a.y) + m * a.ld + p;
+  if (n == kStrip) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes);
+  } else {
+    alignas(16) uint8_t tail[kStrip];
+    _mm_store_si128(reinterpret_cast<__m128i*>(tail), bytes);
+    std::memcpy(dst, tail, static_cast<size_t>(n));
+  }
+}
+
+// R output channels from m0 over the panel; n pixels of the strip at p are stored. The 12
+// accumulators are named variables (as in qgemm_avx2.cc's tile: an array of them was kept on the
+// stack, a store per accumulator per step); not inlined into the strip loop either.
 template <int R>
-QK_AVX2_TARGET void Tile(const QPointwiseArgs& a, const Requant& rq, const int16_t* panel, int64_t m0, int64_t p,
+__attribute__((target("avx2"), noinline)) void Tile(const QPointwiseArgs& a, const Requant& rq, const int16_t* panel, int64_t m0, int64_t p,
                          int64_t n) {
-  const QPointwiseWeights& w = *a.w;
-  const int64_t k_pairs = w.k_pairs, lw = 2 * k_pairs;
-  const int16_t* wr = w.w.data() + m0 * lw;
-  __m256i acc[R][2];
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-  for (int64_t q = 0; q < k_pairs; ++q) {
-    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + q * 32));
-    const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + q * 32 + 16));
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      int32_t pair;
-      std::memcpy(&pair, wr + r * lw + 2 * q, sizeof(pair));
-      const __m256i wp = _mm256_set1_epi32(pair);
-      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(x0, wp));
-      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(x1, wp));
-    }
+  const int64_t k_pairs = a.w->k_pairs, lw = 2 * k_pairs;
+  const int16_t* w0 = a.w->w.data() + m0 * lw;
+  const int16_t* w1 = w0 + (R > 1 ? lw : 0);
+  const int16_t* w2 = w0 + (R > 2 ? 2 * lw : 0);
+  const int16_t* w3 = w0 + (R > 3 ? 3 * lw : 0);
+  const int16_t* w4 = w0 + (R > 4 ? 4 * lw : 0);
+  const int16_t* w5 = w0 + (R > 5 ? 5 * lw : 0);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero;
+  __m256i c30 = zero, c31 = zero, c40 = zero, c41 = zero, c50 = zero, c51 = zero;
+  for (int64_t q = 0; q < k_pairs; ++q, panel += 32) {
+    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel));
+    const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + 16));
+#define QK_QPW_ROW(r)                                                  \
+  if constexpr (R > r) {                                               \
+    int32_t pair;                                                      \
+    std::memcpy(&pair, w##r + 2 * q, sizeof(pair));                    \
+    const __m256i wp = _mm256_set1_epi32(pair);                        \
+    c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(x0, wp));    \
+    c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(x1, wp));    \
   }
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-    const int64_t m = m0 + r;
-    // bias - x_zp * sum(w), wrapping (uint32) as the definition.
-    const uint32_t correction = (a.bias ? static_cast<uint32_t>(a.bias[m]) : 0u) -
-                                rq.x_zp * static_cast<uint32_t>(w.sums[static_cast<size_t>(m)]);
-    const __m256i c = _mm256_set1_epi32(static_cast<int32_t>(correction));
-    const __m256 mult = _mm256_set1_ps(a.multiplier[m]);
-    const __m256i q0 = x86::RequantizeEight(_mm256_add_epi32(acc[r][0], c), mult, rq.lo, rq.hi, rq.zp);
-    const __m256i q1 = x86::RequantizeEight(_mm256_add_epi32(acc[r][1], c), mult, rq.lo, rq.hi, rq.zp);
-    const __m128i bytes = x86::LowBytesOfSixteen(q0, q1);
-    uint8_t* dst = static_cast<uint8_t*>(a.y) + m * a.ld + p;
-    if (n == kStrip) {
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes);
-    } else {
-      alignas(16) uint8_t tail[kStrip];
-      _mm_store_si128(reinterpret_cast<__m128i*>(tail), bytes);
-      std::memcpy(dst, tail, static_cast<size_t>(n));
-    }
+    QK_QPW_ROW(0)
+    QK_QPW_ROW(1)
+    QK_QPW_ROW(2)
+    QK_QPW_ROW(3)
+    QK_QPW_ROW(4)
+    QK_QPW_ROW(5)
+#undef QK_QPW_ROW
   }
+  StoreRow(a, rq, m0, c00, c01, p, n);
+  if constexpr (R > 1) StoreRow(a, rq, m0 + 1, c10, c11, p, n);
+  if constexpr (R > 2) StoreRow(a, rq, m0 + 2, c20, c21, p, n);
+  if constexpr (R > 3) StoreRow(a, rq, m0 + 3, c30, c31, p, n);
+  if constexpr (R > 4) StoreRow(a, rq, m0 + 4, c40, c41, p, n);
+  if constexpr (R > 5) StoreRow(a, rq, m0 + 5, c50, c51, p, n);
 }
 
 }  // namespace
@@ -105,11 +126,11 @@ QK_AVX2_TARGET void RunAvx2(const QPointwiseArgs& a, int64_t p0, int64_t p1, int
   rq.hi = _mm256_set1_ps(hi);
   rq.zp = _mm256_set1_epi32(a.y_zero_point);
   rq.x_zp = static_cast<uint32_t>(a.x_zero_point + (a.x_signed ? 128 : 0));
-  const int64_t M = a.w->M;
+  const int64_t M = a.m_end < 0 ? a.w->M : a.m_end;
   for (int64_t p = p0; p < p1; p += kStrip) {
     const int64_t n = std::min(kStrip, p1 - p);
     FillPanel(a, p, n, panel);
-    int64_t m = 0;
+    int64_t m = a.m_begin;
     for (; m + 6 <= M; m += 6) Tile<6>(a, rq, panel, m, p, n);
     switch (M - m) {
       case 5: Tile<5>(a, rq, panel, m, p, n); break;
