@@ -21,6 +21,7 @@ namespace quantkit {
 namespace {
 
 using kernels::QGemmIsa;
+using testing::EdgeBytes;
 using testing::GuardedBytes;
 
 struct Case {
@@ -34,17 +35,6 @@ std::vector<QGemmIsa> SupportedIsas() {
   std::vector<QGemmIsa> v;
   for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx})
     if (kernels::QGemmIsaSupported(isa)) v.push_back(isa);
-  return v;
-}
-
-// Random 8-bit matrix biased towards the extremes (0, 255, -128, 127), where saturation bugs live.
-std::vector<uint8_t> RandomBytes(size_t n, std::mt19937& rng) {
-  std::vector<uint8_t> v(n);
-  std::uniform_int_distribution<int> d(0, 255), pick(0, 3);
-  for (auto& x : v) {
-    const int p = pick(rng);
-    x = static_cast<uint8_t>(p == 0 ? 255 : p == 1 ? 128 : p == 2 ? 127 : d(rng));
-  }
   return v;
 }
 
@@ -74,8 +64,8 @@ TEST(QGemm, EveryIsaMatchesReferenceExactly) {
   };
   ThreadPool pool(2);
   for (const Case& c : cases) {
-    const auto a = RandomBytes(static_cast<size_t>(c.M * c.K), rng);
-    const auto b = RandomBytes(static_cast<size_t>(c.K * c.N), rng);
+    const auto a = EdgeBytes(static_cast<size_t>(c.M * c.K), rng);
+    const auto b = EdgeBytes(static_cast<size_t>(c.K * c.N), rng);
     std::vector<int32_t> b_zp(c.per_col_zp ? c.N : 1);
     for (size_t n = 0; n < b_zp.size(); ++n)
       b_zp[n] = c.b_signed ? static_cast<int32_t>(n * 37 % 256) - 128 : static_cast<int32_t>(n * 91 % 256);
@@ -115,8 +105,8 @@ TEST(QGemm, RequantizedOutputEqualsTheDefinitionOnEveryIsa) {
                         {5, 1, 9, false, true, 0, false},     {130, 100, 40, true, true, -5, false},
                         {9, 24, 300, false, true, 255, false}};
   for (const Case& c : cases) {
-    const auto a = RandomBytes(static_cast<size_t>(c.M * c.K), rng);
-    const auto b = RandomBytes(static_cast<size_t>(c.K * c.N), rng);
+    const auto a = EdgeBytes(static_cast<size_t>(c.M * c.K), rng);
+    const auto b = EdgeBytes(static_cast<size_t>(c.K * c.N), rng);
     const std::vector<int32_t> b_zp = {0};
     const std::vector<int32_t> acc = ReferenceAcc(c, a, b, b_zp);
     std::vector<int32_t> bias(static_cast<size_t>(c.N));
@@ -202,10 +192,10 @@ TEST(QGemm, Conv2DPackingEqualsIm2ColOnEveryIsa) {
   for (const ConvCase& c : cases) {
     const kernels::QConv2DShape& s = c.s;
     const int64_t K = s.C * s.KH * s.KW, P = s.OH * s.OW;
-    const auto x_values = RandomBytes(static_cast<size_t>(s.C * s.H * s.W), rng);
+    const auto x_values = EdgeBytes(static_cast<size_t>(s.C * s.H * s.W), rng);
     GuardedBytes x_guarded(x_values);
     const uint8_t* x = x_guarded.data();
-    const auto w = RandomBytes(static_cast<size_t>(K * c.M), rng);  // [K, M]
+    const auto w = EdgeBytes(static_cast<size_t>(K * c.M), rng);  // [K, M]
     // im2col as rows [P, K], then the reference accumulators.
     std::vector<uint8_t> a(static_cast<size_t>(P * K));
     for (int64_t m = 0; m < P; ++m)
@@ -254,12 +244,12 @@ TEST(QGemm, TransposedPackingMatchesReferenceOnEveryIsa) {
       for (bool a_signed : {false, true}) {
         const int64_t N = 19;
         const int32_t a_zp = a_signed ? -7 : 131;
-        const auto at_values = RandomBytes(static_cast<size_t>(K * M), rng);  // [K, M]
+        const auto at_values = EdgeBytes(static_cast<size_t>(K * M), rng);  // [K, M]
         GuardedBytes at(at_values);
         std::vector<uint8_t> a(static_cast<size_t>(M * K));
         for (int64_t m = 0; m < M; ++m)
           for (int64_t k = 0; k < K; ++k) a[m * K + k] = at_values[k * M + m];
-        const auto b = RandomBytes(static_cast<size_t>(K * N), rng);
+        const auto b = EdgeBytes(static_cast<size_t>(K * N), rng);
         // Weights uint8 symmetric (zero point 128: no row sums), or int8 with zero points per
         // column (the row sums count).
         const bool b_signed = a_signed;
@@ -290,8 +280,8 @@ TEST(QGemm, TransposedPackingMatchesReferenceOnEveryIsa) {
 TEST(QGemm, FloatEpilogueIsTheSeparateOpsExactly) {
   std::mt19937 rng(11);
   const int64_t M = 5, N = 21, K = 37;
-  const auto a = RandomBytes(M * K, rng);
-  const auto b = RandomBytes(K * N, rng);
+  const auto a = EdgeBytes(M * K, rng);
+  const auto b = EdgeBytes(K * N, rng);
   std::vector<float> a_scale_rows(M), b_scale(N), bias(N);
   std::uniform_real_distribution<float> u(1e-4f, 0.1f);
   for (auto& s : a_scale_rows) s = u(rng);
@@ -367,8 +357,8 @@ TEST(QGemm, AmxSurvivesAnotherLibraryReleasingTheTiles) {
   if (!kernels::QGemmIsaSupported(QGemmIsa::kAmx)) GTEST_SKIP() << "no usable AMX on this machine";
   std::mt19937 rng(11);
   const Case c{40, 48, 256, false, true, 9, false};
-  const auto a = RandomBytes(static_cast<size_t>(c.M * c.K), rng);
-  const auto b = RandomBytes(static_cast<size_t>(c.K * c.N), rng);
+  const auto a = EdgeBytes(static_cast<size_t>(c.M * c.K), rng);
+  const auto b = EdgeBytes(static_cast<size_t>(c.K * c.N), rng);
   const std::vector<int32_t> want = ReferenceAcc(c, a, b, {0});
   auto packed = kernels::PackQWeights(b.data(), true, false, c.K, c.N, c.N, {0}, QGemmIsa::kAmx);
   kernels::PackedQActivations pa;

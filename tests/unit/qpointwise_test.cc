@@ -20,16 +20,6 @@ namespace {
 
 using kernels::QGemmIsa;
 
-std::vector<uint8_t> ExtremeBytes(size_t n, std::mt19937& rng) {
-  std::vector<uint8_t> v(n);
-  std::uniform_int_distribution<int> d(0, 255), pick(0, 3);
-  for (auto& x : v) {
-    const int p = pick(rng);
-    x = static_cast<uint8_t>(p == 0 ? 255 : p == 1 ? 0 : p == 2 ? 128 : d(rng));
-  }
-  return v;
-}
-
 TEST(QPointwise, EveryIsaGivesTheRequantizedExactSums) {
   struct Case {
     int64_t M, K, ld, p0, p1;
@@ -43,9 +33,9 @@ TEST(QPointwise, EveryIsaGivesTheRequantizedExactSums) {
   };
   std::mt19937 rng(23);
   for (const Case& c : cases) {
-    const auto xv = ExtremeBytes(static_cast<size_t>(c.K * c.ld), rng);
+    const auto xv = testing::EdgeBytes(static_cast<size_t>(c.K * c.ld), rng);
     testing::GuardedBytes x(xv);
-    const auto wv = ExtremeBytes(static_cast<size_t>(c.M * c.K), rng);
+    const auto wv = testing::EdgeBytes(static_cast<size_t>(c.M * c.K), rng);
     std::vector<int32_t> w_zp(static_cast<size_t>(c.M)), bias(static_cast<size_t>(c.M));
     std::vector<float> mult(static_cast<size_t>(c.M));
     std::uniform_int_distribution<int> zp_d(c.w_signed ? -128 : 0, c.w_signed ? 127 : 255);

@@ -101,6 +101,19 @@ inline float MaxAbsDiff(const Tensor& a, const Tensor& b) {
   return m;
 }
 
+// Random bytes, half of them at the edges of the 8-bit types (0, 127, 128, 255), where
+// saturation and sign bugs live.
+inline std::vector<uint8_t> EdgeBytes(size_t n, std::mt19937& rng) {
+  std::vector<uint8_t> v(n);
+  std::uniform_int_distribution<int> byte(0, 255), pick(0, 7);
+  constexpr uint8_t kEdges[4] = {0, 127, 128, 255};
+  for (auto& x : v) {
+    const int p = pick(rng);
+    x = p < 4 ? kEdges[p] : static_cast<uint8_t>(byte(rng));
+  }
+  return v;
+}
+
 // Floats drawn from Normal(0, stddev), reproducible from the seed.
 inline Tensor RandomFloats(std::vector<int64_t> shape, uint32_t seed, float stddev = 1.f) {
   std::mt19937 rng(seed);

@@ -15,13 +15,6 @@ namespace {
 
 #define QK_AVX2_TARGET __attribute__((target("avx2")))
 
-// One int16 pair a[2q], a[2q + 1] of a row, broadcast to all 8 lanes (one 32-bit load).
-QK_AVX2_TARGET inline __m256i BroadcastPair(const int16_t* row, int64_t q) {
-  int32_t pair;
-  std::memcpy(&pair, row + 2 * q, sizeof(pair));
-  return _mm256_set1_epi32(pair);
-}
-
 // The 12 accumulators are named variables, not an array: with an array GCC 12 kept most of them
 // on the stack (a load and a store per accumulator per step, half the kernel's time).
 template <int R>
@@ -53,12 +46,8 @@ QK_AVX2_TARGET void Tile(const int16_t* a, int64_t lda, const int16_t* w, int64_
   for (int64_t q = 0; q < k_pairs; ++q, w += 2 * kPanelCols) {
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
     const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kPanelCols));
-#define QK_ROW(r)                                                  \
-  if constexpr (R > r) {                                           \
-    const __m256i av = BroadcastPair(a##r, q);                     \
-    c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(av, w0)); \
-    c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(av, w1)); \
-  }
+#define QK_ROW(r) \
+  if constexpr (R > r) x86::AddPairProducts(c##r##0, c##r##1, w0, w1, a##r + 2 * q);
     QK_ROW(0)
     QK_ROW(1)
     QK_ROW(2)

@@ -92,14 +92,8 @@ __attribute__((target("avx2"), noinline)) void Tile(const QPointwiseArgs& a, con
   for (int64_t q = 0; q < k_pairs; ++q, panel += 32) {
     const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel));
     const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + 16));
-#define QK_QPW_ROW(r)                                                  \
-  if constexpr (R > r) {                                               \
-    int32_t pair;                                                      \
-    std::memcpy(&pair, w##r + 2 * q, sizeof(pair));                    \
-    const __m256i wp = _mm256_set1_epi32(pair);                        \
-    c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(x0, wp));    \
-    c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(x1, wp));    \
-  }
+#define QK_QPW_ROW(r) \
+  if constexpr (R > r) x86::AddPairProducts(c##r##0, c##r##1, x0, x1, w##r + 2 * q);
     QK_QPW_ROW(0)
     QK_QPW_ROW(1)
     QK_QPW_ROW(2)

@@ -1,9 +1,12 @@
-// The avx2 form of quantize.h's requantization, ClampRoundAddZero(float(acc) * multiplier, lo,
-// hi, zp), shared by the int8 GEMM's epilogue (qgemm_avx2.cc) and the depthwise kernel
-// (qdepthwise_avx2.cc). Include only from files built for avx2.
+// The avx2 forms of quantize.h's requantization, ClampRoundAddZero(float(acc) * multiplier, lo,
+// hi, zp), and of the int8 tiles' exact pair products, shared by the int8 GEMM (qgemm_avx2.cc),
+// the direct pointwise kernel (qpointwise_avx2.cc) and the depthwise kernel (qdepthwise_avx2.cc).
+// Include only from files built for avx2.
 #pragma once
 
 #include <immintrin.h>
+
+#include <cstdint>
 
 namespace quantkit::kernels::x86 {
 
@@ -18,6 +21,19 @@ __attribute__((target("avx2"), always_inline)) inline __m256i RequantizeEight(__
   r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));  // NaN -> 0
   r = _mm256_min_ps(_mm256_max_ps(r, vlo), vhi);
   return _mm256_add_epi32(_mm256_cvtps_epi32(r), vzp);
+}
+
+// The exact int8 product step of the AVX2 tiles (qgemm_avx2.cc, qpointwise_avx2.cc): the int16
+// pair at `pair` (two consecutive k of one row) broadcast, multiplied with x0 and x1 (16 columns
+// of the same two k, interleaved) by vpmaddwd, which adds the two products in int32 exactly
+// (operands within +-255 after the zero points), and added to the row's accumulators (wrapping).
+__attribute__((target("avx2"), always_inline)) inline void AddPairProducts(__m256i& c0, __m256i& c1, __m256i x0,
+                                                                           __m256i x1, const int16_t* pair) {
+  int32_t bits;
+  __builtin_memcpy(&bits, pair, sizeof(bits));
+  const __m256i p = _mm256_set1_epi32(bits);
+  c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(x0, p));
+  c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(x1, p));
 }
 
 // The low bytes of sixteen results in [-128, 255] (q0: the first eight), in order.
