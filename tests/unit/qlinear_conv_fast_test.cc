@@ -86,6 +86,10 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
       {2, 24, 32, 40, 24, 1, 1, 0, 1, 1, false},  {1, 96, 5, 7, 6, 1, 1, 0, 1, 1, true},
       {1, 24, 33, 33, 20, 1, 1, 0, 1, 1, true, 128, 255},
       {1, 32, 9, 9, 40, 1, 1, 0, 1, 1, false},  // one 81-pixel run: at 2 threads, shares of channels
+      // Stride-1 2-D convs on the direct kernel (rows a multiple of 16 wide, AVX2): padding,
+      // dilation, signed input, a fused Relu, a 5x5 kernel, 13 output channels (a 1-channel tile).
+      {2, 5, 7, 32, 6, 3, 1, 1, 1, 1, false},    {1, 4, 9, 16, 13, 3, 1, 2, 2, 1, true},
+      {1, 3, 6, 48, 7, 5, 1, 2, 1, 1, false, 128, 255},
   };
   std::mt19937 rng(21);
   for (const ConvCase& c : cases) {

@@ -120,20 +120,36 @@ Model QLinearConvModel(int64_t C, int64_t H, int64_t M, int64_t k, bool constant
 }
 
 TEST(ScratchMemory, QLinearConvScratchCountsAgainstTheLimit) {
-  // x [1, 16, 64, 64], 3x3: output 64 KiB; a 2-D convolution packs blocks of output pixels straight
-  // from the image (no im2col matrix): 384 rows x 144 bytes (56 KiB; avx2 adds their int16 copy),
-  // more than the 32 KiB the tight limit leaves beside the output with either layout.
+  // x [1, 16, 60, 60], 3x3: output 56 KiB; a 2-D convolution packs blocks of output pixels straight
+  // from the image (no im2col matrix): 384 rows x 144 bytes (54 KiB; avx2 adds their int16 copy),
+  // more than the 40 KiB the tight limit leaves beside the output with either layout. (60 wide:
+  // the GEMM path on every ISA; 64 wide goes to AVX2's direct kernel, below.)
   Feeds feeds;
-  const Model fast = QLinearConvModel(16, 64, 16, 3, /*constant_weights=*/true, &feeds);
+  const Model fast = QLinearConvModel(16, 60, 16, 3, /*constant_weights=*/true, &feeds);
   const auto y = CheckLimits(fast, feeds, 96 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'", "packed activations", false);
   // The reference path (weights fed at run time: int32 accumulator, int16 operands) gives the same
   // bits and its scratch counts too.
   Feeds ref_feeds;
-  const Model reference = QLinearConvModel(16, 64, 16, 3, /*constant_weights=*/false, &ref_feeds);
+  const Model reference = QLinearConvModel(16, 60, 16, 3, /*constant_weights=*/false, &ref_feeds);
   const auto y_ref = CheckLimits(reference, ref_feeds, 256 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'",
                                  "int32 accumulator", false);
   ExpectSameBits(y, y_ref);
   // Two threads: the same bits.
+  ExpectSameBits(y, RunLimited(fast, feeds, 8 * kMiB, false, 2).outputs);
+}
+
+// x [1, 16, 64, 64], 3x3 on AVX2's direct kernel (rows a multiple of 16 wide): output 64 KiB; its
+// padded copy of the input (66 x 66 x 16: 68 KiB) exceeds the 32 KiB left; the same bits as the
+// reference path, at one and two threads (there the GEMM path's packed activations count).
+TEST(ScratchMemory, QLinearConvDirect2DScratchCountsAgainstTheLimit) {
+  Feeds feeds;
+  const Model fast = QLinearConvModel(16, 64, 16, 3, /*constant_weights=*/true, &feeds);
+  const bool direct = kernels::QPointwiseSupported(kernels::DefaultQGemmIsa());
+  const auto y = CheckLimits(fast, feeds, 96 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'",
+                             direct ? "padded input" : "packed activations", false);
+  Feeds ref_feeds;
+  const Model reference = QLinearConvModel(16, 64, 16, 3, /*constant_weights=*/false, &ref_feeds);
+  ExpectSameBits(y, RunLimited(reference, ref_feeds, 0, false, 1).outputs);
   ExpectSameBits(y, RunLimited(fast, feeds, 8 * kMiB, false, 2).outputs);
 }
 

@@ -49,18 +49,19 @@ void RunPortable(const QPointwiseArgs& a, int64_t p0, int64_t p1) {
   float lo, hi;
   QPointwiseBounds(a, &lo, &hi);
   const int64_t m_end = a.m_end < 0 ? w.M : a.m_end;
+  const int64_t ld_y = a.taps ? a.ld_y : a.ld;
   for (int64_t m = a.m_begin; m < m_end; ++m) {
     const int16_t* wm = w.w.data() + m * 2 * w.k_pairs;
     for (int64_t p = p0; p < p1; ++p) {
       uint32_t acc = a.bias ? static_cast<uint32_t>(a.bias[m]) : 0u;
       for (int64_t k = 0; k < w.K; ++k) {
-        const int32_t x = a.x_signed ? static_cast<const int8_t*>(a.x)[k * a.ld + p]
-                                     : static_cast<const uint8_t*>(a.x)[k * a.ld + p];
+        const int64_t at = a.taps ? a.taps[k] + p / a.out_w * a.in_w + p % a.out_w : k * a.ld + p;
+        const int32_t x = a.x_signed ? static_cast<const int8_t*>(a.x)[at] : static_cast<const uint8_t*>(a.x)[at];
         acc += static_cast<uint32_t>(wm[k] * (x - a.x_zero_point));
       }
       const int32_t q = rt::quant::detail::ClampRoundAddZero<int32_t>(
           static_cast<float>(static_cast<int32_t>(acc)) * a.multiplier[m], lo, hi, a.y_zero_point);
-      static_cast<uint8_t*>(a.y)[m * a.ld + p] = static_cast<uint8_t>(q);
+      static_cast<uint8_t*>(a.y)[m * ld_y + p] = static_cast<uint8_t>(q);
     }
   }
 }

@@ -7,7 +7,9 @@
 // transposes the input to pack it and the output to store it, and pads the output channels to
 // 16-column panels; here a strip of 16 pixels of every input channel is interleaved in pairs of
 // channels (no transpose), tiles of up to 6 output channels run over it, and each tile's rows go
-// straight to the output planes. On AVX2 only (the VNNI kernels keep the GEMM path).
+// straight to the output planes. On AVX2 only (the VNNI kernels keep the GEMM path). With `taps`
+// it computes a stride-1 2-D convolution the same way, the panel's rows being the taps' runs of
+// 16 consecutive bytes in zero-point-padded planes.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +41,11 @@ struct QPointwiseArgs {
   int32_t y_zero_point = 0, y_min = 0, y_max = 255;  // [y_min, y_max]: the type's range or narrower
   void* y = nullptr;  // [M][ld] bytes (int8 keeps its bit pattern)
   int64_t m_begin = 0, m_end = -1;  // the output channels to compute (-1: through M)
+  // A 2-D convolution of stride 1 (any kernel, dilation) over zero-point-padded planes instead:
+  // input k (channel c, tap kh, kw) of output pixel p = (oy, ox) at x[taps[k] + oy * in_w + ox],
+  // taps[k] = c * plane + kh * dilation_h * in_w + kw * dilation_w; outputs [M][ld_y], out_w wide.
+  const int64_t* taps = nullptr;
+  int64_t out_w = 0, in_w = 0, ld_y = 0;
 };
 
 // Whether this ISA runs the direct kernel (AVX2), and the int16 scratch a call needs.

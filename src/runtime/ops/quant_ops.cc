@@ -784,6 +784,39 @@ Status RunFastConv(KernelContext& ctx, const FastConvWeights& fast, const ConvGe
   return Status::Ok();
 }
 
+// The input of a 2-D conv (shape: the group's geometry) as planes that hold its padding (the
+// zero point's byte) and everything the windows reach; shape becomes that of the padded planes
+// (no padding left). Returns xb itself when nothing needs padding, else the padded copy (in
+// `padded`, from the run's pool).
+StatusOr<const uint8_t*> PadConvPlanes(KernelContext& ctx, const ConvGeometry& g, const uint8_t* xb, int32_t x_zp,
+                                       kernels::QConv2DShape* shape, Tensor* padded) {
+  const kernels::QConv2DShape src = *shape;
+  const int64_t Hp = std::max(src.pad_top + src.H, (src.OH - 1) * src.stride_h + (src.KH - 1) * src.dilation_h + 1);
+  const int64_t Wp = std::max(src.pad_left + src.W, (src.OW - 1) * src.stride_w + (src.KW - 1) * src.dilation_w + 1);
+  if (Hp == src.H && Wp == src.W) return xb;
+  const int64_t planes = g.N * g.C;
+  QK_ASSIGN_OR_RETURN(*padded, ctx.Scratch(DType::kUInt8, planes * Hp * Wp, "padded input"));
+  auto* pb = padded->data<uint8_t>();
+  const auto pad = static_cast<uint8_t>(x_zp);  // the stored byte of the zero point (int8: its bit pattern)
+  auto copy = [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      uint8_t* dst = pb + p * Hp * Wp;
+      const uint8_t* from = xb + p * g.in_size;
+      std::memset(dst, pad, static_cast<size_t>(Hp * Wp));
+      for (int64_t h = 0; h < src.H; ++h) {
+        std::memcpy(dst + (h + src.pad_top) * Wp + src.pad_left, from + h * src.W, static_cast<size_t>(src.W));
+      }
+    }
+  };
+  if (ThreadPool* pool = ctx.thread_pool()) {
+    pool->ParallelFor(planes, 1, copy);
+  } else {
+    copy(0, planes);
+  }
+  shape->H = Hp, shape->W = Wp, shape->pad_top = 0, shape->pad_left = 0;
+  return static_cast<const uint8_t*>(pb);
+}
+
 // Dense 2-D (`shape2d` set) or pointwise convolution in blocks of output pixels: each worker
 // packs a block straight from the image (PackQActivationsConv2D; for pointwise the block of
 // every channel, PackQActivationsTransposed) into its own cache-sized buffer and multiplies it
@@ -819,33 +852,8 @@ Status RunBlockedConv(KernelContext& ctx, const FastConvWeights& fast, const Con
   Tensor padded;
   if (shape2d) {
     shape = *shape2d;
-    const int64_t Hp = std::max(shape.pad_top + shape.H, (shape.OH - 1) * shape.stride_h + (shape.KH - 1) * shape.dilation_h + 1);
-    const int64_t Wp = std::max(shape.pad_left + shape.W, (shape.OW - 1) * shape.stride_w + (shape.KW - 1) * shape.dilation_w + 1);
-    if (Hp != shape.H || Wp != shape.W) {
-      const int64_t planes = g.N * g.C;
-      QK_ASSIGN_OR_RETURN(padded, ctx.Scratch(DType::kUInt8, planes * Hp * Wp, "padded input"));
-      auto* pb = padded.data<uint8_t>();
-      const auto pad = static_cast<uint8_t>(x_zp);  // the stored byte of the zero point (int8: its bit pattern)
-      const kernels::QConv2DShape src = shape;
-      auto copy = [&](int64_t begin, int64_t end) {
-        for (int64_t p = begin; p < end; ++p) {
-          uint8_t* dst = pb + p * Hp * Wp;
-          const uint8_t* from = xb + p * g.in_size;
-          std::memset(dst, pad, static_cast<size_t>(Hp * Wp));
-          for (int64_t h = 0; h < src.H; ++h) {
-            std::memcpy(dst + (h + src.pad_top) * Wp + src.pad_left, from + h * src.W, static_cast<size_t>(src.W));
-          }
-        }
-      };
-      if (pool) {
-        pool->ParallelFor(planes, 1, copy);
-      } else {
-        copy(0, planes);
-      }
-      xb = pb;
-      in_plane = Hp * Wp;
-      shape.H = Hp, shape.W = Wp, shape.pad_top = 0, shape.pad_left = 0;
-    }
+    QK_ASSIGN_OR_RETURN(xb, PadConvPlanes(ctx, g, xb, x_zp, &shape, &padded));
+    in_plane = shape.H * shape.W;
   }
   std::atomic<int64_t> next_task{0};
   auto run = [&](int64_t worker) {  // worker owns packed[worker]; tasks taken in order as workers free up
@@ -960,6 +968,16 @@ bool QPointwiseFits(const FastConvWeights& fast, const ConvGeometry& g) {
   return kernels::QPointwiseFaster(g.M, g.C, g.out_size);
 }
 
+// The direct kernel takes stride-1 2-D convs too, as strips of 16 pixels of an output row: where
+// the rows are a multiple of 16 wide or wide enough that the last strip's padding costs little.
+// Per conv at one thread on Zen 3 (direct / GEMM time): M-LSD's 160-wide maps 0.84-0.92, its
+// dilated conv 0.59 (the GEMM's packer gathers dilated taps one by one); ResNet-50's 56, 28, 14
+// and 7 wide ones 1.08-1.86.
+bool DirectConv2DFits(const ConvGeometry& g) {
+  return g.nd == 2 && g.group == 1 && g.k_size > 1 && g.stride[0] == 1 && g.stride[1] == 1 &&
+         (g.out_sp[1] % 16 == 0 || g.out_sp[1] >= 100) && kernels::QPointwiseSupported(kernels::DefaultQGemmIsa());
+}
+
 Status RunQPointwiseConv(KernelContext& ctx, const kernels::QPointwiseWeights& w, const ConvGeometry& g,
                          const Tensor& x, int32_t x_zp, const QPointwiseOutput& out) {
   constexpr int64_t kTileRows = 6, kStrip = 16;
@@ -976,6 +994,22 @@ Status RunQPointwiseConv(KernelContext& ctx, const kernels::QPointwiseWeights& w
   const int64_t share_rows = (tiles + shares - 1) / shares * kTileRows;
   const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
   const auto* xb = static_cast<const uint8_t*>(x.raw_data());
+  // A 2-D conv (stride 1): the padded planes and each input k's offset in them.
+  const bool pointwise = g.k_size == 1 && g.in_size == g.out_size;
+  Tensor padded;
+  std::vector<int64_t> taps;
+  int64_t in_plane = g.in_size, in_w = 0;
+  if (!pointwise) {
+    kernels::QConv2DShape shape{g.C,        g.in_sp[0], g.in_sp[1], g.k_sp[0], g.k_sp[1], g.out_sp[0], g.out_sp[1],
+                                g.stride[0], g.stride[1], g.dil[0],   g.dil[1],  g.pad_begin[0], g.pad_begin[1]};
+    QK_ASSIGN_OR_RETURN(xb, PadConvPlanes(ctx, g, xb, x_zp, &shape, &padded));
+    in_plane = shape.H * shape.W;
+    in_w = shape.W;
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t kh = 0; kh < shape.KH; ++kh)
+        for (int64_t kw = 0; kw < shape.KW; ++kw)
+          taps.push_back(c * in_plane + kh * shape.dilation_h * in_w + kw * shape.dilation_w);
+  }
   std::mutex mu;
   Status failed;
   ctx.thread_pool()->ParallelFor(g.N * runs * shares, 1, [&](int64_t begin, int64_t end) {
@@ -991,7 +1025,13 @@ Status RunQPointwiseConv(KernelContext& ctx, const kernels::QPointwiseWeights& w
       a.m_begin = std::min(g.M, share * share_rows);
       a.m_end = std::min(g.M, a.m_begin + share_rows);
       a.w = &w;
-      a.x = xb + n * g.C * g.in_size;
+      a.x = xb + n * g.C * in_plane;
+      if (!pointwise) {
+        a.taps = taps.data();
+        a.out_w = g.out_sp[1];
+        a.in_w = in_w;
+        a.ld_y = g.out_size;
+      }
       a.x_signed = x.dtype() == DType::kInt8;
       a.x_zero_point = x_zp;
       a.ld = g.out_size;
@@ -1213,6 +1253,17 @@ class QLinearConvKernel final : public OpKernel {
       return RunQPointwiseConv(ctx, *fast_->pointwise, g, x, ZeroPointOrZero(in[2]),
                                {bd, mult.data(), y_signed, yz, lo, hi, y->raw_data()});
     }
+    if (fast_ && DirectConv2DFits(g)) {
+      // Its weights packed on the first run that takes it (a conv whose maps do not fit keeps
+      // only the GEMM's copy).
+      std::call_once(direct_once_, [&] {
+        const std::vector<int32_t> zps = in[5] ? ReadZeroPoints(*in[5]) : std::vector<int32_t>{0};
+        direct_ = std::make_shared<const kernels::QPointwiseWeights>(
+            kernels::PackQPointwiseWeights(w.raw_data(), w.dtype() == DType::kInt8, g.M, g.C * g.k_size, zps));
+      });
+      return RunQPointwiseConv(ctx, *direct_, g, x, ZeroPointOrZero(in[2]),
+                               {bd, mult.data(), y_signed, yz, lo, hi, y->raw_data()});
+    }
     if (fast_ && FastGemmFits(*fast_, g)) {
       auto* yb = static_cast<uint8_t*>(y->raw_data());
       return RunFastConv(ctx, *fast_, g, x, ZeroPointOrZero(in[2]),
@@ -1271,6 +1322,8 @@ class QLinearConvKernel final : public OpKernel {
   PackedOperand packed_;  // zero-point corrected constant weights (or null)
   std::optional<FastConvWeights> fast_;
   int64_t q_min_, q_max_;
+  std::once_flag direct_once_;  // DirectConv2DFits convs: their weights for the direct kernel
+  std::shared_ptr<const kernels::QPointwiseWeights> direct_;
 };
 
 KernelFactory QLinearConvFactory() {

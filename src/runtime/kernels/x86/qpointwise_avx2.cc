@@ -33,7 +33,7 @@ QK_AVX2_TARGET void FillPanel(const QPointwiseArgs& a, int64_t p, int64_t n, int
   const __m128i flip = _mm_set1_epi8(a.x_signed ? static_cast<char>(0x80) : 0);
   auto row = [&](int64_t k) {
     if (k >= w.K) return _mm_setzero_si128();  // past K: pairs with a zero weight
-    const uint8_t* src = x + k * a.ld + p;
+    const uint8_t* src = x + (a.taps ? a.taps[k] + p / a.out_w * a.in_w + p % a.out_w : k * a.ld + p);
     __m128i v;
     if (n == kStrip) {
       v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
@@ -70,7 +70,7 @@ __attribute__((target("avx2"), noinline)) void StoreRows(const QPointwiseArgs& a
     const __m256i q0 = x86::RequantizeEight(_mm256_add_epi32(v0, c), mult, rq.lo, rq.hi, rq.zp);
     const __m256i q1 = x86::RequantizeEight(_mm256_add_epi32(v1, c), mult, rq.lo, rq.hi, rq.zp);
     const __m128i bytes = x86::LowBytesOfSixteen(q0, q1);
-    uint8_t* dst = static_cast<uint8_t*>(a.y) + m * a.ld + p;
+    uint8_t* dst = static_cast<uint8_t*>(a.y) + m * (a.taps ? a.ld_y : a.ld) + p;
     if (n == kStrip) {
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes);
     } else {
@@ -130,8 +130,9 @@ QK_AVX2_TARGET void RunAvx2(const QPointwiseArgs& a, int64_t p0, int64_t p1, int
   rq.zp = _mm256_set1_epi32(a.y_zero_point);
   rq.x_zp = static_cast<uint32_t>(a.x_zero_point + (a.x_signed ? 128 : 0));
   const int64_t M = a.m_end < 0 ? a.w->M : a.m_end;
-  for (int64_t p = p0; p < p1; p += kStrip) {
-    const int64_t n = std::min(kStrip, p1 - p);
+  for (int64_t p = p0; p < p1;) {
+    // A strip stays within one output row of a 2-D conv (its inputs are one run of the row).
+    const int64_t n = std::min(kStrip, a.taps ? std::min(p1, (p / a.out_w + 1) * a.out_w) - p : p1 - p);
     FillPanel(a, p, n, panel);
     int64_t m = a.m_begin;
     for (; m + 6 <= M; m += 6) Tile<6>(a, rq, panel, m, p, n);
@@ -143,6 +144,7 @@ QK_AVX2_TARGET void RunAvx2(const QPointwiseArgs& a, int64_t p0, int64_t p1, int
       case 1: Tile<1>(a, rq, panel, m, p, n); break;
       default: break;
     }
+    p += n;
   }
 }
 
