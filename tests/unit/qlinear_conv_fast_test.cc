@@ -81,7 +81,7 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
       // dilation, one output pixel wide.
       {1, 3, 3, 20, 4, 5, 1, 2, 1, 1, true},      {1, 2, 5, 5, 3, 3, 2, 0, 2, 1, false},
       {1, 3, 6, 1, 5, 3, 1, 1, 1, 1, false, 128, 255},
-      // Pointwise on the direct kernel (AVX2, kernels/qpointwise.h): few channels on a large map,
+      // Pointwise on the direct kernel (AVX2, kernels/qdirect_conv.h): few channels on a large map,
       // few output channels, a fused Relu; pixel counts with strip tails.
       {2, 24, 32, 40, 24, 1, 1, 0, 1, 1, false},  {1, 96, 5, 7, 6, 1, 1, 0, 1, 1, true},
       {1, 24, 33, 33, 20, 1, 1, 0, 1, 1, true, 128, 255},

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <random>
 
-#include "runtime/kernels/qpointwise.h"
+#include "runtime/kernels/qdirect_conv.h"
 #include "test_util.h"
 
 namespace quantkit {
@@ -144,7 +144,7 @@ TEST(ScratchMemory, QLinearConvScratchCountsAgainstTheLimit) {
 TEST(ScratchMemory, QLinearConvDirect2DScratchCountsAgainstTheLimit) {
   Feeds feeds;
   const Model fast = QLinearConvModel(16, 64, 16, 3, /*constant_weights=*/true, &feeds);
-  const bool direct = kernels::QPointwiseSupported(kernels::DefaultQGemmIsa());
+  const bool direct = kernels::QDirectConvSupported(kernels::DefaultQGemmIsa());
   const auto y = CheckLimits(fast, feeds, 96 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'",
                              direct ? "padded input" : "packed activations", false);
   Feeds ref_feeds;
@@ -179,13 +179,13 @@ TEST(ScratchMemory, QLinearConvPackedActivationsCountAgainstTheLimit) {
 }
 
 TEST(ScratchMemory, QLinearConvPointwisePanelCountsAgainstTheLimit) {
-  // Pointwise on AVX2's direct kernel (kernels/qpointwise.h, a 32x32 map): x [1, 64, 32, 32] ->
+  // Pointwise on AVX2's direct kernel (kernels/qdirect_conv.h, a 32x32 map): x [1, 64, 32, 32] ->
   // output 64 KiB; each task's panel is 32 channel pairs x 16 pixels of int16 (2 KiB): a limit
   // 1 KiB above the output refuses it. Other ISAs take the GEMM path (its packed activations).
   Feeds feeds;
   const Model m = QLinearConvModel(64, 32, 64, 1, true, &feeds);
-  const bool direct = kernels::QPointwiseSupported(kernels::DefaultQGemmIsa());
-  CheckLimits(m, feeds, 65 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'", direct ? "pointwise panel" : "packed activations",
+  const bool direct = kernels::QDirectConvSupported(kernels::DefaultQGemmIsa());
+  CheckLimits(m, feeds, 65 * kKiB, 8 * kMiB, "QLinearConv node 'conv1'", direct ? "direct conv panel" : "packed activations",
               false);
 }
 

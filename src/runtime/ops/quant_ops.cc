@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "runtime/kernels/qdepthwise.h"
-#include "runtime/kernels/qpointwise.h"
+#include "runtime/kernels/qdirect_conv.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/kernels/ref/quantize.h"
 #include "runtime/ops/op_util.h"
@@ -688,8 +688,8 @@ struct FastConvWeights {
   // Depthwise 2-D convolutions (one input and one output channel per group) run a direct kernel
   // instead of one tiny GEMM per channel: w - w_zp per channel, [M, kh * kw].
   std::vector<int32_t> depthwise;
-  // 1x1 kernels of one group, where the ISA has the direct pointwise kernel (kernels/qpointwise.h).
-  std::shared_ptr<const kernels::QPointwiseWeights> pointwise;
+  // 1x1 kernels of one group, where the ISA has the direct pointwise kernel (kernels/qdirect_conv.h).
+  std::shared_ptr<const kernels::QDirectConvWeights> pointwise;
 };
 
 // w_idx / w_zp_idx: the weight's and its zero point's inputs (QLinearConv 3 and 5, ConvInteger
@@ -718,9 +718,9 @@ std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const
             static_cast<int32_t>(w->GetAsInt64(m * KK + k)) - zps[zps.size() == 1 ? 0 : static_cast<size_t>(m)];
     return f;
   }
-  if (with_pointwise && a.group == 1 && KK == w->dim(1) && kernels::QPointwiseSupported(kernels::DefaultQGemmIsa())) {
-    f.pointwise = std::make_shared<const kernels::QPointwiseWeights>(
-        kernels::PackQPointwiseWeights(w->raw_data(), w->dtype() == DType::kInt8, M, KK, zps));
+  if (with_pointwise && a.group == 1 && KK == w->dim(1) && kernels::QDirectConvSupported(kernels::DefaultQGemmIsa())) {
+    f.pointwise = std::make_shared<const kernels::QDirectConvWeights>(
+        kernels::PackQDirectConvWeights(w->raw_data(), w->dtype() == DType::kInt8, M, KK, zps));
   }
   for (int64_t grp = 0; grp < a.group; ++grp) {
     std::vector<int32_t> gz = zps.size() == 1 ? zps : std::vector<int32_t>(zps.begin() + grp * Mg, zps.begin() + (grp + 1) * Mg);
@@ -947,12 +947,12 @@ Status RunDepthwiseConv(KernelContext& ctx, const FastConvWeights& fast, const C
 }
 
 // A pointwise conv (1x1, stride 1, unpadded, one group) with requantized output on
-// fast.pointwise (kernels/qpointwise.h) where that kernel is the faster one: tasks of runs of
+// fast.pointwise (kernels/qdirect_conv.h) where that kernel is the faster one: tasks of runs of
 // about 256 pixels of one image, and when those are fewer than twice the threads (a 14x14 map is one run),
 // of a share of its output channels too (multiples of the kernel's 6-channel tiles: MobileNetV2
 // at two threads was 10% slower with runs alone); each task takes its panel scratch from the
 // run's pool.
-struct QPointwiseOutput {
+struct QDirectConvOutput {
   const int32_t* bias;
   const float* multiplier;
   bool y_signed;
@@ -960,12 +960,12 @@ struct QPointwiseOutput {
   void* y;
 };
 
-bool QPointwiseFits(const FastConvWeights& fast, const ConvGeometry& g) {
+bool QDirectPointwiseFits(const FastConvWeights& fast, const ConvGeometry& g) {
   if (!fast.pointwise || g.group != 1 || fast.pointwise->M != g.M || fast.pointwise->K != g.C) return false;
   for (size_t d = 0; d < g.nd; ++d) {
     if (g.k_sp[d] != 1 || g.stride[d] != 1 || g.pad_begin[d] != 0 || g.out_sp[d] != g.in_sp[d]) return false;
   }
-  return kernels::QPointwiseFaster(g.M, g.C, g.out_size);
+  return kernels::QDirectPointwiseFaster(g.M, g.C, g.out_size);
 }
 
 // The direct kernel takes stride-1 2-D convs too, as strips of 16 pixels of an output row: where
@@ -975,13 +975,13 @@ bool QPointwiseFits(const FastConvWeights& fast, const ConvGeometry& g) {
 // and 7 wide ones 1.08-1.86.
 bool DirectConv2DFits(const ConvGeometry& g) {
   return g.nd == 2 && g.group == 1 && g.k_size > 1 && g.stride[0] == 1 && g.stride[1] == 1 &&
-         (g.out_sp[1] % 16 == 0 || g.out_sp[1] >= 100) && kernels::QPointwiseSupported(kernels::DefaultQGemmIsa());
+         (g.out_sp[1] % 16 == 0 || g.out_sp[1] >= 100) && kernels::QDirectConvSupported(kernels::DefaultQGemmIsa());
 }
 
-Status RunQPointwiseConv(KernelContext& ctx, const kernels::QPointwiseWeights& w, const ConvGeometry& g,
-                         const Tensor& x, int32_t x_zp, const QPointwiseOutput& out) {
+Status RunQDirectConv(KernelContext& ctx, const kernels::QDirectConvWeights& w, const ConvGeometry& g,
+                         const Tensor& x, int32_t x_zp, const QDirectConvOutput& out) {
   constexpr int64_t kTileRows = 6, kStrip = 16;
-  const int64_t threads = ctx.thread_pool()->num_threads(), panel_elems = kernels::QPointwisePanelElems(w);
+  const int64_t threads = ctx.thread_pool()->num_threads(), panel_elems = kernels::QDirectConvPanelElems(w);
   // About 256 pixels per run, as many runs per image as a multiple of the threads (13 runs of a
   // 56x56 map left one of two threads idle for a run: ResNet-50 static 3% slower at two threads).
   int64_t runs = (g.out_size + 255) / 256;
@@ -1013,7 +1013,7 @@ Status RunQPointwiseConv(KernelContext& ctx, const kernels::QPointwiseWeights& w
   std::mutex mu;
   Status failed;
   ctx.thread_pool()->ParallelFor(g.N * runs * shares, 1, [&](int64_t begin, int64_t end) {
-    auto panel = ctx.Scratch(DType::kInt16, panel_elems, "pointwise panel");
+    auto panel = ctx.Scratch(DType::kInt16, panel_elems, "direct conv panel");
     if (!panel.ok()) {
       std::lock_guard<std::mutex> lock(mu);
       if (failed.ok()) failed = panel.status();
@@ -1021,7 +1021,7 @@ Status RunQPointwiseConv(KernelContext& ctx, const kernels::QPointwiseWeights& w
     }
     for (int64_t t = begin; t < end; ++t) {
       const int64_t share = t % shares, n = t / shares / runs, p0 = t / shares % runs * run_pixels;
-      kernels::QPointwiseArgs a;
+      kernels::QDirectConvArgs a;
       a.m_begin = std::min(g.M, share * share_rows);
       a.m_end = std::min(g.M, a.m_begin + share_rows);
       a.w = &w;
@@ -1042,7 +1042,7 @@ Status RunQPointwiseConv(KernelContext& ctx, const kernels::QPointwiseWeights& w
       a.y_min = out.y_min;
       a.y_max = out.y_max;
       a.y = static_cast<uint8_t*>(out.y) + n * g.M * g.out_size;
-      kernels::QPointwiseConv(a, p0, std::min(g.out_size, p0 + run_pixels), panel.value().template data<int16_t>(),
+      kernels::QDirectConv(a, p0, std::min(g.out_size, p0 + run_pixels), panel.value().template data<int16_t>(),
                               isa);
     }
   });
@@ -1249,8 +1249,8 @@ class QLinearConvKernel final : public OpKernel {
                                 c->y_signed = y_signed;
                               });
     }
-    if (fast_ && QPointwiseFits(*fast_, g)) {
-      return RunQPointwiseConv(ctx, *fast_->pointwise, g, x, ZeroPointOrZero(in[2]),
+    if (fast_ && QDirectPointwiseFits(*fast_, g)) {
+      return RunQDirectConv(ctx, *fast_->pointwise, g, x, ZeroPointOrZero(in[2]),
                                {bd, mult.data(), y_signed, yz, lo, hi, y->raw_data()});
     }
     if (fast_ && DirectConv2DFits(g)) {
@@ -1258,10 +1258,10 @@ class QLinearConvKernel final : public OpKernel {
       // only the GEMM's copy).
       std::call_once(direct_once_, [&] {
         const std::vector<int32_t> zps = in[5] ? ReadZeroPoints(*in[5]) : std::vector<int32_t>{0};
-        direct_ = std::make_shared<const kernels::QPointwiseWeights>(
-            kernels::PackQPointwiseWeights(w.raw_data(), w.dtype() == DType::kInt8, g.M, g.C * g.k_size, zps));
+        direct_ = std::make_shared<const kernels::QDirectConvWeights>(
+            kernels::PackQDirectConvWeights(w.raw_data(), w.dtype() == DType::kInt8, g.M, g.C * g.k_size, zps));
       });
-      return RunQPointwiseConv(ctx, *direct_, g, x, ZeroPointOrZero(in[2]),
+      return RunQDirectConv(ctx, *direct_, g, x, ZeroPointOrZero(in[2]),
                                {bd, mult.data(), y_signed, yz, lo, hi, y->raw_data()});
     }
     if (fast_ && FastGemmFits(*fast_, g)) {
@@ -1323,7 +1323,7 @@ class QLinearConvKernel final : public OpKernel {
   std::optional<FastConvWeights> fast_;
   int64_t q_min_, q_max_;
   std::once_flag direct_once_;  // DirectConv2DFits convs: their weights for the direct kernel
-  std::shared_ptr<const kernels::QPointwiseWeights> direct_;
+  std::shared_ptr<const kernels::QDirectConvWeights> direct_;
 };
 
 KernelFactory QLinearConvFactory() {

@@ -1,6 +1,6 @@
 // The avx2 forms of quantize.h's requantization, ClampRoundAddZero(float(acc) * multiplier, lo,
 // hi, zp), and of the int8 tiles' exact pair products, shared by the int8 GEMM (qgemm_avx2.cc),
-// the direct pointwise kernel (qpointwise_avx2.cc) and the depthwise kernel (qdepthwise_avx2.cc).
+// the direct pointwise kernel (qdirect_conv_avx2.cc) and the depthwise kernel (qdepthwise_avx2.cc).
 // Include only from files built for avx2.
 #pragma once
 
@@ -23,7 +23,7 @@ __attribute__((target("avx2"), always_inline)) inline __m256i RequantizeEight(__
   return _mm256_add_epi32(_mm256_cvtps_epi32(r), vzp);
 }
 
-// The exact int8 product step of the AVX2 tiles (qgemm_avx2.cc, qpointwise_avx2.cc): the int16
+// The exact int8 product step of the AVX2 tiles (qgemm_avx2.cc, qdirect_conv_avx2.cc): the int16
 // pair at `pair` (two consecutive k of one row) broadcast, multiplied with x0 and x1 (16 columns
 // of the same two k, interleaved) by vpmaddwd, which adds the two products in int32 exactly
 // (operands within +-255 after the zero points), and added to the row's accumulators (wrapping).

@@ -1,5 +1,5 @@
-// Int8 pointwise (1x1, stride 1, unpadded, group 1) convolution straight on NCHW planes, with
-// the weights as the broadcast operand and the input planes as the GEMM's panels:
+// Int8 convolution straight on NCHW planes, pointwise (1x1, stride 1, unpadded, group 1) or any
+// stride-1 2-D one (group 1), with the weights as the broadcast operand and the input as the panels:
 //   y[m, p] = clamp(Requantize(sum_k (w[m, k] - w_zp[m]) * (x[k, p] - x_zp) + bias[m],
 //                              multiplier[m], y_zp), y_min, y_max)
 // the integers (modulo 2^32) and the requantization of quantize.h, as the int8 GEMM path
@@ -19,18 +19,18 @@
 
 namespace quantkit::kernels {
 
-struct QPointwiseWeights {
+struct QDirectConvWeights {
   int64_t M = 0, K = 0, k_pairs = 0;
   std::vector<int16_t> w;     // [M][2 k_pairs]: w - w_zp, zeros past K
   std::vector<int32_t> sums;  // [M]: sum over k of (w - w_zp)
 };
 
 // w [M, K] (int8, or uint8 when !w_signed); w_zp: one zero point, or one per output channel.
-QPointwiseWeights PackQPointwiseWeights(const void* w, bool w_signed, int64_t M, int64_t K,
+QDirectConvWeights PackQDirectConvWeights(const void* w, bool w_signed, int64_t M, int64_t K,
                                         const std::vector<int32_t>& w_zp);
 
-struct QPointwiseArgs {
-  const QPointwiseWeights* w = nullptr;
+struct QDirectConvArgs {
+  const QDirectConvWeights* w = nullptr;
   const void* x = nullptr;  // [K][ld] bytes, int8 when x_signed
   bool x_signed = false;
   int32_t x_zero_point = 0;
@@ -49,7 +49,7 @@ struct QPointwiseArgs {
 };
 
 // Whether this ISA runs the direct kernel (AVX2), and the int16 scratch a call needs.
-bool QPointwiseSupported(QGemmIsa isa);
+bool QDirectConvSupported(QGemmIsa isa);
 // Whether the direct kernel beats the GEMM path for M output and K input channels over `pixels`
 // pixels per image. Measured per conv at one thread on Zen 3 (direct / GEMM time): it wins on
 // every map of 512 pixels or more (24 x 24 at 128x128: 0.55, MobileNetV2's 24 x 144 at 56x56 0.58,
@@ -57,18 +57,18 @@ bool QPointwiseSupported(QGemmIsa isa);
 // which the GEMM pads to 16 columns (2 x 96: 0.29); on 14x14 maps it is even up to 64K weights
 // (MobileNetV2's 576 x 96: 0.9-1.0) and behind beyond (ResNet-50's 1024 x 256: 1.13); on 7x7
 // maps, 3 strips of 16 and a 1-pixel one, it loses (1280 x 320: 1.22).
-bool QPointwiseFaster(int64_t M, int64_t K, int64_t pixels);
-int64_t QPointwisePanelElems(const QPointwiseWeights& w);
+bool QDirectPointwiseFaster(int64_t M, int64_t K, int64_t pixels);
+int64_t QDirectConvPanelElems(const QDirectConvWeights& w);
 
-// Pixels [p0, p1) of every output channel; panel: QPointwisePanelElems int16 of scratch.
+// Pixels [p0, p1) of every output channel; panel: QDirectConvPanelElems int16 of scratch.
 // kRef: the portable definition (the tests' reference); otherwise the AVX2 kernel.
-void QPointwiseConv(const QPointwiseArgs& a, int64_t p0, int64_t p1, int16_t* panel, QGemmIsa isa);
+void QDirectConv(const QDirectConvArgs& a, int64_t p0, int64_t p1, int16_t* panel, QGemmIsa isa);
 
 // The requantizer's bounds, [y_min, y_max] within the type, minus the zero point (as floats).
-void QPointwiseBounds(const QPointwiseArgs& a, float* lo, float* hi);
+void QDirectConvBounds(const QDirectConvArgs& a, float* lo, float* hi);
 
-namespace qpointwise {
-void RunAvx2(const QPointwiseArgs& a, int64_t p0, int64_t p1, int16_t* panel);
-}  // namespace qpointwise
+namespace qdirect {
+void RunAvx2(const QDirectConvArgs& a, int64_t p0, int64_t p1, int16_t* panel);
+}  // namespace qdirect
 
 }  // namespace quantkit::kernels

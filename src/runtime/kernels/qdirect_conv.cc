@@ -1,4 +1,4 @@
-#include "runtime/kernels/qpointwise.h"
+#include "runtime/kernels/qdirect_conv.h"
 
 #include <algorithm>
 
@@ -6,9 +6,9 @@
 
 namespace quantkit::kernels {
 
-QPointwiseWeights PackQPointwiseWeights(const void* w, bool w_signed, int64_t M, int64_t K,
+QDirectConvWeights PackQDirectConvWeights(const void* w, bool w_signed, int64_t M, int64_t K,
                                         const std::vector<int32_t>& w_zp) {
-  QPointwiseWeights p;
+  QDirectConvWeights p;
   p.M = M;
   p.K = K;
   p.k_pairs = (K + 1) / 2;
@@ -27,15 +27,15 @@ QPointwiseWeights PackQPointwiseWeights(const void* w, bool w_signed, int64_t M,
   return p;
 }
 
-bool QPointwiseSupported(QGemmIsa isa) { return isa == QGemmIsa::kAvx2; }
+bool QDirectConvSupported(QGemmIsa isa) { return isa == QGemmIsa::kAvx2; }
 
-bool QPointwiseFaster(int64_t M, int64_t K, int64_t pixels) {
+bool QDirectPointwiseFaster(int64_t M, int64_t K, int64_t pixels) {
   return M <= 8 || pixels >= 512 || (pixels >= 64 && M * K <= 65536);
 }
 
-int64_t QPointwisePanelElems(const QPointwiseWeights& w) { return w.k_pairs * 32; }
+int64_t QDirectConvPanelElems(const QDirectConvWeights& w) { return w.k_pairs * 32; }
 
-void QPointwiseBounds(const QPointwiseArgs& a, float* lo, float* hi) {
+void QDirectConvBounds(const QDirectConvArgs& a, float* lo, float* hi) {
   const int32_t lo_q = std::max(a.y_min, a.y_signed ? -128 : 0), hi_q = std::min(a.y_max, a.y_signed ? 127 : 255);
   *lo = static_cast<float>(lo_q - a.y_zero_point);
   *hi = static_cast<float>(hi_q - a.y_zero_point);
@@ -44,10 +44,10 @@ void QPointwiseBounds(const QPointwiseArgs& a, float* lo, float* hi) {
 namespace {
 
 // The definition, one output at a time (uint32 wrapping as the GEMM's epilogue).
-void RunPortable(const QPointwiseArgs& a, int64_t p0, int64_t p1) {
-  const QPointwiseWeights& w = *a.w;
+void RunPortable(const QDirectConvArgs& a, int64_t p0, int64_t p1) {
+  const QDirectConvWeights& w = *a.w;
   float lo, hi;
-  QPointwiseBounds(a, &lo, &hi);
+  QDirectConvBounds(a, &lo, &hi);
   const int64_t m_end = a.m_end < 0 ? w.M : a.m_end;
   const int64_t ld_y = a.taps ? a.ld_y : a.ld;
   for (int64_t m = a.m_begin; m < m_end; ++m) {
@@ -68,9 +68,9 @@ void RunPortable(const QPointwiseArgs& a, int64_t p0, int64_t p1) {
 
 }  // namespace
 
-void QPointwiseConv(const QPointwiseArgs& a, int64_t p0, int64_t p1, int16_t* panel, QGemmIsa isa) {
+void QDirectConv(const QDirectConvArgs& a, int64_t p0, int64_t p1, int16_t* panel, QGemmIsa isa) {
   if (isa == QGemmIsa::kRef) return RunPortable(a, p0, p1);
-  qpointwise::RunAvx2(a, p0, p1, panel);
+  qdirect::RunAvx2(a, p0, p1, panel);
 }
 
 }  // namespace quantkit::kernels

@@ -1,4 +1,4 @@
-// AVX2 build of kernels::QPointwiseConv: strips of 16 pixels. Each strip's inputs become a panel
+// AVX2 build of kernels::QDirectConv: strips of 16 pixels. Each strip's inputs become a panel
 // of channel pairs, (x[2q, p], x[2q + 1, p]) as int16 for p = 0..15 (two vectors per pair: the
 // 16-byte rows interleaved with punpcklbw/punpckhbw, then widened); tiles of up to 6 output
 // channels broadcast their (w[m, 2q], w[m, 2q + 1]) pair and multiply it with vpmaddwd, which
@@ -10,10 +10,10 @@
 #include <algorithm>
 #include <cstring>
 
-#include "runtime/kernels/qpointwise.h"
+#include "runtime/kernels/qdirect_conv.h"
 #include "runtime/kernels/x86/requantize_avx2.h"
 
-namespace quantkit::kernels::qpointwise {
+namespace quantkit::kernels::qdirect {
 namespace {
 
 #define QK_AVX2_TARGET __attribute__((target("avx2")))
@@ -27,8 +27,8 @@ struct Requant {
 };
 
 // The panel of pixels [p, p + n) (n <= 16; the rest zeros), inputs as uint8 (int8 + 128).
-QK_AVX2_TARGET void FillPanel(const QPointwiseArgs& a, int64_t p, int64_t n, int16_t* panel) {
-  const QPointwiseWeights& w = *a.w;
+QK_AVX2_TARGET void FillPanel(const QDirectConvArgs& a, int64_t p, int64_t n, int16_t* panel) {
+  const QDirectConvWeights& w = *a.w;
   const auto* x = static_cast<const uint8_t*>(a.x);
   const __m128i flip = _mm_set1_epi8(a.x_signed ? static_cast<char>(0x80) : 0);
   auto row = [&](int64_t k) {
@@ -56,7 +56,7 @@ QK_AVX2_TARGET void FillPanel(const QPointwiseArgs& a, int64_t p, int64_t n, int
 // the sums in memory: inlined into the tile (or called per row with the sums in registers), GCC
 // 12 kept the tile loop's accumulators on the stack, or paid a call per row (13% of MobileNetV2
 // static in the calls).
-__attribute__((target("avx2"), noinline)) void StoreRows(const QPointwiseArgs& a, const Requant& rq, int64_t m0,
+__attribute__((target("avx2"), noinline)) void StoreRows(const QDirectConvArgs& a, const Requant& rq, int64_t m0,
                                                          int rows, const int32_t (*acc)[kStrip], int64_t p, int64_t n) {
   for (int r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
@@ -85,7 +85,7 @@ __attribute__((target("avx2"), noinline)) void StoreRows(const QPointwiseArgs& a
 // accumulators are named variables (as in qgemm_avx2.cc's tile: an array of them was kept on the
 // stack, a store per accumulator per step); not inlined into the strip loop either.
 template <int R>
-__attribute__((target("avx2"), noinline)) void Tile(const QPointwiseArgs& a, const Requant& rq, const int16_t* panel, int64_t m0, int64_t p,
+__attribute__((target("avx2"), noinline)) void Tile(const QDirectConvArgs& a, const Requant& rq, const int16_t* panel, int64_t m0, int64_t p,
                          int64_t n) {
   const int64_t k_pairs = a.w->k_pairs, lw = 2 * k_pairs;
   const int16_t* w0 = a.w->w.data() + m0 * lw;
@@ -121,9 +121,9 @@ __attribute__((target("avx2"), noinline)) void Tile(const QPointwiseArgs& a, con
 
 }  // namespace
 
-QK_AVX2_TARGET void RunAvx2(const QPointwiseArgs& a, int64_t p0, int64_t p1, int16_t* panel) {
+QK_AVX2_TARGET void RunAvx2(const QDirectConvArgs& a, int64_t p0, int64_t p1, int16_t* panel) {
   float lo, hi;
-  QPointwiseBounds(a, &lo, &hi);
+  QDirectConvBounds(a, &lo, &hi);
   Requant rq;
   rq.lo = _mm256_set1_ps(lo);
   rq.hi = _mm256_set1_ps(hi);
@@ -148,4 +148,4 @@ QK_AVX2_TARGET void RunAvx2(const QPointwiseArgs& a, int64_t p0, int64_t p1, int
   }
 }
 
-}  // namespace quantkit::kernels::qpointwise
+}  // namespace quantkit::kernels::qdirect

@@ -1,4 +1,4 @@
-// kernels::QPointwiseConv: the AVX2 kernel and the portable definition give the bytes of the
+// kernels::QDirectConv: the AVX2 kernel and the portable definition give the bytes of the
 // requantized exact integer sums (computed here in int64, wrapped to int32), for output channel
 // counts around its 6-row tiles, odd input channel counts (a pair with a zero), pixel ranges
 // around its 16-pixel strips (subranges: nothing written outside [p0, p1)), uint8 and int8
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <random>
 
-#include "runtime/kernels/qpointwise.h"
+#include "runtime/kernels/qdirect_conv.h"
 #include "runtime/kernels/ref/quantize.h"
 #include "test_util.h"
 
@@ -20,7 +20,7 @@ namespace {
 
 using kernels::QGemmIsa;
 
-TEST(QPointwise, EveryIsaGivesTheRequantizedExactSums) {
+TEST(QDirectConv, EveryIsaGivesTheRequantizedExactSums) {
   struct Case {
     int64_t M, K, ld, p0, p1;
     bool x_signed, w_signed, y_signed, relu;
@@ -47,7 +47,7 @@ TEST(QPointwise, EveryIsaGivesTheRequantizedExactSums) {
     }
     const int32_t x_zp = c.x_signed ? -5 : 131, y_zp = c.y_signed ? 3 : 120;
     const int32_t y_min = c.relu ? y_zp : (c.y_signed ? -128 : 0), y_max = c.y_signed ? 127 : 255;
-    const kernels::QPointwiseWeights pw = kernels::PackQPointwiseWeights(wv.data(), c.w_signed, c.M, c.K, w_zp);
+    const kernels::QDirectConvWeights pw = kernels::PackQDirectConvWeights(wv.data(), c.w_signed, c.M, c.K, w_zp);
     // The definition: exact sums, wrapped to int32, requantized (quantize.h), clamped.
     std::vector<uint8_t> want(static_cast<size_t>(c.M * c.ld), 0xAB);
     for (int64_t m = 0; m < c.M; ++m) {
@@ -66,9 +66,9 @@ TEST(QPointwise, EveryIsaGivesTheRequantizedExactSums) {
       }
     }
     for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2}) {
-      if (isa != QGemmIsa::kRef && !(kernels::QGemmIsaSupported(isa) && kernels::QPointwiseSupported(isa))) continue;
+      if (isa != QGemmIsa::kRef && !(kernels::QGemmIsaSupported(isa) && kernels::QDirectConvSupported(isa))) continue;
       std::vector<uint8_t> got(want.size(), 0xAB);
-      kernels::QPointwiseArgs a;
+      kernels::QDirectConvArgs a;
       a.w = &pw;
       a.x = x.data();
       a.x_signed = c.x_signed;
@@ -82,15 +82,15 @@ TEST(QPointwise, EveryIsaGivesTheRequantizedExactSums) {
       a.y_max = y_max;
       a.y = got.data();
       alignas(32) static int16_t panel[1 << 14];
-      ASSERT_LE(kernels::QPointwisePanelElems(pw), 1 << 14);
+      ASSERT_LE(kernels::QDirectConvPanelElems(pw), 1 << 14);
       // All channels at once, and in shares of 6 channels (rows outside a share untouched).
       if (c.M % 2 == 0) {
-        kernels::QPointwiseConv(a, c.p0, c.p1, panel, isa);
+        kernels::QDirectConv(a, c.p0, c.p1, panel, isa);
       } else {
         for (int64_t m = 0; m < c.M; m += 6) {
           a.m_begin = m;
           a.m_end = std::min(c.M, m + 6);
-          kernels::QPointwiseConv(a, c.p0, c.p1, panel, isa);
+          kernels::QDirectConv(a, c.p0, c.p1, panel, isa);
         }
       }
       ASSERT_EQ(want, got) << kernels::QGemmIsaName(isa) << " M" << c.M << " K" << c.K << " pixels " << c.p0 << ".."
