@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "runtime/kernels/conv_nchwc.h"
+#include "runtime/kernels/conv_nchwc_internal.h"
 
 namespace quantkit::kernels::conv_nchwc {
 namespace {
@@ -340,16 +341,6 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
 
 namespace {
 
-struct DepthwiseRow {
-  const ConvGeometry* g;
-  const float* x;      // the block's image, [IH][IW][16]
-  const float* w;      // the block's taps, [KH][KW][16]
-  const float* bias;   // the block's 16 values, or null
-  const float* clamp;  // lo, hi, or null
-  int64_t oy;
-  float* y;  // row oy of the block
-};
-
 // P output pixels of one row from ox0, each tap one FMA per half and pixel in (kh, kw) order.
 // Rows outside the input add w * 0 (as the NCHW kernels' zero padding); kBorder: columns outside
 // too (checked per pixel). SW: the column stride if 1 or 2, 0 for any.
@@ -408,44 +399,12 @@ __attribute__((target("avx2,fma"))) void DepthwisePixels(const DepthwiseRow& r, 
 
 constexpr int kDepthwisePixels = 6;
 
-template <int SW>
-void DepthwiseRowOf(const DepthwiseRow& r, int64_t lo, int64_t hi, int64_t ow) {
-  for (int64_t ox = 0; ox < lo; ++ox) DepthwisePixels<1, true, SW>(r, ox);
-  int64_t ox = lo;
-  for (; ox + kDepthwisePixels <= hi; ox += kDepthwisePixels) DepthwisePixels<kDepthwisePixels, false, SW>(r, ox);
-  switch (hi - ox) {
-    case 5: DepthwisePixels<5, false, SW>(r, ox); break;
-    case 4: DepthwisePixels<4, false, SW>(r, ox); break;
-    case 3: DepthwisePixels<3, false, SW>(r, ox); break;
-    case 2: DepthwisePixels<2, false, SW>(r, ox); break;
-    case 1: DepthwisePixels<1, false, SW>(r, ox); break;
-    default: break;
-  }
-  for (ox = hi; ox < ow; ++ox) DepthwisePixels<1, true, SW>(r, ox);
-}
-
 }  // namespace
 
 void DepthwiseRowsAvx2(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1) {
-  const ConvGeometry& g = *a.g;
-  const int64_t OH = g.out[0], OW = g.out[1];
-  int64_t lo = 0, hi = 0;
-  InteriorColumns(g, &lo, &hi);
-  DepthwiseRow r;
-  r.g = &g;
-  r.x = a.x + block * g.in[0] * g.in[1] * B;
-  r.w = a.w + block * g.kernel[0] * g.kernel[1] * B;
-  r.bias = a.bias ? a.bias + block * B : nullptr;
-  r.clamp = a.clamp_lo_hi;
-  for (int64_t oy = oy0; oy < oy1; ++oy) {
-    r.oy = oy;
-    r.y = a.y + (block * OH + oy) * OW * B;
-    switch (g.stride[1]) {
-      case 1: DepthwiseRowOf<1>(r, lo, hi, OW); break;
-      case 2: DepthwiseRowOf<2>(r, lo, hi, OW); break;
-      default: DepthwiseRowOf<0>(r, lo, hi, OW); break;
-    }
-  }
+  DepthwiseRows<kDepthwisePixels>(a, block, oy0, oy1, []<int P, bool kBorder, int SW>(const DepthwiseRow& r, int64_t ox) {
+    DepthwisePixels<P, kBorder, SW>(r, ox);
+  });
 }
 
 }  // namespace quantkit::kernels::conv_nchwc
