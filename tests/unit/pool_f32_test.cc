@@ -116,5 +116,60 @@ TEST(MaxPool3Stride2RowFloat, EveryIsaSameBitsAsThePortableLoop) {
   }
 }
 
+// The blocked (NCHW16c) row over window shapes of the MaxPool op and of the conv + pool fusion:
+// 2x2 stride 2, 3x3 stride 2 with padding (edge windows shorter), dilation, and empty windows.
+TEST(MaxPoolBlockedRowFloat, EveryIsaSameBitsAsThePortableLoop) {
+  constexpr int64_t B = 16;
+  std::mt19937 rng(31);
+  PoolValues value(rng);
+  struct Window {
+    int64_t k, stride, pad, dil;
+  };
+  for (const Window w : {Window{2, 2, 0, 1}, Window{3, 2, 1, 1}, Window{3, 1, 1, 2}, Window{1, 1, 0, 1}}) {
+    for (int64_t nrows : {0, 1, 2, 3}) {
+      for (int64_t n : {1, 2, 5, 14, 28}) {
+        const int64_t width = (n - 1) * w.stride + (w.k - 1) * w.dil + 1 - w.pad;  // columns read
+        std::vector<int64_t> k_lo(static_cast<size_t>(n)), k_hi(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) {
+          int64_t lo = 0, hi = w.k;
+          while (lo < hi && i * w.stride - w.pad + lo * w.dil < 0) ++lo;
+          while (hi > lo && i * w.stride - w.pad + (hi - 1) * w.dil >= width) --hi;
+          k_lo[static_cast<size_t>(i)] = lo;
+          k_hi[static_cast<size_t>(i)] = (i % 7 == 6) ? lo : hi;  // some empty windows
+        }
+        std::vector<std::unique_ptr<testing::GuardedBytes>> guarded;
+        const float* ptrs[3] = {};
+        for (int64_t r = 0; r < nrows; ++r) {
+          std::vector<float> row(static_cast<size_t>(width * B));
+          for (auto& v : row) v = value();
+          guarded.push_back(std::make_unique<testing::GuardedBytes>(AsBytes(row)));
+          ptrs[r] = reinterpret_cast<const float*>(guarded.back()->data());
+        }
+        std::vector<float> want(static_cast<size_t>(n * B));
+        kernels::MaxPoolBlockedRowFloat(ptrs, nrows, k_lo.data(), k_hi.data(), w.stride, w.pad, w.dil, want.data(), n,
+                                        QGemmIsa::kRef);
+        if (nrows > 0 && k_hi[0] > k_lo[0]) {  // the rule, spelled out for pixel 0, lane 3
+          float best = ptrs[0][(k_lo[0] * w.dil - w.pad) * B + 3];
+          for (int64_t r = 0; r < nrows; ++r)
+            for (int64_t k = k_lo[0]; k < k_hi[0]; ++k) {
+              const float v = ptrs[r][(k * w.dil - w.pad) * B + 3];
+              if (v > best) best = v;
+            }
+          EXPECT_EQ(std::memcmp(&want[3], &best, sizeof(float)), 0);
+        }
+        for (QGemmIsa isa : {QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
+          if (!kernels::QGemmIsaSupported(isa)) continue;
+          std::vector<float> got(static_cast<size_t>((n + 1) * B), 7.f);
+          kernels::MaxPoolBlockedRowFloat(ptrs, nrows, k_lo.data(), k_hi.data(), w.stride, w.pad, w.dil, got.data(),
+                                          n, isa);
+          ASSERT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+              << kernels::QGemmIsaName(isa) << " k=" << w.k << " rows=" << nrows << " n=" << n;
+          for (size_t i = want.size(); i < got.size(); ++i) ASSERT_EQ(got[i], 7.f) << "stored past n=" << n;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace quantkit

@@ -7,6 +7,7 @@ namespace quantkit::kernels {
 
 void MaxPool2x2RowFloat(const float* a, const float* b, float* y, int64_t n, QGemmIsa isa) {
   if (QGemmIsaHasAvx512(isa)) return pool_f32::MaxPool2x2RowAvx512(a, b, y, n);
+  if (isa == QGemmIsa::kAvx2) return pool_f32::MaxPool2x2RowAvx2(a, b, y, n);
   for (int64_t i = 0; i < n; ++i) {
     const float a0 = a[2 * i], a1 = a[2 * i + 1], b0 = b[2 * i], b1 = b[2 * i + 1];
     // Per column the later row wins if greater or if the earlier is NaN; then the right column
@@ -50,6 +51,7 @@ void pool_f32::MaxPoolBlockedRowPortable(const float* const* rows, int64_t nrows
 void MaxPoolBlockedRowFloat(const float* const* rows, int64_t nrows, const int64_t* k_lo, const int64_t* k_hi,
                             int64_t stride, int64_t pad, int64_t dil, float* y, int64_t n, QGemmIsa isa) {
   if (QGemmIsaHasAvx512(isa)) return pool_f32::MaxPoolBlockedRowAvx512(rows, nrows, k_lo, k_hi, stride, pad, dil, y, n);
+  if (isa == QGemmIsa::kAvx2) return pool_f32::MaxPoolBlockedRowAvx2(rows, nrows, k_lo, k_hi, stride, pad, dil, y, n);
   pool_f32::MaxPoolBlockedRowPortable(rows, nrows, k_lo, k_hi, stride, pad, dil, y, n);
 }
 

@@ -1,5 +1,5 @@
-// Float pooling row kernels. The portable loop defines the values; the AVX-512 build
-// (x86/pool_f32_avx512.cc) selects the same elements (max is a selection: no rounding), so the
+// Float pooling row kernels. The portable loop defines the values; the AVX-512 and AVX2 builds
+// (x86/pool_f32_avx512.cc, x86/pool_f32_avx2.cc) select the same elements (max is a selection: no rounding), so the
 // same bits, NaN and signed zeros included.
 #pragma once
 
@@ -12,7 +12,7 @@ namespace quantkit::kernels {
 // One output row of a 2x2, stride-2 MaxPool whose two window rows `a` and `b` are inside the
 // input: y[i] = the max of a[2i], a[2i+1], b[2i], b[2i+1] under MaxPool's NaN rule (a NaN first
 // tap a[2i] wins; any other NaN is skipped), for i in [0, n). Reads a and b at [0, 2n).
-// isa: an AVX-512 level runs 16 outputs per step; anything else the portable loop.
+// isa: an AVX-512 level runs 16 outputs per step, avx2 8; the reference the portable loop.
 void MaxPool2x2RowFloat(const float* a, const float* b, float* y, int64_t n, QGemmIsa isa);
 
 // Outputs [0, n) of a 3-wide, stride-2 MaxPool row (ResNet's stem) whose windows lie inside the
@@ -44,6 +44,9 @@ void MaxPoolBlockedRowAvx512(const float* const* rows, int64_t nrows, const int6
                              int64_t stride, int64_t pad, int64_t dil, float* y, int64_t n);
 void MaxPool2x2RowAvx512(const float* a, const float* b, float* y, int64_t n);
 void MaxPool3Stride2RowAvx512(const float* const* rows, int64_t nrows, float* y, int64_t n);
+void MaxPoolBlockedRowAvx2(const float* const* rows, int64_t nrows, const int64_t* k_lo, const int64_t* k_hi,
+                           int64_t stride, int64_t pad, int64_t dil, float* y, int64_t n);
+void MaxPool2x2RowAvx2(const float* a, const float* b, float* y, int64_t n);
 }
 
 }  // namespace quantkit::kernels

@@ -21,6 +21,7 @@ void TransposeFloat(const float* src, int64_t rows, int64_t cols, int64_t lds, f
                     const float* clamp_lo_hi, QGemmIsa isa) {
   if (rows <= 0 || cols <= 0) return;
   if (QGemmIsaHasAvx512(isa)) return transpose_f32::TransposeAvx512(src, rows, cols, lds, dst, ldd, clamp_lo_hi);
+  if (isa == QGemmIsa::kAvx2) return transpose_f32::TransposeAvx2(src, rows, cols, lds, dst, ldd, clamp_lo_hi);
   transpose_f32::TransposePortable(src, rows, cols, lds, dst, ldd, clamp_lo_hi);
 }
 
