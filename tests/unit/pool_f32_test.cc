@@ -3,6 +3,7 @@
 // 16-wide step and its masked tail, with their rows ending at a guard page (no read past the end).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -169,6 +170,36 @@ TEST(MaxPoolBlockedRowFloat, EveryIsaSameBitsAsThePortableLoop) {
       }
     }
   }
+}
+
+// The 8-bit 2x2 rows: the plain maximum of the four taps, on every ISA, for both signs, with the
+// extreme values frequent, row lengths through the 16-wide step and its scalar tail, rows ending
+// at a guard page.
+template <typename T, typename Fn>
+void Check8BitPairRows(Fn pool) {
+  std::mt19937 rng(37);
+  for (int64_t n : {1, 3, 4, 5, 7, 8, 9, 14, 15, 16, 17, 31, 32, 33, 56, 112}) {
+    std::vector<uint8_t> a(static_cast<size_t>(2 * n)), b(a.size());
+    for (auto* row : {&a, &b})
+      for (auto& v : *row) v = rng() % 4 == 0 ? (rng() % 2 ? 0x80 : 0x7F) : static_cast<uint8_t>(rng());
+    testing::GuardedBytes ga(a), gb(b);
+    const auto* pa = reinterpret_cast<const T*>(ga.data());
+    const auto* pb = reinterpret_cast<const T*>(gb.data());
+    std::vector<T> want(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) want[i] = std::max({pa[2 * i], pa[2 * i + 1], pb[2 * i], pb[2 * i + 1]});
+    for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
+      if (!kernels::QGemmIsaSupported(isa)) continue;
+      std::vector<T> got(static_cast<size_t>(n) + 16, T{7});
+      pool(pa, pb, got.data(), n, isa);
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << kernels::QGemmIsaName(isa) << " n=" << n << " i=" << i;
+      for (size_t i = want.size(); i < got.size(); ++i) ASSERT_EQ(got[i], T{7}) << "stored past n=" << n;
+    }
+  }
+}
+
+TEST(MaxPool2x2Row8Bit, EveryIsaTakesTheMaximum) {
+  Check8BitPairRows<uint8_t>(kernels::MaxPool2x2RowU8);
+  Check8BitPairRows<int8_t>(kernels::MaxPool2x2RowS8);
 }
 
 }  // namespace

@@ -18,6 +18,23 @@ void MaxPool2x2RowFloat(const float* a, const float* b, float* y, int64_t n, QGe
   }
 }
 
+namespace {
+template <typename T>
+void MaxPool2x2Row8BitScalar(const T* a, const T* b, T* y, int64_t i, int64_t n) {
+  for (; i < n; ++i) y[i] = std::max(std::max(a[2 * i], a[2 * i + 1]), std::max(b[2 * i], b[2 * i + 1]));
+}
+}  // namespace
+
+void MaxPool2x2RowU8(const uint8_t* a, const uint8_t* b, uint8_t* y, int64_t n, QGemmIsa isa) {
+  if (isa != QGemmIsa::kRef && n >= 4) return pool_f32::MaxPool2x2RowU8Avx2(a, b, y, n);
+  MaxPool2x2Row8BitScalar(a, b, y, 0, n);
+}
+
+void MaxPool2x2RowS8(const int8_t* a, const int8_t* b, int8_t* y, int64_t n, QGemmIsa isa) {
+  if (isa != QGemmIsa::kRef && n >= 4) return pool_f32::MaxPool2x2RowS8Avx2(a, b, y, n);
+  MaxPool2x2Row8BitScalar(a, b, y, 0, n);
+}
+
 void MaxPool3Stride2RowFloat(const float* const* rows, int64_t nrows, float* y, int64_t n, QGemmIsa isa) {
   if (QGemmIsaHasAvx512(isa)) return pool_f32::MaxPool3Stride2RowAvx512(rows, nrows, y, n);
   auto column_max = [&](int64_t c) { return MaxPoolColumnMax(rows, nrows, c); };

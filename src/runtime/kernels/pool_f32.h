@@ -29,6 +29,12 @@ inline float MaxPoolColumnMax(const float* const* rows, int64_t nrows, int64_t c
   return m;
 }
 
+// The 2x2 stride-2 row of 8-bit values (no NaNs: the plain maximum): y[i] = max(a[2i], a[2i+1],
+// b[2i], b[2i+1]) for i in [0, n); reads a and b at [0, 2n). avx2 and AVX-512 levels: 4, 8 or 16
+// outputs per step for rows of 4 or more; the reference and shorter rows: the scalar loop.
+void MaxPool2x2RowU8(const uint8_t* a, const uint8_t* b, uint8_t* y, int64_t n, QGemmIsa isa);
+void MaxPool2x2RowS8(const int8_t* a, const int8_t* b, int8_t* y, int64_t n, QGemmIsa isa);
+
 // One output row of a MaxPool over NCHW16c pixels (16 channels per pixel): for output i in
 // [0, n), the window's taps are rows[r][(i * stride - pad + k * dil) * 16 + lane] for r < nrows
 // and k in [k_lo[i], k_hi[i]), taken in that order: the first tap, then each later one where it
@@ -47,6 +53,9 @@ void MaxPool3Stride2RowAvx512(const float* const* rows, int64_t nrows, float* y,
 void MaxPoolBlockedRowAvx2(const float* const* rows, int64_t nrows, const int64_t* k_lo, const int64_t* k_hi,
                            int64_t stride, int64_t pad, int64_t dil, float* y, int64_t n);
 void MaxPool2x2RowAvx2(const float* a, const float* b, float* y, int64_t n);
+// MaxPool2x2RowU8 / S8 for n >= 4.
+void MaxPool2x2RowU8Avx2(const uint8_t* a, const uint8_t* b, uint8_t* y, int64_t n);
+void MaxPool2x2RowS8Avx2(const int8_t* a, const int8_t* b, int8_t* y, int64_t n);
 }
 
 }  // namespace quantkit::kernels

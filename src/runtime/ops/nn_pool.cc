@@ -137,6 +137,12 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max,
         if constexpr (std::is_same_v<T, float>) {
           kernels::MaxPool2x2RowFloat(first, second, y, W.out, isa);
           continue;
+        } else if constexpr (std::is_same_v<T, uint8_t>) {
+          kernels::MaxPool2x2RowU8(first, second, y, W.out, isa);
+          continue;
+        } else if constexpr (std::is_same_v<T, int8_t>) {
+          kernels::MaxPool2x2RowS8(first, second, y, W.out, isa);
+          continue;
         }
         for (int64_t ow = 0; ow < W.out; ++ow) {
           const T a0 = first[2 * ow], a1 = first[2 * ow + 1], b0 = second[2 * ow], b1 = second[2 * ow + 1];

@@ -1,9 +1,10 @@
-// AVX2 builds of MaxPool2x2RowFloat and MaxPoolBlockedRowFloat (pool_f32.h) for CPUs without
+// AVX2 builds of MaxPool2x2RowFloat, MaxPool2x2RowU8 / S8 and MaxPoolBlockedRowFloat (pool_f32.h) for CPUs without
 // AVX-512: the portable loops' selections, so the same bits (NaN payloads and tied zeros too).
 // vmaxps(v, best) returns v where v > best, else best (a NaN in either gives best): the portable
 // `v > best ? v : best`.
 #include <immintrin.h>
 
+#include <cstring>
 #include <limits>
 
 #include "runtime/kernels/pool_f32.h"
@@ -26,7 +27,75 @@ __attribute__((target("avx2"), always_inline)) inline void Deinterleave(__m256 l
   *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
 }
 
+// Per 16-bit lane of the column max m, the max of its two bytes, in range of the 8-bit type.
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline __m128i PairMax(__m128i m) {
+  if constexpr (kSigned) return _mm_max_epi16(_mm_srai_epi16(_mm_slli_epi16(m, 8), 8), _mm_srai_epi16(m, 8));
+  return _mm_and_si128(_mm_max_epu8(m, _mm_srli_epi16(m, 8)), _mm_set1_epi16(0xFF));
+}
+
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline __m128i ColumnMax8Bit(__m128i a, __m128i b) {
+  return kSigned ? _mm_max_epi8(a, b) : _mm_max_epu8(a, b);
+}
+
+// The outputs of the column maxima m, packed to the low bytes.
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline __m128i Outputs(__m128i m) {
+  const __m128i pair = PairMax<kSigned>(m);
+  return kSigned ? _mm_packs_epi16(pair, pair) : _mm_packus_epi16(pair, pair);
+}
+
+// 8 outputs from 16 bytes of each row, in the low 8 bytes.
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline __m128i EightOutputs(const uint8_t* a, const uint8_t* b) {
+  return Outputs<kSigned>(ColumnMax8Bit<kSigned>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a)),
+                                                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(b))));
+}
+
+// 4 outputs from 8 bytes of each row, in the low 4 bytes.
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline __m128i FourOutputs(const uint8_t* a, const uint8_t* b) {
+  return Outputs<kSigned>(ColumnMax8Bit<kSigned>(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a)),
+                                                 _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b))));
+}
+
+// Outputs [0, n) for n >= 4, 16 (8, 4 on short rows) per step; the last step overlaps the one
+// before it (the same values written twice) rather than a scalar tail: pooled rows are often
+// 7-14 outputs wide.
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline void MaxPool2x2Row8Bit(const void* a, const void* b, void* y,
+                                                                             int64_t n) {
+  const auto* pa = static_cast<const uint8_t*>(a);
+  const auto* pb = static_cast<const uint8_t*>(b);
+  auto* py = static_cast<uint8_t*>(y);
+  if (n >= 16) {
+    for (int64_t i = 0; i < n; i += 16) {
+      if (i + 16 > n) i = n - 16;
+      const __m128i lo = EightOutputs<kSigned>(pa + 2 * i, pb + 2 * i);
+      const __m128i hi = EightOutputs<kSigned>(pa + 2 * i + 16, pb + 2 * i + 16);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(py + i), _mm_unpacklo_epi64(lo, hi));
+    }
+  } else if (n >= 8) {
+    for (int64_t i : {int64_t{0}, n - 8})
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(py + i), EightOutputs<kSigned>(pa + 2 * i, pb + 2 * i));
+  } else if (n >= 4) {
+    for (int64_t i : {int64_t{0}, n - 4}) {
+      const int32_t four = _mm_cvtsi128_si32(FourOutputs<kSigned>(pa + 2 * i, pb + 2 * i));
+      std::memcpy(py + i, &four, sizeof(four));
+    }
+  }
+}
+
 }  // namespace
+
+__attribute__((target("avx2"))) void MaxPool2x2RowU8Avx2(const uint8_t* a, const uint8_t* b, uint8_t* y, int64_t n) {
+  MaxPool2x2Row8Bit<false>(a, b, y, n);
+}
+
+__attribute__((target("avx2"))) void MaxPool2x2RowS8Avx2(const int8_t* a, const int8_t* b, int8_t* y, int64_t n) {
+  MaxPool2x2Row8Bit<true>(a, b, y, n);
+}
 
 __attribute__((target("avx2"))) void MaxPool2x2RowAvx2(const float* a, const float* b, float* y, int64_t n) {
   int64_t i = 0;
