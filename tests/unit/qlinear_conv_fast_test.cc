@@ -90,6 +90,9 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
       // dilation, signed input, a fused Relu, a 5x5 kernel, 13 output channels (a 1-channel tile).
       {2, 5, 7, 32, 6, 3, 1, 1, 1, 1, false},    {1, 4, 9, 16, 13, 3, 1, 2, 2, 1, true},
       {1, 3, 6, 48, 7, 5, 1, 2, 1, 1, false, 128, 255},
+      // One input channel pair takes the direct kernel at any width (Fashion CNN's first conv,
+      // 28 wide; 9 wide, signed, dilated).
+      {3, 1, 28, 28, 16, 3, 1, 1, 1, 1, false},  {1, 2, 7, 9, 5, 3, 1, 2, 2, 1, true},
   };
   std::mt19937 rng(21);
   for (const ConvCase& c : cases) {
