@@ -437,8 +437,9 @@ TEST(Lstm, ConstantWeightsBatchOneAndEightUsePackedRecurrentWeights) {
   }
 }
 
-// One batch row, constant weights, hidden size a multiple of 64, two threads: each step is one
-// parallel region (blocks of 64 units: their gates' recurrent sums, then their cell update). The
+// One batch row, constant weights, hidden size a multiple of 64 (256: steps of 256K multiply-adds
+// and up are split), two threads: each step is one parallel region (blocks of 64 units: their
+// gates' recurrent sums, then their cell update). The
 // same bits as one thread's GEMV-then-update, with peepholes, clip, both directions and a sequence
 // shorter than the input; and the reference values.
 TEST(Lstm, StepSplitOverThreadsGivesOneThreadsBits) {
@@ -446,7 +447,7 @@ TEST(Lstm, StepSplitOverThreadsGivesOneThreadsBits) {
   pr.cell = Cell::kLstm;
   pr.dirs = 2;
   pr.direction = "bidirectional";
-  pr.S = 7, pr.B = 1, pr.I = 16, pr.H = 128;
+  pr.S = 7, pr.B = 1, pr.I = 16, pr.H = 256;
   pr.with_p = true;
   pr.clip = 2.5f;
   pr.lens = {5};

@@ -492,7 +492,9 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
         kernels::FillPhasePlane(g2, planes.rows, planes.phase_len, xg + c * in_size, scratch + c * planes.plane_floats);
       }
     };
-    if (tp && Cg > 1) {
+    // Split over the pool only when the planes are big enough to pay for waking it: Silero VAD's
+    // small 1-D convs (a few thousand floats) were slower at two threads than at one.
+    if (tp && Cg > 1 && Cg * planes.plane_floats >= (int64_t{1} << 15)) {
       tp->ParallelFor(Cg, 1, fill);
     } else {
       fill(0, Cg);
