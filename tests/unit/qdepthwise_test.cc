@@ -55,6 +55,11 @@ TEST(QDepthwise, EveryIsaEqualsTheDefinition) {
       {6, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, false, false, 0, 255},
       {5, 37, 2, 3, 1, 1, 1, 1, 0, 1, 1, 1, true, true, -128, 127},
       {7, 70, 1, 4, 1, 2, 1, 1, 0, 0, 0, 2, false, true, -128, 127},
+      // The avx2 plane fill's stride-2 split: a lone phase-1 value first (odd pad), a lone
+      // phase-0 value last (odd count left), 6, 9 and 22 pairs (scalar, overlapping 8s, 16s).
+      {4, 46, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, true, false, 0, 255},
+      {3, 12, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, false, false, 0, 255},
+      {3, 19, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, false, true, -128, 127},
   };
   std::mt19937 rng(5);
   for (const Case& c : cases) {
@@ -131,7 +136,9 @@ TEST(QDepthwise, LanesGiveThePlaneKernelsOutputs) {
   std::mt19937 rng(9);
   for (const Case& c : cases) {
     const QDepthwiseShape s = ShapeOf(c);
-    ASSERT_TRUE(kernels::QDepthwiseUseLanes(s, QGemmIsa::kAvx2));
+    // The lane kernel takes any width (it is chosen for 8 outputs or fewer); some cases are wider
+    // to cover its 8-column fill and tails.
+    if (s.OW <= 8) ASSERT_TRUE(kernels::QDepthwiseUseLanes(s, QGemmIsa::kAvx2));
     const int64_t out = s.OH * s.OW, taps = s.KH * s.KW;
     std::vector<std::unique_ptr<testing::GuardedBytes>> xs;  // each channel behind its own guard page
     std::vector<std::vector<int32_t>> ws;

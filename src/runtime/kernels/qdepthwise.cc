@@ -30,10 +30,10 @@ void QDepthwiseConv2D(const QDepthwiseShape& s, const QDepthwiseChannel& c, int1
   qdepthwise::Dispatch<AccumulateRowRef, RequantizeRowRef>(s, c, plane, acc_row);
 }
 
-// Output widths up to this take the lane kernel: MobileNetV2 static 11.9 -> 10.7 ms at one thread
-// on Zen 3 (its 7- and 14-wide depthwise convs); up to 64 wide no faster (minimums of 3
-// alternating runs).
-constexpr int64_t kLanesMaxWidth = 16;
+// Output widths up to this take the lane kernel. On Zen 3 at one thread: 7 wide (MobileNetV2's
+// 960 channels) 0.111 ms against 0.154 on the plane kernel; 14 wide (384 channels) 0.109 against
+// 0.103 once the plane kernel's fill and requantize were vectorized whole (minimums of 3 runs).
+constexpr int64_t kLanesMaxWidth = 8;
 
 bool QDepthwiseUseLanes(const QDepthwiseShape& s, QGemmIsa isa) {
   return isa != QGemmIsa::kRef && s.OW <= kLanesMaxWidth && s.KH * s.KW <= qdepthwise::kLanesMaxTaps;

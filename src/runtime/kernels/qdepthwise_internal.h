@@ -32,6 +32,25 @@ inline PlaneLayout Layout(const QDepthwiseShape& s) {
   return p;
 }
 
+// Offsets of each tap's run (taps in (kh, kw) order) from the start of the plane row of output
+// row 0. Column kw * dilation_w lies in phase (its % stride_w) at index (its / stride_w): stepped
+// without a division per tap (this runs once per channel, thousands of times per inference).
+inline void TapOffsets(const QDepthwiseShape& s, const PlaneLayout& p, int64_t* tap_offset) {
+  const int64_t step_q = s.dilation_w / s.stride_w, step_r = s.dilation_w % s.stride_w;
+  for (int64_t kh = 0; kh < s.KH; ++kh) {
+    int64_t q = 0, r = 0;
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      tap_offset[kh * s.KW + kw] = kh * s.dilation_h * p.row_len + r * p.phase_len + q;
+      q += step_q;
+      r += step_r;
+      if (r >= s.stride_w) {
+        r -= s.stride_w;
+        ++q;
+      }
+    }
+  }
+}
+
 template <typename TX>
 __attribute__((always_inline)) inline void FillPlane(const QDepthwiseShape& s, const PlaneLayout& p,
                                                      const TX* __restrict x, int32_t x_zp, int16_t* __restrict plane) {
@@ -143,21 +162,7 @@ __attribute__((always_inline)) inline void Run(const QDepthwiseShape& s, const Q
   }
   int64_t* tap_offset = taps > kMaxStackTaps ? tap_offset_heap.data() : tap_offset_stack;
   const int16_t** tap_src = taps > kMaxStackTaps ? tap_src_heap.data() : tap_src_stack;
-  // Column kw * dilation_w lies in phase (its % stride_w) at index (its / stride_w): stepped
-  // without a division per tap (this runs once per channel, thousands of times per inference).
-  const int64_t step_q = s.dilation_w / s.stride_w, step_r = s.dilation_w % s.stride_w;
-  for (int64_t kh = 0; kh < s.KH; ++kh) {
-    int64_t q = 0, r = 0;
-    for (int64_t kw = 0; kw < s.KW; ++kw) {
-      tap_offset[kh * s.KW + kw] = kh * s.dilation_h * p.row_len + r * p.phase_len + q;
-      q += step_q;
-      r += step_r;
-      if (r >= s.stride_w) {
-        r -= s.stride_w;
-        ++q;
-      }
-    }
-  }
+  TapOffsets(s, p, tap_offset);
   // Locals again: with y's byte stores possibly aliasing `s`, the loops would reload its fields.
   const int64_t OH = s.OH, OW = s.OW, row_step = s.stride_h * p.row_len;
   for (int64_t oh = 0; oh < OH; ++oh) {

@@ -70,8 +70,195 @@ QK_AVX2_TARGET void RequantizeRowAvx2(int32_t* acc, int64_t n, float multiplier,
 
 }  // namespace
 
+namespace {
+
+// x - x_zp as int16 for the 16 (8) bytes at src.
+template <typename TX>
+QK_AVX2_TARGET inline __m256i Widen16(const TX* src, __m256i zp) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+  return _mm256_sub_epi16(std::is_signed_v<TX> ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b), zp);
+}
+template <typename TX>
+QK_AVX2_TARGET inline __m128i Widen8(const TX* src, __m256i zp) {
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src));
+  return _mm_sub_epi16(std::is_signed_v<TX> ? _mm_cvtepi8_epi16(b) : _mm_cvtepu8_epi16(b), _mm256_castsi256_si128(zp));
+}
+
+// dst[i] = src[i] - zp for i < n: 16 per step, the last step overlapping the one before (the same
+// values again) instead of a scalar tail; rows of 8 to 15 as two overlapping 8s.
+template <typename TX>
+QK_AVX2_TARGET void WidenRow(const TX* src, int64_t n, __m256i zp, int32_t x_zp, int16_t* dst) {
+  if (n >= 16) {
+    for (int64_t i = 0; i < n; i += 16) {
+      if (i + 16 > n) i = n - 16;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), Widen16(src + i, zp));
+    }
+  } else if (n >= 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), Widen8(src, zp));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + n - 8), Widen8(src + n - 8, zp));
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<int16_t>(static_cast<int32_t>(src[i]) - x_zp);
+  }
+}
+
+// Stride 2: the pairs (src[2j], src[2j + 1]) for j < pairs to even[j] and odd[j], minus zp. The
+// 32 bytes of 16 pairs read as 16-bit words: the low byte of each is the even value, the high
+// byte the odd one. Overlapping last steps as WidenRow.
+template <typename TX>
+QK_AVX2_TARGET inline void SplitPairs16(const TX* src, __m256i zp, int16_t* even, int16_t* odd) {
+  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+  __m256i e, o;
+  if constexpr (std::is_signed_v<TX>) {
+    e = _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8);
+    o = _mm256_srai_epi16(w, 8);
+  } else {
+    e = _mm256_and_si256(w, _mm256_set1_epi16(0xFF));
+    o = _mm256_srli_epi16(w, 8);
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(even), _mm256_sub_epi16(e, zp));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(odd), _mm256_sub_epi16(o, zp));
+}
+template <typename TX>
+QK_AVX2_TARGET inline void SplitPairs8(const TX* src, __m256i zp, int16_t* even, int16_t* odd) {
+  const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+  __m128i e, o;
+  if constexpr (std::is_signed_v<TX>) {
+    e = _mm_srai_epi16(_mm_slli_epi16(w, 8), 8);
+    o = _mm_srai_epi16(w, 8);
+  } else {
+    e = _mm_and_si128(w, _mm_set1_epi16(0xFF));
+    o = _mm_srli_epi16(w, 8);
+  }
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(even), _mm_sub_epi16(e, _mm256_castsi256_si128(zp)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(odd), _mm_sub_epi16(o, _mm256_castsi256_si128(zp)));
+}
+
+template <typename TX>
+QK_AVX2_TARGET void SplitRow(const TX* src, int64_t pairs, __m256i zp, int32_t x_zp, int16_t* even, int16_t* odd) {
+  if (pairs >= 16) {
+    for (int64_t j = 0; j < pairs; j += 16) {
+      if (j + 16 > pairs) j = pairs - 16;
+      SplitPairs16(src + 2 * j, zp, even + j, odd + j);
+    }
+  } else if (pairs >= 8) {
+    SplitPairs8(src, zp, even, odd);
+    SplitPairs8(src + 2 * (pairs - 8), zp, even + pairs - 8, odd + pairs - 8);
+  } else {
+    for (int64_t j = 0; j < pairs; ++j) {
+      even[j] = static_cast<int16_t>(static_cast<int32_t>(src[2 * j]) - x_zp);
+      odd[j] = static_cast<int16_t>(static_cast<int32_t>(src[2 * j + 1]) - x_zp);
+    }
+  }
+}
+
+// FillPlane (qdepthwise_internal.h) with the rows of strides 1 and 2 vectorized, tails included:
+// the compiler's loops left 12 of a 28-wide row (all of a 14-wide one) to scalar code, 30-40% of
+// the kernel's time.
+template <typename TX>
+QK_AVX2_TARGET void FillPlaneAvx2(const QDepthwiseShape& s, const PlaneLayout& p, const TX* x, int32_t x_zp,
+                                  int16_t* plane) {
+  if (s.stride_w > 2) return FillPlane(s, p, x, x_zp, plane);
+  const int64_t H = s.H, W = s.W, pad_left = s.pad_left, row_len = p.row_len, phase_len = p.phase_len;
+  std::memset(plane, 0, static_cast<size_t>(p.rows * row_len) * sizeof(int16_t));
+  const __m256i zp = _mm256_set1_epi16(static_cast<int16_t>(x_zp));
+  if (s.stride_w == 1) {
+    for (int64_t ih = 0; ih < H; ++ih) WidenRow(x + ih * W, W, zp, x_zp, plane + (ih + s.pad_top) * row_len + pad_left);
+    return;
+  }
+  // Stride 2: padded column c = pad_left + iw goes to phase c % 2 at index c / 2. Pairs start at
+  // the first iw of phase 0, s0; a lone phase-1 value before them (s0 = 1) and a lone phase-0
+  // value after them (an odd count left) one at a time.
+  const int64_t s0 = pad_left % 2, pairs = (W - s0) / 2, first = (pad_left + s0) / 2;
+  for (int64_t ih = 0; ih < H; ++ih) {
+    const TX* src = x + ih * W;
+    int16_t* row = plane + (ih + s.pad_top) * row_len;
+    int16_t* even = row + first;
+    int16_t* odd = row + phase_len + first;
+    if (s0 == 1) row[phase_len + pad_left / 2] = static_cast<int16_t>(static_cast<int32_t>(src[0]) - x_zp);
+    SplitRow(src + s0, pairs, zp, x_zp, even, odd);
+    if (s0 + 2 * pairs < W) even[pairs] = static_cast<int16_t>(static_cast<int32_t>(src[W - 1]) - x_zp);
+  }
+}
+
+// The bytes of q_lo (outputs 0-3 | 8-11) and q_hi (4-7 | 12-15), values in [-128, 255], in
+// output order.
+QK_AVX2_TARGET inline __m128i BytesOfSplitHalves(__m256i q_lo, __m256i q_hi) {
+  // packs per 128-bit lane: [0-3, 4-7 | 8-11, 12-15] as int16; the low bytes; qwords 0 and 2.
+  const __m256i words = _mm256_and_si256(_mm256_packs_epi32(q_lo, q_hi), _mm256_set1_epi16(0xFF));
+  const __m256i bytes = _mm256_packus_epi16(words, words);
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(bytes, 0x08));
+}
+
+// One channel: the plane, then each output row's 16-column blocks: the tap pairs' products
+// (AccumulateRowAvx2's operations, the weight pairs made once per channel), requantized in
+// registers and stored as bytes when the output is requantized; else the sums to `acc` and
+// FinishRow.
+template <typename TX, typename TY>
+QK_AVX2_TARGET void RunChannel(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc) {
+  const PlaneLayout p = Layout(s);
+  FillPlaneAvx2(s, p, static_cast<const TX*>(c.x), c.x_zero_point, plane);
+  const int64_t taps = s.KH * s.KW;
+  int64_t tap_offset[kLanesMaxTaps];
+  TapOffsets(s, p, tap_offset);
+  const int64_t pairs = (taps + 1) / 2;
+  __m256i wpair[kLanesMaxTaps / 2];
+  int64_t offset_b[kLanesMaxTaps / 2];  // the pair's second tap; an odd last tap pairs with a zero weight
+  for (int64_t q = 0; q < pairs; ++q) {
+    const bool odd_last = 2 * q + 1 >= taps;
+    const uint32_t w0 = static_cast<uint32_t>(c.w[2 * q]) & 0xFFFFu;
+    const uint32_t w1 = odd_last ? 0u : static_cast<uint32_t>(c.w[2 * q + 1]);
+    wpair[q] = _mm256_set1_epi32(static_cast<int32_t>(w0 | (w1 << 16)));
+    offset_b[q] = odd_last ? tap_offset[2 * q] : tap_offset[2 * q + 1];
+  }
+  const bool bytes_out = !c.acc_out && !c.y_float;
+  const __m256 m = _mm256_set1_ps(c.multiplier);
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(c.y_min - c.y_zero_point));
+  const __m256 hi = _mm256_set1_ps(static_cast<float>(c.y_max - c.y_zero_point));
+  const __m256i y_zp = _mm256_set1_epi32(c.y_zero_point);
+  const __m256i bias = _mm256_set1_epi32(c.bias);
+  const int64_t OH = s.OH, OW = s.OW, row_step = s.stride_h * p.row_len;
+  auto* y = static_cast<uint8_t*>(c.y);  // int8 keeps its bit pattern
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const int16_t* row = plane + oh * row_step;
+    for (int64_t i0 = 0; i0 < OW; i0 += kRowBlock) {
+      // unpack works within 128-bit lanes: sum_lo holds outputs 0-3 and 8-11, sum_hi 4-7 and 12-15.
+      __m256i sum_lo = bias, sum_hi = bias;
+      for (int64_t q = 0; q < pairs; ++q) {
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + tap_offset[2 * q] + i0));
+        __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + offset_b[q] + i0));
+        sum_lo = _mm256_add_epi32(sum_lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wpair[q]));
+        sum_hi = _mm256_add_epi32(sum_hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wpair[q]));
+      }
+      if (!bytes_out) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i0), _mm256_permute2x128_si256(sum_lo, sum_hi, 0x20));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i0 + 8), _mm256_permute2x128_si256(sum_lo, sum_hi, 0x31));
+        continue;
+      }
+      const __m128i out = BytesOfSplitHalves(x86::RequantizeEight(sum_lo, m, lo, hi, y_zp),
+                                             x86::RequantizeEight(sum_hi, m, lo, hi, y_zp));
+      uint8_t* dst = y + oh * OW + i0;
+      if (OW - i0 >= kRowBlock) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), out);
+      } else {  // y's row is followed by the next row or another channel
+        alignas(16) uint8_t last[kRowBlock];
+        _mm_store_si128(reinterpret_cast<__m128i*>(last), out);
+        std::memcpy(dst, last, static_cast<size_t>(OW - i0));
+      }
+    }
+    if (!bytes_out) FinishRow<TY, RequantizeRowAvx2>(c, oh, OW, acc);
+  }
+}
+
+}  // namespace
+
 QK_AVX2_TARGET void RunAvx2(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc) {
-  Dispatch<AccumulateRowAvx2, RequantizeRowAvx2>(s, c, plane, acc);
+  if (s.KH * s.KW > kLanesMaxTaps) return Dispatch<AccumulateRowAvx2, RequantizeRowAvx2>(s, c, plane, acc);
+  if (c.x_signed) {
+    if (c.y_signed) return RunChannel<int8_t, int8_t>(s, c, plane, acc);
+    return RunChannel<int8_t, uint8_t>(s, c, plane, acc);
+  }
+  if (c.y_signed) return RunChannel<uint8_t, int8_t>(s, c, plane, acc);
+  RunChannel<uint8_t, uint8_t>(s, c, plane, acc);
 }
 
 namespace {
