@@ -191,8 +191,8 @@ QK_AVX2_TARGET inline __m128i BytesOfSplitHalves(__m256i q_lo, __m256i q_hi) {
 
 // One channel: the plane, then each output row's 16-column blocks: the tap pairs' products
 // (AccumulateRowAvx2's operations, the weight pairs made once per channel), requantized in
-// registers and stored as bytes when the output is requantized; else the sums to `acc` and
-// FinishRow.
+// registers (by saturating packs for multipliers below 1: requantize_avx2.h) and stored as bytes
+// when the output is requantized; else the sums to `acc` and FinishRow.
 template <typename TX, typename TY>
 QK_AVX2_TARGET void RunChannel(const QDepthwiseShape& s, const QDepthwiseChannel& c, int16_t* plane, int32_t* acc) {
   const PlaneLayout p = Layout(s);
@@ -216,6 +216,8 @@ QK_AVX2_TARGET void RunChannel(const QDepthwiseShape& s, const QDepthwiseChannel
   const __m256 hi = _mm256_set1_ps(static_cast<float>(c.y_max - c.y_zero_point));
   const __m256i y_zp = _mm256_set1_epi32(c.y_zero_point);
   const __m256i bias = _mm256_set1_epi32(c.bias);
+  const bool saturating = x86::SaturatingBytesOk(c.multiplier);
+  const x86::SaturatingBytes sat = x86::MakeSaturatingBytes(c.y_zero_point, c.y_min, c.y_max, c.y_signed);
   const int64_t OH = s.OH, OW = s.OW, row_step = s.stride_h * p.row_len;
   auto* y = static_cast<uint8_t*>(c.y);  // int8 keeps its bit pattern
   for (int64_t oh = 0; oh < OH; ++oh) {
@@ -234,8 +236,10 @@ QK_AVX2_TARGET void RunChannel(const QDepthwiseShape& s, const QDepthwiseChannel
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i0 + 8), _mm256_permute2x128_si256(sum_lo, sum_hi, 0x31));
         continue;
       }
-      const __m128i out = BytesOfSplitHalves(x86::RequantizeEight(sum_lo, m, lo, hi, y_zp),
-                                             x86::RequantizeEight(sum_hi, m, lo, hi, y_zp));
+      const __m128i out =
+          saturating ? x86::SaturatedBytesOfSixteen<true>(x86::ScaleAndRound(sum_lo, m), x86::ScaleAndRound(sum_hi, m), sat)
+                     : BytesOfSplitHalves(x86::RequantizeEight(sum_lo, m, lo, hi, y_zp),
+                                          x86::RequantizeEight(sum_hi, m, lo, hi, y_zp));
       uint8_t* dst = y + oh * OW + i0;
       if (OW - i0 >= kRowBlock) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), out);

@@ -4,7 +4,8 @@
 // channels broadcast their (w[m, 2q], w[m, 2q + 1]) pair and multiply it with vpmaddwd, which
 // adds the two products in int32 exactly (|w - w_zp| <= 255, 0 <= x <= 255), 12 accumulators per
 // tile; vpaddd wraps as the definition's uint32 sums do. Then acc - x_zp * sum(w) + bias,
-// requantized by RequantizeEight (the GEMM epilogue's operations): the same bytes.
+// requantized by RequantizeEight (the GEMM epilogue's operations), or for multipliers below 1 by
+// the saturating packs of SaturatedBytesOfSixteen: the same bytes.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -23,7 +24,8 @@ constexpr int64_t kStrip = 16;
 struct Requant {
   __m256 lo, hi;
   __m256i zp;
-  uint32_t x_zp;  // of the stored bytes (int8 inputs: + 128)
+  x86::SaturatingBytes bytes;  // for rows whose multiplier allows it (x86::SaturatingBytesOk)
+  uint32_t x_zp;               // of the stored bytes (int8 inputs: + 128)
 };
 
 // The panel of pixels [p, p + n) (n <= 16; the rest zeros), inputs as uint8 (int8 + 128).
@@ -65,11 +67,15 @@ __attribute__((target("avx2"), noinline)) void StoreRows(const QDirectConvArgs& 
                                 rq.x_zp * static_cast<uint32_t>(a.w->sums[static_cast<size_t>(m)]);
     const __m256i c = _mm256_set1_epi32(static_cast<int32_t>(correction));
     const __m256 mult = _mm256_set1_ps(a.multiplier[m]);
-    const __m256i v0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(acc[r]));
-    const __m256i v1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(acc[r] + 8));
-    const __m256i q0 = x86::RequantizeEight(_mm256_add_epi32(v0, c), mult, rq.lo, rq.hi, rq.zp);
-    const __m256i q1 = x86::RequantizeEight(_mm256_add_epi32(v1, c), mult, rq.lo, rq.hi, rq.zp);
-    const __m128i bytes = x86::LowBytesOfSixteen(q0, q1);
+    const __m256i v0 = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc[r])), c);
+    const __m256i v1 = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc[r] + 8)), c);
+    __m128i bytes;
+    if (x86::SaturatingBytesOk(a.multiplier[m])) {
+      bytes = x86::SaturatedBytesOfSixteen<false>(x86::ScaleAndRound(v0, mult), x86::ScaleAndRound(v1, mult), rq.bytes);
+    } else {
+      bytes = x86::LowBytesOfSixteen(x86::RequantizeEight(v0, mult, rq.lo, rq.hi, rq.zp),
+                                     x86::RequantizeEight(v1, mult, rq.lo, rq.hi, rq.zp));
+    }
     uint8_t* dst = static_cast<uint8_t*>(a.y) + m * (a.taps ? a.ld_y : a.ld) + p;
     if (n == kStrip) {
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes);
@@ -128,6 +134,8 @@ QK_AVX2_TARGET void RunAvx2(const QDirectConvArgs& a, int64_t p0, int64_t p1, in
   rq.lo = _mm256_set1_ps(lo);
   rq.hi = _mm256_set1_ps(hi);
   rq.zp = _mm256_set1_epi32(a.y_zero_point);
+  rq.bytes = x86::MakeSaturatingBytes(a.y_zero_point, static_cast<int32_t>(lo) + a.y_zero_point,
+                                      static_cast<int32_t>(hi) + a.y_zero_point, a.y_signed);
   rq.x_zp = static_cast<uint32_t>(a.x_zero_point + (a.x_signed ? 128 : 0));
   const int64_t M = a.m_end < 0 ? a.w->M : a.m_end;
   for (int64_t p = p0; p < p1;) {
