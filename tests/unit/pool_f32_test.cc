@@ -202,5 +202,45 @@ TEST(MaxPool2x2Row8Bit, EveryIsaTakesTheMaximum) {
   Check8BitPairRows<int8_t>(kernels::MaxPool2x2RowS8);
 }
 
+// The 8-bit 3-wide stride-2 rows (ResNet's stem pool on quantized maps): the maximum of each
+// window's 3 columns over 1-3 rows, every ISA, both signs, rows of exactly 2n + 1 values ending at
+// a guard page (the vector loads stay within them).
+template <typename T, typename Fn>
+void Check8BitThreeWideRows(Fn pool) {
+  std::mt19937 rng(43);
+  for (int64_t nrows : {1, 2, 3}) {
+    for (int64_t n : {1, 5, 7, 8, 9, 15, 16, 17, 31, 55, 56, 112}) {
+      std::vector<std::unique_ptr<testing::GuardedBytes>> guarded;
+      const T* ptrs[3] = {};
+      for (int64_t r = 0; r < nrows; ++r) {
+        std::vector<uint8_t> row(static_cast<size_t>(2 * n + 1));
+        for (auto& v : row) v = rng() % 4 == 0 ? (rng() % 2 ? 0x80 : 0x7F) : static_cast<uint8_t>(rng());
+        guarded.push_back(std::make_unique<testing::GuardedBytes>(row));
+        ptrs[r] = reinterpret_cast<const T*>(guarded.back()->data());
+      }
+      std::vector<T> want(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        T best = ptrs[0][2 * i];
+        for (int64_t r = 0; r < nrows; ++r)
+          for (int64_t c = 2 * i; c < 2 * i + 3; ++c) best = std::max(best, ptrs[r][c]);
+        want[i] = best;
+      }
+      for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
+        if (!kernels::QGemmIsaSupported(isa)) continue;
+        std::vector<T> got(static_cast<size_t>(n) + 16, T{7});
+        pool(ptrs, nrows, got.data(), n, isa);
+        for (int64_t i = 0; i < n; ++i)
+          ASSERT_EQ(got[i], want[i]) << kernels::QGemmIsaName(isa) << " rows=" << nrows << " n=" << n << " i=" << i;
+        for (size_t i = want.size(); i < got.size(); ++i) ASSERT_EQ(got[i], T{7}) << "stored past n=" << n;
+      }
+    }
+  }
+}
+
+TEST(MaxPool3Stride2Row8Bit, EveryIsaTakesTheMaximum) {
+  Check8BitThreeWideRows<uint8_t>(kernels::MaxPool3Stride2RowU8);
+  Check8BitThreeWideRows<int8_t>(kernels::MaxPool3Stride2RowS8);
+}
+
 }  // namespace
 }  // namespace quantkit

@@ -35,6 +35,27 @@ void MaxPool2x2RowS8(const int8_t* a, const int8_t* b, int8_t* y, int64_t n, QGe
   MaxPool2x2Row8BitScalar(a, b, y, 0, n);
 }
 
+namespace {
+template <typename T>
+void MaxPool3Stride2Row8BitScalar(const T* const* rows, int64_t nrows, T* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    T best = MaxPoolColumnMax(rows, nrows, 2 * i);
+    best = std::max(best, MaxPoolColumnMax(rows, nrows, 2 * i + 1));
+    y[i] = std::max(best, MaxPoolColumnMax(rows, nrows, 2 * i + 2));
+  }
+}
+}  // namespace
+
+void MaxPool3Stride2RowU8(const uint8_t* const* rows, int64_t nrows, uint8_t* y, int64_t n, QGemmIsa isa) {
+  if (isa != QGemmIsa::kRef && n >= 8) return pool_f32::MaxPool3Stride2RowU8Avx2(rows, nrows, y, n);
+  MaxPool3Stride2Row8BitScalar(rows, nrows, y, n);
+}
+
+void MaxPool3Stride2RowS8(const int8_t* const* rows, int64_t nrows, int8_t* y, int64_t n, QGemmIsa isa) {
+  if (isa != QGemmIsa::kRef && n >= 8) return pool_f32::MaxPool3Stride2RowS8Avx2(rows, nrows, y, n);
+  MaxPool3Stride2Row8BitScalar(rows, nrows, y, n);
+}
+
 void MaxPool3Stride2RowFloat(const float* const* rows, int64_t nrows, float* y, int64_t n, QGemmIsa isa) {
   if (QGemmIsaHasAvx512(isa)) return pool_f32::MaxPool3Stride2RowAvx512(rows, nrows, y, n);
   auto column_max = [&](int64_t c) { return MaxPoolColumnMax(rows, nrows, c); };

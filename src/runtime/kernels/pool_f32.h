@@ -22,9 +22,17 @@ void MaxPool2x2RowFloat(const float* a, const float* b, float* y, int64_t n, QGe
 // greater (MaxPool's rule: a NaN first tap wins, other NaNs are skipped). Reads [0, 2n] of each row.
 void MaxPool3Stride2RowFloat(const float* const* rows, int64_t nrows, float* y, int64_t n, QGemmIsa isa);
 
-// m[c] of the above for one column (the portable loop's, and the MaxPool op's edge windows').
-inline float MaxPoolColumnMax(const float* const* rows, int64_t nrows, int64_t c) {
-  float m = rows[0][c];
+// The same 3-wide stride-2 row for 8-bit values (no NaNs: the plain maximum of the window's
+// columns over the rows). avx2 and AVX-512 levels: 16 or 8 outputs per step for rows of 8 or
+// more (overlapping last steps, reads within [0, 2n]); the reference and shorter rows: scalar.
+void MaxPool3Stride2RowU8(const uint8_t* const* rows, int64_t nrows, uint8_t* y, int64_t n, QGemmIsa isa);
+void MaxPool3Stride2RowS8(const int8_t* const* rows, int64_t nrows, int8_t* y, int64_t n, QGemmIsa isa);
+
+// m[c] of the above for one column (the portable loop's, and the MaxPool op's edge windows'; 8-bit
+// rows too, where there are no NaNs).
+template <typename T>
+inline T MaxPoolColumnMax(const T* const* rows, int64_t nrows, int64_t c) {
+  T m = rows[0][c];
   for (int64_t r = 1; r < nrows; ++r) m = (rows[r][c] > m || m != m) ? rows[r][c] : m;
   return m;
 }
@@ -53,6 +61,9 @@ void MaxPool3Stride2RowAvx512(const float* const* rows, int64_t nrows, float* y,
 void MaxPoolBlockedRowAvx2(const float* const* rows, int64_t nrows, const int64_t* k_lo, const int64_t* k_hi,
                            int64_t stride, int64_t pad, int64_t dil, float* y, int64_t n);
 void MaxPool2x2RowAvx2(const float* a, const float* b, float* y, int64_t n);
+// MaxPool3Stride2RowU8 / S8 for n >= 8.
+void MaxPool3Stride2RowU8Avx2(const uint8_t* const* rows, int64_t nrows, uint8_t* y, int64_t n);
+void MaxPool3Stride2RowS8Avx2(const int8_t* const* rows, int64_t nrows, int8_t* y, int64_t n);
 // MaxPool2x2RowU8 / S8 for n >= 4.
 void MaxPool2x2RowU8Avx2(const uint8_t* a, const uint8_t* b, uint8_t* y, int64_t n);
 void MaxPool2x2RowS8Avx2(const int8_t* a, const int8_t* b, int8_t* y, int64_t n);

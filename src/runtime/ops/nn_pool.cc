@@ -152,32 +152,37 @@ void MaxPoolPlaneRows(const Pool3& g, const T* x, T* y, std::vector<T>& row_max,
         }
         continue;
       }
-      if constexpr (std::is_same_v<T, float>) {
+      if constexpr (std::is_same_v<T, float> || sizeof(T) == 1) {
         if (fast_hi > fast_lo && H.hi[oh] - H.lo[oh] <= 3) {
           // 3-wide stride-2 windows over at most 3 rows: the row max taken per window column as
-          // it is needed (kernels::MaxPool3Stride2RowFloat), no row buffer.
-          const float* rows[3];
+          // it is needed (kernels::MaxPool3Stride2RowFloat / U8 / S8), no row buffer.
+          const T* rows[3];
           int64_t nrows = 0;
           for (int64_t kh = H.lo[oh]; kh < H.hi[oh]; ++kh) {
             rows[nrows++] = x + (id * H.in + oh * H.stride - H.pad_begin + kh * H.dilation) * W.in;
           }
           const int64_t col = 2 * fast_lo - W.pad_begin;  // inside the row: the window's first tap
-          const float* at_col[3] = {rows[0] + col, nrows > 1 ? rows[1] + col : nullptr,
-                                    nrows > 2 ? rows[2] + col : nullptr};
-          kernels::MaxPool3Stride2RowFloat(at_col, nrows, y + fast_lo, fast_hi - fast_lo, isa);
+          const T* at_col[3] = {rows[0] + col, nrows > 1 ? rows[1] + col : nullptr, nrows > 2 ? rows[2] + col : nullptr};
+          if constexpr (std::is_same_v<T, float>) {
+            kernels::MaxPool3Stride2RowFloat(at_col, nrows, y + fast_lo, fast_hi - fast_lo, isa);
+          } else if constexpr (std::is_same_v<T, uint8_t>) {
+            kernels::MaxPool3Stride2RowU8(at_col, nrows, y + fast_lo, fast_hi - fast_lo, isa);
+          } else {
+            kernels::MaxPool3Stride2RowS8(at_col, nrows, y + fast_lo, fast_hi - fast_lo, isa);
+          }
           auto column_max = [&](int64_t c) { return kernels::MaxPoolColumnMax(rows, nrows, c); };
           for (int64_t ow = 0; ow < W.out; ++ow) {  // the edge windows, as the generic loop below
             if (ow == fast_lo) ow = fast_hi;
             if (ow >= W.out) break;
             const int64_t base = ow * W.stride - W.pad_begin;
             if (W.hi[ow] <= W.lo[ow]) {
-              y[ow] = std::numeric_limits<float>::lowest();
+              y[ow] = std::numeric_limits<T>::lowest();
               continue;
             }
-            const float first_tap = rows[0][base + W.lo[ow]];
-            float best = column_max(base + W.lo[ow]);
+            const T first_tap = rows[0][base + W.lo[ow]];
+            T best = column_max(base + W.lo[ow]);
             for (int64_t kw = W.lo[ow] + 1; kw < W.hi[ow]; ++kw) {
-              const float v = column_max(base + kw);
+              const T v = column_max(base + kw);
               best = v > best ? v : best;
             }
             y[ow] = first_tap != first_tap ? first_tap : best;

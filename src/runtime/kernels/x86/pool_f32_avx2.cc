@@ -1,4 +1,5 @@
-// AVX2 builds of MaxPool2x2RowFloat, MaxPool2x2RowU8 / S8 and MaxPoolBlockedRowFloat (pool_f32.h) for CPUs without
+// AVX2 builds of MaxPool2x2RowFloat, MaxPool2x2RowU8 / S8, MaxPool3Stride2RowU8 / S8 and
+// MaxPoolBlockedRowFloat (pool_f32.h) for CPUs without
 // AVX-512: the portable loops' selections, so the same bits (NaN payloads and tied zeros too).
 // vmaxps(v, best) returns v where v > best, else best (a NaN in either gives best): the portable
 // `v > best ? v : best`.
@@ -6,6 +7,7 @@
 
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "runtime/kernels/pool_f32.h"
 
@@ -87,7 +89,81 @@ __attribute__((target("avx2"), always_inline)) inline void MaxPool2x2Row8Bit(con
   }
 }
 
+// The 3-wide stride-2 window maxima of 8-bit rows. 16-bit words at 2i hold (m[2i], m[2i+1]), at
+// 2i + 1 (m[2i+1], m[2i+2]): the max of a word's two bytes and the high byte of the other word.
+// Signed values are compared as unsigned after flipping their top bit (an order-preserving map).
+// Loading at 2i + 1 (not 2i + 2) keeps the reads within [0, 2n].
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline __m256i Load32(const uint8_t* p) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return kSigned ? _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80))) : v;
+}
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline __m128i Load16(const uint8_t* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return kSigned ? _mm_xor_si128(v, _mm_set1_epi8(static_cast<char>(0x80))) : v;
+}
+
+// 16 outputs from i (reads [2i, 2i + 32] of each row).
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline void ThreeWide16(const uint8_t* const* rows, int64_t nrows,
+                                                                       int64_t i, uint8_t* y) {
+  __m256i a = Load32<kSigned>(rows[0] + 2 * i), b = Load32<kSigned>(rows[0] + 2 * i + 1);
+  for (int64_t r = 1; r < nrows; ++r) {
+    a = _mm256_max_epu8(a, Load32<kSigned>(rows[r] + 2 * i));
+    b = _mm256_max_epu8(b, Load32<kSigned>(rows[r] + 2 * i + 1));
+  }
+  const __m256i best = _mm256_and_si256(
+      _mm256_max_epu8(_mm256_max_epu8(a, _mm256_srli_epi16(a, 8)), _mm256_srli_epi16(b, 8)), _mm256_set1_epi16(0xFF));
+  __m128i out = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi16(best, best), 0x08));
+  if (kSigned) out = _mm_xor_si128(out, _mm_set1_epi8(static_cast<char>(0x80)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), out);
+}
+
+// 8 outputs from i (reads [2i, 2i + 16] of each row).
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline void ThreeWide8(const uint8_t* const* rows, int64_t nrows,
+                                                                      int64_t i, uint8_t* y) {
+  __m128i a = Load16<kSigned>(rows[0] + 2 * i), b = Load16<kSigned>(rows[0] + 2 * i + 1);
+  for (int64_t r = 1; r < nrows; ++r) {
+    a = _mm_max_epu8(a, Load16<kSigned>(rows[r] + 2 * i));
+    b = _mm_max_epu8(b, Load16<kSigned>(rows[r] + 2 * i + 1));
+  }
+  const __m128i best =
+      _mm_and_si128(_mm_max_epu8(_mm_max_epu8(a, _mm_srli_epi16(a, 8)), _mm_srli_epi16(b, 8)), _mm_set1_epi16(0xFF));
+  __m128i out = _mm_packus_epi16(best, best);
+  if (kSigned) out = _mm_xor_si128(out, _mm_set1_epi8(static_cast<char>(0x80)));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), out);
+}
+
+// Outputs [0, n), n >= 8: 16 per step (8 on shorter rows), the last step overlapping.
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline void MaxPool3Stride2Row8Bit(const void* const* rows,
+                                                                                  int64_t nrows, void* y, int64_t n) {
+  const auto* const* r = reinterpret_cast<const uint8_t* const*>(rows);
+  auto* py = static_cast<uint8_t*>(y);
+  if (n >= 16) {
+    for (int64_t i = 0; i < n; i += 16) {
+      if (i + 16 > n) i = n - 16;
+      ThreeWide16<kSigned>(r, nrows, i, py);
+    }
+  } else {
+    ThreeWide8<kSigned>(r, nrows, 0, py);
+    ThreeWide8<kSigned>(r, nrows, n - 8, py);
+  }
+}
+
 }  // namespace
+
+__attribute__((target("avx2"))) void MaxPool3Stride2RowU8Avx2(const uint8_t* const* rows, int64_t nrows, uint8_t* y,
+                                                             int64_t n) {
+  MaxPool3Stride2Row8Bit<false>(reinterpret_cast<const void* const*>(rows), nrows, y, n);
+}
+
+__attribute__((target("avx2"))) void MaxPool3Stride2RowS8Avx2(const int8_t* const* rows, int64_t nrows, int8_t* y,
+                                                             int64_t n) {
+  MaxPool3Stride2Row8Bit<true>(reinterpret_cast<const void* const*>(rows), nrows, y, n);
+}
 
 __attribute__((target("avx2"))) void MaxPool2x2RowU8Avx2(const uint8_t* a, const uint8_t* b, uint8_t* y, int64_t n) {
   MaxPool2x2Row8Bit<false>(a, b, y, n);
