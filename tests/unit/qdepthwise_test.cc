@@ -138,7 +138,9 @@ TEST(QDepthwise, LanesGiveThePlaneKernelsOutputs) {
     const QDepthwiseShape s = ShapeOf(c);
     // The lane kernel takes any width (it is chosen for 8 outputs or fewer); some cases are wider
     // to cover its 8-column fill and tails.
-    if (s.OW <= 8) ASSERT_TRUE(kernels::QDepthwiseUseLanes(s, QGemmIsa::kAvx2));
+    if (s.OW <= 8) {
+      ASSERT_TRUE(kernels::QDepthwiseUseLanes(s, QGemmIsa::kAvx2));
+    }
     const int64_t out = s.OH * s.OW, taps = s.KH * s.KW;
     std::vector<std::unique_ptr<testing::GuardedBytes>> xs;  // each channel behind its own guard page
     std::vector<std::vector<int32_t>> ws;
