@@ -90,6 +90,9 @@ void PadToBlocks(Graph& g, Node& node, ConvKind kind) {
     node.inputs[2] = bname;
   }
   if (kind == kDepthwise) node.SetAttrInt("group", Mp);
+  // The real channel counts: kernels may skip the padding's multiply-adds (each adds an exact 0).
+  if (Mp != M) node.SetAttrInt("nchwc_out_channels", M);
+  if (Cp != C && kind == kBlockedInput) node.SetAttrInt("nchwc_in_channels", C);
 }
 
 bool IsPlainMaxPool(const Node& n) {

@@ -53,9 +53,10 @@ StatusOr<std::unique_ptr<Session>> Session::Create(Model model, const SessionOpt
         BlockedLayoutAllowed()) {
       std::string layout;
       passes::BlockLayoutOptions layout_options;
-      // Each 16-channel block is two vectors on AVX2: padded channels cost their full share, and
-      // the NCHW kernels beat the blocked ones once padding adds a quarter (BlazeFace back: its
-      // 24-channel convs padded to 32 add 1.5x, 9.3 ms blocked vs 8.1 NCHW at one thread on Zen 3).
+      // Each 16-channel block is two vectors on AVX2: padded channels cost their share, and the
+      // NCHW kernels beat the blocked ones once padding adds a quarter (BlazeFace back: its
+      // 24-channel convs padded to 32 add 1.5x, 9.3 ms blocked vs 8.1 NCHW at one thread on Zen 3;
+      // with the dense kernel skipping the padded halves, 8.7 ms blocked against 8.0 NCHW).
       if (options.max_padded_work > 0) {
         layout_options.max_padded_work = options.max_padded_work;
       } else if (!kernels::QGemmIsaHasAvx512(kernels::DefaultQGemmIsa())) {

@@ -169,6 +169,77 @@ TEST(ConvNchwc, SimdRowsGiveThePortableBitsAndTheNaiveValues) {
   }
 }
 
+// Convs whose last output and/or input block has 8 real channels (24 in two blocks of 16: the
+// pass pads them with zero weights, zero bias and zero input channels): the AVX2 rows told so
+// (half_last_out / half_last_in) skip the padding's multiply-adds and still give the portable
+// build's bits, which computes them; interior pixels, borders, a pointwise span, stride 2,
+// several input passes, the NCHW-input stem, with bias, residual and Clip.
+TEST(ConvNchwc, HalfPaddedLastBlocksGiveTheFullBlocksBits) {
+  struct HalfCase {
+    KernelCase k;
+    int64_t c_real, m_real;
+  };
+  const std::vector<HalfCase> cases = {
+      {{32, 32, 9, 23, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, 24, 24},      // both halves, 3x3
+      {{32, 64, 6, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, 24, 56},      // 4 output blocks, the last half
+      {{48, 32, 8, 17, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0}, 40, 24},      // pointwise span
+      {{32, 48, 12, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1}, 20, 40},     // stride 2, fewer than 8 real
+      {{256, 32, 4, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, 248, 24},     // several passes, then the half one
+      {{256, 48, 24, 13, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0}, 248, 40},   // pointwise chunks, passes
+      {{3, 32, 21, 30, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, true}, 3, 24},  // NCHW input, half output
+  };
+  std::mt19937 rng(17);
+  for (const HalfCase& hc : cases) {
+    const KernelCase& c = hc.k;
+    const ConvGeometry g = testing::Conv2DGeometry(c.H, c.W, c.KH, c.KW, c.sh, c.sw, c.dh, c.dw, c.pt, c.pl, c.pb, c.pr);
+    SCOPED_TRACE("C=" + std::to_string(hc.c_real) + "/" + std::to_string(c.C) + " M=" + std::to_string(hc.m_real) +
+                 "/" + std::to_string(c.M) + " k=" + std::to_string(c.KH));
+    const int64_t OH = g.out[0], OW = g.out[1], y_elems = c.M * OH * OW;
+    std::vector<float> xb = Normal(static_cast<size_t>(c.C * c.H * c.W), rng);
+    if (!c.plain) {  // the padded input channels hold 0 (ToNchwc)
+      for (size_t i = 0; i < xb.size(); ++i) {
+        const int64_t channel = static_cast<int64_t>(i) / (c.H * c.W * B) * B + static_cast<int64_t>(i) % B;
+        if (channel >= hc.c_real) xb[i] = 0.f;
+      }
+    }
+    std::vector<float> w = Normal(static_cast<size_t>(c.M * c.C * c.KH * c.KW), rng);
+    std::vector<float> bias = Normal(static_cast<size_t>(c.M), rng);
+    for (int64_t o = 0; o < c.M; ++o)
+      for (int64_t i = 0; i < c.C; ++i)
+        if (o >= hc.m_real || i >= hc.c_real) std::fill_n(w.begin() + (o * c.C + i) * c.KH * c.KW, c.KH * c.KW, 0.f);
+    for (int64_t o = hc.m_real; o < c.M; ++o) bias[o] = 0.f;
+    std::vector<float> residual = Normal(static_cast<size_t>(y_elems), rng);
+    const kernels::NchwcWeights packed(w.data(), c.M, c.C, c.KH, c.KW, c.plain ? 1 : B);
+    const float lo_hi[2] = {-0.75f, 1.5f};
+    const int64_t groups = (c.M / B + 3) / 4;
+    for (int variant = 0; variant < 3; ++variant) {  // plain; bias + Clip; bias + residual + Clip
+      kernels::NchwcConvArgs a;
+      a.g = &g;
+      a.C = c.C;
+      a.M = c.M;
+      a.plain_input = c.plain;
+      a.x = xb.data();
+      a.w = packed.data();
+      a.bias = variant > 0 ? bias.data() : nullptr;
+      a.residual = variant == 2 ? residual.data() : nullptr;
+      a.clamp_lo_hi = variant > 0 ? lo_hi : nullptr;
+      std::vector<float> want(static_cast<size_t>(y_elems), -7.f), got(want.size(), -7.f);
+      a.y = want.data();
+      for (int64_t grp = 0; grp < groups; ++grp) kernels::conv_nchwc::RowsPortable(a, grp, 0, OH);
+      a.half_last_out = hc.m_real % B != 0 && hc.m_real % B <= 8;
+      a.half_last_in = !c.plain && hc.c_real % B != 0 && hc.c_real % B <= 8;
+      for (const SimdBuild& build : SimdBuilds()) {
+        if (!build.supported) continue;
+        std::fill(got.begin(), got.end(), -7.f);
+        a.y = got.data();
+        for (int64_t grp = 0; grp < groups; ++grp) build.rows(a, grp, 0, OH);
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+            << build.name << " variant " << variant;
+      }
+    }
+  }
+}
+
 ValueInfo Untyped(const std::string& name) {
   ValueInfo v;
   v.name = name;

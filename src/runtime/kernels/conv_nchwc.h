@@ -73,6 +73,10 @@ struct NchwcConvArgs {
   // y holds output rows [y_row0, ...) only, y_block_stride floats per output block (0: OH OW 16,
   // the whole image); the residual keeps the whole image's layout.
   int64_t y_row0 = 0, y_block_stride = 0;
+  // The last output block's channels 8-15, and the last input block's, are padding (zero weights
+  // and bias: passes::BlockConvChannels): the AVX2 build skips their multiply-adds (each would add
+  // an exact 0 to a sum that is never -0, so the same sums); the other builds compute them.
+  bool half_last_out = false, half_last_in = false;
 };
 
 // Output-block groups of M output channels (M / 16 blocks, 4 per group).

@@ -715,6 +715,12 @@ class ConvKernel final : public OpKernel {
       // passes::BlockConvChannels: 1 = NCHW16c input and output, 2 = NCHW input, NCHW16c output
       k->nchwc_ = init.node.AttrInt("nchwc", 0) != 0;
       k->nchwc_plain_input_ = init.node.AttrInt("nchwc", 0) == 2;
+      // Real channel counts of a conv padded to blocks: a last block of 8 or fewer real channels.
+      auto half_last = [](int64_t channels) {
+        return channels > 0 && channels % kernels::kNchwcBlock != 0 && channels % kernels::kNchwcBlock <= 8;
+      };
+      k->nchwc_half_last_out_ = half_last(init.node.AttrInt("nchwc_out_channels", 0));
+      k->nchwc_half_last_in_ = half_last(init.node.AttrInt("nchwc_in_channels", 0));
     }
     QK_CHECK_ARG(k->group_ >= 1, "attribute group must be >= 1, got {}", k->group_);
     if (const Tensor* w = init.ConstantInput(1)) {
@@ -1032,6 +1038,8 @@ class ConvKernel final : public OpKernel {
     a.bias = b ? b->data<float>() : nullptr;
     a.residual = r ? r->data<float>() + n * a.M * g.OutSize() : nullptr;
     a.clamp_lo_hi = act_.on ? lo_hi : nullptr;
+    a.half_last_out = nchwc_half_last_out_;
+    a.half_last_in = nchwc_half_last_in_;
     return a;
   }
 
@@ -1119,6 +1127,8 @@ class ConvKernel final : public OpKernel {
   std::unique_ptr<kernels::NchwcWeights> nchwc_weights_;  // channel-blocked direct conv (both layouts)
   bool nchwc_ = false;              // NCHW16c output (ComputeBlocked), and input unless:
   bool nchwc_plain_input_ = false;  // the input is NCHW (a network's first conv)
+  // Channels 8-15 of the last output / input block are padding (kernels::NchwcConvArgs).
+  bool nchwc_half_last_out_ = false, nchwc_half_last_in_ = false;
 };
 
 // ------------------------------------------------------------- NCHW <-> NCHW16c (layout edges)

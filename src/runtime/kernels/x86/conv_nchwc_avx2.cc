@@ -4,7 +4,10 @@
 // time: 6 pixels x 2 halves = 12 accumulators, the block's two weight vectors and one broadcast
 // input; the group's blocks run one after another, each re-reading the rows' inputs from cache.
 // Every lane keeps the portable build's order (input block, kh, kw, channel; taps outside the
-// input skipped), so the sums are bit-identical to the portable and AVX-512 builds.
+// input skipped), so the sums are bit-identical to the portable and AVX-512 builds. Where the
+// last output or input block is half padding (NchwcConvArgs::half_last_out / _in: 24 channels in
+// two blocks of 16), the interior pixels skip the padding's multiply-adds: one vector of the two,
+// 8 channels of 16; the padding's products are exact zeros, so the sums are the same.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -30,6 +33,7 @@ struct BlockRow {
   float* y;               // row oy of the first block
   int64_t y_ob, res_ob;   // floats between output blocks of y and of the residual
   const float* clamp;
+  bool half_in;           // this pass is the last input block alone, its channels 8-15 padding (skipped)
 };
 
 struct Acc16 {
@@ -76,15 +80,16 @@ __attribute__((target("avx2,fma"), always_inline)) inline void FinishSum(const B
 }
 
 // One input channel's tap for NP pixels x FBK output blocks (acc[p * FBK + j]): acc += x[p] *
-// w[j], both halves; the blocks' weight vectors are adjacent in the row wt.
-template <int FBK, int NP>
+// w[j], both halves (kLoOnly: the low half only, the high one being padding); the blocks' weight
+// vectors are adjacent in the row wt.
+template <int FBK, int NP, bool kLoOnly = false>
 __attribute__((target("avx2,fma"), always_inline)) inline void Tap(Acc16* acc, const float* wt, const float* xp,
                                                                    int64_t xstep) {
   __m256 w[FBK][2];
 #pragma GCC unroll 2
   for (int j = 0; j < FBK; ++j) {
     w[j][0] = _mm256_loadu_ps(wt + j * B);
-    w[j][1] = _mm256_loadu_ps(wt + j * B + 8);
+    if (!kLoOnly) w[j][1] = _mm256_loadu_ps(wt + j * B + 8);
   }
 #pragma GCC unroll 8
   for (int p = 0; p < NP; ++p) {
@@ -92,27 +97,23 @@ __attribute__((target("avx2,fma"), always_inline)) inline void Tap(Acc16* acc, c
 #pragma GCC unroll 2
     for (int j = 0; j < FBK; ++j) {
       acc[p * FBK + j].lo = _mm256_fmadd_ps(xv, w[j][0], acc[p * FBK + j].lo);
-      acc[p * FBK + j].hi = _mm256_fmadd_ps(xv, w[j][1], acc[p * FBK + j].hi);
+      if (!kLoOnly) acc[p * FBK + j].hi = _mm256_fmadd_ps(xv, w[j][1], acc[p * FBK + j].hi);
     }
   }
 }
 
-// P interior pixels (every tap's column inside the input) of one row from ox0, output block 0
-// of r. SW: the column stride when 1 or 2, 0 for any stride (read from the geometry). WB: the
-// group's output blocks, a constant so that every weight row is a constant offset from one
-// pointer (with a variable stride GCC kept 16 row pointers, spilled, per tap).
-template <int P, int SW, int IB, int WB>
-__attribute__((target("avx2,fma"))) void Pixels(const BlockRow& r, int64_t ox0) {
+// The taps of input blocks [c0, c1) for P interior pixels from ox0 (Pixels below), channels
+// 0 .. NI - 1 of each block (NI = IB, or 8 for a block whose channels 8-15 are padding).
+template <int NI, int P, int SW, int IB, int WB, bool kLoOnly>
+__attribute__((target("avx2,fma"), always_inline)) inline void BlockTaps(const BlockRow& r, Acc16* acc, int64_t c0,
+                                                                         int64_t c1, int64_t ox0) {
   const ConvGeometry& g = *r.g;
   const int64_t IH = g.in[0], IW = g.in[1], KH = g.kernel[0], KW = g.kernel[1];
   const int64_t sh = g.stride[0], sw = SW > 0 ? SW : g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
   const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
-  Acc16 acc[P];
-#pragma GCC unroll 8
-  for (int p = 0; p < P; ++p) acc[p] = StartSum(r, 0, ox0 + p);
   const int64_t xstep = sw * IB;
   constexpr int64_t w_row = WB * B;
-  for (int64_t cb = r.cb0; cb < r.cb1; ++cb) {
+  for (int64_t cb = c0; cb < c1; ++cb) {
     const float* xc = r.x + cb * IH * IW * IB;
     const float* wc = r.w + cb * KH * KW * IB * w_row;
     for (int64_t kh = 0; kh < KH; ++kh) {
@@ -122,10 +123,24 @@ __attribute__((target("avx2,fma"))) void Pixels(const BlockRow& r, int64_t ox0) 
       const float* wt = wc + kh * KW * IB * w_row;
       for (int64_t kw = 0; kw < KW; ++kw, xp += dw * IB, wt += IB * w_row) {
 #pragma GCC unroll 16
-        for (int i = 0; i < IB; ++i) Tap<1, P>(acc, wt + i * w_row, xp + i, xstep);
+        for (int i = 0; i < NI; ++i) Tap<1, P, kLoOnly>(acc, wt + i * w_row, xp + i, xstep);
       }
     }
   }
+}
+
+// P interior pixels (every tap's column inside the input) of one row from ox0, output block 0
+// of r. SW: the column stride when 1 or 2, 0 for any stride (read from the geometry). WB: the
+// group's output blocks, a constant so that every weight row is a constant offset from one
+// pointer (with a variable stride GCC kept 16 row pointers, spilled, per tap). NI: the channels
+// of each input block taken (IB, or 8 in the pass of a last input block whose channels 8-15 are
+// padding). kLoOnly: the output block's channels 8-15 are padding (their sums stay as they start).
+template <int P, int SW, int IB, int WB, int NI, bool kLoOnly>
+__attribute__((target("avx2,fma"))) void Pixels(const BlockRow& r, int64_t ox0) {
+  Acc16 acc[P];
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) acc[p] = StartSum(r, 0, ox0 + p);
+  BlockTaps<NI, P, SW, IB, WB, kLoOnly>(r, acc, r.cb0, r.cb1, ox0);
 #pragma GCC unroll 8
   for (int p = 0; p < P; ++p) FinishSum(r, 0, ox0 + p, acc[p]);
 }
@@ -188,16 +203,24 @@ __attribute__((target("avx2,fma"))) void BorderPixels(const BlockRow& r, int64_t
 
 constexpr int kPixels = 6;
 
-template <int SW, int IB, int WB>
-void InteriorPixels(const BlockRow& r, int64_t ox, int64_t n) {
+template <int SW, int IB, int WB, int NI, bool kLoOnly>
+void InteriorPixelsOf(const BlockRow& r, int64_t ox, int64_t n) {
   switch (n) {
-    case 6: return Pixels<6, SW, IB, WB>(r, ox);
-    case 5: return Pixels<5, SW, IB, WB>(r, ox);
-    case 4: return Pixels<4, SW, IB, WB>(r, ox);
-    case 3: return Pixels<3, SW, IB, WB>(r, ox);
-    case 2: return Pixels<2, SW, IB, WB>(r, ox);
-    default: return Pixels<1, SW, IB, WB>(r, ox);
+    case 6: return Pixels<6, SW, IB, WB, NI, kLoOnly>(r, ox);
+    case 5: return Pixels<5, SW, IB, WB, NI, kLoOnly>(r, ox);
+    case 4: return Pixels<4, SW, IB, WB, NI, kLoOnly>(r, ox);
+    case 3: return Pixels<3, SW, IB, WB, NI, kLoOnly>(r, ox);
+    case 2: return Pixels<2, SW, IB, WB, NI, kLoOnly>(r, ox);
+    default: return Pixels<1, SW, IB, WB, NI, kLoOnly>(r, ox);
   }
+}
+
+template <int SW, int IB, int WB, bool kLoOnly>
+void InteriorPixels(const BlockRow& r, int64_t ox, int64_t n) {
+  if constexpr (IB > 8) {
+    if (r.half_in) return InteriorPixelsOf<SW, IB, WB, 8, kLoOnly>(r, ox, n);
+  }
+  InteriorPixelsOf<SW, IB, WB, IB, kLoOnly>(r, ox, n);
 }
 
 template <int IB, int WB, int FBK>
@@ -219,9 +242,10 @@ void Borders(const BlockRow& r, int64_t lo, int64_t hi, int64_t ow) {
 
 // One row of output blocks 0 .. nb - 1 (nb = 1 or 2) of r: the interior pixels block by block,
 // split evenly into calls of at most 6 (26 = 6 + 5 + 5 + 5 + 5: no short call with too few
-// accumulators), then the border pixels of both blocks together.
+// accumulators), then the border pixels of both blocks together. half_block: the index j of a
+// block whose channels 8-15 are padding (its interior takes the low half only), or -1.
 template <int SW, int IB, int WB>
-void RowOf(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t ow) {
+void RowOf(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t ow, int64_t half_block) {
   const int64_t calls = (hi - lo + kPixels - 1) / kPixels;
   for (int64_t j = 0; j < nb; ++j) {
     BlockRow rj = r;
@@ -232,7 +256,11 @@ void RowOf(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t ow) {
     int64_t ox = lo;
     for (int64_t c = calls; c > 0; --c) {
       const int64_t n = (hi - ox + c - 1) / c;
-      InteriorPixels<SW, IB, WB>(rj, ox, n);
+      if (j == half_block) {
+        InteriorPixels<SW, IB, WB, true>(rj, ox, n);
+      } else {
+        InteriorPixels<SW, IB, WB, false>(rj, ox, n);
+      }
       ox += n;
     }
   }
@@ -242,21 +270,21 @@ void RowOf(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t ow) {
 }
 
 template <int IB, int WB>
-void RowOfStride(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t ow) {
+void RowOfStride(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t ow, int64_t half_block) {
   switch (r.g->stride[1]) {
-    case 1: return RowOf<1, IB, WB>(r, nb, lo, hi, ow);
-    case 2: return RowOf<2, IB, WB>(r, nb, lo, hi, ow);
-    default: return RowOf<0, IB, WB>(r, nb, lo, hi, ow);
+    case 1: return RowOf<1, IB, WB>(r, nb, lo, hi, ow, half_block);
+    case 2: return RowOf<2, IB, WB>(r, nb, lo, hi, ow, half_block);
+    default: return RowOf<0, IB, WB>(r, nb, lo, hi, ow, half_block);
   }
 }
 
 template <int IB>
-void RowOfGroup(const BlockRow& r, int64_t fb, int64_t nb, int64_t lo, int64_t hi, int64_t ow) {
+void RowOfGroup(const BlockRow& r, int64_t fb, int64_t nb, int64_t lo, int64_t hi, int64_t ow, int64_t half_block) {
   switch (fb) {
-    case 1: return RowOfStride<IB, 1>(r, nb, lo, hi, ow);
-    case 2: return RowOfStride<IB, 2>(r, nb, lo, hi, ow);
-    case 3: return RowOfStride<IB, 3>(r, nb, lo, hi, ow);
-    default: return RowOfStride<IB, 4>(r, nb, lo, hi, ow);
+    case 1: return RowOfStride<IB, 1>(r, nb, lo, hi, ow, half_block);
+    case 2: return RowOfStride<IB, 2>(r, nb, lo, hi, ow, half_block);
+    case 3: return RowOfStride<IB, 3>(r, nb, lo, hi, ow, half_block);
+    default: return RowOfStride<IB, 4>(r, nb, lo, hi, ow, half_block);
   }
 }
 
@@ -287,15 +315,22 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
   r.y_ob = a.y_block_stride > 0 ? a.y_block_stride : OH * OW * B;
   r.res_ob = OH * OW * B;  // the residual keeps the whole image's layout
   r.clamp = a.clamp_lo_hi;
+  // A last input block of 8 real channels is a pass of its own (its interior taps 8 channels).
+  const bool half_in = a.half_last_in && !a.plain_input;
+  const int64_t full_blocks = half_in ? Cb - 1 : Cb;
   auto start_pass = [&](int64_t cb0) {
     r.cb0 = cb0;
-    r.cb1 = std::min(Cb, cb0 + per_pass);
+    r.cb1 = cb0 < full_blocks ? std::min(full_blocks, cb0 + per_pass) : Cb;
+    r.half_in = cb0 >= full_blocks;
     r.first = cb0 == 0;
     r.last = r.cb1 == Cb;
   };
-  auto row = [&](int64_t nb, int64_t row_lo, int64_t row_hi, int64_t row_w) {
-    if (a.plain_input) return RowOfGroup<1>(r, fb, nb, row_lo, row_hi, row_w);
-    RowOfGroup<B>(r, fb, nb, row_lo, row_hi, row_w);
+  auto next_pass = [&](int64_t cb0) { return cb0 < full_blocks ? std::min(full_blocks, cb0 + per_pass) : Cb; };
+  // The output block (of the pair from ob) whose channels 8-15 are padding, or -1.
+  auto half_block = [&](int64_t ob, int64_t nb) { return a.half_last_out && ob + nb == Mb ? nb - 1 : int64_t{-1}; };
+  auto row = [&](int64_t nb, int64_t row_lo, int64_t row_hi, int64_t row_w, int64_t half) {
+    if (a.plain_input) return RowOfGroup<1>(r, fb, nb, row_lo, row_hi, row_w, half);
+    RowOfGroup<B>(r, fb, nb, row_lo, row_hi, row_w, half);
   };
   if (span) {
     // The rows as one span of pixels, in chunks whose inputs (a pass's input blocks) stay in L2
@@ -313,9 +348,9 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
         r.x = a.x + p0 * ib;
         r.y = a.y + ob * r.y_ob + (oy0 - a.y_row0) * OW * B + p0 * B;
         r.residual = a.residual ? a.residual + ob * r.res_ob + oy0 * OW * B + p0 * B : nullptr;
-        for (int64_t cb0 = 0; cb0 < Cb; cb0 += per_pass) {
+        for (int64_t cb0 = 0; cb0 < Cb; cb0 = next_pass(cb0)) {
           start_pass(cb0);
-          row(nb, 0, n, n);
+          row(nb, 0, n, n, half_block(ob, nb));
         }
       }
     }
@@ -325,13 +360,13 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
     const int64_t ob = ob0 + f, nb = std::min<int64_t>(2, fb - f);
     r.w = group_w + f * B;
     r.bias = a.bias ? a.bias + ob * B : nullptr;
-    for (int64_t cb0 = 0; cb0 < Cb; cb0 += per_pass) {
+    for (int64_t cb0 = 0; cb0 < Cb; cb0 = next_pass(cb0)) {
       start_pass(cb0);
       for (int64_t oy = oy0; oy < oy1; ++oy) {
         r.oy = oy;
         r.y = a.y + ob * r.y_ob + (oy - a.y_row0) * OW * B;
         r.residual = a.residual ? a.residual + ob * r.res_ob + oy * OW * B : nullptr;
-        row(nb, lo, hi, OW);
+        row(nb, lo, hi, OW, half_block(ob, nb));
       }
     }
   }
