@@ -63,5 +63,62 @@ TEST(QBinarySpan, EveryIsaEqualsTheDefinition) {
   }
 }
 
+// Every (a, b) byte pair, for every type mix, Add and Mul, on every ISA: scales that put many
+// results exactly halfway between integers (ties to even), a tiny output scale (everything
+// saturates), and the scales of a real residual Add; contiguous spans and each side broadcast.
+TEST(QBinarySpan, EveryIsaEqualsTheDefinitionOnEveryBytePair) {
+  struct Scales {
+    float a, b, y;
+  };
+  const Scales scale_sets[] = {{0.5f, 0.5f, 1.0f}, {0.25f, 0.75f, 0.5f}, {0.031f, 0.017f, 1e-6f}, {0.0213f, 0.0378f, 0.0442f}};
+  std::vector<uint8_t> a(65536), b(65536);
+  for (int i = 0; i < 65536; ++i) {
+    a[i] = static_cast<uint8_t>(i & 255);
+    b[i] = static_cast<uint8_t>(i >> 8);
+  }
+  std::vector<uint8_t> y(a.size());
+  for (int mask = 0; mask < 16; ++mask) {
+    for (const Scales& sc : scale_sets) {
+      kernels::QBinaryParams p;
+      p.mul = mask & 1;
+      p.a_signed = mask & 2;
+      p.b_signed = mask & 4;
+      p.y_signed = mask & 8;
+      p.a_scale = sc.a, p.b_scale = sc.b, p.y_scale = sc.y;
+      p.a_zero_point = p.a_signed ? 5 : 128;
+      p.b_zero_point = p.b_signed ? -9 : 101;
+      p.y_zero_point = p.y_signed ? 3 : 127;
+      p.y_min = p.y_signed ? -128 : 0;
+      p.y_max = p.y_signed ? 127 : 255;
+      auto value = [](bool is_signed, uint8_t raw) { return is_signed ? static_cast<int32_t>(static_cast<int8_t>(raw)) : raw; };
+      for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
+        if (!kernels::QGemmIsaSupported(isa)) continue;
+        kernels::QBinarySpan(p, a.data(), 1, b.data(), 1, static_cast<int64_t>(a.size()), y.data(), isa);
+        for (size_t i = 0; i < y.size(); ++i) {
+          const int32_t want = Definition(p, value(p.a_signed, a[i]), value(p.b_signed, b[i]));
+          const int32_t got = p.y_signed ? static_cast<int8_t>(y[i]) : y[i];
+          ASSERT_EQ(got, want) << kernels::QGemmIsaName(isa) << " mask " << mask << " scales " << sc.a << "," << sc.b
+                               << "," << sc.y << " a " << int{a[i]} << " b " << int{b[i]};
+        }
+        // Each side broadcast: a = 0..255 against one b, one a against b = 0..255 (the first
+        // 256 elements of the pair table).
+        for (int side = 0; side < 2; ++side) {
+          const uint8_t one = 77;
+          if (side == 0) {
+            kernels::QBinarySpan(p, a.data(), 1, &one, 0, 256, y.data(), isa);
+          } else {
+            kernels::QBinarySpan(p, &one, 0, a.data(), 1, 256, y.data(), isa);
+          }
+          for (int i = 0; i < 256; ++i) {
+            const int32_t qa = value(p.a_signed, side == 0 ? a[i] : one), qb = value(p.b_signed, side == 0 ? one : a[i]);
+            const int32_t got = p.y_signed ? static_cast<int8_t>(y[i]) : y[i];
+            ASSERT_EQ(got, Definition(p, qa, qb)) << kernels::QGemmIsaName(isa) << " broadcast side " << side;
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace quantkit

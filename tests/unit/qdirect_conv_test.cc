@@ -43,8 +43,9 @@ TEST(QDirectConv, EveryIsaGivesTheRequantizedExactSums) {
     for (int64_t m = 0; m < c.M; ++m) {
       w_zp[m] = m % 3 == 0 ? (c.w_signed ? 0 : 128) : zp_d(rng);
       bias[m] = static_cast<int32_t>(rng() % 200001) - 100000;
-      // Some rows at 1 and above (the float-clamp requantize; below 1 the saturating packs).
-      mult[m] = m % 4 == 3 ? (m % 8 == 3 ? 1.0f : 3.5f) : mult_d(rng);
+      // With an even M, some rows at 1 and above (those calls take the float-clamp requantize);
+      // with an odd M all below 1 (the saturating packs).
+      mult[m] = c.M % 2 == 0 && m % 4 == 3 ? (m % 8 == 3 ? 1.0f : 3.5f) : mult_d(rng);
     }
     const int32_t x_zp = c.x_signed ? -5 : 131, y_zp = c.y_signed ? 3 : 120;
     const int32_t y_min = c.relu ? y_zp : (c.y_signed ? -128 : 0), y_max = c.y_signed ? 127 : 255;

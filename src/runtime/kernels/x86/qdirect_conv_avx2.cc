@@ -4,12 +4,13 @@
 // channels broadcast their (w[m, 2q], w[m, 2q + 1]) pair and multiply it with vpmaddwd, which
 // adds the two products in int32 exactly (|w - w_zp| <= 255, 0 <= x <= 255), 12 accumulators per
 // tile; vpaddd wraps as the definition's uint32 sums do. Then acc - x_zp * sum(w) + bias,
-// requantized by RequantizeEight (the GEMM epilogue's operations), or for multipliers below 1 by
-// the saturating packs of SaturatedBytesOfSixteen: the same bytes.
+// requantized by RequantizeEight (the GEMM epilogue's operations), or when every multiplier is
+// below 1 by the saturating packs of SaturatedBytesOfSixteen: the same bytes.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "runtime/kernels/qdirect_conv.h"
 #include "runtime/kernels/x86/requantize_avx2.h"
@@ -24,8 +25,12 @@ constexpr int64_t kStrip = 16;
 struct Requant {
   __m256 lo, hi;
   __m256i zp;
-  x86::SaturatingBytes bytes;  // for rows whose multiplier allows it (x86::SaturatingBytesOk)
-  uint32_t x_zp;               // of the stored bytes (int8 inputs: + 128)
+  x86::SaturatingBytes bytes;  // when every row's multiplier allows it (x86::SaturatingBytesOk)
+  bool saturating;
+  const int32_t* correction;  // per output channel m: bias - x_zp * sum(w), wrapping (uint32)
+  const float* multiplier;
+  uint8_t* y;
+  int64_t ld_y;
 };
 
 // The panel of pixels [p, p + n) (n <= 16; the rest zeros), inputs as uint8 (int8 + 128).
@@ -58,25 +63,28 @@ QK_AVX2_TARGET void FillPanel(const QDirectConvArgs& a, int64_t p, int64_t n, in
 // the sums in memory: inlined into the tile (or called per row with the sums in registers), GCC
 // 12 kept the tile loop's accumulators on the stack, or paid a call per row (13% of MobileNetV2
 // static in the calls).
-__attribute__((target("avx2"), noinline)) void StoreRows(const QDirectConvArgs& a, const Requant& rq, int64_t m0,
-                                                         int rows, const int32_t (*acc)[kStrip], int64_t p, int64_t n) {
+__attribute__((target("avx2"), noinline)) void StoreRows(const Requant& rq, int64_t m0, int rows,
+                                                         const int32_t (*acc)[kStrip], int64_t p, int64_t n) {
+  // Locals: the byte stores could alias rq's fields for the compiler (reloaded every row).
+  const int32_t* correction = rq.correction;
+  const float* multiplier = rq.multiplier;
+  uint8_t* const y = rq.y + p;
+  const int64_t ld_y = rq.ld_y;
+  const bool saturating = rq.saturating;
   for (int r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
-    // bias - x_zp * sum(w), wrapping (uint32) as the definition.
-    const uint32_t correction = (a.bias ? static_cast<uint32_t>(a.bias[m]) : 0u) -
-                                rq.x_zp * static_cast<uint32_t>(a.w->sums[static_cast<size_t>(m)]);
-    const __m256i c = _mm256_set1_epi32(static_cast<int32_t>(correction));
-    const __m256 mult = _mm256_set1_ps(a.multiplier[m]);
+    const __m256i c = _mm256_set1_epi32(correction[m]);
+    const __m256 mult = _mm256_set1_ps(multiplier[m]);
     const __m256i v0 = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc[r])), c);
     const __m256i v1 = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc[r] + 8)), c);
     __m128i bytes;
-    if (x86::SaturatingBytesOk(a.multiplier[m])) {
+    if (saturating) {
       bytes = x86::SaturatedBytesOfSixteen<false>(x86::ScaleAndRound(v0, mult), x86::ScaleAndRound(v1, mult), rq.bytes);
     } else {
       bytes = x86::LowBytesOfSixteen(x86::RequantizeEight(v0, mult, rq.lo, rq.hi, rq.zp),
                                      x86::RequantizeEight(v1, mult, rq.lo, rq.hi, rq.zp));
     }
-    uint8_t* dst = static_cast<uint8_t*>(a.y) + m * (a.taps ? a.ld_y : a.ld) + p;
+    uint8_t* dst = y + m * ld_y;
     if (n == kStrip) {
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes);
     } else {
@@ -122,7 +130,7 @@ __attribute__((target("avx2"), noinline)) void Tile(const QDirectConvArgs& a, co
     _mm256_store_si256(reinterpret_cast<__m256i*>(acc[r]), rows[r][0]);
     _mm256_store_si256(reinterpret_cast<__m256i*>(acc[r] + 8), rows[r][1]);
   }
-  StoreRows(a, rq, m0, R, acc, p, n);
+  StoreRows(rq, m0, R, acc, p, n);
 }
 
 }  // namespace
@@ -136,8 +144,21 @@ QK_AVX2_TARGET void RunAvx2(const QDirectConvArgs& a, int64_t p0, int64_t p1, in
   rq.zp = _mm256_set1_epi32(a.y_zero_point);
   rq.bytes = x86::MakeSaturatingBytes(a.y_zero_point, static_cast<int32_t>(lo) + a.y_zero_point,
                                       static_cast<int32_t>(hi) + a.y_zero_point, a.y_signed);
-  rq.x_zp = static_cast<uint32_t>(a.x_zero_point + (a.x_signed ? 128 : 0));
+  // The rows' corrections once per call (they were recomputed per row of every 16-pixel strip).
   const int64_t M = a.m_end < 0 ? a.w->M : a.m_end;
+  const uint32_t x_zp = static_cast<uint32_t>(a.x_zero_point + (a.x_signed ? 128 : 0));
+  thread_local std::vector<int32_t> correction;
+  correction.resize(static_cast<size_t>(M));
+  rq.saturating = true;
+  for (int64_t m = a.m_begin; m < M; ++m) {
+    correction[static_cast<size_t>(m)] = static_cast<int32_t>((a.bias ? static_cast<uint32_t>(a.bias[m]) : 0u) -
+                                                              x_zp * static_cast<uint32_t>(a.w->sums[static_cast<size_t>(m)]));
+    rq.saturating = rq.saturating && x86::SaturatingBytesOk(a.multiplier[m]);
+  }
+  rq.correction = correction.data();
+  rq.multiplier = a.multiplier;
+  rq.y = static_cast<uint8_t*>(a.y);
+  rq.ld_y = a.taps ? a.ld_y : a.ld;
   for (int64_t p = p0; p < p1;) {
     // A strip stays within one output row of a 2-D conv (its inputs are one run of the row).
     const int64_t n = std::min(kStrip, a.taps ? std::min(p1, (p / a.out_w + 1) * a.out_w) - p : p1 - p);
