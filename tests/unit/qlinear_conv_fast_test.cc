@@ -93,6 +93,10 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
       // One input channel pair takes the direct kernel at any width (Fashion CNN's first conv,
       // 28 wide; 9 wide, signed, dilated).
       {3, 1, 28, 28, 16, 3, 1, 1, 1, 1, false},  {1, 2, 7, 9, 5, 3, 1, 2, 2, 1, true},
+      // Few weights take it at any width, 16-pixel strips spanning output rows: 28 wide (one or
+      // two rows per strip), 7 wide (three), 5x5 signed, dilation on an odd width, a fused Relu.
+      {1, 16, 28, 28, 32, 3, 1, 1, 1, 1, false}, {2, 8, 7, 7, 16, 3, 1, 1, 1, 1, false},
+      {1, 4, 14, 14, 8, 5, 1, 2, 1, 1, true},    {1, 6, 9, 13, 5, 3, 1, 2, 2, 1, false, 128, 255},
   };
   std::mt19937 rng(21);
   for (const ConvCase& c : cases) {

@@ -44,6 +44,7 @@ struct QDirectConvArgs {
   // A 2-D convolution of stride 1 (any kernel, dilation) over zero-point-padded planes instead:
   // input k (channel c, tap kh, kw) of output pixel p = (oy, ox) at x[taps[k] + oy * in_w + ox],
   // taps[k] = c * plane + kh * dilation_h * in_w + kw * dilation_w; outputs [M][ld_y], out_w wide.
+  // A 16-pixel strip may span output rows (each row's run read from its own place).
   const int64_t* taps = nullptr;
   int64_t out_w = 0, in_w = 0, ld_y = 0;
 };

@@ -968,16 +968,17 @@ bool QDirectPointwiseFits(const FastConvWeights& fast, const ConvGeometry& g) {
   return kernels::QDirectPointwiseFaster(g.M, g.C, g.out_size);
 }
 
-// The direct kernel takes stride-1 2-D convs too, as strips of 16 pixels of an output row: where
-// the rows are a multiple of 16 wide or wide enough that the last strip's padding costs little.
-// Per conv at one thread on Zen 3 (direct / GEMM time): M-LSD's 160-wide maps 0.84-0.92, its
-// dilated conv 0.59 (the GEMM's packer gathers dilated taps one by one); ResNet-50's 56, 28, 14
-// and 7 wide ones 1.08-1.86. Convs of one input channel pair (a network's first conv on a
-// grey image) take it at any width: their GEMM's K (taps x channels) is a few values, padded and
-// packed per pixel; Fashion CNN's 1 -> 16 3x3 at 28x28: 0.61 (the 28-wide 16 -> 32 after it: 1.26).
+// The direct kernel takes stride-1 2-D convs too, as strips of 16 pixels of the output map (a
+// strip may span rows: kernels::QDirectConvArgs). Per conv at one thread on Zen 3 (direct / GEMM
+// time): where its weights are few, the GEMM's im2col packing costs more than its tile saves:
+// Fashion CNN's 16 -> 32 3x3 at 28x28 0.77, 1 -> 16 0.5, ResNet-18's 64 x 64 3x3 at 56x56
+// 0.87-0.94; with more weights the GEMM keeps up (128 x 128 at 28x28 0.97-1.02) or wins (512 x 512
+// at 7x7 1.08-1.11). Maps a multiple of 16 or 100+ wide: M-LSD's 160-wide 0.84-0.92, its dilated
+// conv 0.59 (the GEMM's packer gathers dilated taps one by one).
 bool DirectConv2DFits(const ConvGeometry& g) {
+  constexpr int64_t kMaxDirectWeights = 65536;
   return g.nd == 2 && g.group == 1 && g.k_size > 1 && g.stride[0] == 1 && g.stride[1] == 1 &&
-         (g.out_sp[1] % 16 == 0 || g.out_sp[1] >= 100 || g.C <= 2) &&
+         (g.out_sp[1] % 16 == 0 || g.out_sp[1] >= 100 || g.C <= 2 || g.M * g.C * g.k_size <= kMaxDirectWeights) &&
          kernels::QDirectConvSupported(kernels::DefaultQGemmIsa());
 }
 

@@ -33,26 +33,52 @@ struct Requant {
   int64_t ld_y;
 };
 
+// 16 bytes where bytes [j, 16) are all ones: kRamp + 16 - j.
+alignas(32) constexpr int8_t kRamp[32] = {0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+                                          -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+
+// Input k's bytes for the strip of pixels [p, p + n) (n <= 16; the rest zeros), as stored.
+// Pointwise: one run of the plane. 2-D (taps): a strip may span output rows (oy, ox) onwards;
+// each row's run starts at its own place in the padded plane: a full strip is the first row's
+// 16 bytes with each later row's run blended in from where it lies (the loads stay inside the
+// plane: a strip that reaches a next output row reads into the next padded rows, which exist);
+// a partial strip (an image's last) is copied run by run.
+QK_AVX2_TARGET inline __m128i InputRow(const QDirectConvArgs& a, const uint8_t* x, int64_t k, int64_t p, int64_t n,
+                                       int64_t oy, int64_t ox) {
+  if (!a.taps) {
+    const uint8_t* src = x + k * a.ld + p;
+    if (n == kStrip) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+    alignas(16) uint8_t tail[kStrip] = {};
+    std::memcpy(tail, src, static_cast<size_t>(n));
+    return _mm_load_si128(reinterpret_cast<const __m128i*>(tail));
+  }
+  const uint8_t* base = x + a.taps[k];
+  const int64_t out_w = a.out_w, in_w = a.in_w;
+  if (n == kStrip) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(base + oy * in_w + ox));
+    for (int64_t j = out_w - ox, r = oy + 1; j < kStrip; j += out_w, ++r) {
+      const __m128i later = _mm_loadu_si128(reinterpret_cast<const __m128i*>(base + r * in_w - j));
+      v = _mm_blendv_epi8(v, later, _mm_load_si128(reinterpret_cast<const __m128i*>(kRamp + kStrip - j)));
+    }
+    return v;
+  }
+  alignas(16) uint8_t tail[kStrip] = {};
+  for (int64_t j = 0, r = oy, c = ox; j < n; j += out_w - c, ++r, c = 0) {
+    std::memcpy(tail + j, base + r * in_w + c, static_cast<size_t>(std::min(n - j, out_w - c)));
+  }
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(tail));
+}
+
 // The panel of pixels [p, p + n) (n <= 16; the rest zeros), inputs as uint8 (int8 + 128).
 QK_AVX2_TARGET void FillPanel(const QDirectConvArgs& a, int64_t p, int64_t n, int16_t* panel) {
   const QDirectConvWeights& w = *a.w;
   const auto* x = static_cast<const uint8_t*>(a.x);
   const __m128i flip = _mm_set1_epi8(a.x_signed ? static_cast<char>(0x80) : 0);
-  auto row = [&](int64_t k) {
-    if (k >= w.K) return _mm_setzero_si128();  // past K: pairs with a zero weight
-    const uint8_t* src = x + (a.taps ? a.taps[k] + p / a.out_w * a.in_w + p % a.out_w : k * a.ld + p);
-    __m128i v;
-    if (n == kStrip) {
-      v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
-    } else {
-      alignas(16) uint8_t tail[kStrip] = {};
-      std::memcpy(tail, src, static_cast<size_t>(n));
-      v = _mm_load_si128(reinterpret_cast<const __m128i*>(tail));
-    }
-    return _mm_xor_si128(v, flip);
-  };
+  const int64_t oy = a.taps ? p / a.out_w : 0, ox = a.taps ? p % a.out_w : 0;
   for (int64_t q = 0; q < w.k_pairs; ++q) {
-    const __m128i r0 = row(2 * q), r1 = row(2 * q + 1);
+    const __m128i r0 = _mm_xor_si128(InputRow(a, x, 2 * q, p, n, oy, ox), flip);
+    // Past K: pairs with a zero weight.
+    const __m128i r1 = 2 * q + 1 < w.K ? _mm_xor_si128(InputRow(a, x, 2 * q + 1, p, n, oy, ox), flip) : _mm_setzero_si128();
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + q * 32), _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(r0, r1)));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + q * 32 + 16), _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(r0, r1)));
   }
@@ -160,8 +186,8 @@ QK_AVX2_TARGET void RunAvx2(const QDirectConvArgs& a, int64_t p0, int64_t p1, in
   rq.y = static_cast<uint8_t*>(a.y);
   rq.ld_y = a.taps ? a.ld_y : a.ld;
   for (int64_t p = p0; p < p1;) {
-    // A strip stays within one output row of a 2-D conv (its inputs are one run of the row).
-    const int64_t n = std::min(kStrip, a.taps ? std::min(p1, (p / a.out_w + 1) * a.out_w) - p : p1 - p);
+    // A strip may span output rows of a 2-D conv (InputRow): no partial strips at row ends.
+    const int64_t n = std::min(kStrip, p1 - p);
     FillPanel(a, p, n, panel);
     int64_t m = a.m_begin;
     for (; m + 6 <= M; m += 6) Tile<6>(a, rq, panel, m, p, n);
