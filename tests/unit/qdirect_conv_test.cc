@@ -97,6 +97,40 @@ TEST(QDirectConv, EveryIsaGivesTheRequantizedExactSums) {
       }
       ASSERT_EQ(want, got) << kernels::QGemmIsaName(isa) << " M" << c.M << " K" << c.K << " pixels " << c.p0 << ".."
                            << c.p1;
+      // Float rows (ConvIntegerToFloat): float(exact sum) * scale (+ bias) (clamped), no int bias.
+      std::vector<float> scale(static_cast<size_t>(c.M)), fbias(static_cast<size_t>(c.M));
+      for (int64_t m = 0; m < c.M; ++m) {
+        scale[m] = 1e-4f * static_cast<float>(m + 1);
+        fbias[m] = 0.25f * static_cast<float>(m % 5) - 0.5f;
+      }
+      std::vector<float> want_f(static_cast<size_t>(c.M * c.ld), -9.f), got_f(want_f);
+      for (int64_t m = 0; m < c.M; ++m) {
+        for (int64_t p = c.p0; p < c.p1; ++p) {
+          int64_t sum = 0;
+          for (int64_t k = 0; k < c.K; ++k) {
+            const int64_t wq = c.w_signed ? static_cast<int8_t>(wv[m * c.K + k]) : wv[m * c.K + k];
+            const int64_t xq = c.x_signed ? static_cast<int8_t>(xv[k * c.ld + p]) : xv[k * c.ld + p];
+            sum += (wq - w_zp[m]) * (xq - x_zp);
+          }
+          float v = static_cast<float>(static_cast<int32_t>(sum)) * scale[m];
+          if (c.relu) v = v + fbias[m];
+          if (c.relu) v = std::min(std::max(v, -0.1f), 0.3f);
+          want_f[m * c.ld + p] = v;
+        }
+      }
+      a.bias = nullptr;
+      a.y = nullptr;
+      a.m_begin = 0;
+      a.m_end = -1;
+      a.y_float = got_f.data();
+      a.y_scale = scale.data();
+      a.y_bias = c.relu ? fbias.data() : nullptr;
+      a.y_clamp = c.relu;
+      a.y_clamp_lo = -0.1f;
+      a.y_clamp_hi = 0.3f;
+      kernels::QDirectConv(a, c.p0, c.p1, panel, isa);
+      ASSERT_EQ(0, std::memcmp(want_f.data(), got_f.data(), want_f.size() * sizeof(float)))
+          << "float rows, " << kernels::QGemmIsaName(isa) << " M" << c.M << " K" << c.K;
     }
   }
 }

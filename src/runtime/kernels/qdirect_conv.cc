@@ -59,6 +59,13 @@ void RunPortable(const QDirectConvArgs& a, int64_t p0, int64_t p1) {
         const int32_t x = a.x_signed ? static_cast<const int8_t*>(a.x)[at] : static_cast<const uint8_t*>(a.x)[at];
         acc += static_cast<uint32_t>(wm[k] * (x - a.x_zero_point));
       }
+      if (a.y_float) {
+        float v = static_cast<float>(static_cast<int32_t>(acc)) * a.y_scale[m];
+        if (a.y_bias) v = v + a.y_bias[m];
+        if (a.y_clamp) v = std::min(std::max(v, a.y_clamp_lo), a.y_clamp_hi);
+        a.y_float[m * ld_y + p] = v;
+        continue;
+      }
       const int32_t q = rt::quant::detail::ClampRoundAddZero<int32_t>(
           static_cast<float>(static_cast<int32_t>(acc)) * a.multiplier[m], lo, hi, a.y_zero_point);
       static_cast<uint8_t*>(a.y)[m * ld_y + p] = static_cast<uint8_t>(q);

@@ -9,7 +9,8 @@
 // channels (no transpose), tiles of up to 6 output channels run over it, and each tile's rows go
 // straight to the output planes. On AVX2 only (the VNNI kernels keep the GEMM path). With `taps`
 // it computes a stride-1 2-D convolution the same way, the panel's rows being the taps' runs of
-// 16 consecutive bytes in zero-point-padded planes.
+// 16 consecutive bytes in zero-point-padded planes. With y_float it writes ConvIntegerToFloat's
+// floats instead: float(acc) * y_scale[m] (+ y_bias[m]) (clamped), acc the exact sums.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +48,13 @@ struct QDirectConvArgs {
   // A 16-pixel strip may span output rows (each row's run read from its own place).
   const int64_t* taps = nullptr;
   int64_t out_w = 0, in_w = 0, ld_y = 0;
+  // Floats instead of bytes (y unused): y_float[m][ld or ld_y] = float(acc) * y_scale[m], then +
+  // y_bias[m] when given, then min(max(., lo), hi) when y_clamp (the GEMM path's float epilogue).
+  float* y_float = nullptr;
+  const float* y_scale = nullptr;  // [M]
+  const float* y_bias = nullptr;   // [M] or null
+  bool y_clamp = false;
+  float y_clamp_lo = 0, y_clamp_hi = 0;
 };
 
 // Whether this ISA runs the direct kernel (AVX2), and the int16 scratch a call needs.

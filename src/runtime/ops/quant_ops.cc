@@ -694,7 +694,7 @@ struct FastConvWeights {
 
 // w_idx / w_zp_idx: the weight's and its zero point's inputs (QLinearConv 3 and 5, ConvInteger
 // 1 and 3; ConvInteger's zero point is optional, 0 when absent).
-// with_pointwise: also fast.pointwise (QLinearConv's requantized output only).
+// with_pointwise: also fast.pointwise (QLinearConv, and ConvIntegerToFloat's float rows).
 std::optional<FastConvWeights> PackFastConvWeights(const KernelInit& init, const ConvAttrs& a, size_t w_idx,
                                                    size_t w_zp_idx, bool with_pointwise = false) {
   const Tensor* w = init.ConstantInput(w_idx);
@@ -958,6 +958,12 @@ struct QDirectConvOutput {
   bool y_signed;
   int32_t y_zero_point, y_min, y_max;
   void* y;
+  // Or floats (ConvIntegerToFloat): kernels::QDirectConvArgs::y_float and the fields after it.
+  float* y_float = nullptr;
+  const float* y_scale = nullptr;
+  const float* y_bias = nullptr;
+  bool y_clamp = false;
+  float y_clamp_lo = 0, y_clamp_hi = 0;
 };
 
 bool QDirectPointwiseFits(const FastConvWeights& fast, const ConvGeometry& g) {
@@ -1045,7 +1051,15 @@ Status RunQDirectConv(KernelContext& ctx, const kernels::QDirectConvWeights& w, 
       a.y_zero_point = out.y_zero_point;
       a.y_min = out.y_min;
       a.y_max = out.y_max;
-      a.y = static_cast<uint8_t*>(out.y) + n * g.M * g.out_size;
+      a.y = out.y ? static_cast<uint8_t*>(out.y) + n * g.M * g.out_size : nullptr;
+      if (out.y_float) {
+        a.y_float = out.y_float + n * g.M * g.out_size;
+        a.y_scale = out.y_scale;
+        a.y_bias = out.y_bias;
+        a.y_clamp = out.y_clamp;
+        a.y_clamp_lo = out.y_clamp_lo;
+        a.y_clamp_hi = out.y_clamp_hi;
+      }
       kernels::QDirectConv(a, p0, std::min(g.out_size, p0 + run_pixels), panel.value().template data<int16_t>(),
                               isa);
     }
@@ -1153,6 +1167,27 @@ class ConvIntegerToFloatKernel final : public OpKernel {
                                 c->y_clamp_hi = hi_;
                               });
     }
+    if (fast_ && FastZeroPointFits(x_zp, *x) && (QDirectPointwiseFits(*fast_, g) || DirectConv2DFits(g))) {
+      // The direct kernel with float rows: each channel's scale a_scale * w_scale as the GEMM
+      // epilogue forms it.
+      std::vector<float> scale(static_cast<size_t>(g.M));
+      for (int64_t m = 0; m < g.M; ++m) scale[static_cast<size_t>(m)] = sa[0] * ws[per_channel ? m : 0];
+      QDirectConvOutput out{nullptr, nullptr, false, 0, 0, 0, nullptr};
+      out.y_float = yd;
+      out.y_scale = scale.data();
+      out.y_bias = bd;
+      out.y_clamp = clamp_;
+      out.y_clamp_lo = lo_;
+      out.y_clamp_hi = hi_;
+      if (QDirectPointwiseFits(*fast_, g)) return RunQDirectConv(ctx, *fast_->pointwise, g, *x, ZeroPointOrZero(x_zp), out);
+      std::call_once(direct_once_, [&] {
+        const Tensor* w_zp = ctx.input(5);
+        const std::vector<int32_t> zps = w_zp ? ReadZeroPoints(*w_zp) : std::vector<int32_t>{0};
+        direct_ = std::make_shared<const kernels::QDirectConvWeights>(
+            kernels::PackQDirectConvWeights(w->raw_data(), w->dtype() == DType::kInt8, g.M, g.C * g.k_size, zps));
+      });
+      return RunQDirectConv(ctx, *direct_, g, *x, ZeroPointOrZero(x_zp), out);
+    }
     if (fast_ && FastZeroPointFits(x_zp, *x) && FastGemmFits(*fast_, g)) {
       return RunFastConv(ctx, *fast_, g, *x, ZeroPointOrZero(x_zp),
                          [&](int64_t n, int64_t grp, int64_t first) {
@@ -1193,6 +1228,8 @@ class ConvIntegerToFloatKernel final : public OpKernel {
   std::optional<FastConvWeights> fast_;
   bool clamp_;  // a fused Relu / Clip: y = min(max(y, lo_), hi_)
   float lo_, hi_;
+  std::once_flag direct_once_;  // DirectConv2DFits convs: their weights for the direct kernel
+  std::shared_ptr<const kernels::QDirectConvWeights> direct_;
 };
 
 // QLinearConv, and com.quantkit::QLinearConv (the same plus attributes q_min / q_max: a Relu or
@@ -1380,7 +1417,7 @@ void RegisterQuantOps(KernelRegistry& r) {
   });
   r.Register(kQuantkitDomain, "ConvIntegerToFloat", [](const KernelInit& init) -> StatusOr<std::unique_ptr<OpKernel>> {
     QK_ASSIGN_OR_RETURN(ConvAttrs a, ReadConvAttrs(init.node));
-    auto fast = PackFastConvWeights(init, a, 3, 5);
+    auto fast = PackFastConvWeights(init, a, 3, 5, /*with_pointwise=*/true);
     PackedOperand packed = fast ? nullptr : PackConstantOperand(init, 3, 5, false);
     const bool clamp = init.node.FindAttr("clamp_lo") != nullptr;
     const float lo = init.node.AttrFloat("clamp_lo", 0.f), hi = init.node.AttrFloat("clamp_hi", 0.f);

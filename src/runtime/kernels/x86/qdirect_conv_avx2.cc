@@ -31,6 +31,13 @@ struct Requant {
   const float* multiplier;
   uint8_t* y;
   int64_t ld_y;
+  // Float output (QDirectConvArgs::y_float): y_float[m][ld_y] = float(acc + correction) * scale[m]
+  // (+ bias[m]) (clamped).
+  float* y_float;
+  const float* y_scale;
+  const float* y_bias;
+  bool y_clamp;
+  __m256 clamp_lo, clamp_hi;
 };
 
 // 16 bytes where bytes [j, 16) are all ones: kRamp + 16 - j.
@@ -89,8 +96,40 @@ QK_AVX2_TARGET void FillPanel(const QDirectConvArgs& a, int64_t p, int64_t n, in
 // the sums in memory: inlined into the tile (or called per row with the sums in registers), GCC
 // 12 kept the tile loop's accumulators on the stack, or paid a call per row (13% of MobileNetV2
 // static in the calls).
+// StoreRows with float outputs: the GEMM path's float epilogue operations (convert, multiply by
+// the channel's scale, add its bias, clamp as Clip: max(lo, v) then min(hi, v)).
+__attribute__((target("avx2"))) void StoreRowsFloat(const Requant& rq, int64_t m0, int rows,
+                                                    const int32_t (*acc)[kStrip], int64_t p, int64_t n) {
+  const int32_t* correction = rq.correction;
+  float* const y = rq.y_float + p;
+  const int64_t ld_y = rq.ld_y;
+  for (int r = 0; r < rows; ++r) {
+    const int64_t m = m0 + r;
+    const __m256i c = _mm256_set1_epi32(correction[m]);
+    const __m256 scale = _mm256_set1_ps(rq.y_scale[m]);
+    __m256 v[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i sum = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc[r] + 8 * h)), c);
+      v[h] = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), scale);
+      if (rq.y_bias) v[h] = _mm256_add_ps(v[h], _mm256_set1_ps(rq.y_bias[m]));
+      if (rq.y_clamp) v[h] = _mm256_min_ps(rq.clamp_hi, _mm256_max_ps(rq.clamp_lo, v[h]));
+    }
+    float* dst = y + m * ld_y;
+    if (n == kStrip) {
+      _mm256_storeu_ps(dst, v[0]);
+      _mm256_storeu_ps(dst + 8, v[1]);
+    } else {
+      alignas(32) float tail[kStrip];
+      _mm256_store_ps(tail, v[0]);
+      _mm256_store_ps(tail + 8, v[1]);
+      std::memcpy(dst, tail, static_cast<size_t>(n) * sizeof(float));
+    }
+  }
+}
+
 __attribute__((target("avx2"), noinline)) void StoreRows(const Requant& rq, int64_t m0, int rows,
                                                          const int32_t (*acc)[kStrip], int64_t p, int64_t n) {
+  if (rq.y_float) return StoreRowsFloat(rq, m0, rows, acc, p, n);
   // Locals: the byte stores could alias rq's fields for the compiler (reloaded every row).
   const int32_t* correction = rq.correction;
   const float* multiplier = rq.multiplier;
@@ -179,12 +218,18 @@ QK_AVX2_TARGET void RunAvx2(const QDirectConvArgs& a, int64_t p0, int64_t p1, in
   for (int64_t m = a.m_begin; m < M; ++m) {
     correction[static_cast<size_t>(m)] = static_cast<int32_t>((a.bias ? static_cast<uint32_t>(a.bias[m]) : 0u) -
                                                               x_zp * static_cast<uint32_t>(a.w->sums[static_cast<size_t>(m)]));
-    rq.saturating = rq.saturating && x86::SaturatingBytesOk(a.multiplier[m]);
+    rq.saturating = rq.saturating && !a.y_float && x86::SaturatingBytesOk(a.multiplier[m]);
   }
   rq.correction = correction.data();
   rq.multiplier = a.multiplier;
   rq.y = static_cast<uint8_t*>(a.y);
   rq.ld_y = a.taps ? a.ld_y : a.ld;
+  rq.y_float = a.y_float;
+  rq.y_scale = a.y_scale;
+  rq.y_bias = a.y_bias;
+  rq.y_clamp = a.y_clamp;
+  rq.clamp_lo = _mm256_set1_ps(a.y_clamp_lo);
+  rq.clamp_hi = _mm256_set1_ps(a.y_clamp_hi);
   for (int64_t p = p0; p < p1;) {
     // A strip may span output rows of a 2-D conv (InputRow): no partial strips at row ends.
     const int64_t n = std::min(kStrip, p1 - p);
