@@ -3,6 +3,7 @@
 // (opset < 7) broadcasting and error reporting.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -212,6 +213,24 @@ TEST(ElementwiseUnary, FastFloatFunctionsAreAccurate) {
   Tensor tiny = Tensor::FromVector<float>({1e-20f, -3e-8f, 1e-4f}, {3});
   ExpectNear(Run1("Tanh", {tiny}), {3}, {1e-20, -3e-8, std::tanh(1e-4)}, 0, 1e-6);
   ExpectNear(Run1("Erf", {tiny}), {3}, {std::erf(1e-20), std::erf(-3e-8), std::erf(1e-4)}, 0, 1e-6);
+}
+
+// ExpArray's wide build (8 lanes where the process ISA has AVX2) gives simd::Exp's bits (4 lanes)
+// for every element: special values, the clamp bounds, denormal results, and a tail.
+TEST(ElementwiseUnary, ExpArrayEqualsTheFourLaneExpBitForBit) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-100.f, 100.f);
+  std::vector<float> x(1003);
+  for (auto& v : x) v = u(rng);
+  const float specials[] = {INFINITY, -INFINITY, std::nanf(""), 88.7f, 89.f, 89.5f, -87.3f, -87.3365478515625f,
+                            -87.5f, -103.f, 0.f, -0.f, 1e-30f, -1e-30f, 0.5f, -0.5f, 1.f};
+  std::copy(std::begin(specials), std::end(specials), x.begin());
+  std::vector<float> y(x.size());
+  rt::ew::ExpArray(x.data(), y.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float want = rt::ew::FastExp(x[i]);
+    ASSERT_EQ(std::memcmp(&want, &y[i], sizeof(float)), 0) << "x = " << x[i] << " at " << i;
+  }
 }
 
 TEST(ElementwiseUnary, Float16ComputesInFloat) {

@@ -104,15 +104,21 @@ inline v4f CopySign(v4f mag, v4f sgn) {
 inline v4f KeepNaN(v4f x, v4f res) { return x == x ? res : x; }
 
 // exp: x = n ln2 + r (Cephes constants), degree-6 polynomial for e^r, 2^n from exponent bits.
-inline v4f Exp(v4f x) {
-  const v4f xc = Min(Max(x, Splat(-87.3365478515625f)), Splat(89.0f));
+// Generic over the vector width (V float lanes, VI / VU their int32 / uint32 views): each lane
+// sees the same operations, so the same bits at every width. Vectors by reference, as ErfV.
+template <typename V, typename VI, typename VU>
+__attribute__((always_inline)) inline void ExpV(const V& x, V& out) {
+  const V zero = {};
+  const V lo = zero + -87.3365478515625f, hi = zero + 89.0f;
+  const V xm = x > lo ? x : lo;  // Max(x, lo)
+  const V xc = xm < hi ? xm : hi;  // Min(., hi)
   // Round x*log2(e) to nearest with the 1.5*2^23 trick; the integer is in t's low mantissa bits.
-  const v4f t = xc * 1.44269504088896341f + 12582912.0f;
-  const v4f n = t - 12582912.0f;
-  const v4i ni = (v4i)((v4u)t - 0x4B400000u);
-  v4f r = xc - n * 0.693359375f;
+  const V t = xc * 1.44269504088896341f + 12582912.0f;
+  const V n = t - 12582912.0f;
+  const VI ni = (VI)((VU)t - 0x4B400000u);
+  V r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
-  v4f y = Splat(1.9875691500e-4f);
+  V y = zero + 1.9875691500e-4f;
   y = y * r + 1.3981999507e-3f;
   y = y * r + 8.3334519073e-3f;
   y = y * r + 4.1665795894e-2f;
@@ -120,8 +126,14 @@ inline v4f Exp(v4f x) {
   y = y * r + 5.0000001201e-1f;
   y = y * r * r + r + 1.0f;
   // 2^n as 2^(n-1) * 2 so that n = 128 overflows to inf instead of wrapping.
-  const v4f scale = (v4f)((v4u)(ni + 126) << 23);
-  return KeepNaN(x, y * scale * 2.0f);
+  const V scale = (V)((VU)(ni + 126) << 23);
+  const V res = y * scale * 2.0f;
+  out = x == x ? res : x;  // KeepNaN
+}
+inline v4f Exp(v4f x) {
+  v4f y;
+  ExpV<v4f, v4i, v4u>(x, y);
+  return y;
 }
 
 // tanh: odd Taylor series up to x^17 for |x| < 0.55, 1 - 2/(e^{2|x|} + 1) above.
@@ -143,11 +155,13 @@ inline v4f Tanh(v4f x) {
   return KeepNaN(x, ax < 0.55f ? small : big);
 }
 
-// 16 floats: the AVX-512 builds of the vector math (the same operations per lane as v4f's).
+// 16 and 8 floats: the AVX-512 and AVX2 builds of the vector math (the same operations per lane
+// as v4f's).
 typedef float v16f __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
 
 // erf: rational approximation x P(x^2) / Q(x^2) on [-4, 4] (Eigen's coefficients). Generic over
-// the vector width V (v4f, v16f): each lane sees the same operations, so the same bits. Vectors
+// the vector width V (v4f, v8f, v16f): each lane sees the same operations, so the same bits. Vectors
 // by reference: a 64-byte vector passed by value outside AVX-512 code would change the ABI.
 template <typename V>
 __attribute__((always_inline)) inline void ErfV(const V& x, V& out) {
@@ -214,11 +228,14 @@ inline T ErfT(T x) {
   if constexpr (std::is_same_v<T, float>) return FastErf(x);
   else return std::erf(x);
 }
-// Array exp (x == y allowed).
+// Array exp (x == y allowed). Float: 8 at a time where the ISA chosen for the process has AVX2
+// (ExpArrayAvx2, elementwise_unary.cc), else 4; the same bits.
+int64_t ExpArrayAvx2(const float* x, float* y, int64_t n);  // returns how many it did
 template <typename T>
 inline void ExpArray(const T* x, T* y, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
-    simd::Map(x, y, n, [](simd::v4f v) { return simd::Exp(v); });
+    const int64_t done = ExpArrayAvx2(x, y, n);
+    simd::Map(x + done, y + done, n - done, [](simd::v4f v) { return simd::Exp(v); });
   } else {
     for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
   }
