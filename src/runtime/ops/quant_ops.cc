@@ -899,14 +899,15 @@ Status RunDepthwiseConv(KernelContext& ctx, const FastConvWeights& fast, const C
   const auto* xb = static_cast<const uint8_t*>(x.raw_data());  // int8 or uint8: one byte per element
   std::mutex mu;
   Status failed;
-  auto channel = [&](int64_t nm) {
-    kernels::QDepthwiseChannel c;
-    c.x = xb + nm * g.in_size;
-    c.x_signed = x.dtype() == DType::kInt8;
-    c.x_zero_point = x_zp;
-    c.w = fast.depthwise.data() + (nm % g.M) * s.KH * s.KW;
-    output_for(nm, &c);
-    return c;
+  // Channel nm's fields into c: a struct made once per task and refilled (output_for sets the
+  // same fields for every channel), not value-initialized per channel (a rep stos each: 17% of a
+  // 7x7 depthwise conv's time).
+  auto channel = [&](int64_t nm, kernels::QDepthwiseChannel* c) {
+    c->x = xb + nm * g.in_size;
+    c->x_signed = x.dtype() == DType::kInt8;
+    c->x_zero_point = x_zp;
+    c->w = fast.depthwise.data() + (nm % g.M) * s.KH * s.KW;
+    output_for(nm, c);
   };
   if (kernels::QDepthwiseUseLanes(s, isa)) {  // small maps: 8 channels per call, in the lanes
     constexpr int64_t L = kernels::kQDepthwiseLanes;
@@ -920,10 +921,10 @@ Status RunDepthwiseConv(KernelContext& ctx, const FastConvWeights& fast, const C
         if (failed.ok()) failed = row.status();
         return;
       }
+      kernels::QDepthwiseChannel cs[L];
       for (int64_t t = begin; t < end; ++t) {
-        kernels::QDepthwiseChannel cs[L];
         const int n = static_cast<int>(std::min(L, g.N * g.M - t * L));
-        for (int j = 0; j < n; ++j) cs[j] = channel(t * L + j);
+        for (int j = 0; j < n; ++j) channel(t * L + j, &cs[j]);
         kernels::QDepthwiseConv2DLanes(s, cs, n, plane.value().template data<int16_t>(),
                                        acc.value().template data<int32_t>(), row.value().template data<int32_t>());
       }
@@ -938,8 +939,9 @@ Status RunDepthwiseConv(KernelContext& ctx, const FastConvWeights& fast, const C
       if (failed.ok()) failed = plane.ok() ? row.status() : plane.status();
       return;
     }
+    kernels::QDepthwiseChannel c;
     for (int64_t nm = begin; nm < end; ++nm) {
-      const kernels::QDepthwiseChannel c = channel(nm);
+      channel(nm, &c);
       kernels::QDepthwiseConv2D(s, c, plane.value().template data<int16_t>(), row.value().template data<int32_t>(), isa);
     }
   });
