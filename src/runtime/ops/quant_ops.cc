@@ -14,6 +14,7 @@
 
 #include "runtime/kernels/qdepthwise.h"
 #include "runtime/kernels/qdirect_conv.h"
+#include "runtime/kernels/quantize_span.h"
 #include "runtime/kernels/qgemm.h"
 #include "runtime/kernels/ref/quantize.h"
 #include "runtime/ops/op_util.h"
@@ -147,10 +148,18 @@ class QuantizeLinearKernel final : public OpKernel {
       } else {
         QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, out_type, x->shape()));
         T* dst = y->data<T>();
+        const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
+        // 8-bit outputs through kernels/quantize_span (the same values as QuantizeSpan).
+        auto span = [&](const float* in, int64_t n, float scale, int32_t zp, T* out) {
+          if constexpr (sizeof(T) == 1) {
+            kernels::QuantizeToBytes(in, n, scale, zp, std::is_signed_v<T>, out, isa);
+          } else {
+            quant::QuantizeSpan<T>(in, n, scale, zp, out);
+          }
+        };
         if (!l.per_axis) {
-          ParallelRange(ctx, x->numel(), 1 << 16, [&](int64_t b, int64_t e) {
-            quant::QuantizeSpan<T>(src + b, e - b, scales[0], zps[0], dst + b);
-          });
+          ParallelRange(ctx, x->numel(), 1 << 16,
+                        [&](int64_t b, int64_t e) { span(src + b, e - b, scales[0], zps[0], dst + b); });
           return Status::Ok();
         }
         const int64_t rows = l.outer * l.channels;
@@ -158,7 +167,7 @@ class QuantizeLinearKernel final : public OpKernel {
                       [&](int64_t b, int64_t e) {
                         for (int64_t r = b; r < e; ++r) {
                           const int64_t c = r % l.channels;
-                          quant::QuantizeSpan<T>(src + r * l.inner, l.inner, scales[c], zps[c], dst + r * l.inner);
+                          span(src + r * l.inner, l.inner, scales[c], zps[c], dst + r * l.inner);
                         }
                       });
         return Status::Ok();
@@ -204,6 +213,7 @@ class DequantizeLinearKernel final : public OpKernel {
       }
       const T* src = x->data<T>();
       const int64_t rows = l.outer * l.channels;
+      const kernels::QGemmIsa isa = kernels::DefaultQGemmIsa();
       ParallelRange(ctx, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, l.inner)),
                     [&](int64_t b, int64_t e) {
                       for (int64_t r = b; r < e; ++r) {
@@ -212,7 +222,11 @@ class DequantizeLinearKernel final : public OpKernel {
                         const int32_t z = zps[c];
                         const T* in = src + r * l.inner;
                         float* out = dst + r * l.inner;
-                        for (int64_t i = 0; i < l.inner; ++i) out[i] = quant::DequantizeValue(in[i], z, s);
+                        if constexpr (sizeof(T) == 1) {  // kernels/quantize_span: the same values
+                          kernels::DequantizeBytes(in, std::is_signed_v<T>, l.inner, z, s, out, isa);
+                        } else {
+                          for (int64_t i = 0; i < l.inner; ++i) out[i] = quant::DequantizeValue(in[i], z, s);
+                        }
                       }
                     });
       if (out_type != DType::kFloat32) return SetOutputFromFloat32(ctx, 0, yf, out_type);
