@@ -78,6 +78,23 @@ double NaiveAt(const ConvGeometry& g, const KernelCase& c, const std::vector<flo
   return s;
 }
 
+// The kernel's arguments for test variant 0 (plain), 1 (bias + Clip) or 2 (bias + residual + Clip).
+kernels::NchwcConvArgs VariantArgs(const ConvGeometry& g, const KernelCase& c, const float* x,
+                                   const kernels::NchwcWeights& packed, const std::vector<float>& bias,
+                                   const float* residual, const float* lo_hi, int variant) {
+  kernels::NchwcConvArgs a;
+  a.g = &g;
+  a.C = c.C;
+  a.M = c.M;
+  a.plain_input = c.plain;
+  a.x = x;
+  a.w = packed.data();
+  a.bias = variant > 0 ? bias.data() : nullptr;
+  a.residual = variant == 2 ? residual : nullptr;
+  a.clamp_lo_hi = variant > 0 ? lo_hi : nullptr;
+  return a;
+}
+
 TEST(ConvNchwc, SimdRowsGiveThePortableBitsAndTheNaiveValues) {
   const std::vector<KernelCase> cases = {
       {32, 64, 9, 23, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 4 blocks: one group; 21 interior = 3 x 6 + 3
@@ -125,16 +142,8 @@ TEST(ConvNchwc, SimdRowsGiveThePortableBitsAndTheNaiveValues) {
     const float lo_hi[2] = {-0.75f, 1.5f};
     const int64_t groups = (c.M / B + 3) / 4;
     for (int variant = 0; variant < 3; ++variant) {  // plain; bias + Clip; bias + residual + Clip
-      kernels::NchwcConvArgs a;
-      a.g = &g;
-      a.C = c.C;
-      a.M = c.M;
-      a.plain_input = c.plain;
-      a.x = reinterpret_cast<const float*>(gx.data());
-      a.w = packed.data();
-      a.bias = variant > 0 ? bias.data() : nullptr;
-      a.residual = variant == 2 ? reinterpret_cast<const float*>(gr.data()) : nullptr;
-      a.clamp_lo_hi = variant > 0 ? lo_hi : nullptr;
+      kernels::NchwcConvArgs a = VariantArgs(g, c, reinterpret_cast<const float*>(gx.data()), packed, bias,
+                                             reinterpret_cast<const float*>(gr.data()), lo_hi, variant);
       std::vector<float> want(static_cast<size_t>(y_elems) + 16, -7.f), got(want.size(), -7.f);
       a.y = want.data();
       for (int64_t grp = 0; grp < groups; ++grp) kernels::conv_nchwc::RowsPortable(a, grp, 0, OH);
@@ -213,16 +222,7 @@ TEST(ConvNchwc, HalfPaddedLastBlocksGiveTheFullBlocksBits) {
     const float lo_hi[2] = {-0.75f, 1.5f};
     const int64_t groups = (c.M / B + 3) / 4;
     for (int variant = 0; variant < 3; ++variant) {  // plain; bias + Clip; bias + residual + Clip
-      kernels::NchwcConvArgs a;
-      a.g = &g;
-      a.C = c.C;
-      a.M = c.M;
-      a.plain_input = c.plain;
-      a.x = xb.data();
-      a.w = packed.data();
-      a.bias = variant > 0 ? bias.data() : nullptr;
-      a.residual = variant == 2 ? residual.data() : nullptr;
-      a.clamp_lo_hi = variant > 0 ? lo_hi : nullptr;
+      kernels::NchwcConvArgs a = VariantArgs(g, c, xb.data(), packed, bias, residual.data(), lo_hi, variant);
       std::vector<float> want(static_cast<size_t>(y_elems), -7.f), got(want.size(), -7.f);
       a.y = want.data();
       for (int64_t grp = 0; grp < groups; ++grp) kernels::conv_nchwc::RowsPortable(a, grp, 0, OH);

@@ -93,47 +93,34 @@ __attribute__((target("avx2"), always_inline)) inline void MaxPool2x2Row8Bit(con
 // 2i + 1 (m[2i+1], m[2i+2]): the max of a word's two bytes and the high byte of the other word.
 // Signed values are compared as unsigned after flipping their top bit (an order-preserving map).
 // Loading at 2i + 1 (not 2i + 2) keeps the reads within [0, 2n].
-template <bool kSigned>
-__attribute__((target("avx2"), always_inline)) inline __m256i Load32(const uint8_t* p) {
-  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+// Bytes [p, p + kOut * 2) as 32 (kOut 16) or 16 (kOut 8, the high half zero), top bits flipped
+// for signed values.
+template <bool kSigned, int kOut>
+__attribute__((target("avx2"), always_inline)) inline __m256i LoadBytes(const uint8_t* p) {
+  const __m256i v = kOut == 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                               : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   return kSigned ? _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80))) : v;
 }
-template <bool kSigned>
-__attribute__((target("avx2"), always_inline)) inline __m128i Load16(const uint8_t* p) {
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return kSigned ? _mm_xor_si128(v, _mm_set1_epi8(static_cast<char>(0x80))) : v;
-}
 
-// 16 outputs from i (reads [2i, 2i + 32] of each row).
-template <bool kSigned>
-__attribute__((target("avx2"), always_inline)) inline void ThreeWide16(const uint8_t* const* rows, int64_t nrows,
-                                                                       int64_t i, uint8_t* y) {
-  __m256i a = Load32<kSigned>(rows[0] + 2 * i), b = Load32<kSigned>(rows[0] + 2 * i + 1);
+// kOut (16 or 8) outputs from i: reads [2i, 2i + 2 kOut] of each row.
+template <bool kSigned, int kOut>
+__attribute__((target("avx2"), always_inline)) inline void ThreeWide(const uint8_t* const* rows, int64_t nrows,
+                                                                     int64_t i, uint8_t* y) {
+  __m256i a = LoadBytes<kSigned, kOut>(rows[0] + 2 * i), b = LoadBytes<kSigned, kOut>(rows[0] + 2 * i + 1);
   for (int64_t r = 1; r < nrows; ++r) {
-    a = _mm256_max_epu8(a, Load32<kSigned>(rows[r] + 2 * i));
-    b = _mm256_max_epu8(b, Load32<kSigned>(rows[r] + 2 * i + 1));
+    a = _mm256_max_epu8(a, LoadBytes<kSigned, kOut>(rows[r] + 2 * i));
+    b = _mm256_max_epu8(b, LoadBytes<kSigned, kOut>(rows[r] + 2 * i + 1));
   }
   const __m256i best = _mm256_and_si256(
       _mm256_max_epu8(_mm256_max_epu8(a, _mm256_srli_epi16(a, 8)), _mm256_srli_epi16(b, 8)), _mm256_set1_epi16(0xFF));
+  // Per 128-bit lane: 8 bytes, twice; qwords 0 and 2 hold outputs 0-7 and 8-15.
   __m128i out = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi16(best, best), 0x08));
   if (kSigned) out = _mm_xor_si128(out, _mm_set1_epi8(static_cast<char>(0x80)));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), out);
-}
-
-// 8 outputs from i (reads [2i, 2i + 16] of each row).
-template <bool kSigned>
-__attribute__((target("avx2"), always_inline)) inline void ThreeWide8(const uint8_t* const* rows, int64_t nrows,
-                                                                      int64_t i, uint8_t* y) {
-  __m128i a = Load16<kSigned>(rows[0] + 2 * i), b = Load16<kSigned>(rows[0] + 2 * i + 1);
-  for (int64_t r = 1; r < nrows; ++r) {
-    a = _mm_max_epu8(a, Load16<kSigned>(rows[r] + 2 * i));
-    b = _mm_max_epu8(b, Load16<kSigned>(rows[r] + 2 * i + 1));
+  if constexpr (kOut == 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), out);
+  } else {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), out);
   }
-  const __m128i best =
-      _mm_and_si128(_mm_max_epu8(_mm_max_epu8(a, _mm_srli_epi16(a, 8)), _mm_srli_epi16(b, 8)), _mm_set1_epi16(0xFF));
-  __m128i out = _mm_packus_epi16(best, best);
-  if (kSigned) out = _mm_xor_si128(out, _mm_set1_epi8(static_cast<char>(0x80)));
-  _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), out);
 }
 
 // Outputs [0, n), n >= 8: 16 per step (8 on shorter rows), the last step overlapping.
@@ -145,11 +132,11 @@ __attribute__((target("avx2"), always_inline)) inline void MaxPool3Stride2Row8Bi
   if (n >= 16) {
     for (int64_t i = 0; i < n; i += 16) {
       if (i + 16 > n) i = n - 16;
-      ThreeWide16<kSigned>(r, nrows, i, py);
+      ThreeWide<kSigned, 16>(r, nrows, i, py);
     }
   } else {
-    ThreeWide8<kSigned>(r, nrows, 0, py);
-    ThreeWide8<kSigned>(r, nrows, n - 8, py);
+    ThreeWide<kSigned, 8>(r, nrows, 0, py);
+    ThreeWide<kSigned, 8>(r, nrows, n - 8, py);
   }
 }
 

@@ -102,11 +102,12 @@ QK_AVX2_TARGET void WidenRow(const TX* src, int64_t n, __m256i zp, int32_t x_zp,
 }
 
 // Stride 2: the pairs (src[2j], src[2j + 1]) for j < pairs to even[j] and odd[j], minus zp. The
-// 32 bytes of 16 pairs read as 16-bit words: the low byte of each is the even value, the high
-// byte the odd one. Overlapping last steps as WidenRow.
-template <typename TX>
-QK_AVX2_TARGET inline void SplitPairs16(const TX* src, __m256i zp, int16_t* even, int16_t* odd) {
-  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+// bytes of kPairs pairs (16, or 8 in the low half of the vector) read as 16-bit words: the low
+// byte of each is the even value, the high byte the odd one. Overlapping last steps as WidenRow.
+template <typename TX, int kPairs>
+QK_AVX2_TARGET inline void SplitPairs(const TX* src, __m256i zp, int16_t* even, int16_t* odd) {
+  const __m256i w = kPairs == 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
+                                 : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
   __m256i e, o;
   if constexpr (std::is_signed_v<TX>) {
     e = _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8);
@@ -115,22 +116,15 @@ QK_AVX2_TARGET inline void SplitPairs16(const TX* src, __m256i zp, int16_t* even
     e = _mm256_and_si256(w, _mm256_set1_epi16(0xFF));
     o = _mm256_srli_epi16(w, 8);
   }
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(even), _mm256_sub_epi16(e, zp));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(odd), _mm256_sub_epi16(o, zp));
-}
-template <typename TX>
-QK_AVX2_TARGET inline void SplitPairs8(const TX* src, __m256i zp, int16_t* even, int16_t* odd) {
-  const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
-  __m128i e, o;
-  if constexpr (std::is_signed_v<TX>) {
-    e = _mm_srai_epi16(_mm_slli_epi16(w, 8), 8);
-    o = _mm_srai_epi16(w, 8);
+  e = _mm256_sub_epi16(e, zp);
+  o = _mm256_sub_epi16(o, zp);
+  if constexpr (kPairs == 16) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(even), e);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(odd), o);
   } else {
-    e = _mm_and_si128(w, _mm_set1_epi16(0xFF));
-    o = _mm_srli_epi16(w, 8);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(even), _mm256_castsi256_si128(e));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(odd), _mm256_castsi256_si128(o));
   }
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(even), _mm_sub_epi16(e, _mm256_castsi256_si128(zp)));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(odd), _mm_sub_epi16(o, _mm256_castsi256_si128(zp)));
 }
 
 template <typename TX>
@@ -138,11 +132,11 @@ QK_AVX2_TARGET void SplitRow(const TX* src, int64_t pairs, __m256i zp, int32_t x
   if (pairs >= 16) {
     for (int64_t j = 0; j < pairs; j += 16) {
       if (j + 16 > pairs) j = pairs - 16;
-      SplitPairs16(src + 2 * j, zp, even + j, odd + j);
+      SplitPairs<TX, 16>(src + 2 * j, zp, even + j, odd + j);
     }
   } else if (pairs >= 8) {
-    SplitPairs8(src, zp, even, odd);
-    SplitPairs8(src + 2 * (pairs - 8), zp, even + pairs - 8, odd + pairs - 8);
+    SplitPairs<TX, 8>(src, zp, even, odd);
+    SplitPairs<TX, 8>(src + 2 * (pairs - 8), zp, even + pairs - 8, odd + pairs - 8);
   } else {
     for (int64_t j = 0; j < pairs; ++j) {
       even[j] = static_cast<int16_t>(static_cast<int32_t>(src[2 * j]) - x_zp);
