@@ -65,7 +65,7 @@ QK_AVX2_TARGET inline __m128i InputRow(const QDirectConvArgs& a, const uint8_t* 
     __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(base + oy * in_w + ox));
     for (int64_t j = out_w - ox, r = oy + 1; j < kStrip; j += out_w, ++r) {
       const __m128i later = _mm_loadu_si128(reinterpret_cast<const __m128i*>(base + r * in_w - j));
-      v = _mm_blendv_epi8(v, later, _mm_load_si128(reinterpret_cast<const __m128i*>(kRamp + kStrip - j)));
+      v = _mm_blendv_epi8(v, later, _mm_loadu_si128(reinterpret_cast<const __m128i*>(kRamp + kStrip - j)));
     }
     return v;
   }
