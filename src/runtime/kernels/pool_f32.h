@@ -1,6 +1,6 @@
-// Float pooling row kernels. The portable loop defines the values; the AVX-512 and AVX2 builds
-// (x86/pool_f32_avx512.cc, x86/pool_f32_avx2.cc) select the same elements (max is a selection: no rounding), so the
-// same bits, NaN and signed zeros included.
+// MaxPool row kernels (float, and 8-bit for quantized maps). The portable loops define the
+// values; the AVX-512 and AVX2 builds (x86/pool_f32_avx512.cc, x86/pool_f32_avx2.cc) select the
+// same elements (max is a selection: no rounding), so the same bits, NaN and signed zeros included.
 #pragma once
 
 #include <cstdint>

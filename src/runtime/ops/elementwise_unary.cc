@@ -538,14 +538,12 @@ class GeluErfChainKernel final : public OpKernel {
 namespace ew {
 
 namespace {
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef uint32_t v8u __attribute__((vector_size(32)));
 __attribute__((target("avx2"))) int64_t ExpArray8(const float* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     simd::v8f v, e;
     std::memcpy(&v, x + i, sizeof v);
-    simd::ExpV<simd::v8f, v8i, v8u>(v, e);
+    simd::ExpV<simd::v8f, simd::v8i, simd::v8u>(v, e);
     std::memcpy(y + i, &e, sizeof e);
   }
   return i;

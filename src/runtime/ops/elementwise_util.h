@@ -159,6 +159,8 @@ inline v4f Tanh(v4f x) {
 // as v4f's).
 typedef float v16f __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
 
 // erf: rational approximation x P(x^2) / Q(x^2) on [-4, 4] (Eigen's coefficients). Generic over
 // the vector width V (v4f, v8f, v16f): each lane sees the same operations, so the same bits. Vectors

@@ -715,12 +715,8 @@ class ConvKernel final : public OpKernel {
       // passes::BlockConvChannels: 1 = NCHW16c input and output, 2 = NCHW input, NCHW16c output
       k->nchwc_ = init.node.AttrInt("nchwc", 0) != 0;
       k->nchwc_plain_input_ = init.node.AttrInt("nchwc", 0) == 2;
-      // Real channel counts of a conv padded to blocks: a last block of 8 or fewer real channels.
-      auto half_last = [](int64_t channels) {
-        return channels > 0 && channels % kernels::kNchwcBlock != 0 && channels % kernels::kNchwcBlock <= 8;
-      };
-      k->nchwc_half_last_out_ = half_last(init.node.AttrInt("nchwc_out_channels", 0));
-      k->nchwc_half_last_in_ = half_last(init.node.AttrInt("nchwc_in_channels", 0));
+      k->nchwc_half_last_out_ = HalfPaddedLastBlock(init, /*out=*/true);
+      k->nchwc_half_last_in_ = HalfPaddedLastBlock(init, /*out=*/false);
     }
     QK_CHECK_ARG(k->group_ >= 1, "attribute group must be >= 1, got {}", k->group_);
     if (const Tensor* w = init.ConstantInput(1)) {
@@ -746,6 +742,31 @@ class ConvKernel final : public OpKernel {
       }
     }
     return std::unique_ptr<OpKernel>(std::move(k));
+  }
+
+  // Whether channels 8-15 of the last output (out) or input block are padding that the blocked
+  // kernel may skip: the pass's real count (nchwc_out_channels / nchwc_in_channels) leaves 8 or
+  // fewer real channels in the last block of 16, and the constant weights (and bias) of the
+  // padding are zero, so every skipped product is an exact 0 (otherwise nothing is skipped).
+  static bool HalfPaddedLastBlock(const KernelInit& init, bool out) {
+    constexpr int64_t B = kernels::kNchwcBlock;
+    const int64_t real = init.node.AttrInt(out ? "nchwc_out_channels" : "nchwc_in_channels", 0);
+    const Tensor* w = init.ConstantInput(1);
+    if (real <= 0 || real % B == 0 || real % B > 8 || !w || w->dtype() != DType::kFloat32 || w->rank() != 4) return false;
+    const int64_t M = w->dim(0), C = w->dim(1), taps = w->dim(2) * w->dim(3);
+    if (real >= (out ? M : C) || (out ? M : C) - real >= B) return false;
+    const float* wd = w->data<float>();
+    for (int64_t m = out ? real : 0; m < M; ++m)
+      for (int64_t c = out ? 0 : real; c < C; ++c)
+        for (int64_t t = 0; t < taps; ++t)
+          if (wd[(m * C + c) * taps + t] != 0.f) return false;
+    if (out && init.node.HasInput(2)) {
+      const Tensor* b = init.ConstantInput(2);  // a bias fed at run time is not known to be zero
+      if (!b || b->dtype() != DType::kFloat32 || b->numel() != M) return false;
+      for (int64_t m = real; m < M; ++m)
+        if (b->data<float>()[m] != 0.f) return false;
+    }
+    return true;
   }
 
   Status Compute(KernelContext& ctx) override {

@@ -1004,6 +1004,24 @@ bool DirectConv2DFits(const ConvGeometry& g) {
          kernels::QDirectConvSupported(kernels::DefaultQGemmIsa());
 }
 
+// A 2-D conv's weights for the direct kernel, packed on the first run that takes it (runs may be
+// concurrent, hence once; a conv whose maps do not fit keeps only the GEMM's copy).
+class LazyDirectWeights {
+ public:
+  const kernels::QDirectConvWeights& Get(const Tensor& w, const Tensor* w_zp, const ConvGeometry& g) {
+    std::call_once(once_, [&] {
+      const std::vector<int32_t> zps = w_zp ? ReadZeroPoints(*w_zp) : std::vector<int32_t>{0};
+      weights_ = std::make_unique<const kernels::QDirectConvWeights>(
+          kernels::PackQDirectConvWeights(w.raw_data(), w.dtype() == DType::kInt8, g.M, g.C * g.k_size, zps));
+    });
+    return *weights_;
+  }
+
+ private:
+  std::once_flag once_;
+  std::unique_ptr<const kernels::QDirectConvWeights> weights_;
+};
+
 Status RunQDirectConv(KernelContext& ctx, const kernels::QDirectConvWeights& w, const ConvGeometry& g,
                          const Tensor& x, int32_t x_zp, const QDirectConvOutput& out) {
   constexpr int64_t kTileRows = 6, kStrip = 16;
@@ -1196,13 +1214,7 @@ class ConvIntegerToFloatKernel final : public OpKernel {
       out.y_clamp_lo = lo_;
       out.y_clamp_hi = hi_;
       if (QDirectPointwiseFits(*fast_, g)) return RunQDirectConv(ctx, *fast_->pointwise, g, *x, ZeroPointOrZero(x_zp), out);
-      std::call_once(direct_once_, [&] {
-        const Tensor* w_zp = ctx.input(5);
-        const std::vector<int32_t> zps = w_zp ? ReadZeroPoints(*w_zp) : std::vector<int32_t>{0};
-        direct_ = std::make_shared<const kernels::QDirectConvWeights>(
-            kernels::PackQDirectConvWeights(w->raw_data(), w->dtype() == DType::kInt8, g.M, g.C * g.k_size, zps));
-      });
-      return RunQDirectConv(ctx, *direct_, g, *x, ZeroPointOrZero(x_zp), out);
+      return RunQDirectConv(ctx, direct_.Get(*w, ctx.input(5), g), g, *x, ZeroPointOrZero(x_zp), out);
     }
     if (fast_ && FastZeroPointFits(x_zp, *x) && FastGemmFits(*fast_, g)) {
       return RunFastConv(ctx, *fast_, g, *x, ZeroPointOrZero(x_zp),
@@ -1244,8 +1256,7 @@ class ConvIntegerToFloatKernel final : public OpKernel {
   std::optional<FastConvWeights> fast_;
   bool clamp_;  // a fused Relu / Clip: y = min(max(y, lo_), hi_)
   float lo_, hi_;
-  std::once_flag direct_once_;  // DirectConv2DFits convs: their weights for the direct kernel
-  std::shared_ptr<const kernels::QDirectConvWeights> direct_;
+  LazyDirectWeights direct_;  // DirectConv2DFits convs
 };
 
 // QLinearConv, and com.quantkit::QLinearConv (the same plus attributes q_min / q_max: a Relu or
@@ -1311,14 +1322,7 @@ class QLinearConvKernel final : public OpKernel {
                                {bd, mult.data(), y_signed, yz, lo, hi, y->raw_data()});
     }
     if (fast_ && DirectConv2DFits(g)) {
-      // Its weights packed on the first run that takes it (a conv whose maps do not fit keeps
-      // only the GEMM's copy).
-      std::call_once(direct_once_, [&] {
-        const std::vector<int32_t> zps = in[5] ? ReadZeroPoints(*in[5]) : std::vector<int32_t>{0};
-        direct_ = std::make_shared<const kernels::QDirectConvWeights>(
-            kernels::PackQDirectConvWeights(w.raw_data(), w.dtype() == DType::kInt8, g.M, g.C * g.k_size, zps));
-      });
-      return RunQDirectConv(ctx, *direct_, g, x, ZeroPointOrZero(in[2]),
+      return RunQDirectConv(ctx, direct_.Get(w, in[5], g), g, x, ZeroPointOrZero(in[2]),
                                {bd, mult.data(), y_signed, yz, lo, hi, y->raw_data()});
     }
     if (fast_ && FastGemmFits(*fast_, g)) {
@@ -1379,8 +1383,7 @@ class QLinearConvKernel final : public OpKernel {
   PackedOperand packed_;  // zero-point corrected constant weights (or null)
   std::optional<FastConvWeights> fast_;
   int64_t q_min_, q_max_;
-  std::once_flag direct_once_;  // DirectConv2DFits convs: their weights for the direct kernel
-  std::shared_ptr<const kernels::QDirectConvWeights> direct_;
+  LazyDirectWeights direct_;  // DirectConv2DFits convs
 };
 
 KernelFactory QLinearConvFactory() {

@@ -23,25 +23,6 @@ struct Consts {
   __m256i a_zp, b_zp, y_zp;
 };
 
-// The 8 bytes at p as int32 (sign- or zero-extended).
-template <typename T>
-QK_AVX2_TARGET inline __m256i Widen8(__m128i bytes) {
-  return std::is_signed_v<T> ? _mm256_cvtepi8_epi32(bytes) : _mm256_cvtepu8_epi32(bytes);
-}
-
-// DQ(q) = float(q - zp) * scale for 8 int32 values.
-QK_AVX2_TARGET inline __m256 Dequantize(__m256i q, __m256i zp, __m256 scale) {
-  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, zp)), scale);
-}
-
-// Quantize(f) for 8 values: f / y_scale, NaN to 0, clamped, rounded, plus the zero point.
-QK_AVX2_TARGET inline __m256i Quantize(__m256 f, const Consts& k) {
-  __m256 r = _mm256_div_ps(f, k.y_scale);
-  r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));
-  r = _mm256_min_ps(_mm256_max_ps(r, k.lo), k.hi);
-  return _mm256_add_epi32(_mm256_cvtps_epi32(r), k.y_zp);
-}
-
 template <bool kMul>
 QK_AVX2_TARGET inline __m256 Combine(__m256 x, __m256 z) {
   return kMul ? _mm256_mul_ps(x, z) : _mm256_add_ps(x, z);
@@ -54,17 +35,10 @@ QK_AVX2_TARGET int64_t Sixteens(const Consts& k, const TA* a, __m256 a_one, cons
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     __m256 x0 = a_one, x1 = a_one, z0 = b_one, z1 = b_one;
-    if constexpr (!kBroadcastA) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i));
-      x0 = Dequantize(Widen8<TA>(v), k.a_zp, k.a_scale);
-      x1 = Dequantize(Widen8<TA>(_mm_unpackhi_epi64(v, v)), k.a_zp, k.a_scale);
-    }
-    if constexpr (!kBroadcastB) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i));
-      z0 = Dequantize(Widen8<TB>(v), k.b_zp, k.b_scale);
-      z1 = Dequantize(Widen8<TB>(_mm_unpackhi_epi64(v, v)), k.b_zp, k.b_scale);
-    }
-    const __m256i q0 = Quantize(Combine<kMul>(x0, z0), k), q1 = Quantize(Combine<kMul>(x1, z1), k);
+    if constexpr (!kBroadcastA) x86::DequantizeSixteen<std::is_signed_v<TA>>(a + i, k.a_zp, k.a_scale, &x0, &x1);
+    if constexpr (!kBroadcastB) x86::DequantizeSixteen<std::is_signed_v<TB>>(b + i, k.b_zp, k.b_scale, &z0, &z1);
+    const __m256i q0 = x86::QuantizeEight(Combine<kMul>(x0, z0), k.y_scale, k.lo, k.hi, k.y_zp);
+    const __m256i q1 = x86::QuantizeEight(Combine<kMul>(x1, z1), k.y_scale, k.lo, k.hi, k.y_zp);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), x86::LowBytesOfSixteen(q0, q1));
   }
   return i;

@@ -174,15 +174,6 @@ QK_AVX2_TARGET void FillPlaneAvx2(const QDepthwiseShape& s, const PlaneLayout& p
   }
 }
 
-// The bytes of q_lo (outputs 0-3 | 8-11) and q_hi (4-7 | 12-15), values in [-128, 255], in
-// output order.
-QK_AVX2_TARGET inline __m128i BytesOfSplitHalves(__m256i q_lo, __m256i q_hi) {
-  // packs per 128-bit lane: [0-3, 4-7 | 8-11, 12-15] as int16; the low bytes; qwords 0 and 2.
-  const __m256i words = _mm256_and_si256(_mm256_packs_epi32(q_lo, q_hi), _mm256_set1_epi16(0xFF));
-  const __m256i bytes = _mm256_packus_epi16(words, words);
-  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(bytes, 0x08));
-}
-
 // One channel: the plane, then each output row's 16-column blocks: the tap pairs' products
 // (AccumulateRowAvx2's operations, the weight pairs made once per channel), requantized in
 // registers (by saturating packs for multipliers below 1: requantize_avx2.h) and stored as bytes
@@ -232,8 +223,8 @@ QK_AVX2_TARGET void RunChannel(const QDepthwiseShape& s, const QDepthwiseChannel
       }
       const __m128i out =
           saturating ? x86::SaturatedBytesOfSixteen<true>(x86::ScaleAndRound(sum_lo, m), x86::ScaleAndRound(sum_hi, m), sat)
-                     : BytesOfSplitHalves(x86::RequantizeEight(sum_lo, m, lo, hi, y_zp),
-                                          x86::RequantizeEight(sum_hi, m, lo, hi, y_zp));
+                     : x86::LowBytesOfSixteen<true>(x86::RequantizeEight(sum_lo, m, lo, hi, y_zp),
+                                                    x86::RequantizeEight(sum_hi, m, lo, hi, y_zp));
       uint8_t* dst = y + oh * OW + i0;
       if (OW - i0 >= kRowBlock) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), out);

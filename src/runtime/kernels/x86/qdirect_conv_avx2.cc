@@ -91,11 +91,6 @@ QK_AVX2_TARGET void FillPanel(const QDirectConvArgs& a, int64_t p, int64_t n, in
   }
 }
 
-// The tile's epilogue for rows m0 .. m0 + rows (their sums in acc[r][16]): acc - x_zp * sum(w) +
-// bias, requantized, n bytes stored at pixel p. A function of its own, called once per tile with
-// the sums in memory: inlined into the tile (or called per row with the sums in registers), GCC
-// 12 kept the tile loop's accumulators on the stack, or paid a call per row (13% of MobileNetV2
-// static in the calls).
 // StoreRows with float outputs: the GEMM path's float epilogue operations (convert, multiply by
 // the channel's scale, add its bias, clamp as Clip: max(lo, v) then min(hi, v)).
 __attribute__((target("avx2"))) void StoreRowsFloat(const Requant& rq, int64_t m0, int rows,
@@ -127,6 +122,11 @@ __attribute__((target("avx2"))) void StoreRowsFloat(const Requant& rq, int64_t m
   }
 }
 
+// The tile's epilogue for rows m0 .. m0 + rows (their sums in acc[r][16]): acc - x_zp * sum(w) +
+// bias, requantized, n bytes stored at pixel p. A function of its own, called once per tile with
+// the sums in memory: inlined into the tile (or called per row with the sums in registers), GCC
+// 12 kept the tile loop's accumulators on the stack, or paid a call per row (13% of MobileNetV2
+// static in the calls).
 __attribute__((target("avx2"), noinline)) void StoreRows(const Requant& rq, int64_t m0, int rows,
                                                          const int32_t (*acc)[kStrip], int64_t p, int64_t n) {
   if (rq.y_float) return StoreRowsFloat(rq, m0, rows, acc, p, n);
