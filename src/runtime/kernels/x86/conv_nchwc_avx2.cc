@@ -136,13 +136,15 @@ __attribute__((target("avx2,fma"), always_inline)) inline void BlockTaps(const B
 // of each input block taken (IB, or 8 in the pass of a last input block whose channels 8-15 are
 // padding). kLoOnly: the output block's channels 8-15 are padding (their sums stay as they start).
 template <int P, int SW, int IB, int WB, int NI, bool kLoOnly>
-__attribute__((target("avx2,fma"))) void Pixels(const BlockRow& r, int64_t ox0) {
-  Acc16 acc[P];
+__attribute__((target("avx2,fma"))) void Pixels(const BlockRow& r, int64_t ox0, int64_t tiles) {
+  for (int64_t t = 0; t < tiles; ++t, ox0 += P) {
+    Acc16 acc[P];
 #pragma GCC unroll 8
-  for (int p = 0; p < P; ++p) acc[p] = StartSum(r, 0, ox0 + p);
-  BlockTaps<NI, P, SW, IB, WB, kLoOnly>(r, acc, r.cb0, r.cb1, ox0);
+    for (int p = 0; p < P; ++p) acc[p] = StartSum(r, 0, ox0 + p);
+    BlockTaps<NI, P, SW, IB, WB, kLoOnly>(r, acc, r.cb0, r.cb1, ox0);
 #pragma GCC unroll 8
-  for (int p = 0; p < P; ++p) FinishSum(r, 0, ox0 + p, acc[p]);
+    for (int p = 0; p < P; ++p) FinishSum(r, 0, ox0 + p, acc[p]);
+  }
 }
 
 // NP (1 or 2) border pixels (anywhere in the row; ox_b unused when NP = 1) x FBK output blocks
@@ -203,24 +205,25 @@ __attribute__((target("avx2,fma"))) void BorderPixels(const BlockRow& r, int64_t
 
 constexpr int kPixels = 6;
 
+// `tiles` calls of n pixels each from ox.
 template <int SW, int IB, int WB, int NI, bool kLoOnly>
-void InteriorPixelsOf(const BlockRow& r, int64_t ox, int64_t n) {
+void InteriorPixelsOf(const BlockRow& r, int64_t ox, int64_t n, int64_t tiles) {
   switch (n) {
-    case 6: return Pixels<6, SW, IB, WB, NI, kLoOnly>(r, ox);
-    case 5: return Pixels<5, SW, IB, WB, NI, kLoOnly>(r, ox);
-    case 4: return Pixels<4, SW, IB, WB, NI, kLoOnly>(r, ox);
-    case 3: return Pixels<3, SW, IB, WB, NI, kLoOnly>(r, ox);
-    case 2: return Pixels<2, SW, IB, WB, NI, kLoOnly>(r, ox);
-    default: return Pixels<1, SW, IB, WB, NI, kLoOnly>(r, ox);
+    case 6: return Pixels<6, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
+    case 5: return Pixels<5, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
+    case 4: return Pixels<4, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
+    case 3: return Pixels<3, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
+    case 2: return Pixels<2, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
+    default: return Pixels<1, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
   }
 }
 
 template <int SW, int IB, int WB, bool kLoOnly>
-void InteriorPixels(const BlockRow& r, int64_t ox, int64_t n) {
+void InteriorPixels(const BlockRow& r, int64_t ox, int64_t n, int64_t tiles) {
   if constexpr (IB > 8) {
-    if (r.half_in) return InteriorPixelsOf<SW, IB, WB, 8, kLoOnly>(r, ox, n);
+    if (r.half_in) return InteriorPixelsOf<SW, IB, WB, 8, kLoOnly>(r, ox, n, tiles);
   }
-  InteriorPixelsOf<SW, IB, WB, IB, kLoOnly>(r, ox, n);
+  InteriorPixelsOf<SW, IB, WB, IB, kLoOnly>(r, ox, n, tiles);
 }
 
 template <int IB, int WB, int FBK>
@@ -253,15 +256,18 @@ void RowOf(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t ow, in
     rj.bias = r.bias ? r.bias + j * B : nullptr;
     rj.y = r.y + j * r.y_ob;
     rj.residual = r.residual ? r.residual + j * r.res_ob : nullptr;
+    // calls of n + 1 pixels, then of n (the same split as one at a time, largest first).
+    const int64_t n = calls > 0 ? (hi - lo) / calls : 0, longer = calls > 0 ? (hi - lo) % calls : 0;
+    const int64_t sizes[2] = {n + 1, n}, counts[2] = {longer, calls - longer};
     int64_t ox = lo;
-    for (int64_t c = calls; c > 0; --c) {
-      const int64_t n = (hi - ox + c - 1) / c;
+    for (int k = 0; k < 2; ++k) {
+      if (counts[k] == 0) continue;
       if (j == half_block) {
-        InteriorPixels<SW, IB, WB, true>(rj, ox, n);
+        InteriorPixels<SW, IB, WB, true>(rj, ox, sizes[k], counts[k]);
       } else {
-        InteriorPixels<SW, IB, WB, false>(rj, ox, n);
+        InteriorPixels<SW, IB, WB, false>(rj, ox, sizes[k], counts[k]);
       }
-      ox += n;
+      ox += sizes[k] * counts[k];
     }
   }
   if (lo == 0 && hi == ow) return;
