@@ -575,6 +575,55 @@ TEST(Conv, PointwiseInPlaceMatchesNaive) {
   EXPECT_EQ(0, std::memcmp(one[0].data<float>(), two[0].data<float>(), one[0].numel() * sizeof(float)));
 }
 
+// With a fused residual Add and Relu (FusedConv), the in-place path stores whole tiles straight
+// into the output with the residual in their epilogue, and adds it in the copy for partial tiles
+// (22 rows: a last tile of 4); K deeper than one K block keeps partial sums in the output. One
+// thread (in place) and two (packed panels) give the same bits, close to the naive conv.
+TEST(Conv, PointwiseInPlaceResidualMatchesPackedAndNaive) {
+  struct Case {
+    int64_t N, C, M, H, W;
+  };
+  for (const Case& c : {Case{1, 64, 24, 16, 12}, Case{2, 48, 22, 8, 8}, Case{1, 300, 30, 12, 16}}) {
+    std::mt19937 rng(59);
+    const Tensor x = RandomTensor({c.N, c.C, c.H, c.W}, rng), w = RandomTensor({c.M, c.C, 1, 1}, rng);
+    const Tensor b = RandomTensor({c.M}, rng), r = RandomTensor({c.N, c.M, c.H, c.W}, rng);
+    Graph g;
+    g.inputs.push_back(MakeValueInfo("x", DType::kFloat32, {c.N, c.C, c.H, c.W}));
+    g.inputs.push_back(MakeValueInfo("r", DType::kFloat32, {c.N, c.M, c.H, c.W}));
+    g.AddInitializer("w", w);
+    g.AddInitializer("b", b);
+    Node conv = MakeNode("Conv", {"x", "w", "b"}, {"y"});
+    conv.attributes = {IntsAttr("kernel_shape", {1, 1})};
+    g.nodes.push_back(conv);
+    g.nodes.push_back(MakeNode("Add", {"y", "r"}, {"s"}));
+    g.nodes.push_back(MakeNode("Relu", {"s"}, {"z"}));
+    ValueInfo out;
+    out.name = "z";
+    g.outputs.push_back(out);
+    const Model model = MakeModel(std::move(g), 13);
+    std::vector<std::vector<Tensor>> runs;
+    for (int threads : {1, 2}) {
+      SessionOptions opts;
+      opts.threads = threads;
+      auto session = Session::Create(model, opts);
+      ASSERT_TRUE(session.ok()) << session.status().message();
+      runs.emplace_back();
+      ASSERT_TRUE((*session)->Run({{"x", x}, {"r", r}}, &runs.back()).ok());
+    }
+    const int64_t numel = c.N * c.M * c.H * c.W;
+    ASSERT_EQ(runs[0][0].numel(), numel);
+    ASSERT_EQ(runs[1][0].numel(), numel);
+    EXPECT_EQ(0, std::memcmp(runs[0][0].data<float>(), runs[1][0].data<float>(), numel * sizeof(float)))
+        << "M=" << c.M << " C=" << c.C;
+    ConvCase cc{{c.N, c.C, c.H, c.W}, c.M, 1, {1, 1}, {}, {}, {}};
+    Tensor want = NaiveConv(x, w, &b, cc, ConvOutSpatial(cc));
+    for (int64_t i = 0; i < numel; ++i) {
+      want.data<float>()[i] = std::max(want.data<float>()[i] + r.data<float>()[i], 0.f);
+    }
+    ExpectClose(runs[0][0], want, 1e-4, "FusedConv 1x1 + residual + Relu");
+  }
+}
+
 TEST(Conv, Winograd3x3MatchesNaiveAndThreadCounts) {
   CheckConv({{1, 32, 16, 16}, 32, 1, {3, 3}, {}, {}, {1, 1, 1, 1}}, 2, true);
   CheckConv({{1, 33, 21, 19}, 40, 1, {3, 3}, {}, {}, {1, 0, 2, 1}}, 2, true);  // 22x18 output

@@ -189,13 +189,13 @@ bool UseTapsGemm(const ConvGeometry& g2, int64_t Mg) {
   return Mg * dropped <= kTapsWasteLimit * out_w;
 }
 
-// A pointwise conv with fewer output than input channels reads its input planes in place as
-// B's rows (SgemmPackedTaps) instead of packing them: packing costs a pass over K x pixels for
-// only M rows of products, the taps path's copy-out one over M x pixels. Only when the pixels are
-// a multiple of 16: the taps GEMM reads up to 15 floats past the last row (past the tensor). And
-// only on one thread: at two, MobileNetV2's 28x28 ones took 0.13 ms instead of 0.077 (each task
-// reads B's rows several times, from the other core's cache when it wrote them; standalone they
-// scaled). Both paths give the same bits.
+// A pointwise conv with few output channels reads its input planes in place as B's rows
+// (SgemmPackedTaps) instead of packing them: packing costs a pass over K x pixels for only M rows
+// of products, while the taps path stores its tiles straight into the output. Only when the
+// pixels are a multiple of 16: the taps GEMM reads up to 15 floats past the last row (past the
+// tensor). And only on one thread: at two, MobileNetV2's 28x28 ones took 0.13 ms instead of 0.077
+// (each task reads B's rows several times, from the other core's cache when it wrote them;
+// standalone they scaled). Both paths give the same bits.
 bool UsePointwiseTaps(int64_t Mg, int64_t kdim, int64_t out_size) {
   return Mg <= 32 && Mg < kdim && out_size % 16 == 0 && out_size >= 64;
 }
@@ -464,8 +464,8 @@ Status ConvTransposedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N,
 Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int64_t C, int64_t M, int64_t group,
                        const float* x, const float* w, const float* bias, float* y, const ConvActivation& act_in,
                        const PackedConvWeights* prepacked, const float* residual, bool* residual_added) {
-  // With a residual, only the packed path below adds it (and then clamps) in its epilogue; the
-  // taps paths compute the conv alone and leave the Add and Clip to the caller.
+  // With a residual, the packed path and the pointwise taps path add it (and then clamp) in their
+  // epilogue; the stride-1 taps path computes the conv alone and leaves the Add and Clip to the caller.
   const ConvActivation none;
   const ConvActivation& act = residual ? none : act_in;
   const ConvGeometry g2 = As2D(g);
@@ -529,17 +529,24 @@ Status ConvPackedFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int
   }
   const bool one_thread = !ctx.thread_pool() || ctx.thread_pool()->num_threads() == 1;
   if (pointwise && one_thread && UsePointwiseTaps(Mg, kdim, out_size)) {
-    // The input's channel planes are B's rows as they are: no panel packing (kernels::SgemmPackedTaps).
+    // The input's channel planes are B's rows as they are: no panel packing (kernels::SgemmPackedTaps,
+    // whose whole tiles go straight to y with the residual in their epilogue).
     std::vector<int64_t> taps(static_cast<size_t>(kdim));
     for (int64_t k = 0; k < kdim; ++k) taps[k] = k * in_size;
     const int64_t workspace = kernels::SgemmPackedTapsWorkspace((*prepacked)[0], out_size, ctx.thread_pool());
+    if (residual) *residual_added = true;
     return ForEachBatchGroup<float>(
         ctx, N, group, flops, workspace, "conv tile rows", [&](int64_t n, int64_t gi, ThreadPool* tp, float* scratch) {
           kernels::SgemmPlaneOutput out;
           out.y = y + (n * M + gi * Mg) * out_size;
           out.ldy = out.row_len = out.out_w = out_size;
-          kernels::SgemmPackedTaps((*prepacked)[gi], out_size, x + (n * C + gi * Cg) * in_size, taps.data(), out,
-                                   GroupEpilogue(bias, gi * Mg, act), tp, scratch);
+          kernels::SgemmEpilogue epi = GroupEpilogue(bias, gi * Mg, act_in);
+          if (residual) {
+            epi.residual = residual + (n * M + gi * Mg) * out_size;
+            epi.ldr = out_size;
+          }
+          kernels::SgemmPackedTaps((*prepacked)[gi], out_size, x + (n * C + gi * Cg) * in_size, taps.data(), out, epi,
+                                   tp, scratch);
         });
   }
   const int64_t workspace = kernels::SgemmPackedWorkspace((*prepacked)[0], out_size, ctx.thread_pool());

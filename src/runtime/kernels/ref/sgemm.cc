@@ -605,22 +605,27 @@ __attribute__((target("avx512f"))) void CopyRunAvx512(float* d, const float* s, 
 // padding rows and columns included: the partial sums between K blocks); after the last K block
 // each tile's valid columns go straight to the output, by COPY. Rows outer, as MacroKernel (one
 // A sliver in L1, the tap rows from L2; ResNet-18's 3x3 convs time the same either way).
+// Where output column j is y's column j (row_len == out_w: a pointwise conv), whole tiles are
+// stored straight into y instead, with the residual in their epilogue as PackedSerial's (no
+// copy-out pass). Tiles through cbuf get the residual (in y's layout) and then the clamp in the
+// copy: the epilogue's order and roundings.
 template <int MR, int NR, TapsMicroKernel KERNEL, TapsMicroKernel WIDE, CopyRunFn COPY>
 void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i0, int64_t m, int64_t j0, int64_t n,
                 const float* base, const int64_t* taps, const SgemmPlaneOutput& out, const SgemmEpilogue& epi,
                 float* cbuf) {
   constexpr int64_t ldb = kPackedNC;
+  const bool in_place = out.row_len == out.out_w;
   for (int64_t jc = j0; jc < j0 + n; jc += kPackedNC) {
     const int64_t nc = std::min(kPackedNC, j0 + n - jc);
     for (int64_t pc = 0; pc < K; pc += kKC) {
       const int64_t kc = std::min(kKC, K - pc);
       const bool last = pc + kc == K;
-      TileEpilogue e = BlockEpilogue(epi, pc, kc, K);
-      e.residual = nullptr;  // not supported here (the tile rows are not the output's layout)
+      const TileEpilogue e_block = BlockEpilogue(epi, pc, kc, K);
       const float* block = packed_a + pc * padded_rows;
       for (int64_t ic = i0; ic < i0 + m; ic += RowBlock(m, MR)) {
         const int64_t mc = std::min(RowBlock(m, MR), i0 + m - ic);
         for (int64_t ir = 0; ir < mc; ir += MR) {
+          TileEpilogue e = e_block;
           e.bias = pc == 0 && epi.bias ? epi.bias + ic + ir : nullptr;
           float edge_bias[MR] = {};  // a partial tile's rows past the last have no bias to read
           if (e.bias && ir + MR > mc) {
@@ -634,19 +639,41 @@ void TapsSerial(const float* packed_a, int64_t padded_rows, int64_t K, int64_t i
             if constexpr (WIDE != nullptr) wide = jr + 2 * NR <= nc;
             const TapsMicroKernel kernel = wide ? WIDE : KERNEL;
             const int64_t width = wide ? 2 * NR : NR;
-            kernel(kc, block + (ic + ir) * kc, base + jc + jr, taps + pc, tile + jr, ldb, e);
+            const int64_t j = jc + jr;
+            if (in_place && rows == MR && jr + width <= nc) {
+              TileEpilogue ey = e;
+              if (ey.residual) ey.residual += (ic + ir) * ey.ldr + j;
+              kernel(kc, block + (ic + ir) * kc, base + j, taps + pc, out.y + (ic + ir) * out.ldy + j, out.ldy, ey);
+              jr += width;
+              continue;
+            }
+            // Through cbuf; with a residual, the last block leaves the clamp to the copy (after the add).
+            TileEpilogue et = e;
+            et.residual = nullptr;
+            if (epi.residual) et.clamp = false;
+            kernel(kc, block + (ic + ir) * kc, base + j, taps + pc, tile + jr, ldb, et);
             // After the last K block the tile goes to the output at once, from L1: its columns
             // j (j / row_len, j % row_len) with j % row_len < out_w, as runs along output rows.
-            for (int64_t j = jc + jr; last && j < std::min(jc + jr + width, jc + nc);) {
-              const int64_t oy = j / out.row_len, ox = j % out.row_len;
-              const int64_t len = std::min(out.row_len - ox, jc + jr + width - j);
+            for (int64_t jj = j; last && jj < std::min(j + width, jc + nc);) {
+              const int64_t oy = jj / out.row_len, ox = jj % out.row_len;
+              const int64_t len = std::min(out.row_len - ox, j + width - jj);
               if (ox < out.out_w) {
-                const int64_t run = std::min(std::min(len, out.out_w - ox), jc + nc - j);
+                const int64_t run = std::min(std::min(len, out.out_w - ox), jc + nc - jj);
                 for (int64_t r = 0; r < rows; ++r) {
-                  COPY(out.y + (ic + ir + r) * out.ldy + oy * out.out_w + ox, tile + r * ldb + (j - jc), run);
+                  float* dst = out.y + (ic + ir + r) * out.ldy + oy * out.out_w + ox;
+                  const float* src = tile + r * ldb + (jj - jc);
+                  if (!epi.residual) {
+                    COPY(dst, src, run);
+                    continue;
+                  }
+                  const float* res = epi.residual + (ic + ir + r) * epi.ldr + oy * out.out_w + ox;
+                  for (int64_t q = 0; q < run; ++q) {
+                    const float v = src[q] + res[q];
+                    dst[q] = epi.clamp ? std::min(std::max(v, epi.lo), epi.hi) : v;
+                  }
                 }
               }
-              j += len;
+              jj += len;
             }
             jr += width;
           }

@@ -82,8 +82,8 @@ struct SgemmEpilogue {
   const float* bias = nullptr;  // M values, or null
   bool clamp = false;           // c = min(max(c, lo), hi), Clip's expression (NaN passes)
   float lo = 0.f, hi = 0.f;
-  // SgemmPacked only (not SgemmPackedTaps): c = c + residual[i * ldr + j] before the clamp, the
-  // rounding of a separate Add (a conv's fused residual Add; M x N, row stride ldr), or null.
+  // c = c + residual[i * ldr + j] before the clamp, the rounding of a separate Add (a conv's fused
+  // residual Add; M x N in the output's layout, row stride ldr), or null.
   const float* residual = nullptr;
   int64_t ldr = 0;
 };
