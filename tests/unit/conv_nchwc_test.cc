@@ -89,6 +89,7 @@ kernels::NchwcConvArgs VariantArgs(const ConvGeometry& g, const KernelCase& c, c
   a.plain_input = c.plain;
   a.x = x;
   a.w = packed.data();
+  a.w_layout = packed.layout();
   a.bias = variant > 0 ? bias.data() : nullptr;
   a.residual = variant == 2 ? residual : nullptr;
   a.clamp_lo_hi = variant > 0 ? lo_hi : nullptr;
@@ -132,7 +133,12 @@ TEST(ConvNchwc, SimdRowsGiveThePortableBitsAndTheNaiveValues) {
     const std::vector<float> w = Normal(static_cast<size_t>(c.M * c.C * c.KH * c.KW), rng);
     const std::vector<float> bias = Normal(static_cast<size_t>(c.M), rng);
     const std::vector<float> residual = Normal(static_cast<size_t>(y_elems), rng);
-    const kernels::NchwcWeights packed(w.data(), c.M, c.C, c.KH, c.KW, c.plain ? 1 : B);
+    // Both weight layouts (kGroupRows, the AVX-512 build's; kBlockMajor, the AVX2 build's), each
+    // build on each: the same bits as the portable build on the first.
+    const kernels::NchwcWeights packed(w.data(), c.M, c.C, c.KH, c.KW, c.plain ? 1 : B,
+                                       kernels::NchwcWeightLayout::kGroupRows);
+    const kernels::NchwcWeights block_major(w.data(), c.M, c.C, c.KH, c.KW, c.plain ? 1 : B,
+                                            kernels::NchwcWeightLayout::kBlockMajor);
     auto bytes_of = [](const std::vector<float>& v) {
       std::vector<uint8_t> b(v.size() * sizeof(float));
       std::memcpy(b.data(), v.data(), b.size());
@@ -147,16 +153,25 @@ TEST(ConvNchwc, SimdRowsGiveThePortableBitsAndTheNaiveValues) {
       std::vector<float> want(static_cast<size_t>(y_elems) + 16, -7.f), got(want.size(), -7.f);
       a.y = want.data();
       for (int64_t grp = 0; grp < groups; ++grp) kernels::conv_nchwc::RowsPortable(a, grp, 0, OH);
-      for (const SimdBuild& build : SimdBuilds()) {
-        if (!build.supported) continue;
+      for (const kernels::NchwcWeights* weights : {&packed, &block_major}) {
+        a.w = weights->data();
+        a.w_layout = weights->layout();
+        const char* layout = weights == &packed ? "group rows" : "block major";
         std::fill(got.begin(), got.end(), -7.f);
         a.y = got.data();
-        for (int64_t grp = 0; grp < groups; ++grp) {  // rows split as the runtime's tasks may split them
-          build.rows(a, grp, 0, OH / 2);
-          build.rows(a, grp, OH / 2, OH);
+        for (int64_t grp = 0; grp < groups; ++grp) kernels::conv_nchwc::RowsPortable(a, grp, 0, OH);
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << "portable " << layout;
+        for (const SimdBuild& build : SimdBuilds()) {
+          if (!build.supported) continue;
+          std::fill(got.begin(), got.end(), -7.f);
+          a.y = got.data();
+          for (int64_t grp = 0; grp < groups; ++grp) {  // rows split as the runtime's tasks may split them
+            build.rows(a, grp, 0, OH / 2);
+            build.rows(a, grp, OH / 2, OH);
+          }
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+              << build.name << " " << layout << " variant " << variant;
         }
-        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
-            << build.name << " variant " << variant;
       }
       for (int64_t i = y_elems; i < y_elems + 16; ++i) ASSERT_EQ(want[i], -7.f) << "written past y";
       if (variant != 0) continue;
@@ -218,7 +233,10 @@ TEST(ConvNchwc, HalfPaddedLastBlocksGiveTheFullBlocksBits) {
         if (o >= hc.m_real || i >= hc.c_real) std::fill_n(w.begin() + (o * c.C + i) * c.KH * c.KW, c.KH * c.KW, 0.f);
     for (int64_t o = hc.m_real; o < c.M; ++o) bias[o] = 0.f;
     std::vector<float> residual = Normal(static_cast<size_t>(y_elems), rng);
-    const kernels::NchwcWeights packed(w.data(), c.M, c.C, c.KH, c.KW, c.plain ? 1 : B);
+    const kernels::NchwcWeights packed(w.data(), c.M, c.C, c.KH, c.KW, c.plain ? 1 : B,
+                                       kernels::NchwcWeightLayout::kGroupRows);
+    const kernels::NchwcWeights block_major(w.data(), c.M, c.C, c.KH, c.KW, c.plain ? 1 : B,
+                                            kernels::NchwcWeightLayout::kBlockMajor);
     const float lo_hi[2] = {-0.75f, 1.5f};
     const int64_t groups = (c.M / B + 3) / 4;
     for (int variant = 0; variant < 3; ++variant) {  // plain; bias + Clip; bias + residual + Clip
@@ -228,13 +246,17 @@ TEST(ConvNchwc, HalfPaddedLastBlocksGiveTheFullBlocksBits) {
       for (int64_t grp = 0; grp < groups; ++grp) kernels::conv_nchwc::RowsPortable(a, grp, 0, OH);
       a.half_last_out = hc.m_real % B != 0 && hc.m_real % B <= 8;
       a.half_last_in = !c.plain && hc.c_real % B != 0 && hc.c_real % B <= 8;
-      for (const SimdBuild& build : SimdBuilds()) {
-        if (!build.supported) continue;
-        std::fill(got.begin(), got.end(), -7.f);
-        a.y = got.data();
-        for (int64_t grp = 0; grp < groups; ++grp) build.rows(a, grp, 0, OH);
-        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
-            << build.name << " variant " << variant;
+      for (const kernels::NchwcWeights* weights : {&packed, &block_major}) {
+        a.w = weights->data();
+        a.w_layout = weights->layout();
+        for (const SimdBuild& build : SimdBuilds()) {
+          if (!build.supported) continue;
+          std::fill(got.begin(), got.end(), -7.f);
+          a.y = got.data();
+          for (int64_t grp = 0; grp < groups; ++grp) build.rows(a, grp, 0, OH);
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+              << build.name << (weights == &packed ? " group rows" : " block major") << " variant " << variant;
+        }
       }
     }
   }

@@ -11,15 +11,22 @@ namespace quantkit::kernels {
 
 bool ConvNchwcSupported(QGemmIsa isa) { return QGemmIsaHasAvx512(isa) || QGemmIsaIsAvx2Fma(isa); }
 
-int64_t NchwcWeightOffset(int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib, int64_t ob, int64_t cb,
-                          int64_t kh, int64_t kw, int64_t i, int64_t o) {
-  constexpr int64_t B = kNchwcBlock;
-  const int64_t ob0 = ob / kNchwcOutputBlocksPerGroup * kNchwcOutputBlocksPerGroup;
-  const int64_t fb = std::min(M / B - ob0, kNchwcOutputBlocksPerGroup);
-  return ob0 * C * KH * KW * B + (((cb * KH + kh) * KW + kw) * ib + i) * fb * B + (ob - ob0) * B + o;
+NchwcWeightLayout NchwcWeightLayoutFor(QGemmIsa isa) {
+  return QGemmIsaHasAvx512(isa) ? NchwcWeightLayout::kGroupRows : NchwcWeightLayout::kBlockMajor;
 }
 
-void PackNchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib, float* dst) {
+int64_t NchwcWeightOffset(int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib, int64_t ob, int64_t cb,
+                          int64_t kh, int64_t kw, int64_t i, int64_t o, NchwcWeightLayout layout) {
+  constexpr int64_t B = kNchwcBlock;
+  const int64_t row = ((cb * KH + kh) * KW + kw) * ib + i;  // the input channel and tap
+  if (layout == NchwcWeightLayout::kBlockMajor) return ob * C * KH * KW * B + row * B + o;
+  const int64_t ob0 = ob / kNchwcOutputBlocksPerGroup * kNchwcOutputBlocksPerGroup;
+  const int64_t fb = std::min(M / B - ob0, kNchwcOutputBlocksPerGroup);
+  return ob0 * C * KH * KW * B + row * fb * B + (ob - ob0) * B + o;
+}
+
+void PackNchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib,
+                      NchwcWeightLayout layout, float* dst) {
   constexpr int64_t B = kNchwcBlock;
   for (int64_t ob = 0; ob < M / B; ++ob)
     for (int64_t cb = 0; cb < C / ib; ++cb)
@@ -27,7 +34,7 @@ void PackNchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t 
         for (int64_t kw = 0; kw < KW; ++kw)
           for (int64_t i = 0; i < ib; ++i)
             for (int64_t o = 0; o < B; ++o) {
-              dst[NchwcWeightOffset(M, C, KH, KW, ib, ob, cb, kh, kw, i, o)] =
+              dst[NchwcWeightOffset(M, C, KH, KW, ib, ob, cb, kh, kw, i, o, layout)] =
                   w[(((ob * B + o) * C + cb * ib + i) * KH + kh) * KW + kw];
             }
 }
@@ -47,9 +54,14 @@ void NchwcWeights::Allocate(int64_t floats) {
   if (!data_) throw std::bad_alloc();
 }
 
-NchwcWeights::NchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib) {
+NchwcWeights::NchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib)
+    : NchwcWeights(w, M, C, KH, KW, ib, NchwcWeightLayoutFor(DefaultQGemmIsa())) {}
+
+NchwcWeights::NchwcWeights(const float* w, int64_t M, int64_t C, int64_t KH, int64_t KW, int64_t ib,
+                           NchwcWeightLayout layout)
+    : layout_(layout) {
   Allocate(M * C * KH * KW);
-  PackNchwcWeights(w, M, C, KH, KW, ib, data_.get());
+  PackNchwcWeights(w, M, C, KH, KW, ib, layout, data_.get());
 }
 
 NchwcWeights::NchwcWeights(Depthwise, const float* w, int64_t C, int64_t KH, int64_t KW) {
@@ -91,7 +103,8 @@ void conv_nchwc::RowsPortable(const NchwcConvArgs& a, int64_t group, int64_t oy0
                 if (ix < 0 || ix >= IW) continue;
                 const float* xp = a.x + ((cb * IH + iy) * IW + ix) * ib;
                 for (int64_t i = 0; i < ib; ++i) {
-                  acc = std::fma(xp[i], a.w[NchwcWeightOffset(a.M, a.C, KH, KW, ib, ob, cb, kh, kw, i, o)], acc);
+                  acc = std::fma(xp[i], a.w[NchwcWeightOffset(a.M, a.C, KH, KW, ib, ob, cb, kh, kw, i, o, a.w_layout)],
+                                 acc);
                 }
               }
             }
@@ -148,6 +161,7 @@ void BlockFromNchwc(const float* src, int64_t plane, float* dst, QGemmIsa isa) {
 }
 
 void ConvNchwcRows(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1, QGemmIsa isa) {
+  // RowsAvx512 takes the AVX2 build's rows for kBlockMajor weights.
   if (QGemmIsaHasAvx512(isa)) return conv_nchwc::RowsAvx512(a, group, oy0, oy1);
   if (QGemmIsaIsAvx2Fma(isa)) return conv_nchwc::RowsAvx2(a, group, oy0, oy1);
   conv_nchwc::RowsPortable(a, group, oy0, oy1);

@@ -251,6 +251,7 @@ Status ConvNchwcFloat(KernelContext& ctx, const ConvGeometry& g, int64_t N, int6
   a.M = M;
   a.x = xb;
   a.w = w.data();
+  a.w_layout = w.layout();
   a.bias = bias;
   a.y = yb;
   a.clamp_lo_hi = act.on ? lo_hi : nullptr;
@@ -1063,6 +1064,7 @@ class ConvKernel final : public OpKernel {
     a.plain_input = nchwc_plain_input_;
     a.x = x.data<float>() + n * a.C * g.InSize();
     a.w = nchwc_weights_->data();
+    a.w_layout = nchwc_weights_->layout();
     a.bias = b ? b->data<float>() : nullptr;
     a.residual = r ? r->data<float>() + n * a.M * g.OutSize() : nullptr;
     a.clamp_lo_hi = act_.on ? lo_hi : nullptr;

@@ -24,7 +24,10 @@ struct BlockRow {
   const ConvGeometry* g;
   const float* x;         // image, [Cb][IH][IW][IB] (IB = 16, or 1: NCHW)
   const float* w;         // the first output block's weights: row (cb, kh, kw, i) at ((cb KH + kh) KW + kw) IB + i,
-                          // rows WB * 16 floats apart (the group's WB output blocks interleaved)
+                          // rows WB * 16 floats apart (kGroupRows: the group's WB output blocks
+                          // side by side; kBlockMajor: WB = 1)
+  int64_t w_block;        // floats from one output block's weight rows to the next's (16 or C KH KW 16)
+  bool block_major;       // kBlockMajor (WB = 1)
   int64_t cb0, cb1;       // the input blocks of this pass
   bool first, last;       // first pass: the sums start at 0 (else from y); last: the epilogue
   int64_t oy;
@@ -80,16 +83,16 @@ __attribute__((target("avx2,fma"), always_inline)) inline void FinishSum(const B
 }
 
 // One input channel's tap for NP pixels x FBK output blocks (acc[p * FBK + j]): acc += x[p] *
-// w[j], both halves (kLoOnly: the low half only, the high one being padding); the blocks' weight
-// vectors are adjacent in the row wt.
+// w[j], both halves (kLoOnly: the low half only, the high one being padding); block j's weight
+// vectors at wt + j * w_block.
 template <int FBK, int NP, bool kLoOnly = false>
-__attribute__((target("avx2,fma"), always_inline)) inline void Tap(Acc16* acc, const float* wt, const float* xp,
-                                                                   int64_t xstep) {
+__attribute__((target("avx2,fma"), always_inline)) inline void Tap(Acc16* acc, const float* wt, int64_t w_block,
+                                                                   const float* xp, int64_t xstep) {
   __m256 w[FBK][2];
 #pragma GCC unroll 2
   for (int j = 0; j < FBK; ++j) {
-    w[j][0] = _mm256_loadu_ps(wt + j * B);
-    if (!kLoOnly) w[j][1] = _mm256_loadu_ps(wt + j * B + 8);
+    w[j][0] = _mm256_loadu_ps(wt + j * w_block);
+    if (!kLoOnly) w[j][1] = _mm256_loadu_ps(wt + j * w_block + 8);
   }
 #pragma GCC unroll 8
   for (int p = 0; p < NP; ++p) {
@@ -123,7 +126,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void BlockTaps(const B
       const float* wt = wc + kh * KW * IB * w_row;
       for (int64_t kw = 0; kw < KW; ++kw, xp += dw * IB, wt += IB * w_row) {
 #pragma GCC unroll 16
-        for (int i = 0; i < NI; ++i) Tap<1, P, kLoOnly>(acc, wt + i * w_row, xp + i, xstep);
+        for (int i = 0; i < NI; ++i) Tap<1, P, kLoOnly>(acc, wt + i * w_row, 0, xp + i, xstep);
       }
     }
   }
@@ -180,7 +183,7 @@ __attribute__((target("avx2,fma"))) void BorderPixels(const BlockRow& r, int64_t
             const float* x0 = xr + ia * IB;
             const int64_t step = (ib - ia) * IB;
 #pragma GCC unroll 16
-            for (int i = 0; i < IB; ++i) Tap<FBK, 2>(acc, wt + i * w_row, x0 + i, step);
+            for (int i = 0; i < IB; ++i) Tap<FBK, 2>(acc, wt + i * w_row, r.w_block, x0 + i, step);
             continue;
           }
         }
@@ -188,11 +191,11 @@ __attribute__((target("avx2,fma"))) void BorderPixels(const BlockRow& r, int64_t
         if (va) {
           const float* x0 = xr + ia * IB;
 #pragma GCC unroll 16
-          for (int i = 0; i < IB; ++i) Tap<FBK, 1>(acc, wt + i * w_row, x0 + i, 0);
+          for (int i = 0; i < IB; ++i) Tap<FBK, 1>(acc, wt + i * w_row, r.w_block, x0 + i, 0);
         } else if (vb) {
           const float* x0 = xr + ib * IB;
 #pragma GCC unroll 16
-          for (int i = 0; i < IB; ++i) Tap<FBK, 1>(acc + (NP - 1) * FBK, wt + i * w_row, x0 + i, 0);
+          for (int i = 0; i < IB; ++i) Tap<FBK, 1>(acc + (NP - 1) * FBK, wt + i * w_row, r.w_block, x0 + i, 0);
         }
       }
     }
@@ -252,7 +255,7 @@ void RowOf(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t ow, in
   const int64_t calls = (hi - lo + kPixels - 1) / kPixels;
   for (int64_t j = 0; j < nb; ++j) {
     BlockRow rj = r;
-    rj.w = r.w + j * B;
+    rj.w = r.w + j * r.w_block;
     rj.bias = r.bias ? r.bias + j * B : nullptr;
     rj.y = r.y + j * r.y_ob;
     rj.residual = r.residual ? r.residual + j * r.res_ob : nullptr;
@@ -286,6 +289,7 @@ void RowOfStride(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t 
 
 template <int IB>
 void RowOfGroup(const BlockRow& r, int64_t fb, int64_t nb, int64_t lo, int64_t hi, int64_t ow, int64_t half_block) {
+  if (r.block_major) return RowOfStride<IB, 1>(r, nb, lo, hi, ow, half_block);
   switch (fb) {
     case 1: return RowOfStride<IB, 1>(r, nb, lo, hi, ow, half_block);
     case 2: return RowOfStride<IB, 2>(r, nb, lo, hi, ow, half_block);
@@ -318,6 +322,8 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
   BlockRow r;
   r.g = &g;
   r.x = a.x;
+  r.block_major = a.w_layout == NchwcWeightLayout::kBlockMajor;
+  r.w_block = r.block_major ? a.C * g.kernel[0] * g.kernel[1] * B : B;
   r.y_ob = a.y_block_stride > 0 ? a.y_block_stride : OH * OW * B;
   r.res_ob = OH * OW * B;  // the residual keeps the whole image's layout
   r.clamp = a.clamp_lo_hi;
@@ -348,7 +354,7 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
       const int64_t n = std::min(chunk, pixels - p0);
       for (int64_t f = 0; f < fb; f += 2) {
         const int64_t ob = ob0 + f, nb = std::min<int64_t>(2, fb - f);
-        r.w = group_w + f * B;
+        r.w = group_w + f * r.w_block;
         r.bias = a.bias ? a.bias + ob * B : nullptr;
         r.oy = oy0;
         r.x = a.x + p0 * ib;
@@ -364,7 +370,7 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
   }
   for (int64_t f = 0; f < fb; f += 2) {  // output blocks two at a time (their border pixels together)
     const int64_t ob = ob0 + f, nb = std::min<int64_t>(2, fb - f);
-    r.w = group_w + f * B;
+    r.w = group_w + f * r.w_block;
     r.bias = a.bias ? a.bias + ob * B : nullptr;
     for (int64_t cb0 = 0; cb0 < Cb; cb0 = next_pass(cb0)) {
       start_pass(cb0);

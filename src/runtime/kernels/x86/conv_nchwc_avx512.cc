@@ -234,6 +234,9 @@ void RowOfGroup(const Row& r, int64_t fb, int64_t lo, int64_t hi, int64_t ow) {
 }  // namespace
 
 void RowsAvx512(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
+  // This build loads a group's 4 weight rows of a channel together (kGroupRows); weights packed
+  // for another ISA (kBlockMajor) take the AVX2 build, which every AVX-512 CPU runs (the same bits).
+  if (a.w_layout != NchwcWeightLayout::kGroupRows) return RowsAvx2(a, group, oy0, oy1);
   const ConvGeometry& g = *a.g;
   const int64_t ib = a.plain_input ? 1 : B;  // channels per input block
   const int64_t OH = g.out[0], OW = g.out[1], Cb = a.C / ib, Mb = a.M / B;
