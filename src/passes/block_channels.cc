@@ -186,9 +186,12 @@ Status BlockConvChannels(Model& model, const BlockLayoutOptions& options, std::s
         if (out->shape[d].known()) pixels *= static_cast<double>(out->shape[d].value);
       }
     }
-    const int64_t padded_in = kind[i] == kBlockedInput ? RoundUpToBlock(w->dim(1)) : w->dim(1);
+    // The channels the kernel computes: whole blocks, or up to a half block where it skips the rest.
+    const bool halves = options.half_blocks_skipped && kind[i] != kDepthwise;
+    auto computed = [&](int64_t c) { return halves ? (c + kBlock / 2 - 1) / (kBlock / 2) * (kBlock / 2) : RoundUpToBlock(c); };
+    const int64_t padded_in = kind[i] == kBlockedInput ? computed(w->dim(1)) : w->dim(1);
     macs[root] += pixels * static_cast<double>(w->numel());
-    padded_macs[root] += pixels * static_cast<double>(RoundUpToBlock(w->dim(0)) * padded_in * w->dim(2) * w->dim(3));
+    padded_macs[root] += pixels * static_cast<double>(computed(w->dim(0)) * padded_in * w->dim(2) * w->dim(3));
     for (size_t slot : blocked_slots(i)) {
       if (!c.HasInput(slot)) continue;
       const int src = conv_source(c.inputs[slot]);

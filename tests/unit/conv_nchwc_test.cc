@@ -441,7 +441,9 @@ TEST(BlockConvChannels, LightComponentsStayNchw) {
 // Three 3x3 convs of 24 channels (padded to 32: 1.78x the multiply-adds, weighted by each conv's
 // output pixels from the shapes the graph declares): blocked without a limit, NCHW with
 // max_padded_work 1.25 (the AVX2 default), blocked again at 1.8. A 32-channel chain is not padded
-// and stays blocked at 1.25.
+// and stays blocked at 1.25. Where the dense kernel skips a last block's padded half (AVX2:
+// half_blocks_skipped) 24 channels cost 24, so the chain is blocked at 1.25; 20 channels (24
+// computed: 1.44x) are not.
 TEST(BlockConvChannels, HeavilyPaddedComponentsStayNchwUnderTheLimit) {
   auto chain = [](int64_t channels) {
     std::mt19937 rng(5);
@@ -461,9 +463,10 @@ TEST(BlockConvChannels, HeavilyPaddedComponentsStayNchwUnderTheLimit) {
     g.outputs = {Untyped(in)};
     return testing::MakeModel(std::move(g), 13);
   };
-  auto blocked_convs = [](Model m, double limit) {
+  auto blocked_convs = [](Model m, double limit, bool halves = false) {
     passes::BlockLayoutOptions options;
     options.max_padded_work = limit;
+    options.half_blocks_skipped = halves;
     std::string report;
     EXPECT_TRUE(passes::BlockConvChannels(m, options, &report).ok());
     int blocked = 0;
@@ -477,6 +480,10 @@ TEST(BlockConvChannels, HeavilyPaddedComponentsStayNchwUnderTheLimit) {
   EXPECT_NE(report.find("padded 1.78x (limit 1.25x)"), std::string::npos) << report;
   EXPECT_EQ(blocked_convs(padded, 1.8).first, 3);
   EXPECT_EQ(blocked_convs(chain(32), 1.25).first, 3);
+  const auto [halves, halves_report] = blocked_convs(padded, 1.25, /*halves=*/true);
+  EXPECT_EQ(halves, 3);
+  EXPECT_NE(halves_report.find("padded 1.00x (limit 1.25x)"), std::string::npos) << halves_report;
+  EXPECT_EQ(blocked_convs(chain(20), 1.25, /*halves=*/true).first, 0);
 }
 
 TEST(BlockConvChannels, ReordersAndBlockedPoolsMatchThePlainOps) {

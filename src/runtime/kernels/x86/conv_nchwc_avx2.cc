@@ -36,7 +36,7 @@ struct BlockRow {
   float* y;               // row oy of the first block
   int64_t y_ob, res_ob;   // floats between output blocks of y and of the residual
   const float* clamp;
-  bool half_in;           // this pass is the last input block alone, its channels 8-15 padding (skipped)
+  bool half_last;         // the pass's last input block has channels 8-15 padding (interior taps skip them)
 };
 
 struct Acc16 {
@@ -105,46 +105,53 @@ __attribute__((target("avx2,fma"), always_inline)) inline void Tap(Acc16* acc, c
   }
 }
 
-// The taps of input blocks [c0, c1) for P interior pixels from ox0 (Pixels below), channels
-// 0 .. NI - 1 of each block (NI = IB, or 8 for a block whose channels 8-15 are padding).
+// The taps of input block cb for P interior pixels from ox0 (Pixels below), its channels
+// 0 .. NI - 1 (NI = IB, or 8 for a block whose channels 8-15 are padding).
 template <int NI, int P, int SW, int IB, int WB, bool kLoOnly>
-__attribute__((target("avx2,fma"), always_inline)) inline void BlockTaps(const BlockRow& r, Acc16* acc, int64_t c0,
-                                                                         int64_t c1, int64_t ox0) {
+__attribute__((target("avx2,fma"), always_inline)) inline void BlockTap(const BlockRow& r, Acc16* acc, int64_t cb,
+                                                                        int64_t ox0) {
   const ConvGeometry& g = *r.g;
   const int64_t IH = g.in[0], IW = g.in[1], KH = g.kernel[0], KW = g.kernel[1];
   const int64_t sh = g.stride[0], sw = SW > 0 ? SW : g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
   const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
   const int64_t xstep = sw * IB;
   constexpr int64_t w_row = WB * B;
-  for (int64_t cb = c0; cb < c1; ++cb) {
-    const float* xc = r.x + cb * IH * IW * IB;
-    const float* wc = r.w + cb * KH * KW * IB * w_row;
-    for (int64_t kh = 0; kh < KH; ++kh) {
-      const int64_t iy = r.oy * sh - ph + kh * dh;
-      if (iy < 0 || iy >= IH) continue;
-      const float* xp = xc + (iy * IW + ox0 * sw - pw) * IB;
-      const float* wt = wc + kh * KW * IB * w_row;
-      for (int64_t kw = 0; kw < KW; ++kw, xp += dw * IB, wt += IB * w_row) {
+  const float* xc = r.x + cb * IH * IW * IB;
+  const float* wc = r.w + cb * KH * KW * IB * w_row;
+  for (int64_t kh = 0; kh < KH; ++kh) {
+    const int64_t iy = r.oy * sh - ph + kh * dh;
+    if (iy < 0 || iy >= IH) continue;
+    const float* xp = xc + (iy * IW + ox0 * sw - pw) * IB;
+    const float* wt = wc + kh * KW * IB * w_row;
+    for (int64_t kw = 0; kw < KW; ++kw, xp += dw * IB, wt += IB * w_row) {
 #pragma GCC unroll 16
-        for (int i = 0; i < NI; ++i) Tap<1, P, kLoOnly>(acc, wt + i * w_row, 0, xp + i, xstep);
-      }
+      for (int i = 0; i < NI; ++i) Tap<1, P, kLoOnly>(acc, wt + i * w_row, 0, xp + i, xstep);
     }
   }
+}
+
+// The taps of the pass's input blocks [r.cb0, r.cb1); with kHalfLast the last one's 8 real
+// channels only (the same order: its padding channels come last and add exact zeros).
+template <int P, int SW, int IB, int WB, bool kLoOnly, bool kHalfLast>
+__attribute__((target("avx2,fma"), always_inline)) inline void BlockTaps(const BlockRow& r, Acc16* acc, int64_t ox0) {
+  const int64_t full_end = kHalfLast ? r.cb1 - 1 : r.cb1;
+  for (int64_t cb = r.cb0; cb < full_end; ++cb) BlockTap<IB, P, SW, IB, WB, kLoOnly>(r, acc, cb, ox0);
+  if constexpr (kHalfLast) BlockTap<8, P, SW, IB, WB, kLoOnly>(r, acc, full_end, ox0);
 }
 
 // P interior pixels (every tap's column inside the input) of one row from ox0, output block 0
 // of r. SW: the column stride when 1 or 2, 0 for any stride (read from the geometry). WB: the
 // group's output blocks, a constant so that every weight row is a constant offset from one
-// pointer (with a variable stride GCC kept 16 row pointers, spilled, per tap). NI: the channels
+// pointer (with a variable stride GCC kept 16 row pointers, spilled, per tap). kHalfLast: the channels
 // of each input block taken (IB, or 8 in the pass of a last input block whose channels 8-15 are
 // padding). kLoOnly: the output block's channels 8-15 are padding (their sums stay as they start).
-template <int P, int SW, int IB, int WB, int NI, bool kLoOnly>
+template <int P, int SW, int IB, int WB, bool kHalfLast, bool kLoOnly>
 __attribute__((target("avx2,fma"))) void Pixels(const BlockRow& r, int64_t ox0, int64_t tiles) {
   for (int64_t t = 0; t < tiles; ++t, ox0 += P) {
     Acc16 acc[P];
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) acc[p] = StartSum(r, 0, ox0 + p);
-    BlockTaps<NI, P, SW, IB, WB, kLoOnly>(r, acc, r.cb0, r.cb1, ox0);
+    BlockTaps<P, SW, IB, WB, kLoOnly, kHalfLast>(r, acc, ox0);
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) FinishSum(r, 0, ox0 + p, acc[p]);
   }
@@ -209,24 +216,115 @@ __attribute__((target("avx2,fma"))) void BorderPixels(const BlockRow& r, int64_t
 constexpr int kPixels = 6;
 
 // `tiles` calls of n pixels each from ox.
-template <int SW, int IB, int WB, int NI, bool kLoOnly>
+template <int SW, int IB, int WB, bool kHalfLast, bool kLoOnly>
 void InteriorPixelsOf(const BlockRow& r, int64_t ox, int64_t n, int64_t tiles) {
   switch (n) {
-    case 6: return Pixels<6, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
-    case 5: return Pixels<5, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
-    case 4: return Pixels<4, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
-    case 3: return Pixels<3, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
-    case 2: return Pixels<2, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
-    default: return Pixels<1, SW, IB, WB, NI, kLoOnly>(r, ox, tiles);
+    case 6: return Pixels<6, SW, IB, WB, kHalfLast, kLoOnly>(r, ox, tiles);
+    case 5: return Pixels<5, SW, IB, WB, kHalfLast, kLoOnly>(r, ox, tiles);
+    case 4: return Pixels<4, SW, IB, WB, kHalfLast, kLoOnly>(r, ox, tiles);
+    case 3: return Pixels<3, SW, IB, WB, kHalfLast, kLoOnly>(r, ox, tiles);
+    case 2: return Pixels<2, SW, IB, WB, kHalfLast, kLoOnly>(r, ox, tiles);
+    default: return Pixels<1, SW, IB, WB, kHalfLast, kLoOnly>(r, ox, tiles);
   }
 }
 
 template <int SW, int IB, int WB, bool kLoOnly>
 void InteriorPixels(const BlockRow& r, int64_t ox, int64_t n, int64_t tiles) {
   if constexpr (IB > 8) {
-    if (r.half_in) return InteriorPixelsOf<SW, IB, WB, 8, kLoOnly>(r, ox, n, tiles);
+    if (r.half_last) return InteriorPixelsOf<SW, IB, WB, true, kLoOnly>(r, ox, n, tiles);
   }
-  InteriorPixelsOf<SW, IB, WB, IB, kLoOnly>(r, ox, n, tiles);
+  InteriorPixelsOf<SW, IB, WB, false, kLoOnly>(r, ox, n, tiles);
+}
+
+// P interior pixels of an output block pair whose second block's channels 8-15 are padding (24
+// channels in two blocks): the first block's two vectors and the second's low one, 3 x P = 12
+// accumulators (the second block alone had 6, too few to hide the FMA latency). The same taps and
+// order per lane as Pixels; the second block's high half starts and ends as kLoOnly's.
+// NI channels of one tap for PairPixels: per channel the pair's three weight vectors, then P
+// broadcast inputs.
+template <int NI, int P, int64_t kWRow>
+__attribute__((target("avx2,fma"), always_inline)) inline void PairTaps(__m256* a0, __m256* a1, __m256* a2,
+                                                                        const float* wt, int64_t w_block,
+                                                                        const float* xp, int64_t xstep) {
+#pragma GCC unroll 16
+  for (int i = 0; i < NI; ++i) {
+    const float* wi = wt + i * kWRow;
+    const __m256 w0 = _mm256_loadu_ps(wi), w1 = _mm256_loadu_ps(wi + 8), w2 = _mm256_loadu_ps(wi + w_block);
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p) {
+      const __m256 xv = _mm256_broadcast_ss(xp + i + p * xstep);
+      a0[p] = _mm256_fmadd_ps(xv, w0, a0[p]);
+      a1[p] = _mm256_fmadd_ps(xv, w1, a1[p]);
+      a2[p] = _mm256_fmadd_ps(xv, w2, a2[p]);
+    }
+  }
+}
+
+template <int P, int SW, int IB, int WB, bool kHalfLast>
+__attribute__((target("avx2,fma"))) void PairPixels(const BlockRow& r, const BlockRow& r1, int64_t ox0,
+                                                    int64_t tiles) {
+  const ConvGeometry& g = *r.g;
+  const int64_t IH = g.in[0], IW = g.in[1], KH = g.kernel[0], KW = g.kernel[1];
+  const int64_t sh = g.stride[0], sw = SW > 0 ? SW : g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
+  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
+  const int64_t xstep = sw * IB;
+  constexpr int64_t w_row = WB * B;
+  const int64_t full_end = kHalfLast ? r.cb1 - 1 : r.cb1;
+  for (int64_t t = 0; t < tiles; ++t, ox0 += P) {
+    __m256 a0[P], a1[P], a2[P];
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p) {
+      const Acc16 s0 = StartSum(r, 0, ox0 + p);
+      a0[p] = s0.lo;
+      a1[p] = s0.hi;
+      a2[p] = StartSum(r1, 0, ox0 + p).lo;
+    }
+    for (int64_t cb = r.cb0; cb < r.cb1; ++cb) {
+      const float* xc = r.x + cb * IH * IW * IB;
+      const float* wc = r.w + cb * KH * KW * IB * w_row;
+      const bool half = kHalfLast && cb == full_end;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t iy = r.oy * sh - ph + kh * dh;
+        if (iy < 0 || iy >= IH) continue;
+        const float* xp = xc + (iy * IW + ox0 * sw - pw) * IB;
+        const float* wt = wc + kh * KW * IB * w_row;
+        for (int64_t kw = 0; kw < KW; ++kw, xp += dw * IB, wt += IB * w_row) {
+          if (half) {
+            PairTaps<8, P, w_row>(a0, a1, a2, wt, r.w_block, xp, xstep);
+          } else {
+            PairTaps<IB, P, w_row>(a0, a1, a2, wt, r.w_block, xp, xstep);
+          }
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p) {
+      FinishSum(r, 0, ox0 + p, {a0[p], a1[p]});
+      FinishSum(r1, 0, ox0 + p, {a2[p], StartSum(r1, 0, ox0 + p).hi});
+    }
+  }
+}
+
+constexpr int kPairPixels = 4;
+
+template <int SW, int IB, int WB, bool kHalfLast>
+void PairPixelsOf(const BlockRow& r, const BlockRow& r1, int64_t ox, int64_t n, int64_t tiles) {
+  switch (n) {
+    case 4: return PairPixels<4, SW, IB, WB, kHalfLast>(r, r1, ox, tiles);
+    case 3: return PairPixels<3, SW, IB, WB, kHalfLast>(r, r1, ox, tiles);
+    case 2: return PairPixels<2, SW, IB, WB, kHalfLast>(r, r1, ox, tiles);
+    default: return PairPixels<1, SW, IB, WB, kHalfLast>(r, r1, ox, tiles);
+  }
+}
+
+// Calls of n + 1 pixels, then of n, over [lo, hi) in `calls` calls (the same split as one call at
+// a time, largest first), each taking `run(ox, size, count)`.
+template <typename Run>
+inline void EvenCalls(int64_t lo, int64_t hi, int64_t calls, Run run) {
+  if (calls <= 0) return;
+  const int64_t n = (hi - lo) / calls, longer = (hi - lo) % calls;
+  if (longer > 0) run(lo, n + 1, longer);
+  if (calls > longer) run(lo + (n + 1) * longer, n, calls - longer);
 }
 
 template <int IB, int WB, int FBK>
@@ -249,28 +347,33 @@ void Borders(const BlockRow& r, int64_t lo, int64_t hi, int64_t ow) {
 // One row of output blocks 0 .. nb - 1 (nb = 1 or 2) of r: the interior pixels block by block,
 // split evenly into calls of at most 6 (26 = 6 + 5 + 5 + 5 + 5: no short call with too few
 // accumulators), then the border pixels of both blocks together. half_block: the index j of a
-// block whose channels 8-15 are padding (its interior takes the low half only), or -1.
+// block whose channels 8-15 are padding (its interior takes the low half only), or -1; a pair
+// ending in one runs PairPixels, 4 pixels at a time.
 template <int SW, int IB, int WB>
 void RowOf(const BlockRow& r, int64_t nb, int64_t lo, int64_t hi, int64_t ow, int64_t half_block) {
-  const int64_t calls = (hi - lo + kPixels - 1) / kPixels;
-  for (int64_t j = 0; j < nb; ++j) {
+  auto block_row = [&](int64_t j) {
     BlockRow rj = r;
     rj.w = r.w + j * r.w_block;
     rj.bias = r.bias ? r.bias + j * B : nullptr;
     rj.y = r.y + j * r.y_ob;
     rj.residual = r.residual ? r.residual + j * r.res_ob : nullptr;
-    // calls of n + 1 pixels, then of n (the same split as one at a time, largest first).
-    const int64_t n = calls > 0 ? (hi - lo) / calls : 0, longer = calls > 0 ? (hi - lo) % calls : 0;
-    const int64_t sizes[2] = {n + 1, n}, counts[2] = {longer, calls - longer};
-    int64_t ox = lo;
-    for (int k = 0; k < 2; ++k) {
-      if (counts[k] == 0) continue;
-      if (j == half_block) {
-        InteriorPixels<SW, IB, WB, true>(rj, ox, sizes[k], counts[k]);
-      } else {
-        InteriorPixels<SW, IB, WB, false>(rj, ox, sizes[k], counts[k]);
+    return rj;
+  };
+  if (nb == 2 && half_block == 1) {
+    const BlockRow r1 = block_row(1);
+    EvenCalls(lo, hi, (hi - lo + kPairPixels - 1) / kPairPixels, [&](int64_t ox, int64_t n, int64_t count) {
+      if constexpr (IB > 8) {
+        if (r.half_last) return PairPixelsOf<SW, IB, WB, true>(r, r1, ox, n, count);
       }
-      ox += sizes[k] * counts[k];
+      PairPixelsOf<SW, IB, WB, false>(r, r1, ox, n, count);
+    });
+  } else {
+    for (int64_t j = 0; j < nb; ++j) {
+      const BlockRow rj = block_row(j);
+      EvenCalls(lo, hi, (hi - lo + kPixels - 1) / kPixels, [&](int64_t ox, int64_t n, int64_t count) {
+        if (j == half_block) return InteriorPixels<SW, IB, WB, true>(rj, ox, n, count);
+        InteriorPixels<SW, IB, WB, false>(rj, ox, n, count);
+      });
     }
   }
   if (lo == 0 && hi == ow) return;
@@ -327,17 +430,16 @@ void RowsAvx2(const NchwcConvArgs& a, int64_t group, int64_t oy0, int64_t oy1) {
   r.y_ob = a.y_block_stride > 0 ? a.y_block_stride : OH * OW * B;
   r.res_ob = OH * OW * B;  // the residual keeps the whole image's layout
   r.clamp = a.clamp_lo_hi;
-  // A last input block of 8 real channels is a pass of its own (its interior taps 8 channels).
+  // A last input block of 8 real channels ends the last pass (its interior taps 8 channels).
   const bool half_in = a.half_last_in && !a.plain_input;
-  const int64_t full_blocks = half_in ? Cb - 1 : Cb;
   auto start_pass = [&](int64_t cb0) {
     r.cb0 = cb0;
-    r.cb1 = cb0 < full_blocks ? std::min(full_blocks, cb0 + per_pass) : Cb;
-    r.half_in = cb0 >= full_blocks;
+    r.cb1 = std::min(Cb, cb0 + per_pass);
+    r.half_last = half_in && r.cb1 == Cb;
     r.first = cb0 == 0;
     r.last = r.cb1 == Cb;
   };
-  auto next_pass = [&](int64_t cb0) { return cb0 < full_blocks ? std::min(full_blocks, cb0 + per_pass) : Cb; };
+  auto next_pass = [&](int64_t cb0) { return std::min(Cb, cb0 + per_pass); };
   // The output block (of the pair from ob) whose channels 8-15 are padding, or -1.
   auto half_block = [&](int64_t ob, int64_t nb) { return a.half_last_out && ob + nb == Mb ? nb - 1 : int64_t{-1}; };
   auto row = [&](int64_t nb, int64_t row_lo, int64_t row_hi, int64_t row_w, int64_t half) {
