@@ -187,7 +187,7 @@ Status BlockConvChannels(Model& model, const BlockLayoutOptions& options, std::s
       }
     }
     // The channels the kernel computes: whole blocks, or up to a half block where it skips the rest.
-    const bool halves = options.half_blocks_skipped && kind[i] != kDepthwise;
+    const bool halves = options.half_blocks_skipped;
     auto computed = [&](int64_t c) { return halves ? (c + kBlock / 2 - 1) / (kBlock / 2) * (kBlock / 2) : RoundUpToBlock(c); };
     const int64_t padded_in = kind[i] == kBlockedInput ? computed(w->dim(1)) : w->dim(1);
     macs[root] += pixels * static_cast<double>(w->numel());

@@ -53,9 +53,9 @@ struct BlockLayoutOptions {
   // A component stays NCHW when padding its channel counts to blocks of 16 multiplies its work
   // (its convs' multiply-adds with the padded counts over those without) by more than this.
   double max_padded_work = std::numeric_limits<double>::infinity();
-  // The dense kernel skips the padded half of a last block of at most 8 real channels (the AVX2
-  // build: NchwcConvArgs::half_last_out / _in), so such a block costs 8 channels there, not 16
-  // (depthwise convs compute whole blocks either way).
+  // The kernels skip the padded half of a last block of at most 8 real channels (the AVX2 build:
+  // NchwcConvArgs::half_last_out / _in, NchwcDepthwiseArgs::half_block), so such a block costs 8
+  // channels there, not 16.
   bool half_blocks_skipped = false;
 };
 Status BlockConvChannels(Model& model, const BlockLayoutOptions& options = {}, std::string* report = nullptr);

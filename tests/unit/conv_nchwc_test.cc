@@ -567,7 +567,8 @@ TEST(ConvNchwc, DepthwiseRowsGiveTheNchwDepthwiseBits) {
     int64_t C, H, W, KH, KW, sh, sw, dh, dw, pt, pl, pb, pr;
   };
   const std::vector<Case> cases = {
-      {32, 9, 23, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  // 21 interior = 2 x 8 + 5
+      {32, 9, 23, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  // 21 interior = 2 x 8 + 5; also with a half-padded block
+      {32, 12, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},  // stride 2, a half-padded block
       {16, 12, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},  // stride 2
       {48, 10, 17, 5, 5, 1, 1, 1, 1, 2, 1, 2, 3},  // 5x5, asymmetric pads
       {16, 11, 20, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1},  // stride 3
@@ -614,6 +615,29 @@ TEST(ConvNchwc, DepthwiseRowsGiveTheNchwDepthwiseBits) {
             << build.name << " variant " << variant;
       }
       for (int64_t i = y_elems; i < y_elems + 16; ++i) ASSERT_EQ(want[i], -7.f) << "written past y";
+      if (c.C == 32) {  // channels 24-31 as the pass pads them (zero weights and bias): AVX2 skips their taps
+        std::vector<float> w_half = w, bias_half = bias;
+        for (int64_t ch = 24; ch < 32; ++ch) {
+          std::fill_n(w_half.begin() + ch * taps, taps, 0.f);
+          bias_half[ch] = 0.f;
+        }
+        const kernels::NchwcWeights packed_half(kernels::NchwcWeights::Depthwise{}, w_half.data(), c.C, c.KH, c.KW);
+        kernels::NchwcDepthwiseArgs h = a;
+        h.w = packed_half.data();
+        h.bias = variant ? bias_half.data() : nullptr;
+        std::vector<float> want_half(want.size(), -7.f);
+        h.y = want_half.data();
+        for (int64_t cb = 0; cb < c.C / B; ++cb) kernels::conv_nchwc::DepthwiseRowsPortable(h, cb, 0, OH);
+        h.half_block = 1;
+        for (const SimdBuild& build : SimdBuilds()) {
+          if (!build.supported) continue;
+          std::fill(got.begin(), got.end(), -7.f);
+          h.y = got.data();
+          for (int64_t cb = 0; cb < c.C / B; ++cb) build.depthwise_rows(h, cb, 0, OH);
+          ASSERT_EQ(0, std::memcmp(want_half.data(), got.data(), want_half.size() * sizeof(float)))
+              << build.name << " half block, variant " << variant;
+        }
+      }
       std::vector<float> plane(static_cast<size_t>(kernels::DepthwiseFloatPlaneElems(g)));
       std::vector<float> nchw(static_cast<size_t>(OH * OW));
       int nans = 0;

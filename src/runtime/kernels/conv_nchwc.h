@@ -118,6 +118,10 @@ struct NchwcDepthwiseArgs {
   const float* bias = nullptr;      // C values, or null
   float* y = nullptr;               // one image, [C/16][OH][OW][16]
   const float* clamp_lo_hi = nullptr;
+  // The block whose channels 8-15 are padding (zero weights and bias, finite inputs: each of
+  // their outputs is the Clip of +0), or -1: the AVX2 build computes only its low half's taps and
+  // stores the Clip of its bias for the rest (the same bits); the other builds compute it all.
+  int64_t half_block = -1;
 };
 
 // Output rows [oy0, oy1) of channel block `block`.

@@ -1048,6 +1048,7 @@ class ConvKernel final : public OpKernel {
       a.bias = b ? b->data<float>() : nullptr;
       a.y = y->data<float>() + n * C * g.OutSize();
       a.clamp_lo_hi = act_.on ? lo_hi : nullptr;
+      a.half_block = nchwc_half_last_out_ ? C / B - 1 : -1;
       kernels::NchwcDepthwiseRows(a, block, oy0, oy1, isa);
     });
     return Status::Ok();

@@ -492,8 +492,9 @@ namespace {
 
 // P output pixels of one row from ox0, each tap one FMA per half and pixel in (kh, kw) order.
 // Rows outside the input add w * 0 (as the NCHW kernels' zero padding); kBorder: columns outside
-// too (checked per pixel). SW: the column stride if 1 or 2, 0 for any.
-template <int P, bool kBorder, int SW>
+// too (checked per pixel). SW: the column stride if 1 or 2, 0 for any. kLoOnly: channels 8-15 are
+// padding (NchwcDepthwiseArgs::half_block): their sums stay at the bias, as every product is +-0.
+template <int P, bool kBorder, int SW, bool kLoOnly = false>
 __attribute__((target("avx2,fma"))) void DepthwisePixels(const DepthwiseRow& r, int64_t ox0) {
   const ConvGeometry& g = *r.g;
   const int64_t IH = g.in[0], IW = g.in[1], KH = g.kernel[0], KW = g.kernel[1];
@@ -516,7 +517,7 @@ __attribute__((target("avx2,fma"))) void DepthwisePixels(const DepthwiseRow& r, 
 #pragma GCC unroll 8
         for (int p = 0; p < P; ++p) {
           acc[p].lo = _mm256_fmadd_ps(w0, zero, acc[p].lo);
-          acc[p].hi = _mm256_fmadd_ps(w1, zero, acc[p].hi);
+          if (!kLoOnly) acc[p].hi = _mm256_fmadd_ps(w1, zero, acc[p].hi);
         }
         continue;
       }
@@ -526,10 +527,10 @@ __attribute__((target("avx2,fma"))) void DepthwisePixels(const DepthwiseRow& r, 
         __m256 x0 = zero, x1 = zero;
         if (!kBorder || (at >= 0 && at < IW)) {
           x0 = _mm256_loadu_ps(xr + at * B);
-          x1 = _mm256_loadu_ps(xr + at * B + 8);
+          if (!kLoOnly) x1 = _mm256_loadu_ps(xr + at * B + 8);
         }
         acc[p].lo = _mm256_fmadd_ps(w0, x0, acc[p].lo);
-        acc[p].hi = _mm256_fmadd_ps(w1, x1, acc[p].hi);
+        if (!kLoOnly) acc[p].hi = _mm256_fmadd_ps(w1, x1, acc[p].hi);
       }
     }
   }
@@ -551,6 +552,11 @@ constexpr int kDepthwisePixels = 6;
 }  // namespace
 
 void DepthwiseRowsAvx2(const NchwcDepthwiseArgs& a, int64_t block, int64_t oy0, int64_t oy1) {
+  if (block == a.half_block) {
+    return DepthwiseRows<kDepthwisePixels>(
+        a, block, oy0, oy1,
+        []<int P, bool kBorder, int SW>(const DepthwiseRow& r, int64_t ox) { DepthwisePixels<P, kBorder, SW, true>(r, ox); });
+  }
   DepthwiseRows<kDepthwisePixels>(a, block, oy0, oy1, []<int P, bool kBorder, int SW>(const DepthwiseRow& r, int64_t ox) {
     DepthwisePixels<P, kBorder, SW>(r, ox);
   });
