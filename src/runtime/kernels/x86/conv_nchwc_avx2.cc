@@ -236,12 +236,6 @@ void InteriorPixels(const BlockRow& r, int64_t ox, int64_t n, int64_t tiles) {
   InteriorPixelsOf<SW, IB, WB, false, kLoOnly>(r, ox, n, tiles);
 }
 
-// P interior pixels of an output block pair whose second block's channels 8-15 are padding (24
-// channels in two blocks): the first block's two vectors and the second's low one, 3 x P = 12
-// accumulators (the second block alone had 6, too few to hide the FMA latency). The same taps and
-// order per lane as Pixels; the second block's high half starts and ends as kLoOnly's. The tap
-// walk repeats BlockTap's: one walk taking the tap body as a functor made GCC spill an
-// accumulator in Pixels (1x1 1024 -> 256 at 14x14 41 -> 39 GMAC/s).
 // NI channels of one tap for PairPixels: per channel the pair's three weight vectors, then P
 // broadcast inputs.
 template <int NI, int P, int64_t kWRow>
@@ -262,6 +256,12 @@ __attribute__((target("avx2,fma"), always_inline)) inline void PairTaps(__m256* 
   }
 }
 
+// P interior pixels of an output block pair whose second block's channels 8-15 are padding (24
+// channels in two blocks): the first block's two vectors and the second's low one, 3 x P = 12
+// accumulators (the second block alone had 6, too few to hide the FMA latency). The same taps and
+// order per lane as Pixels; the second block's high half starts and ends as kLoOnly's. The tap
+// walk repeats BlockTap's: one walk taking the tap body as a functor made GCC spill an
+// accumulator in Pixels (1x1 1024 -> 256 at 14x14 41 -> 39 GMAC/s).
 template <int P, int SW, int IB, int WB, bool kHalfLast>
 __attribute__((target("avx2,fma"))) void PairPixels(const BlockRow& r, const BlockRow& r1, int64_t ox0,
                                                     int64_t tiles) {
