@@ -174,6 +174,11 @@ Status BlockConvChannels(Model& model, const BlockLayoutOptions& options, std::s
     }
     if (plain_reader && counted.insert(v).second) reordered[root] += channels;
   };
+  // The channels the kernels compute of c: whole blocks, or up to a half block where they skip the rest.
+  auto computed = [&](int64_t c) {
+    constexpr int64_t kHalf = kBlock / 2;
+    return options.half_blocks_skipped ? (c + kHalf - 1) / kHalf * kHalf : RoundUpToBlock(c);
+  };
   for (int i = 0; i < n; ++i) {
     if (!eligible[i] || !linked[i]) continue;
     const int root = find(i);
@@ -186,9 +191,6 @@ Status BlockConvChannels(Model& model, const BlockLayoutOptions& options, std::s
         if (out->shape[d].known()) pixels *= static_cast<double>(out->shape[d].value);
       }
     }
-    // The channels the kernel computes: whole blocks, or up to a half block where it skips the rest.
-    const bool halves = options.half_blocks_skipped;
-    auto computed = [&](int64_t c) { return halves ? (c + kBlock / 2 - 1) / (kBlock / 2) * (kBlock / 2) : RoundUpToBlock(c); };
     const int64_t padded_in = kind[i] == kBlockedInput ? computed(w->dim(1)) : w->dim(1);
     macs[root] += pixels * static_cast<double>(w->numel());
     padded_macs[root] += pixels * static_cast<double>(computed(w->dim(0)) * padded_in * w->dim(2) * w->dim(3));

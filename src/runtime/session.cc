@@ -59,12 +59,13 @@ StatusOr<std::unique_ptr<Session>> Session::Create(Model model, const SessionOpt
       // There the dense kernel skips a last block's padded half, so those channels are counted as
       // computed (24 as 24; BlazeFace back 1.06x, blocked: 7.7 -> 6.8 ms once a full block and a
       // half one ran as one 3-vector tile and the half input block joined its pass).
+      const bool avx2_blocks = !kernels::QGemmIsaHasAvx512(kernels::DefaultQGemmIsa());
       if (options.max_padded_work > 0) {
         layout_options.max_padded_work = options.max_padded_work;
-      } else if (!kernels::QGemmIsaHasAvx512(kernels::DefaultQGemmIsa())) {
+      } else if (avx2_blocks) {
         layout_options.max_padded_work = 1.25;
       }
-      layout_options.half_blocks_skipped = !kernels::QGemmIsaHasAvx512(kernels::DefaultQGemmIsa());
+      layout_options.half_blocks_skipped = avx2_blocks;
       QK_RETURN_IF_ERROR(passes::BlockConvChannels(m, layout_options, options.verbose ? &layout : nullptr));
       if (options.verbose) std::fputs(layout.c_str(), stderr);
     }

@@ -2,12 +2,14 @@
 // (AMD Zen 2/3, Intel before Skylake-SP). The layout is the same NCHW16c: each 16-channel block
 // is two 8-float vectors. With 16 vector registers, the dense kernel takes one output block at a
 // time: 6 pixels x 2 halves = 12 accumulators, the block's two weight vectors and one broadcast
-// input; the group's blocks run one after another, each re-reading the rows' inputs from cache.
-// Every lane keeps the portable build's order (input block, kh, kw, channel; taps outside the
-// input skipped), so the sums are bit-identical to the portable and AVX-512 builds. Where the
-// last output or input block is half padding (NchwcConvArgs::half_last_out / _in: 24 channels in
-// two blocks of 16), the interior pixels skip the padding's multiply-adds: one vector of the two,
-// 8 channels of 16; the padding's products are exact zeros, so the sums are the same.
+// input; the group's blocks run one after another, each re-reading the rows' inputs from cache
+// (with kBlockMajor weights, each block's rows are one sequential stream). Every lane keeps the
+// portable build's order (input block, kh, kw, channel; taps outside the input skipped), so the
+// sums are bit-identical to the portable and AVX-512 builds. Where the last output or input block
+// is half padding (NchwcConvArgs::half_last_out / _in, NchwcDepthwiseArgs::half_block: 24
+// channels in two blocks of 16), the interior pixels skip the padding's multiply-adds: one vector
+// of the two, 8 channels of 16 (a full output block and a half one run together, PairPixels); the
+// padding's products are exact zeros, so the sums are the same.
 #include <immintrin.h>
 
 #include <algorithm>
