@@ -63,14 +63,23 @@ TEST(QBinarySpan, EveryIsaEqualsTheDefinition) {
   }
 }
 
-// Every (a, b) byte pair, for every type mix, Add and Mul, on every ISA: scales that put many
-// results exactly halfway between integers (ties to even), a tiny output scale (everything
-// saturates), and the scales of a real residual Add; contiguous spans and each side broadcast.
+// Every (a, b) byte pair, for every type mix, Add and Mul, on every ISA, as given and as planned
+// (PlanQBinary: the fast form where it checks): scales that put many results exactly halfway
+// between integers (ties to even), a tiny output scale (everything saturates), the scales of a
+// real residual Add, a huge output scale and a subnormal one (whose reciprocal is infinite: the
+// plan must find the fast form wrong and keep the division); contiguous spans and each side broadcast; a fused
+// Relu's clamp on some.
 TEST(QBinarySpan, EveryIsaEqualsTheDefinitionOnEveryBytePair) {
   struct Scales {
     float a, b, y;
   };
-  const Scales scale_sets[] = {{0.5f, 0.5f, 1.0f}, {0.25f, 0.75f, 0.5f}, {0.031f, 0.017f, 1e-6f}, {0.0213f, 0.0378f, 0.0442f}};
+  const Scales scale_sets[] = {{0.5f, 0.5f, 1.0f},
+                               {0.25f, 0.75f, 0.5f},
+                               {0.031f, 0.017f, 1e-6f},
+                               {0.0213f, 0.0378f, 0.0442f},
+                               {0.07f, 3e-3f, 1e9f},
+                               {0.031f, 0.017f, 1e-40f}};
+  int fast_forms = 0;
   std::vector<uint8_t> a(65536), b(65536);
   for (int i = 0; i < 65536; ++i) {
     a[i] = static_cast<uint8_t>(i & 255);
@@ -90,9 +99,16 @@ TEST(QBinarySpan, EveryIsaEqualsTheDefinitionOnEveryBytePair) {
       p.y_zero_point = p.y_signed ? 3 : 127;
       p.y_min = p.y_signed ? -128 : 0;
       p.y_max = p.y_signed ? 127 : 255;
+      if (mask % 5 == 0) p.y_min = p.y_zero_point;  // a fused Relu
       auto value = [](bool is_signed, uint8_t raw) { return is_signed ? static_cast<int32_t>(static_cast<int8_t>(raw)) : raw; };
       for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
         if (!kernels::QGemmIsaSupported(isa)) continue;
+        for (bool plan : {false, true}) {
+        const kernels::QBinaryParams given = p;
+        if (plan) {
+          kernels::PlanQBinary(&p, isa);
+          fast_forms += p.fast_form;
+        }
         kernels::QBinarySpan(p, a.data(), 1, b.data(), 1, static_cast<int64_t>(a.size()), y.data(), isa);
         for (size_t i = 0; i < y.size(); ++i) {
           const int32_t want = Definition(p, value(p.a_signed, a[i]), value(p.b_signed, b[i]));
@@ -115,8 +131,14 @@ TEST(QBinarySpan, EveryIsaEqualsTheDefinitionOnEveryBytePair) {
             ASSERT_EQ(got, Definition(p, qa, qb)) << kernels::QGemmIsaName(isa) << " broadcast side " << side;
           }
         }
+        p = given;
+        }
       }
     }
+  }
+  // The avx2 + FMA build takes its fast form for every set but the subnormal output scale.
+  if (kernels::QGemmIsaSupported(QGemmIsa::kAvx2) && kernels::QGemmIsaIsAvx2Fma(QGemmIsa::kAvx2)) {
+    EXPECT_EQ(fast_forms, 16 * 5);
   }
 }
 

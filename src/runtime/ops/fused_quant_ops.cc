@@ -25,6 +25,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "runtime/kernels/lookup.h"
 #include "runtime/kernels/qbinary.h"
@@ -201,16 +202,38 @@ class QLinearMatMulKernel final : public OpKernel {
   std::shared_ptr<const kernels::PackedQWeights> packed_;
 };
 
-// QLinearAdd / QLinearMul (com.quantkit): y = Q(DQ(a) op DQ(b)), computed element by element with
-// exactly the float32 operations of the DequantizeLinear -> Add/Mul -> QuantizeLinear it replaces
-// (so bit-identical to it), then clamped to [q_min, q_max] (a fused Relu). Numpy broadcasting.
-template <bool kMul>
-Status QLinearBinaryFn(KernelContext& ctx) {
-  const Tensor* in[8];
-  for (size_t i = 0; i < 8; ++i) {
-    QK_ASSIGN_OR_RETURN(in[i], ctx.RequiredInput(i));
+// The parameters of y = Q(DQ(a) op DQ(b)) clamped to [q_min, q_max], checked: 8-bit a, b and y,
+// per-tensor scales and zero points, zero points of their tensor's type.
+StatusOr<kernels::QBinaryParams> QBinaryParamsFrom(bool mul, DType a_type, const Tensor& a_scale, const Tensor& a_zp,
+                                                   DType b_type, const Tensor& b_scale, const Tensor& b_zp,
+                                                   const Tensor& y_scale, const Tensor& y_zp, int64_t q_min,
+                                                   int64_t q_max) {
+  QK_CHECK_ARG(a_type == a_zp.dtype() && b_type == b_zp.dtype(), "zero points must match their tensors");
+  for (const Tensor* t : {&a_scale, &a_zp, &b_scale, &b_zp, &y_scale, &y_zp}) {
+    QK_CHECK_ARG(t->numel() == 1, "scales and zero points must be scalars (per tensor), got shape {}",
+                 ShapeToString(t->shape()));
   }
-  const Tensor &a = *in[0], &b = *in[3], &y_zp = *in[7];
+  QK_CHECK_ARG((a_type == DType::kInt8 || a_type == DType::kUInt8) && (b_type == DType::kInt8 || b_type == DType::kUInt8) &&
+                   (y_zp.dtype() == DType::kInt8 || y_zp.dtype() == DType::kUInt8),
+               "A, B and the output must be 8-bit");
+  kernels::QBinaryParams p;
+  p.mul = mul;
+  p.a_signed = a_type == DType::kInt8;
+  p.b_signed = b_type == DType::kInt8;
+  p.y_signed = y_zp.dtype() == DType::kInt8;
+  p.a_scale = static_cast<float>(a_scale.GetAsDouble(0));
+  p.b_scale = static_cast<float>(b_scale.GetAsDouble(0));
+  p.y_scale = static_cast<float>(y_scale.GetAsDouble(0));
+  p.a_zero_point = static_cast<int32_t>(a_zp.GetAsInt64(0));
+  p.b_zero_point = static_cast<int32_t>(b_zp.GetAsInt64(0));
+  p.y_zero_point = static_cast<int32_t>(y_zp.GetAsInt64(0));
+  p.y_min = static_cast<int32_t>(std::clamp<int64_t>(q_min, -128, 255));
+  p.y_max = static_cast<int32_t>(std::clamp<int64_t>(q_max, -128, 255));
+  return p;
+}
+
+// Output 0 = a op b with numpy broadcasting (kernels::QBinarySpan over runs of the output).
+Status RunQLinearBinary(KernelContext& ctx, const kernels::QBinaryParams& p, const Tensor& a, const Tensor& b) {
   QK_ASSIGN_OR_RETURN(const Shape out_shape, BroadcastShapes(a.shape(), b.shape()));
   const bool same = a.shape() == b.shape();
   const std::vector<int64_t> sa = BroadcastStrides(a.shape(), out_shape.size());
@@ -242,27 +265,7 @@ Status QLinearBinaryFn(KernelContext& ctx) {
       *ib += idx * cb[d];
     }
   };
-  QK_CHECK_ARG(a.dtype() == in[2]->dtype() && b.dtype() == in[5]->dtype(), "zero points must match their tensors");
-  for (size_t i : {1, 2, 4, 5, 6, 7}) QK_CHECK_ARG(in[i]->numel() == 1, "input {} must be a scalar (per tensor)", i);
-  const float as = static_cast<float>(in[1]->GetAsDouble(0)), bs = static_cast<float>(in[4]->GetAsDouble(0));
-  const float ys = static_cast<float>(in[6]->GetAsDouble(0));
-  const int64_t az = in[2]->GetAsInt64(0), bz = in[5]->GetAsInt64(0);
-  const int32_t yz = static_cast<int32_t>(y_zp.GetAsInt64(0));
-  const int64_t q_min = ctx.node().AttrInt("q_min", -128), q_max = ctx.node().AttrInt("q_max", 255);
-  QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, y_zp.dtype(), out_shape));
-  QK_CHECK_ARG((a.dtype() == DType::kInt8 || a.dtype() == DType::kUInt8) &&
-                   (b.dtype() == DType::kInt8 || b.dtype() == DType::kUInt8) &&
-                   (y_zp.dtype() == DType::kInt8 || y_zp.dtype() == DType::kUInt8),
-               "A, B and the output must be 8-bit");
-  kernels::QBinaryParams p;
-  p.mul = kMul;
-  p.a_signed = a.dtype() == DType::kInt8;
-  p.b_signed = b.dtype() == DType::kInt8;
-  p.y_signed = y_zp.dtype() == DType::kInt8;
-  p.a_scale = as, p.b_scale = bs, p.y_scale = ys;
-  p.a_zero_point = static_cast<int32_t>(az), p.b_zero_point = static_cast<int32_t>(bz), p.y_zero_point = yz;
-  p.y_min = static_cast<int32_t>(std::clamp<int64_t>(q_min, -128, 255));
-  p.y_max = static_cast<int32_t>(std::clamp<int64_t>(q_max, -128, 255));
+  QK_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, p.y_signed ? DType::kInt8 : DType::kUInt8, out_shape));
   const auto* pa = static_cast<const uint8_t*>(a.raw_data());
   const auto* pb = static_cast<const uint8_t*>(b.raw_data());
   auto* py = static_cast<uint8_t*>(y->raw_data());
@@ -284,6 +287,45 @@ Status QLinearBinaryFn(KernelContext& ctx) {
   });
   return Status::Ok();
 }
+
+// QLinearAdd / QLinearMul (com.quantkit): y = Q(DQ(a) op DQ(b)), computed element by element with
+// exactly the float32 operations of the DequantizeLinear -> Add/Mul -> QuantizeLinear it replaces
+// (so bit-identical to it), then clamped to [q_min, q_max] (a fused Relu). Numpy broadcasting.
+// Constant scales and zero points (the usual case) are planned once, at session creation
+// (kernels::PlanQBinary: a few tenths of a millisecond); runs still check their tensors' types.
+template <bool kMul>
+class QLinearBinaryKernel final : public OpKernel {
+ public:
+  static StatusOr<std::unique_ptr<OpKernel>> Create(const KernelInit& init) {
+    auto k = std::make_unique<QLinearBinaryKernel>();
+    const Tensor* c[8] = {};
+    bool constant = true;
+    for (size_t i : {1, 2, 4, 5, 6, 7}) constant = constant && (c[i] = init.ConstantInput(i)) != nullptr;
+    if (constant) {
+      // The zero points' types stand for A's and B's.
+      auto p = QBinaryParamsFrom(kMul, c[2]->dtype(), *c[1], *c[2], c[5]->dtype(), *c[4], *c[5], *c[6], *c[7],
+                                 init.node.AttrInt("q_min", -128), init.node.AttrInt("q_max", 255));
+      if (p.ok()) {
+        kernels::PlanQBinary(&p.value(), kernels::DefaultQGemmIsa());
+        k->planned_ = p.value();
+      }
+    }
+    return std::unique_ptr<OpKernel>(std::move(k));
+  }
+  Status Compute(KernelContext& ctx) override {
+    const Tensor* in[8];
+    for (size_t i = 0; i < 8; ++i) {
+      QK_ASSIGN_OR_RETURN(in[i], ctx.RequiredInput(i));
+    }
+    QK_ASSIGN_OR_RETURN(const kernels::QBinaryParams p,
+                        QBinaryParamsFrom(kMul, in[0]->dtype(), *in[1], *in[2], in[3]->dtype(), *in[4], *in[5], *in[6],
+                                          *in[7], ctx.node().AttrInt("q_min", -128), ctx.node().AttrInt("q_max", 255)));
+    return RunQLinearBinary(ctx, planned_ ? *planned_ : p, *in[0], *in[3]);
+  }
+
+ private:
+  std::optional<kernels::QBinaryParams> planned_;
+};
 
 // QLinearLookup(x, table; min_rank) (com.quantkit): y[i] = table[code of x[i]], x and table 8-bit
 // (table: 256 entries, the output type), y shaped as x left-padded with 1s to min_rank. Made by
@@ -313,11 +355,11 @@ Status QLinearLookupFn(KernelContext& ctx) {
 
 void RegisterFusedQuantOps(KernelRegistry& r) {
   r.RegisterFunction(kQuantkitDomain, "QLinearLookup", &QLinearLookupFn);
-  r.RegisterFunction(kQuantkitDomain, "QLinearAdd", &QLinearBinaryFn<false>);
-  r.RegisterFunction(kQuantkitDomain, "QLinearMul", &QLinearBinaryFn<true>);
+  r.Register(kQuantkitDomain, "QLinearAdd", &QLinearBinaryKernel<false>::Create);
+  r.Register(kQuantkitDomain, "QLinearMul", &QLinearBinaryKernel<true>::Create);
   // ONNX Runtime's contrib ops of the QOperator format: the same inputs, no clamp attribute.
-  r.RegisterFunction("com.microsoft", "QLinearAdd", &QLinearBinaryFn<false>);
-  r.RegisterFunction("com.microsoft", "QLinearMul", &QLinearBinaryFn<true>);
+  r.Register("com.microsoft", "QLinearAdd", &QLinearBinaryKernel<false>::Create);
+  r.Register("com.microsoft", "QLinearMul", &QLinearBinaryKernel<true>::Create);
   r.Register(kQuantkitDomain, "MatMulIntegerToFloat", &MatMulIntegerToFloatKernel::Create);
   r.Register(kQuantkitDomain, "QLinearMatMul", &QLinearMatMulKernel::Create);
 }

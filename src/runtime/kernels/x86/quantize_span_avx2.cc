@@ -11,12 +11,11 @@ namespace {
 template <bool kSigned>
 __attribute__((target("avx2"))) int64_t DequantizeSixteens(const uint8_t* b, int64_t n, int32_t zp, float scale,
                                                            float* out) {
-  const __m256i vzp = _mm256_set1_epi32(zp);
-  const __m256 vs = _mm256_set1_ps(scale);
+  const x86::DequantizeConsts k = x86::MakeDequantizeConsts<kSigned>(zp, scale);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     __m256 lo, hi;
-    x86::DequantizeSixteen<kSigned>(b + i, vzp, vs, &lo, &hi);
+    x86::DequantizeSixteen<kSigned>(b + i, k, &lo, &hi);
     _mm256_storeu_ps(out + i, lo);
     _mm256_storeu_ps(out + i + 8, hi);
   }

@@ -67,17 +67,38 @@ __attribute__((target("avx2"), always_inline)) inline __m256i QuantizeEight(__m2
   return _mm256_add_epi32(_mm256_cvtps_epi32(r), vzp);
 }
 
-// DequantizeValue for the 16 bytes at p (int8 when kSigned): float(q - zp) * scale, values 0-7
-// in *lo and 8-15 in *hi.
+// DequantizeValue(q, zp, scale) = float(q - zp) * scale for 16 bytes (DequantizeSixteen).
+// The difference is formed as (2^23 + u) - (2^23 + zp'), u the byte read as unsigned (int8: its
+// bits are q + 128, so zp' = zp + 128): float bits 0x4B000000 | u are exactly 2^23 + u, both terms
+// are integers below 2^24, so the subtraction is exact and equals float(q - zp). A byte shuffle
+// and an OR take the place of vpmovzxbd (a lane-crossing shuffle), vpsubd and vcvtdq2ps
+// (QLinearAdd's loop 1.13 -> 0.96 cycles per byte on Zen 3).
+struct DequantizeConsts {
+  __m256 biased_zp;  // 2^23 + zp (+ 128 for int8)
+  __m256 scale;
+};
+
 template <bool kSigned>
-__attribute__((target("avx2"), always_inline)) inline void DequantizeSixteen(const void* p, __m256i vzp, __m256 scale,
+__attribute__((target("avx2"))) inline DequantizeConsts MakeDequantizeConsts(int32_t zp, float scale) {
+  return {_mm256_set1_ps(8388608.0f + static_cast<float>(zp + (kSigned ? 128 : 0))), _mm256_set1_ps(scale)};
+}
+
+// The 16 bytes at p (int8 when kSigned) dequantized: values 0-7 in *lo and 8-15 in *hi.
+template <bool kSigned>
+__attribute__((target("avx2"), always_inline)) inline void DequantizeSixteen(const void* p, const DequantizeConsts& k,
                                                                              __m256* lo, __m256* hi) {
-  const __m128i v = _mm_loadu_si128(static_cast<const __m128i*>(p));
-  const __m128i v_hi = _mm_unpackhi_epi64(v, v);
-  const __m256i q0 = kSigned ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v);
-  const __m256i q1 = kSigned ? _mm256_cvtepi8_epi32(v_hi) : _mm256_cvtepu8_epi32(v_hi);
-  *lo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q0, vzp)), scale);
-  *hi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q1, vzp)), scale);
+  __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+  if constexpr (kSigned) v = _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80)));
+  // Byte j of the 16 into the low byte of dword j (lane 0: 0-3, lane 1: 4-7; then 8-11 | 12-15).
+  const __m256i first = _mm256_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1,  //
+                                         4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1);
+  const __m256i second = _mm256_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1,  //
+                                          12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1);
+  const __m256i two23 = _mm256_set1_epi32(0x4B000000);
+  const __m256 u0 = _mm256_castsi256_ps(_mm256_or_si256(_mm256_shuffle_epi8(v, first), two23));
+  const __m256 u1 = _mm256_castsi256_ps(_mm256_or_si256(_mm256_shuffle_epi8(v, second), two23));
+  *lo = _mm256_mul_ps(_mm256_sub_ps(u0, k.biased_zp), k.scale);
+  *hi = _mm256_mul_ps(_mm256_sub_ps(u1, k.biased_zp), k.scale);
 }
 
 // A byte output's requantization with saturating packs in place of the float clamp: the same
