@@ -1,7 +1,7 @@
 // The quantized depthwise kernel on every ISA build equals the definition (a direct loop over
 // the taps with quantize.h's scalar Requantize) exactly: strides 1-3, dilation, asymmetric pads,
-// kernels wider than the input, signed and unsigned input and output, a fused clamp, and the
-// input behind a guard page. The channel-lane kernel (small maps, 8 channels at once) gives the
+// kernels wider than the input, signed and unsigned input and output, a fused clamp, the input
+// behind a guard page, and nothing written past the output. The channel-lane kernel (small maps, 8 channels at once) gives the
 // plane kernel's outputs in every output mode (bytes, sums, floats with bias and clamp) for 1 to
 // 8 channels with their own weights, biases, multipliers and zero points.
 #include <gtest/gtest.h>
@@ -92,7 +92,9 @@ TEST(QDepthwise, EveryIsaEqualsTheDefinition) {
       }
     for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
       if (!kernels::QGemmIsaSupported(isa)) continue;
-      std::vector<uint8_t> y(want.size(), 0xAA);
+      // 32 bytes after the output: a kernel may only write its own channel's bytes (the next
+      // channel may belong to another thread).
+      std::vector<uint8_t> y(want.size() + 32, 0xAA);
       std::vector<int16_t> plane(static_cast<size_t>(kernels::QDepthwisePlaneElems(s)));
       std::vector<int32_t> row(static_cast<size_t>(kernels::QDepthwiseRowElems(s)));
       kernels::QDepthwiseChannel ch;
@@ -111,6 +113,9 @@ TEST(QDepthwise, EveryIsaEqualsTheDefinition) {
       for (size_t i = 0; i < want.size(); ++i) {
         const int32_t got = c.y_signed ? static_cast<int8_t>(y[i]) : y[i];
         ASSERT_EQ(got, want[i]) << kernels::QGemmIsaName(isa) << " H=" << c.H << " W=" << c.W << " element " << i;
+      }
+      for (size_t i = want.size(); i < y.size(); ++i) {
+        ASSERT_EQ(y[i], 0xAA) << kernels::QGemmIsaName(isa) << " wrote past its output: H=" << c.H << " W=" << c.W;
       }
     }
   }
