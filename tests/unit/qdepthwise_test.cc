@@ -62,7 +62,11 @@ TEST(QDepthwise, EveryIsaEqualsTheDefinition) {
       {3, 19, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, false, true, -128, 127},
   };
   std::mt19937 rng(5);
-  for (const Case& c : cases) {
+  // Every case twice: with a multiplier below 1 (the avx2 build's saturating packs), then with 1
+  // (its float clamp).
+  for (size_t k = 0; k < 2 * cases.size(); ++k) {
+    const Case& c = cases[k % cases.size()];
+    const float multiplier = k < cases.size() ? 0.0037f : 1.0f;
     const QDepthwiseShape s = ShapeOf(c);
     std::vector<uint8_t> x_values(static_cast<size_t>(c.H * c.W));
     for (auto& v : x_values) v = static_cast<uint8_t>(rng() % 4 == 0 ? (rng() % 2 ? 255 : 0) : rng());
@@ -71,7 +75,6 @@ TEST(QDepthwise, EveryIsaEqualsTheDefinition) {
     std::vector<int32_t> w(static_cast<size_t>(c.KH * c.KW));
     for (auto& v : w) v = static_cast<int32_t>(rng() % 383) - 255;  // uint8 weights minus zero points reach +-255
     const int32_t bias = -1234, y_zp = c.y_signed ? 5 : 120;
-    const float multiplier = 0.0037f;
     // The definition.
     std::vector<int32_t> want(static_cast<size_t>(s.OH * s.OW));
     for (int64_t oh = 0; oh < s.OH; ++oh)
