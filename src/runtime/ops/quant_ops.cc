@@ -843,9 +843,16 @@ Status RunBlockedConv(KernelContext& ctx, const FastConvWeights& fast, const Con
   // About 192 KiB of packed rows (bytes, plus int16 words on avx2) per block, a multiple of the
   // rows the micro-kernel takes per call (amx: 32; a remainder would run the narrower VNNI one).
   const int64_t granule = kernels::QGemmRowGranule(*fast.groups[0]);
-  const int64_t block = std::clamp<int64_t>((192 << 10) / (3 * k_padded) / granule * granule, granule, 384);
-  const int64_t blocks = (g.out_size + block - 1) / block;
+  const int64_t max_block = std::clamp<int64_t>((192 << 10) / (3 * k_padded) / granule * granule, granule, 384);
+  int64_t blocks = (g.out_size + max_block - 1) / max_block;
   ThreadPool* pool = ctx.thread_pool();
+  // One map at several threads: as many blocks as a multiple of the threads, of even sizes. With
+  // the largest blocks and a short last one, one thread got 512 of a 784-pixel map and the other
+  // 272 (ResNet-50's stride-2 downsample convs scaled 1.54x at two threads).
+  const int64_t threads = pool ? pool->num_threads() : 1;
+  if (g.N * g.group == 1 && threads > 1 && blocks > 1) blocks = (blocks + threads - 1) / threads * threads;
+  const int64_t block = std::min(max_block, ((g.out_size + blocks - 1) / blocks + granule - 1) / granule * granule);
+  blocks = (g.out_size + block - 1) / block;
   const int64_t tasks = g.N * g.group * blocks;
   // Fewer blocks than threads (small maps: 7x7 is one block): one worker packs, and the GEMM
   // splits its columns (output channels) over the pool instead.
