@@ -18,9 +18,9 @@ struct QBinaryParams {
   float a_scale = 1, b_scale = 1, y_scale = 1;
   int32_t a_zero_point = 0, b_zero_point = 0, y_zero_point = 0;
   int32_t y_min = 0, y_max = 255;  // the output type's range, or narrower (a fused Relu)
-  // Set only by PlanQBinary: the avx2 build may take its faster form (a multiply by y_scale's
-  // reciprocal in place of the division, integer saturation in place of the float clamp), which
-  // gave the reference's bytes for every pair of input codes.
+  // Set only by PlanQBinary: the avx2 + FMA build may take its faster form (the quotient from
+  // y_scale's reciprocal with one correction step in place of the division, integer saturation
+  // in place of the float clamp), which gave the reference's bytes for every pair of input codes.
   bool fast_form = false;
   float y_reciprocal = 0;
 };

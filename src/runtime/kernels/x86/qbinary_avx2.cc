@@ -1,11 +1,12 @@
 // The avx2 build of QBinarySpan (qbinary_internal.h): the same float32 operations, 8 wide.
 // Contiguous spans (and spans with one side broadcast) run an intrinsics loop of 16 elements per
-// step: the bytes widened to int32, minus the zero point, converted, scaled, added or multiplied,
-// divided by the output scale (vdivps: IEEE division, as the portable `/`), NaN to 0, clamped,
-// rounded half to even (vcvtps2dq), plus the zero point: the portable Span's operations in its
-// order, so the same bytes. The compiler's vectorization of Span (8-bit widening and narrowing
-// through generic shuffles) ran about 3.5x slower. Other strides, and the last few elements,
-// take Span itself.
+// step: each byte minus its zero point as an exact float (x86::DequantizeSixteen), scaled, added
+// or multiplied, divided by the output scale (vdivps: IEEE division, as the portable `/`), NaN to
+// 0, clamped, rounded half to even (vcvtps2dq), plus the zero point: the portable Span's
+// operations in its order, so the same bytes. Its fast form (FastSixteens) replaces the division
+// and the clamp where PlanQBinary proved it gives the same bytes. The compiler's vectorization of
+// Span (8-bit widening and narrowing through generic shuffles) ran about 3.5x slower. Other
+// strides, and the last few elements, take Span itself.
 #include <immintrin.h>
 
 #include <type_traits>
