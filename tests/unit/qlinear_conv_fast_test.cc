@@ -1,5 +1,5 @@
 // QLinearConv's fast paths (constant weights: packed int8 GEMM with the requantize epilogue, the
-// depthwise and the direct pointwise kernels) must equal the reference path (weights fed at run time: zero-point-corrected int16
+// depthwise and the direct kernels, stride 1 and 2) must equal the reference path (weights fed at run time: zero-point-corrected int16
 // im2col GEMM) exactly, over geometries that stress padding, strides, dilation and groups.
 #include <gtest/gtest.h>
 
@@ -97,6 +97,11 @@ TEST(QLinearConvFast, EqualsReferencePathExactly) {
       // two rows per strip), 7 wide (three), 5x5 signed, dilation on an odd width, a fused Relu.
       {1, 16, 28, 28, 32, 3, 1, 1, 1, 1, false}, {2, 8, 7, 7, 16, 3, 1, 1, 1, 1, false},
       {1, 4, 14, 14, 8, 5, 1, 2, 1, 1, true},    {1, 6, 9, 13, 5, 3, 1, 2, 2, 1, false, 128, 255},
+      // Stride 2 on the direct kernel, through the padded planes split by row and column parity:
+      // BlazeFace's 5x5 3 -> 24 (strips spanning output rows), an odd padded size, dilation, a
+      // signed input with a fused Relu, two images.
+      {1, 3, 33, 40, 24, 5, 2, 2, 1, 1, false},  {1, 4, 10, 31, 13, 3, 2, 1, 2, 1, false},
+      {2, 3, 17, 17, 16, 3, 2, 1, 1, 1, true, 128, 255},
   };
   std::mt19937 rng(21);
   for (const ConvCase& c : cases) {

@@ -1003,10 +1003,14 @@ bool QDirectPointwiseFits(const FastConvWeights& fast, const ConvGeometry& g) {
 // Fashion CNN's 16 -> 32 3x3 at 28x28 0.77, 1 -> 16 0.5, ResNet-18's 64 x 64 3x3 at 56x56
 // 0.87-0.94; with more weights the GEMM keeps up (128 x 128 at 28x28 0.97-1.02) or wins (512 x 512
 // at 7x7 1.08-1.11). Maps a multiple of 16 or 100+ wide: M-LSD's 160-wide 0.84-0.92, its dilated
-// conv 0.59 (the GEMM's packer gathers dilated taps one by one).
+// conv 0.59 (the GEMM's packer gathers dilated taps one by one). Stride 2 too, as stride 1 over
+// the padded planes split by row and column parity (RunQDirectConv): the first convs of few
+// input channels, 0.70-0.85 of the GEMM's time (BlazeFace back's 5x5 3 -> 24 1.10 -> 0.85 ms,
+// PP-OCR cls's 3x3 3 -> 8 1.19 -> 0.86 ms, ResNet's 7x7 2.19 -> 2.06 ms).
 bool DirectConv2DFits(const ConvGeometry& g) {
   constexpr int64_t kMaxDirectWeights = 65536;
-  return g.nd == 2 && g.group == 1 && g.k_size > 1 && g.stride[0] == 1 && g.stride[1] == 1 &&
+  const bool stride_1_or_2 = (g.stride[0] == 1 && g.stride[1] == 1) || (g.stride[0] == 2 && g.stride[1] == 2);
+  return g.nd == 2 && g.group == 1 && g.k_size > 1 && stride_1_or_2 &&
          (g.out_sp[1] % 16 == 0 || g.out_sp[1] >= 100 || g.C <= 2 || g.M * g.C * g.k_size <= kMaxDirectWeights) &&
          kernels::QDirectConvSupported(kernels::DefaultQGemmIsa());
 }
@@ -1050,16 +1054,50 @@ Status RunQDirectConv(KernelContext& ctx, const kernels::QDirectConvWeights& w, 
   Tensor padded;
   std::vector<int64_t> taps;
   int64_t in_plane = g.in_size, in_w = 0;
+  Tensor phases;
   if (!pointwise) {
     kernels::QConv2DShape shape{g.C,        g.in_sp[0], g.in_sp[1], g.k_sp[0], g.k_sp[1], g.out_sp[0], g.out_sp[1],
                                 g.stride[0], g.stride[1], g.dil[0],   g.dil[1],  g.pad_begin[0], g.pad_begin[1]};
     QK_ASSIGN_OR_RETURN(xb, PadConvPlanes(ctx, g, xb, x_zp, &shape, &padded));
     in_plane = shape.H * shape.W;
     in_w = shape.W;
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t kh = 0; kh < shape.KH; ++kh)
-        for (int64_t kw = 0; kw < shape.KW; ++kw)
-          taps.push_back(c * in_plane + kh * shape.dilation_h * in_w + kw * shape.dilation_w);
+    if (g.stride[0] == 2) {
+      // Stride 2 as stride 1: each padded plane split into its four (row, column) parities,
+      // phase (ry, rx) holding rows ry, ry + 2, ... and columns rx, rx + 2, ...; tap (kh, kw)
+      // reads phase (dy % 2, dx % 2) at (dy / 2, dx / 2), dy = kh * dilation_h, so output pixel
+      // (oy, ox) reads padded (2 oy + dy, 2 ox + dx) as the stride-1 kernel walks its rows.
+      const int64_t Hp = shape.H, Wp = shape.W, PH = (Hp + 1) / 2, PW = (Wp + 1) / 2;
+      QK_ASSIGN_OR_RETURN(phases, ctx.Scratch(DType::kUInt8, g.N * g.C * 4 * PH * PW, "stride phases"));
+      uint8_t* pb = phases.data<uint8_t>();
+      const uint8_t* src_planes = xb;
+      auto split = [&](int64_t begin, int64_t end) {
+        for (int64_t plane = begin; plane < end; ++plane) {
+          const uint8_t* src = src_planes + plane * in_plane;
+          uint8_t* dst = pb + plane * 4 * PH * PW;
+          std::memset(dst, static_cast<uint8_t>(x_zp), static_cast<size_t>(4 * PH * PW));
+          for (int64_t y = 0; y < Hp; ++y) {
+            uint8_t* even = dst + ((y % 2) * 2 * PH + y / 2) * PW;
+            uint8_t* odd = even + PH * PW;
+            for (int64_t x = 0; x < Wp; ++x) (x % 2 ? odd : even)[x / 2] = src[y * Wp + x];
+          }
+        }
+      };
+      ctx.thread_pool()->ParallelFor(g.N * g.C, 1, split);
+      xb = pb;
+      in_plane = 4 * PH * PW;
+      in_w = PW;
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t kh = 0; kh < shape.KH; ++kh)
+          for (int64_t kw = 0; kw < shape.KW; ++kw) {
+            const int64_t dy = kh * shape.dilation_h, dx = kw * shape.dilation_w;
+            taps.push_back(c * in_plane + ((dy % 2) * 2 + dx % 2) * PH * PW + (dy / 2) * PW + dx / 2);
+          }
+    } else {
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t kh = 0; kh < shape.KH; ++kh)
+          for (int64_t kw = 0; kw < shape.KW; ++kw)
+            taps.push_back(c * in_plane + kh * shape.dilation_h * in_w + kw * shape.dilation_w);
+    }
   }
   std::mutex mu;
   Status failed;
