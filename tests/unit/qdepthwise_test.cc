@@ -98,7 +98,8 @@ TEST(QDepthwise, EveryIsaEqualsTheDefinition) {
       // 32 bytes after the output: a kernel may only write its own channel's bytes (the next
       // channel may belong to another thread).
       std::vector<uint8_t> y(want.size() + 32, 0xAA);
-      std::vector<int16_t> plane(static_cast<size_t>(kernels::QDepthwisePlaneElems(s)));
+      // Scratch as a previous channel leaves it: every padding entry must be written.
+      std::vector<int16_t> plane(static_cast<size_t>(kernels::QDepthwisePlaneElems(s)), 0x5A5A);
       std::vector<int32_t> row(static_cast<size_t>(kernels::QDepthwiseRowElems(s)));
       kernels::QDepthwiseChannel ch;
       ch.x = x.data();

@@ -9,7 +9,8 @@
 // channels (no transpose), tiles of up to 6 output channels run over it, and each tile's rows go
 // straight to the output planes. On AVX2 only (the VNNI kernels keep the GEMM path). With `taps`
 // it computes a stride-1 2-D convolution the same way, the panel's rows being the taps' runs of
-// 16 consecutive bytes in zero-point-padded planes. With y_float it writes ConvIntegerToFloat's
+// 16 consecutive bytes in zero-point-padded planes (a stride-2 one is given to it as stride 1
+// over the planes split by row and column parity: ops/quant_ops.cc). With y_float it writes ConvIntegerToFloat's
 // floats instead: float(acc) * y_scale[m] (+ y_bias[m]) (clamped), acc the exact sums.
 #pragma once
 
