@@ -1078,7 +1078,10 @@ Status RunQDirectConv(KernelContext& ctx, const kernels::QDirectConvWeights& w, 
           for (int64_t y = 0; y < Hp; ++y) {
             uint8_t* even = dst + ((y % 2) * 2 * PH + y / 2) * PW;
             uint8_t* odd = even + PH * PW;
-            for (int64_t x = 0; x < Wp; ++x) (x % 2 ? odd : even)[x / 2] = src[y * Wp + x];
+            const uint8_t* row = src + y * Wp;
+            // Two loops of one stride each (one loop choosing by parity stayed scalar).
+            for (int64_t i = 0; i < (Wp + 1) / 2; ++i) even[i] = row[2 * i];
+            for (int64_t i = 0; i < Wp / 2; ++i) odd[i] = row[2 * i + 1];
           }
         }
       };
