@@ -104,34 +104,33 @@ TEST(QBinarySpan, EveryIsaEqualsTheDefinitionOnEveryBytePair) {
       for (QGemmIsa isa : {QGemmIsa::kRef, QGemmIsa::kAvx2, QGemmIsa::kAvx512Vnni, QGemmIsa::kAmx}) {
         if (!kernels::QGemmIsaSupported(isa)) continue;
         for (bool plan : {false, true}) {
-        const kernels::QBinaryParams given = p;
-        if (plan) {
-          kernels::PlanQBinary(&p, isa);
-          fast_forms += p.fast_form;
-        }
-        kernels::QBinarySpan(p, a.data(), 1, b.data(), 1, static_cast<int64_t>(a.size()), y.data(), isa);
-        for (size_t i = 0; i < y.size(); ++i) {
-          const int32_t want = Definition(p, value(p.a_signed, a[i]), value(p.b_signed, b[i]));
-          const int32_t got = p.y_signed ? static_cast<int8_t>(y[i]) : y[i];
-          ASSERT_EQ(got, want) << kernels::QGemmIsaName(isa) << " mask " << mask << " scales " << sc.a << "," << sc.b
-                               << "," << sc.y << " a " << int{a[i]} << " b " << int{b[i]};
-        }
-        // Each side broadcast: a = 0..255 against one b, one a against b = 0..255 (the first
-        // 256 elements of the pair table).
-        for (int side = 0; side < 2; ++side) {
-          const uint8_t one = 77;
-          if (side == 0) {
-            kernels::QBinarySpan(p, a.data(), 1, &one, 0, 256, y.data(), isa);
-          } else {
-            kernels::QBinarySpan(p, &one, 0, a.data(), 1, 256, y.data(), isa);
+          kernels::QBinaryParams q = p;
+          if (plan) {
+            kernels::PlanQBinary(&q, isa);
+            fast_forms += q.fast_form;
           }
-          for (int i = 0; i < 256; ++i) {
-            const int32_t qa = value(p.a_signed, side == 0 ? a[i] : one), qb = value(p.b_signed, side == 0 ? one : a[i]);
-            const int32_t got = p.y_signed ? static_cast<int8_t>(y[i]) : y[i];
-            ASSERT_EQ(got, Definition(p, qa, qb)) << kernels::QGemmIsaName(isa) << " broadcast side " << side;
+          kernels::QBinarySpan(q, a.data(), 1, b.data(), 1, static_cast<int64_t>(a.size()), y.data(), isa);
+          for (size_t i = 0; i < y.size(); ++i) {
+            const int32_t want = Definition(q, value(q.a_signed, a[i]), value(q.b_signed, b[i]));
+            const int32_t got = q.y_signed ? static_cast<int8_t>(y[i]) : y[i];
+            ASSERT_EQ(got, want) << kernels::QGemmIsaName(isa) << " mask " << mask << " scales " << sc.a << "," << sc.b
+                                 << "," << sc.y << " a " << int{a[i]} << " b " << int{b[i]};
           }
-        }
-        p = given;
+          // Each side broadcast: a = 0..255 against one b, one a against b = 0..255 (the first
+          // 256 elements of the pair table).
+          for (int side = 0; side < 2; ++side) {
+            const uint8_t one = 77;
+            if (side == 0) {
+              kernels::QBinarySpan(q, a.data(), 1, &one, 0, 256, y.data(), isa);
+            } else {
+              kernels::QBinarySpan(q, &one, 0, a.data(), 1, 256, y.data(), isa);
+            }
+            for (int i = 0; i < 256; ++i) {
+              const int32_t qa = value(q.a_signed, side == 0 ? a[i] : one), qb = value(q.b_signed, side == 0 ? one : a[i]);
+              const int32_t got = q.y_signed ? static_cast<int8_t>(y[i]) : y[i];
+              ASSERT_EQ(got, Definition(q, qa, qb)) << kernels::QGemmIsaName(isa) << " broadcast side " << side;
+            }
+          }
         }
       }
     }

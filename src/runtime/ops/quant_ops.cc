@@ -1089,18 +1089,18 @@ Status RunQDirectConv(KernelContext& ctx, const kernels::QDirectConvWeights& w, 
       xb = pb;
       in_plane = 4 * PH * PW;
       in_w = PW;
-      for (int64_t c = 0; c < g.C; ++c)
-        for (int64_t kh = 0; kh < shape.KH; ++kh)
-          for (int64_t kw = 0; kw < shape.KW; ++kw) {
-            const int64_t dy = kh * shape.dilation_h, dx = kw * shape.dilation_w;
-            taps.push_back(c * in_plane + ((dy % 2) * 2 + dx % 2) * PH * PW + (dy / 2) * PW + dx / 2);
-          }
-    } else {
-      for (int64_t c = 0; c < g.C; ++c)
-        for (int64_t kh = 0; kh < shape.KH; ++kh)
-          for (int64_t kw = 0; kw < shape.KW; ++kw)
-            taps.push_back(c * in_plane + kh * shape.dilation_h * in_w + kw * shape.dilation_w);
     }
+    // Tap (c, kh, kw): its row dy and column dx in the padded plane; at stride 2, their parity
+    // plane and the place in it.
+    const bool parity_planes = g.stride[0] == 2;
+    const int64_t phase_plane = in_plane / 4;
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t kh = 0; kh < shape.KH; ++kh)
+        for (int64_t kw = 0; kw < shape.KW; ++kw) {
+          const int64_t dy = kh * shape.dilation_h, dx = kw * shape.dilation_w;
+          taps.push_back(c * in_plane + (parity_planes ? ((dy % 2) * 2 + dx % 2) * phase_plane + (dy / 2) * in_w + dx / 2
+                                                       : dy * in_w + dx));
+        }
   }
   std::mutex mu;
   Status failed;
